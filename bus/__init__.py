@@ -1,0 +1,104 @@
+"""bus: typed CloudEvents on Kafka for automation (handlers) and orchestration (sagas).
+
+The public API; ``handlers/`` and ``sagas/`` import only from here.
+
+Example::
+
+    from bus import App, Context, Event
+
+    class EmployeeHired(Event, type="hr.employee.hired.v1", topic="hr.events",
+                        key="employee_id"):
+        employee_id: str
+
+    app = App("greeter")
+
+    @app.handler
+    async def greet(event: EmployeeHired, ctx: Context) -> None:
+        ctx.logger.info("welcome %s", event.employee_id)
+"""
+
+from bus.app import App, UnknownTypePolicy
+from bus.codec import decode, encode
+from bus.config import BusConfig
+from bus.context import Context
+from bus.envelope import Envelope, utc_now
+from bus.errors import (
+    BusError,
+    CommitFailedError,
+    ConfigError,
+    DecodeError,
+    DefinitionError,
+    HandlerResultError,
+    MessageTooLargeError,
+    PayloadInvalidError,
+    RecordError,
+    RegistryError,
+    TopicNotFoundError,
+    TransportClosedError,
+    TransportError,
+    UnknownTypeError,
+)
+from bus.ids import new_id
+from bus.message import Command, Event, Message
+from bus.partitioning import murmur2, partition_for_key
+from bus.publisher import Publisher, envelope_for, record_for
+from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
+from bus.registry import Registry, default_registry
+from bus.retries import RetryPolicy
+from bus.runner import Runner
+from bus.testing import TestBus
+from bus.transports.base import Consumer, RebalanceListener, TopicSpec, Transport
+from bus.transports.memory import MemoryBroker, MemoryTransport
+from bus.worker import Worker, WorkerSettings, WorkerStats
+
+__all__ = [
+    "App",
+    "BusConfig",
+    "BusError",
+    "Command",
+    "CommitFailedError",
+    "ConfigError",
+    "Consumer",
+    "Context",
+    "DecodeError",
+    "DefinitionError",
+    "Envelope",
+    "Event",
+    "HandlerResultError",
+    "MemoryBroker",
+    "MemoryTransport",
+    "Message",
+    "MessageTooLargeError",
+    "OutgoingRecord",
+    "PayloadInvalidError",
+    "Publisher",
+    "RebalanceListener",
+    "Record",
+    "RecordError",
+    "RecordMetadata",
+    "Registry",
+    "RegistryError",
+    "RetryPolicy",
+    "Runner",
+    "TestBus",
+    "TopicNotFoundError",
+    "TopicPartition",
+    "TopicSpec",
+    "Transport",
+    "TransportClosedError",
+    "TransportError",
+    "UnknownTypeError",
+    "UnknownTypePolicy",
+    "Worker",
+    "WorkerSettings",
+    "WorkerStats",
+    "decode",
+    "default_registry",
+    "encode",
+    "envelope_for",
+    "murmur2",
+    "new_id",
+    "partition_for_key",
+    "record_for",
+    "utc_now",
+]

@@ -1,0 +1,133 @@
+"""An App: one deployable unit of handlers, one consumer group.
+
+Handlers are registered with a decorator; the message type comes from the first
+parameter's annotation, what it emits from the return annotation. The App consumes the
+topics of the types it handles. Wiring problems are collected and raised together by
+:meth:`App.validate` (``bus run`` calls it before consuming anything).
+
+Example::
+
+    app = App("identity")
+
+    @app.handler
+    async def create_account(event: EmployeeHired, ctx: Context) -> AccountCreated:
+        return AccountCreated(employee_id=event.employee_id, login=event.name.lower())
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Literal, TypeVar, overload
+
+from bus.errors import DefinitionError
+from bus.registry import Registry, default_registry
+from bus.retries import RetryPolicy
+from bus.routing import HandlerFunc, Route, route_for
+from bus.transports.base import TopicSpec
+
+__all__ = ["App", "UnknownTypePolicy"]
+
+F = TypeVar("F", bound=HandlerFunc)
+UnknownTypePolicy = Literal["dead_letter", "skip"]
+_APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class App:
+    """Handlers deployed together; they share a consumer group named after the app.
+
+    A record whose type this app does not handle is skipped when the type is registered
+    (another app's business), and dead-lettered as ``unknown_type`` when no model knows
+    it, unless ``on_unknown_type="skip"``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        group: str | None = None,
+        source: str | None = None,
+        retry: RetryPolicy | None = None,
+        dead_letter_topic: str | None = None,
+        on_unknown_type: UnknownTypePolicy = "dead_letter",
+        topics: tuple[TopicSpec, ...] = (),
+        registry: Registry | None = None,
+    ) -> None:
+        #: The app's name: in logs, metrics and dead-letter headers.
+        self.name = name
+        #: Consumer group id (default: the name).
+        self.group = group or name
+        #: CloudEvents ``source`` of what the app emits (default ``bus://<name>``).
+        self.source = source or f"bus://{name}"
+        #: Policy for handlers that declare none.
+        self.retry = retry or RetryPolicy()
+        #: Where dead letters go (default ``<topic>.dlq`` of the record's topic).
+        self.dead_letter_topic = dead_letter_topic
+        self.on_unknown_type: UnknownTypePolicy = on_unknown_type
+        #: Topics the app declares (partitions, configs) for provisioning.
+        self.topic_specs = topics
+        self.registry = registry or default_registry
+        self._routes: dict[str, Route] = {}
+        self._problems: list[str] = []
+        if not _APP_NAME.match(name):
+            self._problems.append(f"app name {name!r} may only use letters, digits, '.', '_', '-'")
+        if on_unknown_type not in ("dead_letter", "skip"):
+            self._problems.append("on_unknown_type must be 'dead_letter' or 'skip'")
+
+    @overload
+    def handler(self, func: F) -> F: ...
+
+    @overload
+    def handler(
+        self, *, retry: RetryPolicy | None = None, name: str | None = None
+    ) -> Callable[[F], F]: ...
+
+    def handler(
+        self, func: F | None = None, *, retry: RetryPolicy | None = None, name: str | None = None
+    ) -> F | Callable[[F], F]:
+        """Register ``func`` as the handler of the message type of its first parameter."""
+
+        def register(f: F) -> F:
+            route, problems = route_for(f, retry=retry or self.retry, name=name)
+            self._problems.extend(problems)
+            if route is not None:
+                taken = self._routes.get(route.message_type.bus_type)
+                if taken is not None:
+                    self._problems.append(
+                        f"{route.message_type.bus_type} has two handlers in app {self.name!r} "
+                        f"({taken.name}, {route.name}); put one in another App to fan out"
+                    )
+                else:
+                    self._routes[route.message_type.bus_type] = route
+            return f
+
+        return register(func) if func is not None else register
+
+    @property
+    def routes(self) -> Mapping[str, Route]:
+        """Type name -> route."""
+        return self._routes
+
+    def route(self, type_name: str) -> Route | None:
+        return self._routes.get(type_name)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Topics consumed: those of the handled types (sorted)."""
+        return tuple(sorted({r.topic for r in self._routes.values()}))
+
+    def problems(self) -> list[str]:
+        """Every wiring problem found so far."""
+        problems = list(self._problems)
+        if not self._routes and not problems:
+            problems.append(f"app {self.name!r} has no handlers")
+        return problems
+
+    def validate(self) -> None:
+        """Raise :class:`DefinitionError` listing every problem, if there is any."""
+        problems = self.problems()
+        if problems:
+            raise DefinitionError(f"app {self.name!r}", problems)
+
+    def __repr__(self) -> str:
+        return f"App({self.name!r}, handlers={sorted(self._routes)})"

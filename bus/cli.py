@@ -1,0 +1,315 @@
+"""The ``bus`` command line: run apps, publish messages, export schemas.
+
+Every command validates its input fully before acting and exits 2 with a message naming
+what is wrong and how to fix it. See ``bus --help`` and ``bus COMMAND --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from bus.app import App
+from bus.codec import encode
+from bus.config import BusConfig
+from bus.errors import BusError, ConfigError
+from bus.ingest import Inbound, parse_message, parse_ndjson
+from bus.logs import configure_logging
+from bus.publisher import Publisher, record_for
+from bus.registry import default_registry
+from bus.runner import Runner, install_signal_handlers
+from bus.transports.base import Transport
+from bus.transports.memory import MemoryBroker, MemoryTransport
+
+__all__ = ["main"]
+
+_MEMORY_IS_LOCAL = (
+    "the memory transport lives inside one process, so publishing to it from another "
+    "process cannot reach any app. Use 'bus run APP --publish FILE' to feed apps running "
+    "on the embedded transport, the Publisher API inside the same process, or "
+    "'--transport kafka' against a broker"
+)
+_KAFKA_PENDING = (
+    "the kafka transport is not part of this version yet; run on '--transport memory' "
+    "(the embedded default)"
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bus`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "command"):
+        parser.print_help()
+        return 2
+    try:
+        config = BusConfig.from_env(
+            transport=getattr(args, "transport", None),
+            partitions=getattr(args, "partitions", None),
+            shutdown_deadline_s=getattr(args, "shutdown_deadline_s", None),
+            log_level=getattr(args, "log_level", None),
+            log_json=True if getattr(args, "log_json", False) else None,
+        )
+        configure_logging(level=config.log_level, json=config.log_json)
+        result: int = args.command(args, config)
+        return result
+    except BusError as exc:
+        print(f"bus: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bus",
+        description="Typed CloudEvents on Kafka: run handler apps, publish messages, export schemas.",
+        epilog="Settings also come from BUS_* environment variables (flags win); see README.",
+    )
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run one or more apps in this process",
+        description="Run apps until SIGTERM/SIGINT (graceful: finish in-flight, commit, exit 0).",
+    )
+    run.add_argument(
+        "targets",
+        nargs="+",
+        metavar="MODULE[:ATTR]",
+        help="an App or a list of Apps (default attribute: app, then apps)",
+    )
+    _transport_flags(run)
+    run.add_argument(
+        "--publish",
+        metavar="FILE",
+        type=Path,
+        help="NDJSON messages to publish once the apps run (embedded transport)",
+    )
+    run.add_argument(
+        "--exit-when-idle",
+        action="store_true",
+        help="stop once every app has handled and committed everything",
+    )
+    run.add_argument(
+        "--shutdown-deadline-s", type=float, help="longest graceful shutdown (default 10)"
+    )
+    run.set_defaults(command=_cmd_run)
+
+    pub = sub.add_parser(
+        "publish",
+        help="validate and publish messages",
+        description="Validate messages against their registered models, then publish them. "
+        "Nothing is sent if any message is invalid.",
+    )
+    pub.add_argument("type", nargs="?", help="message type name, e.g. hr.employee.hired.v1")
+    pub.add_argument("--data", help="the message data as JSON")
+    pub.add_argument("--file", type=Path, help='NDJSON file: {"type": ..., "data": {...}} per line')
+    pub.add_argument(
+        "--correlation-id", help="process id to continue (default: a new one per message)"
+    )
+    pub.add_argument(
+        "-m",
+        "--module",
+        action="append",
+        default=[],
+        help="module defining the message types (repeatable)",
+    )
+    pub.add_argument(
+        "--dry-run", action="store_true", help="print the records that would be sent; send nothing"
+    )
+    _transport_flags(pub)
+    pub.set_defaults(command=_cmd_publish)
+
+    schema = sub.add_parser("schema", help="message schemas")
+    schema_sub = schema.add_subparsers(metavar="ACTION")
+    export = schema_sub.add_parser(
+        "export",
+        help="write the JSON Schema of every registered message type",
+        description="Import the modules, then write one <type>.json per registered type.",
+    )
+    export.add_argument(
+        "-m",
+        "--module",
+        action="append",
+        default=[],
+        help="module defining message types or apps (repeatable)",
+    )
+    export.add_argument(
+        "--out", type=Path, help="directory to write into (default: one JSON document on stdout)"
+    )
+    export.set_defaults(command=_cmd_schema_export)
+    return parser
+
+
+def _transport_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--transport", choices=["memory", "kafka"], help="default: memory (BUS_TRANSPORT)"
+    )
+    parser.add_argument(
+        "--partitions", type=int, help="partitions per topic on the memory transport (default 3)"
+    )
+    parser.add_argument("--log-level", help="DEBUG shows every handled record (default INFO)")
+    parser.add_argument("--log-json", action="store_true", help="JSON log lines")
+
+
+# -- run --------------------------------------------------------------------------------
+def _cmd_run(args: argparse.Namespace, config: BusConfig) -> int:
+    apps = [app for target in args.targets for app in load_apps(target)]
+    transport = _transport(config)
+    inbound = _read_file(args.publish) if args.publish else []
+    runner = Runner(apps, transport, config.worker_settings())
+    return asyncio.run(
+        _run(
+            runner,
+            inbound,
+            exit_when_idle=args.exit_when_idle,
+            deadline_s=config.shutdown_deadline_s,
+        )
+    )
+
+
+async def _run(
+    runner: Runner, inbound: list[Inbound], *, exit_when_idle: bool, deadline_s: float
+) -> int:
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    task = asyncio.create_task(runner.run(stop))
+    started = asyncio.create_task(runner.started.wait())
+    await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        await task  # failed to start: raise its error
+        return 1
+    if inbound:
+        await _publish_all(Publisher(runner.transport, source="bus://cli"), inbound)
+    if exit_when_idle:
+        idle = asyncio.create_task(runner.wait_idle(timeout_s=float("inf")))
+        await asyncio.wait(
+            [idle, task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        idle.cancel()
+        stop.set()
+    await stop.wait()
+    try:
+        await asyncio.wait_for(task, deadline_s + 5)
+    except TimeoutError:
+        print("bus: error: shutdown did not finish within its deadline", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- publish ----------------------------------------------------------------------------
+def _cmd_publish(args: argparse.Namespace, config: BusConfig) -> int:
+    for module in args.module:
+        _import(module)
+    if bool(args.file) == bool(args.type):
+        raise ConfigError("give either TYPE --data JSON, or --file FILE")
+    if args.file:
+        inbound = _read_file(args.file)
+    else:
+        if args.data is None:
+            raise ConfigError("TYPE needs --data JSON (the message data)")
+        message = parse_message(args.type, args.data, default_registry)
+        inbound = [Inbound(message, args.correlation_id)]
+    if args.dry_run:
+        _print_records(inbound)
+        return 0
+    if config.transport == "memory":
+        raise ConfigError(_MEMORY_IS_LOCAL)
+    transport = _transport(config)
+
+    async def send() -> None:
+        async with Publisher(transport, source="bus://cli") as publisher:
+            await _publish_all(publisher, inbound)
+
+    asyncio.run(send())
+    print(f"published {len(inbound)} message(s)")
+    return 0
+
+
+async def _publish_all(publisher: Publisher, inbound: list[Inbound]) -> None:
+    for item in inbound:
+        await publisher.publish(
+            item.message, correlationid=item.correlationid, subject=item.subject
+        )
+
+
+def _print_records(inbound: list[Inbound]) -> None:
+    publisher = Publisher(MemoryTransport(), source="bus://cli")
+    for item in inbound:
+        env = publisher.envelope(
+            item.message, correlationid=item.correlationid, subject=item.subject
+        )
+        record = record_for(item.message, env)
+        headers, _ = encode(env)
+        doc = {
+            "topic": record.topic,
+            "key": None if record.key is None else record.key.decode(),
+            "headers": {k: v.decode() for k, v in headers},
+            "value": orjson.loads(record.value or b"null"),
+        }
+        print(orjson.dumps(doc).decode())
+
+
+# -- schema -----------------------------------------------------------------------------
+def _cmd_schema_export(args: argparse.Namespace, config: BusConfig) -> int:
+    for module in args.module:
+        _import(module)
+    schemas = default_registry.json_schemas()
+    if not schemas:
+        raise ConfigError(
+            "no message types are registered; name the modules that define them with -m MODULE"
+        )
+    if args.out is None:
+        print(orjson.dumps(schemas, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, schema in schemas.items():
+        (args.out / f"{name}.json").write_bytes(
+            orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        )
+    print(f"wrote {len(schemas)} schema(s) to {args.out}")
+    return 0
+
+
+# -- helpers ----------------------------------------------------------------------------
+def load_apps(target: str) -> list[App]:
+    """The App(s) named by ``module[:attr]`` (default attribute ``app``, then ``apps``)."""
+    module_name, _, attr = target.partition(":")
+    module = _import(module_name)
+    names = [attr] if attr else ["app", "apps"]
+    for name in names:
+        value = getattr(module, name, None)
+        if isinstance(value, App):
+            return [value]
+        if isinstance(value, list | tuple) and value and all(isinstance(v, App) for v in value):
+            return list(value)
+    raise ConfigError(f"{target!r} names no App or list of Apps (looked for: {', '.join(names)})")
+
+
+def _import(module: str) -> object:
+    module = module.partition(":")[0]
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # modules of the current directory, as 'python -m' does
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"cannot import {module!r}: {exc}") from exc
+
+
+def _read_file(path: Path) -> list[Inbound]:
+    try:
+        with path.open("rb") as fh:
+            return parse_ndjson(fh, default_registry)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _transport(config: BusConfig) -> Transport:
+    if config.transport == "kafka":
+        raise ConfigError(_KAFKA_PENDING)
+    return MemoryTransport(MemoryBroker(default_partitions=config.partitions))

@@ -1,0 +1,83 @@
+"""What a handler gets besides its message: the envelope, a logger, and ``publish``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from bus.envelope import Envelope
+from bus.message import Message
+from bus.record import Record
+
+__all__ = ["Context", "MessageLogger"]
+
+
+class MessageLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose every line carries the message id, correlation id, type and app."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = dict(self.extra or {})
+        extra.update(kwargs.get("extra") or {})
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+class Context:
+    """The handled message's surroundings.
+
+    ``publish`` does not send at once: what a handler publishes is sent, with what it
+    returns, after it returns successfully, so a failed try (retried or dead-lettered)
+    emits nothing. Emitted messages keep the handled message's correlation id and get
+    its id as their causation id.
+
+    Example::
+
+        @app.handler
+        async def create_account(event: EmployeeHired, ctx: Context) -> None:
+            ctx.logger.info("creating account for %s", event.employee_id)
+            ctx.publish(AccountCreated(employee_id=event.employee_id, login="ada"))
+    """
+
+    __slots__ = ("_logger", "_outbox", "app", "envelope", "handler", "record")
+
+    def __init__(self, envelope: Envelope, record: Record, *, app: str, handler: str) -> None:
+        self.envelope = envelope
+        self.record = record
+        self.app = app
+        self.handler = handler
+        self._outbox: list[Message] = []
+        self._logger: MessageLogger | None = None
+
+    @property
+    def correlation_id(self) -> str:
+        """The business process this message belongs to."""
+        return self.envelope.correlationid or self.envelope.id
+
+    @property
+    def logger(self) -> MessageLogger:
+        """A logger named after the app that tags each line with this message's ids."""
+        if self._logger is None:
+            self._logger = MessageLogger(
+                logging.getLogger(f"bus.app.{self.app}"), self.log_fields()
+            )
+        return self._logger
+
+    def log_fields(self) -> Mapping[str, object]:
+        env = self.envelope
+        return {
+            "app": self.app,
+            "handler": self.handler,
+            "message_id": env.id,
+            "message_type": env.type,
+            "correlation_id": env.correlationid or env.id,
+        }
+
+    def publish(self, message: Message) -> None:
+        """Emit ``message`` when the handler returns (see the class docstring)."""
+        self._outbox.append(message)
+
+    def take_outbox(self) -> list[Message]:
+        """The messages published so far, emptying the outbox (used by the runtime)."""
+        out, self._outbox = self._outbox, []
+        return out

@@ -1,0 +1,63 @@
+"""The CloudEvents 1.0 envelope every message travels in.
+
+Attributes follow the spec (https://github.com/cloudevents/spec, v1.0.2) plus three
+extensions bus relies on: ``correlationid`` (the business process: one onboarding, one
+saga), ``causationid`` (the id of the message that caused this one) and ``traceparent``
+(W3C trace context). ``data`` is the encoded payload: bytes, as on the wire, so a
+record can be re-published or dead-lettered byte for byte.
+
+Example::
+
+    env = Envelope(id=new_id(), source="bus://hr", type="hr.employee.hired.v1",
+                   time=utc_now(), data=b'{"employee_id":"e-1"}', correlationid="c-1")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+__all__ = ["SPEC_VERSION", "Envelope", "utc_now"]
+
+SPEC_VERSION = "1.0"
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+def utc_now() -> datetime:
+    """The wall clock as an aware UTC datetime (the default for ``Envelope.time``)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One CloudEvent: context attributes plus the encoded data."""
+
+    #: Unique per ``source`` (bus makes UUIDv7: time-sortable).
+    id: str
+    #: URI-reference of the producer, e.g. ``bus://identity``.
+    source: str
+    #: Versioned type name, e.g. ``identity.account.created.v1``.
+    type: str
+    #: Encoded payload bytes (JSON unless ``datacontenttype`` says otherwise).
+    data: bytes = b""
+    #: When the occurrence happened (aware datetime; serialized RFC 3339).
+    time: datetime | None = None
+    #: The entity inside ``source`` this event is about, if any.
+    subject: str | None = None
+    #: Media type of ``data``.
+    datacontenttype: str | None = "application/json"
+    #: URI of the schema ``data`` adheres to, if any.
+    dataschema: str | None = None
+    #: Extension: the business process this message belongs to.
+    correlationid: str | None = None
+    #: Extension: the ``id`` of the message that caused this one.
+    causationid: str | None = None
+    #: Extension: W3C ``traceparent`` of the trace this message is part of.
+    traceparent: str | None = None
+    #: Any other extension attributes, as strings.
+    extensions: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    #: CloudEvents spec version.
+    specversion: str = SPEC_VERSION

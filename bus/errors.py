@@ -1,0 +1,135 @@
+"""The one exception tree of bus.
+
+Every error the library raises derives from :class:`BusError`. Foreign errors (aiokafka,
+pydantic, sqlite) are translated once, where they enter, with ``raise ... from exc``.
+``retryable`` on the class tells the runtime whether trying again can help::
+
+    BusError
+    ├── ConfigError              bad settings or wiring; fix the code or environment
+    │   ├── DefinitionError      an App or saga definition is invalid (lists every problem)
+    │   └── HandlerResultError   a handler returned something that is not a message
+    ├── RegistryError            a message type name is registered twice
+    ├── RecordError              a consumed record cannot become a typed message
+    │   ├── DecodeError          not a CloudEvent (headers/value unreadable)
+    │   ├── UnknownTypeError     a CloudEvent whose type no model is registered for
+    │   └── PayloadInvalidError  data does not validate against the model
+    ├── TransportError           the transport failed (retryable)
+    │   ├── TopicNotFoundError   the topic does not exist and is not auto-created
+    │   ├── CommitFailedError    the partition was revoked: another member owns it now
+    │   └── MessageTooLargeError the record is above the configured size limit (permanent)
+    └── TransportClosedError     the transport or consumer was used after stop()
+
+Example::
+
+    try:
+        await publisher.publish(event)
+    except TransportError as exc:
+        if not exc.retryable:
+            raise
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BusError",
+    "CommitFailedError",
+    "ConfigError",
+    "DecodeError",
+    "DefinitionError",
+    "HandlerResultError",
+    "MessageTooLargeError",
+    "PayloadInvalidError",
+    "RecordError",
+    "RegistryError",
+    "TopicNotFoundError",
+    "TransportClosedError",
+    "TransportError",
+    "UnknownTypeError",
+]
+
+
+class BusError(Exception):
+    """Base of every error raised by bus."""
+
+    retryable: bool = False
+
+
+class ConfigError(BusError):
+    """Settings or wiring are wrong; the message names the setting and the fix."""
+
+
+class DefinitionError(ConfigError):
+    """A definition has problems; ``problems`` lists every one of them."""
+
+    def __init__(self, subject: str, problems: list[str]) -> None:
+        self.subject = subject
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{subject} is invalid ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class HandlerResultError(ConfigError):
+    """A handler returned something other than a message, a list of messages, or None."""
+
+
+class RegistryError(BusError):
+    """Two different message classes claim the same type name."""
+
+
+class RecordError(BusError):
+    """A consumed record cannot be turned into a typed message.
+
+    ``reason`` is a short stable code (it becomes the ``bus_error_reason`` dead-letter
+    header); the message explains it for people.
+    """
+
+    reason: str = "record"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class DecodeError(RecordError):
+    """The record is not a readable CloudEvent."""
+
+    reason = "decode"
+
+
+class UnknownTypeError(RecordError):
+    """The CloudEvent's type has no registered model."""
+
+    reason = "unknown_type"
+
+
+class PayloadInvalidError(RecordError):
+    """The CloudEvent's data does not validate against the registered model."""
+
+    reason = "invalid"
+
+
+class TransportError(BusError):
+    """The transport failed; usually worth retrying."""
+
+    retryable = True
+
+
+class TopicNotFoundError(TransportError):
+    """The topic does not exist and the transport does not create topics on use."""
+
+    retryable = False
+
+
+class CommitFailedError(TransportError):
+    """A commit named a partition this consumer no longer owns (it was rebalanced away)."""
+
+    retryable = False
+
+
+class MessageTooLargeError(TransportError):
+    """The record is larger than the transport's configured limit."""
+
+    retryable = False
+
+
+class TransportClosedError(BusError):
+    """The transport or consumer was used after it was stopped."""

@@ -1,0 +1,34 @@
+"""Time-sortable unique ids (UUIDv7, RFC 9562) for CloudEvents ``id``.
+
+Ids sort by creation time to the millisecond, so logs, dead letters and traces list in
+order without a separate timestamp column.
+
+Example::
+
+    >>> len(new_id())
+    36
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+__all__ = ["new_id", "uuid7_from"]
+
+
+def uuid7_from(unix_ms: int, random_bits: bytes) -> str:
+    """Build a UUIDv7 string from a millisecond timestamp and 10 random bytes (pure)."""
+    rand = int.from_bytes(random_bits[:10], "big")
+    rand_a = (rand >> 68) & 0xFFF
+    rand_b = rand & ((1 << 62) - 1)
+    value = (
+        ((unix_ms & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+    )
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def new_id() -> str:
+    """A new UUIDv7 from the wall clock and the OS random source."""
+    return uuid7_from(time.time_ns() // 1_000_000, os.urandom(10))

@@ -1,0 +1,129 @@
+"""Which offset may be committed: the contiguous prefix of fully acknowledged records.
+
+A record is *settled* when its handler finished and every record it emitted (or its
+dead letter) was acknowledged by the transport. The committable offset of a partition
+is one past the last record of the unbroken run of settled records from the start, so
+a crash never skips a record whose output was not durable. Pure: acks are any objects
+with ``done()`` and ``exception()`` (asyncio futures in practice).
+
+Example::
+
+    tracker = OffsetTracker()
+    tracker.add(TopicPartition("t", 0), 7, [ack])
+    tracker.settled()   # {TopicPartition("t", 0): 8} once ack is done
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bus.record import OutgoingRecord, TopicPartition
+
+__all__ = ["Ack", "OffsetTracker", "Pending", "Unacked"]
+
+
+class Ack(Protocol):
+    def done(self) -> bool: ...
+
+    def exception(self) -> BaseException | None: ...
+
+
+@dataclass(slots=True)
+class Pending:
+    """A handled record whose outputs may still be in flight."""
+
+    offset: int
+    outputs: list[OutgoingRecord] = field(default_factory=list)
+    acks: list[Ack] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Unacked:
+    """An output whose send failed: it must be sent again before its record can settle."""
+
+    tp: TopicPartition
+    offset: int
+    index: int
+    record: OutgoingRecord
+    error: BaseException
+
+
+class OffsetTracker:
+    """Per partition, the handled records in offset order and their acknowledgements."""
+
+    def __init__(self) -> None:
+        self._pending: dict[TopicPartition, deque[Pending]] = {}
+        self._settled: dict[TopicPartition, int] = {}
+
+    def add(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        acks: Sequence[Ack] = (),
+        outputs: Sequence[OutgoingRecord] = (),
+    ) -> None:
+        """Record that ``offset`` was handled; ``acks`` pair with ``outputs`` by index."""
+        queue = self._pending.get(tp)
+        if not acks and not queue:
+            self._settled[tp] = offset + 1  # nothing in flight: settled at once
+            return
+        if queue is None:
+            queue = self._pending[tp] = deque()
+        queue.append(Pending(offset, list(outputs), list(acks)))
+
+    def settle(self) -> list[Unacked]:
+        """Advance every partition over its acknowledged prefix; return failed sends."""
+        failed: list[Unacked] = []
+        for tp, queue in self._pending.items():
+            while queue:
+                head = queue[0]
+                problems = _failures(tp, head)
+                if problems:
+                    failed.extend(problems)
+                    break
+                if not all(a.done() for a in head.acks):
+                    break
+                queue.popleft()
+                self._settled[tp] = head.offset + 1
+        return failed
+
+    def replace_ack(self, tp: TopicPartition, offset: int, index: int, ack: Ack) -> None:
+        """Swap in the ack of a re-sent output."""
+        for pending in self._pending.get(tp, ()):
+            if pending.offset == offset:
+                pending.acks[index] = ack
+                return
+
+    def settled(self) -> dict[TopicPartition, int]:
+        """Committable offsets (next to read) per partition, after :meth:`settle`."""
+        return dict(self._settled)
+
+    def in_flight(self, tp: TopicPartition | None = None) -> int:
+        """Handled records not settled yet (in ``tp``, or in all partitions)."""
+        if tp is not None:
+            return len(self._pending.get(tp, ()))
+        return sum(len(q) for q in self._pending.values())
+
+    def forget(self, tp: TopicPartition) -> None:
+        """Drop ``tp`` (revoked): its unsettled records will be redelivered elsewhere."""
+        self._pending.pop(tp, None)
+        self._settled.pop(tp, None)
+
+    def committed(self, offsets: dict[TopicPartition, int]) -> None:
+        """Forget settled offsets that were committed (so they are not committed again)."""
+        for tp, offset in offsets.items():
+            if self._settled.get(tp) == offset:
+                del self._settled[tp]
+
+
+def _failures(tp: TopicPartition, pending: Pending) -> list[Unacked]:
+    out = []
+    for i, ack in enumerate(pending.acks):
+        if ack.done():
+            error = ack.exception()
+            if error is not None:
+                out.append(Unacked(tp, pending.offset, i, pending.outputs[i], error))
+    return out

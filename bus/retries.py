@@ -1,0 +1,124 @@
+"""How often a failing handler is tried again, and how long to wait between tries.
+
+The decision is pure (:meth:`RetryPolicy.should_retry`, :meth:`RetryPolicy.delay_s`);
+:func:`call_with_retries` is the thin async shell, on tenacity. A handler's first try is
+a plain call: the retry machinery costs nothing until something fails.
+
+Example::
+
+    policy = RetryPolicy(max_attempts=5, initial_delay_s=0.2, permanent=(ValueError,))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from bus.errors import BusError, ConfigError
+
+__all__ = ["RetriesExhaustedError", "RetryPolicy", "call_with_retries"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded in-process retries with exponential backoff and jitter."""
+
+    #: Tries in all, the first included (1 = no retry).
+    max_attempts: int = 3
+    #: Wait before the second try, in seconds.
+    initial_delay_s: float = 0.05
+    #: Each wait is the previous one times this.
+    multiplier: float = 2.0
+    #: No wait is longer than this, in seconds.
+    max_delay_s: float = 2.0
+    #: Up to this many seconds of random extra wait, so retries do not stampede.
+    jitter_s: float = 0.05
+    #: Exception types that are never retried (a bus error with ``retryable=False`` neither).
+    permanent: tuple[type[BaseException], ...] = ()
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_attempts < 1:
+            problems.append("max_attempts must be at least 1")
+        if self.initial_delay_s < 0 or self.max_delay_s < 0 or self.jitter_s < 0:
+            problems.append("delays must not be negative")
+        if self.multiplier < 1:
+            problems.append("multiplier must be at least 1")
+        if problems:
+            raise ConfigError("RetryPolicy: " + "; ".join(problems))
+
+    def is_permanent(self, error: BaseException) -> bool:
+        """True when trying again cannot help."""
+        if isinstance(error, self.permanent):
+            return True
+        return isinstance(error, BusError) and not error.retryable
+
+    def should_retry(self, error: BaseException, attempt: int) -> bool:
+        """Whether to try again after try number ``attempt`` (1-based) failed with ``error``."""
+        return attempt < self.max_attempts and not self.is_permanent(error)
+
+    def delay_s(self, attempt: int, random_fraction: float) -> float:
+        """Seconds to wait after try ``attempt`` failed; ``random_fraction`` in [0, 1)."""
+        base = self.initial_delay_s * self.multiplier ** (attempt - 1)
+        return min(base, self.max_delay_s) + self.jitter_s * random_fraction
+
+
+class RetriesExhaustedError(Exception):
+    """The handler failed on its last try; ``__cause__`` is its error."""
+
+    def __init__(self, error: BaseException, attempts: int) -> None:
+        super().__init__(f"{type(error).__name__}: {error} (after {attempts} attempt(s))")
+        self.error = error
+        self.attempts = attempts
+
+
+async def call_with_retries(
+    policy: RetryPolicy,
+    call: Callable[[], Awaitable[T]],
+    *,
+    on_failure: Callable[[int, BaseException], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> tuple[T, int]:
+    """``(result, attempts)`` of ``call`` under ``policy``; :class:`RetriesExhaustedError` at the end.
+
+    ``on_failure(attempt, error)`` hears every failed try that will be retried.
+    """
+    try:
+        return await call(), 1
+    except Exception as first:
+        if not policy.should_retry(first, 1):
+            raise RetriesExhaustedError(first, 1) from first
+        if on_failure is not None:
+            on_failure(1, first)
+
+    def notify(state: RetryCallState) -> None:
+        if on_failure is not None and state.outcome is not None:
+            error = state.outcome.exception()
+            if error is not None:
+                on_failure(state.attempt_number + 1, error)
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.max_attempts - 1),
+        wait=lambda state: policy.delay_s(state.attempt_number + 1, random.random()),
+        retry=retry_if_exception(lambda e: not policy.is_permanent(e)),
+        before_sleep=notify,
+        sleep=sleep,
+        reraise=True,
+    )
+    attempts = 1
+    await sleep(policy.delay_s(1, random.random()))
+    try:
+        async for attempt in retrying:
+            with attempt:
+                attempts += 1
+                return await call(), attempts
+    except Exception as last:
+        raise RetriesExhaustedError(last, attempts) from last
+    raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover

@@ -1,0 +1,94 @@
+"""Run several apps in one process on one transport, and know when they are idle.
+
+``bus run`` and the test kit both use :class:`Runner`. Every worker is a task of one
+task group; ``stop`` ends them all, each shutting down gracefully.
+
+Example::
+
+    runner = Runner([identity.app, licensing.app], transport)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    await runner.run(stop)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Sequence
+
+from bus.app import App
+from bus.errors import DefinitionError
+from bus.transports.base import Transport
+from bus.transports.memory import MemoryTransport
+from bus.worker import Worker, WorkerSettings
+
+__all__ = ["Runner", "install_signal_handlers"]
+
+log = logging.getLogger("bus.runner")
+
+
+class Runner:
+    """Workers for ``apps`` on ``transport`` (the transport is started and stopped here)."""
+
+    def __init__(
+        self, apps: Sequence[App], transport: Transport, settings: WorkerSettings | None = None
+    ) -> None:
+        problems = [f"{app.name}: {p}" for app in apps for p in app.problems()]
+        names = [app.name for app in apps]
+        problems += [
+            f"app name {n!r} is used twice" for n in sorted(set(names)) if names.count(n) > 1
+        ]
+        if not apps:
+            problems.append("no apps to run")
+        if problems:
+            raise DefinitionError("the apps to run", problems)
+        self.apps = list(apps)
+        self.transport = transport
+        self.workers = [Worker(app, transport, settings) for app in apps]
+        self.started = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run every worker until ``stop`` is set; the transport lives as long as this call."""
+        await self.transport.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for worker in self.workers:
+                    tg.create_task(worker.run(stop), name=f"worker-{worker.app.name}")
+                self.started.set()
+        finally:
+            await self.transport.stop()
+
+    def idle(self) -> bool:
+        """Every worker idle and, on the memory transport, every group caught up exactly."""
+        if not all(w.running and w.idle() for w in self.workers):
+            return False
+        if isinstance(self.transport, MemoryTransport):
+            broker = self.transport.broker
+            return all(broker.group_lag(a.group, a.topics) == 0 for a in self.apps)
+        return True
+
+    async def wait_idle(self, *, timeout_s: float = 30.0, poll_s: float = 0.01) -> None:
+        """Return once :meth:`idle` holds twice in a row; TimeoutError after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        streak = 0
+        while streak < 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"apps still busy after {timeout_s}s")
+            await asyncio.sleep(poll_s)
+            streak = streak + 1 if self.idle() else 0
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stop`` (graceful shutdown); a second SIGINT is not special."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _request_stop, stop, sig)
+
+
+def _request_stop(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if not stop.is_set():
+        log.info("received %s: stopping (finishing in-flight records, committing)", sig.name)
+    stop.set()

@@ -1,0 +1,1 @@
+"""Transports: one protocol (``base``), two implementations (``memory``, ``kafka``)."""

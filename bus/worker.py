@@ -1,0 +1,424 @@
+"""The consume loop: records in, handlers called, outputs sent, offsets committed.
+
+One :class:`Worker` runs one :class:`~bus.app.App` as one member of its consumer group::
+
+    fetch loop --records--> lane per partition (in order; up to max_concurrency at once)
+      lane: decode -> route -> validate -> handler (retries) -> encode outputs -> send
+            (a bad record or a handler out of tries -> dead-letter record -> send)
+      OffsetTracker <- (offset, acks of what was sent)
+    commit loop: settle acknowledged prefix -> consumer.commit (also on revoke and stop)
+
+At-least-once: an offset is committed only once its handler finished and everything it
+emitted (or its dead letter) was acknowledged. A failed send is sent again (same record,
+same id: downstream deduplication recognises it) before its offset can be committed.
+
+Shutdown (``stop`` set): stop fetching, finish the record each lane is on, drop records
+buffered but not started (they are redelivered from the committed offset), wait for the
+acks, commit, leave the group; everything within ``shutdown_deadline_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bus.app import App
+from bus.codec import decode
+from bus.context import Context
+from bus.dead_letters import dead_letter, dead_letter_topic
+from bus.envelope import Envelope, utc_now
+from bus.errors import (
+    BusError,
+    CommitFailedError,
+    HandlerResultError,
+    RecordError,
+    UnknownTypeError,
+)
+from bus.ids import new_id
+from bus.message import Message
+from bus.offsets import OffsetTracker
+from bus.publisher import caused_by, record_for
+from bus.record import Record, TopicPartition
+from bus.retries import RetriesExhaustedError, call_with_retries
+from bus.routing import Route
+from bus.transports.base import Consumer, Transport
+from bus.types import OffsetReset
+
+__all__ = ["Worker", "WorkerSettings", "WorkerStats"]
+
+log = logging.getLogger("bus.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """How a worker consumes. Every field has a production-sane default."""
+
+    #: Partitions handled at the same time (records within a partition stay in order).
+    max_concurrency: int = 16
+    #: Records asked for per fetch.
+    fetch_max_records: int = 500
+    #: Longest wait of one fetch for new records, in seconds (also how often stop is seen).
+    fetch_timeout_s: float = 0.1
+    #: A partition is paused when this many records wait in its lane (bounded memory).
+    max_buffered_per_partition: int = 2000
+    #: How often settled offsets are committed, in seconds.
+    commit_interval_s: float = 0.5
+    #: Longest graceful shutdown, in seconds; then in-flight work is abandoned (redelivered).
+    shutdown_deadline_s: float = 10.0
+    #: Where a group with no committed offset starts.
+    offset_reset: OffsetReset = "earliest"
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """Counters since start: ``handled + dead_lettered + skipped`` = records finished."""
+
+    handled: int = 0
+    emitted: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    retries: int = 0
+    commits: int = 0
+    resent: int = 0
+
+
+class _Lane:
+    __slots__ = ("buffer", "closing", "paused", "task", "tp", "wake")
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
+        self.buffer: deque[Record] = deque()
+        self.wake = asyncio.Event()
+        self.closing = False
+        self.paused = False
+        self.task: asyncio.Task[None] | None = None
+
+
+class Worker:
+    """Runs ``app`` on ``transport`` until ``stop`` is set (see the module docstring).
+
+    Example::
+
+        stop = asyncio.Event()
+        await Worker(app, transport).run(stop)   # returns after stop.set()
+    """
+
+    def __init__(
+        self,
+        app: App,
+        transport: Transport,
+        settings: WorkerSettings | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        ids: Callable[[], str] = new_id,
+    ) -> None:
+        self.app = app
+        self.transport = transport
+        self.settings = settings or WorkerSettings()
+        self.stats = WorkerStats()
+        self._clock = clock
+        self._ids = ids
+        self._tracker = OffsetTracker()
+        self._lanes: dict[TopicPartition, _Lane] = {}
+        self._slots = asyncio.Semaphore(self.settings.max_concurrency)
+        self._consumer: Consumer | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._last_fetch_empty = False
+        self.running = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, then shut down gracefully."""
+        self.app.validate()
+        consumer = self.transport.consumer(
+            self.app.topics,
+            group=self.app.group,
+            offset_reset=self.settings.offset_reset,
+            listener=self,
+        )
+        self._consumer = consumer
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            await consumer.start()
+            self.running = True
+            log.info(
+                "app %s consuming %s as group %s",
+                self.app.name,
+                ", ".join(self.app.topics),
+                self.app.group,
+            )
+            committer = tg.create_task(self._commit_loop(), name=f"{self.app.name}-commit")
+            try:
+                await self._fetch_loop(stop)
+            finally:
+                committer.cancel()
+                await self._shutdown(consumer)
+        self.running = False
+
+    async def _shutdown(self, consumer: Consumer) -> None:
+        deadline = time.monotonic() + self.settings.shutdown_deadline_s
+        lanes = list(self._lanes.values())
+        await self._close_lanes(lanes, deadline)
+        await self._await_acks(None, deadline)
+        with contextlib.suppress(CommitFailedError):
+            await self._commit()
+        abandoned = self._tracker.in_flight()
+        if abandoned:
+            log.warning(
+                "app %s: shutdown deadline passed with %d record(s) unacknowledged; "
+                "they will be redelivered",
+                self.app.name,
+                abandoned,
+            )
+        self._lanes.clear()
+        await consumer.stop()
+        log.info(
+            "app %s stopped (handled=%d dead_lettered=%d)",
+            self.app.name,
+            self.stats.handled,
+            self.stats.dead_lettered,
+        )
+
+    # -- fetching -------------------------------------------------------------------------
+    async def _fetch_loop(self, stop: asyncio.Event) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        s = self.settings
+        while not stop.is_set():
+            batches = await consumer.fetch(
+                max_records=s.fetch_max_records, timeout_s=s.fetch_timeout_s
+            )
+            self._last_fetch_empty = not batches
+            for tp, records in batches.items():
+                lane = self._lanes.get(tp)
+                if lane is None or lane.closing:
+                    continue  # revoked meanwhile: the new owner reads them from the commit
+                lane.buffer.extend(records)
+                lane.wake.set()
+                if len(lane.buffer) >= s.max_buffered_per_partition and not lane.paused:
+                    lane.paused = True
+                    consumer.pause([tp])
+
+    def idle(self) -> bool:
+        """Nothing buffered, nothing unacknowledged, and the last fetch found nothing."""
+        return (
+            self._last_fetch_empty
+            and not any(lane.buffer for lane in self._lanes.values())
+            and self._tracker.in_flight() == 0
+        )
+
+    # -- rebalance listener ---------------------------------------------------------------
+    async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+        assert self._tg is not None
+        for tp in assigned:
+            lane = _Lane(tp)
+            lane.task = self._tg.create_task(
+                self._lane_loop(lane), name=f"{self.app.name}-{tp.topic}-{tp.partition}"
+            )
+            self._lanes[tp] = lane
+        log.debug("app %s assigned %s", self.app.name, sorted(assigned))
+
+    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        deadline = time.monotonic() + self.settings.shutdown_deadline_s
+        lanes = [self._lanes.pop(tp) for tp in revoked if tp in self._lanes]
+        await self._close_lanes(lanes, deadline)
+        for tp in revoked:
+            await self._await_acks(tp, deadline)
+        try:
+            await self._commit(only=revoked)
+        except CommitFailedError as exc:
+            log.warning("app %s: commit on revoke failed: %s", self.app.name, exc)
+        for tp in revoked:
+            self._tracker.forget(tp)
+        log.debug("app %s revoked %s", self.app.name, sorted(revoked))
+
+    async def _close_lanes(self, lanes: list[_Lane], deadline: float) -> None:
+        tasks = []
+        for lane in lanes:
+            lane.closing = True
+            lane.buffer.clear()
+            lane.wake.set()
+            if lane.task is not None:
+                tasks.append(lane.task)
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+        for task in late:
+            task.cancel()
+
+    # -- per-partition lanes --------------------------------------------------------------
+    async def _lane_loop(self, lane: _Lane) -> None:
+        s = self.settings
+        while True:
+            while not lane.buffer:
+                if lane.closing:
+                    return
+                lane.wake.clear()
+                await lane.wake.wait()
+            async with self._slots:
+                done = 0
+                while lane.buffer and done < s.fetch_max_records:
+                    await self._process(lane.buffer.popleft())
+                    done += 1
+            if lane.paused and len(lane.buffer) < s.max_buffered_per_partition // 2:
+                lane.paused = False
+                if self._consumer is not None and not lane.closing:
+                    self._consumer.resume([lane.tp])
+            await asyncio.sleep(0)  # let other lanes and the fetch loop run
+
+    async def _process(self, record: Record) -> None:
+        """Handle one record to an explicit outcome: handled, skipped or dead-lettered."""
+        try:
+            env = decode(record.headers, record.value)
+            route = self.app.route(env.type)
+            if route is None:
+                if env.type in self.app.registry or self.app.on_unknown_type == "skip":
+                    self.stats.skipped += 1
+                    self._tracker.add(record.topic_partition, record.offset)
+                    return
+                raise UnknownTypeError(
+                    f"type {env.type!r} has no registered model and no handler in app "
+                    f"{self.app.name!r} (handled: {', '.join(sorted(self.app.routes))})"
+                )
+            message = route.message_type.from_json(env.data)
+        except RecordError as exc:
+            await self._dead_letter(record, exc.reason, exc, handler=None, attempts=0)
+            return
+        await self._handle(record, env, route, message)
+
+    async def _handle(self, record: Record, env: Envelope, route: Route, message: Message) -> None:
+        ctx = Context(env, record, app=self.app.name, handler=route.name)
+
+        async def attempt() -> list[Message]:
+            ctx.take_outbox()  # a failed try's publishes are discarded
+            if route.wants_context:
+                result = await route.handler(message, ctx)
+            else:
+                result = await route.handler(message)
+            return [*ctx.take_outbox(), *_as_messages(result, route.name)]
+
+        def on_failure(attempt_no: int, error: BaseException) -> None:
+            self.stats.retries += 1
+            ctx.logger.warning("try %d of %s failed: %r; retrying", attempt_no, route.name, error)
+
+        try:
+            outputs, _ = await call_with_retries(route.retry, attempt, on_failure=on_failure)
+        except RetriesExhaustedError as failed:
+            ctx.logger.error(
+                "%s failed after %d attempt(s): %r", route.name, failed.attempts, failed.error
+            )
+            await self._dead_letter(
+                record, "handler_failed", failed.error, handler=route.name, attempts=failed.attempts
+            )
+            return
+        now = self._clock()
+        records = [
+            record_for(m, caused_by(m, env, source=self.app.source, id=self._ids(), time=now))
+            for m in outputs
+        ]
+        try:
+            acks = [await self.transport.send(r) for r in records]
+        except BusError as exc:
+            if exc.retryable:
+                raise
+            await self._dead_letter(record, "output_rejected", exc, handler=route.name, attempts=1)
+            return
+        self.stats.handled += 1
+        self.stats.emitted += len(records)
+        self._tracker.add(record.topic_partition, record.offset, acks, records)
+        if log.isEnabledFor(logging.DEBUG):
+            ctx.logger.debug(
+                "handled by %s, emitted %s", route.name, [m.bus_type for m in outputs] or "nothing"
+            )
+
+    async def _dead_letter(
+        self,
+        record: Record,
+        reason: str,
+        error: BaseException,
+        *,
+        handler: str | None,
+        attempts: int,
+    ) -> None:
+        out = dead_letter(
+            record,
+            topic=dead_letter_topic(record.topic, self.app.dead_letter_topic),
+            reason=reason,
+            error=error,
+            app=self.app.name,
+            handler=handler,
+            attempts=attempts,
+            now=self._clock(),
+        )
+        ack = await self.transport.send(out)
+        self.stats.dead_lettered += 1
+        self._tracker.add(record.topic_partition, record.offset, [ack], [out])
+        log.warning(
+            "app %s dead-lettered %s[%d]@%d to %s: %s: %s",
+            self.app.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            out.topic,
+            reason,
+            error,
+        )
+
+    # -- committing -----------------------------------------------------------------------
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.commit_interval_s)
+            try:
+                await self._commit()
+            except CommitFailedError as exc:
+                log.warning("app %s: commit failed (rebalance): %s", self.app.name, exc)
+
+    async def _commit(self, only: frozenset[TopicPartition] | None = None) -> None:
+        await self._resend_failed()
+        offsets = self._tracker.settled()
+        if only is not None:
+            offsets = {tp: o for tp, o in offsets.items() if tp in only}
+        if not offsets or self._consumer is None:
+            return
+        await self._consumer.commit(offsets)
+        self._tracker.committed(offsets)
+        self.stats.commits += 1
+
+    async def _resend_failed(self) -> None:
+        for unacked in self._tracker.settle():
+            log.warning(
+                "app %s: send to %s failed (%r); sending again",
+                self.app.name,
+                unacked.record.topic,
+                unacked.error,
+            )
+            ack = await self.transport.send(unacked.record)
+            self._tracker.replace_ack(unacked.tp, unacked.offset, unacked.index, ack)
+            self.stats.resent += 1
+
+    async def _await_acks(self, tp: TopicPartition | None, deadline: float) -> None:
+        while self._tracker.in_flight(tp) and time.monotonic() < deadline:
+            await self._resend_failed()
+            if self._tracker.in_flight(tp):
+                await asyncio.sleep(0.005)
+
+
+def _as_messages(result: object, handler: str) -> list[Message]:
+    if result is None:
+        return []
+    if isinstance(result, Message):
+        return [result]
+    if isinstance(result, list | tuple):
+        bad = [type(m).__name__ for m in result if not isinstance(m, Message)]
+        if not bad:
+            return list(result)
+    raise HandlerResultError(
+        f"handler {handler} returned {type(result).__name__}; return a Message, a list of "
+        "them, or None"
+    )

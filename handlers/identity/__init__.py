@@ -1,0 +1,1 @@
+"""Identity provider automation: creates a directory account for each new hire."""

@@ -1,0 +1,1 @@
+"""Notification automation: tells the manager their new report is set up."""
