@@ -154,12 +154,20 @@ class Worker:
                 self.app.group,
             )
             committer = tg.create_task(self._commit_loop(), name=f"{self.app.name}-commit")
+            watcher = tg.create_task(self._stop_lanes_on(stop), name=f"{self.app.name}-stop")
             try:
                 await self._fetch_loop(stop)
             finally:
                 committer.cancel()
+                watcher.cancel()
                 await self._shutdown(consumer)
         self.running = False
+
+    async def _stop_lanes_on(self, stop: asyncio.Event) -> None:
+        """At stop, lanes drop what they have not started at once (no wait for the fetch)."""
+        await stop.wait()
+        for lane in self._lanes.values():
+            _close(lane)
 
     async def _shutdown(self, consumer: Consumer) -> None:
         deadline = time.monotonic() + self.settings.shutdown_deadline_s
@@ -241,9 +249,7 @@ class Worker:
     async def _close_lanes(self, lanes: list[_Lane], deadline: float) -> None:
         tasks = []
         for lane in lanes:
-            lane.closing = True
-            lane.buffer.clear()
-            lane.wake.set()
+            _close(lane)
             if lane.task is not None:
                 tasks.append(lane.task)
         if not tasks:
@@ -407,6 +413,12 @@ class Worker:
             await self._resend_failed()
             if self._tracker.in_flight(tp):
                 await asyncio.sleep(0.005)
+
+
+def _close(lane: _Lane) -> None:
+    lane.closing = True
+    lane.buffer.clear()
+    lane.wake.set()
 
 
 def _as_messages(result: object, handler: str) -> list[Message]:

@@ -40,7 +40,9 @@ RESERVED = {
 
 # Any text that UTF-8 can encode (no lone surrogates).
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
-nonempty_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
+nonempty_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40
+)
 optional_text = st.none() | text
 
 fixed_offsets = st.one_of(
@@ -349,7 +351,7 @@ def test_structured_event_missing_required_attribute_names_it(field: str) -> Non
 
 
 def test_specversion_0_3_is_a_decode_error() -> None:
-    with pytest.raises(DecodeError, match="0.3"):
+    with pytest.raises(DecodeError, match=r"0\.3"):
         decode(binary_headers(ce_specversion=b"0.3"), b"")
 
 
@@ -358,7 +360,9 @@ def test_structured_specversion_0_3_is_a_decode_error() -> None:
         decode(*structured({**MINIMAL_EVENT, "specversion": "0.3"}))
 
 
-@pytest.mark.parametrize("bad", [b"yesterday", b"2024-13-01T00:00:00Z", b"2024-05-06T25:00:00Z", b""])
+@pytest.mark.parametrize(
+    "bad", [b"yesterday", b"2024-13-01T00:00:00Z", b"2024-05-06T25:00:00Z", b""]
+)
 def test_unparseable_time_is_a_decode_error(bad: bytes) -> None:
     with pytest.raises(DecodeError, match="ce_time"):
         decode(binary_headers(ce_time=bad), b"")

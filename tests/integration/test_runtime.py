@@ -1,0 +1,491 @@
+"""The handler runtime end to end on the memory transport: outcomes, offsets, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import date
+
+import pytest
+
+from bus import (
+    App,
+    Context,
+    Event,
+    MemoryBroker,
+    MemoryTransport,
+    OutgoingRecord,
+    Publisher,
+    RecordMetadata,
+    RetryPolicy,
+    TestBus,
+    TopicPartition,
+    TransportError,
+    Worker,
+    WorkerSettings,
+    decode,
+)
+from handlers.hr.contracts import EmployeeHired
+from handlers.identity.contracts import IdentityAccountCreated
+from handlers.identity.handler import build_app as identity_app
+from handlers.identity.system import Directory
+from handlers.licensing.contracts import LicenseAssigned
+from handlers.licensing.handler import build_app as licensing_app
+from handlers.licensing.system import LicenseManager
+from handlers.notifications.contracts import ManagerNotified
+from handlers.notifications.handler import build_app as notifications_app
+from handlers.notifications.system import Mailer
+
+NO_WAIT = RetryPolicy(max_attempts=3, initial_delay_s=0, jitter_s=0)
+
+
+class Ping(Event, type="it.runtime.ping.v1", topic="it.runtime.pings", key="key"):
+    key: str
+    n: int
+
+
+class Pong(Event, type="it.runtime.pong.v1", topic="it.runtime.pongs", key="key"):
+    key: str
+    n: int
+
+
+class Other(Event, type="it.runtime.other.v1", topic="it.runtime.pings", key="key"):
+    key: str
+
+
+def hire(i: int) -> EmployeeHired:
+    return EmployeeHired(
+        employee_id=f"e-{i}",
+        full_name=f"Person {i}",
+        department="engineering",
+        manager_email="boss@example.com",
+        start_date=date(2027, 1, 4),
+    )
+
+
+def chain() -> tuple[list[App], Directory, LicenseManager, Mailer]:
+    directory, licenses, mailer = Directory(), LicenseManager(), Mailer()
+    return (
+        [identity_app(directory), licensing_app(licenses), notifications_app(mailer)],
+        directory,
+        licenses,
+        mailer,
+    )
+
+
+async def test_a_hire_flows_through_three_handlers_keeping_its_correlation_id() -> None:
+    apps, directory, _, mailer = chain()
+    async with TestBus(*apps) as bus:
+        meta = await bus.publish(hire(1))
+        await bus.drain()
+        [first] = [e for e in bus.envelopes(EmployeeHired) if e.subject == "e-1"]
+        [account] = bus.envelopes(IdentityAccountCreated)
+        [license_] = bus.envelopes(LicenseAssigned)
+        [notified] = bus.envelopes(ManagerNotified)
+    assert meta.topic == "hr.events"
+    assert first.correlationid == first.id
+    for env in (account, license_, notified):
+        assert env.correlationid == first.id
+    assert (account.causationid, license_.causationid, notified.causationid) == (
+        first.id,
+        account.id,
+        license_.id,
+    )
+    assert account.source == "bus://identity"
+    assert directory.accounts == {"e-1": "person"}
+    assert mailer.sent == [("boss@example.com", "person@example.com is ready with office, chat, code-hosting")]
+
+
+async def test_a_handler_may_return_several_messages_none_or_publish_through_ctx() -> None:
+    app = App("it-multi", retry=NO_WAIT)
+
+    @app.handler
+    async def fan_out(ping: Ping, ctx: Context) -> list[Pong] | None:
+        if ping.n == 0:
+            return None
+        ctx.publish(Pong(key=ping.key, n=-ping.n))
+        return [Pong(key=ping.key, n=ping.n), Pong(key=ping.key, n=ping.n * 10)]
+
+    async with TestBus(app) as bus:
+        await bus.publish(Ping(key="a", n=0))
+        await bus.publish(Ping(key="a", n=2))
+        await bus.drain()
+        assert sorted(p.n for p in bus.messages(Pong)) == [-2, 2, 20]
+
+
+async def test_records_of_one_key_are_handled_in_order_and_each_exactly_once() -> None:
+    seen: list[tuple[str, int]] = []
+    app = App("it-order")
+
+    @app.handler
+    async def record(ping: Ping) -> None:
+        seen.append((ping.key, ping.n))
+        await asyncio.sleep(0)
+
+    async with TestBus(app, partitions=4) as bus:
+        await bus.publisher.publish_many(Ping(key=f"k{i % 13}", n=i) for i in range(1000))
+        await bus.drain()
+    assert Counter(seen).most_common(1)[0][1] == 1
+    assert len(seen) == 1000
+    for key in {k for k, _ in seen}:
+        ns = [n for k, n in seen if k == key]
+        assert ns == sorted(ns)
+
+
+async def test_no_more_partitions_than_max_concurrency_are_handled_at_once() -> None:
+    running = 0
+    peak = 0
+    app = App("it-bound")
+
+    @app.handler
+    async def slow(ping: Ping) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.002)
+        running -= 1
+
+    async with TestBus(app, partitions=6, settings=WorkerSettings(max_concurrency=2)) as bus:
+        await bus.publisher.publish_many(Ping(key=f"k{i}", n=i) for i in range(120))
+        await bus.drain()
+    assert peak == 2
+
+
+# -- nothing lost on bad input --------------------------------------------------------------
+def dlq_headers(record_headers: object) -> dict[str, str]:
+    return {k: v.decode() for k, v in record_headers if k.startswith("bus_dlq_")}  # type: ignore[attr-defined]
+
+
+async def _bad_input(raw: OutgoingRecord) -> tuple[TestBus, dict[str, str]]:
+    app = App("it-bad", retry=NO_WAIT)
+
+    @app.handler
+    async def handle(ping: Ping) -> Pong:
+        return Pong(key=ping.key, n=ping.n)
+
+    async with TestBus(app) as bus:
+        await bus.transport.publish(raw)
+        await bus.publish(Ping(key="after", n=1))  # the loop goes on after the bad record
+        await bus.drain()
+        [dead] = bus.dead_letters("it.runtime.pings")
+        assert dead.value == raw.value
+        assert dead.key == raw.key
+        assert list(dead.headers[: len(raw.headers)]) == list(raw.headers)
+        assert [p.key for p in bus.messages(Pong)] == ["after"]
+        assert bus.broker.group_lag("it-bad", ["it.runtime.pings"]) == 0
+        return bus, dlq_headers(dead.headers)
+
+
+async def test_a_record_that_is_not_a_cloudevent_is_dead_lettered_with_the_reason() -> None:
+    raw = OutgoingRecord("it.runtime.pings", key=b"x", value=b"\x00garbage", headers=[("foo", b"bar")])
+    _, headers = await _bad_input(raw)
+    assert headers["bus_dlq_reason"] == "decode"
+    assert "ce_id" in headers["bus_dlq_error_message"]
+    assert headers["bus_dlq_topic"] == "it.runtime.pings"
+    assert headers["bus_dlq_app"] == "it-bad"
+    assert {"bus_dlq_offset", "bus_dlq_partition", "bus_dlq_time", "bus_dlq_error_type"} <= set(headers)
+
+
+async def test_a_cloudevent_of_an_unknown_type_is_dead_lettered() -> None:
+    raw = OutgoingRecord(
+        "it.runtime.pings",
+        key=b"x",
+        value=b"{}",
+        headers=[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"nobody.knows.v1")],
+    )
+    _, headers = await _bad_input(raw)
+    assert headers["bus_dlq_reason"] == "unknown_type"
+    assert "nobody.knows.v1" in headers["bus_dlq_error_message"]
+
+
+async def test_a_payload_that_fails_validation_is_dead_lettered_naming_the_field() -> None:
+    raw = OutgoingRecord(
+        "it.runtime.pings",
+        key=b"x",
+        value=b'{"key": "x", "n": "not a number"}',
+        headers=[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"it.runtime.ping.v1")],
+    )
+    _, headers = await _bad_input(raw)
+    assert headers["bus_dlq_reason"] == "invalid"
+    assert "field 'n'" in headers["bus_dlq_error_message"]
+
+
+async def test_a_registered_type_the_app_does_not_handle_is_skipped_not_dead_lettered() -> None:
+    app = App("it-skip")
+
+    @app.handler
+    async def handle(ping: Ping) -> None:
+        return None
+
+    async with TestBus(app) as bus:
+        await bus.publish(Other(key="o"))
+        await bus.drain()
+        assert bus.dead_letters("it.runtime.pings") == []
+        assert bus.runner.workers[0].stats.skipped == 1
+
+
+async def test_a_structured_mode_cloudevent_is_handled() -> None:
+    got: list[int] = []
+    app = App("it-structured")
+
+    @app.handler
+    async def handle(ping: Ping) -> None:
+        got.append(ping.n)
+
+    value = b'{"specversion":"1.0","id":"x1","source":"ext","type":"it.runtime.ping.v1","data":{"key":"k","n":7}}'
+    async with TestBus(app) as bus:
+        await bus.transport.publish(
+            OutgoingRecord("it.runtime.pings", key=b"k", value=value, headers=[("content-type", b"application/cloudevents+json")])
+        )
+        await bus.drain()
+    assert got == [7]
+
+
+async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered_and_emits_nothing() -> None:
+    calls = 0
+    app = App("it-fail", retry=NO_WAIT)
+
+    @app.handler
+    async def broken(ping: Ping, ctx: Context) -> Pong:
+        nonlocal calls
+        calls += 1
+        ctx.publish(Pong(key="leak", n=0))
+        raise RuntimeError("downstream said no")
+
+    async with TestBus(app) as bus:
+        await bus.publish(Ping(key="k", n=1))
+        await bus.drain()
+        [dead] = bus.dead_letters("it.runtime.pings")
+        assert bus.messages(Pong) == []
+    headers = dlq_headers(dead.headers)
+    assert calls == 3
+    assert headers["bus_dlq_reason"] == "handler_failed"
+    assert headers["bus_dlq_attempts"] == "3"
+    assert headers["bus_dlq_handler"].endswith("broken")
+    assert headers["bus_dlq_error_type"] == "builtins.RuntimeError"
+    assert headers["bus_dlq_error_message"] == "downstream said no"
+    assert decode(dead.headers, dead.value).type == "it.runtime.ping.v1"
+
+
+async def test_a_transient_failure_is_retried_and_then_handled_once() -> None:
+    failures = 2
+    app = App("it-transient", retry=NO_WAIT)
+
+    @app.handler
+    async def flaky(ping: Ping) -> Pong:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("blip")
+        return Pong(key=ping.key, n=ping.n)
+
+    async with TestBus(app) as bus:
+        await bus.publish(Ping(key="k", n=5))
+        await bus.drain()
+        assert [p.n for p in bus.messages(Pong)] == [5]
+        assert bus.dead_letters("it.runtime.pings") == []
+        assert bus.runner.workers[0].stats.retries == 2
+
+
+async def test_a_permanent_error_is_dead_lettered_without_retries() -> None:
+    calls = 0
+    app = App("it-permanent", retry=RetryPolicy(max_attempts=5, permanent=(ValueError,)))
+
+    @app.handler
+    async def strict(ping: Ping) -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("bad business data")
+
+    async with TestBus(app) as bus:
+        await bus.publish(Ping(key="k", n=5))
+        await bus.drain()
+        [dead] = bus.dead_letters("it.runtime.pings")
+    assert calls == 1
+    assert dlq_headers(dead.headers)["bus_dlq_attempts"] == "1"
+
+
+async def test_a_handler_returning_a_non_message_is_dead_lettered_with_a_clear_error() -> None:
+    app = App("it-wrong-return", retry=NO_WAIT)
+
+    @app.handler
+    async def wrong(ping: Ping):  # type: ignore[no-untyped-def]
+        return {"not": "a message"}
+
+    async with TestBus(app) as bus:
+        await bus.publish(Ping(key="k", n=5))
+        await bus.drain()
+        [dead] = bus.dead_letters("it.runtime.pings")
+    assert "return a Message" in dlq_headers(dead.headers)["bus_dlq_error_message"]
+
+
+# -- offsets follow acknowledgements ------------------------------------------------------
+class HeldTransport(MemoryTransport):
+    """Appends at once but acknowledges sends to ``held_topic`` only when released."""
+
+    def __init__(self, broker: MemoryBroker, held_topic: str) -> None:
+        super().__init__(broker)
+        self.held_topic = held_topic
+        self.held: list[asyncio.Future[RecordMetadata]] = []
+        self.fail_first = False
+
+    async def send(self, record: OutgoingRecord) -> asyncio.Future[RecordMetadata]:
+        done = await super().send(record)
+        if record.topic != self.held_topic:
+            return done
+        held: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        if self.fail_first:
+            self.fail_first = False
+            held.set_exception(TransportError("broker went away"))
+        else:
+            self.held.append(held)
+            held.add_done_callback(lambda _: None)
+            self._result = done.result()
+        return held
+
+    def release(self) -> None:
+        for fut in self.held:
+            if not fut.done():
+                fut.set_result(self._result)
+
+
+def echo_app(name: str) -> App:
+    app = App(name)
+
+    @app.handler
+    async def echo(ping: Ping) -> Pong:
+        return Pong(key=ping.key, n=ping.n)
+
+    return app
+
+
+async def _committed(broker: MemoryBroker, group: str) -> int:
+    return sum(broker.group_committed(group).values())
+
+
+async def test_an_offset_is_committed_only_after_emitted_messages_are_acknowledged() -> None:
+    broker = MemoryBroker(default_partitions=1)
+    transport = HeldTransport(broker, "it.runtime.pongs")
+    await transport.start()
+    await Publisher(transport, source="t").publish_many(Ping(key="k", n=i) for i in range(5))
+    stop = asyncio.Event()
+    worker = Worker(echo_app("it-held"), transport, WorkerSettings(commit_interval_s=0.01))
+    task = asyncio.create_task(worker.run(stop))
+    for _ in range(200):
+        if worker.stats.handled == 5:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert worker.stats.handled == 5
+    assert await _committed(broker, "it-held") == 0
+    transport.release()
+    for _ in range(100):
+        if await _committed(broker, "it-held") == 5:
+            break
+        await asyncio.sleep(0.01)
+    assert broker.group_committed("it-held") == {TopicPartition("it.runtime.pings", 0): 5}
+    stop.set()
+    await task
+
+
+async def test_an_output_whose_send_failed_is_sent_again_before_its_offset_is_committed() -> None:
+    broker = MemoryBroker(default_partitions=1)
+    transport = HeldTransport(broker, "it.runtime.pongs")
+    transport.fail_first = True
+    await transport.start()
+    await Publisher(transport, source="t").publish(Ping(key="k", n=1))
+    stop = asyncio.Event()
+    worker = Worker(echo_app("it-resend"), transport, WorkerSettings(commit_interval_s=0.01))
+    task = asyncio.create_task(worker.run(stop))
+    for _ in range(200):
+        if worker.stats.resent:
+            break
+        await asyncio.sleep(0.01)
+    assert worker.stats.resent == 1
+    assert await _committed(broker, "it-resend") == 0
+    transport.release()
+    for _ in range(100):
+        if await _committed(broker, "it-resend") == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert await _committed(broker, "it-resend") == 1
+    # the original and the re-sent copy carry the same CloudEvent id: deduplicable downstream
+    ids = {decode(r.headers, r.value).id for r in broker.records("it.runtime.pongs")}
+    assert len(ids) == 1
+    stop.set()
+    await task
+
+
+# -- shutdown and restart -------------------------------------------------------------------
+@pytest.mark.parametrize("stop_after", [1, 250, 1200])
+async def test_shutdown_mid_stream_then_restart_handles_every_record_exactly_once(stop_after: int) -> None:
+    broker = MemoryBroker(default_partitions=4)
+    effects: list[int] = []
+
+    def build() -> App:
+        app = App("it-restart")
+
+        @app.handler
+        async def effect(ping: Ping) -> Pong:
+            effects.append(ping.n)
+            if ping.n % 50 == 0:
+                await asyncio.sleep(0.001)  # let the stop land mid-batch
+            return Pong(key=ping.key, n=ping.n)
+
+        return app
+
+    transport = MemoryTransport(broker)
+    await transport.start()
+    await Publisher(transport, source="t").publish_many(Ping(key=f"k{i % 37}", n=i) for i in range(2000))
+
+    stop = asyncio.Event()
+    first = Worker(build(), transport, WorkerSettings(commit_interval_s=0.01))
+    task = asyncio.create_task(first.run(stop))
+    while len(effects) < stop_after:
+        await asyncio.sleep(0)
+    stop.set()
+    await task
+    handled_first = len(effects)
+    assert handled_first < 2000, "the stop landed mid-stream"
+    assert sum(broker.group_committed("it-restart").values()) == handled_first
+
+    stop = asyncio.Event()
+    second = Worker(build(), transport, WorkerSettings(commit_interval_s=0.01))
+    task = asyncio.create_task(second.run(stop))
+    while broker.group_lag("it-restart", ["it.runtime.pings"]):
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    assert sorted(effects) == list(range(2000))
+    pongs = [decode(r.headers, r.value) for r in broker.records("it.runtime.pongs")]
+    assert len(pongs) == 2000
+
+
+async def test_two_workers_of_one_app_split_the_partitions_and_handle_everything_once() -> None:
+    broker = MemoryBroker(default_partitions=6)
+    effects: list[tuple[int, int]] = []
+
+    def build(worker_no: int) -> App:
+        app = App("it-pair")
+
+        @app.handler
+        async def effect(ping: Ping) -> None:
+            effects.append((worker_no, ping.n))
+            await asyncio.sleep(0)
+
+        return app
+
+    transports = [MemoryTransport(broker), MemoryTransport(broker)]
+    for t in transports:
+        await t.start()
+    stop = asyncio.Event()
+    settings = WorkerSettings(commit_interval_s=0.01)
+    tasks = [asyncio.create_task(Worker(build(i), t, settings).run(stop)) for i, t in enumerate(transports)]
+    await asyncio.sleep(0.05)
+    await Publisher(transports[0], source="t").publish_many(Ping(key=f"k{i}", n=i) for i in range(600))
+    while broker.group_lag("it-pair", ["it.runtime.pings"]):
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert sorted(n for _, n in effects) == list(range(600))
+    assert {w for w, _ in effects} == {0, 1}
