@@ -66,7 +66,7 @@ class App:
         self.on_unknown_type: UnknownTypePolicy = on_unknown_type
         #: Topics the app declares (partitions, configs) for provisioning.
         self.topic_specs = topics
-        self.registry = registry or default_registry
+        self.registry = registry if registry is not None else default_registry
         self._routes: dict[str, Route] = {}
         self._problems: list[str] = []
         if not _APP_NAME.match(name):

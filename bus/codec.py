@@ -97,7 +97,7 @@ def decode(headers: Headers, value: bytes | None) -> Envelope:
                 content_type = raw.decode()
     except UnicodeDecodeError as exc:
         raise DecodeError(f"header {name!r} is not UTF-8") from exc
-    if not attrs and content_type and content_type.startswith("application/cloudevents"):
+    if not attrs and content_type and content_type.lower().startswith("application/cloudevents"):
         return _decode_structured(content_type, value)
     return _from_attributes(attrs, content_type, value or b"")
 
@@ -133,7 +133,7 @@ def _from_attributes(attrs: dict[str, str], content_type: str | None, data: byte
 
 
 def _decode_structured(content_type: str, value: bytes | None) -> Envelope:
-    if not content_type.startswith(STRUCTURED_CONTENT_TYPE):
+    if not content_type.lower().startswith(STRUCTURED_CONTENT_TYPE):
         raise DecodeError(f"structured mode {content_type!r} is not supported (only JSON)")
     try:
         event = orjson.loads(value or b"")
@@ -142,18 +142,32 @@ def _decode_structured(content_type: str, value: bytes | None) -> Envelope:
     if not isinstance(event, dict):
         raise DecodeError("structured CloudEvent must be a JSON object")
     data_content_type = event.pop("datacontenttype", None)
-    data = _structured_data(event.pop("data", None), event.pop("data_base64", None))
-    attrs = {str(k): _attribute_text(k, v) for k, v in event.items()}
+    data = _structured_data(
+        event.pop("data", None), event.pop("data_base64", None), data_content_type
+    )
+    # JSON format 1.0.2 section 2.2: a null attribute is the same as an absent one
+    attrs = {str(k): _attribute_text(k, v) for k, v in event.items() if v is not None}
     return _from_attributes(attrs, data_content_type, data)
 
 
-def _structured_data(data: Any, data_base64: Any) -> bytes:
+def _structured_data(data: Any, data_base64: Any, content_type: Any) -> bytes:
     if data_base64 is not None:
         try:
             return base64.b64decode(str(data_base64), validate=True)
         except ValueError as exc:
             raise DecodeError("structured CloudEvent has invalid data_base64") from exc
-    return b"" if data is None else orjson.dumps(data)
+    if data is None:
+        return b""
+    if isinstance(data, str) and not _is_json(content_type):
+        return data.encode()  # JSON format 3.1.2: non-JSON data is the string itself
+    return orjson.dumps(data)
+
+
+def _is_json(content_type: Any) -> bool:
+    if content_type is None:
+        return True  # JSON format: data without a content type is JSON
+    media = str(content_type).split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json") or media.startswith("text/json")
 
 
 def _attribute_text(name: str, value: Any) -> str:

@@ -63,7 +63,10 @@ class Message(BaseModel):
             cls.bus_topic = topic
         if key is not None:
             cls.bus_key = key
-        cls.bus_registry = registry or default_registry
+        if registry is not None:
+            cls.bus_registry = registry
+        elif not hasattr(cls, "bus_registry"):
+            cls.bus_registry = default_registry
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

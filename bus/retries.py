@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,8 +48,9 @@ class RetryPolicy:
         problems = []
         if self.max_attempts < 1:
             problems.append("max_attempts must be at least 1")
-        if self.initial_delay_s < 0 or self.max_delay_s < 0 or self.jitter_s < 0:
-            problems.append("delays must not be negative")
+        delays = (self.initial_delay_s, self.max_delay_s, self.jitter_s)
+        if not all(0 <= d < math.inf for d in delays):
+            problems.append("delays must be finite and not negative")
         if self.multiplier < 1:
             problems.append("multiplier must be at least 1")
         if problems:
@@ -66,7 +68,10 @@ class RetryPolicy:
 
     def delay_s(self, attempt: int, random_fraction: float) -> float:
         """Seconds to wait after try ``attempt`` failed; ``random_fraction`` in [0, 1)."""
-        base = self.initial_delay_s * self.multiplier ** (attempt - 1)
+        try:
+            base = self.initial_delay_s * self.multiplier ** (attempt - 1)
+        except OverflowError:  # a very late attempt: the cap applies
+            base = self.max_delay_s
         return min(base, self.max_delay_s) + self.jitter_s * random_fraction
 
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 
-class DirectoryUnavailable(Exception):
+class DirectoryUnavailableError(Exception):
     """The directory did not answer (transient: worth retrying)."""
 
 
@@ -21,7 +21,7 @@ class Directory:
         """Create (or return the existing) login for ``employee_id``: idempotent by id."""
         if self.fail_next > 0:
             self.fail_next -= 1
-            raise DirectoryUnavailable("directory did not answer")
+            raise DirectoryUnavailableError("directory did not answer")
         if employee_id not in self.accounts:
             base = re.sub(r"[^a-z]+", ".", full_name.lower()).strip(".") or "user"
             login, n = base, 1

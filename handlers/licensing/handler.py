@@ -5,12 +5,12 @@ from __future__ import annotations
 from bus import App, Context, RetryPolicy
 from handlers.identity.contracts import IdentityAccountCreated
 from handlers.licensing.contracts import LicenseAssigned
-from handlers.licensing.system import LicenseManager, NoSeatsLeft
+from handlers.licensing.system import LicenseManager, NoSeatsLeftError
 
 
 def build_app(licenses: LicenseManager) -> App:
     """The licensing App, wired to ``licenses``. No seats left is not worth retrying."""
-    app = App("licensing", retry=RetryPolicy(max_attempts=3, permanent=(NoSeatsLeft,)))
+    app = App("licensing", retry=RetryPolicy(max_attempts=3, permanent=(NoSeatsLeftError,)))
 
     @app.handler
     async def assign_licenses(event: IdentityAccountCreated, ctx: Context) -> LicenseAssigned:

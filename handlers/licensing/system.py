@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-class NoSeatsLeft(Exception):
+class NoSeatsLeftError(Exception):
     """The product has no free seat: permanent until someone buys more."""
 
 
@@ -31,7 +31,7 @@ class LicenseManager:
         products = DEPARTMENT_PRODUCTS.get(department.lower(), DEFAULT_PRODUCTS)
         empty = [p for p in products if self.seats.get(p, 0) <= 0]
         if empty:
-            raise NoSeatsLeft(f"no seats left for {', '.join(empty)}")
+            raise NoSeatsLeftError(f"no seats left for {', '.join(empty)}")
         for p in products:
             self.seats[p] -= 1
         self.assigned[email] = list(products)

@@ -76,13 +76,17 @@ async def wait_assigned(
 
 async def publish_keyed(transport: Transport, topic: str, count: int, keys: int) -> None:
     acks = [
-        await transport.send(OutgoingRecord(topic, key=f"k{i % keys}".encode(), value=str(i).encode()))
+        await transport.send(
+            OutgoingRecord(topic, key=f"k{i % keys}".encode(), value=str(i).encode())
+        )
         for i in range(count)
     ]
     await asyncio.gather(*acks)
 
 
-async def test_keyed_record_lands_where_kafkas_default_partitioner_puts_it(cluster: Cluster) -> None:
+async def test_keyed_record_lands_where_kafkas_default_partitioner_puts_it(
+    cluster: Cluster,
+) -> None:
     t = await cluster.client()
     topic = await make_topic(t, 6)
     for key in (b"foobar", b"e-1001", b"", b"\xff\x00"):
@@ -184,7 +188,9 @@ async def test_a_new_group_starts_at_earliest_or_latest_as_asked(cluster: Cluste
     await latest.stop()
 
 
-async def test_a_joining_member_gets_partitions_only_after_they_were_revoked(cluster: Cluster) -> None:
+async def test_a_joining_member_gets_partitions_only_after_they_were_revoked(
+    cluster: Cluster,
+) -> None:
     a, b = await cluster.client(), await cluster.client()
     topic = await make_topic(a, 4)
     group = unique("g")
@@ -203,7 +209,9 @@ async def test_a_joining_member_gets_partitions_only_after_they_were_revoked(clu
     await cb.stop()
 
 
-async def test_partitions_of_a_stopped_member_move_to_the_others_without_loss(cluster: Cluster) -> None:
+async def test_partitions_of_a_stopped_member_move_to_the_others_without_loss(
+    cluster: Cluster,
+) -> None:
     a, b = await cluster.client(), await cluster.client()
     topic = await make_topic(a, 4)
     group = unique("g")

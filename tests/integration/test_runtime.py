@@ -93,7 +93,9 @@ async def test_a_hire_flows_through_three_handlers_keeping_its_correlation_id() 
     )
     assert account.source == "bus://identity"
     assert directory.accounts == {"e-1": "person"}
-    assert mailer.sent == [("boss@example.com", "person@example.com is ready with office, chat, code-hosting")]
+    assert mailer.sent == [
+        ("boss@example.com", "person@example.com is ready with office, chat, code-hosting")
+    ]
 
 
 async def test_a_handler_may_return_several_messages_none_or_publish_through_ctx() -> None:
@@ -177,13 +179,17 @@ async def _bad_input(raw: OutgoingRecord) -> tuple[TestBus, dict[str, str]]:
 
 
 async def test_a_record_that_is_not_a_cloudevent_is_dead_lettered_with_the_reason() -> None:
-    raw = OutgoingRecord("it.runtime.pings", key=b"x", value=b"\x00garbage", headers=[("foo", b"bar")])
+    raw = OutgoingRecord(
+        "it.runtime.pings", key=b"x", value=b"\x00garbage", headers=[("foo", b"bar")]
+    )
     _, headers = await _bad_input(raw)
     assert headers["bus_dlq_reason"] == "decode"
     assert "ce_id" in headers["bus_dlq_error_message"]
     assert headers["bus_dlq_topic"] == "it.runtime.pings"
     assert headers["bus_dlq_app"] == "it-bad"
-    assert {"bus_dlq_offset", "bus_dlq_partition", "bus_dlq_time", "bus_dlq_error_type"} <= set(headers)
+    assert {"bus_dlq_offset", "bus_dlq_partition", "bus_dlq_time", "bus_dlq_error_type"} <= set(
+        headers
+    )
 
 
 async def test_a_cloudevent_of_an_unknown_type_is_dead_lettered() -> None:
@@ -191,7 +197,12 @@ async def test_a_cloudevent_of_an_unknown_type_is_dead_lettered() -> None:
         "it.runtime.pings",
         key=b"x",
         value=b"{}",
-        headers=[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"nobody.knows.v1")],
+        headers=[
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"1"),
+            ("ce_source", b"s"),
+            ("ce_type", b"nobody.knows.v1"),
+        ],
     )
     _, headers = await _bad_input(raw)
     assert headers["bus_dlq_reason"] == "unknown_type"
@@ -203,7 +214,12 @@ async def test_a_payload_that_fails_validation_is_dead_lettered_naming_the_field
         "it.runtime.pings",
         key=b"x",
         value=b'{"key": "x", "n": "not a number"}',
-        headers=[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"it.runtime.ping.v1")],
+        headers=[
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"1"),
+            ("ce_source", b"s"),
+            ("ce_type", b"it.runtime.ping.v1"),
+        ],
     )
     _, headers = await _bad_input(raw)
     assert headers["bus_dlq_reason"] == "invalid"
@@ -235,13 +251,20 @@ async def test_a_structured_mode_cloudevent_is_handled() -> None:
     value = b'{"specversion":"1.0","id":"x1","source":"ext","type":"it.runtime.ping.v1","data":{"key":"k","n":7}}'
     async with TestBus(app) as bus:
         await bus.transport.publish(
-            OutgoingRecord("it.runtime.pings", key=b"k", value=value, headers=[("content-type", b"application/cloudevents+json")])
+            OutgoingRecord(
+                "it.runtime.pings",
+                key=b"k",
+                value=value,
+                headers=[("content-type", b"application/cloudevents+json")],
+            )
         )
         await bus.drain()
     assert got == [7]
 
 
-async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered_and_emits_nothing() -> None:
+async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered_and_emits_nothing() -> (
+    None
+):
     calls = 0
     app = App("it-fail", retry=NO_WAIT)
 
@@ -418,7 +441,9 @@ async def test_an_output_whose_send_failed_is_sent_again_before_its_offset_is_co
 
 # -- shutdown and restart -------------------------------------------------------------------
 @pytest.mark.parametrize("stop_after", [1, 250, 1200])
-async def test_shutdown_mid_stream_then_restart_handles_every_record_exactly_once(stop_after: int) -> None:
+async def test_shutdown_mid_stream_then_restart_handles_every_record_exactly_once(
+    stop_after: int,
+) -> None:
     broker = MemoryBroker(default_partitions=4)
     effects: list[int] = []
 
@@ -436,7 +461,9 @@ async def test_shutdown_mid_stream_then_restart_handles_every_record_exactly_onc
 
     transport = MemoryTransport(broker)
     await transport.start()
-    await Publisher(transport, source="t").publish_many(Ping(key=f"k{i % 37}", n=i) for i in range(2000))
+    await Publisher(transport, source="t").publish_many(
+        Ping(key=f"k{i % 37}", n=i) for i in range(2000)
+    )
 
     stop = asyncio.Event()
     first = Worker(build(), transport, WorkerSettings(commit_interval_s=0.01))
@@ -480,9 +507,14 @@ async def test_two_workers_of_one_app_split_the_partitions_and_handle_everything
         await t.start()
     stop = asyncio.Event()
     settings = WorkerSettings(commit_interval_s=0.01)
-    tasks = [asyncio.create_task(Worker(build(i), t, settings).run(stop)) for i, t in enumerate(transports)]
+    tasks = [
+        asyncio.create_task(Worker(build(i), t, settings).run(stop))
+        for i, t in enumerate(transports)
+    ]
     await asyncio.sleep(0.05)
-    await Publisher(transports[0], source="t").publish_many(Ping(key=f"k{i}", n=i) for i in range(600))
+    await Publisher(transports[0], source="t").publish_many(
+        Ping(key=f"k{i}", n=i) for i in range(600)
+    )
     while broker.group_lag("it-pair", ["it.runtime.pings"]):
         await asyncio.sleep(0.01)
     stop.set()

@@ -1,0 +1,162 @@
+"""The ``bus`` command line, run as a user runs it: a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUS = [sys.executable, "-m", "bus"]
+
+
+def bus(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BUS, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_lists_every_command() -> None:
+    out = bus("--help")
+    assert out.returncode == 0
+    for command in ("run", "publish", "schema"):
+        assert command in out.stdout
+
+
+def test_the_demo_chain_runs_to_idle_and_shows_each_hop_with_its_correlation_id() -> None:
+    out = bus(
+        "run", "handlers.demo:apps", "--publish", "handlers/demo_hires.ndjson", "--exit-when-idle"
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    hops = [line for line in lines if "corr=" in line]
+    assert len(hops) == 9  # 3 hires x 3 handlers
+    for app in ("[identity]", "[licensing]", "[notifications]"):
+        assert sum(app in line for line in hops) == 3
+    correlations = {line.split("corr=")[1].split()[0] for line in hops}
+    assert len(correlations) == 3, "each hire is one process; every hop keeps its id"
+
+
+def test_sigterm_stops_a_running_app_gracefully_with_exit_code_0() -> None:
+    proc = subprocess.Popen(
+        [*BUS, "run", "handlers.demo:apps", "--shutdown-deadline-s", "5"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    seen = ""
+    while "consuming" not in seen or seen.count("consuming") < 3:
+        assert time.monotonic() < deadline, seen
+        seen += proc.stderr.readline()
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5
+    assert "stopping" in rest
+    assert rest.count("stopped") == 3
+
+
+def test_publishing_an_invalid_message_names_the_field_and_sends_nothing() -> None:
+    out = bus(
+        "publish",
+        "hr.employee.hired.v1",
+        "--data",
+        '{"employee_id": "e-1"}',
+        "-m",
+        "handlers.hr.contracts",
+        "--dry-run",
+    )
+    assert out.returncode == 2
+    assert "field 'full_name'" in out.stderr
+    assert "field 'start_date'" in out.stderr
+    assert out.stdout == ""
+
+
+def test_publishing_a_file_with_bad_lines_lists_every_line_and_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    good = (ROOT / "handlers/demo_hires.ndjson").read_text().splitlines()[0]
+    f = tmp_path / "mixed.ndjson"
+    f.write_text(
+        "\n".join(
+            [
+                good,
+                '{"type": "hr.employee.hired.v1", "data": {}}',
+                "not json",
+                '{"type": "nope.v1", "data": {}}',
+            ]
+        )
+    )
+    out = bus("publish", "--file", str(f), "-m", "handlers.hr.contracts", "--dry-run")
+    assert out.returncode == 2
+    assert "3 invalid line(s), nothing was sent" in out.stderr
+    for n in (2, 3, 4):
+        assert f"line {n}:" in out.stderr
+    assert out.stdout == ""
+
+
+def test_dry_run_prints_the_binary_mode_record_that_would_be_sent() -> None:
+    out = bus(
+        "publish",
+        "--file",
+        "handlers/demo_hires.ndjson",
+        "-m",
+        "handlers.hr.contracts",
+        "--dry-run",
+    )
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(records) == 3
+    first = records[0]
+    assert first["topic"] == "hr.events"
+    assert first["key"] == "e-1001"
+    assert first["headers"]["ce_type"] == "hr.employee.hired.v1"
+    assert first["headers"]["content-type"] == "application/json"
+    assert first["value"]["full_name"] == "Ada Lovelace"
+
+
+def test_publishing_to_the_memory_transport_from_another_process_is_refused_with_advice() -> None:
+    out = bus("publish", "--file", "handlers/demo_hires.ndjson", "-m", "handlers.hr.contracts")
+    assert out.returncode == 2
+    assert "lives inside one process" in out.stderr
+    assert "bus run APP --publish FILE" in out.stderr
+
+
+def test_schema_export_writes_one_json_schema_per_registered_type(tmp_path: Path) -> None:
+    out = bus("schema", "export", "-m", "handlers.demo", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "hr.employee.hired.v1.json" in names
+    assert "notifications.manager.notified.v1.json" in names
+    schema = json.loads((tmp_path / "hr.employee.hired.v1.json").read_text())
+    assert schema["x-bus"] == {
+        "type": "hr.employee.hired.v1",
+        "topic": "hr.events",
+        "key": "employee_id",
+        "kind": "event",
+    }
+    assert "employee_id" in schema["required"]
+
+
+def test_a_bad_target_or_setting_is_a_clear_error_not_a_traceback() -> None:
+    out = bus("run", "no.such.module")
+    assert out.returncode == 2
+    assert "cannot import 'no.such.module'" in out.stderr
+    out = bus("run", "handlers.demo:apps", env={"BUS_PARTITIONS": "many"})
+    assert out.returncode == 2
+    assert "BUS_PARTITIONS" in out.stderr
+    assert "Traceback" not in out.stderr
