@@ -30,7 +30,7 @@ from bus.errors import ConfigError
 from bus.types import OffsetReset
 from bus.worker import WorkerSettings
 
-__all__ = ["BusConfig", "TransportName"]
+__all__ = ["BusConfig", "KafkaConfig", "Secret", "TransportName"]
 
 TransportName = Literal["memory", "kafka"]
 _TRUE = {"1", "true", "yes", "on"}
@@ -97,7 +97,7 @@ class BusConfig:
 
 
 def _parse(text: str, type_name: object) -> Any:
-    kind = str(type_name)
+    kind = str(type_name).replace(" | None", "")
     if kind == "bool":
         lowered = text.strip().lower()
         if lowered in _TRUE:
@@ -110,3 +110,156 @@ def _parse(text: str, type_name: object) -> Any:
     if kind == "float":
         return float(text)
     return text.strip()
+
+
+class Secret:
+    """A credential that never shows itself in logs, reprs or error messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+Acks = Literal["all", "1", "0"]
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    """Settings of the Kafka transport; each is also ``BUS_KAFKA_<NAME>`` in the environment.
+
+    Example::
+
+        KafkaConfig.from_env(bootstrap_servers="127.0.0.1:9092")
+    """
+
+    #: Comma-separated ``host:port`` list.
+    bootstrap_servers: str = "127.0.0.1:9092"
+    #: Client id shown in broker logs and quotas.
+    client_id: str = "bus"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    #: Required with SASL_*.
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    #: From ``BUS_KAFKA_SASL_PASSWORD`` only (a flag would show in ``ps``).
+    sasl_password: Secret | None = None
+    #: CA bundle to verify the brokers (SSL, SASL_SSL); system CAs when unset.
+    ssl_cafile: str | None = None
+    #: Client certificate and key for mutual TLS.
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    #: Acknowledgement the producer waits for: all replicas, the leader, or none.
+    acks: Acks = "all"
+    #: How long the producer waits to fill a batch, in milliseconds.
+    linger_ms: int = 5
+    #: Largest batch per partition, in bytes.
+    max_batch_bytes: int = 262_144
+    #: Largest request, in bytes: a bigger record is refused (MessageTooLargeError).
+    max_request_bytes: int = 1_048_576
+    compression: Compression = "none"
+    #: Idempotent producer (Apache Kafka; Tansu does not support it with aiokafka).
+    enable_idempotence: bool = False
+    #: Transactional producer id (Apache Kafka only); unset = no transactions.
+    transactional_id: str | None = None
+    #: Consumer group session timeout, in milliseconds.
+    session_timeout_ms: int = 10_000
+    #: Consumer heartbeat interval, in milliseconds (about a third of the session timeout).
+    heartbeat_interval_ms: int = 3_000
+    #: Longest time between polls before the member is considered stuck, in milliseconds.
+    max_poll_interval_ms: int = 300_000
+    #: Longest wait of a fetch request on the broker, in milliseconds (latency vs. requests).
+    fetch_max_wait_ms: int = 100
+    #: Longest wait for a broker answer, in milliseconds (must exceed a group join).
+    request_timeout_ms: int = 40_000
+    #: How long start() keeps retrying an unreachable broker, in seconds.
+    connect_timeout_s: float = 60.0
+    #: Create missing topics when an app starts.
+    auto_ensure_topics: bool = False
+    #: Partitions of topics bus creates without an explicit TopicSpec.
+    default_partitions: int = 3
+    #: Replication factor of topics bus creates without an explicit TopicSpec.
+    default_replication_factor: int = 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> KafkaConfig:
+        """Settings from ``BUS_KAFKA_*`` in ``env`` (default ``os.environ``), then overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in fields(cls):
+            var = "BUS_KAFKA_" + f.name.upper()
+            if var in env:
+                try:
+                    values[f.name] = _parse(env[var], f.type)
+                except ValueError as exc:
+                    problems.append(f"{var}: {exc}")  # never echo the value: it may be secret
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("sasl_password"), str):
+            values["sasl_password"] = Secret(values["sasl_password"])
+        if problems:
+            raise ConfigError("bad environment: " + "; ".join(problems))
+        return cls(**values).validated()
+
+    def validated(self) -> KafkaConfig:
+        """This config, or :class:`ConfigError` listing every problem."""
+        problems = []
+        if not self.bootstrap_servers.strip():
+            problems.append("bootstrap_servers is empty: set BUS_KAFKA_BOOTSTRAP_SERVERS=host:port")
+        for server in self.bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                problems.append(f"bootstrap server {server.strip()!r} must be host:port")
+        choices: dict[str, tuple[str, ...]] = {
+            "security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+            "acks": ("all", "1", "0"),
+            "compression": ("none", "gzip", "snappy", "lz4", "zstd"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed)}")
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+                problems.append("SASL needs sasl_mechanism PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+            if not self.sasl_username or self.sasl_password is None:
+                problems.append("SASL needs sasl_username and BUS_KAFKA_SASL_PASSWORD")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path and not os.path.exists(path):
+                problems.append(f"{name} {path!r} does not exist")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            problems.append("ssl_certfile and ssl_keyfile go together (mutual TLS)")
+        for name in ("linger_ms", "fetch_max_wait_ms"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must not be negative")
+        for name in ("max_batch_bytes", "max_request_bytes", "session_timeout_ms",
+                     "heartbeat_interval_ms", "request_timeout_ms", "default_partitions",
+                     "default_replication_factor"):  # fmt: skip
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be positive")
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            problems.append("heartbeat_interval_ms must be below session_timeout_ms")
+        if self.request_timeout_ms <= self.session_timeout_ms:
+            problems.append(
+                "request_timeout_ms must exceed session_timeout_ms (a group join is held up "
+                "to the session timeout)"
+            )
+        if problems:
+            raise ConfigError("bad kafka settings: " + "; ".join(problems))
+        return self

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
 from bus import MemoryBroker, MemoryTransport, Transport
+from bus.config import KafkaConfig
+from bus.devbroker import DevBroker
+from bus.transports.kafka import KafkaTransport
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 _names = itertools.count()
@@ -41,12 +44,40 @@ def _memory_cluster() -> Cluster:
     return Cluster("memory", lambda: MemoryTransport(broker), broker.max_record_bytes)
 
 
-CLUSTERS: dict[str, Callable[[], Cluster]] = {"memory": _memory_cluster}
+def kafka_test_config(bootstrap: str, **overrides: object) -> KafkaConfig:
+    """Settings that make Tansu's group joins quick (see docs/architecture.md, Tansu)."""
+    base: dict[str, object] = {
+        "bootstrap_servers": bootstrap,
+        "session_timeout_ms": 3000,
+        "heartbeat_interval_ms": 1000,
+        "request_timeout_ms": 15000,
+        "fetch_max_wait_ms": 20,
+        "connect_timeout_s": 10.0,
+    }
+    return KafkaConfig.from_env({}, **{**base, **overrides})
 
 
-@pytest.fixture(params=sorted(CLUSTERS))
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevBroker]:
+    """A real Tansu broker for the whole run. It cannot be skipped: a missing broker fails."""
+    log_path = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    broker = DevBroker(log_path=log_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def _kafka_cluster(broker: DevBroker) -> Cluster:
+    config = kafka_test_config(broker.bootstrap_servers)
+    return Cluster("kafka", lambda: KafkaTransport(config), config.max_request_bytes)
+
+
+@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
-    c = CLUSTERS[request.param]()
+    if request.param == "kafka":
+        c = _kafka_cluster(request.getfixturevalue("kafka_broker"))
+    else:
+        c = _memory_cluster()
     yield c
     for client in c.clients:
         await client.stop()

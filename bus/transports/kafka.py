@@ -1,0 +1,411 @@
+"""The Kafka transport, on aiokafka: the same semantics as the memory transport.
+
+aiokafka errors are translated here, once, into :mod:`bus.errors`. Records follow the
+CloudEvents Kafka binding as built by the codec (``ce_*`` headers, key = partition key);
+aiokafka's default partitioner is Kafka's murmur2, so keys land where the memory
+transport puts them.
+
+Start-up retries an unreachable broker with exponential backoff (tenacity) for
+``connect_timeout_s``, logging one clear line per attempt; ``ready`` is False until the
+producer is connected and again while fetches fail to reach the broker.
+
+Example::
+
+    transport = KafkaTransport(KafkaConfig(bootstrap_servers="127.0.0.1:9092"))
+    await transport.start()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as KafkaTopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    CommitFailedError as KafkaCommitFailedError,
+)
+from aiokafka.errors import (
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RebalanceInProgressError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from bus.config import KafkaConfig
+from bus.errors import (
+    CommitFailedError,
+    MessageTooLargeError,
+    TopicNotFoundError,
+    TransportClosedError,
+    TransportError,
+)
+from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
+from bus.transports.base import RebalanceListener, TopicSpec
+from bus.types import OffsetReset
+
+__all__ = ["KafkaConsumer", "KafkaTransport", "client_options"]
+
+log = logging.getLogger("bus.kafka")
+
+
+def client_options(config: KafkaConfig) -> dict[str, Any]:
+    """aiokafka keyword arguments shared by producer, consumer and admin client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": config.bootstrap_servers,
+        "client_id": config.client_id,
+        "security_protocol": config.security_protocol,
+        "request_timeout_ms": config.request_timeout_ms,
+    }
+    if config.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=config.ssl_cafile)
+        if config.ssl_certfile and config.ssl_keyfile:
+            context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile)
+        options["ssl_context"] = context
+    if config.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = config.sasl_mechanism
+        options["sasl_plain_username"] = config.sasl_username
+        options["sasl_plain_password"] = (
+            config.sasl_password.reveal() if config.sasl_password else None
+        )
+    return options
+
+
+def producer_options(config: KafkaConfig) -> dict[str, Any]:
+    """aiokafka producer keyword arguments for ``config``."""
+    acks: int | str = "all" if config.acks == "all" else int(config.acks)
+    options = {
+        **client_options(config),
+        "acks": acks,
+        "linger_ms": config.linger_ms,
+        "max_batch_size": config.max_batch_bytes,
+        "max_request_size": config.max_request_bytes,
+        "compression_type": None if config.compression == "none" else config.compression,
+        "enable_idempotence": config.enable_idempotence,
+    }
+    if config.transactional_id:
+        options["transactional_id"] = config.transactional_id
+    return options
+
+
+def _connect_retrying(config: KafkaConfig, what: str) -> AsyncRetrying:
+    def announce(state: Any) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "kafka %s: broker %s unreachable (%s); retrying (attempt %d, up to %.0fs)",
+            what,
+            config.bootstrap_servers,
+            type(error).__name__,
+            state.attempt_number,
+            config.connect_timeout_s,
+        )
+
+    return AsyncRetrying(
+        stop=stop_after_delay(config.connect_timeout_s),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        retry=retry_if_exception_type((KafkaConnectionError, KafkaTimeoutError, OSError)),
+        before_sleep=announce,
+        reraise=True,
+    )
+
+
+async def _start_with_retries(client: Any, config: KafkaConfig, what: str) -> None:
+    try:
+        async for attempt in _connect_retrying(config, what):
+            with attempt:
+                await client.start()
+    except (KafkaConnectionError, KafkaTimeoutError, OSError) as exc:
+        raise TransportError(
+            f"kafka {what}: cannot reach {config.bootstrap_servers} after "
+            f"{config.connect_timeout_s:.0f}s ({type(exc).__name__}); is the broker up? "
+            "(BUS_KAFKA_BOOTSTRAP_SERVERS)"
+        ) from exc
+    except KafkaError as exc:
+        raise TransportError(f"kafka {what}: start failed: {exc!r}") from exc
+
+
+class KafkaTransport:
+    """A client of a Kafka cluster: one producer, an admin client, consumers on demand."""
+
+    name = "kafka"
+
+    def __init__(self, config: KafkaConfig) -> None:
+        self.config = config
+        self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self.ready = False
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(**producer_options(self.config))
+        await _start_with_retries(producer, self.config, "producer")
+        self._producer = producer
+        self.ready = True
+        log.info("kafka producer connected to %s", self.config.bootstrap_servers)
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._producer is not None:
+            await self._producer.stop()  # flushes pending sends
+            self._producer = None
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+    async def admin(self) -> AIOKafkaAdminClient:
+        """The admin client, started on first use."""
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(**client_options(self.config))
+            await _start_with_retries(admin, self.config, "admin")
+            self._admin = admin
+        return self._admin
+
+    async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
+        admin = await self.admin()
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return
+        new = [
+            NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.config))
+            for s in missing
+        ]
+        try:
+            response = await admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            return  # created concurrently by another process
+        except KafkaError as exc:
+            raise TransportError(
+                f"kafka: cannot create topics {[s.name for s in missing]}: {exc!r}"
+            ) from exc
+        for topic, code, *rest in getattr(response, "topic_errors", ()):
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise TransportError(
+                    f"kafka: creating topic {topic!r} failed (error code {code}: {rest})"
+                )
+
+    async def partitions_for(self, topic: str) -> int:
+        producer = self._require_producer()
+        partitions = await producer.partitions_for(topic)
+        if not partitions:
+            raise TopicNotFoundError(
+                f"topic {topic!r} does not exist on {self.config.bootstrap_servers}"
+            )
+        return len(partitions)
+
+    async def send(self, record: OutgoingRecord) -> asyncio.Future[RecordMetadata]:
+        producer = self._require_producer()
+        try:
+            raw = await producer.send(
+                record.topic,
+                value=record.value,
+                key=record.key,
+                partition=record.partition,
+                headers=list(record.headers),
+            )
+        except MessageSizeTooLargeError as exc:
+            raise MessageTooLargeError(
+                f"record of about {record.size_bytes()} bytes for topic {record.topic!r} is "
+                f"above the limit of {self.config.max_request_bytes} bytes "
+                "(BUS_KAFKA_MAX_REQUEST_BYTES, and the broker's message.max.bytes)"
+            ) from exc
+        except KafkaTimeoutError as exc:
+            raise TransportError(f"kafka: send to {record.topic!r} timed out: {exc}") from exc
+        except KafkaError as exc:
+            raise TransportError(f"kafka: send to {record.topic!r} failed: {exc!r}") from exc
+        return _translated(raw, record.topic)
+
+    async def publish(self, record: OutgoingRecord) -> RecordMetadata:
+        return await (await self.send(record))
+
+    def consumer(
+        self,
+        topics: Sequence[str],
+        *,
+        group: str | None,
+        offset_reset: OffsetReset = "earliest",
+        listener: RebalanceListener | None = None,
+    ) -> KafkaConsumer:
+        return KafkaConsumer(
+            self, topics, group=group, offset_reset=offset_reset, listener=listener
+        )
+
+    def _require_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise TransportClosedError(
+                "KafkaTransport is not started (use 'await transport.start()')"
+            )
+        return self._producer
+
+
+def _translated(raw: asyncio.Future[Any], topic: str) -> asyncio.Future[RecordMetadata]:
+    """A future of bus metadata that resolves (or fails, translated) with aiokafka's."""
+    out: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+
+    def done(f: asyncio.Future[Any]) -> None:
+        if out.done():
+            return
+        if f.cancelled():
+            out.set_exception(TransportError(f"kafka: send to {topic!r} was cancelled"))
+            return
+        error = f.exception()
+        if error is not None:
+            out.set_exception(TransportError(f"kafka: send to {topic!r} failed: {error!r}"))
+            return
+        meta = f.result()
+        out.set_result(RecordMetadata(meta.topic, meta.partition, meta.offset))
+
+    raw.add_done_callback(done)
+    return out
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: KafkaConsumer) -> None:
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        tps = frozenset(TopicPartition(tp.topic, tp.partition) for tp in revoked)
+        self.consumer._owned -= tps
+        if tps and self.consumer.listener is not None:  # the first join revokes nothing
+            await self.consumer.listener.on_partitions_revoked(tps)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        tps = frozenset(TopicPartition(tp.topic, tp.partition) for tp in assigned)
+        self.consumer._owned = tps
+        if tps and self.consumer.listener is not None:
+            await self.consumer.listener.on_partitions_assigned(tps)
+
+
+class KafkaConsumer:
+    """A consumer-group member (or, with ``group=None``, a reader of every partition)."""
+
+    def __init__(
+        self,
+        transport: KafkaTransport,
+        topics: Sequence[str],
+        *,
+        group: str | None,
+        offset_reset: OffsetReset,
+        listener: RebalanceListener | None,
+    ) -> None:
+        self.transport = transport
+        self.topics = tuple(topics)
+        self.group = group
+        self.listener = listener
+        self._owned: frozenset[TopicPartition] = frozenset()
+        c = transport.config
+        self._consumer = AIOKafkaConsumer(
+            **client_options(c),
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset=offset_reset,
+            session_timeout_ms=c.session_timeout_ms,
+            heartbeat_interval_ms=c.heartbeat_interval_ms,
+            max_poll_interval_ms=c.max_poll_interval_ms,
+            fetch_max_wait_ms=c.fetch_max_wait_ms,
+            max_partition_fetch_bytes=max(c.max_request_bytes, 1_048_576),
+        )
+        self._running = False
+
+    async def start(self) -> None:
+        await _start_with_retries(self._consumer, self.transport.config, "consumer")
+        if self.group is not None:
+            self._consumer.subscribe(list(self.topics), listener=_Listener(self))
+        else:
+            partitions = []
+            for topic in self.topics:
+                count = await self.transport.partitions_for(topic)
+                partitions += [KafkaTopicPartition(topic, p) for p in range(count)]
+            self._consumer.assign(partitions)
+            self._owned = frozenset(TopicPartition(tp.topic, tp.partition) for tp in partitions)
+            if self.listener is not None:
+                await self.listener.on_partitions_assigned(self._owned)
+        self._running = True
+
+    async def stop(self) -> None:
+        if self._running:
+            self._running = False
+            await self._consumer.stop()
+
+    async def fetch(
+        self, *, max_records: int, timeout_s: float
+    ) -> dict[TopicPartition, list[Record]]:
+        if not self._running:
+            raise TransportClosedError("consumer is not running (call 'await consumer.start()')")
+        try:
+            raw = await self._consumer.getmany(
+                timeout_ms=int(timeout_s * 1000), max_records=max_records
+            )
+        except KafkaConnectionError as exc:
+            self.transport.ready = False
+            log.warning("kafka consumer: fetch failed (%s); retrying", exc)
+            await asyncio.sleep(min(timeout_s, 1.0))
+            return {}
+        if not self.transport.ready and self.transport._producer is not None:
+            self.transport.ready = True
+        out: dict[TopicPartition, list[Record]] = {}
+        for tp, messages in raw.items():
+            key = TopicPartition(tp.topic, tp.partition)
+            out[key] = [
+                Record(
+                    topic=m.topic,
+                    partition=m.partition,
+                    offset=m.offset,
+                    key=m.key,
+                    value=m.value,
+                    headers=tuple(m.headers),
+                    timestamp_ms=m.timestamp,
+                )
+                for m in messages
+            ]
+        return out
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if self.group is None:
+            raise CommitFailedError("a consumer without a group has nothing to commit to")
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit({KafkaTopicPartition(*tp): o for tp, o in offsets.items()})
+        except (KafkaCommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
+            raise CommitFailedError(
+                f"cannot commit {sorted(offsets)}: the partitions were revoked or a rebalance is "
+                f"under way ({type(exc).__name__}); their records will be redelivered"
+            ) from exc
+        except KafkaError as exc:
+            raise TransportError(f"kafka: commit failed: {exc!r}") from exc
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        try:
+            result = await self._consumer.committed(KafkaTopicPartition(*tp))
+        except (UnknownTopicOrPartitionError, KafkaError) as exc:
+            raise TransportError(f"kafka: cannot read committed offset of {tp}: {exc!r}") from exc
+        return None if result is None else int(result)
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return self._owned
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._consumer.seek(KafkaTopicPartition(*tp), offset)
+
+    def pause(self, tps: Sequence[TopicPartition]) -> None:
+        # a partition revoked meanwhile has nothing left to pause or resume
+        with contextlib.suppress(IllegalStateError):
+            self._consumer.pause(*(KafkaTopicPartition(*tp) for tp in tps if tp in self._owned))
+
+    def resume(self, tps: Sequence[TopicPartition]) -> None:
+        with contextlib.suppress(IllegalStateError):
+            self._consumer.resume(*(KafkaTopicPartition(*tp) for tp in tps if tp in self._owned))
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        value = self._consumer.highwater(KafkaTopicPartition(*tp))
+        return None if value is None else int(value)
