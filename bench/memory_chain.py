@@ -62,9 +62,9 @@ class LineItem(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sku: str
-    description: str
+    label: str
     quantity: int
-    unit_price_cents: int
+    price_cents: int
     tags: list[str]
 
 
@@ -146,10 +146,10 @@ def make_messages(n: int) -> list[Step0]:
         items = [
             LineItem(
                 sku=f"SKU-{(i * 7 + j) % 10_000:05d}",
-                description=f"item {j} of order {i}",
+                label=f"item {j} of {i}",
                 quantity=1 + (i + j) % 9,
-                unit_price_cents=100 + (i * 31 + j * 17) % 90_000,
-                tags=["bench", f"t{j % 4}"],
+                price_cents=100 + (i * 31 + j * 17) % 90_000,
+                tags=[f"t{j % 4}"],
             )
             for j in range(10)
         ]
@@ -172,6 +172,7 @@ class BusRun:
     elapsed_s: float  # runner start -> wait_idle() returned
     tail_s: float  # last terminal record appended -> wait_idle() returned (1 ms resolution)
     preload_s: float  # publish_many of the N events (untimed in hops_per_s)
+    cpu_s: float  # this process's CPU time over elapsed_s (less than it: descheduled)
 
 
 def _settings(commit_interval_s: float, fetch_timeout_s: float) -> WorkerSettings:
@@ -202,10 +203,12 @@ async def run_bus(
     if profiler is not None:
         profiler.enable()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     running = asyncio.create_task(runner.run(stop), name="bench-runner")
     idle = asyncio.create_task(runner.wait_idle(timeout_s=timeout_s, poll_s=IDLE_POLL_S))
     done, _ = await asyncio.wait({running, idle}, return_when=asyncio.FIRST_COMPLETED)
     elapsed_s = time.perf_counter() - t0
+    cpu_s = time.process_time() - c0
     wall_idle = time.time()
     if profiler is not None:
         profiler.disable()
@@ -226,27 +229,27 @@ async def run_bus(
     if len(terminal) != n or problems:
         raise RuntimeError(f"chain incomplete: {len(terminal)}/{n} terminal records; {problems}")
     last_append_s = max(r.timestamp_ms for r in terminal) / 1000
-    return BusRun(elapsed_s, max(0.0, wall_idle - last_append_s), preload_s)
+    return BusRun(elapsed_s, max(0.0, wall_idle - last_append_s), preload_s, cpu_s)
 
 
-async def run_plain(messages: Sequence[Step0]) -> float:
-    """Seconds to await the three handlers directly for every message."""
+async def run_plain(messages: Sequence[Step0]) -> tuple[float, float]:
+    """(wall, CPU) seconds to await the three handlers directly for every message."""
     gc.collect()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for m in messages:
         await step_c(await step_b(await step_a(m)))
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-async def run_codec(payloads: Sequence[bytes]) -> float:
-    """Seconds for the chain with by-hand validate-in / serialize-out on every hop."""
+async def run_codec(payloads: Sequence[bytes]) -> tuple[float, float]:
+    """(wall, CPU) seconds for the chain with by-hand validate-in / serialize-out per hop."""
     gc.collect()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for data in payloads:
         out1 = (await step_a(Step0.model_validate_json(data))).to_json()
         out2 = (await step_b(Step1.model_validate_json(out1))).to_json()
         (await step_c(Step2.model_validate_json(out2))).to_json()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 # -- reporting ------------------------------------------------------------------------------
@@ -335,9 +338,11 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"({os.cpu_count()} CPU(s) visible; Python {platform.python_version()}, "
         f"pydantic {pydantic.VERSION})"
     )
+    load_at_start = os.getloadavg()[0]
     print(
         f"WorkerSettings(commit_interval_s={settings.commit_interval_s}, "
-        f"fetch_timeout_s={settings.fetch_timeout_s}); wait_idle poll_s={IDLE_POLL_S}"
+        f"fetch_timeout_s={settings.fetch_timeout_s}); wait_idle poll_s={IDLE_POLL_S}; "
+        f"1-min load average at start {load_at_start:.2f}"
     )
 
     # Warm up (imports, pydantic/orjson code paths, first-call caches): one small run each.
@@ -347,8 +352,8 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     await run_codec(payloads[: len(warm)])
 
     bus_runs: list[BusRun] = []
-    plain_s: list[float] = []
-    codec_s: list[float] = []
+    plain_s: list[tuple[float, float]] = []
+    codec_s: list[tuple[float, float]] = []
     for _ in range(args.repeats):
         bus_runs.append(
             await run_bus(
@@ -360,8 +365,11 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     bus_rate = [hops / r.elapsed_s for r in bus_runs]
     bus_busy_rate = [hops / max(1e-9, r.elapsed_s - r.tail_s) for r in bus_runs]
-    plain_rate = [hops / s for s in plain_s]
-    codec_rate = [hops / s for s in codec_s]
+    cpu_share = [r.cpu_s / r.elapsed_s for r in bus_runs]
+    base_cpu_share = [cpu / wall for wall, cpu in plain_s + codec_s]
+    bus_cpu_rate = [hops / max(1e-9, r.cpu_s) for r in bus_runs]
+    plain_rate = [hops / wall for wall, _ in plain_s]
+    codec_rate = [hops / wall for wall, _ in codec_s]
     overhead_rounds = [1e6 / b - 1e6 / c for b, c in zip(bus_rate, codec_rate, strict=True)]
 
     hops_per_s = statistics.median(bus_rate)
@@ -376,6 +384,7 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         Row("bus idle-detection tail (measured)", [r.tail_s * 1e3 for r in bus_runs], "ms"),
         Row("bus hops_per_s excluding tail (info)", bus_busy_rate, "hops/s"),
         Row("bus per hop", [1e6 / r for r in bus_rate], "us/hop", median=1e6 / hops_per_s),
+        Row("bus hops per CPU-second (info)", bus_cpu_rate, "hops/cpu-s"),
         Row("plain_calls_per_s (handlers only)", plain_rate, "calls/s"),
         Row(
             "plain per call",
@@ -388,6 +397,8 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "codec per hop", [1e6 / r for r in codec_rate], "us/hop", median=1e6 / codec_hops_per_s
         ),
         Row("bus_overhead_us_per_hop", overhead_rounds, "us/hop", median=overhead_us),
+        Row("bus CPU time / wall time", [x * 100 for x in cpu_share], "%"),
+        Row("plain+codec CPU time / wall time", [x * 100 for x in base_cpu_share], "%"),
         Row("preload publish_many (untimed)", [r.preload_s for r in bus_runs], "s"),
     ]
     print()
@@ -405,6 +416,13 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "bus_overhead_us_per_hop median = 1e6/median(hops_per_s) - 1e6/median(codec_hops_per_s);"
         " min/max are per-round values."
     )
+    if min(statistics.median(cpu_share), statistics.median(base_cpu_share)) < 0.9:
+        print(
+            f"WARNING: this process got only {statistics.median(cpu_share) * 100:.0f}% (bus) / "
+            f"{statistics.median(base_cpu_share) * 100:.0f}% (baselines) of a core: other "
+            "processes competed for the CPU, so wall-clock figures are pessimistic and noisy "
+            "(see hops per CPU-second)."
+        )
 
     if args.profile:
         profiler = cProfile.Profile()
@@ -433,6 +451,10 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "hops_per_s_min": round(min(bus_rate), 1),
         "hops_per_s_max": round(max(bus_rate), 1),
         "hops_per_s_excluding_tail": round(statistics.median(bus_busy_rate), 1),
+        "hops_per_cpu_s": round(statistics.median(bus_cpu_rate), 1),
+        "bus_cpu_share": round(statistics.median(cpu_share), 3),
+        "baseline_cpu_share": round(statistics.median(base_cpu_share), 3),
+        "loadavg_1m_at_start": round(load_at_start, 2),
         "bus_elapsed_s": round(statistics.median(r.elapsed_s for r in bus_runs), 4),
         "bus_us_per_hop": round(1e6 / hops_per_s, 3),
         "idle_tail_s": round(statistics.median(r.tail_s for r in bus_runs), 4),

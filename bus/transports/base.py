@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
 from bus.types import OffsetReset
 
-__all__ = ["Consumer", "RebalanceListener", "TopicSpec", "Transport"]
+__all__ = ["Consumer", "RebalanceListener", "TopicSpec", "TopicState", "Transport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,18 @@ class TopicSpec:
     #: Copies kept by the broker (Kafka only; 1 on a dev broker).
     replication_factor: int = 1
     #: Broker topic configs, e.g. ``retention.ms``, ``cleanup.policy``.
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """A topic as the broker describes it."""
+
+    name: str
+    partitions: int
+    #: Copies per partition (the replicas of partition 0).
+    replication_factor: int
+    #: Configs the broker reports (some brokers report only those set explicitly).
     config: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -105,6 +117,9 @@ class Transport(Protocol):
 
     async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
         """Create the topics that do not exist yet."""
+
+    async def describe_topics(self, names: Sequence[str]) -> dict[str, TopicState]:
+        """The named topics that exist, as the broker describes them."""
 
     async def partitions_for(self, topic: str) -> int:
         """Number of partitions of ``topic``."""

@@ -27,6 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     CommitFailedError as KafkaCommitFailedError,
 )
@@ -51,7 +52,7 @@ from bus.errors import (
     TransportError,
 )
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
-from bus.transports.base import RebalanceListener, TopicSpec
+from bus.transports.base import RebalanceListener, TopicSpec, TopicState
 from bus.types import OffsetReset
 
 __all__ = ["KafkaConsumer", "KafkaTransport", "client_options"]
@@ -192,6 +193,32 @@ class KafkaTransport:
                 raise TransportError(
                     f"kafka: creating topic {topic!r} failed (error code {code}: {rest})"
                 )
+
+    async def describe_topics(self, names: Sequence[str]) -> dict[str, TopicState]:
+        admin = await self.admin()
+        existing = set(await admin.list_topics())
+        wanted = [n for n in names if n in existing]
+        if not wanted:
+            return {}
+        try:
+            described = await admin.describe_topics(wanted)
+            configs = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted]
+            )
+        except KafkaError as exc:
+            raise TransportError(f"kafka: cannot describe topics {wanted}: {exc!r}") from exc
+        config_of: dict[str, dict[str, str]] = {}
+        for response in configs:
+            for resource in response.resources:
+                entries = resource[4]
+                config_of[resource[3]] = {e[0]: e[1] for e in entries if e[1] is not None}
+        out = {}
+        for topic in described:
+            parts = sorted(topic["partitions"], key=lambda p: p["partition"])
+            replicas = len(parts[0]["replicas"]) if parts else 0
+            name = topic["topic"]
+            out[name] = TopicState(name, len(parts), replicas, config_of.get(name, {}))
+        return out
 
     async def partitions_for(self, topic: str) -> int:
         producer = self._require_producer()

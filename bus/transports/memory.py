@@ -37,7 +37,7 @@ from bus.errors import (
 )
 from bus.partitioning import partition_for_key
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
-from bus.transports.base import RebalanceListener, TopicSpec
+from bus.transports.base import RebalanceListener, TopicSpec, TopicState
 from bus.types import OffsetReset
 
 __all__ = ["MemoryBroker", "MemoryConsumer", "MemoryTransport"]
@@ -71,17 +71,26 @@ class MemoryBroker:
         self.auto_create_topics = auto_create_topics
         self.max_record_bytes = max_record_bytes
         self._logs: dict[str, list[list[Record]]] = {}
+        self._configs: dict[str, dict[str, str]] = {}
         self._groups: dict[str, _Group] = {}
         self._changed = asyncio.Event()
         self._waiters = 0
 
     # -- topics -------------------------------------------------------------------------
-    def create_topic(self, name: str, partitions: int | None = None) -> None:
-        """Create ``name`` if missing (an existing topic keeps its partition count)."""
+    def create_topic(
+        self, name: str, partitions: int | None = None, config: Mapping[str, str] | None = None
+    ) -> None:
+        """Create ``name`` if missing (an existing topic keeps its partitions and configs)."""
         if name not in self._logs:
             count = partitions or self.default_partitions
             self._logs[name] = [[] for _ in range(count)]
+            self._configs[name] = dict(config or {})
             self._rebalance_subscribers(name)
+
+    def describe(self, name: str) -> TopicState | None:
+        if name not in self._logs:
+            return None
+        return TopicState(name, len(self._logs[name]), 1, dict(self._configs.get(name, {})))
 
     def topics(self) -> dict[str, int]:
         """Every topic with its partition count."""
@@ -262,7 +271,11 @@ class MemoryTransport:
 
     async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
         for spec in specs:
-            self.broker.create_topic(spec.name, spec.partitions)
+            self.broker.create_topic(spec.name, spec.partitions, spec.config)
+
+    async def describe_topics(self, names: Sequence[str]) -> dict[str, TopicState]:
+        found = (self.broker.describe(n) for n in names)
+        return {state.name: state for state in found if state is not None}
 
     async def partitions_for(self, topic: str) -> int:
         return len(self.broker.partitions(topic))

@@ -1,0 +1,900 @@
+"""Benchmark: one consume -> parse -> validate -> produce -> commit pipeline on a real broker,
+written three ways: raw aiokafka, a bus handler, and a FastStream subscriber.
+
+Run::
+
+    python bench/pipeline.py                      # full run (~8 minutes on 2 cores)
+    python bench/pipeline.py --events 5000 --repeats 1 --latency-seconds 5   # quick look
+
+It starts a Tansu broker (:class:`bus.devbroker.DevBroker`, memory storage) and measures,
+interleaved (raw, bus, faststream, raw, bus, faststream, ...):
+
+throughput
+    ``--events`` ~1.1 KB nested JSON orders are preloaded (untimed) onto a fresh 6-partition
+    input topic by :class:`bus.Publisher` (real binary-mode CloudEvents: ``ce_*`` headers,
+    the value is the JSON payload, so all three parse the same value bytes). The pipeline
+    then reads each order, validates it into a pydantic model, computes the total, and
+    produces an OrderPriced event (keyed by order id) to a fresh output topic, committing
+    input offsets only after the outputs were acknowledged. A separate probe process
+    (``bench/pipeline_probe.py``) reads the output topic and counts distinct outputs;
+    ``ev_per_s = outputs read / (last output read - partitions assigned)``. The group join
+    (Tansu holds it ~2 s) is reported separately as ``join``.
+latency
+    The probe publishes orders with bus's Publisher at ``--rate`` per second for
+    ``--latency-seconds``, each stamped with ``time.time_ns()`` in its payload, and reads
+    the output topic: end-to-end latency = read time - stamp (p50/p99 over every event).
+
+The three pipelines:
+
+raw
+    One AIOKafkaConsumer/AIOKafkaProducer: ``getmany`` batches, ``orjson.loads`` +
+    ``model_validate``, ``send`` without awaiting each (futures collected), and the batch's
+    commit chained after its acks in a background task, so the next batch is processed
+    while the previous one is acknowledged and committed (commits stay in order).
+bus
+    An :class:`bus.App` with one handler returning the output event, run by
+    :class:`bus.Worker` on :class:`bus.transports.kafka.KafkaTransport`.
+faststream
+    ``KafkaBroker`` with a ``@broker.subscriber`` / ``@broker.publisher`` pair and a
+    pydantic-typed argument, started in-process. Settings: ``max_workers=6`` (= partitions)
+    with ``ack_policy=AckPolicy.NACK_ON_ERROR`` -- FastStream's documented at-least-once
+    concurrent mode ("concurrent between topic partitions and sequential within a
+    partition ... maximum concurrency is achieved when the number of workers equals the
+    number of partitions"), and ``logger=None`` (its documented switch for the default
+    per-message access log). FastStream is not a dependency of this project: install it
+    for the benchmark only, ``pip install 'faststream[kafka]'``.
+
+All three get the same client settings (``ClientSettings``): fetch_max_wait_ms, 500
+records per poll, a 100 ms poll timeout, linger_ms=5, 256 KiB batches, acks=all,
+session_timeout_ms=3000, heartbeat_interval_ms=1000, request_timeout_ms=15000.
+
+Known Tansu behaviour the benchmark works around: end_offsets()/seek_to_end() are wrong
+(outputs are counted by reading them); a waiting fetch is not woken by new data (hence a
+low fetch_max_wait_ms); auto-created topics get 4 partitions (topics are created with 6).
+
+Everything measured runs in this process on one asyncio loop (one core); the broker and
+the probe run in their own processes. The last stdout line is one JSON object with every
+figure; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import cProfile
+import gc
+import io
+import itertools
+import json
+import logging
+import os
+import platform
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiokafka
+import orjson
+import pydantic
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as KafkaTopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pipeline_common import (
+    PARTITIONS,
+    ClientSettings,
+    OrderPlaced,
+    OrderPriced,
+    bus_models,
+    order_fields,
+    price,
+)
+
+from bus import App, Publisher, TopicPartition, Worker, WorkerSettings
+from bus.devbroker import DevBroker
+from bus.transports.kafka import KafkaTransport
+
+KINDS = ("raw", "bus", "faststream")
+TARGET_BUS_PER_RAW = 0.8
+TARGET_BUS_PER_FASTSTREAM = 5.0
+TARGET_P99_MARGIN_MS = 5.0
+FASTSTREAM_HINT = (
+    "FastStream is not installed; for this benchmark only: pip install 'faststream[kafka]'"
+)
+PROBE = Path(__file__).resolve().parent / "pipeline_probe.py"
+
+log = logging.getLogger("bench.pipeline")
+_names = itertools.count()
+
+
+def progress(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# -- assignment tracking (the timed window starts when all partitions are owned) ------------
+class Assignment:
+    """Partitions owned by the members of one pipeline; ``complete`` once all are owned."""
+
+    def __init__(self, topic: str) -> None:
+        self.expected = frozenset((topic, p) for p in range(PARTITIONS))
+        self.owned: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.complete = asyncio.Event()
+        self.at: float | None = None
+        self.rebalances = 0
+
+    def assigned(self, tps: Iterable[tuple[str, int]]) -> None:
+        self.owned.update((tp[0], tp[1]) for tp in tps)
+        if self.at is None and self.expected <= set(+self.owned):
+            self.at = time.monotonic()
+            self.complete.set()
+        elif self.at is not None:
+            self.rebalances += 1
+
+    def revoked(self, tps: Iterable[tuple[str, int]]) -> None:
+        self.owned.subtract((tp[0], tp[1]) for tp in tps)
+
+
+class _AioListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, assignment: Assignment) -> None:
+        self.assignment = assignment
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.assignment.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.assignment.assigned(assigned)
+
+
+class Pipeline(Protocol):
+    assignment: Assignment
+
+    async def start(self) -> None:
+        """Connect and join the group (returns before the join completes)."""
+
+    async def stop(self) -> None:
+        """Finish in-flight work, commit, leave the group, disconnect."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    source: str
+    sink: str
+    group: str
+
+
+# -- (a) raw aiokafka ------------------------------------------------------------------------
+class RawPipeline:
+    """getmany -> orjson.loads -> model_validate -> price -> send (futures) -> commit after acks."""
+
+    def __init__(self, settings: ClientSettings, topics: Topics, *, parse: str) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.assignment = Assignment(topics.source)
+        self._validate_json = parse == "pydantic"
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self._producer = AIOKafkaProducer(**s.producer_kwargs())
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            **s.consumer_kwargs(),
+            group_id=self.topics.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self._consumer.start()
+        self._consumer.subscribe([self.topics.source], listener=_AioListener(self.assignment))
+        self._task = asyncio.create_task(self._run(self._consumer, self._producer))
+
+    async def _run(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        s = self.settings
+        sink = self.topics.sink
+        to_json = OrderPriced.__pydantic_serializer__.to_json
+        validate_json = OrderPlaced.model_validate_json
+        validate = OrderPlaced.model_validate
+        loads = orjson.loads
+        by_json = self._validate_json
+        settling: collections.deque[asyncio.Task[None]] = collections.deque()
+        while not self._stop.is_set():
+            batches = await consumer.getmany(
+                timeout_ms=s.poll_timeout_ms, max_records=s.max_records
+            )
+            if not batches:
+                continue
+            acks: list[asyncio.Future[Any]] = []
+            offsets: dict[KafkaTopicPartition, int] = {}
+            for tp, messages in batches.items():
+                for m in messages:
+                    order = validate_json(m.value) if by_json else validate(loads(m.value))
+                    out = price(order, OrderPriced)
+                    acks.append(await producer.send(sink, to_json(out), key=m.key))
+                offsets[tp] = messages[-1].offset + 1
+            previous = settling[-1] if settling else None
+            settling.append(asyncio.create_task(self._settle(consumer, previous, acks, offsets)))
+            while settling and settling[0].done():
+                settling.popleft().result()
+            if len(settling) > 4:  # bound what is in flight
+                await settling.popleft()
+        for task in settling:
+            await task
+
+    @staticmethod
+    async def _settle(
+        consumer: AIOKafkaConsumer,
+        previous: asyncio.Task[None] | None,
+        acks: list[asyncio.Future[Any]],
+        offsets: dict[KafkaTopicPartition, int],
+    ) -> None:
+        await asyncio.gather(*acks)
+        if previous is not None:
+            await previous  # commits in batch order
+        await consumer.commit(offsets)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+
+# -- (b) bus -----------------------------------------------------------------------------------
+class _TimedWorker(Worker):
+    """A bus Worker that also tells the benchmark when its partitions were assigned."""
+
+    assignment: Assignment
+
+    async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+        await super().on_partitions_assigned(assigned)
+        self.assignment.assigned(assigned)
+
+    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        await super().on_partitions_revoked(revoked)
+        self.assignment.revoked(revoked)
+
+
+def bus_app(topics: Topics) -> App:
+    """One App, one handler: OrderPlaced -> OrderPriced (the bus classes of these topics)."""
+    models = bus_models(topics.source, topics.sink)
+    placed, priced = models.placed, models.priced
+
+    async def price_order(event: Any) -> Any:
+        return price(event, priced)
+
+    price_order.__annotations__ = {"event": placed, "return": priced}
+    app = App(
+        f"bench-{topics.group}", group=topics.group, registry=models.registry, source="bus://bench"
+    )
+    app.handler(price_order)
+    return app
+
+
+class BusPipeline:
+    """bus.Worker running the App on a KafkaTransport with the shared settings."""
+
+    def __init__(self, settings: ClientSettings, topics: Topics) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.assignment = Assignment(topics.source)
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.transport = KafkaTransport(settings.kafka_config("bench-bus"))
+        self.worker = _TimedWorker(
+            bus_app(topics),
+            self.transport,
+            WorkerSettings(
+                fetch_max_records=settings.max_records,
+                fetch_timeout_s=settings.poll_timeout_ms / 1000,
+                offset_reset="earliest",
+            ),
+        )
+        self.worker.assignment = self.assignment
+
+    async def start(self) -> None:
+        await self.transport.start()
+        self._task = asyncio.create_task(self.worker.run(self._stop))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        await self.transport.stop()
+
+
+# -- (c) FastStream ----------------------------------------------------------------------------
+def faststream_available() -> bool:
+    try:
+        import faststream.kafka  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class FastStreamPipeline:
+    """KafkaBroker + @subscriber/@publisher, max_workers=partitions, NACK_ON_ERROR, no logger."""
+
+    def __init__(self, settings: ClientSettings, topics: Topics, *, max_workers: int) -> None:
+        from faststream import AckPolicy
+        from faststream.kafka import KafkaBroker, KafkaResponse
+
+        s = settings
+        self.assignment = Assignment(topics.source)
+        producer = s.producer_kwargs()
+        self.broker = KafkaBroker(
+            s.bootstrap_servers,
+            client_id="bench-faststream",
+            request_timeout_ms=producer["request_timeout_ms"],
+            acks=producer["acks"],
+            linger_ms=producer["linger_ms"],
+            max_batch_size=producer["max_batch_size"],
+            max_request_size=producer["max_request_size"],
+            enable_idempotence=False,
+            logger=None,
+        )
+        consumer = s.consumer_kwargs()
+
+        @self.broker.subscriber(
+            topics.source,
+            group_id=topics.group,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=consumer["fetch_max_wait_ms"],
+            max_partition_fetch_bytes=consumer["max_partition_fetch_bytes"],
+            session_timeout_ms=consumer["session_timeout_ms"],
+            heartbeat_interval_ms=consumer["heartbeat_interval_ms"],
+            max_poll_records=s.max_records,
+            max_workers=max_workers,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            listener=_AioListener(self.assignment),
+        )
+        @self.broker.publisher(topics.sink)
+        async def price_order(order: OrderPlaced) -> KafkaResponse:
+            return KafkaResponse(price(order, OrderPriced), key=order.order_id.encode())
+
+    async def start(self) -> None:
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+
+# -- the probe process ---------------------------------------------------------------------
+class Probe:
+    """``bench/pipeline_probe.py`` as a child process (see its docstring)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, *args: str, timeout_s: float = 60.0) -> Probe:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(PROBE),
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        probe = cls(process)
+        line = await probe._line(timeout_s)
+        if line != "ready":
+            raise RuntimeError(f"probe did not start (said {line!r})")
+        return probe
+
+    async def _line(self, timeout_s: float) -> str:
+        assert self.process.stdout is not None
+        raw = await asyncio.wait_for(self.process.stdout.readline(), timeout_s)
+        if not raw:
+            code = await self.process.wait()
+            raise RuntimeError(f"probe exited with code {code}")
+        return raw.decode().strip()
+
+    def go(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"go\n")
+
+    async def result(self, timeout_s: float) -> dict[str, Any]:
+        try:
+            line = await self._line(timeout_s)
+            await asyncio.wait_for(self.process.wait(), 30)
+        finally:
+            if self.process.returncode is None:
+                self.process.kill()
+                await self.process.wait()
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+
+# -- measurements --------------------------------------------------------------------------
+@dataclass(slots=True)
+class Throughput:
+    kind: str
+    events: int
+    outputs: int
+    join_s: float
+    elapsed_s: float
+    preload_s: float
+    rebalances: int
+    complete: bool
+
+    @property
+    def ev_per_s(self) -> float:
+        return self.outputs / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(slots=True)
+class Latency:
+    kind: str
+    sent: int
+    received: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
+    join_s: float
+
+
+@dataclass(slots=True)
+class Bench:
+    args: argparse.Namespace
+    settings: ClientSettings
+    admin: AIOKafkaAdminClient
+    run_id: str
+    profiler: cProfile.Profile | None = None
+    deleted_ok: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    def topics(self, kind: str, what: str) -> Topics:
+        stem = f"pl-{self.run_id}-{kind}-{what}-{next(_names)}"
+        return Topics(source=f"{stem}.in", sink=f"{stem}.out", group=f"{stem}-g")
+
+    def pipeline(self, kind: str, topics: Topics) -> Pipeline:
+        if kind == "raw":
+            return RawPipeline(self.settings, topics, parse=self.args.raw_parse)
+        if kind == "bus":
+            return BusPipeline(self.settings, topics)
+        return FastStreamPipeline(
+            self.settings, topics, max_workers=self.args.faststream_max_workers
+        )
+
+    async def create_topics(self, topics: Topics) -> None:
+        new = [NewTopic(t, PARTITIONS, 1) for t in (topics.source, topics.sink)]
+        await self.admin.create_topics(new)
+        for topic in (topics.source, topics.sink):  # wait until the metadata shows all 6
+            for _ in range(100):
+                partitions = await _partitions(self.admin, topic)
+                if partitions == PARTITIONS:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError(f"topic {topic} has {partitions} partitions, not {PARTITIONS}")
+
+    async def delete_topics(self, topics: Topics) -> None:
+        if not self.deleted_ok:
+            return
+        try:
+            await self.admin.delete_topics([topics.source, topics.sink])
+        except Exception as exc:  # the broker may not support it; memory then grows
+            self.deleted_ok = False
+            self.notes.append(f"delete_topics failed ({exc!r}); topics kept")
+
+    async def preload(self, topics: Topics, n: int) -> float:
+        """Publish ``n`` orders as CloudEvents with bus's Publisher; seconds it took."""
+        placed = bus_models(topics.source, topics.sink).placed
+        transport = KafkaTransport(self.settings.kafka_config("bench-preload"))
+        t0 = time.perf_counter()
+        async with Publisher(transport, source="bus://bench-preload") as publisher:
+            for start in range(0, n, 5000):
+                await publisher.publish_many(
+                    placed(**order_fields(i)) for i in range(start, min(n, start + 5000))
+                )
+        return time.perf_counter() - t0
+
+    async def run_pipeline(
+        self, kind: str, topics: Topics, probe: Probe, until_done: Callable[[], Awaitable[Any]]
+    ) -> tuple[Pipeline, float]:
+        """Start the pipeline, wait for its assignment, run ``until_done``; the join seconds."""
+        pipeline = self.pipeline(kind, topics)
+        gc.collect()
+        t_start = time.monotonic()
+        if self.profiler is not None:
+            self.profiler.enable()
+        try:
+            await pipeline.start()
+            await asyncio.wait_for(pipeline.assignment.complete.wait(), 60)
+            await until_done()
+        finally:
+            if self.profiler is not None:
+                self.profiler.disable()
+            await pipeline.stop()
+        assert pipeline.assignment.at is not None
+        return pipeline, pipeline.assignment.at - t_start
+
+    async def throughput(self, kind: str, n: int, label: str = "tp") -> Throughput:
+        topics = self.topics(kind, label)
+        await self.create_topics(topics)
+        preload_s = await self.preload(topics, n)
+        a = self.args
+        probe = await Probe.start(
+            "count",
+            f"--bootstrap={self.settings.bootstrap_servers}",
+            f"--fetch-max-wait-ms={self.settings.fetch_max_wait_ms}",
+            f"--topic={topics.sink}",
+            f"--expect={n}",
+            f"--deadline-s={a.max_seconds + 90}",
+            f"--idle-s={a.idle_seconds}",
+        )
+        result: dict[str, Any] = {}
+
+        async def until_done() -> None:
+            result.update(await probe.result(a.max_seconds + 120))
+
+        pipeline, join_s = await self.run_pipeline(kind, topics, probe, until_done)
+        await self.delete_topics(topics)
+        assert pipeline.assignment.at is not None
+        t_last = result["t_last"] if result["t_last"] is not None else time.monotonic()
+        return Throughput(
+            kind=kind,
+            events=n,
+            outputs=int(result["distinct"]),
+            join_s=join_s,
+            elapsed_s=t_last - pipeline.assignment.at,
+            preload_s=preload_s,
+            rebalances=pipeline.assignment.rebalances,
+            complete=bool(result["complete"]),
+        )
+
+    async def latency(self, kind: str) -> Latency:
+        topics = self.topics(kind, "lat")
+        await self.create_topics(topics)
+        a = self.args
+        probe = await Probe.start(
+            "latency",
+            f"--bootstrap={self.settings.bootstrap_servers}",
+            f"--fetch-max-wait-ms={self.settings.fetch_max_wait_ms}",
+            f"--in-topic={topics.source}",
+            f"--out-topic={topics.sink}",
+            f"--rate={a.rate}",
+            f"--seconds={a.latency_seconds}",
+        )
+        result: dict[str, Any] = {}
+
+        async def until_done() -> None:
+            probe.go()
+            result.update(await probe.result(a.latency_seconds + 60))
+
+        _, join_s = await self.run_pipeline(kind, topics, probe, until_done)
+        await self.delete_topics(topics)
+        return Latency(
+            kind=kind,
+            sent=int(result["sent"]),
+            received=int(result["received"]),
+            p50_ms=float(result["p50_ms"]),
+            p90_ms=float(result["p90_ms"]),
+            p99_ms=float(result["p99_ms"]),
+            max_ms=float(result["max_ms"]),
+            mean_ms=float(result["mean_ms"]),
+            join_s=join_s,
+        )
+
+
+async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> int:
+    described = await admin.describe_topics([topic])
+    for entry in described:
+        if entry.get("topic") == topic and not entry.get("error_code"):
+            return len(entry.get("partitions") or ())
+    return 0
+
+
+# -- reporting -------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Row:
+    name: str
+    values: list[float]
+    unit: str
+    median: float | None = None  # override (a figure derived from other medians)
+
+    @property
+    def mid(self) -> float:
+        return self.median if self.median is not None else statistics.median(self.values)
+
+
+def _fmt(x: float) -> str:
+    if x != x:  # NaN
+        return "nan"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3f}"
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    header = ("measurement", "median", "min", "max", "unit")
+    cells = [header] + [
+        (r.name, _fmt(r.mid), _fmt(min(r.values)), _fmt(max(r.values)), r.unit) for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    for k, c in enumerate(cells):
+        print(
+            "  ".join(
+                c[i].ljust(widths[i]) if i in (0, 4) else c[i].rjust(widths[i])
+                for i in range(len(header))
+            )
+        )
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def profile_report(profiler: cProfile.Profile, path: str, top: int = 25) -> None:
+    """Dump the profile to ``path`` and print the top ``bus/`` functions by own time (stderr)."""
+    profiler.dump_stats(path)
+    for key, label in (("tottime", "own time"), ("cumulative", "cumulative")):
+        buf = io.StringIO()
+        stats = pstats.Stats(profiler, stream=buf)
+        stats.sort_stats(key).print_stats(r"[/\\]bus[/\\]", top)
+        body = buf.getvalue()
+        print(f"\n== top {top} bus/ functions by {label} ({path}) ==", file=sys.stderr)
+        print(body[body.find("   ncalls") :], file=sys.stderr)
+
+
+def _r(x: float, digits: int = 1) -> float | None:
+    return None if x != x else round(x, digits)
+
+
+# -- main ------------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--events", type=int, default=50_000, help="preloaded events per run (50000)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved throughput rounds (3)")
+    p.add_argument("--latency-seconds", type=float, default=20.0, help="latency run length (20)")
+    p.add_argument("--rate", type=float, default=500.0, help="latency input rate, ev/s (500)")
+    p.add_argument("--fetch-max-wait-ms", type=int, default=10, help="all consumers (10)")
+    p.add_argument("--warmup-events", type=int, default=2000, help="untimed first run each (2000)")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=150.0,
+        help="cap of one throughput run; a capped run counts the outputs read so far (150)",
+    )
+    p.add_argument("--idle-seconds", type=float, default=20.0, help="stalled-run cutoff (20)")
+    p.add_argument(
+        "--only", choices=KINDS, action="append", help="measure only this pipeline (repeatable)"
+    )
+    p.add_argument("--no-latency", action="store_true", help="skip the latency runs")
+    p.add_argument(
+        "--raw-parse",
+        choices=("orjson", "pydantic"),
+        default="orjson",
+        help="raw: orjson.loads + model_validate (default) or model_validate_json",
+    )
+    p.add_argument("--faststream-max-workers", type=int, default=PARTITIONS, help="(6)")
+    p.add_argument("--profile", metavar="PATH", help="cProfile one extra bus run to PATH")
+    p.add_argument("--broker-log", metavar="PATH", help="Tansu's log file")
+    args = p.parse_args(argv)
+    if min(args.events, args.repeats, args.rate, args.latency_seconds) <= 0:
+        p.error("--events, --repeats, --rate and --latency-seconds must be positive")
+    return args
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    kinds = [k for k in KINDS if not args.only or k in args.only]
+    if "faststream" in kinds and not faststream_available():
+        progress(FASTSTREAM_HINT + " (measuring raw and bus only)")
+        kinds.remove("faststream")
+    broker = DevBroker(log_path=Path(args.broker_log) if args.broker_log else None)
+    await broker.__aenter__()
+    settings = ClientSettings(broker.bootstrap_servers, fetch_max_wait_ms=args.fetch_max_wait_ms)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=broker.bootstrap_servers, request_timeout_ms=15_000
+    )
+    await admin.start()
+    bench = Bench(args, settings, admin, run_id=f"{os.getpid()}")
+    n = args.events
+    t_begin = time.monotonic()
+    throughput: dict[str, list[Throughput]] = {k: [] for k in kinds}
+    latency: dict[str, Latency] = {}
+    warmup: dict[str, Throughput] = {}
+    try:
+        progress(f"broker {broker.bootstrap_servers}; pipelines {', '.join(kinds)}")
+        if args.warmup_events > 0:
+            for kind in kinds:
+                warmup[kind] = await bench.throughput(kind, args.warmup_events, "warm")
+                progress(f"warm-up {kind}: {warmup[kind].ev_per_s:,.0f} ev/s (not counted)")
+        for r in range(args.repeats):
+            for kind in kinds:
+                m = await bench.throughput(kind, n)
+                throughput[kind].append(m)
+                progress(
+                    f"round {r + 1}/{args.repeats} {kind}: {m.ev_per_s:,.0f} ev/s "
+                    f"({m.outputs:,}/{n:,} outputs in {m.elapsed_s:.2f}s; join {m.join_s:.2f}s; "
+                    f"preload {m.preload_s:.1f}s)"
+                )
+        if not args.no_latency:
+            for kind in kinds:
+                lat = await bench.latency(kind)
+                latency[kind] = lat
+                progress(
+                    f"latency {kind}: p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms "
+                    f"({lat.received}/{lat.sent} received)"
+                )
+        if args.profile and "bus" in kinds:
+            bench.profiler = cProfile.Profile()
+            m = await bench.throughput("bus", n, "prof")
+            bench.profiler, profiler = None, bench.profiler
+            progress(f"profiled bus run: {m.ev_per_s:,.0f} ev/s (under cProfile)")
+            profile_report(profiler, args.profile)
+    finally:
+        await admin.close()
+        await broker.__aexit__(None, None, None)
+    return report(args, kinds, throughput, latency, warmup, bench, time.monotonic() - t_begin)
+
+
+def report(
+    args: argparse.Namespace,
+    kinds: list[str],
+    throughput: dict[str, list[Throughput]],
+    latency: dict[str, Latency],
+    warmup: dict[str, Throughput],
+    bench: Bench,
+    total_s: float,
+) -> dict[str, Any]:
+    rate = {k: [m.ev_per_s for m in throughput[k]] for k in kinds}
+    med = {k: statistics.median(rate[k]) for k in kinds}
+    rows: list[Row] = []
+    for k in kinds:
+        rows.append(Row(f"{k} throughput", rate[k], "ev/s"))
+    for k in kinds:
+        rows.append(Row(f"{k} per event", [1e6 / x for x in rate[k]], "us/ev", 1e6 / med[k]))
+    for k in kinds:
+        rows.append(Row(f"{k} join (not timed)", [m.join_s for m in throughput[k]], "s"))
+    ratios: dict[str, list[float]] = {}
+    if "bus" in kinds and "raw" in kinds:
+        ratios["bus_per_raw"] = [b / r for b, r in zip(rate["bus"], rate["raw"], strict=True)]
+        rows.append(Row("bus / raw", ratios["bus_per_raw"], "x", med["bus"] / med["raw"]))
+        rows.append(
+            Row(
+                "bus overhead vs raw",
+                [1e6 / b - 1e6 / r for b, r in zip(rate["bus"], rate["raw"], strict=True)],
+                "us/ev",
+                1e6 / med["bus"] - 1e6 / med["raw"],
+            )
+        )
+    if "bus" in kinds and "faststream" in kinds:
+        ratios["bus_per_faststream"] = [
+            b / f for b, f in zip(rate["bus"], rate["faststream"], strict=True)
+        ]
+        rows.append(
+            Row(
+                "bus / faststream",
+                ratios["bus_per_faststream"],
+                "x",
+                med["bus"] / med["faststream"],
+            )
+        )
+    for k in kinds:
+        if k in latency:
+            lat = latency[k]
+            rows.append(Row(f"{k} latency p50", [lat.p50_ms], "ms"))
+            rows.append(Row(f"{k} latency p99", [lat.p99_ms], "ms"))
+            rows.append(Row(f"{k} latency max", [lat.max_ms], "ms"))
+    preloads = [m.preload_s for k in kinds for m in throughput[k]]
+    rows.append(Row("preload (bus.Publisher, untimed)", preloads, "s"))
+
+    print(
+        f"pipeline benchmark: {args.events:,} events x {args.repeats} interleaved rounds, "
+        f"{PARTITIONS} partitions, ~{len(OrderPlaced(**order_fields(0)).model_dump_json())} B "
+        f"payloads; latency {args.rate:g} ev/s for {args.latency_seconds:g} s"
+    )
+    print(
+        f"client settings (all three): fetch_max_wait_ms={bench.settings.fetch_max_wait_ms}, "
+        f"max_records={bench.settings.max_records}, poll_timeout_ms="
+        f"{bench.settings.poll_timeout_ms}, linger_ms={bench.settings.linger_ms}, "
+        f"max_batch_bytes={bench.settings.max_batch_bytes}, acks={bench.settings.acks}; "
+        f"faststream: max_workers={args.faststream_max_workers}, "
+        "ack_policy=NACK_ON_ERROR, logger=None; raw parse: "
+        + ("orjson.loads + model_validate" if args.raw_parse == "orjson" else "model_validate_json")
+    )
+    print(
+        f"measured process: one asyncio loop; broker (Tansu) and probe in other processes; "
+        f"{os.cpu_count()} CPUs; Python {platform.python_version()}, aiokafka "
+        f"{aiokafka.__version__}, pydantic {pydantic.VERSION}"
+    )
+    print()
+    print_table(rows)
+    print()
+    incomplete = [
+        f"{m.kind}: {m.outputs}/{m.events}" for k in kinds for m in throughput[k] if not m.complete
+    ]
+    if incomplete:
+        print("capped/incomplete runs (rate = outputs read / time): " + "; ".join(incomplete))
+    for note in bench.notes:
+        print("note: " + note)
+
+    out: dict[str, Any] = {
+        "benchmark": "pipeline",
+        "events": args.events,
+        "repeats": args.repeats,
+        "partitions": PARTITIONS,
+        "rate_ev_per_s": args.rate,
+        "latency_seconds": args.latency_seconds,
+        "fetch_max_wait_ms": bench.settings.fetch_max_wait_ms,
+        "max_records": bench.settings.max_records,
+        "linger_ms": bench.settings.linger_ms,
+        "max_batch_bytes": bench.settings.max_batch_bytes,
+        "acks": bench.settings.acks,
+        "raw_parse": args.raw_parse,
+        "faststream_max_workers": args.faststream_max_workers,
+        "faststream_ack_policy": "NACK_ON_ERROR",
+        "pipelines": kinds,
+    }
+    for k in kinds:
+        out[f"{k}_ev_per_s"] = round(med[k], 1)
+        out[f"{k}_ev_per_s_min"] = round(min(rate[k]), 1)
+        out[f"{k}_ev_per_s_max"] = round(max(rate[k]), 1)
+        out[f"{k}_us_per_ev"] = round(1e6 / med[k], 2)
+        out[f"{k}_join_s"] = round(statistics.median(m.join_s for m in throughput[k]), 3)
+        out[f"{k}_complete"] = all(m.complete for m in throughput[k])
+        if k in warmup:
+            out[f"{k}_warmup_ev_per_s"] = round(warmup[k].ev_per_s, 1)
+    if "bus" in kinds and "raw" in kinds:
+        out["bus_per_raw"] = round(med["bus"] / med["raw"], 3)
+        out["bus_overhead_us_per_ev"] = round(1e6 / med["bus"] - 1e6 / med["raw"], 2)
+        out["bus_per_raw_target"] = TARGET_BUS_PER_RAW
+        out["bus_per_raw_ok"] = out["bus_per_raw"] >= TARGET_BUS_PER_RAW
+    if "bus" in kinds and "faststream" in kinds:
+        out["bus_per_faststream"] = round(med["bus"] / med["faststream"], 3)
+        out["bus_per_faststream_target"] = TARGET_BUS_PER_FASTSTREAM
+        out["bus_per_faststream_ok"] = out["bus_per_faststream"] >= TARGET_BUS_PER_FASTSTREAM
+    for k, lat in latency.items():
+        out[f"p50_ms_{k}"] = _r(lat.p50_ms, 2)
+        out[f"p90_ms_{k}"] = _r(lat.p90_ms, 2)
+        out[f"p99_ms_{k}"] = _r(lat.p99_ms, 2)
+        out[f"max_ms_{k}"] = _r(lat.max_ms, 2)
+        out[f"mean_ms_{k}"] = _r(lat.mean_ms, 2)
+        out[f"latency_received_{k}"] = lat.received
+        out[f"latency_sent_{k}"] = lat.sent
+    if "bus" in latency and "raw" in latency:
+        out["p99_ms_bus_target"] = _r(latency["raw"].p99_ms + TARGET_P99_MARGIN_MS, 2)
+        out["p99_bus_ok"] = latency["bus"].p99_ms <= latency["raw"].p99_ms + TARGET_P99_MARGIN_MS
+    out["runs"] = {f"{k}_ev_per_s": [round(x, 1) for x in rate[k]] for k in kinds} | {
+        f"{k}_join_s": [round(m.join_s, 3) for m in throughput[k]] for k in kinds
+    }
+    out["runs"] |= {name: [round(x, 3) for x in v] for name, v in ratios.items()}
+    out["preload_s_median"] = round(statistics.median(preloads), 2)
+    out["total_s"] = round(total_s, 1)
+    out["python"] = platform.python_version()
+    out["aiokafka"] = aiokafka.__version__
+    out["pydantic"] = pydantic.VERSION
+    if "faststream" in kinds:
+        from faststream import __version__ as faststream_version
+
+        out["faststream"] = faststream_version
+    out["notes"] = bench.notes
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if not faststream_available():
+        print(FASTSTREAM_HINT, file=sys.stderr)
+    result = asyncio.run(run(args))
+    sys.stdout.flush()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
