@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -385,28 +386,22 @@ def _cmd_topics_ensure(args: argparse.Namespace, config: BusConfig) -> int:
 
 
 def _cmd_dev_broker(args: argparse.Namespace, config: BusConfig) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the address is printed: no race
+        signal.signal(sig, lambda *_: stop.set())
     broker = DevBroker(port=args.port or None)
     broker.start()
-    print(
-        f"dev broker (Tansu, in-memory storage) listening; bootstrap servers: {broker.bootstrap_servers}",
-        flush=True,
-    )
-    print(
-        f"use it with: --transport kafka --bootstrap-servers {broker.bootstrap_servers}", flush=True
-    )
-
-    async def wait() -> None:
-        stop = asyncio.Event()
-        install_signal_handlers(stop)
-        process = broker.process
-        while not stop.is_set():
+    try:
+        print(
+            f"dev broker (Tansu, in-memory storage) listening; bootstrap servers: "
+            f"{broker.bootstrap_servers}",
+            flush=True,
+        )
+        print(f"use it with: --transport kafka --bootstrap-servers {broker.bootstrap_servers}", flush=True)
+        while not stop.wait(0.5):
+            process = broker.process
             if process is None or process.poll() is not None:
                 raise TransportError("the dev broker exited unexpectedly")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
-
-    try:
-        asyncio.run(wait())
     finally:
         broker.stop()
     return 0

@@ -105,10 +105,13 @@ def _parse(text: str, type_name: object) -> Any:
         if lowered in _FALSE:
             return False
         raise ValueError("expected true or false")
-    if kind == "int":
-        return int(text)
-    if kind == "float":
-        return float(text)
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise ValueError(f"expected {'a whole number' if kind == 'int' else 'a number'}") from None
     return text.strip()
 
 

@@ -269,6 +269,11 @@ class MemoryTransport:
     async def stop(self) -> None:
         self._started = False
 
+    @property
+    def ready(self) -> bool:
+        """An in-process log is reachable whenever the client is started."""
+        return self._started
+
     async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
         for spec in specs:
             self.broker.create_topic(spec.name, spec.partitions, spec.config)

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bus import Publisher, Runner, TopicSpec, WorkerSettings, decode
+from bus import Publisher, Runner, TopicSpec, TransportError, WorkerSettings, decode
 from bus.devbroker import DevBroker
 from bus.topics import desired_topics
 from bus.transports.kafka import KafkaTransport
@@ -159,3 +159,46 @@ async def _wait_for_effects(path: Path, count: int, timeout_s: float) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"fewer than {count} effects after {timeout_s}s")
+
+
+async def test_start_retries_an_unreachable_broker_then_connects_when_it_comes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    late = DevBroker()
+    transport = KafkaTransport(kafka_test_config(late.bootstrap_servers, connect_timeout_s=30.0))
+    assert transport.ready is False
+    starting = asyncio.create_task(transport.start())
+    await asyncio.sleep(1.5)
+    assert not starting.done()
+    assert transport.ready is False
+    late.start()
+    try:
+        await asyncio.wait_for(starting, 30)
+        assert transport.ready is True
+        assert any("unreachable" in r.getMessage() for r in caplog.records)
+    finally:
+        await transport.stop()
+        late.stop()
+
+
+async def test_start_gives_up_with_a_clear_error_after_the_connect_timeout() -> None:
+    nobody = DevBroker()  # a free port nobody listens on
+    transport = KafkaTransport(kafka_test_config(nobody.bootstrap_servers, connect_timeout_s=2.0))
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="cannot reach .* is the broker up"):
+        await transport.start()
+    assert time.monotonic() - started < 15
+    assert transport.ready is False
+
+
+async def test_this_broker_refuses_an_idempotent_producer_with_a_clear_error(
+    kafka_broker: DevBroker,
+) -> None:
+    # Tansu answers aiokafka's InitProducerId v0 with UnknownError: idempotence and
+    # transactions stay options for Apache Kafka. If this starts passing start(), Tansu
+    # gained support: update the README's broker notes.
+    config = kafka_test_config(kafka_broker.bootstrap_servers, enable_idempotence=True)
+    transport = KafkaTransport(config)
+    with pytest.raises(TransportError, match="start failed"):
+        await transport.start()
+    await transport.stop()

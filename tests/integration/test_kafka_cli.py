@@ -1,0 +1,101 @@
+"""The CLI against the real broker: dev broker, topic provisioning, publishing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import NewTopic
+
+from bus.devbroker import DevBroker, free_port
+from bus.transports.kafka import KafkaTransport
+from tests.conftest import kafka_test_config, unique
+from tests.integration.test_kafka_runtime import read_topic
+
+pytestmark = pytest.mark.kafka
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bus(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bus", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+def test_dev_broker_prints_its_address_and_stops_cleanly_on_sigterm() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bus", "dev", "broker", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert f"127.0.0.1:{port}" in line
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+
+
+async def test_topics_ensure_creates_what_is_missing_and_reports_what_differs(
+    kafka_broker: DevBroker,
+) -> None:
+    run = unique("prov")
+    env = {"PROV_RUN": run, "BUS_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers}
+    target = "tests.integration.provisioned_app"
+    check = bus("topics", "ensure", target, "--transport", "kafka", "--check", env=env)
+    assert check.returncode == 1
+    assert f"missing  it.prov.orders.{run} (partitions=4" in check.stdout
+
+    created = bus("topics", "ensure", target, "--transport", "kafka", env=env)
+    assert created.returncode == 0, created.stderr
+    for topic in (f"it.prov.orders.{run}", f"it.prov.orders.{run}.dlq", f"it.prov.invoices.{run}"):
+        assert f"created  {topic}" in created.stdout
+    again = bus("topics", "ensure", target, "--transport", "kafka", "--check", env=env)
+    assert again.returncode == 0, again.stdout
+    assert f"ok       it.prov.orders.{run}" in again.stdout
+
+    # a topic that exists with another shape is reported, never changed
+    transport = KafkaTransport(kafka_test_config(kafka_broker.bootstrap_servers))
+    admin = await transport.admin()
+    other = unique("prov")
+    await admin.create_topics([NewTopic(f"it.prov.orders.{other}", 2, 1)])
+    await transport.stop()
+    drift = bus("topics", "ensure", target, "--transport", "kafka", env={**env, "PROV_RUN": other})
+    assert drift.returncode == 0
+    assert f"it.prov.orders.{other}: has 2 partitions, declared 4" in drift.stdout
+    assert "retention.ms" in drift.stdout
+
+
+async def test_publish_on_kafka_validates_then_sends_every_line(kafka_broker: DevBroker) -> None:
+    env = {"BUS_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers, "BUS_TRANSPORT": "kafka"}
+    out = bus("publish", "--file", "handlers/demo_hires.ndjson", "-m", "handlers.hr.contracts", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "published 3 message(s)" in out.stdout
+    transport = KafkaTransport(kafka_test_config(kafka_broker.bootstrap_servers))
+    await transport.start()
+    records = await read_topic(transport, "hr.events", 10_000, timeout_s=5)
+    await transport.stop()
+    keys = {r.key for r in records}
+    assert {b"e-1001", b"e-1002", b"e-1003"} <= keys
+
+
+def test_publish_to_an_unreachable_broker_fails_with_a_clear_error() -> None:
+    env = {
+        "BUS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "BUS_KAFKA_CONNECT_TIMEOUT_S": "2",
+        "BUS_TRANSPORT": "kafka",
+    }
+    out = bus("publish", "--file", "handlers/demo_hires.ndjson", "-m", "handlers.hr.contracts", env=env)
+    assert out.returncode == 2
+    assert "cannot reach" in out.stderr
+    assert "Traceback" not in out.stderr
