@@ -397,7 +397,10 @@ def _cmd_dev_broker(args: argparse.Namespace, config: BusConfig) -> int:
             f"{broker.bootstrap_servers}",
             flush=True,
         )
-        print(f"use it with: --transport kafka --bootstrap-servers {broker.bootstrap_servers}", flush=True)
+        print(
+            f"use it with: --transport kafka --bootstrap-servers {broker.bootstrap_servers}",
+            flush=True,
+        )
         while not stop.wait(0.5):
             process = broker.process
             if process is None or process.poll() is not None:

@@ -31,17 +31,19 @@ __all__ = ["CONTENT_TYPE_HEADER", "STRUCTURED_CONTENT_TYPE", "decode", "encode",
 CONTENT_TYPE_HEADER = "content-type"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 _PREFIX = "ce_"
-_KNOWN = (
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "time",
-    "subject",
-    "dataschema",
-    "correlationid",
-    "causationid",
-    "traceparent",
+_KNOWN = frozenset(
+    (
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "dataschema",
+        "correlationid",
+        "causationid",
+        "traceparent",
+    )
 )
 _REQUIRED = ("specversion", "id", "source", "type")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -73,12 +75,18 @@ def encode(env: Envelope) -> tuple[list[tuple[str, bytes]], bytes]:
     ]
     if env.time is not None:
         headers.append(("ce_time", format_time(env.time).encode()))
-    for name in ("subject", "dataschema", "correlationid", "causationid", "traceparent"):
-        value = getattr(env, name)
-        if value is not None:
-            headers.append((_PREFIX + name, value.encode()))
-    for name, value in env.extensions.items():
-        headers.append((_PREFIX + name, value.encode()))
+    if env.subject is not None:
+        headers.append(("ce_subject", env.subject.encode()))
+    if env.dataschema is not None:
+        headers.append(("ce_dataschema", env.dataschema.encode()))
+    if env.correlationid is not None:
+        headers.append(("ce_correlationid", env.correlationid.encode()))
+    if env.causationid is not None:
+        headers.append(("ce_causationid", env.causationid.encode()))
+    if env.traceparent is not None:
+        headers.append(("ce_traceparent", env.traceparent.encode()))
+    if env.extensions:
+        headers.extend((_PREFIX + k, v.encode()) for k, v in env.extensions.items())
     if env.datacontenttype is not None:
         headers.append((CONTENT_TYPE_HEADER, env.datacontenttype.encode()))
     return headers, env.data
@@ -88,12 +96,16 @@ def decode(headers: Headers, value: bytes | None) -> Envelope:
     """The envelope in a record, binary or structured mode; :class:`DecodeError` if none."""
     attrs: dict[str, str] = {}
     content_type: str | None = None
+    name = ""
     try:
         for name, raw in headers:
-            lower = name.lower()
-            if lower.startswith(_PREFIX):
-                attrs[lower[3:]] = raw.decode()
-            elif lower == CONTENT_TYPE_HEADER:
+            if name.startswith(_PREFIX):  # the binding's names are lowercase: the fast path
+                attrs[name[3:]] = raw.decode()
+            elif name == CONTENT_TYPE_HEADER:
+                content_type = raw.decode()
+            elif name.lower().startswith(_PREFIX):
+                attrs[name[3:].lower()] = raw.decode()
+            elif name.lower() == CONTENT_TYPE_HEADER:
                 content_type = raw.decode()
     except UnicodeDecodeError as exc:
         raise DecodeError(f"header {name!r} is not UTF-8") from exc
@@ -103,32 +115,34 @@ def decode(headers: Headers, value: bytes | None) -> Envelope:
 
 
 def _from_attributes(attrs: dict[str, str], content_type: str | None, data: bytes) -> Envelope:
-    missing = [f"ce_{n}" for n in _REQUIRED if not attrs.get(n)]
-    if missing:
+    get = attrs.get
+    specversion, id_, source, type_ = get("specversion"), get("id"), get("source"), get("type")
+    if not (specversion and id_ and source and type_):
+        missing = [f"ce_{n}" for n in _REQUIRED if not attrs.get(n)]
         raise DecodeError(
             f"not a CloudEvent: missing header(s) {', '.join(missing)} "
             "(binary mode needs ce_specversion, ce_id, ce_source, ce_type)"
         )
-    if attrs["specversion"] != "1.0":
-        raise DecodeError(
-            f"unsupported CloudEvents specversion {attrs['specversion']!r} (need 1.0)"
-        )
-    time_text = attrs.get("time")
-    extensions = {k: v for k, v in attrs.items() if k not in _KNOWN}
+    if specversion != "1.0":
+        raise DecodeError(f"unsupported CloudEvents specversion {specversion!r} (need 1.0)")
+    time_text = get("time")
+    extensions = _EMPTY
+    if len(attrs) > len(_KNOWN.intersection(attrs)):
+        extensions = MappingProxyType({k: v for k, v in attrs.items() if k not in _KNOWN})
     return Envelope(
-        id=attrs["id"],
-        source=attrs["source"],
-        type=attrs["type"],
-        data=data,
-        time=_parse_time(time_text) if time_text is not None else None,
-        subject=attrs.get("subject"),
-        datacontenttype=content_type,
-        dataschema=attrs.get("dataschema"),
-        correlationid=attrs.get("correlationid"),
-        causationid=attrs.get("causationid"),
-        traceparent=attrs.get("traceparent"),
-        extensions=MappingProxyType(extensions) if extensions else _EMPTY,
-        specversion=attrs["specversion"],
+        id_,
+        source,
+        type_,
+        data,
+        None if time_text is None else _parse_time(time_text),
+        get("subject"),
+        content_type,
+        get("dataschema"),
+        get("correlationid"),
+        get("causationid"),
+        get("traceparent"),
+        extensions,
+        specversion,
     )
 
 

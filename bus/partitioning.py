@@ -12,6 +12,8 @@ Example::
 
 from __future__ import annotations
 
+import functools
+
 __all__ = ["murmur2", "partition_for_key"]
 
 _M = 0x5BD1E995
@@ -45,8 +47,13 @@ def murmur2(data: bytes) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+@functools.lru_cache(maxsize=65_536)
 def partition_for_key(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for ``key`` among ``partitions``."""
+    """The partition Kafka's default partitioner picks for ``key`` among ``partitions``.
+
+    Cached: an entity's key recurs with every message about it, and murmur2 in Python
+    costs microseconds.
+    """
     if partitions <= 0:
         raise ValueError(f"partitions must be positive, got {partitions}")
     return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from bus.types import Headers
@@ -17,9 +17,11 @@ class TopicPartition(NamedTuple):
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A record read from a topic.
+class Record(NamedTuple):
+    """A record read from a topic (immutable).
+
+    A NamedTuple: the memory log holds every record, and tuples of atomic values are
+    untracked by the garbage collector, so a long log does not slow down every collection.
 
     Example::
 
@@ -53,9 +55,8 @@ class Record:
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class OutgoingRecord:
-    """A record to append to a topic.
+class OutgoingRecord(NamedTuple):
+    """A record to append to a topic (immutable).
 
     ``partition`` None means: chosen from the key by Kafka's default partitioner.
     """
@@ -63,7 +64,7 @@ class OutgoingRecord:
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: Headers = field(default=())
+    headers: Headers = ()
     partition: int | None = None
 
     def size_bytes(self) -> int:

@@ -90,18 +90,22 @@ async def call_with_retries(
     *,
     on_failure: Callable[[int, BaseException], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    first_error: Exception | None = None,
 ) -> tuple[T, int]:
     """``(result, attempts)`` of ``call`` under ``policy``; :class:`RetriesExhaustedError` at the end.
 
-    ``on_failure(attempt, error)`` hears every failed try that will be retried.
+    ``on_failure(attempt, error)`` hears every failed try that will be retried. A caller
+    that made the first try itself passes its error as ``first_error``: tries go on from 2.
     """
-    try:
-        return await call(), 1
-    except Exception as first:
-        if not policy.should_retry(first, 1):
-            raise RetriesExhaustedError(first, 1) from first
-        if on_failure is not None:
-            on_failure(1, first)
+    if first_error is None:
+        try:
+            return await call(), 1
+        except Exception as exc:
+            first_error = exc
+    if not policy.should_retry(first_error, 1):
+        raise RetriesExhaustedError(first_error, 1) from first_error
+    if on_failure is not None:
+        on_failure(1, first_error)
 
     def notify(state: RetryCallState) -> None:
         if on_failure is not None and state.outcome is not None:

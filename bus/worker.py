@@ -300,29 +300,23 @@ class Worker:
 
     async def _handle(self, record: Record, env: Envelope, route: Route, message: Message) -> None:
         ctx = Context(env, record, app=self.app.name, handler=route.name)
-
-        async def attempt() -> list[Message]:
-            ctx.take_outbox()  # a failed try's publishes are discarded
-            if route.wants_context:
-                result = await route.handler(message, ctx)
-            else:
-                result = await route.handler(message)
-            return [*ctx.take_outbox(), *_as_messages(result, route.name)]
-
-        def on_failure(attempt_no: int, error: BaseException) -> None:
-            self.stats.retries += 1
-            ctx.logger.warning("try %d of %s failed: %r; retrying", attempt_no, route.name, error)
-
         try:
-            outputs, _ = await call_with_retries(route.retry, attempt, on_failure=on_failure)
-        except RetriesExhaustedError as failed:
-            ctx.logger.error(
-                "%s failed after %d attempt(s): %r", route.name, failed.attempts, failed.error
-            )
-            await self._dead_letter(
-                record, "handler_failed", failed.error, handler=route.name, attempts=failed.attempts
-            )
-            return
+            outputs = await self._attempt(route, message, ctx)  # the happy path: one plain call
+        except Exception as first:
+            try:
+                outputs = await self._retry(route, message, ctx, first)
+            except RetriesExhaustedError as failed:
+                ctx.logger.error(
+                    "%s failed after %d attempt(s): %r", route.name, failed.attempts, failed.error
+                )
+                await self._dead_letter(
+                    record,
+                    "handler_failed",
+                    failed.error,
+                    handler=route.name,
+                    attempts=failed.attempts,
+                )
+                return
         now = self._clock()
         records = [
             record_for(m, caused_by(m, env, source=self.app.source, id=self._ids(), time=now))
@@ -342,6 +336,35 @@ class Worker:
             ctx.logger.debug(
                 "handled by %s, emitted %s", route.name, [m.bus_type for m in outputs] or "nothing"
             )
+
+    @staticmethod
+    async def _attempt(route: Route, message: Message, ctx: Context) -> list[Message]:
+        """One try of the handler: its outputs, published and returned."""
+        ctx.take_outbox()  # a failed try's publishes are discarded
+        if route.wants_context:
+            result = await route.handler(message, ctx)
+        else:
+            result = await route.handler(message)
+        published = ctx.take_outbox()
+        returned = _as_messages(result, route.name)
+        return [*published, *returned] if published else returned
+
+    async def _retry(
+        self, route: Route, message: Message, ctx: Context, first: Exception
+    ) -> list[Message]:
+        """The tries after a failed first one, under the route's policy."""
+
+        def on_failure(attempt_no: int, error: BaseException) -> None:
+            self.stats.retries += 1
+            ctx.logger.warning("try %d of %s failed: %r; retrying", attempt_no, route.name, error)
+
+        outputs, _ = await call_with_retries(
+            route.retry,
+            lambda: self._attempt(route, message, ctx),
+            on_failure=on_failure,
+            first_error=first,
+        )
+        return outputs
 
     async def _dead_letter(
         self,
@@ -422,10 +445,10 @@ def _close(lane: _Lane) -> None:
 
 
 def _as_messages(result: object, handler: str) -> list[Message]:
-    if result is None:
-        return []
     if isinstance(result, Message):
         return [result]
+    if result is None:
+        return []
     if isinstance(result, list | tuple):
         bad = [type(m).__name__ for m in result if not isinstance(m, Message)]
         if not bad:

@@ -109,6 +109,7 @@ class Transport(Protocol):
 
     #: "memory" or "kafka".
     name: str
+
     @property
     def ready(self) -> bool:
         """True while the transport can reach its log (for /readyz): started and connected."""

@@ -73,8 +73,7 @@ class MemoryBroker:
         self._logs: dict[str, list[list[Record]]] = {}
         self._configs: dict[str, dict[str, str]] = {}
         self._groups: dict[str, _Group] = {}
-        self._changed = asyncio.Event()
-        self._waiters = 0
+        self._changed: asyncio.Event | None = None
 
     # -- topics -------------------------------------------------------------------------
     def create_topic(
@@ -146,21 +145,26 @@ class MemoryBroker:
 
     # -- waiting ------------------------------------------------------------------------
     def _notify(self) -> None:
-        """Wake every waiting fetch (an append or a group change happened)."""
-        if self._waiters:
-            self._changed.set()
-            self._changed = asyncio.Event()
+        """Wake every waiting fetch (an append or a group change happened).
+
+        The event is set once per waiting round and replaced only when someone waits
+        again, so a burst of appends costs one wake-up, not one per record.
+        """
+        event = self._changed
+        if event is not None:
+            self._changed = None
+            event.set()
 
     async def wait_for_change(self, timeout_s: float) -> None:
         """Return when a record is appended or a group changes, or after ``timeout_s``."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
         event = self._changed
-        self._waiters += 1
         try:
-            await asyncio.wait_for(event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
         except TimeoutError:
             pass
-        finally:
-            self._waiters -= 1
 
     # -- groups -------------------------------------------------------------------------
     def group_committed(self, group: str) -> dict[TopicPartition, int]:
