@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
@@ -47,12 +48,28 @@ _KNOWN = frozenset(
 )
 _REQUIRED = ("specversion", "id", "source", "type")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+# tuple.__new__ skips the NamedTuple's Python-level __new__ (argument binding, defaults)
+_make_envelope = functools.partial(tuple.__new__, Envelope)
+
+
+_last_formatted: tuple[datetime | None, str] = (None, "")
 
 
 def format_time(t: datetime) -> str:
-    """RFC 3339 with ``Z`` for UTC, microsecond precision when there is one."""
+    """RFC 3339 with ``Z`` for UTC, microsecond precision when there is one.
+
+    The last result is remembered: envelopes stamped in the same millisecond share one
+    datetime object (see ``envelope.utc_now``).
+    """
+    global _last_formatted
+    last, text = _last_formatted
+    if t is last:
+        return text
     text = t.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if text.endswith("+00:00"):
+        text = text[:-6] + "Z"
+    _last_formatted = (t, text)
+    return text
 
 
 def _parse_time(text: str) -> datetime:
@@ -129,20 +146,22 @@ def _from_attributes(attrs: dict[str, str], content_type: str | None, data: byte
     extensions = _EMPTY
     if len(attrs) > len(_KNOWN.intersection(attrs)):
         extensions = MappingProxyType({k: v for k, v in attrs.items() if k not in _KNOWN})
-    return Envelope(
-        id_,
-        source,
-        type_,
-        data,
-        None if time_text is None else _parse_time(time_text),
-        get("subject"),
-        content_type,
-        get("dataschema"),
-        get("correlationid"),
-        get("causationid"),
-        get("traceparent"),
-        extensions,
-        specversion,
+    return _make_envelope(
+        (
+            id_,
+            source,
+            type_,
+            data,
+            None if time_text is None else _parse_time(time_text),
+            get("subject"),
+            content_type,
+            get("dataschema"),
+            get("correlationid"),
+            get("causationid"),
+            get("traceparent"),
+            extensions,
+            specversion,
+        )
     )
 
 

@@ -67,8 +67,10 @@ class OffsetTracker:
     ) -> None:
         """Record that ``offset`` was handled; ``acks`` pair with ``outputs`` by index."""
         queue = self._pending.get(tp)
-        if not acks and not queue:
-            self._settled[tp] = offset + 1  # nothing in flight: settled at once
+        if not queue and all(a.done() and a.exception() is None for a in acks):
+            # nothing before it in flight and its outputs already acknowledged (always so on
+            # the memory transport): settled at once, and nothing is kept alive for later
+            self._settled[tp] = offset + 1
             return
         if queue is None:
             queue = self._pending[tp] = deque()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from bus.codec import encode
-from bus.envelope import Envelope, utc_now
+from bus.envelope import Envelope, event_envelope, utc_now
 from bus.ids import new_id
 from bus.message import Message
 from bus.record import OutgoingRecord, RecordMetadata
@@ -40,16 +40,16 @@ def envelope_for(
 
     A message that starts a process (no ``correlationid``) is its own correlation: its id.
     """
-    return Envelope(
-        id=id,
-        source=source,
-        type=message.bus_type,
-        data=message.to_json(),
-        time=time,
-        subject=subject if subject is not None else message.bus_key_value(),
-        correlationid=correlationid or id,
-        causationid=causationid,
-        traceparent=traceparent,
+    return event_envelope(
+        id,
+        source,
+        message.bus_type,
+        message.to_json(),
+        time,
+        subject if subject is not None else message.bus_key_value(),
+        correlationid or id,
+        causationid,
+        traceparent,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from bus.types import Headers
@@ -75,8 +74,7 @@ class OutgoingRecord(NamedTuple):
         return size
 
 
-@dataclass(frozen=True, slots=True)
-class RecordMetadata:
+class RecordMetadata(NamedTuple):
     """Where the transport acknowledged an appended record."""
 
     topic: str

@@ -270,7 +270,7 @@ class Worker:
             async with self._slots:
                 done = 0
                 while lane.buffer and done < s.fetch_max_records:
-                    await self._process(lane.buffer.popleft())
+                    await self._process(lane.buffer.popleft(), lane.tp)
                     done += 1
             if lane.paused and len(lane.buffer) < s.max_buffered_per_partition // 2:
                 lane.paused = False
@@ -278,7 +278,7 @@ class Worker:
                     self._consumer.resume([lane.tp])
             await asyncio.sleep(0)  # let other lanes and the fetch loop run
 
-    async def _process(self, record: Record) -> None:
+    async def _process(self, record: Record, tp: TopicPartition) -> None:
         """Handle one record to an explicit outcome: handled, skipped or dead-lettered."""
         try:
             env = decode(record.headers, record.value)
@@ -286,7 +286,7 @@ class Worker:
             if route is None:
                 if env.type in self.app.registry or self.app.on_unknown_type == "skip":
                     self.stats.skipped += 1
-                    self._tracker.add(record.topic_partition, record.offset)
+                    self._tracker.add(tp, record.offset)
                     return
                 raise UnknownTypeError(
                     f"type {env.type!r} has no registered model and no handler in app "
@@ -296,9 +296,11 @@ class Worker:
         except RecordError as exc:
             await self._dead_letter(record, exc.reason, exc, handler=None, attempts=0)
             return
-        await self._handle(record, env, route, message)
+        await self._handle(record, tp, env, route, message)
 
-    async def _handle(self, record: Record, env: Envelope, route: Route, message: Message) -> None:
+    async def _handle(
+        self, record: Record, tp: TopicPartition, env: Envelope, route: Route, message: Message
+    ) -> None:
         ctx = Context(env, record, app=self.app.name, handler=route.name)
         try:
             outputs = await self._attempt(route, message, ctx)  # the happy path: one plain call
@@ -331,7 +333,7 @@ class Worker:
             return
         self.stats.handled += 1
         self.stats.emitted += len(records)
-        self._tracker.add(record.topic_partition, record.offset, acks, records)
+        self._tracker.add(tp, record.offset, acks, records)
         if log.isEnabledFor(logging.DEBUG):
             ctx.logger.debug(
                 "handled by %s, emitted %s", route.name, [m.bus_type for m in outputs] or "nothing"

@@ -43,6 +43,8 @@ from bus.types import OffsetReset
 __all__ = ["MemoryBroker", "MemoryConsumer", "MemoryTransport"]
 
 _member_ids = itertools.count(1)
+# Record's fields in order, without the NamedTuple's Python-level __new__ (hot path)
+_new_record = tuple.__new__
 
 
 @dataclass
@@ -130,14 +132,17 @@ class MemoryBroker:
         part = log[partition]
         offset = len(part)
         part.append(
-            Record(
-                topic=record.topic,
-                partition=partition,
-                offset=offset,
-                key=record.key,
-                value=record.value,
-                headers=tuple(record.headers),
-                timestamp_ms=time.time_ns() // 1_000_000,
+            _new_record(
+                Record,
+                (
+                    record.topic,
+                    partition,
+                    offset,
+                    record.key,
+                    record.value,
+                    tuple(record.headers),
+                    time.time_ns() // 1_000_000,
+                ),
             )
         )
         self._notify()
