@@ -14,8 +14,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -25,6 +27,8 @@ from types import TracebackType
 from bus.errors import ConfigError, TransportError
 
 __all__ = ["DevBroker", "find_tansu", "free_port"]
+
+_PR_SET_PDEATHSIG = 1
 
 
 def find_tansu() -> Path:
@@ -41,6 +45,19 @@ def find_tansu() -> Path:
     if not os.access(binary, os.X_OK):
         binary.chmod(binary.stat().st_mode | 0o111)
     return binary
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM the broker when its parent dies.
+
+    A parent killed by a signal then never leaks a broker still holding its port. Best
+    effort: elsewhere (no prctl) the broker outlives a killed parent.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -92,6 +109,7 @@ class DevBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.env},
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
