@@ -17,15 +17,60 @@ Semantics every implementation keeps:
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
 from bus.types import OffsetReset
 
-__all__ = ["Consumer", "RebalanceListener", "TopicSpec", "TopicState", "Transport"]
+__all__ = [
+    "Acked",
+    "Consumer",
+    "Delivery",
+    "RebalanceListener",
+    "TopicSpec",
+    "TopicState",
+    "Transport",
+]
+
+
+class Delivery(Protocol):
+    """The outcome of a send: awaitable for its metadata, and checkable without waiting.
+
+    ``asyncio.Future[RecordMetadata]`` is one (the Kafka transport's); :class:`Acked` is
+    the already-acknowledged one the memory transport returns.
+    """
+
+    def done(self) -> bool: ...
+
+    def exception(self) -> BaseException | None: ...
+
+    def result(self) -> RecordMetadata: ...
+
+    def __await__(self) -> Generator[Any, None, RecordMetadata]: ...
+
+
+class Acked:
+    """A send acknowledged on the spot (cheaper than a resolved future on the hot path)."""
+
+    __slots__ = ("_meta",)
+
+    def __init__(self, meta: RecordMetadata) -> None:
+        self._meta = meta
+
+    def done(self) -> bool:
+        return True
+
+    def exception(self) -> BaseException | None:
+        return None
+
+    def result(self) -> RecordMetadata:
+        return self._meta
+
+    def __await__(self) -> Generator[Any, None, RecordMetadata]:
+        return self._meta
+        yield  # a generator that finishes at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +173,8 @@ class Transport(Protocol):
     async def partitions_for(self, topic: str) -> int:
         """Number of partitions of ``topic``."""
 
-    async def send(self, record: OutgoingRecord) -> asyncio.Future[RecordMetadata]:
-        """Queue ``record``; the future resolves when the transport acknowledged it."""
+    async def send(self, record: OutgoingRecord) -> Delivery:
+        """Queue ``record``; the delivery completes when the transport acknowledged it."""
 
     async def publish(self, record: OutgoingRecord) -> RecordMetadata:
         """Send ``record`` and wait for its acknowledgement."""

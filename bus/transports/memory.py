@@ -37,7 +37,7 @@ from bus.errors import (
 )
 from bus.partitioning import partition_for_key
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
-from bus.transports.base import RebalanceListener, TopicSpec, TopicState
+from bus.transports.base import Acked, RebalanceListener, TopicSpec, TopicState
 from bus.types import OffsetReset
 
 __all__ = ["MemoryBroker", "MemoryConsumer", "MemoryTransport"]
@@ -269,10 +269,8 @@ class MemoryTransport:
         self.broker = broker or MemoryBroker()
         self._round_robin: dict[str, itertools.count[int]] = {}
         self._started = False
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._started = True
 
     async def stop(self) -> None:
@@ -303,15 +301,12 @@ class MemoryTransport:
         counter = self._round_robin.setdefault(record.topic, itertools.count())
         return next(counter) % count
 
-    async def send(self, record: OutgoingRecord) -> asyncio.Future[RecordMetadata]:
-        if not self._started or self._loop is None:
+    async def send(self, record: OutgoingRecord) -> Acked:
+        if not self._started:
             raise TransportClosedError(
                 "MemoryTransport is not started (use 'await transport.start()')"
             )
-        meta = self.broker.append(record, self._partition(record))
-        future: asyncio.Future[RecordMetadata] = self._loop.create_future()
-        future.set_result(meta)
-        return future
+        return Acked(self.broker.append(record, self._partition(record)))
 
     async def publish(self, record: OutgoingRecord) -> RecordMetadata:
         return await (await self.send(record))
