@@ -46,6 +46,10 @@ _KNOWN = frozenset(
         "traceparent",
     )
 )
+_OPTIONAL_HEADERS = tuple(
+    (_PREFIX + name, name)
+    for name in ("time", "subject", "dataschema", "correlationid", "causationid", "traceparent")
+)
 _REQUIRED = ("specversion", "id", "source", "type")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 # tuple.__new__ skips the NamedTuple's Python-level __new__ (argument binding, defaults)
@@ -111,18 +115,44 @@ def encode(env: Envelope) -> tuple[list[tuple[str, bytes]], bytes]:
 
 def decode(headers: Headers, value: bytes | None) -> Envelope:
     """The envelope in a record, binary or structured mode; :class:`DecodeError` if none."""
+    named = dict(headers)  # C-level; a repeated header keeps its last value, as before
+    get = named.get
+    id_, source, type_, spec = get("ce_id"), get("ce_source"), get("ce_type"), get("ce_specversion")
+    if id_ is None or source is None or type_ is None or spec is None:
+        return _decode_slowly(headers, value)  # structured mode, odd casing, or not an event
+    try:
+        attrs = {
+            "id": id_.decode(),
+            "source": source.decode(),
+            "type": type_.decode(),
+            "specversion": spec.decode(),
+        }
+        for header, attr in _OPTIONAL_HEADERS:
+            raw = get(header)
+            if raw is not None:
+                attrs[attr] = raw.decode()
+        raw_type = get(CONTENT_TYPE_HEADER)
+        content_type = None if raw_type is None else raw_type.decode()
+        if len(named) > len(attrs) + (raw_type is not None):  # extensions or other headers
+            for name, raw in named.items():
+                if name.startswith(_PREFIX) and name[3:] not in attrs:
+                    attrs[name[3:]] = raw.decode()
+    except UnicodeDecodeError:
+        return _decode_slowly(headers, value)  # raises, naming the header
+    return _from_attributes(attrs, content_type, value or b"")
+
+
+def _decode_slowly(headers: Headers, value: bytes | None) -> Envelope:
+    """Case-insensitive header names, structured mode, and the errors."""
     attrs: dict[str, str] = {}
     content_type: str | None = None
     name = ""
     try:
         for name, raw in headers:
-            if name.startswith(_PREFIX):  # the binding's names are lowercase: the fast path
-                attrs[name[3:]] = raw.decode()
-            elif name == CONTENT_TYPE_HEADER:
-                content_type = raw.decode()
-            elif name.lower().startswith(_PREFIX):
-                attrs[name[3:].lower()] = raw.decode()
-            elif name.lower() == CONTENT_TYPE_HEADER:
+            lower = name.lower()
+            if lower.startswith(_PREFIX):
+                attrs[lower[3:]] = raw.decode()
+            elif lower == CONTENT_TYPE_HEADER:
                 content_type = raw.decode()
     except UnicodeDecodeError as exc:
         raise DecodeError(f"header {name!r} is not UTF-8") from exc

@@ -19,6 +19,8 @@ __all__ = ["new_id", "uuid7_from"]
 _random_bits = random.getrandbits
 _VARIANT = 0b10 << 62
 _LOW62 = (1 << 62) - 1
+_prefix_ms = -1
+_prefix = ""
 
 
 def uuid7_from(unix_ms: int, random_bits: bytes) -> str:
@@ -40,7 +42,11 @@ def new_id() -> str:
     must be unique, not unpredictable, and one ``os.urandom`` call per id costs more than
     the rest of the id.
     """
+    global _prefix_ms, _prefix
     ms = time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF
+    if ms != _prefix_ms:  # the time part is formatted once per millisecond
+        h = f"{ms:012x}"
+        _prefix_ms, _prefix = ms, f"{h[:8]}-{h[8:12]}-7"
     rand = _random_bits(74)
-    h = f"{ms:012x}7{rand >> 62:03x}{_VARIANT | (rand & _LOW62):016x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    tail = f"{_VARIANT | (rand & _LOW62):016x}"
+    return f"{_prefix}{rand >> 62:03x}-{tail[:4]}-{tail[4:]}"

@@ -73,10 +73,7 @@ def record_for(message: Message, envelope: Envelope) -> OutgoingRecord:
     headers, value = encode(envelope)
     key = message.bus_key_value()
     return OutgoingRecord(
-        topic=message.bus_topic,
-        key=None if key is None else key.encode(),
-        value=value,
-        headers=headers,
+        message.bus_topic, None if key is None else key.encode(), value, tuple(headers)
     )
 
 

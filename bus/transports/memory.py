@@ -140,7 +140,7 @@ class MemoryBroker:
                     offset,
                     record.key,
                     record.value,
-                    tuple(record.headers),
+                    headers if type(headers := record.headers) is tuple else tuple(headers),
                     time.time_ns() // 1_000_000,
                 ),
             )
