@@ -3,8 +3,9 @@ written three ways: raw aiokafka, a bus handler, and a FastStream subscriber.
 
 Run::
 
-    python bench/pipeline.py                      # full run (~8 minutes on 2 cores)
+    python bench/pipeline.py                      # full run (~7 minutes on 2 cores)
     python bench/pipeline.py --events 5000 --repeats 1 --latency-seconds 5   # quick look
+    python bench/pipeline.py --only bus --no-latency --repeats 1 --py-spy /tmp/spy
 
 It starts a Tansu broker (:class:`bus.devbroker.DevBroker`, memory storage) and measures,
 interleaved (raw, bus, faststream, raw, bus, faststream, ...):
@@ -18,11 +19,14 @@ throughput
     input offsets only after the outputs were acknowledged. A separate probe process
     (``bench/pipeline_probe.py``) reads the output topic and counts distinct outputs;
     ``ev_per_s = outputs read / (last output read - partitions assigned)``. The group join
-    (Tansu holds it ~2 s) is reported separately as ``join``.
+    (Tansu holds it ~2 s) is reported separately as ``join``. A run still going after
+    ``--max-seconds`` (FastStream's, at a few hundred events per second) is cut there: its
+    rate is the outputs read by then over the time, a steady-state rate all the same.
 latency
     The probe publishes orders with bus's Publisher at ``--rate`` per second for
     ``--latency-seconds``, each stamped with ``time.time_ns()`` in its payload, and reads
-    the output topic: end-to-end latency = read time - stamp (p50/p99 over every event).
+    the output topic: end-to-end latency = read time - stamp (p50/p99 over every event of
+    a run; the median over ``--latency-repeats`` interleaved runs is reported).
 
 The three pipelines:
 
@@ -44,17 +48,29 @@ faststream
     per-message access log). FastStream is not a dependency of this project: install it
     for the benchmark only, ``pip install 'faststream[kafka]'``.
 
-All three get the same client settings (``ClientSettings``): fetch_max_wait_ms, 500
-records per poll, a 100 ms poll timeout, linger_ms=5, 256 KiB batches, acks=all,
-session_timeout_ms=3000, heartbeat_interval_ms=1000, request_timeout_ms=15000.
+All three get the same client settings (``ClientSettings``): fetch_max_wait_ms (10 ms),
+500 records per poll, a 100 ms poll timeout, linger_ms=5, 256 KiB batches, acks=all,
+1 MiB partition fetches, session_timeout_ms=3000, heartbeat_interval_ms=1000,
+request_timeout_ms=15000. Every run gets fresh topics (created with 6 partitions) and a
+fresh consumer group; an untimed warm-up run of each pipeline comes first.
 
 Known Tansu behaviour the benchmark works around: end_offsets()/seek_to_end() are wrong
 (outputs are counted by reading them); a waiting fetch is not woken by new data (hence a
 low fetch_max_wait_ms); auto-created topics get 4 partitions (topics are created with 6).
 
 Everything measured runs in this process on one asyncio loop (one core); the broker and
-the probe run in their own processes. The last stdout line is one JSON object with every
-figure; progress goes to stderr.
+the probe run in their own processes. The CPU each of them used in the timed window is
+reported, and so is the CPU of everything else on the machine: before each run the
+benchmark waits (bounded) until other processes leave the CPU alone, since another
+benchmark or test run on a 2-core machine skews every figure. An event the latency probe
+never read counts with the time it had waited (a lower bound), so a pipeline that cannot
+keep up does not look better by losing its slowest events.
+
+Output: progress on stderr; on stdout a header, a table (measurement, median, min, max,
+unit) and, as the last line, one JSON object with every figure, the targets (bus/raw >=
+0.8, bus/faststream >= 5, bus p99 <= raw p99 + 5 ms) and whether they were met.
+``--py-spy PREFIX`` adds one profiled run of each pipeline (py-spy attached to this process
+for that run only; ``bench/pipeline_spy.py`` summarises the collapsed stacks).
 """
 
 from __future__ import annotations
@@ -69,9 +85,12 @@ import io
 import itertools
 import json
 import logging
+import math
 import os
 import platform
 import pstats
+import shutil
+import signal
 import statistics
 import sys
 import time
@@ -86,6 +105,14 @@ import pydantic
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+try:  # optional, for this benchmark only (never a project dependency)
+    from faststream import AckPolicy
+    from faststream.__about__ import __version__ as faststream_version
+    from faststream.kafka import KafkaBroker, KafkaResponse
+except ImportError:
+    faststream_version: str | None = None  # type: ignore[no-redef]
+
 from pipeline_common import (
     PARTITIONS,
     ClientSettings,
@@ -95,6 +122,7 @@ from pipeline_common import (
     order_fields,
     price,
 )
+from pipeline_spy import summarize
 
 from bus import App, Publisher, TopicPartition, Worker, WorkerSettings
 from bus.devbroker import DevBroker
@@ -109,7 +137,6 @@ FASTSTREAM_HINT = (
 )
 PROBE = Path(__file__).resolve().parent / "pipeline_probe.py"
 
-log = logging.getLogger("bench.pipeline")
 _names = itertools.count()
 
 
@@ -315,20 +342,21 @@ class BusPipeline:
 
 # -- (c) FastStream ----------------------------------------------------------------------------
 def faststream_available() -> bool:
-    try:
-        import faststream.kafka  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return faststream_version is not None
 
 
 class FastStreamPipeline:
     """KafkaBroker + @subscriber/@publisher, max_workers=partitions, NACK_ON_ERROR, no logger."""
 
-    def __init__(self, settings: ClientSettings, topics: Topics, *, max_workers: int) -> None:
-        from faststream import AckPolicy
-        from faststream.kafka import KafkaBroker, KafkaResponse
-
+    def __init__(
+        self,
+        settings: ClientSettings,
+        topics: Topics,
+        *,
+        max_workers: int,
+        ack_policy: str,
+        debug: bool,
+    ) -> None:
         s = settings
         self.assignment = Assignment(topics.source)
         producer = s.producer_kwargs()
@@ -341,7 +369,9 @@ class FastStreamPipeline:
             max_batch_size=producer["max_batch_size"],
             max_request_size=producer["max_request_size"],
             enable_idempotence=False,
-            logger=None,
+            # FastStream's documented switch for its per-message access log; --faststream-debug
+            # keeps it (errors in the handler are otherwise silent and retried forever).
+            logger=logging.getLogger("faststream") if debug else None,
         )
         consumer = s.consumer_kwargs()
 
@@ -355,7 +385,7 @@ class FastStreamPipeline:
             heartbeat_interval_ms=consumer["heartbeat_interval_ms"],
             max_poll_records=s.max_records,
             max_workers=max_workers,
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            ack_policy=AckPolicy[ack_policy.upper()],
             listener=_AioListener(self.assignment),
         )
         @self.broker.publisher(topics.sink)
@@ -375,6 +405,8 @@ class Probe:
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
+        #: CPU seconds the probe had used when it gave its result (it exits right after).
+        self.cpu_total_s = math.nan
 
     @classmethod
     async def start(cls, *args: str, timeout_s: float = 60.0) -> Probe:
@@ -403,6 +435,11 @@ class Probe:
         assert self.process.stdin is not None
         self.process.stdin.write(b"go\n")
 
+    def stop(self) -> None:
+        """Ask a count probe to report what it has read so far."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"stop\n")
+
     async def result(self, timeout_s: float) -> dict[str, Any]:
         try:
             line = await self._line(timeout_s)
@@ -412,7 +449,135 @@ class Probe:
                 self.process.kill()
                 await self.process.wait()
         result: dict[str, Any] = json.loads(line)
+        self.cpu_total_s = float(result.get("cpu_total_s", math.nan))
         return result
+
+
+# -- CPU accounting and profilers -----------------------------------------------------------
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` (this process when None)."""
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def calibrate() -> float:
+    """Milliseconds of a fixed pure-Python workload: how fast this core is right now.
+
+    The host's CPU speed drifts (a shared VM): the same work, GC included, has been seen
+    to take 1.7x longer in one run than in the next with nothing else running here.
+    """
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(300_000):
+        total += i * i % 7
+    return (time.perf_counter() - t0) * 1e3
+
+
+class GcPauses:
+    """Garbage-collector pauses in this process while installed (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.total_s = [0.0, 0.0, 0.0]
+        self.max_s = [0.0, 0.0, 0.0]
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        took = time.perf_counter() - self._t0
+        gen = info["generation"]
+        self.count[gen] += 1
+        self.total_s[gen] += took
+        self.max_s[gen] = max(self.max_s[gen], took)
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self)
+
+    def summary(self) -> str:
+        return ", ".join(
+            f"gen{g} {self.count[g]}x {self.total_s[g] * 1e3:.0f} ms (max {self.max_s[g] * 1e3:.1f})"
+            for g in range(3)
+            if self.count[g]
+        )
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes on this machine used since boot (from /proc/stat)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return math.nan
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / _TICK  # without guest time (already in user)
+
+
+@dataclass(slots=True)
+class CpuWindow:
+    """CPU used over one timed window by the measured process, the broker, the probe, and
+    everything else on the machine (other work competing for the 2 cores)."""
+
+    wall_s: float = 0.0
+    main_s: float = 0.0
+    broker_s: float = 0.0
+    probe_s: float = 0.0
+    other_s: float = 0.0
+    gc: GcPauses = field(default_factory=GcPauses)
+    #: calibrate() just before the run (ms; lower is a faster core)
+    calibration_ms: float = math.nan
+
+    def pct(self, what: str) -> float:
+        return 100 * float(getattr(self, f"{what}_s")) / self.wall_s if self.wall_s else math.nan
+
+
+class PySpy:
+    """``py-spy record`` attached to this process for one pipeline run (collapsed stacks)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, path: str) -> None:
+        self.process = process
+        self.path = path
+
+    @classmethod
+    async def attach(cls, path: str, rate: int, *, native: bool = False) -> PySpy:
+        exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        process = await asyncio.create_subprocess_exec(
+            exe,
+            "record",
+            *(["--native"] if native else []),
+            "--pid",
+            str(os.getpid()),
+            "--rate",
+            str(rate),
+            # blocking (py-spy's default) pauses the process for each sample: slower, but
+            # --nonblocking samples torn stacks (frames of one call under another) here
+            "--format",
+            "raw",
+            "--output",
+            path,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await asyncio.sleep(1.0)  # attached and sampling before the timed window opens
+        if process.returncode is not None:
+            raise RuntimeError(f"py-spy exited at once ({process.returncode}); is it installed?")
+        return cls(process, path)
+
+    async def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(self.process.wait(), 60)
 
 
 # -- measurements --------------------------------------------------------------------------
@@ -426,6 +591,7 @@ class Throughput:
     preload_s: float
     rebalances: int
     complete: bool
+    cpu: CpuWindow
 
     @property
     def ev_per_s(self) -> float:
@@ -443,6 +609,7 @@ class Latency:
     max_ms: float
     mean_ms: float
     join_s: float
+    cpu: CpuWindow
 
 
 @dataclass(slots=True)
@@ -451,7 +618,11 @@ class Bench:
     settings: ClientSettings
     admin: AIOKafkaAdminClient
     run_id: str
+    broker_pid: int | None = None
     profiler: cProfile.Profile | None = None
+    spy_path: str | None = None
+    #: seconds spent waiting for other processes to leave the CPU alone (all measurements)
+    quiet_waited_s: float = 0.0
     deleted_ok: bool = True
     notes: list[str] = field(default_factory=list)
 
@@ -465,7 +636,11 @@ class Bench:
         if kind == "bus":
             return BusPipeline(self.settings, topics)
         return FastStreamPipeline(
-            self.settings, topics, max_workers=self.args.faststream_max_workers
+            self.settings,
+            topics,
+            max_workers=self.args.faststream_max_workers,
+            ack_policy=self.args.faststream_ack_policy,
+            debug=self.args.faststream_debug,
         )
 
     async def create_topics(self, topics: Topics) -> None:
@@ -503,23 +678,79 @@ class Bench:
 
     async def run_pipeline(
         self, kind: str, topics: Topics, probe: Probe, until_done: Callable[[], Awaitable[Any]]
-    ) -> tuple[Pipeline, float]:
-        """Start the pipeline, wait for its assignment, run ``until_done``; the join seconds."""
+    ) -> tuple[Pipeline, float, CpuWindow]:
+        """Start the pipeline, wait for its assignment, run ``until_done``.
+
+        Returns the pipeline, its join seconds (start -> all partitions assigned) and the CPU
+        the three processes used while ``until_done`` ran (the timed window).
+        """
         pipeline = self.pipeline(kind, topics)
+        pids = (None, self.broker_pid, probe.process.pid)
+        await self.wait_quiet(pids)
+        spy = None
+        if self.spy_path:
+            spy = await PySpy.attach(
+                self.spy_path, self.args.py_spy_rate, native=self.args.py_spy_native
+            )
+        cpu = CpuWindow(calibration_ms=calibrate())
         gc.collect()
+        if self.args.gc_freeze:  # the heap so far (imports, warm state) is never traversed again
+            gc.freeze()
         t_start = time.monotonic()
         if self.profiler is not None:
             self.profiler.enable()
         try:
             await pipeline.start()
             await asyncio.wait_for(pipeline.assignment.complete.wait(), 60)
-            await until_done()
+            before = [cpu_seconds(p) for p in pids]
+            busy_before = machine_busy_seconds()
+            t0 = time.monotonic()
+            with cpu.gc:
+                await until_done()
+            cpu.wall_s = time.monotonic() - t0
+            cpu.main_s, cpu.broker_s = (
+                cpu_seconds(p) - b for p, b in zip(pids[:2], before[:2], strict=True)
+            )
+            # the probe has exited by now: its result carries its CPU total
+            cpu.probe_s = probe.cpu_total_s - before[2]
+            cpu.other_s = max(
+                0.0,
+                machine_busy_seconds() - busy_before - cpu.main_s - cpu.broker_s - cpu.probe_s,
+            )
         finally:
             if self.profiler is not None:
                 self.profiler.disable()
+            if spy is not None:
+                await spy.stop()
             await pipeline.stop()
+            gc.unfreeze()
         assert pipeline.assignment.at is not None
-        return pipeline, pipeline.assignment.at - t_start
+        return pipeline, pipeline.assignment.at - t_start, cpu
+
+    async def wait_quiet(self, pids: Sequence[int | None]) -> None:
+        """Wait until other processes use less than --quiet-cores and the broker is idle.
+
+        Other work on this 2-core machine (another benchmark, a test run) would compete with
+        the measured process, the broker and the probe, and the broker may still be busy
+        with the previous run (FastStream's runs keep it at most of a core). Each wait is
+        bounded, and so is the run's total (--quiet-budget-s): the benchmark never stalls.
+        """
+        a = self.args
+        t0 = time.monotonic()
+        while self.quiet_waited_s < a.quiet_budget_s:
+            busy0 = machine_busy_seconds()
+            own0 = [cpu_seconds(p) for p in pids]
+            await asyncio.sleep(0.5)
+            own = [cpu_seconds(p) - c for p, c in zip(pids, own0, strict=True)]
+            other = machine_busy_seconds() - busy0 - sum(own)
+            broker = own[1] if len(own) > 1 and own[1] == own[1] else 0.0
+            quiet = other / 0.5 < a.quiet_cores and broker / 0.5 < 0.15
+            if quiet or time.monotonic() - t0 > a.quiet_wait_s:
+                break
+            self.quiet_waited_s += 0.5
+        waited = time.monotonic() - t0 - 0.5
+        if waited > 0.2:
+            progress(f"waited {waited:.1f}s for the CPU to be free (other processes, broker)")
 
     async def throughput(self, kind: str, n: int, label: str = "tp") -> Throughput:
         topics = self.topics(kind, label)
@@ -538,9 +769,13 @@ class Bench:
         result: dict[str, Any] = {}
 
         async def until_done() -> None:
-            result.update(await probe.result(a.max_seconds + 120))
+            reading = asyncio.ensure_future(probe.result(a.max_seconds + 120))
+            done, _ = await asyncio.wait({reading}, timeout=a.max_seconds)
+            if not done:  # capped: the rate is what was read until now
+                probe.stop()
+            result.update(await reading)
 
-        pipeline, join_s = await self.run_pipeline(kind, topics, probe, until_done)
+        pipeline, join_s, cpu = await self.run_pipeline(kind, topics, probe, until_done)
         await self.delete_topics(topics)
         assert pipeline.assignment.at is not None
         t_last = result["t_last"] if result["t_last"] is not None else time.monotonic()
@@ -553,6 +788,7 @@ class Bench:
             preload_s=preload_s,
             rebalances=pipeline.assignment.rebalances,
             complete=bool(result["complete"]),
+            cpu=cpu,
         )
 
     async def latency(self, kind: str) -> Latency:
@@ -563,10 +799,12 @@ class Bench:
             "latency",
             f"--bootstrap={self.settings.bootstrap_servers}",
             f"--fetch-max-wait-ms={self.settings.fetch_max_wait_ms}",
+            f"--linger-ms={self.settings.linger_ms}",
             f"--in-topic={topics.source}",
             f"--out-topic={topics.sink}",
             f"--rate={a.rate}",
             f"--seconds={a.latency_seconds}",
+            *([f"--dump={a.latency_dump}.{kind}.txt"] if a.latency_dump else []),
         )
         result: dict[str, Any] = {}
 
@@ -574,7 +812,7 @@ class Bench:
             probe.go()
             result.update(await probe.result(a.latency_seconds + 60))
 
-        _, join_s = await self.run_pipeline(kind, topics, probe, until_done)
+        _, join_s, cpu = await self.run_pipeline(kind, topics, probe, until_done)
         await self.delete_topics(topics)
         return Latency(
             kind=kind,
@@ -586,6 +824,7 @@ class Bench:
             max_ms=float(result["max_ms"]),
             mean_ms=float(result["mean_ms"]),
             join_s=join_s,
+            cpu=cpu,
         )
 
 
@@ -660,13 +899,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="interleaved throughput rounds (3)")
     p.add_argument("--latency-seconds", type=float, default=20.0, help="latency run length (20)")
     p.add_argument("--rate", type=float, default=500.0, help="latency input rate, ev/s (500)")
+    p.add_argument("--latency-repeats", type=int, default=2, help="interleaved latency rounds (2)")
     p.add_argument("--fetch-max-wait-ms", type=int, default=10, help="all consumers (10)")
+    p.add_argument("--linger-ms", type=int, default=5, help="all producers (5, bus's default)")
     p.add_argument("--warmup-events", type=int, default=2000, help="untimed first run each (2000)")
     p.add_argument(
         "--max-seconds",
         type=float,
-        default=150.0,
-        help="cap of one throughput run; a capped run counts the outputs read so far (150)",
+        default=40.0,
+        help="cap of one throughput run after assignment; a capped run's rate is the outputs "
+        "read so far / time (40; only a pipeline slower than events/40 s is capped)",
     )
     p.add_argument("--idle-seconds", type=float, default=20.0, help="stalled-run cutoff (20)")
     p.add_argument(
@@ -674,17 +916,56 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-latency", action="store_true", help="skip the latency runs")
     p.add_argument(
+        "--latency-dump", metavar="PREFIX", help="write each event's latency to PREFIX.<kind>.txt"
+    )
+    p.add_argument(
         "--raw-parse",
         choices=("orjson", "pydantic"),
         default="orjson",
         help="raw: orjson.loads + model_validate (default) or model_validate_json",
     )
     p.add_argument("--faststream-max-workers", type=int, default=PARTITIONS, help="(6)")
+    p.add_argument(
+        "--faststream-ack-policy",
+        choices=("nack_on_error", "ack", "ack_first"),
+        default="nack_on_error",
+        help="nack_on_error (default; at-least-once, in order per partition, like the others) "
+        "or ack_first (auto-commit, at-most-once; with max_workers > 1 not in order)",
+    )
+    p.add_argument(
+        "--faststream-debug", action="store_true", help="keep FastStream's logger (errors)"
+    )
+    p.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() before each run (all three): full collections skip the start-up heap "
+        "(an experiment: how much of a pipeline's cost is the collector)",
+    )
     p.add_argument("--profile", metavar="PATH", help="cProfile one extra bus run to PATH")
+    p.add_argument(
+        "--py-spy",
+        metavar="PREFIX",
+        help="after the measurements, one extra throughput run of each pipeline under py-spy "
+        "(attached to this process for the run only): PREFIX.<pipeline>.txt, summary on stderr",
+    )
+    p.add_argument("--py-spy-rate", type=int, default=250, help="py-spy samples per second")
+    p.add_argument(
+        "--py-spy-native",
+        action="store_true",
+        help="py-spy --native: C frames too (shows the garbage collector's own share)",
+    )
     p.add_argument("--broker-log", metavar="PATH", help="Tansu's log file")
+    p.add_argument(
+        "--quiet-cores",
+        type=float,
+        default=0.3,
+        help="before each run, wait while other processes use more CPU than this (0.3 cores)",
+    )
+    p.add_argument("--quiet-wait-s", type=float, default=20.0, help="longest such wait (20)")
+    p.add_argument("--quiet-budget-s", type=float, default=120.0, help="total wait cap (120)")
     args = p.parse_args(argv)
-    if min(args.events, args.repeats, args.rate, args.latency_seconds) <= 0:
-        p.error("--events, --repeats, --rate and --latency-seconds must be positive")
+    if min(args.events, args.repeats, args.rate, args.latency_seconds, args.latency_repeats) <= 0:
+        p.error("--events, --repeats, --rate, --latency-* must be positive")
     return args
 
 
@@ -693,18 +974,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if "faststream" in kinds and not faststream_available():
         progress(FASTSTREAM_HINT + " (measuring raw and bus only)")
         kinds.remove("faststream")
-    broker = DevBroker(log_path=Path(args.broker_log) if args.broker_log else None)
-    await broker.__aenter__()
-    settings = ClientSettings(broker.bootstrap_servers, fetch_max_wait_ms=args.fetch_max_wait_ms)
+    async with DevBroker(log_path=Path(args.broker_log) if args.broker_log else None) as broker:
+        return await measure(args, kinds, broker)
+
+
+async def measure(args: argparse.Namespace, kinds: list[str], broker: DevBroker) -> dict[str, Any]:
+    """Every measurement on ``broker``; the report's JSON object."""
+    settings = ClientSettings(
+        broker.bootstrap_servers, fetch_max_wait_ms=args.fetch_max_wait_ms, linger_ms=args.linger_ms
+    )
     admin = AIOKafkaAdminClient(
         bootstrap_servers=broker.bootstrap_servers, request_timeout_ms=15_000
     )
     await admin.start()
     bench = Bench(args, settings, admin, run_id=f"{os.getpid()}")
+    bench.broker_pid = broker.process.pid if broker.process is not None else None
     n = args.events
     t_begin = time.monotonic()
     throughput: dict[str, list[Throughput]] = {k: [] for k in kinds}
-    latency: dict[str, Latency] = {}
+    latency: dict[str, list[Latency]] = {}
     warmup: dict[str, Throughput] = {}
     try:
         progress(f"broker {broker.bootstrap_servers}; pipelines {', '.join(kinds)}")
@@ -719,25 +1007,39 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 progress(
                     f"round {r + 1}/{args.repeats} {kind}: {m.ev_per_s:,.0f} ev/s "
                     f"({m.outputs:,}/{n:,} outputs in {m.elapsed_s:.2f}s; join {m.join_s:.2f}s; "
-                    f"preload {m.preload_s:.1f}s)"
+                    f"preload {m.preload_s:.1f}s; CPU % of a core: measured "
+                    f"{m.cpu.pct('main'):.0f}, broker {m.cpu.pct('broker'):.0f}, probe "
+                    f"{m.cpu.pct('probe'):.0f}, other processes {m.cpu.pct('other'):.0f}; "
+                    f"GC {m.cpu.gc.summary()}; calibration {m.cpu.calibration_ms:.1f} ms)"
                 )
-        if not args.no_latency:
+        for r in range(0 if args.no_latency else args.latency_repeats):
             for kind in kinds:
                 lat = await bench.latency(kind)
-                latency[kind] = lat
+                latency.setdefault(kind, []).append(lat)
                 progress(
-                    f"latency {kind}: p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms "
-                    f"({lat.received}/{lat.sent} received)"
+                    f"latency {r + 1}/{args.latency_repeats} {kind}: p50 {lat.p50_ms:.1f} ms, "
+                    f"p99 {lat.p99_ms:.1f} ms "
+                    f"({lat.received}/{lat.sent} received; other processes "
+                    f"{lat.cpu.pct('other'):.0f}% of a core; GC {lat.cpu.gc.summary()})"
                 )
         if args.profile and "bus" in kinds:
-            bench.profiler = cProfile.Profile()
+            profiler = bench.profiler = cProfile.Profile()
             m = await bench.throughput("bus", n, "prof")
-            bench.profiler, profiler = None, bench.profiler
+            bench.profiler = None
             progress(f"profiled bus run: {m.ev_per_s:,.0f} ev/s (under cProfile)")
             profile_report(profiler, args.profile)
+        if args.py_spy:
+            for kind in kinds:
+                bench.spy_path = f"{args.py_spy}.{kind}.txt"
+                m = await bench.throughput(kind, n, "spy")
+                progress(f"py-spy {kind} run: {m.ev_per_s:,.0f} ev/s -> {bench.spy_path}")
+                print(
+                    summarize(bench.spy_path, events=m.outputs, rate=args.py_spy_rate),
+                    file=sys.stderr,
+                )
+            bench.spy_path = None
     finally:
         await admin.close()
-        await broker.__aexit__(None, None, None)
     return report(args, kinds, throughput, latency, warmup, bench, time.monotonic() - t_begin)
 
 
@@ -745,7 +1047,7 @@ def report(
     args: argparse.Namespace,
     kinds: list[str],
     throughput: dict[str, list[Throughput]],
-    latency: dict[str, Latency],
+    latency: dict[str, list[Latency]],
     warmup: dict[str, Throughput],
     bench: Bench,
     total_s: float,
@@ -759,6 +1061,15 @@ def report(
         rows.append(Row(f"{k} per event", [1e6 / x for x in rate[k]], "us/ev", 1e6 / med[k]))
     for k in kinds:
         rows.append(Row(f"{k} join (not timed)", [m.join_s for m in throughput[k]], "s"))
+    for k in kinds:
+        for what, label in (
+            ("main", "measured process"),
+            ("broker", "broker"),
+            ("probe", "probe"),
+            ("other", "other processes"),
+        ):
+            values = [m.cpu.pct(what) for m in throughput[k]]
+            rows.append(Row(f"{k} CPU, {label}", values, "% of a core"))
     ratios: dict[str, list[float]] = {}
     if "bus" in kinds and "raw" in kinds:
         ratios["bus_per_raw"] = [b / r for b, r in zip(rate["bus"], rate["raw"], strict=True)]
@@ -785,10 +1096,10 @@ def report(
         )
     for k in kinds:
         if k in latency:
-            lat = latency[k]
-            rows.append(Row(f"{k} latency p50", [lat.p50_ms], "ms"))
-            rows.append(Row(f"{k} latency p99", [lat.p99_ms], "ms"))
-            rows.append(Row(f"{k} latency max", [lat.max_ms], "ms"))
+            runs = latency[k]
+            rows.append(Row(f"{k} latency p50", [x.p50_ms for x in runs], "ms"))
+            rows.append(Row(f"{k} latency p99", [x.p99_ms for x in runs], "ms"))
+            rows.append(Row(f"{k} latency max", [x.max_ms for x in runs], "ms"))
     preloads = [m.preload_s for k in kinds for m in throughput[k]]
     rows.append(Row("preload (bus.Publisher, untimed)", preloads, "s"))
 
@@ -803,7 +1114,7 @@ def report(
         f"{bench.settings.poll_timeout_ms}, linger_ms={bench.settings.linger_ms}, "
         f"max_batch_bytes={bench.settings.max_batch_bytes}, acks={bench.settings.acks}; "
         f"faststream: max_workers={args.faststream_max_workers}, "
-        "ack_policy=NACK_ON_ERROR, logger=None; raw parse: "
+        f"ack_policy={args.faststream_ack_policy.upper()}, logger=None; raw parse: "
         + ("orjson.loads + model_validate" if args.raw_parse == "orjson" else "model_validate_json")
     )
     print(
@@ -819,6 +1130,27 @@ def report(
     ]
     if incomplete:
         print("capped/incomplete runs (rate = outputs read / time): " + "; ".join(incomplete))
+    for k, runs in latency.items():
+        if med[k] < args.rate:
+            lost = sum(x.sent - x.received for x in runs)
+            bench.notes.append(
+                f"{k} sustains {med[k]:,.0f} ev/s < the offered {args.rate:g} ev/s: its latency "
+                "is a queue growing through the run"
+                + (f" ({lost} events never read, counted as lower bounds)" if lost else "")
+            )
+    windows = [m.cpu for k in kinds for m in throughput[k]]
+    windows += [x.cpu for runs in latency.values() for x in runs]
+    busy = [w for w in windows if w.pct("other") > 100 * args.quiet_cores]
+    if busy:
+        bench.notes.append(
+            f"{len(busy)} of {len(windows)} timed windows had other processes above "
+            f"{args.quiet_cores:g} cores (up to {max(w.pct('other') for w in busy):.0f}% of a "
+            "core): their figures are less reliable"
+        )
+    if bench.quiet_waited_s:
+        bench.notes.append(
+            f"waited {bench.quiet_waited_s:.1f}s in all for the CPU to be free before runs"
+        )
     for note in bench.notes:
         print("note: " + note)
 
@@ -829,14 +1161,16 @@ def report(
         "partitions": PARTITIONS,
         "rate_ev_per_s": args.rate,
         "latency_seconds": args.latency_seconds,
+        "latency_repeats": 0 if args.no_latency else args.latency_repeats,
         "fetch_max_wait_ms": bench.settings.fetch_max_wait_ms,
         "max_records": bench.settings.max_records,
         "linger_ms": bench.settings.linger_ms,
         "max_batch_bytes": bench.settings.max_batch_bytes,
         "acks": bench.settings.acks,
         "raw_parse": args.raw_parse,
+        "gc_freeze": args.gc_freeze,
         "faststream_max_workers": args.faststream_max_workers,
-        "faststream_ack_policy": "NACK_ON_ERROR",
+        "faststream_ack_policy": args.faststream_ack_policy.upper(),
         "pipelines": kinds,
     }
     for k in kinds:
@@ -846,6 +1180,11 @@ def report(
         out[f"{k}_us_per_ev"] = round(1e6 / med[k], 2)
         out[f"{k}_join_s"] = round(statistics.median(m.join_s for m in throughput[k]), 3)
         out[f"{k}_complete"] = all(m.complete for m in throughput[k])
+        out[f"{k}_rebalances_after_join"] = sum(m.rebalances for m in throughput[k])
+        for what in ("main", "broker", "probe", "other"):
+            out[f"{k}_cpu_{what}_pct"] = _r(
+                statistics.median(m.cpu.pct(what) for m in throughput[k]), 1
+            )
         if k in warmup:
             out[f"{k}_warmup_ev_per_s"] = round(warmup[k].ev_per_s, 1)
     if "bus" in kinds and "raw" in kinds:
@@ -857,31 +1196,53 @@ def report(
         out["bus_per_faststream"] = round(med["bus"] / med["faststream"], 3)
         out["bus_per_faststream_target"] = TARGET_BUS_PER_FASTSTREAM
         out["bus_per_faststream_ok"] = out["bus_per_faststream"] >= TARGET_BUS_PER_FASTSTREAM
-    for k, lat in latency.items():
-        out[f"p50_ms_{k}"] = _r(lat.p50_ms, 2)
-        out[f"p90_ms_{k}"] = _r(lat.p90_ms, 2)
-        out[f"p99_ms_{k}"] = _r(lat.p99_ms, 2)
-        out[f"max_ms_{k}"] = _r(lat.max_ms, 2)
-        out[f"mean_ms_{k}"] = _r(lat.mean_ms, 2)
-        out[f"latency_received_{k}"] = lat.received
-        out[f"latency_sent_{k}"] = lat.sent
-    if "bus" in latency and "raw" in latency:
-        out["p99_ms_bus_target"] = _r(latency["raw"].p99_ms + TARGET_P99_MARGIN_MS, 2)
-        out["p99_bus_ok"] = latency["bus"].p99_ms <= latency["raw"].p99_ms + TARGET_P99_MARGIN_MS
+    lat_med: dict[str, dict[str, float]] = {}
+    for k, runs in latency.items():
+        lat_med[k] = {
+            q: statistics.median(getattr(x, f"{q}_ms") for x in runs)
+            for q in ("p50", "p90", "p99", "max", "mean")
+        }
+        for q, v in lat_med[k].items():
+            out[f"{q}_ms_{k}"] = _r(v, 2)
+        out[f"latency_sent_{k}"] = sum(x.sent for x in runs)
+        out[f"latency_received_{k}"] = sum(x.received for x in runs)
+        out[f"latency_other_cpu_pct_{k}"] = _r(max(x.cpu.pct("other") for x in runs), 1)
+        out[f"latency_gc_gen2_count_{k}"] = sum(x.cpu.gc.count[2] for x in runs)
+        out[f"latency_gc_max_pause_ms_{k}"] = round(max(max(x.cpu.gc.max_s) for x in runs) * 1e3, 2)
+    if "bus" in lat_med and "raw" in lat_med:
+        limit = lat_med["raw"]["p99"] + TARGET_P99_MARGIN_MS
+        out["p99_ms_bus_target"] = _r(limit, 2)
+        out["p99_bus_ok"] = lat_med["bus"]["p99"] <= limit
     out["runs"] = {f"{k}_ev_per_s": [round(x, 1) for x in rate[k]] for k in kinds} | {
         f"{k}_join_s": [round(m.join_s, 3) for m in throughput[k]] for k in kinds
     }
     out["runs"] |= {name: [round(x, 3) for x in v] for name, v in ratios.items()}
+    for k in kinds:
+        out["runs"][f"{k}_cpu_other_pct"] = [_r(m.cpu.pct("other"), 1) for m in throughput[k]]
+        out["runs"][f"{k}_calibration_ms"] = [_r(m.cpu.calibration_ms, 2) for m in throughput[k]]
+        out["runs"][f"{k}_gc_ms"] = [round(sum(m.cpu.gc.total_s) * 1e3, 1) for m in throughput[k]]
+    for k, runs in latency.items():
+        out["runs"][f"p50_ms_{k}"] = [_r(x.p50_ms, 2) for x in runs]
+        out["runs"][f"p99_ms_{k}"] = [_r(x.p99_ms, 2) for x in runs]
     out["preload_s_median"] = round(statistics.median(preloads), 2)
     out["total_s"] = round(total_s, 1)
+    out["quiet_waited_s"] = round(bench.quiet_waited_s, 1)
     out["python"] = platform.python_version()
     out["aiokafka"] = aiokafka.__version__
     out["pydantic"] = pydantic.VERSION
     if "faststream" in kinds:
-        from faststream import __version__ as faststream_version
-
         out["faststream"] = faststream_version
     out["notes"] = bench.notes
+    # every headline key is always there (None when not measured: --only, --no-latency,
+    # FastStream not installed), so readers of the JSON need no special cases
+    headline = ["bus_per_raw", "bus_per_faststream", "bus_per_raw_ok", "bus_per_faststream_ok"]
+    headline += ["p99_bus_ok", "p99_ms_bus_target"]
+    headline += [f"{k}_ev_per_s" for k in KINDS]
+    headline += [f"p{q}_ms_{k}" for k in KINDS for q in (50, 99)]
+    for key in headline:
+        out.setdefault(key, None)
+    out.setdefault("bus_per_raw_target", TARGET_BUS_PER_RAW)
+    out.setdefault("bus_per_faststream_target", TARGET_BUS_PER_FASTSTREAM)
     return out
 
 

@@ -19,11 +19,9 @@ from bus.config import KafkaConfig
 PARTITIONS = 6
 IN_TYPE = "bench.order.placed.v1"
 OUT_TYPE = "bench.order.priced.v1"
-CONSUMER_GROUP_TIMEOUTS = {
-    # Tansu holds a group join for about 2 s with these (see the module docstring).
-    "session_timeout_ms": 3000,
-    "heartbeat_interval_ms": 1000,
-}
+# Tansu holds a group join for about 2 s with these.
+SESSION_TIMEOUT_MS = 3000
+HEARTBEAT_INTERVAL_MS = 1000
 REQUEST_TIMEOUT_MS = 15_000  # must stay above the join hold
 MAX_PARTITION_FETCH_BYTES = 1_048_576  # what bus's KafkaConsumer uses (max(max_request, 1 MiB))
 MAX_REQUEST_BYTES = 1_048_576
@@ -52,7 +50,8 @@ class ClientSettings:
             "request_timeout_ms": REQUEST_TIMEOUT_MS,
             "fetch_max_wait_ms": self.fetch_max_wait_ms,
             "max_partition_fetch_bytes": MAX_PARTITION_FETCH_BYTES,
-            **CONSUMER_GROUP_TIMEOUTS,
+            "session_timeout_ms": SESSION_TIMEOUT_MS,
+            "heartbeat_interval_ms": HEARTBEAT_INTERVAL_MS,
         }
 
     def producer_kwargs(self) -> dict[str, Any]:
@@ -79,7 +78,8 @@ class ClientSettings:
             request_timeout_ms=REQUEST_TIMEOUT_MS,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
             connect_timeout_s=10.0,
-            **CONSUMER_GROUP_TIMEOUTS,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
         ).validated()
 
 
