@@ -78,7 +78,9 @@ async def test_topics_ensure_creates_what_is_missing_and_reports_what_differs(
 
 async def test_publish_on_kafka_validates_then_sends_every_line(kafka_broker: DevBroker) -> None:
     env = {"BUS_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers, "BUS_TRANSPORT": "kafka"}
-    out = bus("publish", "--file", "handlers/demo_hires.ndjson", "-m", "handlers.hr.contracts", env=env)
+    out = bus(
+        "publish", "--file", "handlers/demo_hires.ndjson", "-m", "handlers.hr.contracts", env=env
+    )
     assert out.returncode == 0, out.stderr
     assert "published 3 message(s)" in out.stdout
     transport = KafkaTransport(kafka_test_config(kafka_broker.bootstrap_servers))
@@ -95,7 +97,9 @@ def test_publish_to_an_unreachable_broker_fails_with_a_clear_error() -> None:
         "BUS_KAFKA_CONNECT_TIMEOUT_S": "2",
         "BUS_TRANSPORT": "kafka",
     }
-    out = bus("publish", "--file", "handlers/demo_hires.ndjson", "-m", "handlers.hr.contracts", env=env)
+    out = bus(
+        "publish", "--file", "handlers/demo_hires.ndjson", "-m", "handlers.hr.contracts", env=env
+    )
     assert out.returncode == 2
     assert "cannot reach" in out.stderr
     assert "Traceback" not in out.stderr
