@@ -89,28 +89,47 @@ def _parse_time(text: str) -> datetime:
 def encode(env: Envelope) -> tuple[list[tuple[str, bytes]], bytes]:
     """Binary-mode headers and value for ``env``."""
     headers: list[tuple[str, bytes]] = [
-        ("ce_specversion", env.specversion.encode()),
+        _SPEC_10 if env.specversion == "1.0" else ("ce_specversion", env.specversion.encode()),
         ("ce_id", env.id.encode()),
-        ("ce_source", env.source.encode()),
-        ("ce_type", env.type.encode()),
+        _constant_header("ce_source", env.source),
+        _constant_header("ce_type", env.type),
     ]
+    append = headers.append
     if env.time is not None:
-        headers.append(("ce_time", format_time(env.time).encode()))
+        append(("ce_time", format_time(env.time).encode()))
     if env.subject is not None:
-        headers.append(("ce_subject", env.subject.encode()))
+        append(("ce_subject", env.subject.encode()))
     if env.dataschema is not None:
-        headers.append(("ce_dataschema", env.dataschema.encode()))
+        append(("ce_dataschema", env.dataschema.encode()))
     if env.correlationid is not None:
-        headers.append(("ce_correlationid", env.correlationid.encode()))
+        append(("ce_correlationid", env.correlationid.encode()))
     if env.causationid is not None:
-        headers.append(("ce_causationid", env.causationid.encode()))
+        append(("ce_causationid", env.causationid.encode()))
     if env.traceparent is not None:
-        headers.append(("ce_traceparent", env.traceparent.encode()))
+        append(("ce_traceparent", env.traceparent.encode()))
     if env.extensions:
         headers.extend((_PREFIX + k, v.encode()) for k, v in env.extensions.items())
     if env.datacontenttype is not None:
-        headers.append((CONTENT_TYPE_HEADER, env.datacontenttype.encode()))
+        if env.datacontenttype == "application/json":
+            append(_JSON_CONTENT)
+        else:
+            append((CONTENT_TYPE_HEADER, env.datacontenttype.encode()))
     return headers, env.data
+
+
+_SPEC_10 = ("ce_specversion", b"1.0")
+_JSON_CONTENT = (CONTENT_TYPE_HEADER, b"application/json")
+_constant_headers: dict[tuple[str, str], tuple[str, bytes]] = {}
+
+
+def _constant_header(name: str, value: str) -> tuple[str, bytes]:
+    """One shared header tuple per (name, value): sources and types repeat on every record."""
+    found = _constant_headers.get((name, value))
+    if found is None:
+        if len(_constant_headers) > 4096:  # a bound, should values ever stop repeating
+            _constant_headers.clear()
+        found = _constant_headers[(name, value)] = (name, value.encode())
+    return found
 
 
 def decode(headers: Headers, value: bytes | None) -> Envelope:

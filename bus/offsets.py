@@ -25,6 +25,9 @@ from bus.record import OutgoingRecord, TopicPartition
 __all__ = ["Ack", "OffsetTracker", "Pending", "Unacked"]
 
 
+_NONE: deque[Pending] = deque()
+
+
 class Ack(Protocol):
     def done(self) -> bool: ...
 
@@ -67,7 +70,7 @@ class OffsetTracker:
     ) -> None:
         """Record that ``offset`` was handled; ``acks`` pair with ``outputs`` by index."""
         queue = self._pending.get(tp)
-        if not queue and all(a.done() and a.exception() is None for a in acks):
+        if not queue and all(a.done() and _error(a) is None for a in acks):
             # nothing before it in flight and its outputs already acknowledged (always so on
             # the memory transport): settled at once, and nothing is kept alive for later
             self._settled[tp] = offset + 1
@@ -76,20 +79,25 @@ class OffsetTracker:
             queue = self._pending[tp] = deque()
         queue.append(Pending(offset, list(outputs), list(acks)))
 
-    def settle(self) -> list[Unacked]:
-        """Advance every partition over its acknowledged prefix; return failed sends."""
+    def settle(self, tp: TopicPartition | None = None) -> list[Unacked]:
+        """Advance over the acknowledged prefix (of ``tp``, or of all); return failed sends.
+
+        Settling often releases handled records (and their outputs) early; a failure stays
+        at the head of its partition until :meth:`replace_ack` swaps in a new ack.
+        """
         failed: list[Unacked] = []
-        for tp, queue in self._pending.items():
+        queues = self._pending.items() if tp is None else [(tp, self._pending.get(tp, _NONE))]
+        for part, queue in queues:
             while queue:
                 head = queue[0]
-                problems = _failures(tp, head)
+                problems = _failures(part, head)
                 if problems:
                     failed.extend(problems)
                     break
                 if not all(a.done() for a in head.acks):
                     break
                 queue.popleft()
-                self._settled[tp] = head.offset + 1
+                self._settled[part] = head.offset + 1
         return failed
 
     def replace_ack(self, tp: TopicPartition, offset: int, index: int, ack: Ack) -> None:
@@ -125,7 +133,15 @@ def _failures(tp: TopicPartition, pending: Pending) -> list[Unacked]:
     out = []
     for i, ack in enumerate(pending.acks):
         if ack.done():
-            error = ack.exception()
+            error = _error(ack)
             if error is not None:
                 out.append(Unacked(tp, pending.offset, i, pending.outputs[i], error))
     return out
+
+
+def _error(ack: Ack) -> BaseException | None:
+    """A done ack's error; a cancelled one (its producer stopped) counts as failed."""
+    try:
+        return ack.exception()
+    except BaseException as cancelled:  # asyncio raises CancelledError for a cancelled future
+        return cancelled

@@ -66,7 +66,7 @@ class WorkerSettings:
     #: Longest wait of one fetch for new records, in seconds (also how often stop is seen).
     fetch_timeout_s: float = 0.1
     #: A partition is paused when this many records wait in its lane (bounded memory).
-    max_buffered_per_partition: int = 2000
+    max_buffered_per_partition: int = 1000
     #: How often settled offsets are committed, in seconds.
     commit_interval_s: float = 0.5
     #: Longest graceful shutdown, in seconds; then in-flight work is abandoned (redelivered).
@@ -272,6 +272,7 @@ class Worker:
                 while lane.buffer and done < s.fetch_max_records:
                     await self._process(lane.buffer.popleft(), lane.tp)
                     done += 1
+            self._tracker.settle(lane.tp)  # release what is acknowledged already
             if lane.paused and len(lane.buffer) < s.max_buffered_per_partition // 2:
                 lane.paused = False
                 if self._consumer is not None and not lane.closing:

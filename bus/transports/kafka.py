@@ -22,7 +22,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTopicPartition
@@ -52,7 +52,7 @@ from bus.errors import (
     TransportError,
 )
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
-from bus.transports.base import RebalanceListener, TopicSpec, TopicState
+from bus.transports.base import Delivery, RebalanceListener, TopicSpec, TopicState
 from bus.types import OffsetReset
 
 __all__ = ["KafkaConsumer", "KafkaTransport", "client_options"]
@@ -229,7 +229,14 @@ class KafkaTransport:
             )
         return len(partitions)
 
-    async def send(self, record: OutgoingRecord) -> asyncio.Future[RecordMetadata]:
+    async def send(self, record: OutgoingRecord) -> Delivery:
+        """Queue ``record``; aiokafka's own future is the delivery.
+
+        It is handed back as is (wrapping it cost a second future and a callback per
+        record): its result has ``topic``, ``partition`` and ``offset``, and a failure is
+        aiokafka's error, which the worker answers by sending again. :meth:`publish`
+        translates it.
+        """
         producer = self._require_producer()
         try:
             raw = await producer.send(
@@ -237,7 +244,7 @@ class KafkaTransport:
                 value=record.value,
                 key=record.key,
                 partition=record.partition,
-                headers=list(record.headers),
+                headers=list(record.headers),  # aiokafka's C builder takes only lists
             )
         except MessageSizeTooLargeError as exc:
             raise MessageTooLargeError(
@@ -249,10 +256,15 @@ class KafkaTransport:
             raise TransportError(f"kafka: send to {record.topic!r} timed out: {exc}") from exc
         except KafkaError as exc:
             raise TransportError(f"kafka: send to {record.topic!r} failed: {exc!r}") from exc
-        return _translated(raw, record.topic)
+        return cast(Delivery, raw)
 
     async def publish(self, record: OutgoingRecord) -> RecordMetadata:
-        return await (await self.send(record))
+        delivery = await self.send(record)
+        try:
+            meta = await delivery
+        except KafkaError as exc:
+            raise TransportError(f"kafka: send to {record.topic!r} failed: {exc!r}") from exc
+        return RecordMetadata(meta.topic, meta.partition, meta.offset)
 
     def consumer(
         self,
@@ -272,27 +284,6 @@ class KafkaTransport:
                 "KafkaTransport is not started (use 'await transport.start()')"
             )
         return self._producer
-
-
-def _translated(raw: asyncio.Future[Any], topic: str) -> asyncio.Future[RecordMetadata]:
-    """A future of bus metadata that resolves (or fails, translated) with aiokafka's."""
-    out: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-
-    def done(f: asyncio.Future[Any]) -> None:
-        if out.done():
-            return
-        if f.cancelled():
-            out.set_exception(TransportError(f"kafka: send to {topic!r} was cancelled"))
-            return
-        error = f.exception()
-        if error is not None:
-            out.set_exception(TransportError(f"kafka: send to {topic!r} failed: {error!r}"))
-            return
-        meta = f.result()
-        out.set_result(RecordMetadata(meta.topic, meta.partition, meta.offset))
-
-    raw.add_done_callback(done)
-    return out
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
