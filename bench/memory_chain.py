@@ -139,8 +139,12 @@ def build_apps() -> list[App]:
     return apps
 
 
-def make_messages(n: int) -> list[Step0]:
-    """``n`` distinct Step0 events over 1,000 entity keys (so all partitions are used)."""
+def make_messages(n: int, items_per_event: int = 10) -> list[Step0]:
+    """``n`` distinct Step0 events over 1,000 entity keys (so all partitions are used).
+
+    10 nested items make ~1 KB of JSON; 0 makes a ~150 B event, the size of the
+    onboarding demo's messages.
+    """
     out = []
     for i in range(n):
         items = [
@@ -151,7 +155,7 @@ def make_messages(n: int) -> list[Step0]:
                 price_cents=100 + (i * 31 + j * 17) % 90_000,
                 tags=[f"t{j % 4}"],
             )
-            for j in range(10)
+            for j in range(items_per_event)
         ]
         out.append(
             Step0(
@@ -308,6 +312,12 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement (3)")
     parser.add_argument("--partitions", type=int, default=3, help="partitions per topic (3)")
     parser.add_argument(
+        "--items",
+        type=int,
+        default=10,
+        help="nested items per event: 10 = ~1 KB JSON (default), 0 = ~150 B",
+    )
+    parser.add_argument(
         "--commit-interval", type=float, default=0.05, help="WorkerSettings.commit_interval_s"
     )
     parser.add_argument(
@@ -324,7 +334,7 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     hops = HOPS_PER_EVENT * n
     settings = _settings(args.commit_interval, args.fetch_timeout)
     timeout_s = max(60.0, n / 1000)
-    messages = make_messages(n)
+    messages = make_messages(n, args.items)
     payloads = [m.to_json() for m in messages]
     payload_bytes = statistics.mean(len(p) for p in payloads)
 
