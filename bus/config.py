@@ -53,20 +53,7 @@ class BusConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> BusConfig:
         """Settings from ``env`` (default ``os.environ``), then ``overrides`` that are not None."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for f in fields(cls):
-            var = "BUS_" + f.name.upper()
-            if var in env:
-                try:
-                    values[f.name] = _parse(env[var], f.type)
-                except ValueError as exc:
-                    problems.append(f"{var}={env[var]!r}: {exc}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if problems:
-            raise ConfigError("bad environment: " + "; ".join(problems))
-        return cls(**values).validated()
+        return cls(**_settings_from_env(cls, "BUS_", env, overrides)).validated()
 
     def validated(self) -> BusConfig:
         problems = []
@@ -94,6 +81,30 @@ class BusConfig:
             shutdown_deadline_s=self.shutdown_deadline_s,
             offset_reset=self.offset_reset,
         )
+
+
+def _settings_from_env(
+    cls: type[Any], prefix: str, env: Mapping[str, str] | None, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Field values of dataclass ``cls`` from ``<prefix><FIELD>`` variables, then overrides.
+
+    Every unparsable variable is reported at once, by name: values are never echoed (some
+    are secrets).
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for f in fields(cls):
+        var = prefix + f.name.upper()
+        if var in env:
+            try:
+                values[f.name] = _parse(env[var], f.type)
+            except ValueError as exc:
+                problems.append(f"{var}: {exc}")
+    if problems:
+        raise ConfigError("bad environment: " + "; ".join(problems))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return values
 
 
 def _parse(text: str, type_name: object) -> Any:
@@ -203,21 +214,9 @@ class KafkaConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> KafkaConfig:
         """Settings from ``BUS_KAFKA_*`` in ``env`` (default ``os.environ``), then overrides."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for f in fields(cls):
-            var = "BUS_KAFKA_" + f.name.upper()
-            if var in env:
-                try:
-                    values[f.name] = _parse(env[var], f.type)
-                except ValueError as exc:
-                    problems.append(f"{var}: {exc}")  # never echo the value: it may be secret
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values = _settings_from_env(cls, "BUS_KAFKA_", env, overrides)
         if isinstance(values.get("sasl_password"), str):
             values["sasl_password"] = Secret(values["sasl_password"])
-        if problems:
-            raise ConfigError("bad environment: " + "; ".join(problems))
         return cls(**values).validated()
 
     def validated(self) -> KafkaConfig:
