@@ -22,7 +22,7 @@ from bus.message import Message
 from bus.record import OutgoingRecord, RecordMetadata
 from bus.transports.base import Transport
 
-__all__ = ["Publisher", "envelope_for", "record_for"]
+__all__ = ["Publisher", "caused_by", "emitted_record", "envelope_for", "record_for"]
 
 
 def envelope_for(
@@ -65,6 +65,31 @@ def caused_by(
         correlationid=parent.correlationid or parent.id,
         causationid=parent.id,
         traceparent=parent.traceparent,
+    )
+
+
+def emitted_record(
+    message: Message, parent: Envelope, *, source: str, id: str, time: datetime
+) -> OutgoingRecord:
+    """``record_for(message, caused_by(message, parent, ...))`` in one step (the hot path).
+
+    The key is computed once (it is also the subject), and no intermediate call layers.
+    """
+    key = message.bus_key_value()
+    env = event_envelope(
+        id,
+        source,
+        message.bus_type,
+        message.to_json(),
+        time,
+        key,
+        parent.correlationid or parent.id,
+        parent.id,
+        parent.traceparent,
+    )
+    headers, value = encode(env)
+    return OutgoingRecord(
+        message.bus_topic, None if key is None else key.encode(), value, tuple(headers)
     )
 
 

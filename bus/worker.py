@@ -43,7 +43,7 @@ from bus.errors import (
 from bus.ids import new_id
 from bus.message import Message
 from bus.offsets import OffsetTracker
-from bus.publisher import caused_by, record_for
+from bus.publisher import emitted_record
 from bus.record import Record, TopicPartition
 from bus.retries import RetriesExhaustedError, call_with_retries
 from bus.routing import Route
@@ -320,11 +320,8 @@ class Worker:
                     attempts=failed.attempts,
                 )
                 return
-        now = self._clock()
-        records = [
-            record_for(m, caused_by(m, env, source=self.app.source, id=self._ids(), time=now))
-            for m in outputs
-        ]
+        now, source, ids = self._clock(), self.app.source, self._ids
+        records = [emitted_record(m, env, source=source, id=ids(), time=now) for m in outputs]
         try:
             acks = [await self.transport.send(r) for r in records]
         except BusError as exc:

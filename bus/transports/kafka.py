@@ -58,6 +58,8 @@ from bus.types import OffsetReset
 __all__ = ["KafkaConsumer", "KafkaTransport", "client_options"]
 
 log = logging.getLogger("bus.kafka")
+# Record's fields in order, without the NamedTuple's Python-level __new__ (hot path)
+_new_record = tuple.__new__
 
 
 def client_options(config: KafkaConfig) -> dict[str, Any]:
@@ -374,14 +376,9 @@ class KafkaConsumer:
         for tp, messages in raw.items():
             key = TopicPartition(tp.topic, tp.partition)
             out[key] = [
-                Record(
-                    topic=m.topic,
-                    partition=m.partition,
-                    offset=m.offset,
-                    key=m.key,
-                    value=m.value,
-                    headers=tuple(m.headers),
-                    timestamp_ms=m.timestamp,
+                _new_record(
+                    Record,
+                    (m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers), m.timestamp),
                 )
                 for m in messages
             ]
