@@ -32,11 +32,9 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import io
 import json
 import os
 import platform
-import pstats
 import statistics
 import sys
 import time
@@ -46,6 +44,7 @@ from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
+from report import Row, print_table, profile_report
 
 from bus import App, Event, MemoryBroker, MemoryTransport, Publisher, Runner, WorkerSettings
 
@@ -257,55 +256,6 @@ async def run_codec(payloads: Sequence[bytes]) -> tuple[float, float]:
 
 
 # -- reporting ------------------------------------------------------------------------------
-@dataclass(slots=True)
-class Row:
-    name: str
-    values: list[float]
-    unit: str
-    median: float | None = None  # override (a figure derived from other medians)
-
-    @property
-    def mid(self) -> float:
-        return self.median if self.median is not None else statistics.median(self.values)
-
-
-def _fmt(x: float) -> str:
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if abs(x) >= 10:
-        return f"{x:.1f}"
-    return f"{x:.3f}"
-
-
-def print_table(rows: Sequence[Row]) -> None:
-    header = ("measurement", "median", "min", "max", "unit")
-    cells = [header] + [
-        (r.name, _fmt(r.mid), _fmt(min(r.values)), _fmt(max(r.values)), r.unit) for r in rows
-    ]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    for k, c in enumerate(cells):
-        print(
-            "  ".join(
-                c[i].ljust(widths[i]) if i in (0, 4) else c[i].rjust(widths[i])
-                for i in range(len(header))
-            )
-        )
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def profile_report(profiler: cProfile.Profile, path: str, top: int = 15) -> None:
-    """Dump the profile to ``path`` and print the top ``bus/`` functions to stderr."""
-    profiler.dump_stats(path)
-    for key, label in (("cumulative", "cumulative"), ("tottime", "own time")):
-        buf = io.StringIO()
-        stats = pstats.Stats(profiler, stream=buf)
-        stats.sort_stats(key).print_stats(r"[/\\]bus[/\\]", top)
-        print(f"\n== top {top} bus/ functions by {label} (profile: {path}) ==", file=sys.stderr)
-        body = buf.getvalue()
-        print(body[body.find("   ncalls") :], file=sys.stderr)
-
-
 async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000, help="Step0 events (default 20000)")

@@ -81,14 +81,12 @@ import collections
 import contextlib
 import cProfile
 import gc
-import io
 import itertools
 import json
 import logging
 import math
 import os
 import platform
-import pstats
 import shutil
 import signal
 import statistics
@@ -123,6 +121,7 @@ from pipeline_common import (
     price,
 )
 from pipeline_spy import summarize
+from report import Row, print_table, profile_report
 
 from bus import App, Publisher, TopicPartition, Worker, WorkerSettings
 from bus.devbroker import DevBroker
@@ -837,57 +836,6 @@ async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> int:
 
 
 # -- reporting -------------------------------------------------------------------------------
-@dataclass(slots=True)
-class Row:
-    name: str
-    values: list[float]
-    unit: str
-    median: float | None = None  # override (a figure derived from other medians)
-
-    @property
-    def mid(self) -> float:
-        return self.median if self.median is not None else statistics.median(self.values)
-
-
-def _fmt(x: float) -> str:
-    if x != x:  # NaN
-        return "nan"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if abs(x) >= 10:
-        return f"{x:.1f}"
-    return f"{x:.3f}"
-
-
-def print_table(rows: Sequence[Row]) -> None:
-    header = ("measurement", "median", "min", "max", "unit")
-    cells = [header] + [
-        (r.name, _fmt(r.mid), _fmt(min(r.values)), _fmt(max(r.values)), r.unit) for r in rows
-    ]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    for k, c in enumerate(cells):
-        print(
-            "  ".join(
-                c[i].ljust(widths[i]) if i in (0, 4) else c[i].rjust(widths[i])
-                for i in range(len(header))
-            )
-        )
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def profile_report(profiler: cProfile.Profile, path: str, top: int = 25) -> None:
-    """Dump the profile to ``path`` and print the top ``bus/`` functions by own time (stderr)."""
-    profiler.dump_stats(path)
-    for key, label in (("tottime", "own time"), ("cumulative", "cumulative")):
-        buf = io.StringIO()
-        stats = pstats.Stats(profiler, stream=buf)
-        stats.sort_stats(key).print_stats(r"[/\\]bus[/\\]", top)
-        body = buf.getvalue()
-        print(f"\n== top {top} bus/ functions by {label} ({path}) ==", file=sys.stderr)
-        print(body[body.find("   ncalls") :], file=sys.stderr)
-
-
 def _r(x: float, digits: int = 1) -> float | None:
     return None if x != x else round(x, digits)
 
