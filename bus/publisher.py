@@ -22,6 +22,8 @@ from bus.message import Message
 from bus.record import OutgoingRecord, RecordMetadata
 from bus.transports.base import Transport
 
+_new_outgoing = tuple.__new__
+
 __all__ = ["Publisher", "caused_by", "emitted_record", "envelope_for", "record_for"]
 
 
@@ -88,8 +90,9 @@ def emitted_record(
         parent.traceparent,
     )
     headers, value = encode(env)
-    return OutgoingRecord(
-        message.bus_topic, None if key is None else key.encode(), value, tuple(headers)
+    return _new_outgoing(  # OutgoingRecord's fields in order, without its Python __new__
+        OutgoingRecord,
+        (message.bus_topic, None if key is None else key.encode(), value, tuple(headers), None),
     )
 
 

@@ -51,6 +51,7 @@ from bus.errors import (
     TransportClosedError,
     TransportError,
 )
+from bus.partitioning import partition_for_key
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
 from bus.transports.base import Delivery, RebalanceListener, TopicSpec, TopicState
 from bus.types import OffsetReset
@@ -240,12 +241,19 @@ class KafkaTransport:
         translates it.
         """
         producer = self._require_producer()
+        partition = record.partition
+        if partition is None and record.key is not None:
+            # the same choice as aiokafka's default partitioner, from bus's cached murmur2
+            # (aiokafka's own runs in Python for every record); unknown topic: aiokafka's
+            known = producer.client.cluster.partitions_for_topic(record.topic)
+            if known:
+                partition = partition_for_key(record.key, len(known))
         try:
             raw = await producer.send(
                 record.topic,
                 value=record.value,
                 key=record.key,
-                partition=record.partition,
+                partition=partition,
                 headers=list(record.headers),  # aiokafka's C builder takes only lists
             )
         except MessageSizeTooLargeError as exc:
