@@ -446,7 +446,11 @@ def _read_file(path: Path) -> list[Inbound]:
 def _transport(config: BusConfig, args: argparse.Namespace) -> Transport:
     if config.transport == "kafka":
         return KafkaTransport(_kafka_config(args))
-    return MemoryTransport(MemoryBroker(default_partitions=config.partitions))
+    broker = MemoryBroker(
+        default_partitions=config.partitions,
+        retention_records=config.memory_retention_records,
+    )
+    return MemoryTransport(broker)
 
 
 def _kafka_config(args: argparse.Namespace) -> KafkaConfig:

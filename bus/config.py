@@ -7,6 +7,7 @@ once, with an error naming the variable and what it accepts.
 |---|---|---|
 | ``BUS_TRANSPORT`` | ``memory`` | ``memory`` (in-process) or ``kafka`` |
 | ``BUS_PARTITIONS`` | ``3`` | partitions of topics the memory transport creates |
+| ``BUS_MEMORY_RETENTION_RECORDS`` | ``100000`` | records the memory transport keeps per partition |
 | ``BUS_MAX_CONCURRENCY`` | ``16`` | partitions handled at once per app |
 | ``BUS_COMMIT_INTERVAL_S`` | ``0.5`` | seconds between offset commits |
 | ``BUS_SHUTDOWN_DEADLINE_S`` | ``10`` | longest graceful shutdown, seconds |
@@ -43,6 +44,8 @@ class BusConfig:
 
     transport: TransportName = "memory"
     partitions: int = 3
+    #: Records the memory transport keeps per partition (oldest dropped first).
+    memory_retention_records: int = 100_000
     max_concurrency: int = 16
     commit_interval_s: float = 0.5
     shutdown_deadline_s: float = 10.0
@@ -61,6 +64,8 @@ class BusConfig:
             problems.append(f"transport must be 'memory' or 'kafka', not {self.transport!r}")
         if self.partitions < 1:
             problems.append("partitions must be at least 1")
+        if self.memory_retention_records < 1:
+            problems.append("memory_retention_records must be at least 1")
         if self.max_concurrency < 1:
             problems.append("max_concurrency must be at least 1")
         if self.commit_interval_s <= 0:

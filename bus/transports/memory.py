@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from bus.types import OffsetReset
 
 __all__ = ["MemoryBroker", "MemoryConsumer", "MemoryTransport"]
 
+log = logging.getLogger("bus.memory")
 _member_ids = itertools.count(1)
 # Record's fields in order, without the NamedTuple's Python-level __new__ (hot path)
 _new_record = tuple.__new__
@@ -66,14 +68,22 @@ class MemoryBroker:
         default_partitions: int = 1,
         auto_create_topics: bool = True,
         max_record_bytes: int = 1_048_576,
+        retention_records: int | None = None,
     ) -> None:
         if default_partitions < 1:
             raise ConfigError("default_partitions must be at least 1")
+        if retention_records is not None and retention_records < 1:
+            raise ConfigError("retention_records must be at least 1 (or None: keep everything)")
+        #: Records kept per partition (oldest dropped first, like Kafka's retention); None
+        #: keeps everything. A consumer behind the log start resumes at the log start.
+        self.retention_records = retention_records
         self.default_partitions = default_partitions
         self.auto_create_topics = auto_create_topics
         self.max_record_bytes = max_record_bytes
         self._logs: dict[str, list[list[Record]]] = {}
         self._configs: dict[str, dict[str, str]] = {}
+        #: Offset of the first record still kept, per partition (0 until retention trims).
+        self._starts: dict[TopicPartition, int] = {}
         self._groups: dict[str, _Group] = {}
         self._changed: asyncio.Event | None = None
 
@@ -110,7 +120,11 @@ class MemoryBroker:
         return log
 
     def end_offset(self, tp: TopicPartition) -> int:
-        return len(self.partitions(tp.topic)[tp.partition])
+        return self.log_start(tp) + len(self.partitions(tp.topic)[tp.partition])
+
+    def log_start(self, tp: TopicPartition) -> int:
+        """Offset of the oldest record still kept in ``tp``."""
+        return self._starts.get(tp, 0)
 
     def records(self, topic: str) -> list[Record]:
         """Every record of ``topic``, partition by partition (for tests and tools)."""
@@ -130,7 +144,9 @@ class MemoryBroker:
                 f"topic {record.topic!r} has {len(log)} partitions; partition {partition} does not exist"
             )
         part = log[partition]
-        offset = len(part)
+        tp = TopicPartition(record.topic, partition) if self.retention_records else None
+        start = self._starts.get(tp, 0) if tp is not None else 0
+        offset = start + len(part)
         part.append(
             _new_record(
                 Record,
@@ -145,8 +161,17 @@ class MemoryBroker:
                 ),
             )
         )
+        if tp is not None and self.retention_records is not None:
+            self._trim(tp, part, start, self.retention_records)
         self._notify()
         return RecordMetadata(record.topic, partition, offset)
+
+    def _trim(self, tp: TopicPartition, part: list[Record], start: int, keep: int) -> None:
+        """Drop the oldest records beyond ``keep``, a quarter at a time (amortized O(1))."""
+        if len(part) > keep + max(keep // 4, 1):
+            drop = len(part) - keep
+            del part[:drop]
+            self._starts[tp] = start + drop
 
     # -- waiting ------------------------------------------------------------------------
     def _notify(self) -> None:
@@ -181,8 +206,9 @@ class MemoryBroker:
         committed = self._group(group).committed
         lag = 0
         for topic in topics:
-            for i, part in enumerate(self.partitions(topic)):
-                lag += len(part) - committed.get(TopicPartition(topic, i), 0)
+            for i in range(len(self.partitions(topic))):
+                tp = TopicPartition(topic, i)
+                lag += self.end_offset(tp) - max(committed.get(tp, 0), self.log_start(tp))
         return lag
 
     def _group(self, name: str) -> _Group:
@@ -402,7 +428,7 @@ class MemoryConsumer:
             if committed is not None:
                 self._positions[tp] = committed
             elif self.offset_reset == "earliest":
-                self._positions[tp] = 0
+                self._positions[tp] = self.broker.log_start(tp)
             else:
                 self._positions[tp] = self.broker.end_offset(tp)
         self._owned = self._owned | tps
@@ -431,9 +457,15 @@ class MemoryConsumer:
         budget = max_records
         for tp in tps[self._rotation :] + tps[: self._rotation]:
             part = self.broker.partitions(tp.topic)[tp.partition]
+            start = self.broker.log_start(tp)
             pos = self._positions[tp]
-            if pos < len(part):
-                chunk = part[pos : pos + budget]
+            if pos < start:  # retention dropped records this consumer had not read
+                log.warning(
+                    "%s: offset %d is below the log start %d; resuming there", tp, pos, start
+                )
+                pos = start
+            if pos - start < len(part):
+                chunk = part[pos - start : pos - start + budget]
                 out[tp] = chunk
                 self._positions[tp] = pos + len(chunk)
                 budget -= len(chunk)
