@@ -159,6 +159,9 @@ class Transport(Protocol):
     def ready(self) -> bool:
         """True while the transport can reach its log (for /readyz): started and connected."""
 
+    async def probe(self, timeout_s: float = 2.0) -> bool:
+        """Ask the log now whether it answers (updates :attr:`ready`); False on no answer."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None:

@@ -165,6 +165,29 @@ class KafkaTransport:
             await self._admin.close()
             self._admin = None
 
+    async def probe(self, timeout_s: float = 2.0) -> bool:
+        """A metadata round trip to the cluster within ``timeout_s``; updates :attr:`ready`.
+
+        ``ready`` alone only knows start-up and failed fetches: a broker that went away
+        while nothing was fetching is noticed here (``/readyz`` calls this).
+        """
+        if self._producer is None:
+            return False
+        try:
+            answered = await asyncio.wait_for(
+                self._producer.client.force_metadata_update(), timeout_s
+            )
+        except (TimeoutError, KafkaError, OSError):
+            answered = False
+        was, self.ready = self.ready, bool(answered)
+        if was and not self.ready:
+            log.warning(
+                "kafka: broker %s does not answer; not ready", self.config.bootstrap_servers
+            )
+        elif self.ready and not was:
+            log.info("kafka: broker %s answers again; ready", self.config.bootstrap_servers)
+        return self.ready
+
     async def admin(self) -> AIOKafkaAdminClient:
         """The admin client, started on first use."""
         if self._admin is None:

@@ -307,6 +307,9 @@ class MemoryTransport:
         """An in-process log is reachable whenever the client is started."""
         return self._started
 
+    async def probe(self, timeout_s: float = 2.0) -> bool:
+        return self._started
+
     async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
         for spec in specs:
             self.broker.create_topic(spec.name, spec.partitions, spec.config)

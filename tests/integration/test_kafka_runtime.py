@@ -222,3 +222,19 @@ async def test_this_broker_refuses_an_idempotent_producer_with_a_clear_error(
     with pytest.raises(TransportError, match="start failed"):
         await transport.start()
     await transport.stop()
+
+
+async def test_readiness_turns_false_when_the_broker_goes_away() -> None:
+    broker = DevBroker()
+    broker.start()
+    transport = KafkaTransport(kafka_test_config(broker.bootstrap_servers))
+    try:
+        await transport.start()
+        assert await transport.probe(timeout_s=5.0) is True
+        assert transport.ready is True
+        broker.kill()
+        assert await transport.probe(timeout_s=2.0) is False
+        assert transport.ready is False
+    finally:
+        await transport.stop()
+        broker.stop()
