@@ -47,11 +47,20 @@ from bus.registry import Registry, default_registry
 from bus.retries import RetryPolicy
 from bus.runner import Runner
 from bus.testing import TestBus
-from bus.transports.base import Consumer, RebalanceListener, TopicSpec, Transport
+from bus.transports.base import (
+    Acked,
+    Consumer,
+    Delivery,
+    RebalanceListener,
+    TopicSpec,
+    TopicState,
+    Transport,
+)
 from bus.transports.memory import MemoryBroker, MemoryTransport
 from bus.worker import Worker, WorkerSettings, WorkerStats
 
 __all__ = [
+    "Acked",
     "App",
     "BusConfig",
     "BusError",
@@ -62,6 +71,7 @@ __all__ = [
     "Context",
     "DecodeError",
     "DefinitionError",
+    "Delivery",
     "Envelope",
     "Event",
     "HandlerResultError",
@@ -84,6 +94,7 @@ __all__ = [
     "TopicNotFoundError",
     "TopicPartition",
     "TopicSpec",
+    "TopicState",
     "Transport",
     "TransportClosedError",
     "TransportError",

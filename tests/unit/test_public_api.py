@@ -10,12 +10,12 @@ import bus
 ROOT = Path(__file__).resolve().parents[2]
 
 PUBLIC = [
-    "App", "BusConfig", "BusError", "Command", "CommitFailedError", "ConfigError", "Consumer",
-    "Context", "DecodeError", "DefinitionError", "Envelope", "Event", "HandlerResultError",
+    "Acked", "App", "BusConfig", "BusError", "Command", "CommitFailedError", "ConfigError", "Consumer",
+    "Context", "DecodeError", "DefinitionError", "Delivery", "Envelope", "Event", "HandlerResultError",
     "MemoryBroker", "MemoryTransport", "Message", "MessageTooLargeError", "OutgoingRecord",
     "PayloadInvalidError", "Publisher", "RebalanceListener", "Record", "RecordError",
     "RecordMetadata", "Registry", "RegistryError", "RetryPolicy", "Runner", "TestBus",
-    "TopicNotFoundError", "TopicPartition", "TopicSpec", "Transport", "TransportClosedError",
+    "TopicNotFoundError", "TopicPartition", "TopicSpec", "TopicState", "Transport", "TransportClosedError",
     "TransportError", "UnknownTypeError", "UnknownTypePolicy", "Worker", "WorkerSettings",
     "WorkerStats", "decode", "default_registry", "encode", "envelope_for", "murmur2", "new_id",
     "partition_for_key", "record_for", "utc_now",
