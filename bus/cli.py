@@ -113,13 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument(
         "--correlation-id", help="process id to continue (default: a new one per message)"
     )
-    pub.add_argument(
-        "-m",
-        "--module",
-        action="append",
-        default=[],
-        help="module defining the message types (repeatable)",
-    )
+    _module_flag(pub)
     pub.add_argument(
         "--dry-run", action="store_true", help="print the records that would be sent; send nothing"
     )
@@ -133,13 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         help="write the JSON Schema of every registered message type",
         description="Import the modules, then write one <type>.json per registered type.",
     )
-    export.add_argument(
-        "-m",
-        "--module",
-        action="append",
-        default=[],
-        help="module defining message types or apps (repeatable)",
-    )
+    _module_flag(export)
     export.add_argument(
         "--out", type=Path, help="directory to write into (default: one JSON document on stdout)"
     )
@@ -178,6 +166,16 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--log-level", help=argparse.SUPPRESS)
     broker.set_defaults(command=_cmd_dev_broker)
     return parser
+
+
+def _module_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-m",
+        "--module",
+        action="append",
+        default=[],
+        help="module to import first: it defines message types or apps (repeatable)",
+    )
 
 
 def _transport_flags(parser: argparse.ArgumentParser) -> None:
