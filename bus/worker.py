@@ -44,10 +44,10 @@ from bus.ids import new_id
 from bus.message import Message
 from bus.offsets import OffsetTracker
 from bus.publisher import emitted_record
-from bus.record import Record, TopicPartition
+from bus.record import OutgoingRecord, Record, TopicPartition
 from bus.retries import RetriesExhaustedError, call_with_retries
 from bus.routing import Route
-from bus.transports.base import Consumer, Transport
+from bus.transports.base import Consumer, Delivery, Transport
 from bus.types import OffsetReset
 
 __all__ = ["Worker", "WorkerSettings", "WorkerStats"]
@@ -125,6 +125,7 @@ class Worker:
         self._clock = clock
         self._ids = ids
         self._tracker = OffsetTracker()
+        self._route = app.route
         self._lanes: dict[TopicPartition, _Lane] = {}
         self._slots = asyncio.Semaphore(self.settings.max_concurrency)
         self._consumer: Consumer | None = None
@@ -280,62 +281,102 @@ class Worker:
             await asyncio.sleep(0)  # let other lanes and the fetch loop run
 
     async def _process(self, record: Record, tp: TopicPartition) -> None:
-        """Handle one record to an explicit outcome: handled, skipped or dead-lettered."""
+        """Handle one record to an explicit outcome: handled, skipped or dead-lettered.
+
+        The happy path is one coroutine: decode, validate, one plain call of the handler,
+        encode, send. A Context is made only for a handler that takes one, or when a first
+        try failed (its logger names the message); the slow paths live in their own methods.
+        """
         try:
             env = decode(record.headers, record.value)
-            route = self.app.route(env.type)
+            route = self._route(env.type)
             if route is None:
-                if env.type in self.app.registry or self.app.on_unknown_type == "skip":
-                    self.stats.skipped += 1
-                    self._tracker.add(tp, record.offset)
-                    return
-                raise UnknownTypeError(
-                    f"type {env.type!r} has no registered model and no handler in app "
-                    f"{self.app.name!r} (handled: {', '.join(sorted(self.app.routes))})"
-                )
+                self._skip_or_raise(env, tp, record.offset)
+                return
             message = route.message_type.from_json(env.data)
         except RecordError as exc:
             await self._dead_letter(record, exc.reason, exc, handler=None, attempts=0)
             return
-        await self._handle(record, tp, env, route, message)
-
-    async def _handle(
-        self, record: Record, tp: TopicPartition, env: Envelope, route: Route, message: Message
-    ) -> None:
-        ctx = Context(env, record, app=self.app.name, handler=route.name)
-        try:
-            outputs = await self._attempt(route, message, ctx)  # the happy path: one plain call
-        except Exception as first:
+        if route.wants_context:
+            outputs = await self._handle_with_context(record, env, route, message)
+        else:
             try:
-                outputs = await self._retry(route, message, ctx, first)
-            except RetriesExhaustedError as failed:
-                ctx.logger.error(
-                    "%s failed after %d attempt(s): %r", route.name, failed.attempts, failed.error
-                )
-                await self._dead_letter(
-                    record,
-                    "handler_failed",
-                    failed.error,
-                    handler=route.name,
-                    attempts=failed.attempts,
-                )
-                return
-        now, source, ids = self._clock(), self.app.source, self._ids
-        records = [emitted_record(m, env, source=source, id=ids(), time=now) for m in outputs]
+                outputs = _as_messages(await route.handler(message), route.name)
+            except Exception as first:
+                outputs = await self._after_failure(record, env, route, message, first, None)
+        if outputs is None:
+            return  # dead-lettered
+        source, ids = self.app.source, self._ids
+        now = self._clock()
+        records: list[OutgoingRecord] = []
+        acks: list[Delivery] = []
+        send = self.transport.send
         try:
-            acks = [await self.transport.send(r) for r in records]
+            for m in outputs:
+                out = emitted_record(m, env, source=source, id=ids(), time=now)
+                records.append(out)
+                acks.append(await send(out))
         except BusError as exc:
             if exc.retryable:
                 raise
             await self._dead_letter(record, "output_rejected", exc, handler=route.name, attempts=1)
             return
-        self.stats.handled += 1
-        self.stats.emitted += len(records)
+        stats = self.stats
+        stats.handled += 1
+        stats.emitted += len(records)
         self._tracker.add(tp, record.offset, acks, records)
         if log.isEnabledFor(logging.DEBUG):
-            ctx.logger.debug(
+            Context(env, record, app=self.app.name, handler=route.name).logger.debug(
                 "handled by %s, emitted %s", route.name, [m.bus_type for m in outputs] or "nothing"
             )
+
+    def _skip_or_raise(self, env: Envelope, tp: TopicPartition, offset: int) -> None:
+        """A type without a handler: skipped if known or allowed, else UnknownTypeError."""
+        if env.type in self.app.registry or self.app.on_unknown_type == "skip":
+            self.stats.skipped += 1
+            self._tracker.add(tp, offset)
+            return
+        raise UnknownTypeError(
+            f"type {env.type!r} has no registered model and no handler in app "
+            f"{self.app.name!r} (handled: {', '.join(sorted(self.app.routes))})"
+        )
+
+    async def _handle_with_context(
+        self, record: Record, env: Envelope, route: Route, message: Message
+    ) -> list[Message] | None:
+        """The outputs of a handler that takes a Context; None when dead-lettered."""
+        ctx = Context(env, record, app=self.app.name, handler=route.name)
+        try:
+            return await self._attempt(route, message, ctx)  # the happy path: one plain call
+        except Exception as first:
+            return await self._after_failure(record, env, route, message, first, ctx)
+
+    async def _after_failure(
+        self,
+        record: Record,
+        env: Envelope,
+        route: Route,
+        message: Message,
+        first: Exception,
+        ctx: Context | None,
+    ) -> list[Message] | None:
+        """The retries after a failed first try; None when the record was dead-lettered."""
+        if ctx is None:
+            ctx = Context(env, record, app=self.app.name, handler=route.name)
+        try:
+            return await self._retry(route, message, ctx, first)
+        except RetriesExhaustedError as failed:
+            ctx.logger.error(
+                "%s failed after %d attempt(s): %r", route.name, failed.attempts, failed.error
+            )
+            await self._dead_letter(
+                record,
+                "handler_failed",
+                failed.error,
+                handler=route.name,
+                attempts=failed.attempts,
+            )
+            return None
 
     @staticmethod
     async def _attempt(route: Route, message: Message, ctx: Context) -> list[Message]:

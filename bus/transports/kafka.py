@@ -147,11 +147,16 @@ class KafkaTransport:
         self.config = config
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        # partitions per topic as of the producer's last metadata update (cleared by it):
+        # aiokafka's partitions_for_topic builds a new set on every call
+        self._partition_counts: dict[str, int] = {}
         self.ready = False
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(**producer_options(self.config))
         await _start_with_retries(producer, self.config, "producer")
+        self._partition_counts.clear()
+        producer.client.cluster.add_listener(self._metadata_updated)
         self._producer = producer
         self.ready = True
         log.info("kafka producer connected to %s", self.config.bootstrap_servers)
@@ -164,6 +169,9 @@ class KafkaTransport:
         if self._admin is not None:
             await self._admin.close()
             self._admin = None
+
+    def _metadata_updated(self, _cluster: Any) -> None:
+        self._partition_counts.clear()
 
     async def probe(self, timeout_s: float = 2.0) -> bool:
         """A metadata round trip to the cluster within ``timeout_s``; updates :attr:`ready`.
@@ -268,16 +276,23 @@ class KafkaTransport:
         if partition is None and record.key is not None:
             # the same choice as aiokafka's default partitioner, from bus's cached murmur2
             # (aiokafka's own runs in Python for every record); unknown topic: aiokafka's
-            known = producer.client.cluster.partitions_for_topic(record.topic)
-            if known:
-                partition = partition_for_key(record.key, len(known))
+            count = self._partition_counts.get(record.topic)
+            if count is None:
+                known = producer.client.cluster.partitions_for_topic(record.topic)
+                count = len(known) if known else 0
+                if count:
+                    self._partition_counts[record.topic] = count
+            if count:
+                partition = partition_for_key(record.key, count)
+        headers = record.headers
         try:
             raw = await producer.send(
                 record.topic,
                 value=record.value,
                 key=record.key,
                 partition=partition,
-                headers=list(record.headers),  # aiokafka's C builder takes only lists
+                # aiokafka's C builder takes only lists (emitted records carry one already)
+                headers=headers if type(headers) is list else list(headers),
             )
         except MessageSizeTooLargeError as exc:
             raise MessageTooLargeError(
