@@ -269,9 +269,10 @@ class Worker:
                 lane.wake.clear()
                 await lane.wake.wait()
             async with self._slots:
-                done = 0
-                while lane.buffer and done < s.fetch_max_records:
-                    await self._process(lane.buffer.popleft(), lane.tp)
+                buffer, tp, process = lane.buffer, lane.tp, self._process
+                done, most = 0, s.fetch_max_records
+                while buffer and done < most:  # a stop empties the buffer meanwhile
+                    await process(buffer.popleft(), tp)
                     done += 1
             self._tracker.settle(lane.tp)  # release what is acknowledged already
             if lane.paused and len(lane.buffer) < s.max_buffered_per_partition // 2:

@@ -271,7 +271,9 @@ class KafkaTransport:
         aiokafka's error, which the worker answers by sending again. :meth:`publish`
         translates it.
         """
-        producer = self._require_producer()
+        producer = self._producer
+        if producer is None:
+            producer = self._require_producer()  # raises
         partition = record.partition
         if partition is None and record.key is not None:
             # the same choice as aiokafka's default partitioner, from bus's cached murmur2
@@ -420,11 +422,11 @@ class KafkaConsumer:
             self.transport.ready = True
         out: dict[TopicPartition, list[Record]] = {}
         for tp, messages in raw.items():
-            key = TopicPartition(tp.topic, tp.partition)
-            out[key] = [
+            topic, partition = tp.topic, tp.partition
+            # aiokafka's headers are a tuple already (tuple() would hand back the same object)
+            out[TopicPartition(topic, partition)] = [
                 _new_record(
-                    Record,
-                    (m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers), m.timestamp),
+                    Record, (topic, partition, m.offset, m.key, m.value, m.headers, m.timestamp)
                 )
                 for m in messages
             ]
