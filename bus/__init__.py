@@ -38,8 +38,10 @@ from bus.errors import (
     TransportError,
     UnknownTypeError,
 )
+from bus.http import HttpServer, Readiness
 from bus.ids import new_id
 from bus.message import Command, Event, Message
+from bus.metrics import Metrics, default_metrics
 from bus.partitioning import murmur2, partition_for_key
 from bus.publisher import Publisher, envelope_for, record_for
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
@@ -75,13 +77,16 @@ __all__ = [
     "Envelope",
     "Event",
     "HandlerResultError",
+    "HttpServer",
     "MemoryBroker",
     "MemoryTransport",
     "Message",
     "MessageTooLargeError",
+    "Metrics",
     "OutgoingRecord",
     "PayloadInvalidError",
     "Publisher",
+    "Readiness",
     "RebalanceListener",
     "Record",
     "RecordError",
@@ -104,6 +109,7 @@ __all__ = [
     "WorkerSettings",
     "WorkerStats",
     "decode",
+    "default_metrics",
     "default_registry",
     "encode",
     "envelope_for",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 import signal
 import sys
 import threading
@@ -22,6 +23,7 @@ from bus.codec import encode
 from bus.config import BusConfig, KafkaConfig
 from bus.devbroker import DevBroker
 from bus.errors import BusError, ConfigError, TransportError
+from bus.http import HttpServer, runner_readiness
 from bus.ingest import Inbound, parse_message, parse_ndjson
 from bus.logs import configure_logging
 from bus.publisher import Publisher, record_for
@@ -33,6 +35,8 @@ from bus.transports.kafka import KafkaTransport
 from bus.transports.memory import MemoryBroker, MemoryTransport
 
 __all__ = ["main"]
+
+log = logging.getLogger("bus.cli")
 
 _MEMORY_IS_LOCAL = (
     "the memory transport lives inside one process, so publishing to it from another "
@@ -56,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutdown_deadline_s=getattr(args, "shutdown_deadline_s", None),
             log_level=getattr(args, "log_level", None),
             log_json=True if getattr(args, "log_json", False) else None,
+            http=False if getattr(args, "no_http", False) else None,
+            http_port=getattr(args, "http_port", None),
         )
         configure_logging(level=config.log_level, json=config.log_json)
         result: int = args.command(args, config)
@@ -99,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--shutdown-deadline-s", type=float, help="longest graceful shutdown (default 10)"
     )
+    run.add_argument(
+        "--http-port",
+        type=int,
+        help="port of /metrics, /healthz, /readyz (default 9400; 0 = any free port)",
+    )
+    run.add_argument("--no-http", action="store_true", help="serve no HTTP endpoints")
     run.set_defaults(command=_cmd_run)
 
     pub = sub.add_parser(
@@ -234,14 +246,24 @@ def _cmd_run(args: argparse.Namespace, config: BusConfig) -> int:
             apps, partitions=kc.default_partitions, replication_factor=kc.default_replication_factor
         )
     runner = Runner(apps, transport, config.worker_settings(), ensure_topics=ensure)
-    return asyncio.run(
-        _run(
-            runner,
-            inbound,
-            exit_when_idle=args.exit_when_idle,
-            deadline_s=config.shutdown_deadline_s,
-        )
+    return asyncio.run(_serve(runner, inbound, config, exit_when_idle=args.exit_when_idle))
+
+
+async def _serve(
+    runner: Runner, inbound: list[Inbound], config: BusConfig, *, exit_when_idle: bool
+) -> int:
+    """``_run``, with the HTTP endpoints up for as long as it lasts (when enabled)."""
+    run = _run(
+        runner, inbound, exit_when_idle=exit_when_idle, deadline_s=config.shutdown_deadline_s
     )
+    if not config.http:
+        return await run
+    server = HttpServer(
+        host=config.http_host, port=config.http_port, readiness=runner_readiness(runner)
+    )
+    async with server:
+        log.info("serving /metrics /healthz /readyz on %s", server.url)
+        return await run
 
 
 async def _run(

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from bus.app import App
 from bus.errors import DefinitionError
+from bus.metrics import Metrics
 from bus.transports.base import TopicSpec, Transport
 from bus.transports.memory import MemoryTransport
 from bus.worker import Worker, WorkerSettings
@@ -40,6 +41,7 @@ class Runner:
         settings: WorkerSettings | None = None,
         *,
         ensure_topics: Sequence[TopicSpec] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         problems = [f"{app.name}: {p}" for app in apps for p in app.problems()]
         names = [app.name for app in apps]
@@ -52,7 +54,7 @@ class Runner:
             raise DefinitionError("the apps to run", problems)
         self.apps = list(apps)
         self.transport = transport
-        self.workers = [Worker(app, transport, settings) for app in apps]
+        self.workers = [Worker(app, transport, settings, metrics=metrics) for app in apps]
         #: Topics created (when missing) before the workers start; None: create nothing.
         self.ensure_topics = ensure_topics
         self.started = asyncio.Event()

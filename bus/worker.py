@@ -42,6 +42,7 @@ from bus.errors import (
 )
 from bus.ids import new_id
 from bus.message import Message
+from bus.metrics import NO_HANDLER, HandlerStats, Metrics, default_metrics
 from bus.offsets import OffsetTracker
 from bus.publisher import emitted_record
 from bus.record import Record, TopicPartition
@@ -73,6 +74,8 @@ class WorkerSettings:
     shutdown_deadline_s: float = 10.0
     #: Where a group with no committed offset starts.
     offset_reset: OffsetReset = "earliest"
+    #: Record Prometheus metrics (bus.metrics); off only to measure what they cost.
+    metrics: bool = True
 
 
 @dataclass(slots=True)
@@ -117,6 +120,7 @@ class Worker:
         *,
         clock: Callable[[], datetime] = utc_now,
         ids: Callable[[], str] = new_id,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self.transport = transport
@@ -131,6 +135,9 @@ class Worker:
         self._tg: asyncio.TaskGroup | None = None
         self._last_fetch_empty = False
         self.running = False
+        #: Where this worker's metrics go (None: not recorded); default: the process's.
+        self.metrics = (metrics or default_metrics()) if self.settings.metrics else None
+        self._handler_stats: dict[str, dict[str, HandlerStats]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -143,6 +150,15 @@ class Worker:
             listener=self,
         )
         self._consumer = consumer
+        if self.metrics is not None:
+            self.metrics.watch(self)
+        try:
+            await self._run(consumer, stop)
+        finally:
+            if self.metrics is not None:
+                self.metrics.unwatch(self)
+
+    async def _run(self, consumer: Consumer, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             await consumer.start()
@@ -221,6 +237,31 @@ class Worker:
             and self._tracker.in_flight() == 0
         )
 
+    # -- what bus.metrics reads at scrape time (WorkerView) -------------------------------
+    @property
+    def app_name(self) -> str:
+        return self.app.name
+
+    def in_flight(self) -> int:
+        """Records fetched and not settled yet (buffered, being handled, or unacknowledged)."""
+        return sum(len(lane.buffer) for lane in self._lanes.values()) + self._tracker.in_flight()
+
+    def end_offsets(self) -> dict[TopicPartition, int | None]:
+        """Owned partitions and their end offsets as last seen."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        return {tp: consumer.highwater(tp) for tp in self._lanes}
+
+    def _stats(self, topic: str, handler: str) -> HandlerStats:
+        """The pre-bound metric counters of (topic, handler), created once."""
+        assert self.metrics is not None
+        by_handler = self._handler_stats.setdefault(topic, {})
+        stats = by_handler.get(handler)
+        if stats is None:
+            stats = by_handler[handler] = self.metrics.handler_stats(self.app.name, topic, handler)
+        return stats
+
     # -- rebalance listener ---------------------------------------------------------------
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         assert self._tg is not None
@@ -287,6 +328,8 @@ class Worker:
             if route is None:
                 if env.type in self.app.registry or self.app.on_unknown_type == "skip":
                     self.stats.skipped += 1
+                    if self.metrics is not None:
+                        self._stats(record.topic, NO_HANDLER).skipped += 1
                     self._tracker.add(tp, record.offset)
                     return
                 raise UnknownTypeError(
@@ -303,12 +346,15 @@ class Worker:
         self, record: Record, tp: TopicPartition, env: Envelope, route: Route, message: Message
     ) -> None:
         ctx = Context(env, record, app=self.app.name, handler=route.name)
+        started = time.perf_counter()
         try:
             outputs = await self._attempt(route, message, ctx)  # the happy path: one plain call
         except Exception as first:
             try:
                 outputs = await self._retry(route, message, ctx, first)
             except RetriesExhaustedError as failed:
+                if self.metrics is not None:
+                    self.metrics.handler_error(self.app.name, route.name, failed.error)
                 ctx.logger.error(
                     "%s failed after %d attempt(s): %r", route.name, failed.attempts, failed.error
                 )
@@ -320,6 +366,7 @@ class Worker:
                     attempts=failed.attempts,
                 )
                 return
+        handled_at = time.perf_counter()
         now, source, ids = self._clock(), self.app.source, self._ids
         records = [emitted_record(m, env, source=source, id=ids(), time=now) for m in outputs]
         try:
@@ -331,6 +378,10 @@ class Worker:
             return
         self.stats.handled += 1
         self.stats.emitted += len(records)
+        if self.metrics is not None:
+            self._stats(tp.topic, route.name).handled(
+                handled_at - started, time.perf_counter() - handled_at, outputs
+            )
         self._tracker.add(tp, record.offset, acks, records)
         if log.isEnabledFor(logging.DEBUG):
             ctx.logger.debug(
@@ -356,6 +407,9 @@ class Worker:
 
         def on_failure(attempt_no: int, error: BaseException) -> None:
             self.stats.retries += 1
+            if self.metrics is not None:
+                self.metrics.handler_error(self.app.name, route.name, error)
+                self.metrics.handler_retry(self.app.name, route.name)
             ctx.logger.warning("try %d of %s failed: %r; retrying", attempt_no, route.name, error)
 
         outputs, _ = await call_with_retries(
@@ -387,6 +441,9 @@ class Worker:
         )
         ack = await self.transport.send(out)
         self.stats.dead_lettered += 1
+        if self.metrics is not None:
+            self._stats(record.topic, handler or NO_HANDLER).dead_lettered += 1
+            self.metrics.dead_lettered(self.app.name, record.topic, reason)
         self._tracker.add(record.topic_partition, record.offset, [ack], [out])
         log.warning(
             "app %s dead-lettered %s[%d]@%d to %s: %s: %s",
@@ -415,7 +472,10 @@ class Worker:
             offsets = {tp: o for tp, o in offsets.items() if tp in only}
         if not offsets or self._consumer is None:
             return
+        started = time.perf_counter()
         await self._consumer.commit(offsets)
+        if self.metrics is not None:
+            self.metrics.committed(self.app.name, offsets, time.perf_counter() - started)
         self._tracker.committed(offsets)
         self.stats.commits += 1
 

@@ -15,6 +15,8 @@ from bus.devbroker import DevBroker
 from bus.transports.kafka import KafkaTransport
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# every `bus run` a test starts serves HTTP on a free port, not the shared default 9400
+os.environ.setdefault("BUS_HTTP_PORT", "0")
 _names = itertools.count()
 
 

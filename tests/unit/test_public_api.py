@@ -11,13 +11,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PUBLIC = [
     "Acked", "App", "BusConfig", "BusError", "Command", "CommitFailedError", "ConfigError", "Consumer",
-    "Context", "DecodeError", "DefinitionError", "Delivery", "Envelope", "Event", "HandlerResultError",
-    "MemoryBroker", "MemoryTransport", "Message", "MessageTooLargeError", "OutgoingRecord",
-    "PayloadInvalidError", "Publisher", "RebalanceListener", "Record", "RecordError",
+    "Context", "DecodeError", "DefinitionError", "Delivery", "Envelope", "Event", "HandlerResultError", "HttpServer",
+    "MemoryBroker", "MemoryTransport", "Message", "MessageTooLargeError", "Metrics", "OutgoingRecord",
+    "PayloadInvalidError", "Publisher", "Readiness", "RebalanceListener", "Record", "RecordError",
     "RecordMetadata", "Registry", "RegistryError", "RetryPolicy", "Runner", "TestBus",
     "TopicNotFoundError", "TopicPartition", "TopicSpec", "TopicState", "Transport", "TransportClosedError",
     "TransportError", "UnknownTypeError", "UnknownTypePolicy", "Worker", "WorkerSettings",
-    "WorkerStats", "decode", "default_registry", "encode", "envelope_for", "murmur2", "new_id",
+    "WorkerStats", "decode", "default_metrics", "default_registry", "encode", "envelope_for", "murmur2", "new_id",
     "partition_for_key", "record_for", "utc_now",
 ]  # fmt: skip
 

@@ -1,0 +1,186 @@
+"""Metrics recorded by the runtime, the HTTP endpoints, and trace context across hops."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import aiohttp
+import pytest
+
+from bus import (
+    App,
+    ConfigError,
+    Event,
+    MemoryBroker,
+    MemoryTransport,
+    Publisher,
+    RetryPolicy,
+    TestBus,
+    WorkerSettings,
+    decode,
+)
+from bus.http import HttpServer, runner_readiness
+from bus.metrics import Metrics
+from bus.runner import Runner
+
+
+class Tick(Event, type="it.obs.tick.v1", topic="it.obs.ticks", key="key"):
+    key: str
+    n: int
+
+
+class Tock(Event, type="it.obs.tock.v1", topic="it.obs.tocks", key="key"):
+    key: str
+    n: int
+
+
+class Done(Event, type="it.obs.done.v1", topic="it.obs.done", key="key"):
+    key: str
+
+
+TWO_TRIES = RetryPolicy(max_attempts=2, initial_delay_s=0, jitter_s=0)
+FAST = WorkerSettings(commit_interval_s=0.01, fetch_timeout_s=0.01)
+
+
+def ticking_app() -> App:
+    """Tock for each Tick, except every fifth, which fails both tries (dead-lettered)."""
+    app = App("it-obs", retry=TWO_TRIES)
+
+    @app.handler(name="tock")
+    async def tock(tick: Tick) -> Tock:
+        if tick.n % 5 == 0:
+            raise ValueError(f"tick {tick.n} is a multiple of 5")
+        return Tock(key=tick.key, n=tick.n)
+
+    return app
+
+
+@asynccontextmanager
+async def running(runner: Runner) -> AsyncIterator[Runner]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await runner.started.wait()
+    try:
+        yield runner
+    finally:
+        stop.set()
+        await task
+
+
+async def test_the_runtime_counts_every_outcome_output_error_and_retry() -> None:
+    metrics = Metrics()
+    transport = MemoryTransport(MemoryBroker(default_partitions=3))
+    runner = Runner([ticking_app()], transport, FAST, metrics=metrics)
+    async with running(runner):
+        await Publisher(transport, source="test").publish_many(
+            Tick(key=f"k{i % 4}", n=i) for i in range(1, 21)
+        )
+        await runner.wait_idle()
+        lag = [
+            metrics.sample(
+                "bus_consumer_lag", {"app": "it-obs", "topic": "it.obs.ticks", "partition": str(p)}
+            )
+            for p in range(3)
+        ]
+        in_flight = metrics.sample("bus_messages_in_flight", {"app": "it-obs"})
+    labels = {"app": "it-obs", "topic": "it.obs.ticks", "handler": "tock"}
+    assert metrics.sample("bus_messages_consumed_total", {**labels, "outcome": "handled"}) == 16
+    assert (
+        metrics.sample("bus_messages_consumed_total", {**labels, "outcome": "dead_lettered"}) == 4
+    )
+    tocks = {"app": "it-obs", "topic": "it.obs.tocks", "type": "it.obs.tock.v1"}
+    assert metrics.sample("bus_messages_produced_total", tocks) == 16
+    errors = {"app": "it-obs", "handler": "tock", "error_type": "ValueError"}
+    assert metrics.sample("bus_handler_errors_total", errors) == 8  # 4 records x 2 tries
+    assert metrics.sample("bus_handler_retries_total", {"app": "it-obs", "handler": "tock"}) == 4
+    dead = {"app": "it-obs", "topic": "it.obs.ticks", "reason": "handler_failed"}
+    assert metrics.sample("bus_messages_dead_lettered_total", dead) == 4
+    assert metrics.sample("bus_handler_duration_seconds_count", labels) == 16
+    assert metrics.sample("bus_publish_duration_seconds_count", {"app": "it-obs"}) == 16
+    assert (metrics.sample("bus_commit_duration_seconds_count", {"app": "it-obs"}) or 0) >= 1
+    assert lag == [0, 0, 0]
+    assert in_flight == 0
+
+
+async def test_metrics_off_records_nothing() -> None:
+    metrics = Metrics()
+    transport = MemoryTransport(MemoryBroker(default_partitions=1))
+    runner = Runner([ticking_app()], transport, replace(FAST, metrics=False), metrics=metrics)
+    async with running(runner):
+        await Publisher(transport, source="test").publish(Tick(key="a", n=1))
+        await runner.wait_idle()
+    assert "bus_messages_consumed_total{" not in metrics.render().decode()
+
+
+async def get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
+async def test_http_serves_metrics_health_and_readiness_of_a_running_process() -> None:
+    metrics = Metrics()
+    transport = MemoryTransport(MemoryBroker(default_partitions=1))
+    runner = Runner([ticking_app()], transport, FAST, metrics=metrics)
+    async with HttpServer(port=0, metrics=metrics, readiness=runner_readiness(runner)) as server:
+        assert server.port != 0
+        status, body = await get(f"{server.url}/readyz")
+        assert status == 503, "not ready before the transport started"
+        assert '"transport":"no answer"' in body
+        async with running(runner):
+            await Publisher(transport, source="test").publish(Tick(key="a", n=1))
+            await runner.wait_idle()
+            status, body = await get(f"{server.url}/readyz")
+            assert status == 200, body
+            assert '"it-obs":"running, 1 partition(s)"' in body
+            status, body = await get(f"{server.url}/metrics")
+            assert status == 200
+            assert (
+                'bus_messages_consumed_total{app="it-obs",handler="tock",outcome="handled",'
+                'topic="it.obs.ticks"} 1.0' in body
+            )
+        status, body = await get(f"{server.url}/healthz")
+        assert status == 200, body
+        assert '"healthy":true' in body
+
+
+async def test_healthz_fails_when_the_event_loop_was_blocked() -> None:
+    async with HttpServer(port=0, metrics=Metrics(), unhealthy_after_s=0.2) as server:
+        time.sleep(0.3)  # noqa: ASYNC251 - a handler blocking the loop is the point
+        status, body = await get(f"{server.url}/healthz")
+    assert status == 503, body
+
+
+async def test_a_taken_port_is_a_config_error_naming_the_setting() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match="BUS_HTTP_PORT"):
+            async with HttpServer(port=port, metrics=Metrics()):
+                pass
+
+
+async def test_traceparent_travels_from_the_first_message_to_everything_it_causes() -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    app = App("it-obs-trace")
+
+    @app.handler
+    async def tock(tick: Tick) -> Tock:
+        return Tock(key=tick.key, n=tick.n)
+
+    @app.handler
+    async def done(tock: Tock) -> Done:
+        return Done(key=tock.key)
+
+    async with TestBus(app) as bus:
+        await bus.publish(Tick(key="a", n=1), traceparent=parent)
+        await bus.drain()
+        records = [*bus.records("it.obs.tocks"), *bus.records("it.obs.done")]
+    envelopes = [decode(r.headers, r.value) for r in records]
+    assert [e.type for e in envelopes] == ["it.obs.tock.v1", "it.obs.done.v1"]
+    assert all(e.traceparent == parent for e in envelopes)
