@@ -61,6 +61,8 @@ _INF_INDEX = len(DURATION_BUCKETS_S)
 
 #: Handler label of records that reached no handler (undecodable, unknown or skipped type).
 NO_HANDLER = "none"
+#: Every dead-letter reason the runtime gives (bus.errors.RecordError reasons and its own).
+DEAD_LETTER_REASONS = ("handler_failed", "output_rejected", "decode", "unknown_type", "invalid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,7 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Handler tries that failed and were tried again in process."),
     _spec("bus_messages_dead_lettered_total", "counter", "app topic reason",
           "Records sent to the dead-letter topic, by source topic and reason "
-          "(handler_failed, decode_error, unknown_type, invalid_data, output_rejected, ...)."),
+          "(handler_failed, output_rejected, decode, unknown_type, invalid, record)."),
     _spec("bus_messages_in_flight", "gauge", "app",
           "Records fetched and not settled yet: buffered in a lane, being handled, or "
           "handled with outputs not yet acknowledged."),
@@ -242,6 +244,18 @@ class Metrics:
         if stats is None:
             stats = self._handlers[key] = HandlerStats(app, topic, handler)
         return stats
+
+    def expect(self, app: str, routes: Iterable[tuple[str, str]]) -> None:
+        """Export zeros for the (topic, handler) pairs ``app`` will handle, before any record.
+
+        Why: Prometheus cannot see an increase of a series whose first sample is already
+        above zero, so an alert on the first dead letter needs the series at 0 first.
+        """
+        for topic, handler in routes:
+            self.handler_stats(app, topic, handler)
+            self._retries.setdefault((app, handler), 0)
+            for reason in DEAD_LETTER_REASONS:
+                self._dead_letters.setdefault((app, topic, reason), 0)
 
     def dead_lettered(self, app: str, topic: str, reason: str) -> None:
         self._dead_letters[(app, topic, reason)] = (

@@ -151,6 +151,9 @@ class Worker:
         )
         self._consumer = consumer
         if self.metrics is not None:
+            self.metrics.expect(
+                self.app.name, ((r.topic, r.name) for r in self.app.routes.values())
+            )
             self.metrics.watch(self)
         try:
             await self._run(consumer, stop)
