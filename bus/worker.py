@@ -137,7 +137,8 @@ class Worker:
         self.running = False
         #: Where this worker's metrics go (None: not recorded); default: the process's.
         self.metrics = (metrics or default_metrics()) if self.settings.metrics else None
-        self._handler_stats: dict[str, dict[str, HandlerStats]] = {}
+        #: Handler name -> its metric counters, bound on first use.
+        self._route_stats: dict[str, HandlerStats] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -256,13 +257,10 @@ class Worker:
             return {}
         return {tp: consumer.highwater(tp) for tp in self._lanes}
 
-    def _stats(self, topic: str, handler: str) -> HandlerStats:
-        """The pre-bound metric counters of (topic, handler), created once."""
+    def _bind_stats(self, route: Route) -> HandlerStats:
         assert self.metrics is not None
-        by_handler = self._handler_stats.setdefault(topic, {})
-        stats = by_handler.get(handler)
-        if stats is None:
-            stats = by_handler[handler] = self.metrics.handler_stats(self.app.name, topic, handler)
+        stats = self.metrics.handler_stats(self.app.name, route.topic, route.name)
+        self._route_stats[route.name] = stats
         return stats
 
     # -- rebalance listener ---------------------------------------------------------------
@@ -332,7 +330,8 @@ class Worker:
                 if env.type in self.app.registry or self.app.on_unknown_type == "skip":
                     self.stats.skipped += 1
                     if self.metrics is not None:
-                        self._stats(record.topic, NO_HANDLER).skipped += 1
+                        labels = (self.app.name, record.topic, NO_HANDLER)
+                        self.metrics.handler_stats(*labels).skipped += 1
                     self._tracker.add(tp, record.offset)
                     return
                 raise UnknownTypeError(
@@ -382,9 +381,8 @@ class Worker:
         self.stats.handled += 1
         self.stats.emitted += len(records)
         if self.metrics is not None:
-            self._stats(tp.topic, route.name).handled(
-                handled_at - started, time.perf_counter() - handled_at, outputs
-            )
+            stats = self._route_stats.get(route.name) or self._bind_stats(route)
+            stats.handled(handled_at - started, time.perf_counter() - handled_at, outputs)
         self._tracker.add(tp, record.offset, acks, records)
         if log.isEnabledFor(logging.DEBUG):
             ctx.logger.debug(
@@ -445,7 +443,8 @@ class Worker:
         ack = await self.transport.send(out)
         self.stats.dead_lettered += 1
         if self.metrics is not None:
-            self._stats(record.topic, handler or NO_HANDLER).dead_lettered += 1
+            labels = (self.app.name, record.topic, handler or NO_HANDLER)
+            self.metrics.handler_stats(*labels).dead_lettered += 1
             self.metrics.dead_lettered(self.app.name, record.topic, reason)
         self._tracker.add(record.topic_partition, record.offset, [ack], [out])
         log.warning(
