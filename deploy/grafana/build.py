@@ -138,10 +138,10 @@ def overview() -> dict[str, Any]:
             ),
             panel(
                 "Dead letters by topic and reason",
-                "Records sent to dead-letter topics per second.",
+                "Records sent to dead-letter topics per second (only series above zero).",
                 "reqps",
                 target(
-                    f"sum by (app, topic, reason) (rate(bus_messages_dead_lettered_total{app}[{RATE}]))",
+                    f"sum by (app, topic, reason) (rate(bus_messages_dead_lettered_total{app}[{RATE}])) > 0",
                     "{{app}} {{topic}} {{reason}}",
                 ),
             ),
@@ -248,16 +248,12 @@ def sagas() -> dict[str, Any]:
                 ),
             ),
             panel(
-                "Stuck sagas",
-                "Instances needing attention, and the age of the oldest unfinished instance.",
+                "Stuck: sagas needing attention",
+                "Instances a compensation could not finish; someone must resolve them.",
                 "short",
                 target(
                     'sum by (saga) (bus_sagas_active{saga=~"$saga", state="needs_attention"})',
                     "{{saga}} needs_attention",
-                ),
-                target(
-                    f"max by (saga) (bus_saga_oldest_active_age_seconds{sel}) / 60",
-                    "{{saga}} oldest active (minutes)",
                 ),
             ),
         ],
@@ -282,6 +278,14 @@ def sagas() -> dict[str, Any]:
                 ),
             ),
             panel(
+                "Stuck: oldest unfinished saga",
+                "Age of the oldest instance not finished (grows while one is stuck).",
+                "s",
+                target(f"max by (saga) (bus_saga_oldest_active_age_seconds{sel})", "{{saga}}"),
+            ),
+        ],
+        [
+            panel(
                 "Timeouts fired by step",
                 "Step deadlines that fired per second.",
                 "reqps",
@@ -290,8 +294,6 @@ def sagas() -> dict[str, Any]:
                     "{{saga}} {{step}}",
                 ),
             ),
-        ],
-        [
             panel(
                 "Outbox backlog",
                 "Saved commands the relay has not published yet.",
