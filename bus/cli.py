@@ -30,6 +30,7 @@ from bus.publisher import Publisher, record_for
 from bus.registry import default_registry
 from bus.runner import Runner, install_signal_handlers
 from bus.topics import TopicPlan, desired_topics, plan
+from bus.trace import Hop, build_tree, read_hops, render
 from bus.transports.base import Transport
 from bus.transports.kafka import KafkaTransport
 from bus.transports.memory import MemoryBroker, MemoryTransport
@@ -162,6 +163,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     _transport_flags(ensure)
     ensure.set_defaults(command=_cmd_topics_ensure)
+
+    trace = sub.add_parser(
+        "trace",
+        help="print the causal tree of one process's messages",
+        description="Read the topics of the given apps (and --topic) from the beginning, keep "
+        "the messages of CORRELATION_ID and print them as a tree by causation, with each "
+        "hop's type, source, position and time after its cause. Needs a shared log "
+        "(--transport kafka).",
+    )
+    trace.add_argument("correlation_id", metavar="CORRELATION_ID")
+    trace.add_argument(
+        "targets", nargs="*", metavar="MODULE[:ATTR]", help="apps whose topics to read"
+    )
+    trace.add_argument(
+        "--topic", action="append", default=[], help="another topic to read (repeatable)"
+    )
+    _transport_flags(trace)
+    trace.set_defaults(command=_cmd_trace)
 
     dev = sub.add_parser("dev", help="local development helpers")
     dev_sub = dev.add_subparsers(metavar="ACTION")
@@ -402,6 +421,39 @@ def _cmd_topics_ensure(args: argparse.Namespace, config: BusConfig) -> int:
         print(f"differs  {line}")
     if args.check and (result.create or result.differences):
         return 1
+    return 0
+
+
+def _cmd_trace(args: argparse.Namespace, config: BusConfig) -> int:
+    apps = [app for target in args.targets for app in load_apps(target)]
+    names = {spec.name for spec in desired_topics(apps, partitions=1, replication_factor=1)}
+    names.update(args.topic)
+    if not names:
+        raise ConfigError("name the apps (MODULE[:ATTR]) or --topic to read the process from")
+    if config.transport == "memory":
+        raise ConfigError(
+            "the memory transport lives inside one process, so another process cannot read "
+            "its topics: trace a process on Kafka with '--transport kafka', or call "
+            "bus.trace.read_hops inside the process that runs the apps"
+        )
+    transport = _transport(config, args)
+
+    async def read() -> list[Hop]:
+        await transport.start()
+        try:
+            existing = await transport.describe_topics(sorted(names))
+            if not existing:
+                raise ConfigError(f"none of the topics exists: {', '.join(sorted(names))}")
+            return await read_hops(transport, sorted(existing), args.correlation_id)
+        finally:
+            await transport.stop()
+
+    hops = asyncio.run(read())
+    if not hops:
+        print(f"no message with correlation id {args.correlation_id}", file=sys.stderr)
+        return 1
+    for line in render(build_tree(hops)):
+        print(line)
     return 0
 
 

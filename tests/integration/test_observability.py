@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -184,3 +185,64 @@ async def test_traceparent_travels_from_the_first_message_to_everything_it_cause
     envelopes = [decode(r.headers, r.value) for r in records]
     assert [e.type for e in envelopes] == ["it.obs.tock.v1", "it.obs.done.v1"]
     assert all(e.traceparent == parent for e in envelopes)
+
+
+async def test_trace_reads_a_process_back_from_the_topics_as_a_causal_tree() -> None:
+    from datetime import date
+
+    from bus.topics import desired_topics
+    from bus.trace import build_tree, read_hops, render
+    from handlers.hr.contracts import EmployeeHired
+    from handlers.identity.handler import build_app as identity_app
+    from handlers.identity.system import Directory
+    from handlers.licensing.handler import build_app as licensing_app
+    from handlers.licensing.system import LicenseManager
+    from handlers.notifications.handler import build_app as notifications_app
+    from handlers.notifications.system import Mailer
+
+    no_crm = LicenseManager(seats={"office": 9, "chat": 9, "crm": 0})
+    apps = [identity_app(Directory()), licensing_app(no_crm), notifications_app(Mailer())]
+    topics = [t.name for t in desired_topics(apps, partitions=1, replication_factor=1)]
+
+    def hire(n: int, department: str) -> EmployeeHired:
+        return EmployeeHired(
+            employee_id=f"e-{n}",
+            full_name=f"Person {n}",
+            department=department,
+            manager_email="boss@example.com",
+            start_date=date(2027, 1, 4),
+        )
+
+    async with TestBus(*apps) as bus:
+        ok = await bus.publish(hire(1, "support"))
+        await bus.publish(hire(2, "support"))  # another process, left out
+        failed = await bus.publish(hire(3, "sales"))  # no CRM seat: dead-lettered
+        await bus.drain()
+        [first] = [e.id for e in bus.envelopes(EmployeeHired) if e.subject == "e-1"]
+        [third] = [e.id for e in bus.envelopes(EmployeeHired) if e.subject == "e-3"]
+        good = render(
+            build_tree(await read_hops(bus.transport, topics, first, fetch_timeout_s=0.05))
+        )
+        bad = render(
+            build_tree(await read_hops(bus.transport, topics, third, fetch_timeout_s=0.05))
+        )
+    assert ok.topic == failed.topic == "hr.events"
+    assert [re.search(r"[a-z.]+\.v1", line)[0] for line in good] == [  # type: ignore[index]
+        "hr.employee.hired.v1",
+        "identity.account.created.v1",
+        "licensing.license.assigned.v1",
+        "notifications.manager.notified.v1",
+    ]
+    assert "from bus://identity" in good[1]
+    assert re.search(r"\+\d+\.\d ms$", good[1])
+    assert len(bad) == 2
+    assert "DEAD-LETTERED (handler_failed in " in bad[1]
+
+
+def test_bus_trace_refuses_the_process_local_memory_transport(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bus.cli import main
+
+    assert main(["trace", "some-correlation-id", "handlers.demo:apps"]) == 2
+    assert "--transport kafka" in capsys.readouterr().err

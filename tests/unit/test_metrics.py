@@ -146,3 +146,12 @@ def test_histogram_buckets_count_every_observation_at_or_below_each_bound(
         durations
     )
     assert m.sample("bus_handler_duration_seconds_count", labels) == len(durations)
+
+
+def test_the_operating_docs_table_lists_every_metric_with_its_type_and_labels() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operating.md").read_text()
+    for spec in CATALOG:
+        row = f"| `{spec.name}` | {spec.type} | {', '.join(spec.labels) or '-'} |"
+        assert row in doc, f"docs/operating.md: no row {row}"
