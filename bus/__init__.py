@@ -21,6 +21,15 @@ from bus.app import App, UnknownTypePolicy
 from bus.codec import decode, encode
 from bus.config import BusConfig
 from bus.context import Context
+from bus.dedup import (
+    DedupEntry,
+    DedupKey,
+    DedupStore,
+    DedupTransaction,
+    MemoryDedupStore,
+    PostgresDedupStore,
+    SqliteDedupStore,
+)
 from bus.envelope import Envelope, utc_now
 from bus.errors import (
     BusError,
@@ -28,11 +37,14 @@ from bus.errors import (
     ConfigError,
     DecodeError,
     DefinitionError,
+    DuplicateMessageError,
     HandlerResultError,
     MessageTooLargeError,
     PayloadInvalidError,
     RecordError,
     RegistryError,
+    SchemaVersionError,
+    StoreError,
     TopicNotFoundError,
     TransportClosedError,
     TransportError,
@@ -46,6 +58,7 @@ from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
 from bus.registry import Registry, default_registry
 from bus.retries import RetryPolicy
 from bus.runner import Runner
+from bus.sql import Migration, PostgresDatabase, SqliteDatabase, SqliteTransaction
 from bus.testing import TestBus
 from bus.transports.base import (
     Acked,
@@ -70,17 +83,26 @@ __all__ = [
     "Consumer",
     "Context",
     "DecodeError",
+    "DedupEntry",
+    "DedupKey",
+    "DedupStore",
+    "DedupTransaction",
     "DefinitionError",
     "Delivery",
+    "DuplicateMessageError",
     "Envelope",
     "Event",
     "HandlerResultError",
     "MemoryBroker",
+    "MemoryDedupStore",
     "MemoryTransport",
     "Message",
     "MessageTooLargeError",
+    "Migration",
     "OutgoingRecord",
     "PayloadInvalidError",
+    "PostgresDatabase",
+    "PostgresDedupStore",
     "Publisher",
     "RebalanceListener",
     "Record",
@@ -90,6 +112,11 @@ __all__ = [
     "RegistryError",
     "RetryPolicy",
     "Runner",
+    "SchemaVersionError",
+    "SqliteDatabase",
+    "SqliteDedupStore",
+    "SqliteTransaction",
+    "StoreError",
     "TestBus",
     "TopicNotFoundError",
     "TopicPartition",
