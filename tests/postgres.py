@@ -10,7 +10,7 @@ session starts its own:
   direct child so Linux can stop it when the test process dies);
 - listening on a free port of 127.0.0.1 only, its unix socket inside the temp directory,
   trust authentication, ``fsync=off`` (a test server: speed over surviving an OS crash;
-  a crash of PostgreSQL itself still recovers from its WAL);
+  commits stay synchronous, so a crash of PostgreSQL itself loses no committed transaction);
 - stopped and deleted when the session ends.
 
 ``restart()`` stops and starts the same data directory on the same port, as a crash test
@@ -153,8 +153,10 @@ class PostgresServer:
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
             "unix_socket_directories": str(self.root),
+            # No fsync: the OS keeps what was written, and only an OS crash would lose it.
+            # Commits stay synchronous (written to the OS before COMMIT returns), or a
+            # crash-like stop would lose acknowledged transactions, as a crash test must not.
             "fsync": "off",
-            "synchronous_commit": "off",
             "full_page_writes": "off",
             "max_connections": "200",
             "shared_buffers": "32MB",
@@ -264,6 +266,7 @@ def session_server() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer.external(external) if external else PostgresServer.create()
         server.start()
+        server.psql("SELECT 1")  # reachable, and this user may connect
     except PostgresUnavailableError as exc:
         if in_ci:
             pytest.fail(f"PostgreSQL is required with CI=true: {exc}", pytrace=False)

@@ -282,6 +282,29 @@ async def test_an_exception_in_the_transaction_rolls_back_effect_and_record(
     assert await backend.read_effects() == {"done"}
 
 
+async def test_a_cancelled_transaction_rolls_back_and_releases_the_key(backend: Backend) -> None:
+    """Shutdown cancels a handler mid-effect: nothing of it may stay, nor block the retry."""
+    store = await backend.store()
+    inside = asyncio.Event()
+
+    async def handler() -> None:
+        async with store.transaction(key()) as tx:
+            await backend.write_effect(tx, "cancelled")
+            inside.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(handler())
+    await inside.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await backend.read_effects() == set()
+    assert await store.get(key()) is None
+    async with store.transaction(key()) as tx:
+        await backend.write_effect(tx, "retried")
+    assert await backend.read_effects() == {"retried"}
+
+
 async def test_entering_a_transaction_for_a_completed_key_raises_before_the_block(
     backend: Backend,
 ) -> None:
