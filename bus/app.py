@@ -107,7 +107,10 @@ class App:
 
         def register(f: F) -> F:
             route, problems = route_for(
-                f, retry=retry or self.retry, name=name, dedup=dedup or self.dedup
+                f,
+                retry=retry or self.retry,
+                name=name,
+                dedup=dedup if dedup is not None else self.dedup,
             )
             self._problems.extend(problems)
             if route is not None:

@@ -33,7 +33,7 @@ from bus.app import App
 from bus.codec import decode
 from bus.context import Context
 from bus.dead_letters import dead_letter, dead_letter_topic
-from bus.dedup.base import Completion, DedupKey, DedupStore
+from bus.dedup.base import DedupEntry, DedupKey, DedupStore
 from bus.envelope import Envelope, utc_now
 from bus.errors import (
     BusError,
@@ -394,10 +394,10 @@ class Worker:
         assert route.dedup is not None
         done = await route.dedup.get(DedupKey(route.name, env.source, env.id))
         if done is None:  # recorded, then purged meanwhile: nothing left to re-send
-            done = Completion(DedupKey(route.name, env.source, env.id), (), 0)
+            done = DedupEntry(DedupKey(route.name, env.source, env.id), (), 0, sent=True)
         await self._already_done(record, route, done)
 
-    async def _already_done(self, record: Record, route: Route, done: Completion) -> None:
+    async def _already_done(self, record: Record, route: Route, done: DedupEntry) -> None:
         """A message the handler completed before: acknowledged without running it again.
 
         Its recorded outputs are sent again (same records, same CloudEvents ids) unless
