@@ -21,6 +21,14 @@ from bus.app import App, UnknownTypePolicy
 from bus.codec import decode, encode
 from bus.config import BusConfig
 from bus.context import Context
+from bus.dlq import (
+    DeadLetter,
+    DeadLetterFilter,
+    ReplayPlan,
+    plan_replay,
+    read_dead_letters,
+    replay_dead_letters,
+)
 from bus.envelope import Envelope, utc_now
 from bus.errors import (
     BusError,
@@ -69,6 +77,8 @@ __all__ = [
     "ConfigError",
     "Consumer",
     "Context",
+    "DeadLetter",
+    "DeadLetterFilter",
     "DecodeError",
     "DefinitionError",
     "Delivery",
@@ -88,6 +98,7 @@ __all__ = [
     "RecordMetadata",
     "Registry",
     "RegistryError",
+    "ReplayPlan",
     "RetryPolicy",
     "Runner",
     "TestBus",
@@ -110,6 +121,9 @@ __all__ = [
     "murmur2",
     "new_id",
     "partition_for_key",
+    "plan_replay",
+    "read_dead_letters",
     "record_for",
+    "replay_dead_letters",
     "utc_now",
 ]

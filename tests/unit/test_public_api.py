@@ -11,14 +11,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PUBLIC = [
     "Acked", "App", "BusConfig", "BusError", "Command", "CommitFailedError", "ConfigError", "Consumer",
-    "Context", "DecodeError", "DefinitionError", "Delivery", "Envelope", "Event", "HandlerResultError",
+    "Context", "DeadLetter", "DeadLetterFilter", "DecodeError", "DefinitionError", "Delivery", "Envelope", "Event", "HandlerResultError",
     "MemoryBroker", "MemoryTransport", "Message", "MessageTooLargeError", "OutgoingRecord",
     "PayloadInvalidError", "Publisher", "RebalanceListener", "Record", "RecordError",
-    "RecordMetadata", "Registry", "RegistryError", "RetryPolicy", "Runner", "TestBus",
+    "RecordMetadata", "Registry", "RegistryError", "ReplayPlan", "RetryPolicy", "Runner", "TestBus",
     "TopicNotFoundError", "TopicPartition", "TopicSpec", "TopicState", "Transport", "TransportClosedError",
     "TransportError", "UnknownTypeError", "UnknownTypePolicy", "Worker", "WorkerSettings",
     "WorkerStats", "decode", "default_registry", "encode", "envelope_for", "murmur2", "new_id",
-    "partition_for_key", "record_for", "utc_now",
+    "partition_for_key", "plan_replay", "read_dead_letters", "record_for", "replay_dead_letters",
+    "utc_now",
 ]  # fmt: skip
 
 # The functional core: no event loop, no broker client, no database driver.
