@@ -255,7 +255,7 @@ class World:
         self.fire(armed[0][1])
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(d=definitions(), data=st.data())
 def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject) -> None:
     w = World(d, start(d, Started(id="x"), message_id="trigger", now=T0))
