@@ -293,6 +293,29 @@ class SagaDefinition:
         """
         return f"{self.name}:{getattr(message, self.correlation_key)}"
 
+    def consumed_types(self) -> tuple[type[Event], ...]:
+        """Every event class the saga consumes: trigger, cancel events, replies, waits.
+
+        The coordinator subscribes to their topics.
+        """
+        out: dict[str, type[Event]] = {self.trigger.bus_type: self.trigger}
+        for t in self.cancel_on:
+            out.setdefault(t.bus_type, t)
+        for _, types in _awaited(self):
+            for t in types:
+                out.setdefault(t.bus_type, t)
+        return tuple(out.values())
+
+    def command_types(self) -> tuple[type[Command], ...]:
+        """Every command class the saga sends (actions and compensations)."""
+        out: dict[str, type[Command]] = {}
+        for s in self.iter_steps():
+            if isinstance(s, Step):
+                out.setdefault(s.command.bus_type, s.command)
+                if s.compensation is not None:
+                    out.setdefault(s.compensation.command.bus_type, s.compensation.command)
+        return tuple(out.values())
+
     def awaited_types(self) -> dict[str, str]:
         """Event type name -> the step awaiting it (replies, compensations and waits)."""
         out: dict[str, str] = {}
@@ -445,7 +468,26 @@ def _problems(d: SagaDefinition) -> list[str]:
     for n in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"step name {n!r} is used {names.count(n)} times; names must be unique")
     problems += _ambiguity_problems(d)
+    problems += _routing_problems(d)
     return problems
+
+
+def _routing_problems(d: SagaDefinition) -> list[str]:
+    """Events from outside the saga (waits, cancels) carry no saga correlationid; the
+    coordinator finds their instance by the correlation key, so they must have it."""
+    outside = [("cancel_on", t) for t in d.cancel_on]
+    outside += [
+        (f"wait {s.name!r}", t)
+        for s in d.iter_steps()
+        if isinstance(s, Wait)
+        for t in s.event + s.rejected
+    ]
+    return [
+        f"{where}: {t.__qualname__} has no field {d.correlation_key!r} (the correlation key), "
+        "so it cannot be routed to its saga; add the field"
+        for where, t in outside
+        if _is_message(t, Event) and d.correlation_key not in t.model_fields
+    ]
 
 
 def _ambiguity_problems(d: SagaDefinition) -> list[str]:

@@ -62,9 +62,11 @@ class Stranger(Event, type="test.saga.stranger.v1", topic="t.events", registry=R
 
 
 def _message(base: type[Any], name: str, type_name: str) -> type[Any]:
-    return type(
-        name, (base,), {"__module__": __name__}, type=type_name, topic="t.x", registry=REGISTRY
-    )
+    # Events carry the correlation key (waits and cancels are routed by it).
+    body: dict[str, Any] = {"__module__": __name__}
+    if base is Event:
+        body.update({"__annotations__": {"id": str}, "id": "x"})
+    return type(name, (base,), body, type=type_name, topic="t.x", registry=REGISTRY)
 
 
 # One command and reply family per step slot, so every step awaits its own types.

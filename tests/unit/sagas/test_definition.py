@@ -122,3 +122,33 @@ def test_the_onboarding_definition_is_valid() -> None:
 def test_named_predicates_are_accepted() -> None:
     d = define(Step("go", command=Go, success=Went, when=is_big))
     assert d.steps["go"].when is is_big
+
+
+def test_events_from_outside_the_saga_must_carry_the_correlation_key() -> None:
+    with pytest.raises(DefinitionError) as info:
+        define(Wait("approval", event=Went, deadline=timedelta(days=1)), cancel_on=[Went])
+    problems = "\n".join(info.value.problems)
+    assert "wait 'approval': Went has no field 'id' (the correlation key)" in problems
+    assert "cancel_on: Went has no field 'id'" in problems
+
+
+def test_the_definition_lists_what_it_consumes_and_sends() -> None:
+    assert {t.__name__ for t in onboarding.consumed_types()} >= {
+        "EmployeeHired",
+        "HireWithdrawn",
+        "PrivilegedAccessApproved",
+        "IdentityAccountProvisioned",
+        "LicensesRevoked",
+    }
+    assert {t.__name__ for t in onboarding.command_types()} == {
+        "CreateAccount",
+        "DeprovisionAccount",
+        "AssignLicenses",
+        "RevokeLicenses",
+        "GrantRepositoryAccess",
+        "RevokeRepositoryAccess",
+        "NotifyManager",
+        "NotifyCancellation",
+        "CreatePayrollRecord",
+    }
+    assert onboarding.awaited_types()["licensing.licenses.granted.v1"] == "assign_licenses"
