@@ -47,7 +47,8 @@ __all__ = [
     "Wait",
 ]
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+#: What saga and step names look like (they name Mermaid states).
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 #: Builds a command from the saga data (an instance of the definition's data model).
 Builder = Callable[[Any], Command]
@@ -273,7 +274,9 @@ class SagaDefinition:
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "cancel_on", tuple(self.cancel_on))
-        problems = _problems(self)
+        from sagas.validate import problems_of  # it needs these classes: import when used
+
+        problems = problems_of(self)
         if problems:
             raise DefinitionError(f"saga definition {self.name!r} v{self.version}", problems)
         object.__setattr__(self, "steps", {s.name: s for s in self.iter_steps()})
@@ -301,7 +304,7 @@ class SagaDefinition:
         out: dict[str, type[Event]] = {self.trigger.bus_type: self.trigger}
         for t in self.cancel_on:
             out.setdefault(t.bus_type, t)
-        for _, types in _awaited(self):
+        for _, types in awaited_by_step(self):
             for t in types:
                 out.setdefault(t.bus_type, t)
         return tuple(out.values())
@@ -319,16 +322,14 @@ class SagaDefinition:
     def awaited_types(self) -> dict[str, str]:
         """Event type name -> the step awaiting it (replies, compensations and waits)."""
         out: dict[str, str] = {}
-        for step, types in _awaited(self):
+        for step, types in awaited_by_step(self):
             for t in types:
                 out.setdefault(t.bus_type, step)
         return out
 
 
-# -- validation ------------------------------------------------------------------------
-
-
-def _awaited(d: SagaDefinition) -> Iterator[tuple[str, tuple[type[Event], ...]]]:
+def awaited_by_step(d: SagaDefinition) -> Iterator[tuple[str, tuple[type[Event], ...]]]:
+    """(step name, event classes it awaits): replies, compensation replies, wait events."""
     for s in d.iter_steps():
         if isinstance(s, Wait):
             yield s.name, s.event + s.rejected
@@ -336,175 +337,3 @@ def _awaited(d: SagaDefinition) -> Iterator[tuple[str, tuple[type[Event], ...]]]
             yield s.name, s.success + s.failure
             if s.compensation is not None:
                 yield s.name, s.compensation.success + s.compensation.failure
-
-
-def _is_message(t: object, base: type[Message]) -> bool:
-    return isinstance(t, type) and issubclass(t, base) and "bus_type" in t.__dict__
-
-
-def _type_problems(where: str, t: object, base: type[Message]) -> list[str]:
-    if _is_message(t, base):
-        return []
-    kind = "Event" if base is Event else "Command"
-    return [f"{where}: {t!r} is not a registered bus {kind} class (declare it with type=...)"]
-
-
-def _callable_problems(where: str, fn: object, *, named: bool) -> list[str]:
-    if fn is None:
-        return []
-    if not callable(fn):
-        return [f"{where}: {fn!r} is not callable"]
-    if named and getattr(fn, "__name__", "<lambda>") == "<lambda>":
-        return [f"{where}: use a named function, not a lambda (its name labels the diagram)"]
-    return []
-
-
-def _build_problems(where: str, command: type[Command], data: type[BaseModel]) -> list[str]:
-    """With no ``build=``, every required command field must be a field of the data."""
-    if not _is_message(command, Command):
-        return []
-    missing = [
-        name
-        for name, f in command.model_fields.items()
-        if f.is_required() and name not in data.model_fields
-    ]
-    if missing:
-        return [
-            f"{where}: no build= given and the saga data lacks the command's required "
-            f"field(s) {', '.join(missing)}; add them to the data model or pass build="
-        ]
-    return []
-
-
-def _step_problems(s: Step, data: type[BaseModel]) -> list[str]:
-    where = f"step {s.name!r}"
-    problems = _type_problems(f"{where} command", s.command, Command)
-    if not s.success:
-        problems.append(f"{where}: no success reply; pass success=<Event class>")
-    for t in s.success + s.failure:
-        problems += _type_problems(f"{where} reply", t, Event)
-    if s.build is None and isinstance(data, type):
-        problems += _build_problems(where, s.command, data)
-    problems += _callable_problems(f"{where} build", s.build, named=False)
-    problems += _callable_problems(f"{where} update", s.update, named=False)
-    problems += _callable_problems(f"{where} when", s.when, named=True)
-    if s.timeout <= timedelta(0):
-        problems.append(f"{where}: timeout must be positive, got {s.timeout}")
-    if s.max_attempts < 1:
-        problems.append(f"{where}: max_attempts must be >= 1, got {s.max_attempts}")
-    c = s.compensation
-    if c is not None:
-        cw = f"{where} compensation"
-        problems += _type_problems(f"{cw} command", c.command, Command)
-        if not c.success:
-            problems.append(f"{cw}: no success reply; pass success=<Event class>")
-        for t in c.success + c.failure:
-            problems += _type_problems(f"{cw} reply", t, Event)
-        if c.build is None and isinstance(data, type):
-            problems += _build_problems(cw, c.command, data)
-        if c.timeout <= timedelta(0):
-            problems.append(f"{cw}: timeout must be positive, got {c.timeout}")
-        if c.max_attempts < 1:
-            problems.append(f"{cw}: max_attempts must be >= 1, got {c.max_attempts}")
-    return problems
-
-
-def _wait_problems(w: Wait) -> list[str]:
-    where = f"wait {w.name!r}"
-    problems = [] if w.event else [f"{where}: no event to wait for; pass event=<Event class>"]
-    for t in w.event + w.rejected:
-        problems += _type_problems(f"{where} event", t, Event)
-    if w.deadline <= timedelta(0):
-        problems.append(f"{where}: deadline must be positive, got {w.deadline}")
-    problems += _callable_problems(f"{where} update", w.update, named=False)
-    problems += _callable_problems(f"{where} when", w.when, named=True)
-    return problems
-
-
-def _problems(d: SagaDefinition) -> list[str]:
-    problems: list[str] = []
-    if not _NAME.match(d.name):
-        problems.append(f"name {d.name!r} must be lowercase snake_case, e.g. 'onboarding'")
-    if d.version < 1:
-        problems.append(f"version must be >= 1, got {d.version}")
-    problems += _type_problems("trigger", d.trigger, Event)
-    if _is_message(d.trigger, Event) and d.correlation_key not in d.trigger.model_fields:
-        problems.append(
-            f"correlation_key {d.correlation_key!r} is not a field of the trigger "
-            f"{d.trigger.__qualname__} (fields: {', '.join(d.trigger.model_fields)})"
-        )
-    if not (isinstance(d.data, type) and issubclass(d.data, BaseModel)):
-        problems.append(f"data: {d.data!r} is not a pydantic model class")
-    problems += _callable_problems("start", d.start, named=False)
-    for t in d.cancel_on:
-        problems += _type_problems("cancel_on", t, Event)
-    if not d.stages:
-        problems.append("no stages: a saga needs at least one Step, Parallel or Wait")
-    names: list[str] = []
-    for stage in d.stages:
-        names.append(stage.name)
-        if isinstance(stage, Parallel):
-            problems += _callable_problems(f"group {stage.name!r} when", stage.when, named=True)
-            if not stage.steps:
-                problems.append(f"group {stage.name!r}: no steps")
-            for member in stage.steps:
-                if not isinstance(member, Step):
-                    problems.append(
-                        f"group {stage.name!r}: {member!r} is not a Step "
-                        "(waits and groups cannot nest in a group)"
-                    )
-                    continue
-                names.append(member.name)
-                problems += _step_problems(member, d.data)
-        elif isinstance(stage, Step):
-            problems += _step_problems(stage, d.data)
-        elif isinstance(stage, Wait):
-            problems += _wait_problems(stage)
-        else:
-            problems.append(f"stage {stage!r} is not a Step, Parallel or Wait")
-    for n in names:
-        if not isinstance(n, str) or not _NAME.match(n):
-            problems.append(f"step name {n!r} must be lowercase snake_case")
-    for n in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"step name {n!r} is used {names.count(n)} times; names must be unique")
-    problems += _ambiguity_problems(d)
-    problems += _routing_problems(d)
-    return problems
-
-
-def _routing_problems(d: SagaDefinition) -> list[str]:
-    """Events from outside the saga (waits, cancels) carry no saga correlationid; the
-    coordinator finds their instance by the correlation key, so they must have it."""
-    outside = [("cancel_on", t) for t in d.cancel_on]
-    outside += [
-        (f"wait {s.name!r}", t)
-        for s in d.iter_steps()
-        if isinstance(s, Wait)
-        for t in s.event + s.rejected
-    ]
-    return [
-        f"{where}: {t.__qualname__} has no field {d.correlation_key!r} (the correlation key), "
-        "so it cannot be routed to its saga; add the field"
-        for where, t in outside
-        if _is_message(t, Event) and d.correlation_key not in t.model_fields
-    ]
-
-
-def _ambiguity_problems(d: SagaDefinition) -> list[str]:
-    """An event type may be awaited in one place only, or a reply could not be routed."""
-    seen: dict[str, str] = {}
-    problems = []
-    cancel = {t.bus_type for t in d.cancel_on if _is_message(t, Event)}
-    for step, types in _awaited(d):
-        for t in types:
-            if not _is_message(t, Event):
-                continue
-            if t.bus_type in cancel:
-                problems.append(f"step {step!r} awaits {t.bus_type}, which also cancels the saga")
-            other = seen.setdefault(t.bus_type, step)
-            if other != step:
-                problems.append(
-                    f"event {t.bus_type} is awaited by both {other!r} and {step!r}; "
-                    "give each step its own reply type"
-                )
-    return problems
