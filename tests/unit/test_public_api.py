@@ -13,7 +13,7 @@ PUBLIC = [
     "Acked", "App", "BusConfig", "BusError", "Command", "CommitFailedError", "ConfigError", "Consumer",
     "Context", "DecodeError", "DefinitionError", "Delivery", "Envelope", "Event", "HandlerResultError",
     "MemoryBroker", "MemoryTransport", "Message", "MessageTooLargeError", "OutgoingRecord",
-    "PayloadInvalidError", "Publisher", "RebalanceListener", "Record", "RecordError",
+    "PayloadInvalidError", "PermanentError", "Publisher", "RebalanceListener", "Record", "RecordError",
     "RecordMetadata", "Registry", "RegistryError", "RetryPolicy", "Runner", "TestBus",
     "TopicNotFoundError", "TopicPartition", "TopicSpec", "TopicState", "Transport", "TransportClosedError",
     "TransportError", "UnknownTypeError", "UnknownTypePolicy", "Worker", "WorkerSettings",
@@ -23,7 +23,7 @@ PUBLIC = [
 
 # The functional core: no event loop, no broker client, no database driver.
 PURE = ["codec", "envelope", "ids", "message", "registry", "partitioning", "offsets", "routing",
-        "dead_letters", "record", "types", "errors", "ingest"]  # fmt: skip
+        "dead_letters", "record", "types", "errors", "ingest", "retry_topics"]  # fmt: skip
 IMPURE_IMPORTS = {"asyncio", "aiokafka", "sqlite3", "psycopg", "asyncpg", "socket", "threading"}
 
 
