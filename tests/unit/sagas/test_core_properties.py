@@ -42,6 +42,7 @@ from sagas import (
     Trigger,
     Wait,
     decide,
+    render_mermaid,
     start,
 )
 
@@ -260,6 +261,8 @@ class World:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(d=definitions(), data=st.data())
 def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject) -> None:
+    diagram = render_mermaid(d)
+    assert all(name in diagram for name in d.steps)
     w = World(d, start(d, Started(id="x"), message_id="trigger", now=T0))
     w.absorb(w.t)
     budget = data.draw(st.integers(0, 60), label="random inputs")
