@@ -17,7 +17,7 @@ Example::
 
     metrics = Metrics()                       # its own registry (tests); or default_metrics()
     stats = metrics.handler_stats("identity", "hr.events", "create_account")
-    stats.handled(duration_s=0.002, publish_s=0.0001, outputs=[AccountCreated(...)])
+    stats.handled(duration_s=0.002, publish_s=0.0001, records=emitted_records)
     metrics.saga_started("onboarding")
     print(metrics.render().decode())
 """
@@ -38,8 +38,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from bus.message import Message
-from bus.record import TopicPartition
+from bus.record import OutgoingRecord, TopicPartition
 
 __all__ = [
     "CATALOG",
@@ -62,7 +61,9 @@ _INF_INDEX = len(DURATION_BUCKETS_S)
 #: Handler label of records that reached no handler (undecodable, unknown or skipped type).
 NO_HANDLER = "none"
 #: Every dead-letter reason the runtime gives (bus.errors.RecordError reasons and its own).
-DEAD_LETTER_REASONS = ("handler_failed", "output_rejected", "decode", "unknown_type", "invalid")
+DEAD_LETTER_REASONS = (
+    "handler_failed", "permanent_error", "output_rejected", "decode", "unknown_type", "invalid",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +83,9 @@ def _spec(name: str, type: MetricType, labels: str, help: str) -> MetricSpec:
 #: Every metric bus exports (histograms also export ``_bucket`` with ``le``, ``_sum``, ``_count``).
 CATALOG: tuple[MetricSpec, ...] = (
     _spec("bus_messages_consumed_total", "counter", "app topic handler outcome",
-          "Records finished, by outcome: handled, dead_lettered or skipped (no handler for "
-          "a known type). handled + dead_lettered + skipped = records consumed."),
+          "Records finished, by outcome: handled, dead_lettered, skipped (no handler for a "
+          "known type), delayed (sent to a retry topic, consumed again later) or duplicate "
+          "(deduplicated: handled before)."),
     _spec("bus_messages_produced_total", "counter", "app topic type",
           "Messages handlers emitted (returned or published), by destination topic and type."),
     _spec("bus_handler_duration_seconds", "histogram", "app topic handler",
@@ -94,7 +96,7 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Handler tries that failed and were tried again in process."),
     _spec("bus_messages_dead_lettered_total", "counter", "app topic reason",
           "Records sent to the dead-letter topic, by source topic and reason "
-          "(handler_failed, output_rejected, decode, unknown_type, invalid, record)."),
+          "(handler_failed, permanent_error, output_rejected, decode, unknown_type, invalid)."),
     _spec("bus_messages_in_flight", "gauge", "app",
           "Records fetched and not settled yet: buffered in a lane, being handled, or "
           "handled with outputs not yet acknowledged."),
@@ -132,18 +134,22 @@ _BY_NAME = {spec.name: spec for spec in CATALOG}
 class HandlerStats:
     """Counters of one (app, topic, handler), updated on the hot path without labels.
 
-    ``produced`` counts emitted messages by class (identity hash: cheaper than building a
-    label tuple per message); ``*_buckets`` are per-bucket (not cumulative) counts over
-    :data:`DURATION_BUCKETS_S` plus +Inf.
+    ``produced`` counts emitted records by their ``ce_type`` header, a tuple the codec
+    shares between all records of a type (so no label is built per record; a type always
+    goes to its one topic, kept in ``produced_topics``); ``*_buckets`` are per-bucket (not
+    cumulative) counts over :data:`DURATION_BUCKETS_S` plus +Inf.
     """
 
     __slots__ = (
         "app",
         "dead_lettered",
+        "delayed",
+        "duplicates",
         "duration_buckets",
         "duration_sum_s",
         "handler",
         "produced",
+        "produced_topics",
         "publish_buckets",
         "publish_sum_s",
         "skipped",
@@ -156,17 +162,20 @@ class HandlerStats:
         self.handler = handler
         self.dead_lettered = 0
         self.skipped = 0
+        self.delayed = 0
+        self.duplicates = 0
         self.duration_buckets = [0] * (_INF_INDEX + 1)
         self.duration_sum_s = 0.0
         self.publish_buckets = [0] * (_INF_INDEX + 1)
         self.publish_sum_s = 0.0
-        self.produced: dict[type[Message], int] = {}
+        self.produced: dict[tuple[str, bytes], int] = {}
+        self.produced_topics: dict[tuple[str, bytes], str] = {}
 
     def handled(
         self,
         duration_s: float,
         publish_s: float,
-        outputs: Sequence[Message] = (),
+        records: Sequence[OutgoingRecord] = (),
         _bisect: Callable[[Sequence[float], float], int] = bisect_left,
         _bounds: tuple[float, ...] = DURATION_BUCKETS_S,
     ) -> None:
@@ -176,16 +185,20 @@ class HandlerStats:
         """
         self.duration_buckets[_bisect(_bounds, duration_s)] += 1
         self.duration_sum_s += duration_s
-        if outputs:
+        if records:
             self.publish_buckets[_bisect(_bounds, publish_s)] += 1
             self.publish_sum_s += publish_s
             counts = self.produced
-            for message in outputs:
-                cls = type(message)
-                if cls in counts:
-                    counts[cls] += 1
+            for record in records:
+                header = record[3][3]  # codec.encode puts ce_type fourth
+                if header[0] != "ce_type":
+                    header = _type_header(record[3])
+                n = counts.get(header)
+                if n is None:
+                    counts[header] = 1
+                    self.produced_topics[header] = record[0]
                 else:
-                    counts[cls] = 1
+                    counts[header] = n + 1
 
     @property
     def handled_count(self) -> int:
@@ -352,11 +365,14 @@ class Metrics:
                 ("handled", s.handled_count),
                 ("dead_lettered", s.dead_lettered),
                 ("skipped", s.skipped),
+                ("delayed", s.delayed),
+                ("duplicate", s.duplicates),
             ):
                 if n or outcome == "handled":
                     consumed.add_metric([s.app, s.topic, s.handler, outcome], n)
-            for cls, n in s.produced.items():
-                produced.add_metric([s.app, cls.bus_topic, cls.bus_type], n)
+            for header, n in s.produced.items():
+                topic = s.produced_topics[header]
+                produced.add_metric([s.app, topic, header[1].decode(errors="replace")], n)
             if s.handler != NO_HANDLER:
                 duration.add_metric(
                     [s.app, s.topic, s.handler], _buckets(s.duration_buckets), s.duration_sum_s
@@ -399,6 +415,13 @@ class _HotPathCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return self._metrics.collect_hot_path()
+
+
+def _type_header(headers: Sequence[tuple[str, bytes]]) -> tuple[str, bytes]:
+    for header in headers:
+        if header[0] == "ce_type":
+            return header
+    return ("ce_type", b"unknown")
 
 
 def _names(name: str) -> tuple[str, str, tuple[str, ...]]:

@@ -236,7 +236,7 @@ async def test_trace_reads_a_process_back_from_the_topics_as_a_causal_tree() -> 
     assert "from bus://identity" in good[1]
     assert re.search(r"\+\d+\.\d ms$", good[1])
     assert len(bad) == 2
-    assert "DEAD-LETTERED (handler_failed in " in bad[1]
+    assert "DEAD-LETTERED (permanent_error in " in bad[1]
 
 
 def test_bus_trace_refuses_the_process_local_memory_transport(
@@ -246,3 +246,33 @@ def test_bus_trace_refuses_the_process_local_memory_transport(
 
     assert main(["trace", "some-correlation-id", "handlers.demo:apps"]) == 2
     assert "--transport kafka" in capsys.readouterr().err
+
+
+async def test_a_record_through_every_retry_tier_counts_as_delayed_twice_then_dead_lettered() -> (
+    None
+):
+    metrics = Metrics()
+    app = App(
+        "it-obs-tiers",
+        retry=RetryPolicy(max_attempts=2, initial_delay_s=0, jitter_s=0, tiers_s=(0.05, 0.1)),
+    )
+
+    @app.handler(name="fails")
+    async def fails(tick: Tick) -> None:
+        raise ConnectionError("downstream away")
+
+    transport = MemoryTransport(MemoryBroker(default_partitions=1))
+    runner = Runner([app], transport, FAST, metrics=metrics)
+    async with running(runner):
+        await Publisher(transport, source="test").publish(Tick(key="a", n=1))
+        await runner.wait_idle()
+    labels = {"app": "it-obs-tiers", "topic": "it.obs.ticks", "handler": "fails"}
+    assert metrics.sample("bus_messages_consumed_total", {**labels, "outcome": "delayed"}) == 2
+    assert (
+        metrics.sample("bus_messages_consumed_total", {**labels, "outcome": "dead_lettered"}) == 1
+    )
+    assert metrics.sample("bus_messages_consumed_total", {**labels, "outcome": "handled"}) == 0
+    errors = {"app": "it-obs-tiers", "handler": "fails", "error_type": "ConnectionError"}
+    assert metrics.sample("bus_handler_errors_total", errors) == 4  # 2 immediate + 2 delayed
+    dead = {"app": "it-obs-tiers", "topic": "it.obs.ticks", "reason": "handler_failed"}
+    assert metrics.sample("bus_messages_dead_lettered_total", dead) == 1

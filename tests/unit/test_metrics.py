@@ -8,13 +8,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from bus import Event
+from bus import Event, OutgoingRecord, envelope_for, new_id, record_for, utc_now
 from bus.metrics import CATALOG, DURATION_BUCKETS_S, NO_HANDLER, Metrics
 from bus.record import TopicPartition
 
 
 class Made(Event, type="test.metrics.made.v1", topic="test.metrics.out", key="key"):
     key: str
+
+
+def made(key: str) -> OutgoingRecord:
+    message = Made(key=key)
+    env = envelope_for(message, source="bus://shop", id=new_id(), time=utc_now())
+    return record_for(message, env)
 
 
 class _Worker:
@@ -31,7 +37,7 @@ def exercised() -> Metrics:
     """A Metrics on which every hook was called at least once."""
     m = Metrics()
     stats = m.handler_stats("shop", "orders", "take_order")
-    stats.handled(0.003, 0.0002, [Made(key="a"), Made(key="b")])
+    stats.handled(0.003, 0.0002, [made("a"), made("b")])
     stats.dead_lettered += 1
     m.handler_stats("shop", "orders", NO_HANDLER).skipped += 1
     m.handler_error("shop", "take_order", ValueError("x"))
