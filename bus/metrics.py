@@ -111,7 +111,9 @@ CATALOG: tuple[MetricSpec, ...] = (
     _spec("bus_sagas_started_total", "counter", "saga", "Saga instances started."),
     _spec("bus_sagas_finished_total", "counter", "saga status",
           "Saga instances that reached a terminal status: completed, compensated, failed or "
-          "needs_attention."),
+          "cancelled."),
+    _spec("bus_sagas_needs_attention_total", "counter", "saga",
+          "Times a saga instance stopped in needs_attention (an operator must act)."),
     _spec("bus_sagas_active", "gauge", "saga state",
           "Saga instances not finished, by current state (as last counted by the coordinator)."),
     _spec("bus_saga_oldest_active_age_seconds", "gauge", "saga",
@@ -249,6 +251,7 @@ class Metrics:
         )
         self._sagas_started = Counter(*_names("bus_sagas_started_total"), registry=r)
         self._sagas_finished = Counter(*_names("bus_sagas_finished_total"), registry=r)
+        self._sagas_attention = Counter(*_names("bus_sagas_needs_attention_total"), registry=r)
         self._sagas_active = Gauge(*_names("bus_sagas_active"), registry=r)
         self._saga_oldest = Gauge(*_names("bus_saga_oldest_active_age_seconds"), registry=r)
         self._step_duration = Histogram(
@@ -317,9 +320,13 @@ class Metrics:
         self._sagas_started.labels(saga).inc()
 
     def saga_finished(self, saga: str, status: str, duration_s: float) -> None:
-        """A saga instance reached ``status`` (completed, compensated, failed, needs_attention)."""
+        """A saga instance reached terminal ``status`` (completed, compensated, failed, cancelled)."""
         self._sagas_finished.labels(saga, status).inc()
         self._saga_duration.labels(saga, status).observe(duration_s)
+
+    def saga_needs_attention(self, saga: str) -> None:
+        """A saga instance stopped in needs_attention (not terminal: a retry resumes it)."""
+        self._sagas_attention.labels(saga).inc()
 
     def saga_step_finished(self, saga: str, step: str, outcome: str, duration_s: float) -> None:
         """A step's reply (or timeout) arrived ``duration_s`` after its command was sent."""

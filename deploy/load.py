@@ -121,6 +121,7 @@ async def simulate_sagas(stop: asyncio.Event) -> None:
                 metrics.saga_finished("onboarding", "failed", age)
             else:
                 active[saga_id] = (began, "needs_attention")
+                metrics.saga_needs_attention("onboarding")
         counts: dict[str, int] = {"running": 0, "compensating": 0, "needs_attention": 0}
         for _, state in active.values():
             counts[state] += 1

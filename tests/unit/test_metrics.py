@@ -47,6 +47,7 @@ def exercised() -> Metrics:
     m.watch(_Worker())
     m.saga_started("onboarding")
     m.saga_finished("onboarding", "completed", 12.0)
+    m.saga_needs_attention("onboarding")
     m.saga_step_finished("onboarding", "create_account", "succeeded", 0.5)
     m.saga_timeout_fired("onboarding", "approve")
     m.sagas_active("onboarding", {"running": 2}, oldest_age_s=30.0)
