@@ -276,3 +276,23 @@ async def test_a_record_through_every_retry_tier_counts_as_delayed_twice_then_de
     assert metrics.sample("bus_handler_errors_total", errors) == 4  # 2 immediate + 2 delayed
     dead = {"app": "it-obs-tiers", "topic": "it.obs.ticks", "reason": "handler_failed"}
     assert metrics.sample("bus_messages_dead_lettered_total", dead) == 1
+
+
+def test_json_log_lines_of_handlers_carry_message_id_correlation_id_and_type() -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "bus", "run", "handlers.demo:apps", "--exit-when-idle"]
+    command += ["--publish", "handlers/demo_hires.ndjson", "--log-json", "--http-port", "0"]
+    out = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stderr.splitlines()]
+    hops = [line for line in lines if line.get("handler")]
+    assert len(hops) == 9  # 3 hires x 3 handlers, one line each
+    for line in hops:
+        assert {"app", "handler", "message_id", "message_type", "correlation_id"} <= set(line)
+    assert len({line["correlation_id"] for line in hops}) == 3
+    assert any("serving /metrics /healthz /readyz" in line["message"] for line in lines)
