@@ -128,9 +128,8 @@ class SqliteDedupStore:
 
     async def record(self, key: DedupKey, outputs: Iterable[OutgoingRecord] = ()) -> DedupEntry:
         completion = DedupEntry(key, tuple(outputs), self._now_ms())
-        async with self.database.transaction() as tx:
-            if not await tx.run(lambda conn: _insert(conn, completion)):
-                raise duplicate_error(key)
+        if not await self.database.write(lambda conn: _insert(conn, completion)):
+            raise duplicate_error(key)
         return completion
 
     @asynccontextmanager

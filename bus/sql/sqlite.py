@@ -171,10 +171,19 @@ class SqliteDatabase:
                 await self._submit(lambda: _rollback(conn))
                 raise
 
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` in a transaction of its own, in one trip to the thread.
+
+        The short form of :meth:`transaction` for work that needs no await in between:
+        BEGIN, ``fn`` and COMMIT (or ROLLBACK if ``fn`` raises) run back to back.
+        """
+        async with self._write_lock:
+            conn = self.connection
+            return await self._submit(lambda: _in_transaction(conn, fn))
+
     async def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
         """Apply the pending ``migrations`` of ``component`` in one transaction; the version."""
-        async with self.transaction() as tx:
-            return await tx.run(lambda conn: _migrate(conn, component, migrations))
+        return await self.write(lambda conn: _migrate(conn, component, migrations))
 
 
 def _begin(conn: sqlite3.Connection) -> None:
@@ -182,6 +191,17 @@ def _begin(conn: sqlite3.Connection) -> None:
         # Left open by a call whose caller was cancelled before it could roll back.
         conn.rollback()
     conn.execute("BEGIN IMMEDIATE")
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    _begin(conn)
+    try:
+        result = fn(conn)
+        conn.commit()
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
