@@ -23,6 +23,7 @@ from typing import Literal, TypeVar, overload
 from bus.errors import DefinitionError
 from bus.registry import Registry, default_registry
 from bus.retries import RetryPolicy
+from bus.retry_topics import retry_topic
 from bus.routing import HandlerFunc, Route, route_for
 from bus.transports.base import TopicSpec
 
@@ -113,8 +114,15 @@ class App:
 
     @property
     def topics(self) -> tuple[str, ...]:
-        """Topics consumed: those of the handled types (sorted)."""
-        return tuple(sorted({r.topic for r in self._routes.values()}))
+        """Topics consumed: those of the handled types and the retry topics (sorted)."""
+        handled = {r.topic for r in self._routes.values()}
+        return tuple(sorted(handled | set(self.retry_topics)))
+
+    @property
+    def retry_topics(self) -> tuple[str, ...]:
+        """The app's retry topics, one per delay of its handlers' non-blocking tiers."""
+        delays = {d for r in self._routes.values() if not r.retry.blocking for d in r.retry.tiers_s}
+        return tuple(retry_topic(self.group, d) for d in sorted(delays))
 
     def problems(self) -> list[str]:
         """Every wiring problem found so far."""

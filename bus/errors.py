@@ -9,6 +9,7 @@ pydantic, sqlite) are translated once, where they enter, with ``raise ... from e
     │   ├── DefinitionError      an App or saga definition is invalid (lists every problem)
     │   └── HandlerResultError   a handler returned something that is not a message
     ├── RegistryError            a message type name is registered twice
+    ├── PermanentError           raised by a handler: trying again cannot help (no retries)
     ├── RecordError              a consumed record cannot become a typed message
     │   ├── DecodeError          not a CloudEvent (headers/value unreadable)
     │   ├── UnknownTypeError     a CloudEvent whose type no model is registered for
@@ -44,6 +45,7 @@ __all__ = [
     "HandlerResultError",
     "MessageTooLargeError",
     "PayloadInvalidError",
+    "PermanentError",
     "RecordError",
     "RegistryError",
     "SchemaVersionError",
@@ -81,6 +83,17 @@ class HandlerResultError(ConfigError):
 
 class RegistryError(BusError):
     """Two different message classes claim the same type name."""
+
+
+class PermanentError(BusError):
+    """Raise it from a handler when trying again cannot help: the record is dead-lettered
+    at once with reason ``permanent_error``.
+
+    Example::
+
+        if employee.country not in SUPPORTED:
+            raise PermanentError(f"no payroll provider for {employee.country}")
+    """
 
 
 class RecordError(BusError):

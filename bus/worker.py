@@ -46,6 +46,7 @@ from bus.offsets import OffsetTracker
 from bus.publisher import emitted_record
 from bus.record import Record, TopicPartition
 from bus.retries import RetriesExhaustedError, call_with_retries
+from bus.retry_topics import RetryState, origin_record, retry_record, retry_state, retry_topic
 from bus.routing import Route
 from bus.transports.base import Consumer, Transport
 from bus.types import OffsetReset
@@ -77,11 +78,13 @@ class WorkerSettings:
 
 @dataclass(slots=True)
 class WorkerStats:
-    """Counters since start: ``handled + dead_lettered + skipped`` = records finished."""
+    """Counters since start: ``handled + dead_lettered + skipped + delayed`` = records finished."""
 
     handled: int = 0
     emitted: int = 0
     dead_lettered: int = 0
+    #: Records sent to a retry topic (each comes back as a record of that topic).
+    delayed: int = 0
     skipped: int = 0
     retries: int = 0
     commits: int = 0
@@ -89,10 +92,12 @@ class WorkerStats:
 
 
 class _Lane:
-    __slots__ = ("buffer", "closing", "paused", "task", "tp", "wake")
+    __slots__ = ("buffer", "closing", "paused", "retry", "task", "tp", "wake")
 
-    def __init__(self, tp: TopicPartition) -> None:
+    def __init__(self, tp: TopicPartition, *, retry: bool) -> None:
         self.tp = tp
+        #: A retry-topic partition: records are taken one at a time, when due.
+        self.retry = retry
         self.buffer: deque[Record] = deque()
         self.wake = asyncio.Event()
         self.closing = False
@@ -126,6 +131,7 @@ class Worker:
         self._ids = ids
         self._tracker = OffsetTracker()
         self._lanes: dict[TopicPartition, _Lane] = {}
+        self._retry_topics = frozenset(app.retry_topics)
         self._slots = asyncio.Semaphore(self.settings.max_concurrency)
         self._consumer: Consumer | None = None
         self._tg: asyncio.TaskGroup | None = None
@@ -225,7 +231,7 @@ class Worker:
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         assert self._tg is not None
         for tp in assigned:
-            lane = _Lane(tp)
+            lane = _Lane(tp, retry=tp.topic in self._retry_topics)
             lane.task = self._tg.create_task(
                 self._lane_loop(lane), name=f"{self.app.name}-{tp.topic}-{tp.partition}"
             )
@@ -261,15 +267,18 @@ class Worker:
     # -- per-partition lanes --------------------------------------------------------------
     async def _lane_loop(self, lane: _Lane) -> None:
         s = self.settings
+        limit = 1 if lane.retry else s.fetch_max_records
         while True:
             while not lane.buffer:
                 if lane.closing:
                     return
                 lane.wake.clear()
                 await lane.wake.wait()
+            if lane.retry and not await self._wait_until_due(lane):
+                continue
             async with self._slots:
                 done = 0
-                while lane.buffer and done < s.fetch_max_records:
+                while lane.buffer and done < limit:
                     await self._process(lane.buffer.popleft(), lane.tp)
                     done += 1
             self._tracker.settle(lane.tp)  # release what is acknowledged already
@@ -279,8 +288,21 @@ class Worker:
                     self._consumer.resume([lane.tp])
             await asyncio.sleep(0)  # let other lanes and the fetch loop run
 
+    async def _wait_until_due(self, lane: _Lane) -> bool:
+        """Wait until the head record of a retry lane is due; False if the lane changed."""
+        state = retry_state(lane.buffer[0])
+        if state is None:
+            return True  # not written by bus: handled as a first try
+        wait_s = state.due_ms / 1000 - self._clock().timestamp()
+        if wait_s <= 0:
+            return True
+        lane.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lane.wake.wait(), wait_s)  # woken early by closing
+        return False
+
     async def _process(self, record: Record, tp: TopicPartition) -> None:
-        """Handle one record to an explicit outcome: handled, skipped or dead-lettered."""
+        """Handle one record to an explicit outcome: handled, skipped, delayed or dead-lettered."""
         try:
             env = decode(record.headers, record.value)
             route = self.app.route(env.type)
@@ -306,19 +328,14 @@ class Worker:
         try:
             outputs = await self._attempt(route, message, ctx)  # the happy path: one plain call
         except Exception as first:
+            tried = retry_state(record) if tp.topic in self._retry_topics else None
+            if tried is not None:  # one try per tier
+                await self._after_failure(record, route, first, tried.attempts + 1, tried)
+                return
             try:
                 outputs = await self._retry(route, message, ctx, first)
             except RetriesExhaustedError as failed:
-                ctx.logger.error(
-                    "%s failed after %d attempt(s): %r", route.name, failed.attempts, failed.error
-                )
-                await self._dead_letter(
-                    record,
-                    "handler_failed",
-                    failed.error,
-                    handler=route.name,
-                    attempts=failed.attempts,
-                )
+                await self._after_failure(record, route, failed.error, failed.attempts, None)
                 return
         now, source, ids = self._clock(), self.app.source, self._ids
         records = [emitted_record(m, env, source=source, id=ids(), time=now) for m in outputs]
@@ -366,6 +383,51 @@ class Worker:
         )
         return outputs
 
+    async def _after_failure(
+        self,
+        record: Record,
+        route: Route,
+        error: BaseException,
+        attempts: int,
+        tried: RetryState | None,
+    ) -> None:
+        """A record whose tries here failed goes to its next retry tier or is dead-lettered."""
+        policy = route.retry
+        tier = policy.next_tier(error, None if tried is None else tried.tier)
+        if tier is None:
+            permanent = policy.is_permanent(error)
+            log.error(
+                "app %s: %s failed after %d attempt(s): %r",
+                self.app.name,
+                route.name,
+                attempts,
+                error,
+            )
+            original = record if tried is None else origin_record(record, tried)
+            reason = "permanent_error" if permanent else "handler_failed"
+            await self._dead_letter(
+                original, reason, error, handler=route.name, attempts=attempts, consumed=record
+            )
+            return
+        delay_s = policy.tiers_s[tier]
+        due_ms = int((self._clock().timestamp() + delay_s) * 1000)
+        topic = retry_topic(self.app.group, delay_s)
+        out = retry_record(
+            record, topic=topic, tier=tier, attempts=attempts, due_ms=due_ms, error=error
+        )
+        ack = await self.transport.send(out)
+        self.stats.delayed += 1
+        self._tracker.add(record.topic_partition, record.offset, [ack], [out])
+        log.warning(
+            "app %s: %s failed %d time(s) (%r); retrying in %gs via %s",
+            self.app.name,
+            route.name,
+            attempts,
+            error,
+            delay_s,
+            topic,
+        )
+
     async def _dead_letter(
         self,
         record: Record,
@@ -374,7 +436,10 @@ class Worker:
         *,
         handler: str | None,
         attempts: int,
+        consumed: Record | None = None,
     ) -> None:
+        """Dead-letter ``record``; ``consumed`` is where it was read, when that differs
+        (a retry topic): its offset is the one tracked."""
         out = dead_letter(
             record,
             topic=dead_letter_topic(record.topic, self.app.dead_letter_topic),
@@ -387,7 +452,8 @@ class Worker:
         )
         ack = await self.transport.send(out)
         self.stats.dead_lettered += 1
-        self._tracker.add(record.topic_partition, record.offset, [ack], [out])
+        at = consumed or record
+        self._tracker.add(at.topic_partition, at.offset, [ack], [out])
         log.warning(
             "app %s dead-lettered %s[%d]@%d to %s: %s: %s",
             self.app.name,

@@ -14,7 +14,7 @@ PUBLIC = [
     "Consumer", "Context", "DecodeError", "DedupEntry", "DedupKey", "DedupStore",
     "DedupTransaction", "DefinitionError", "Delivery", "DuplicateMessageError", "Envelope", "Event",
     "HandlerResultError", "MemoryBroker", "MemoryDedupStore", "MemoryTransport", "Message",
-    "MessageTooLargeError", "Migration", "OutgoingRecord", "PayloadInvalidError",
+    "MessageTooLargeError", "Migration", "OutgoingRecord", "PayloadInvalidError", "PermanentError",
     "PostgresDatabase", "PostgresDedupStore", "Publisher", "RebalanceListener", "Record",
     "RecordError", "RecordMetadata", "Registry", "RegistryError", "RetryPolicy", "Runner",
     "SchemaVersionError", "SqliteDatabase", "SqliteDedupStore", "SqliteTransaction", "StoreError",
@@ -26,8 +26,8 @@ PUBLIC = [
 
 # The functional core: no event loop, no broker client, no database driver.
 PURE = ["codec", "envelope", "ids", "message", "registry", "partitioning", "offsets", "routing",
-        "dead_letters", "record", "types", "errors", "ingest", "dedup/base", "dedup/outputs",
-        "sql/migrations"]  # fmt: skip
+        "dead_letters", "record", "types", "errors", "ingest", "retry_topics", "dedup/base",
+        "dedup/outputs", "sql/migrations"]  # fmt: skip
 IMPURE_IMPORTS = {"asyncio", "aiokafka", "sqlite3", "psycopg", "asyncpg", "socket", "threading"}
 
 
