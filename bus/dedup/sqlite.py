@@ -134,15 +134,22 @@ class SqliteDedupStore:
 
     @asynccontextmanager
     async def transaction(self, key: DedupKey) -> AsyncIterator[SqliteDedupTransaction]:
-        async with self.database.transaction() as tx:
+        def check(conn: sqlite3.Connection) -> None:
             # BEGIN IMMEDIATE waited for any other writer, so this check is final.
-            if await tx.run(lambda conn: conn.execute(_SELECT, key).fetchone()) is not None:
+            if conn.execute(_SELECT, key).fetchone() is not None:
                 raise duplicate_error(key)
+
+        async with self.database.transaction(first=check) as tx:
             dedup_tx = SqliteDedupTransaction(key, tx)
             yield dedup_tx
-            completion = DedupEntry(key, dedup_tx.outputs, self._now_ms())
-            if not await tx.run(lambda conn: _insert(conn, completion)):
-                raise duplicate_error(key)  # rolls the effect back with it
+            entry = DedupEntry(key, dedup_tx.outputs, self._now_ms())
+
+            def record(conn: sqlite3.Connection) -> None:
+                if not _insert(conn, entry):
+                    raise duplicate_error(key)  # rolls the effect back with it
+
+            # Runs in the COMMIT's trip to the thread: the record and the effect commit together.
+            tx.before_commit(record)
 
     async def purge(self, older_than: datetime) -> int:
         limit = int(older_than.timestamp() * 1000)

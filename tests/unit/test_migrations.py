@@ -98,3 +98,24 @@ async def test_using_a_closed_database_names_the_fix(tmp_path: Path) -> None:
     db = SqliteDatabase(tmp_path / "m.db")
     with pytest.raises(StoreError, match="await open"):
         await db.run(lambda conn: conn.execute("SELECT 1"))
+
+
+async def test_a_failing_first_or_before_commit_step_rolls_the_transaction_back(
+    tmp_path: Path,
+) -> None:
+    def refuse(conn: sqlite3.Connection) -> None:
+        raise LookupError("refused")
+
+    async def attempt(db: SqliteDatabase, *, at_start: bool) -> None:
+        async with db.transaction(first=refuse if at_start else None) as tx:
+            await tx.run(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
+            tx.before_commit(refuse)
+
+    async with SqliteDatabase(tmp_path / "m.db") as db:
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (x INTEGER)"))
+        for at_start in (True, False):
+            with pytest.raises(LookupError):
+                await attempt(db, at_start=at_start)
+        assert await db.write(lambda conn: conn.execute("SELECT count(*) FROM t").fetchone()) == (
+            0,
+        )
