@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import asyncpg
 import pytest
 
 DSN_VARIABLE = "BUS_TEST_POSTGRES_DSN"
@@ -241,6 +242,21 @@ class PostgresServer:
         name = f"{prefix}_{os.getpid()}_{next(_databases)}"
         self.psql(f'CREATE DATABASE "{name}"')
         return self.dsn_for(name)
+
+    async def create_schema(self, prefix: str = "s") -> str:
+        """A new empty schema in the maintenance database; a DSN whose search_path is it.
+
+        Much cheaper than a database (CREATE DATABASE copies and WAL-logs a template), for
+        tests that need isolation but not a database of their own. The DSN carries
+        ``options=-c search_path=...``, which asyncpg and libpq both understand.
+        """
+        name = f"{prefix}_{os.getpid()}_{next(_databases)}"
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(f'CREATE SCHEMA "{name}"')
+        finally:
+            await conn.close()
+        return f"{self.dsn}?options=-c%20search_path%3D{name}"
 
     def drop_database(self, dsn: str) -> None:
         name = dsn.rsplit("/", 1)[-1]

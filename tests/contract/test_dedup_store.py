@@ -28,6 +28,7 @@ from bus import (
     SqliteDatabase,
     SqliteDedupStore,
 )
+from tests.postgres import PostgresServer
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -105,8 +106,9 @@ async def _sqlite_backend(path: Path) -> AsyncIterator[Backend]:
         await observer.close()
 
 
-async def _postgres_backend(dsn: str) -> AsyncIterator[Backend]:
+async def _postgres_backend(server: PostgresServer) -> AsyncIterator[Backend]:
     clock = Clock()
+    dsn = await server.create_schema()
     observer = PostgresDedupStore(dsn, clock=clock)
     await observer.open()
     await observer.database.pool.execute("CREATE TABLE effects (label TEXT PRIMARY KEY)")
@@ -138,7 +140,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         source = (
             _sqlite_backend(tmp_path / "bus.db")
             if request.param == "sqlite"
-            else _postgres_backend(request.getfixturevalue("postgres_dsn"))
+            else _postgres_backend(request.getfixturevalue("postgres_server"))
         )
         b = await anext(source)
         try:
@@ -154,7 +156,7 @@ async def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Asy
     source = (
         _sqlite_backend(tmp_path / "bus.db")
         if request.param == "sqlite"
-        else _postgres_backend(request.getfixturevalue("postgres_dsn"))
+        else _postgres_backend(request.getfixturevalue("postgres_server"))
     )
     b = await anext(source)
     try:
