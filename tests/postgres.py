@@ -41,6 +41,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +51,7 @@ import pytest
 
 DSN_VARIABLE = "BUS_TEST_POSTGRES_DSN"
 _PR_SET_PDEATHSIG = 1
+_SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="bus-test-postgres-spawner")
 _databases = itertools.count()
 
 #: ``pg_ctl``-style shutdown modes mapped to the signal the postmaster understands.
@@ -167,14 +169,19 @@ class PostgresServer:
             command += ["-c", f"{name}={value}"]
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the child keeps it
         try:
-            self.process = subprocess.Popen(
+            # Linux sends the parent-death signal when the *thread* that forked the child
+            # exits: fork from one thread that lives as long as the process, never from a
+            # caller's thread (``asyncio.to_thread(server.restart)`` would kill the server
+            # when the loop's executor shuts down at the end of the test).
+            self.process = _SPAWNER.submit(
+                subprocess.Popen,
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
                 **self._as_user,
-            )
+            ).result()
         finally:
             log.close()
         self._wait_ready(timeout_s)
