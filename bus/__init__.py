@@ -30,6 +30,14 @@ from bus.dedup import (
     PostgresDedupStore,
     SqliteDedupStore,
 )
+from bus.dlq import (
+    DeadLetter,
+    DeadLetterFilter,
+    ReplayPlan,
+    plan_replay,
+    read_dead_letters,
+    replay_dead_letters,
+)
 from bus.envelope import Envelope, utc_now
 from bus.errors import (
     BusError,
@@ -83,6 +91,8 @@ __all__ = [
     "ConfigError",
     "Consumer",
     "Context",
+    "DeadLetter",
+    "DeadLetterFilter",
     "DecodeError",
     "DedupEntry",
     "DedupKey",
@@ -112,6 +122,7 @@ __all__ = [
     "RecordMetadata",
     "Registry",
     "RegistryError",
+    "ReplayPlan",
     "RetryPolicy",
     "Runner",
     "SchemaVersionError",
@@ -139,6 +150,9 @@ __all__ = [
     "murmur2",
     "new_id",
     "partition_for_key",
+    "plan_replay",
+    "read_dead_letters",
     "record_for",
+    "replay_dead_letters",
     "utc_now",
 ]

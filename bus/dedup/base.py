@@ -16,7 +16,7 @@ Backends: :class:`~bus.dedup.memory.MemoryDedupStore` (bounded, tests and single
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import NamedTuple, Protocol, TypeVar, runtime_checkable
@@ -53,6 +53,9 @@ class DedupEntry(NamedTuple):
     outputs: tuple[OutgoingRecord, ...]
     #: When the completion was recorded, in milliseconds since the epoch (store's clock).
     completed_at_ms: int
+    #: Whether every output is known to be acknowledged by the transport (then a
+    #: redelivery re-sends nothing; until then it re-sends the outputs, same ids).
+    sent: bool = False
 
 
 def duplicate_error(key: DedupKey) -> DuplicateMessageError:
@@ -137,6 +140,10 @@ class DedupStore(Protocol[ConnectionT_co]):
         unique key decides, and the loser gets ``DuplicateMessageError`` with its effect
         rolled back.
         """
+        ...
+
+    async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
+        """Note that the outputs of ``keys`` are all acknowledged (unknown keys: ignored)."""
         ...
 
     async def purge(self, older_than: datetime) -> int:

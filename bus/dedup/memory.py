@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
@@ -134,6 +134,12 @@ class MemoryDedupStore:
         finally:
             del self._claims[key]
             released.set()
+
+    async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
+        for key in keys:
+            entry = self._done.get(key)
+            if entry is not None:
+                self._done[key] = entry._replace(sent=True)
 
     async def purge(self, older_than: datetime) -> int:
         limit = _millis(older_than)

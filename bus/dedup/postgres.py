@@ -10,7 +10,7 @@ end, in the same transaction as the handler's effect.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
@@ -35,6 +35,7 @@ MIGRATIONS = (
             "CREATE TABLE bus_dedup ("
             " handler TEXT NOT NULL, source TEXT NOT NULL, id TEXT NOT NULL,"
             " completed_at_ms BIGINT NOT NULL, outputs BYTEA NOT NULL,"
+            " sent BOOLEAN NOT NULL DEFAULT FALSE,"
             " PRIMARY KEY (handler, source, id))",
             "CREATE INDEX bus_dedup_completed_at ON bus_dedup (completed_at_ms)",
         ),
@@ -42,7 +43,13 @@ MIGRATIONS = (
 )
 
 _SELECT = (
-    "SELECT completed_at_ms, outputs FROM bus_dedup WHERE handler = $1 AND source = $2 AND id = $3"
+    "SELECT completed_at_ms, outputs, sent FROM bus_dedup"
+    " WHERE handler = $1 AND source = $2 AND id = $3"
+)
+_MARK_SENT = (
+    "UPDATE bus_dedup AS d SET sent = TRUE FROM unnest($1::text[], $2::text[], $3::text[])"
+    " AS k(handler, source, id) WHERE d.handler = k.handler AND d.source = k.source"
+    " AND d.id = k.id"
 )
 _INSERT = (
     "INSERT INTO bus_dedup (handler, source, id, completed_at_ms, outputs)"
@@ -126,7 +133,7 @@ class PostgresDedupStore:
             row = await conn.fetchrow(_SELECT, *key)
         if row is None:
             return None
-        return DedupEntry(key, decode_outputs(row[1]), int(row[0]))
+        return DedupEntry(key, decode_outputs(row[1]), int(row[0]), bool(row[2]))
 
     async def record(self, key: DedupKey, outputs: Iterable[OutgoingRecord] = ()) -> DedupEntry:
         completion = DedupEntry(key, tuple(outputs), self._now_ms())
@@ -148,6 +155,13 @@ class PostgresDedupStore:
             tx = PostgresDedupTransaction(key, conn)
             yield tx
             await conn.execute(_COMPLETE, *key, self._now_ms(), encode_outputs(tx.outputs))
+
+    async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
+        if not keys:
+            return
+        handlers, sources, ids = ([k[i] for k in keys] for i in range(3))
+        async with self.database.connection() as conn:
+            await conn.execute(_MARK_SENT, handlers, sources, ids)
 
     async def purge(self, older_than: datetime) -> int:
         limit = int(older_than.timestamp() * 1000)

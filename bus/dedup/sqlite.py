@@ -8,7 +8,7 @@ two processes on one file take turns and the second sees the first's record when
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ MIGRATIONS = (
             "CREATE TABLE bus_dedup ("
             " handler TEXT NOT NULL, source TEXT NOT NULL, id TEXT NOT NULL,"
             " completed_at_ms INTEGER NOT NULL, outputs BLOB NOT NULL,"
+            " sent INTEGER NOT NULL DEFAULT 0,"
             " PRIMARY KEY (handler, source, id))",
             "CREATE INDEX bus_dedup_completed_at ON bus_dedup (completed_at_ms)",
         ),
@@ -44,8 +45,10 @@ MIGRATIONS = (
 )
 
 _SELECT = (
-    "SELECT completed_at_ms, outputs FROM bus_dedup WHERE handler = ? AND source = ? AND id = ?"
+    "SELECT completed_at_ms, outputs, sent FROM bus_dedup"
+    " WHERE handler = ? AND source = ? AND id = ?"
 )
+_MARK_SENT = "UPDATE bus_dedup SET sent = 1 WHERE handler = ? AND source = ? AND id = ?"
 _INSERT = (
     "INSERT INTO bus_dedup (handler, source, id, completed_at_ms, outputs) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT DO NOTHING"
@@ -124,7 +127,7 @@ class SqliteDedupStore:
         row = await self.database.run(lambda conn: conn.execute(_SELECT, key).fetchone())
         if row is None:
             return None
-        return DedupEntry(key, decode_outputs(row[1]), int(row[0]))
+        return DedupEntry(key, decode_outputs(row[1]), int(row[0]), bool(row[2]))
 
     async def record(self, key: DedupKey, outputs: Iterable[OutgoingRecord] = ()) -> DedupEntry:
         completion = DedupEntry(key, tuple(outputs), self._now_ms())
@@ -151,16 +154,19 @@ class SqliteDedupStore:
             # Runs in the COMMIT's trip to the thread: the record and the effect commit together.
             tx.before_commit(record)
 
+    async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
+        if not keys:
+            return
+        rows = [tuple(k) for k in keys]
+        await self.database.write(lambda conn: conn.executemany(_MARK_SENT, rows))
+
     async def purge(self, older_than: datetime) -> int:
         limit = int(older_than.timestamp() * 1000)
-        async with self.database.transaction() as tx:
-            return await tx.run(
-                lambda conn: (
-                    conn.execute(
-                        "DELETE FROM bus_dedup WHERE completed_at_ms < ?", (limit,)
-                    ).rowcount
-                )
+        return await self.database.write(
+            lambda conn: (
+                conn.execute("DELETE FROM bus_dedup WHERE completed_at_ms < ?", (limit,)).rowcount
             )
+        )
 
     def _now_ms(self) -> int:
         return int(self.clock().timestamp() * 1000)

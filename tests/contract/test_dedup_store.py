@@ -206,6 +206,26 @@ async def test_recorded_outputs_come_back_byte_for_byte(backend: Backend) -> Non
     assert entry.completed_at_ms == int(START.timestamp() * 1000) == recorded.completed_at_ms
 
 
+async def test_outputs_are_unsent_until_marked_and_marking_is_seen_by_other_stores(
+    backend: Backend,
+) -> None:
+    store, other = await backend.store(), await backend.store()
+    await store.record(key("a"), OUTPUTS)
+    async with store.transaction(key("b")) as tx:
+        tx.complete(OUTPUTS)
+    for k in (key("a"), key("b")):
+        entry = await other.get(k)
+        assert entry is not None
+        assert not entry.sent
+    await store.mark_sent([key("a"), key("never-recorded")])
+    await store.mark_sent([])
+    a, b = await other.get(key("a")), await other.get(key("b"))
+    assert a is not None
+    assert b is not None
+    assert (a.sent, b.sent) == (True, False)
+    assert a.outputs == OUTPUTS
+
+
 async def test_recording_a_key_twice_raises_duplicate_and_keeps_the_first_outputs(
     backend: Backend,
 ) -> None:

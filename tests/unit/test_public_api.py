@@ -11,17 +11,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PUBLIC = [
     "Acked", "App", "BusConfig", "BusError", "Command", "CommitFailedError", "ConfigError",
-    "Consumer", "Context", "DecodeError", "DedupEntry", "DedupKey", "DedupStore",
-    "DedupTransaction", "DefinitionError", "Delivery", "DuplicateMessageError", "Envelope", "Event",
-    "HandlerResultError", "MemoryBroker", "MemoryDedupStore", "MemoryTransport", "Message",
-    "MessageTooLargeError", "Migration", "OutgoingRecord", "PayloadInvalidError", "PermanentError",
-    "PostgresDatabase", "PostgresDedupStore", "Publisher", "RebalanceListener", "Record",
-    "RecordError", "RecordMetadata", "Registry", "RegistryError", "RetryPolicy", "Runner",
+    "Consumer", "Context", "DeadLetter", "DeadLetterFilter", "DecodeError", "DedupEntry",
+    "DedupKey", "DedupStore", "DedupTransaction", "DefinitionError", "Delivery",
+    "DuplicateMessageError", "Envelope", "Event", "HandlerResultError", "MemoryBroker",
+    "MemoryDedupStore", "MemoryTransport", "Message", "MessageTooLargeError", "Migration",
+    "OutgoingRecord", "PayloadInvalidError", "PermanentError", "PostgresDatabase",
+    "PostgresDedupStore", "Publisher", "RebalanceListener", "Record", "RecordError",
+    "RecordMetadata", "Registry", "RegistryError", "ReplayPlan", "RetryPolicy", "Runner",
     "SchemaVersionError", "SqliteDatabase", "SqliteDedupStore", "SqliteTransaction", "StoreError",
     "TestBus", "TopicNotFoundError", "TopicPartition", "TopicSpec", "TopicState", "Transport",
     "TransportClosedError", "TransportError", "UnknownTypeError", "UnknownTypePolicy", "Worker",
     "WorkerSettings", "WorkerStats", "decode", "default_registry", "encode", "envelope_for",
-    "murmur2", "new_id", "partition_for_key", "record_for", "utc_now",
+    "murmur2", "new_id", "partition_for_key", "plan_replay", "read_dead_letters", "record_for",
+    "replay_dead_letters", "utc_now",
 ]  # fmt: skip
 
 # The functional core: no event loop, no broker client, no database driver.
