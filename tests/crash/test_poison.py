@@ -55,7 +55,7 @@ SPACING_S = 0.004
 NEXT_RECORD_WITHIN_S = 0.5
 #: The immediate tries of a failing job span at most the backoff before tries 2 and 3
 #: (0.05 s and 0.1 s, each + up to 0.05 s jitter), plus slack for a loaded machine.
-IMMEDIATE_BUDGET_S = POLICY.delay_s(1, 1.0) + POLICY.delay_s(2, 1.0) + 0.25
+IMMEDIATE_BUDGET_S = POLICY.delay_s(1, 1.0) + POLICY.delay_s(2, 1.0) + 0.5
 REASON_HEADERS = (
     "reason",
     "error_type",
