@@ -74,7 +74,7 @@ async def test_a_redelivered_message_is_acknowledged_without_running_the_handler
     assert len(charged) == 20  # emits nothing new: outputs known sent are not re-sent
 
 
-async def test_copies_arriving_before_the_outputs_are_confirmed_re_send_the_same_ids() -> None:
+async def test_copies_in_a_burst_run_the_handler_once_with_one_output_id_each() -> None:
     store = MemoryDedupStore()
     effects: Counter[int] = Counter()
     app = App("it-dedup-burst", retry=NO_WAIT)
