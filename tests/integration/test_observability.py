@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
 import time
@@ -25,9 +26,11 @@ from bus import (
     WorkerSettings,
     decode,
 )
+from bus.devbroker import DevBroker
 from bus.http import HttpServer, runner_readiness
 from bus.metrics import Metrics
 from bus.runner import Runner
+from tests.conftest import unique
 
 
 class Tick(Event, type="it.obs.tick.v1", topic="it.obs.ticks", key="key"):
@@ -296,3 +299,50 @@ def test_json_log_lines_of_handlers_carry_message_id_correlation_id_and_type() -
         assert {"app", "handler", "message_id", "message_type", "correlation_id"} <= set(line)
     assert len({line["correlation_id"] for line in hops}) == 3
     assert any("serving /metrics /healthz /readyz" in line["message"] for line in lines)
+
+
+@pytest.mark.kafka
+def test_bus_trace_prints_a_process_from_kafka_topics(kafka_broker: DevBroker) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    run = unique("trace")
+    env = {
+        **os.environ,
+        "ECHO_RUN": run,
+        "BUS_TRANSPORT": "kafka",
+        "BUS_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "BUS_KAFKA_AUTO_ENSURE_TOPICS": "true",
+        "BUS_KAFKA_SESSION_TIMEOUT_MS": "3000",
+        "BUS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+        "BUS_KAFKA_REQUEST_TIMEOUT_MS": "15000",
+    }
+    app = "tests.integration.echo_app"
+
+    def bus(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bus", *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
+        )  # fmt: skip
+
+    runner = subprocess.Popen([sys.executable, "-m", "bus", "run", app], cwd=root, env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        data = json.dumps({"key": "k1", "n": 7})
+        sent = bus("publish", "it.echo.ping.v1", "--data", data, "-m", app, "--correlation-id", run)
+        assert sent.returncode == 0, sent.stderr
+        deadline = time.monotonic() + 90
+        while True:
+            out = bus("trace", run, app)
+            if out.returncode == 0 and len(out.stdout.splitlines()) == 2:
+                break
+            assert time.monotonic() < deadline, out.stdout + out.stderr
+            time.sleep(1)
+    finally:
+        runner.terminate()
+        runner.wait(30)
+    root_line, child = out.stdout.splitlines()
+    assert root_line.startswith(f"it.echo.ping.v1  from bus://cli  it.echo.pings.{run}[")
+    assert child.startswith(f"`- it.echo.pong.v1  from bus://echo-{run}  it.echo.pongs.{run}[")
+    assert re.search(r"\+\d+\.\d ms$", child)
