@@ -29,7 +29,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -466,8 +475,15 @@ _default: Metrics | None = None
 
 
 def default_metrics() -> Metrics:
-    """The process's metrics: what ``bus run`` serves on ``/metrics`` and workers record into."""
+    """The process's metrics: what ``bus run`` serves on ``/metrics`` and workers record into.
+
+    It also exports prometheus_client's standard ``process_*`` and ``python_*`` series.
+    """
     global _default
     if _default is None:
         _default = Metrics()
+        # the standard process_* (CPU, memory, fds), python_gc_* and python_info series
+        ProcessCollector(registry=_default.registry)
+        PlatformCollector(registry=_default.registry)
+        GCCollector(registry=_default.registry)
     return _default
