@@ -21,6 +21,23 @@ from bus.app import App, UnknownTypePolicy
 from bus.codec import decode, encode
 from bus.config import BusConfig
 from bus.context import Context
+from bus.dedup import (
+    DedupEntry,
+    DedupKey,
+    DedupStore,
+    DedupTransaction,
+    MemoryDedupStore,
+    PostgresDedupStore,
+    SqliteDedupStore,
+)
+from bus.dlq import (
+    DeadLetter,
+    DeadLetterFilter,
+    ReplayPlan,
+    plan_replay,
+    read_dead_letters,
+    replay_dead_letters,
+)
 from bus.envelope import Envelope, utc_now
 from bus.errors import (
     BusError,
@@ -28,12 +45,15 @@ from bus.errors import (
     ConfigError,
     DecodeError,
     DefinitionError,
+    DuplicateMessageError,
     HandlerResultError,
     MessageTooLargeError,
     PayloadInvalidError,
     PermanentError,
     RecordError,
     RegistryError,
+    SchemaVersionError,
+    StoreError,
     TopicNotFoundError,
     TransportClosedError,
     TransportError,
@@ -47,6 +67,7 @@ from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
 from bus.registry import Registry, default_registry
 from bus.retries import RetryPolicy
 from bus.runner import Runner
+from bus.sql import Migration, PostgresDatabase, SqliteDatabase, SqliteTransaction
 from bus.testing import TestBus
 from bus.transports.base import (
     Acked,
@@ -70,19 +91,30 @@ __all__ = [
     "ConfigError",
     "Consumer",
     "Context",
+    "DeadLetter",
+    "DeadLetterFilter",
     "DecodeError",
+    "DedupEntry",
+    "DedupKey",
+    "DedupStore",
+    "DedupTransaction",
     "DefinitionError",
     "Delivery",
+    "DuplicateMessageError",
     "Envelope",
     "Event",
     "HandlerResultError",
     "MemoryBroker",
+    "MemoryDedupStore",
     "MemoryTransport",
     "Message",
     "MessageTooLargeError",
+    "Migration",
     "OutgoingRecord",
     "PayloadInvalidError",
     "PermanentError",
+    "PostgresDatabase",
+    "PostgresDedupStore",
     "Publisher",
     "RebalanceListener",
     "Record",
@@ -90,8 +122,14 @@ __all__ = [
     "RecordMetadata",
     "Registry",
     "RegistryError",
+    "ReplayPlan",
     "RetryPolicy",
     "Runner",
+    "SchemaVersionError",
+    "SqliteDatabase",
+    "SqliteDedupStore",
+    "SqliteTransaction",
+    "StoreError",
     "TestBus",
     "TopicNotFoundError",
     "TopicPartition",
@@ -112,6 +150,9 @@ __all__ = [
     "murmur2",
     "new_id",
     "partition_for_key",
+    "plan_replay",
+    "read_dead_letters",
     "record_for",
+    "replay_dead_letters",
     "utc_now",
 ]

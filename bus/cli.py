@@ -12,8 +12,10 @@ import importlib
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 import orjson
 
@@ -21,6 +23,22 @@ from bus.app import App
 from bus.codec import encode
 from bus.config import BusConfig, KafkaConfig
 from bus.devbroker import DevBroker
+from bus.dlq import (
+    DEFAULT_MAX_REPLAYS,
+    DeadLetter,
+    DeadLetterFilter,
+    ReplayPlan,
+    format_detail,
+    format_table,
+    list_dead_letter_topics,
+    parse_since,
+    plan_replay,
+    progress_bar,
+    read_dead_letters,
+    replay_dead_letters,
+    to_json,
+)
+from bus.envelope import utc_now
 from bus.errors import BusError, ConfigError, TransportError
 from bus.ingest import Inbound, parse_message, parse_ndjson
 from bus.logs import configure_logging
@@ -165,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     broker.add_argument("--log-level", help=argparse.SUPPRESS)
     broker.set_defaults(command=_cmd_dev_broker)
+    _dlq_parser(sub)
     return parser
 
 
@@ -406,6 +425,212 @@ def _cmd_dev_broker(args: argparse.Namespace, config: BusConfig) -> int:
     finally:
         broker.stop()
     return 0
+
+
+# -- dlq --------------------------------------------------------------------------------
+_DLQ_MEMORY_IS_LOCAL = (
+    "the memory transport lives inside one process, so another process cannot read its "
+    "dead letters. Use '--transport kafka' against a broker, or, in the process that runs "
+    "the apps, bus.dlq.read_dead_letters(transport, topics)"
+)
+
+
+def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dlq = sub.add_parser(
+        "dlq",
+        help="inspect and replay dead letters",
+        description="Dead letters are read from every *.dlq topic (or those named with "
+        "--topic) up to their end when the command starts. IDs are the CloudEvents id "
+        "(ce_id), else <dlq-topic>:<partition>:<offset>. Kafka only. See docs/dlq.md.",
+    )
+    dlq_sub = dlq.add_subparsers(metavar="ACTION")
+    listing = dlq_sub.add_parser(
+        "list", help="a table of dead letters", description="List dead letters (filters AND)."
+    )
+    _dlq_common(listing, filters=True)
+    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    listing.set_defaults(command=_cmd_dlq_list)
+
+    show = dlq_sub.add_parser(
+        "show",
+        help="one dead letter: headers, error, payload",
+        description="Show every dead letter with this ID (a replayed event that failed again "
+        "has several copies) or location.",
+    )
+    show.add_argument("id", metavar="ID", help="ce_id, or <dlq-topic>:<partition>:<offset>")
+    _dlq_common(show, filters=False)
+    show.add_argument("--json", action="store_true", help="a JSON array instead of text")
+    show.set_defaults(command=_cmd_dlq_show)
+
+    replay = dlq_sub.add_parser(
+        "replay",
+        help="send dead letters back to their topic",
+        description="Send the original key, value and headers (bus_dlq_* removed, "
+        "bus_dlq_replays incremented) to the original topic or --to. Only the newest copy "
+        "of each ID is sent; one replayed --max-replays times already is refused.",
+    )
+    replay.add_argument("ids", nargs="*", metavar="ID", help="IDs or locations to replay")
+    _dlq_common(replay, filters=True)
+    replay.add_argument("--all", action="store_true", help="replay every dead letter read")
+    replay.add_argument("--to", metavar="TOPIC", help="send here instead of the original topic")
+    replay.add_argument(
+        "--max-replays",
+        type=int,
+        default=DEFAULT_MAX_REPLAYS,
+        help=f"refuse records replayed this often already (default {DEFAULT_MAX_REPLAYS})",
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="print what would be replayed; send nothing"
+    )
+    replay.set_defaults(command=_cmd_dlq_replay)
+
+
+def _dlq_common(parser: argparse.ArgumentParser, *, filters: bool) -> None:
+    parser.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        metavar="TOPIC",
+        help="dead-letter topic to read, or the topic whose TOPIC.dlq to read (repeatable; "
+        "default: every *.dlq topic)",
+    )
+    if filters:
+        parser.add_argument("--type", help="CloudEvents type, a pattern (hr.*)")
+        parser.add_argument("--handler", help="handler that failed, a pattern")
+        parser.add_argument("--error", help="text in the error type or message (any case)")
+        parser.add_argument(
+            "--reason",
+            choices=["decode", "unknown_type", "invalid", "handler_failed", "output_rejected"],
+        )
+        parser.add_argument(
+            "--original-topic", help="topic the record was consumed from, a pattern"
+        )
+        parser.add_argument("--since", help="RFC 3339 time, or a duration back: 30m, 2h, 7d")
+    parser.add_argument(
+        "--read-timeout-s",
+        type=float,
+        default=60.0,
+        help="longest wait to read the topics to their end (default 60)",
+    )
+    _transport_flags(parser)
+
+
+def _dlq_filter(args: argparse.Namespace, ids: Sequence[str] = ()) -> DeadLetterFilter:
+    since = getattr(args, "since", None)
+    return DeadLetterFilter(
+        topic=getattr(args, "original_topic", None),
+        type=getattr(args, "type", None),
+        handler=getattr(args, "handler", None),
+        error=getattr(args, "error", None),
+        reason=getattr(args, "reason", None),
+        since=None if since is None else parse_since(since, utc_now()),
+        ids=frozenset(ids),
+    )
+
+
+def _dlq_read(
+    args: argparse.Namespace, config: BusConfig, keep: DeadLetterFilter
+) -> tuple[list[DeadLetter], list[str]]:
+    """(matching dead letters, topics read)."""
+    if config.transport == "memory":
+        raise ConfigError(_DLQ_MEMORY_IS_LOCAL)
+    transport = _transport(config, args)
+
+    async def read() -> tuple[list[DeadLetter], list[str]]:
+        await transport.start()
+        try:
+            topics = await list_dead_letter_topics(transport, args.topic)
+            letters = await read_dead_letters(transport, topics, timeout_s=args.read_timeout_s)
+            return [d for d in letters if keep.matches(d)], topics
+        finally:
+            await transport.stop()
+
+    return asyncio.run(read())
+
+
+def _cmd_dlq_list(args: argparse.Namespace, config: BusConfig) -> int:
+    letters, topics = _dlq_read(args, config, _dlq_filter(args))
+    if args.json:
+        print(orjson.dumps([to_json(d) for d in letters]).decode())
+        return 0
+    if letters:
+        print(format_table(letters))
+    print(f"{len(letters)} dead letter(s) in {len(topics)} topic(s)", file=sys.stderr)
+    return 0
+
+
+def _cmd_dlq_show(args: argparse.Namespace, config: BusConfig) -> int:
+    letters, topics = _dlq_read(args, config, DeadLetterFilter(ids=frozenset([args.id])))
+    if not letters:
+        raise ConfigError(
+            f"no dead letter has ID {args.id!r} in {', '.join(topics) or 'any *.dlq topic'} "
+            "(IDs are listed by 'bus dlq list')"
+        )
+    if args.json:
+        print(orjson.dumps([to_json(d) for d in letters], option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print("\n\n".join(format_detail(d) for d in letters))
+    return 0
+
+
+def _cmd_dlq_replay(args: argparse.Namespace, config: BusConfig) -> int:
+    keep = _dlq_filter(args, args.ids)
+    if keep == DeadLetterFilter() and not args.all:
+        raise ConfigError(
+            "replay needs IDs or a filter (--type, --handler, --error, --reason, --since, "
+            "--original-topic), or --all to replay every dead letter read"
+        )
+    if args.max_replays < 1:
+        raise ConfigError("--max-replays must be at least 1")
+    letters, _ = _dlq_read(args, config, keep)
+    missing = sorted(set(args.ids) - {i for d in letters for i in (d.id, d.location)})
+    if missing:
+        raise ConfigError(f"no dead letter has ID(s) {', '.join(missing)}; nothing was replayed")
+    todo = plan_replay(letters, max_replays=args.max_replays, to=args.to)
+    for d, why in todo.refused:
+        print(f"refused  {d.id}: {why}")
+    if args.dry_run:
+        for d, record in todo.send:
+            print(f"would replay  {d.id} ({d.location}) -> {record.topic} (replay {d.replays + 1})")
+        print(f"dry run: {len(todo.send)} to replay, {len(todo.refused)} refused")
+        return 1 if todo.refused else 0
+    sent = asyncio.run(_dlq_send(args, config, todo))
+    print(f"replayed {sent} dead letter(s); refused {len(todo.refused)}")
+    return 1 if todo.refused else 0
+
+
+async def _dlq_send(args: argparse.Namespace, config: BusConfig, todo: ReplayPlan) -> int:
+    transport = _transport(config, args)
+    bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() and len(todo.send) > 1 else None
+    await transport.start()
+    try:
+        return await replay_dead_letters(
+            transport, todo, on_progress=None if bar is None else bar.update
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+        await transport.stop()
+
+
+class _ProgressBar:
+    """A one-line bar on a terminal, redrawn at most ten times a second."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.last = 0.0
+
+    def update(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < 0.1:
+            return
+        self.last = now
+        self.stream.write("\r" + progress_bar(done, total))
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
 
 
 # -- helpers ----------------------------------------------------------------------------

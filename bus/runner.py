@@ -65,8 +65,11 @@ class Runner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every worker until ``stop`` is set; the transport lives as long as this call."""
+        stores = {id(s): s for app in self.apps for s in app.dedup_stores}.values()
         await self.transport.start()
         try:
+            for store in stores:  # idempotent: a store shared with other code may be open
+                await store.open()
             if self.ensure_topics:
                 await self.transport.ensure_topics(self.ensure_topics)
             async with asyncio.TaskGroup() as tg:
@@ -75,6 +78,8 @@ class Runner:
                 tg.create_task(self._watch_transport(stop), name="transport-watch")
                 self.started.set()
         finally:
+            for store in stores:
+                await store.close()
             await self.transport.stop()
 
     async def _watch_transport(self, stop: asyncio.Event) -> None:

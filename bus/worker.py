@@ -27,15 +27,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from bus.app import App
 from bus.codec import decode
 from bus.context import Context
 from bus.dead_letters import dead_letter, dead_letter_topic
+from bus.dedup.base import DedupEntry, DedupKey, DedupStore
 from bus.envelope import Envelope, utc_now
 from bus.errors import (
     BusError,
     CommitFailedError,
+    DuplicateMessageError,
     HandlerResultError,
     RecordError,
     UnknownTypeError,
@@ -44,11 +47,11 @@ from bus.ids import new_id
 from bus.message import Message
 from bus.offsets import OffsetTracker
 from bus.publisher import emitted_record
-from bus.record import Record, TopicPartition
+from bus.record import OutgoingRecord, Record, TopicPartition
 from bus.retries import RetriesExhaustedError, call_with_retries
 from bus.retry_topics import RetryState, origin_record, retry_record, retry_state, retry_topic
 from bus.routing import Route
-from bus.transports.base import Consumer, Transport
+from bus.transports.base import Consumer, Delivery, Transport
 from bus.types import OffsetReset
 
 __all__ = ["Worker", "WorkerSettings", "WorkerStats"]
@@ -85,6 +88,8 @@ class WorkerStats:
     dead_lettered: int = 0
     #: Records sent to a retry topic (each comes back as a record of that topic).
     delayed: int = 0
+    #: Records whose handler had completed them already (dedup): not run again.
+    duplicates: int = 0
     skipped: int = 0
     retries: int = 0
     commits: int = 0
@@ -132,6 +137,8 @@ class Worker:
         self._tracker = OffsetTracker()
         self._lanes: dict[TopicPartition, _Lane] = {}
         self._retry_topics = frozenset(app.retry_topics)
+        #: Completions whose outputs are in flight: marked sent once all are acknowledged.
+        self._unsent: deque[tuple[DedupStore[Any], DedupKey, list[Delivery]]] = deque()
         self._slots = asyncio.Semaphore(self.settings.max_concurrency)
         self._consumer: Consumer | None = None
         self._tg: asyncio.TaskGroup | None = None
@@ -324,21 +331,30 @@ class Worker:
     async def _handle(
         self, record: Record, tp: TopicPartition, env: Envelope, route: Route, message: Message
     ) -> None:
+        if route.dedup is not None:
+            done = await route.dedup.get(DedupKey(route.name, env.source, env.id))
+            if done is not None:
+                await self._already_done(record, route, done)
+                return
         ctx = Context(env, record, app=self.app.name, handler=route.name)
         try:
-            outputs = await self._attempt(route, message, ctx)  # the happy path: one plain call
+            records = await self._try(route, message, ctx)  # the happy path: one plain call
+        except DuplicateMessageError:
+            await self._lost_race(record, route, env)
+            return
         except Exception as first:
             tried = retry_state(record) if tp.topic in self._retry_topics else None
             if tried is not None:  # one try per tier
                 await self._after_failure(record, route, first, tried.attempts + 1, tried)
                 return
             try:
-                outputs = await self._retry(route, message, ctx, first)
+                records = await self._retry(route, message, ctx, first)
             except RetriesExhaustedError as failed:
-                await self._after_failure(record, route, failed.error, failed.attempts, None)
+                if isinstance(failed.error, DuplicateMessageError):
+                    await self._lost_race(record, route, env)
+                else:
+                    await self._after_failure(record, route, failed.error, failed.attempts, None)
                 return
-        now, source, ids = self._clock(), self.app.source, self._ids
-        records = [emitted_record(m, env, source=source, id=ids(), time=now) for m in outputs]
         try:
             acks = [await self.transport.send(r) for r in records]
         except BusError as exc:
@@ -349,10 +365,59 @@ class Worker:
         self.stats.handled += 1
         self.stats.emitted += len(records)
         self._tracker.add(tp, record.offset, acks, records)
+        if route.dedup is not None:
+            self._unsent.append((route.dedup, DedupKey(route.name, env.source, env.id), acks))
         if log.isEnabledFor(logging.DEBUG):
-            ctx.logger.debug(
-                "handled by %s, emitted %s", route.name, [m.bus_type for m in outputs] or "nothing"
-            )
+            ctx.logger.debug("handled by %s, emitted %d record(s)", route.name, len(records))
+
+    async def _try(self, route: Route, message: Message, ctx: Context) -> list[OutgoingRecord]:
+        """One try: the handler's outputs as records; with dedup, inside its transaction."""
+        env = ctx.envelope
+        if route.dedup is None:
+            return self._records(await self._attempt(route, message, ctx), env)
+        async with route.dedup.transaction(DedupKey(route.name, env.source, env.id)) as tx:
+            ctx.use_transaction(tx)
+            try:
+                outputs = await self._attempt(route, message, ctx)
+            finally:
+                ctx.use_transaction(None)
+            records = self._records(outputs, env)
+            tx.complete(records)  # committed with the handler's effect, or not at all
+        return records
+
+    def _records(self, outputs: list[Message], env: Envelope) -> list[OutgoingRecord]:
+        now, source, ids = self._clock(), self.app.source, self._ids
+        return [emitted_record(m, env, source=source, id=ids(), time=now) for m in outputs]
+
+    async def _lost_race(self, record: Record, route: Route, env: Envelope) -> None:
+        """Another consumer committed this message's completion first: take its result."""
+        assert route.dedup is not None
+        done = await route.dedup.get(DedupKey(route.name, env.source, env.id))
+        if done is None:  # recorded, then purged meanwhile: nothing left to re-send
+            done = DedupEntry(DedupKey(route.name, env.source, env.id), (), 0, sent=True)
+        await self._already_done(record, route, done)
+
+    async def _already_done(self, record: Record, route: Route, done: DedupEntry) -> None:
+        """A message the handler completed before: acknowledged without running it again.
+
+        Its recorded outputs are sent again (same records, same CloudEvents ids) unless
+        they are known to be acknowledged, in case the earlier run died before that.
+        """
+        outputs = () if done.sent else done.outputs
+        acks = [await self.transport.send(r) for r in outputs]
+        self.stats.duplicates += 1
+        self._tracker.add(record.topic_partition, record.offset, acks, outputs)
+        if acks and route.dedup is not None:
+            self._unsent.append((route.dedup, done.key, acks))
+        log.info(
+            "app %s: %s already handled %s[%d]@%d (dedup); re-sent %d output(s)",
+            self.app.name,
+            route.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            len(outputs),
+        )
 
     @staticmethod
     async def _attempt(route: Route, message: Message, ctx: Context) -> list[Message]:
@@ -368,7 +433,7 @@ class Worker:
 
     async def _retry(
         self, route: Route, message: Message, ctx: Context, first: Exception
-    ) -> list[Message]:
+    ) -> list[OutgoingRecord]:
         """The tries after a failed first one, under the route's policy."""
 
         def on_failure(attempt_no: int, error: BaseException) -> None:
@@ -377,7 +442,7 @@ class Worker:
 
         outputs, _ = await call_with_retries(
             route.retry,
-            lambda: self._attempt(route, message, ctx),
+            lambda: self._try(route, message, ctx),
             on_failure=on_failure,
             first_error=first,
         )
@@ -476,6 +541,7 @@ class Worker:
 
     async def _commit(self, only: frozenset[TopicPartition] | None = None) -> None:
         await self._resend_failed()
+        await self._mark_sent()
         offsets = self._tracker.settled()
         if only is not None:
             offsets = {tp: o for tp, o in offsets.items() if tp in only}
@@ -484,6 +550,20 @@ class Worker:
         await self._consumer.commit(offsets)
         self._tracker.committed(offsets)
         self.stats.commits += 1
+
+    async def _mark_sent(self) -> None:
+        """Tell dedup stores which completions' outputs are all acknowledged (in order)."""
+        ready: dict[int, tuple[DedupStore[Any], list[DedupKey]]] = {}
+        unsent = self._unsent
+        while unsent and all(a.done() for a in unsent[0][2]):
+            store, key, acks = unsent.popleft()
+            if all(a.exception() is None for a in acks):  # failed ones are re-sent: unknown
+                ready.setdefault(id(store), (store, []))[1].append(key)
+        for store, keys in ready.values():
+            try:
+                await store.mark_sent(keys)
+            except BusError as exc:  # only an optimisation: a redelivery re-sends, that's all
+                log.warning("app %s: could not mark outputs sent: %s", self.app.name, exc)
 
     async def _resend_failed(self) -> None:
         failed = self._tracker.settle()

@@ -273,6 +273,14 @@ class KafkaTransport:
             out[name] = TopicState(name, len(parts), replicas, config_of.get(name, {}))
         return out
 
+    async def list_topics(self) -> list[str]:
+        admin = await self.admin()
+        try:
+            names = await admin.list_topics()
+        except KafkaError as exc:
+            raise TransportError(f"kafka: cannot list topics: {exc!r}") from exc
+        return sorted(str(n) for n in names if not str(n).startswith("__"))
+
     async def partitions_for(self, topic: str) -> int:
         producer = self._require_producer()
         partitions = await producer.partitions_for(topic)
