@@ -4,7 +4,8 @@ A handler process (``bus run tests.crash.restart_app --transport kafka``) handle
 events; the broker dies while most are in flight and comes back on the same port and
 bucket. Nothing is lost, the handler process logs the loss and the recovery once each,
 readiness is false meanwhile, and a publish while the broker is down fails clearly after
-its timeout instead of hanging.
+its timeout instead of hanging. Effects are at-least-once (duplicates counted) or, in the
+dedup variant, written in the dedup store's transaction (no duplicate allowed).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import asyncio
 import calendar
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,21 +42,22 @@ class Effects:
     """How the handler process records effects, and how many duplicates that allows."""
 
     name: str
-    #: Extra environment of the handler process.
-    app_env: dict[str, str] = field(default_factory=dict)
+    #: Effects in a SQLite table written in the dedup store's transaction (else a file).
+    dedup: bool = False
     #: None: at-least-once, duplicates are counted and reported, not bounded.
     max_duplicates: int | None = None
 
+    def path(self, directory: Path) -> Path:
+        return directory / ("effects.db" if self.dedup else "effects.txt")
 
-# The dedup variant joins with one line once restart_app wires a dedup store, e.g.
-# Effects("dedup", {"RESTART_DEDUP": "sqlite"}, max_duplicates=0)
-MODES = [Effects("at-least-once")]
+
+MODES = [Effects("at-least-once"), Effects("dedup", dedup=True, max_duplicates=0)]
 
 
 def _app_env(broker: DevBroker, run: str, effects: Path, mode: Effects) -> dict[str, str]:
     return {
         "RESTART_RUN": run,
-        "RESTART_EFFECTS": str(effects),
+        ("RESTART_DEDUP" if mode.dedup else "RESTART_EFFECTS"): str(effects),
         "BUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "BUS_KAFKA_SESSION_TIMEOUT_MS": "3000",
         "BUS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
@@ -62,7 +66,6 @@ def _app_env(broker: DevBroker, run: str, effects: Path, mode: Effects) -> dict[
         "BUS_KAFKA_REQUEST_TIMEOUT_MS": "4000",
         "BUS_KAFKA_FETCH_MAX_WAIT_MS": "20",
         "BUS_COMMIT_INTERVAL_S": "0.2",
-        **mode.app_env,
     }
 
 
@@ -79,9 +82,15 @@ def _spawn(env: dict[str, str], stderr: Path) -> subprocess.Popen[bytes]:
 
 
 def _handled(effects: Path) -> Counter[int]:
-    """How often each event ``n`` was handled (one effect line per handling)."""
+    """How often each event ``n`` was handled (one effect per handling)."""
     if not effects.exists():
         return Counter()
+    if effects.suffix == ".db":  # the dedup variant's table
+        with closing(sqlite3.connect(f"file:{effects}?mode=ro", uri=True, timeout=5)) as db:
+            try:
+                return Counter(n for (n,) in db.execute("SELECT n FROM effects"))
+            except sqlite3.OperationalError:  # the app has not created the table yet
+                return Counter()
     # the last line may be half written: only lines ended by a newline count
     return Counter(int(line.split()[1]) for line in effects.read_text().split("\n")[:-1])
 
@@ -127,11 +136,13 @@ class Timeline:
 async def test_a_broker_killed_mid_run_and_restarted_loses_no_event(
     s3_broker: DevBroker, tmp_path: Path, mode: Effects, record_property: pytest.RecordProperty
 ) -> None:
-    run = unique("restart")
-    os.environ["RESTART_RUN"] = run  # the module's topics are named at import
+    # the module's topics are named once, at import: each test has a broker of its own
+    os.environ.setdefault("RESTART_RUN", unique("restart"))
     from tests.crash import restart_app
 
-    effects, stderr = tmp_path / "effects.txt", tmp_path / "app.stderr"
+    run = restart_app.RUN
+
+    effects, stderr = mode.path(tmp_path), tmp_path / "app.stderr"
     config = kafka_test_config(s3_broker.bootstrap_servers, publish_timeout_s=2.0)
     transport = KafkaTransport(config)
     await transport.start()
