@@ -96,7 +96,7 @@ def head(recs: list[Rec]) -> Rec | None:
     return None
 
 
-@settings(max_examples=150, deadline=None)  # 60 steps each: slow on a busy CI core
+@settings(max_examples=150)
 @given(st.data(), plans, plans, st.integers(min_value=0, max_value=1000))
 def test_settled_offset_is_one_past_the_longest_fully_acked_prefix(
     data: st.DataObject, plan1: list[tuple[int, int]], plan2: list[tuple[int, int]], base: int
