@@ -219,6 +219,9 @@ class KafkaConfig:
     request_timeout_ms: int = 40_000
     #: How long start() keeps retrying an unreachable broker, in seconds.
     connect_timeout_s: float = 60.0
+    #: Longest wait of ``publish`` for the broker's acknowledgement, in seconds; then
+    #: TransportError (the record may still be delivered later).
+    publish_timeout_s: float = 30.0
     #: Create missing topics when an app starts.
     auto_ensure_topics: bool = False
     #: Partitions of topics bus creates without an explicit TopicSpec.
@@ -270,6 +273,8 @@ class KafkaConfig:
                      "default_replication_factor"):  # fmt: skip
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be positive")
+        if self.publish_timeout_s <= 0:
+            problems.append("publish_timeout_s must be positive (BUS_KAFKA_PUBLISH_TIMEOUT_S)")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             problems.append("heartbeat_interval_ms must be below session_timeout_ms")
         if self.request_timeout_ms <= self.session_timeout_ms:

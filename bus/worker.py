@@ -651,13 +651,16 @@ class Worker:
                     del self._unsent_keys[key]
 
     async def _resend_failed(self) -> None:
-        for unacked in self._tracker.settle():
+        failed = self._tracker.settle()
+        if failed:  # one line per round: an outage fails hundreds of sends at once
             log.warning(
-                "app %s: send to %s failed (%r); sending again",
+                "app %s: %d send(s) failed (first: to %s, %r); sending them again",
                 self.app.name,
-                unacked.record.topic,
-                unacked.error,
+                len(failed),
+                failed[0].record.topic,
+                failed[0].error,
             )
+        for unacked in failed:
             ack = await self.transport.send(unacked.record)
             self._tracker.replace_ack(unacked.tp, unacked.offset, unacked.index, ack)
             self.stats.resent += 1
