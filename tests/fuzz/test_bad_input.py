@@ -160,9 +160,15 @@ async def test_a_worker_survives_a_flood_of_bad_records_on_kafka(
     peak = [0]
     baseline: list[int] = []
 
+    seen = [0]  # records read back so far
+    timeline: dict[int, float] = {}  # tenth of the run -> RSS in MB when it was reached
+
     async def sample_rss() -> None:
+        total = invalid + controls
         while worker.poll() is None:
-            peak[0] = max(peak[0], rss_bytes(worker.pid))
+            rss = rss_bytes(worker.pid)
+            peak[0] = max(peak[0], rss)
+            timeline.setdefault(10 * seen[0] // total, round(rss / 2**20, 1))
             await asyncio.sleep(0.2)
 
     sampler = asyncio.create_task(sample_rss())
@@ -183,6 +189,7 @@ async def test_a_worker_survives_a_flood_of_bad_records_on_kafka(
             timeout_s=120 + (invalid + controls) / 200,
             worker=worker,
             producing=producing,
+            seen=seen,
             on_first=lambda: baseline.append(rss_bytes(worker.pid)),
         )
         produced = await producing
@@ -233,9 +240,13 @@ async def test_a_worker_survives_a_flood_of_bad_records_on_kafka(
         "rss_baseline_mb": round((baseline[0] if baseline else rss_at_start) / 2**20, 1),
         "rss_peak_mb": round(peak[0] / 2**20, 1),
         "rss_growth_mb": round(growth / 2**20, 1),
+        "rss_mb_by_tenth_done": timeline,
         "by_kind_and_reason": {f"{k}/{r}": n for (k, r), n in sorted(reasons.items())},
     }
-    print("\nfuzz run:", orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    print(
+        "\nfuzz run:",
+        orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode(),
+    )
     assert growth < MAX_RSS_GROWTH_BYTES, report
 
 
@@ -248,6 +259,7 @@ async def read_back(
     timeout_s: float,
     worker: subprocess.Popen[bytes],
     producing: asyncio.Task[Produced],
+    seen: list[int],
     on_first: Callable[[], None],
 ) -> tuple[list[Record], list[dict[str, object]]]:
     """Dead letters and handled pongs, until they add up to ``expected`` (and a second more,
@@ -269,6 +281,7 @@ async def read_back(
                     dead.extend(records)
                 else:
                     handled.extend(orjson_loads(r.value) for r in records)
+            seen[0] = len(dead) + len(handled)
             if len(dead) + len(handled) >= expected:
                 settled_at = settled_at or time.monotonic()
                 if time.monotonic() - settled_at > 1.0:
