@@ -324,8 +324,8 @@ def _time_text(t: datetime | None) -> str:
     return "-" if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def format_table(letters: Sequence[DeadLetter], *, error_width: int = 60) -> str:
-    """A text table of ``letters``, one line each, with a header line."""
+def format_table(letters: Sequence[DeadLetter], *, error_width: int = 80) -> str:
+    """A text table of ``letters``, one line each, oldest first, with a header line."""
     head = ("ID", "TIME", "TOPIC", "TYPE", "REASON", "HANDLER", "REPLAYS", "ERROR")
     rows = [
         (
@@ -338,7 +338,7 @@ def format_table(letters: Sequence[DeadLetter], *, error_width: int = 60) -> str
             str(d.replays),
             _short(f"{_short_type(d.error_type)}: {d.error_message or ''}", error_width),
         )
-        for d in letters
+        for d in sorted(letters, key=_age)
     ]
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head) - 1)]
     lines = []
@@ -346,6 +346,11 @@ def format_table(letters: Sequence[DeadLetter], *, error_width: int = 60) -> str
         cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def _age(d: DeadLetter) -> tuple[float, str, int, int]:
+    when = d.time.timestamp() if d.time is not None else float("inf")
+    return (when, d.record.topic, d.record.partition, d.record.offset)
 
 
 def _short_type(error_type: str | None) -> str:
@@ -412,20 +417,47 @@ def format_detail(d: DeadLetter) -> str:
         f"from:      {d.original_topic or '-'}[{_dash(d.original_partition)}]@"
         f"{_dash(d.original_offset)}",
         f"time:      {_time_text(d.time)}",
-        f"key:       {'-' if r.key is None else _bytes_text(r.key)}",
+        f"key:       {'-' if r.key is None else _shown(r.key)}",
         "headers:",
-        *(f"  {k}: {_bytes_text(v)}" for k, v in r.headers),
+        *(
+            f"  {k!r}: {_shown(v)}" if not _printable(k) else f"  {k}: {_shown(v)}"
+            for k, v in r.headers
+        ),
         "payload:",
     ]
     value = _value_json(r.value)
     if value is None:
         body = "(none)"
     elif isinstance(value, str):
-        body = value
+        body = value if _printable(value) else _base64_note(r.value or b"")
+    elif isinstance(value, dict) and set(value) == {"base64"} and not _is_json(r.value):
+        body = _base64_note(r.value or b"")
     else:
         body = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
     lines.extend(f"  {line}" for line in body.splitlines() or [""])
     return "\n".join(lines)
+
+
+def _printable(text: str) -> bool:
+    return all(c.isprintable() or c in "\n\t" for c in text)
+
+
+def _shown(raw: bytes) -> str:
+    """Text for a terminal: UTF-8 without control characters as is, else base64."""
+    text = _bytes_text(raw)
+    return text if _printable(text) else "base64:" + base64.b64encode(raw).decode()
+
+
+def _base64_note(raw: bytes) -> str:
+    return f"({len(raw)} bytes, not printable text; base64)\n{base64.b64encode(raw).decode()}"
+
+
+def _is_json(raw: bytes | None) -> bool:
+    try:
+        orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _dash(value: int | None) -> str:

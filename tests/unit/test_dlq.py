@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -285,3 +287,20 @@ async def test_reading_stops_at_the_end_seen_first_so_a_replay_into_a_dlq_is_not
     assert sorted(d.replays for d in again) == [0] * 5 + [1] * 5
     assert await read_dead_letters(transport, []) == []
     await transport.stop()
+
+
+def test_the_python_example_in_docs_dlq_runs() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "dlq.md").read_text()
+    [code] = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    exec(compile(code, "docs/dlq.md", "exec"), {"__name__": "docs_example"})
+
+
+def test_detail_shows_control_characters_as_base64_not_raw() -> None:
+    d = DeadLetter.from_record(
+        in_dlq(consumed((("ce_id", b"ev-1"), ("x-bin", b"\x1b[2J")), value=b"\x00\x01 hi"))
+    )
+    text = format_detail(d)
+    assert "\x1b" not in text
+    assert "\x00" not in text
+    assert "  x-bin: base64:G1sySg==" in text
+    assert "(5 bytes, not printable text; base64)\n  AAEgaGk=" in text
