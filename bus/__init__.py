@@ -21,6 +21,15 @@ from bus.app import App, UnknownTypePolicy
 from bus.codec import decode, encode
 from bus.config import BusConfig
 from bus.context import Context
+from bus.dedup import (
+    DedupEntry,
+    DedupKey,
+    DedupStore,
+    DedupTransaction,
+    MemoryDedupStore,
+    PostgresDedupStore,
+    SqliteDedupStore,
+)
 from bus.dlq import (
     DeadLetter,
     DeadLetterFilter,
@@ -36,11 +45,15 @@ from bus.errors import (
     ConfigError,
     DecodeError,
     DefinitionError,
+    DuplicateMessageError,
     HandlerResultError,
     MessageTooLargeError,
     PayloadInvalidError,
+    PermanentError,
     RecordError,
     RegistryError,
+    SchemaVersionError,
+    StoreError,
     TopicNotFoundError,
     TransportClosedError,
     TransportError,
@@ -54,6 +67,7 @@ from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
 from bus.registry import Registry, default_registry
 from bus.retries import RetryPolicy
 from bus.runner import Runner
+from bus.sql import Migration, PostgresDatabase, SqliteDatabase, SqliteTransaction
 from bus.testing import TestBus
 from bus.transports.base import (
     Acked,
@@ -80,17 +94,27 @@ __all__ = [
     "DeadLetter",
     "DeadLetterFilter",
     "DecodeError",
+    "DedupEntry",
+    "DedupKey",
+    "DedupStore",
+    "DedupTransaction",
     "DefinitionError",
     "Delivery",
+    "DuplicateMessageError",
     "Envelope",
     "Event",
     "HandlerResultError",
     "MemoryBroker",
+    "MemoryDedupStore",
     "MemoryTransport",
     "Message",
     "MessageTooLargeError",
+    "Migration",
     "OutgoingRecord",
     "PayloadInvalidError",
+    "PermanentError",
+    "PostgresDatabase",
+    "PostgresDedupStore",
     "Publisher",
     "RebalanceListener",
     "Record",
@@ -101,6 +125,11 @@ __all__ = [
     "ReplayPlan",
     "RetryPolicy",
     "Runner",
+    "SchemaVersionError",
+    "SqliteDatabase",
+    "SqliteDedupStore",
+    "SqliteTransaction",
+    "StoreError",
     "TestBus",
     "TopicNotFoundError",
     "TopicPartition",

@@ -59,8 +59,11 @@ class Runner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every worker until ``stop`` is set; the transport lives as long as this call."""
+        stores = {id(s): s for app in self.apps for s in app.dedup_stores}.values()
         await self.transport.start()
         try:
+            for store in stores:  # idempotent: a store shared with other code may be open
+                await store.open()
             if self.ensure_topics:
                 await self.transport.ensure_topics(self.ensure_topics)
             async with asyncio.TaskGroup() as tg:
@@ -68,6 +71,8 @@ class Runner:
                     tg.create_task(worker.run(stop), name=f"worker-{worker.app.name}")
                 self.started.set()
         finally:
+            for store in stores:
+                await store.close()
             await self.transport.stop()
 
     def idle(self) -> bool:

@@ -27,15 +27,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from bus.app import App
 from bus.codec import decode
 from bus.context import Context
 from bus.dead_letters import dead_letter, dead_letter_topic
+from bus.dedup.base import DedupEntry, DedupKey, DedupStore
 from bus.envelope import Envelope, utc_now
 from bus.errors import (
     BusError,
     CommitFailedError,
+    DuplicateMessageError,
     HandlerResultError,
     RecordError,
     UnknownTypeError,
@@ -44,10 +47,11 @@ from bus.ids import new_id
 from bus.message import Message
 from bus.offsets import OffsetTracker
 from bus.publisher import emitted_record
-from bus.record import Record, TopicPartition
+from bus.record import OutgoingRecord, Record, TopicPartition
 from bus.retries import RetriesExhaustedError, call_with_retries
+from bus.retry_topics import RetryState, origin_record, retry_record, retry_state, retry_topic
 from bus.routing import Route
-from bus.transports.base import Consumer, Transport
+from bus.transports.base import Consumer, Delivery, Transport
 from bus.types import OffsetReset
 
 __all__ = ["Worker", "WorkerSettings", "WorkerStats"]
@@ -77,11 +81,15 @@ class WorkerSettings:
 
 @dataclass(slots=True)
 class WorkerStats:
-    """Counters since start: ``handled + dead_lettered + skipped`` = records finished."""
+    """Counters since start: ``handled + dead_lettered + skipped + delayed`` = records finished."""
 
     handled: int = 0
     emitted: int = 0
     dead_lettered: int = 0
+    #: Records sent to a retry topic (each comes back as a record of that topic).
+    delayed: int = 0
+    #: Records whose handler had completed them already (dedup): not run again.
+    duplicates: int = 0
     skipped: int = 0
     retries: int = 0
     commits: int = 0
@@ -89,10 +97,12 @@ class WorkerStats:
 
 
 class _Lane:
-    __slots__ = ("buffer", "closing", "paused", "task", "tp", "wake")
+    __slots__ = ("buffer", "closing", "paused", "retry", "task", "tp", "wake")
 
-    def __init__(self, tp: TopicPartition) -> None:
+    def __init__(self, tp: TopicPartition, *, retry: bool) -> None:
         self.tp = tp
+        #: A retry-topic partition: records are taken one at a time, when due.
+        self.retry = retry
         self.buffer: deque[Record] = deque()
         self.wake = asyncio.Event()
         self.closing = False
@@ -126,6 +136,9 @@ class Worker:
         self._ids = ids
         self._tracker = OffsetTracker()
         self._lanes: dict[TopicPartition, _Lane] = {}
+        self._retry_topics = frozenset(app.retry_topics)
+        #: Completions whose outputs are in flight: marked sent once all are acknowledged.
+        self._unsent: deque[tuple[DedupStore[Any], DedupKey, list[Delivery]]] = deque()
         self._slots = asyncio.Semaphore(self.settings.max_concurrency)
         self._consumer: Consumer | None = None
         self._tg: asyncio.TaskGroup | None = None
@@ -225,7 +238,7 @@ class Worker:
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         assert self._tg is not None
         for tp in assigned:
-            lane = _Lane(tp)
+            lane = _Lane(tp, retry=tp.topic in self._retry_topics)
             lane.task = self._tg.create_task(
                 self._lane_loop(lane), name=f"{self.app.name}-{tp.topic}-{tp.partition}"
             )
@@ -261,15 +274,18 @@ class Worker:
     # -- per-partition lanes --------------------------------------------------------------
     async def _lane_loop(self, lane: _Lane) -> None:
         s = self.settings
+        limit = 1 if lane.retry else s.fetch_max_records
         while True:
             while not lane.buffer:
                 if lane.closing:
                     return
                 lane.wake.clear()
                 await lane.wake.wait()
+            if lane.retry and not await self._wait_until_due(lane):
+                continue
             async with self._slots:
                 done = 0
-                while lane.buffer and done < s.fetch_max_records:
+                while lane.buffer and done < limit:
                     await self._process(lane.buffer.popleft(), lane.tp)
                     done += 1
             self._tracker.settle(lane.tp)  # release what is acknowledged already
@@ -279,8 +295,21 @@ class Worker:
                     self._consumer.resume([lane.tp])
             await asyncio.sleep(0)  # let other lanes and the fetch loop run
 
+    async def _wait_until_due(self, lane: _Lane) -> bool:
+        """Wait until the head record of a retry lane is due; False if the lane changed."""
+        state = retry_state(lane.buffer[0])
+        if state is None:
+            return True  # not written by bus: handled as a first try
+        wait_s = state.due_ms / 1000 - self._clock().timestamp()
+        if wait_s <= 0:
+            return True
+        lane.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lane.wake.wait(), wait_s)  # woken early by closing
+        return False
+
     async def _process(self, record: Record, tp: TopicPartition) -> None:
-        """Handle one record to an explicit outcome: handled, skipped or dead-lettered."""
+        """Handle one record to an explicit outcome: handled, skipped, delayed or dead-lettered."""
         try:
             env = decode(record.headers, record.value)
             route = self.app.route(env.type)
@@ -302,26 +331,30 @@ class Worker:
     async def _handle(
         self, record: Record, tp: TopicPartition, env: Envelope, route: Route, message: Message
     ) -> None:
+        if route.dedup is not None:
+            done = await route.dedup.get(DedupKey(route.name, env.source, env.id))
+            if done is not None:
+                await self._already_done(record, route, done)
+                return
         ctx = Context(env, record, app=self.app.name, handler=route.name)
         try:
-            outputs = await self._attempt(route, message, ctx)  # the happy path: one plain call
+            records = await self._try(route, message, ctx)  # the happy path: one plain call
+        except DuplicateMessageError:
+            await self._lost_race(record, route, env)
+            return
         except Exception as first:
-            try:
-                outputs = await self._retry(route, message, ctx, first)
-            except RetriesExhaustedError as failed:
-                ctx.logger.error(
-                    "%s failed after %d attempt(s): %r", route.name, failed.attempts, failed.error
-                )
-                await self._dead_letter(
-                    record,
-                    "handler_failed",
-                    failed.error,
-                    handler=route.name,
-                    attempts=failed.attempts,
-                )
+            tried = retry_state(record) if tp.topic in self._retry_topics else None
+            if tried is not None:  # one try per tier
+                await self._after_failure(record, route, first, tried.attempts + 1, tried)
                 return
-        now, source, ids = self._clock(), self.app.source, self._ids
-        records = [emitted_record(m, env, source=source, id=ids(), time=now) for m in outputs]
+            try:
+                records = await self._retry(route, message, ctx, first)
+            except RetriesExhaustedError as failed:
+                if isinstance(failed.error, DuplicateMessageError):
+                    await self._lost_race(record, route, env)
+                else:
+                    await self._after_failure(record, route, failed.error, failed.attempts, None)
+                return
         try:
             acks = [await self.transport.send(r) for r in records]
         except BusError as exc:
@@ -332,10 +365,59 @@ class Worker:
         self.stats.handled += 1
         self.stats.emitted += len(records)
         self._tracker.add(tp, record.offset, acks, records)
+        if route.dedup is not None:
+            self._unsent.append((route.dedup, DedupKey(route.name, env.source, env.id), acks))
         if log.isEnabledFor(logging.DEBUG):
-            ctx.logger.debug(
-                "handled by %s, emitted %s", route.name, [m.bus_type for m in outputs] or "nothing"
-            )
+            ctx.logger.debug("handled by %s, emitted %d record(s)", route.name, len(records))
+
+    async def _try(self, route: Route, message: Message, ctx: Context) -> list[OutgoingRecord]:
+        """One try: the handler's outputs as records; with dedup, inside its transaction."""
+        env = ctx.envelope
+        if route.dedup is None:
+            return self._records(await self._attempt(route, message, ctx), env)
+        async with route.dedup.transaction(DedupKey(route.name, env.source, env.id)) as tx:
+            ctx.use_transaction(tx)
+            try:
+                outputs = await self._attempt(route, message, ctx)
+            finally:
+                ctx.use_transaction(None)
+            records = self._records(outputs, env)
+            tx.complete(records)  # committed with the handler's effect, or not at all
+        return records
+
+    def _records(self, outputs: list[Message], env: Envelope) -> list[OutgoingRecord]:
+        now, source, ids = self._clock(), self.app.source, self._ids
+        return [emitted_record(m, env, source=source, id=ids(), time=now) for m in outputs]
+
+    async def _lost_race(self, record: Record, route: Route, env: Envelope) -> None:
+        """Another consumer committed this message's completion first: take its result."""
+        assert route.dedup is not None
+        done = await route.dedup.get(DedupKey(route.name, env.source, env.id))
+        if done is None:  # recorded, then purged meanwhile: nothing left to re-send
+            done = DedupEntry(DedupKey(route.name, env.source, env.id), (), 0, sent=True)
+        await self._already_done(record, route, done)
+
+    async def _already_done(self, record: Record, route: Route, done: DedupEntry) -> None:
+        """A message the handler completed before: acknowledged without running it again.
+
+        Its recorded outputs are sent again (same records, same CloudEvents ids) unless
+        they are known to be acknowledged, in case the earlier run died before that.
+        """
+        outputs = () if done.sent else done.outputs
+        acks = [await self.transport.send(r) for r in outputs]
+        self.stats.duplicates += 1
+        self._tracker.add(record.topic_partition, record.offset, acks, outputs)
+        if acks and route.dedup is not None:
+            self._unsent.append((route.dedup, done.key, acks))
+        log.info(
+            "app %s: %s already handled %s[%d]@%d (dedup); re-sent %d output(s)",
+            self.app.name,
+            route.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            len(outputs),
+        )
 
     @staticmethod
     async def _attempt(route: Route, message: Message, ctx: Context) -> list[Message]:
@@ -351,7 +433,7 @@ class Worker:
 
     async def _retry(
         self, route: Route, message: Message, ctx: Context, first: Exception
-    ) -> list[Message]:
+    ) -> list[OutgoingRecord]:
         """The tries after a failed first one, under the route's policy."""
 
         def on_failure(attempt_no: int, error: BaseException) -> None:
@@ -360,11 +442,56 @@ class Worker:
 
         outputs, _ = await call_with_retries(
             route.retry,
-            lambda: self._attempt(route, message, ctx),
+            lambda: self._try(route, message, ctx),
             on_failure=on_failure,
             first_error=first,
         )
         return outputs
+
+    async def _after_failure(
+        self,
+        record: Record,
+        route: Route,
+        error: BaseException,
+        attempts: int,
+        tried: RetryState | None,
+    ) -> None:
+        """A record whose tries here failed goes to its next retry tier or is dead-lettered."""
+        policy = route.retry
+        tier = policy.next_tier(error, None if tried is None else tried.tier)
+        if tier is None:
+            permanent = policy.is_permanent(error)
+            log.error(
+                "app %s: %s failed after %d attempt(s): %r",
+                self.app.name,
+                route.name,
+                attempts,
+                error,
+            )
+            original = record if tried is None else origin_record(record, tried)
+            reason = "permanent_error" if permanent else "handler_failed"
+            await self._dead_letter(
+                original, reason, error, handler=route.name, attempts=attempts, consumed=record
+            )
+            return
+        delay_s = policy.tiers_s[tier]
+        due_ms = int((self._clock().timestamp() + delay_s) * 1000)
+        topic = retry_topic(self.app.group, delay_s)
+        out = retry_record(
+            record, topic=topic, tier=tier, attempts=attempts, due_ms=due_ms, error=error
+        )
+        ack = await self.transport.send(out)
+        self.stats.delayed += 1
+        self._tracker.add(record.topic_partition, record.offset, [ack], [out])
+        log.warning(
+            "app %s: %s failed %d time(s) (%r); retrying in %gs via %s",
+            self.app.name,
+            route.name,
+            attempts,
+            error,
+            delay_s,
+            topic,
+        )
 
     async def _dead_letter(
         self,
@@ -374,7 +501,10 @@ class Worker:
         *,
         handler: str | None,
         attempts: int,
+        consumed: Record | None = None,
     ) -> None:
+        """Dead-letter ``record``; ``consumed`` is where it was read, when that differs
+        (a retry topic): its offset is the one tracked."""
         out = dead_letter(
             record,
             topic=dead_letter_topic(record.topic, self.app.dead_letter_topic),
@@ -387,7 +517,8 @@ class Worker:
         )
         ack = await self.transport.send(out)
         self.stats.dead_lettered += 1
-        self._tracker.add(record.topic_partition, record.offset, [ack], [out])
+        at = consumed or record
+        self._tracker.add(at.topic_partition, at.offset, [ack], [out])
         log.warning(
             "app %s dead-lettered %s[%d]@%d to %s: %s: %s",
             self.app.name,
@@ -410,6 +541,7 @@ class Worker:
 
     async def _commit(self, only: frozenset[TopicPartition] | None = None) -> None:
         await self._resend_failed()
+        await self._mark_sent()
         offsets = self._tracker.settled()
         if only is not None:
             offsets = {tp: o for tp, o in offsets.items() if tp in only}
@@ -418,6 +550,20 @@ class Worker:
         await self._consumer.commit(offsets)
         self._tracker.committed(offsets)
         self.stats.commits += 1
+
+    async def _mark_sent(self) -> None:
+        """Tell dedup stores which completions' outputs are all acknowledged (in order)."""
+        ready: dict[int, tuple[DedupStore[Any], list[DedupKey]]] = {}
+        unsent = self._unsent
+        while unsent and all(a.done() for a in unsent[0][2]):
+            store, key, acks = unsent.popleft()
+            if all(a.exception() is None for a in acks):  # failed ones are re-sent: unknown
+                ready.setdefault(id(store), (store, []))[1].append(key)
+        for store, keys in ready.values():
+            try:
+                await store.mark_sent(keys)
+            except BusError as exc:  # only an optimisation: a redelivery re-sends, that's all
+                log.warning("app %s: could not mark outputs sent: %s", self.app.name, exc)
 
     async def _resend_failed(self) -> None:
         for unacked in self._tracker.settle():

@@ -13,6 +13,7 @@ from bus import MemoryBroker, MemoryTransport, Transport
 from bus.config import KafkaConfig
 from bus.devbroker import DevBroker
 from bus.transports.kafka import KafkaTransport
+from tests.postgres import PostgresServer, session_server
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 _names = itertools.count()
@@ -81,3 +82,21 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
     yield c
     for client in c.clients:
         await client.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole run (tests/postgres.py): ours, or BUS_TEST_POSTGRES_DSN.
+
+    With CI=true a server that cannot start fails the tests; elsewhere they are skipped.
+    """
+    yield from session_server()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh empty database on the session's server, so no test sees another's rows."""
+    dsn = postgres_server.create_database()
+    yield dsn
+    if not postgres_server.can_restart:  # an external server outlives the run: tidy up
+        postgres_server.drop_database(dsn)
