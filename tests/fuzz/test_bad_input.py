@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bus import Delivery, OutgoingRecord, Record, TestBus, TopicSpec, WorkerSettings
+from bus.dead_letters import DROPPED_HEADER
 from bus.devbroker import DevBroker
 from bus.transports.kafka import KafkaTransport
 from tests.conftest import kafka_test_config, unique
@@ -75,6 +76,34 @@ def orjson_loads(value: bytes | None) -> dict[str, object]:
     doc = orjson.loads(value or b"{}")
     assert isinstance(doc, dict)
     return doc
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "headers", "dropped"),
+    [
+        (b"k", b"x" * 9_990, (), b"value=9990"),  # the reason headers push it over
+        (b"k", b"{}", (("x-big", b"h" * 9_900),), b"value=2 key=1 headers=9905"),
+    ],
+)
+async def test_a_record_too_large_to_dead_letter_whole_is_dead_lettered_without_it(
+    key: bytes, value: bytes, headers: tuple[tuple[str, bytes], ...], dropped: bytes
+) -> None:
+    """Found by the fuzz test's huge records: the dead letter (record + reason headers) was
+    over the size limit, the send raised, and the worker died on it at every restart."""
+    async with TestBus(fuzz_app.app, partitions=1) as bus:
+        bus.broker.max_record_bytes = 10_000
+        await bus.transport.publish(OutgoingRecord(fuzz_app.PINGS, key, value, headers))
+        ping = fuzz_app.Ping(key="k-1", n=1)
+        await bus.publish(ping)
+        await bus.drain(timeout_s=10)
+        assert bus.runner.workers[0].running
+        [dead] = bus.dead_letters(fuzz_app.PINGS)
+        [pong] = bus.records(fuzz_app.PONGS)
+    assert dead.header(DROPPED_HEADER) == dropped
+    assert dead.value is None
+    assert dead.header("bus_dlq_reason") == b"decode"
+    assert dead.header("bus_dlq_offset") == b"0"
+    assert orjson_loads(pong.value)["offset"] == 1
 
 
 # -- the broker run ---------------------------------------------------------------------
