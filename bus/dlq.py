@@ -40,9 +40,10 @@ from typing import Any
 
 import orjson
 
-from bus.dead_letters import HEADER_PREFIX
+from bus.dead_letters import DROPPED_HEADER, HEADER_PREFIX
 from bus.errors import BusError, ConfigError, TransportError
 from bus.record import OutgoingRecord, Record, TopicPartition
+from bus.retry_topics import HEADER_PREFIX as RETRY_HEADER_PREFIX
 from bus.transports.base import Delivery, Transport
 
 __all__ = [
@@ -130,6 +131,8 @@ class DeadLetter:
     type: str | None
     #: Times the record was replayed before it was dead-lettered this time.
     replays: int = 0
+    #: What was left out to fit the size limit (``value=1048000``), or None: all kept.
+    dropped: str | None = None
 
     @classmethod
     def from_record(cls, record: Record) -> DeadLetter:
@@ -156,6 +159,7 @@ class DeadLetter:
             time=_time(h("time")),
             type=_text(record.header("ce_type")),
             replays=_int(record.header(REPLAYS_HEADER)) or 0,
+            dropped=_text(record.header(DROPPED_HEADER)),
         )
 
     def has_id(self, wanted: str) -> bool:
@@ -227,15 +231,20 @@ class DeadLetterFilter:
 
 # -- replay: the pure decisions ---------------------------------------------------------
 def replay_record(d: DeadLetter, *, to: str | None = None) -> OutgoingRecord:
-    """The record a replay sends: original key, value and headers, ``bus_dlq_*`` removed
-    except ``bus_dlq_replays`` (one more than before), to ``to`` or the original topic."""
+    """The record a replay sends: original key, value and headers, ``bus_dlq_*`` (and any
+    ``bus_retry_*``) removed except ``bus_dlq_replays`` (one more than before), to ``to``
+    or the original topic: a fresh start, retries included."""
     target = to or d.original_topic
     if not target:
         raise ConfigError(
             f"dead letter {d.location} has no {HEADER_PREFIX}topic header, so its original "
             "topic is unknown; name the target with --to TOPIC"
         )
-    kept = tuple((k, v) for k, v in d.record.headers if not k.startswith(HEADER_PREFIX))
+    kept = tuple(
+        (k, v)
+        for k, v in d.record.headers
+        if not k.startswith(HEADER_PREFIX) and not k.startswith(RETRY_HEADER_PREFIX)
+    )
     headers = (*kept, (REPLAYS_HEADER, str(d.replays + 1).encode()))
     return OutgoingRecord(topic=target, key=d.record.key, value=d.record.value, headers=headers)
 
@@ -301,6 +310,16 @@ def plan_replay(
                     d,
                     f"replayed {d.replays} time(s) already (limit {max_replays}); it keeps "
                     "failing: fix the cause, or raise the limit with --max-replays N",
+                )
+            )
+            continue
+        if d.dropped is not None:
+            refused.append(
+                (
+                    d,
+                    f"the original was too large to keep in the dead letter ({d.dropped}); "
+                    f"replay it from {d.original_topic}[{_dash(d.original_partition)}]@"
+                    f"{_dash(d.original_offset)} while the topic retains it",
                 )
             )
             continue
@@ -397,6 +416,7 @@ def to_json(d: DeadLetter) -> dict[str, Any]:
         "time": None if d.time is None else d.time.isoformat().replace("+00:00", "Z"),
         "type": d.type,
         "replays": d.replays,
+        "dropped": d.dropped,
         "key": None if r.key is None else _bytes_text(r.key),
         "headers": [[k, _bytes_text(v)] for k, v in r.headers],
         "value": _value_json(r.value),
@@ -417,6 +437,7 @@ def format_detail(d: DeadLetter) -> str:
         f"from:      {d.original_topic or '-'}[{_dash(d.original_partition)}]@"
         f"{_dash(d.original_offset)}",
         f"time:      {_time_text(d.time)}",
+        *([f"dropped:   {d.dropped} (too large to keep whole)"] if d.dropped else []),
         f"key:       {'-' if r.key is None else _shown(r.key)}",
         "headers:",
         *(

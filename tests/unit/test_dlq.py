@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bus import ConfigError, MemoryBroker, MemoryTransport, OutgoingRecord, Record
-from bus.dead_letters import dead_letter
+from bus.dead_letters import DROPPED_HEADER, dead_letter, without_original
 from bus.dlq import (
     REPLAYS_HEADER,
     DeadLetter,
@@ -92,7 +92,9 @@ def test_without_ce_id_the_id_is_the_location_and_missing_headers_are_none() -> 
 
 headers_st = st.lists(
     st.tuples(
-        st.sampled_from(["ce_id", "ce_type", "content-type", "bus_dlq_reason", "x", "bus_x"]),
+        st.sampled_from(
+            ["ce_id", "ce_type", "content-type", "bus_dlq_reason", "bus_retry_tier", "x", "bus_x"]
+        ),
         st.binary(max_size=8),
     ),
     max_size=8,
@@ -107,7 +109,7 @@ def test_a_replay_keeps_key_value_and_headers_drops_reasons_and_counts_one_more(
     d = DeadLetter.from_record(in_dlq(consumed(original, value=value)))
     out = replay_record(d)
     assert (out.topic, out.key, out.value) == ("hr.events", b"k-1", value)
-    kept = [h for h in headers if not h[0].startswith("bus_dlq_")]
+    kept = [h for h in headers if not h[0].startswith(("bus_dlq_", "bus_retry_"))]
     assert list(out.headers) == [*kept, (REPLAYS_HEADER, str(replays + 1).encode())]
     assert replay_record(d, to="elsewhere").topic == "elsewhere"
 
@@ -304,3 +306,33 @@ def test_detail_shows_control_characters_as_base64_not_raw() -> None:
     assert "\x00" not in text
     assert "  x-bin: base64:G1sySg==" in text
     assert "(5 bytes, not printable text; base64)\n  AAEgaGk=" in text
+
+
+def test_a_dead_letter_too_large_to_keep_whole_says_what_it_left_out_and_is_not_replayed() -> None:
+    full = dead_letter(
+        consumed(key=b"k-1", value=b"v" * 100),
+        topic="hr.events.dlq",
+        reason="decode",
+        error=ValueError("x"),
+        app="a",
+        handler=None,
+        attempts=0,
+        now=NOW,
+    )
+    no_value = without_original(full)
+    assert (no_value.key, no_value.value) == (b"k-1", None)
+    assert no_value.headers[:-1] == full.headers
+    assert no_value.headers[-1] == (DROPPED_HEADER, b"value=100")
+    bare = without_original(full, headers_too=True)
+    assert bare.key is None
+    assert [k for k, _ in bare.headers if not k.startswith("bus_dlq_")] == []
+    assert dict(bare.headers)[DROPPED_HEADER] == b"value=100 key=3 headers=27"
+
+    d = DeadLetter.from_record(Record("hr.events.dlq", 0, 0, None, None, no_value.headers))
+    assert d.dropped == "value=100"
+    plan = plan_replay([d], max_replays=3)
+    assert plan.send == ()
+    [(_, why)] = plan.refused
+    assert "too large to keep" in why
+    assert "hr.events[2]@41" in why
+    assert "dropped:   value=100" in format_detail(d)
