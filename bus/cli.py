@@ -540,8 +540,10 @@ def _dlq_read(
         await transport.start()
         try:
             topics = await list_dead_letter_topics(transport, args.topic)
-            letters = await read_dead_letters(transport, topics, timeout_s=args.read_timeout_s)
-            return [d for d in letters if keep.matches(d)], topics
+            letters = await read_dead_letters(
+                transport, topics, keep=keep.matches, timeout_s=args.read_timeout_s
+            )
+            return letters, topics
         finally:
             await transport.stop()
 

@@ -522,10 +522,12 @@ async def read_dead_letters(
     transport: Transport,
     topics: Sequence[str],
     *,
+    keep: Callable[[DeadLetter], bool] | None = None,
     timeout_s: float = 60.0,
     quiet_s: float = 2.0,
 ) -> list[DeadLetter]:
-    """Every record of ``topics`` up to the end of each partition as first seen.
+    """Every record of ``topics`` up to the end of each partition as first seen (only
+    those ``keep`` accepts, if given: the others are not held in memory).
 
     Reads with a group-less consumer (no offsets committed, nothing changes on the
     broker). The end of a partition is its high watermark as the consumer first sees it
@@ -577,7 +579,9 @@ async def read_dead_letters(
                 for record in records:
                     if end is not None and record.offset >= end:
                         break
-                    out.append(DeadLetter.from_record(record))
+                    d = DeadLetter.from_record(record)
+                    if keep is None or keep(d):
+                        out.append(d)
                 if records:
                     next_offset[tp] = records[-1].offset + 1
     finally:

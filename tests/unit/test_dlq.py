@@ -288,6 +288,10 @@ async def test_reading_stops_at_the_end_seen_first_so_a_replay_into_a_dlq_is_not
     assert len(again) == 10
     assert sorted(d.replays for d in again) == [0] * 5 + [1] * 5
     assert await read_dead_letters(transport, []) == []
+    some = await read_dead_letters(
+        transport, topics, keep=DeadLetterFilter(ids=frozenset(["ev-3"])).matches
+    )
+    assert [(d.id, d.replays) for d in some] == [("ev-3", 0), ("ev-3", 1)]
     await transport.stop()
 
 
