@@ -510,7 +510,7 @@ def _dlq_common(parser: argparse.ArgumentParser, *, filters: bool) -> None:
         "--read-timeout-s",
         type=float,
         default=60.0,
-        help="longest wait to read the topics to their end (default 60)",
+        help="longest wait without progress while reading the topics (default 60)",
     )
     _transport_flags(parser)
 

@@ -534,6 +534,7 @@ async def read_dead_letters(
     on a fetch (on Tansu ``end_offsets()`` is wrong, see README); records appended later
     are not read. ``quiet_s`` of empty fetches after every end is known also ends the
     read (a log whose last offsets are not records, e.g. transaction markers).
+    ``timeout_s`` without progress is a :class:`~bus.errors.TransportError`.
     """
     if not topics:
         return []
@@ -564,7 +565,8 @@ async def read_dead_letters(
             if time.monotonic() > deadline:
                 missing = sorted(tp for tp in tps if tp not in ends)
                 raise TransportError(
-                    f"could not read {', '.join(topics)} to its end within {timeout_s:.0f}s "
+                    f"could not read {', '.join(topics)} to its end: no progress for "
+                    f"{timeout_s:.0f}s (--read-timeout-s) "
                     f"(partitions without a known end: {missing or 'none'}); is the broker up?"
                 )
             batches = await consumer.fetch(max_records=1000, timeout_s=0.2)
@@ -574,6 +576,7 @@ async def read_dead_letters(
                     break
                 continue
             quiet_since = time.monotonic()
+            deadline = quiet_since + timeout_s  # a deadline for progress, not for the read
             for tp, records in batches.items():
                 end = ends.get(tp)
                 for record in records:
