@@ -440,8 +440,8 @@ def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "dlq",
         help="inspect and replay dead letters",
         description="Dead letters are read from every *.dlq topic (or those named with "
-        "--topic) up to their end when the command starts. IDs are the CloudEvents id "
-        "(ce_id), else <dlq-topic>:<partition>:<offset>. Kafka only. See docs/dlq.md.",
+        "--topic) up to their end when the command starts. IDs are the CloudEvents id, "
+        "else <dlq-topic>:<partition>:<offset>. Kafka only. See docs/dlq.md.",
     )
     dlq_sub = dlq.add_subparsers(metavar="ACTION")
     listing = dlq_sub.add_parser(

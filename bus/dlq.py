@@ -40,8 +40,9 @@ from typing import Any
 
 import orjson
 
+from bus.codec import CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE, decode
 from bus.dead_letters import DROPPED_HEADER, HEADER_PREFIX
-from bus.errors import BusError, ConfigError, TransportError
+from bus.errors import BusError, ConfigError, RecordError, TransportError
 from bus.record import OutgoingRecord, Record, TopicPartition
 from bus.retry_topics import HEADER_PREFIX as RETRY_HEADER_PREFIX
 from bus.transports.base import Delivery, Transport
@@ -109,7 +110,7 @@ class DeadLetter:
         d.id, d.reason, d.error_message, d.original_topic
     """
 
-    #: ``ce_id`` when present, else ``location``.
+    #: The CloudEvents id (``ce_id``, or ``id`` of a structured-mode event), else ``location``.
     id: str
     #: ``<dlq-topic>:<partition>:<offset>``: where this dead letter is (unique).
     location: str
@@ -127,7 +128,7 @@ class DeadLetter:
     original_offset: int | None
     #: When it was dead-lettered (aware datetime).
     time: datetime | None
-    #: The CloudEvents type (``ce_type`` header), if any.
+    #: The CloudEvents type (``ce_type``, or ``type`` of a structured-mode event), if any.
     type: str | None
     #: Times the record was replayed before it was dead-lettered this time.
     replays: int = 0
@@ -142,7 +143,7 @@ class DeadLetter:
             return record.header(HEADER_PREFIX + name)
 
         location = f"{record.topic}:{record.partition}:{record.offset}"
-        ce_id = _text(record.header("ce_id"))
+        ce_id, ce_type = _event_id_and_type(record)
         return cls(
             id=ce_id or location,
             location=location,
@@ -157,7 +158,7 @@ class DeadLetter:
             original_partition=_int(h("partition")),
             original_offset=_int(h("offset")),
             time=_time(h("time")),
-            type=_text(record.header("ce_type")),
+            type=ce_type,
             replays=_int(record.header(REPLAYS_HEADER)) or 0,
             dropped=_text(record.header(DROPPED_HEADER)),
         )
@@ -165,6 +166,20 @@ class DeadLetter:
     def has_id(self, wanted: str) -> bool:
         """True if ``wanted`` is this dead letter's ID or its location."""
         return wanted in (self.id, self.location)
+
+
+def _event_id_and_type(record: Record) -> tuple[str | None, str | None]:
+    """The CloudEvents id and type: from the ``ce_*`` headers (binary mode, even when the
+    event is otherwise unreadable), else from the value (a structured-mode event)."""
+    ce_id, ce_type = _text(record.header("ce_id")), _text(record.header("ce_type"))
+    content_type = (record.header(CONTENT_TYPE_HEADER) or b"").lower()
+    if ce_id is None and content_type.startswith(STRUCTURED_CONTENT_TYPE.encode()):
+        try:
+            env = decode(record.headers, record.value)
+        except RecordError:
+            return None, ce_type
+        return env.id, env.type
+    return ce_id, ce_type
 
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")

@@ -340,3 +340,12 @@ def test_a_dead_letter_too_large_to_keep_whole_says_what_it_left_out_and_is_not_
     assert "too large to keep" in why
     assert "hr.events[2]@41" in why
     assert "dropped:   value=100" in format_detail(d)
+
+
+def test_a_structured_mode_event_is_known_by_its_id_and_type() -> None:
+    event = {"specversion": "1.0", "id": "ev-9", "source": "s", "type": "hr.hired.v1", "data": {}}
+    headers = (("content-type", b"application/cloudevents+json"),)
+    d = DeadLetter.from_record(in_dlq(consumed(headers, value=orjson.dumps(event))))
+    assert (d.id, d.type) == ("ev-9", "hr.hired.v1")
+    broken = DeadLetter.from_record(in_dlq(consumed(headers, value=b"{not json"), offset=3))
+    assert (broken.id, broken.type) == ("hr.events.dlq:0:3", None)
