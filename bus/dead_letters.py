@@ -22,6 +22,7 @@ from bus.record import OutgoingRecord, Record
 __all__ = [
     "DROPPED_HEADER",
     "HEADER_PREFIX",
+    "REASONS",
     "dead_letter",
     "dead_letter_topic",
     "reason_headers",
@@ -29,6 +30,15 @@ __all__ = [
 ]
 
 HEADER_PREFIX = "bus_dlq_"
+#: Every ``bus_dlq_reason`` the runtime writes (README, "Dead letters").
+REASONS = (
+    "decode",
+    "unknown_type",
+    "invalid",
+    "handler_failed",
+    "permanent_error",
+    "output_rejected",
+)
 #: Set on a dead letter that had to leave out parts of the original to fit the size limit.
 DROPPED_HEADER = HEADER_PREFIX + "dropped"
 _MAX_ERROR_TEXT = 2000
