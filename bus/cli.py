@@ -515,8 +515,8 @@ def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "dlq",
         help="inspect and replay dead letters",
         description="Dead letters are read from every *.dlq topic (or those named with "
-        "--topic) up to their end when the command starts. IDs are the CloudEvents id "
-        "(ce_id), else <dlq-topic>:<partition>:<offset>. Kafka only. See docs/dlq.md.",
+        "--topic) up to their end when the command starts. IDs are the CloudEvents id, "
+        "else <dlq-topic>:<partition>:<offset>. Kafka only. See docs/dlq.md.",
     )
     dlq_sub = dlq.add_subparsers(metavar="ACTION")
     listing = dlq_sub.add_parser(
@@ -585,7 +585,7 @@ def _dlq_common(parser: argparse.ArgumentParser, *, filters: bool) -> None:
         "--read-timeout-s",
         type=float,
         default=60.0,
-        help="longest wait to read the topics to their end (default 60)",
+        help="longest wait without progress while reading the topics (default 60)",
     )
     _transport_flags(parser)
 
@@ -615,8 +615,10 @@ def _dlq_read(
         await transport.start()
         try:
             topics = await list_dead_letter_topics(transport, args.topic)
-            letters = await read_dead_letters(transport, topics, timeout_s=args.read_timeout_s)
-            return [d for d in letters if keep.matches(d)], topics
+            letters = await read_dead_letters(
+                transport, topics, keep=keep.matches, timeout_s=args.read_timeout_s
+            )
+            return letters, topics
         finally:
             await transport.stop()
 

@@ -32,7 +32,7 @@ from typing import Any
 from bus.app import App
 from bus.codec import decode
 from bus.context import Context
-from bus.dead_letters import dead_letter, dead_letter_topic
+from bus.dead_letters import dead_letter, dead_letter_topic, without_original
 from bus.dedup.base import DedupEntry, DedupKey, DedupStore
 from bus.envelope import Envelope, utc_now
 from bus.errors import (
@@ -40,6 +40,7 @@ from bus.errors import (
     CommitFailedError,
     DuplicateMessageError,
     HandlerResultError,
+    MessageTooLargeError,
     RecordError,
     UnknownTypeError,
 )
@@ -584,7 +585,10 @@ class Worker:
             attempts=attempts,
             now=self._clock(),
         )
-        ack = await self.transport.send(out)
+        try:
+            ack = await self.transport.send(out)
+        except MessageTooLargeError:
+            out, ack = await self._send_smaller(out)
         self.stats.dead_lettered += 1
         if self.metrics is not None:
             labels = (self.app.name, record.topic, handler or NO_HANDLER)
@@ -602,6 +606,17 @@ class Worker:
             reason,
             error,
         )
+
+    async def _send_smaller(self, out: OutgoingRecord) -> tuple[OutgoingRecord, Delivery]:
+        """A record near the size limit plus the reason headers is over it: dead-letter it
+        without its value, then (huge headers) without key and headers, rather than let
+        the lane fail on it again on every restart."""
+        try:
+            smaller = without_original(out)
+            return smaller, await self.transport.send(smaller)
+        except MessageTooLargeError:
+            smaller = without_original(out, headers_too=True)
+            return smaller, await self.transport.send(smaller)
 
     # -- committing -----------------------------------------------------------------------
     async def _commit_loop(self) -> None:
