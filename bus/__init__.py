@@ -21,6 +21,23 @@ from bus.app import App, UnknownTypePolicy
 from bus.codec import decode, encode
 from bus.config import BusConfig
 from bus.context import Context
+from bus.dedup import (
+    DedupEntry,
+    DedupKey,
+    DedupStore,
+    DedupTransaction,
+    MemoryDedupStore,
+    PostgresDedupStore,
+    SqliteDedupStore,
+)
+from bus.dlq import (
+    DeadLetter,
+    DeadLetterFilter,
+    ReplayPlan,
+    plan_replay,
+    read_dead_letters,
+    replay_dead_letters,
+)
 from bus.envelope import Envelope, utc_now
 from bus.errors import (
     BusError,
@@ -28,24 +45,31 @@ from bus.errors import (
     ConfigError,
     DecodeError,
     DefinitionError,
+    DuplicateMessageError,
     HandlerResultError,
     MessageTooLargeError,
     PayloadInvalidError,
+    PermanentError,
     RecordError,
     RegistryError,
+    SchemaVersionError,
+    StoreError,
     TopicNotFoundError,
     TransportClosedError,
     TransportError,
     UnknownTypeError,
 )
+from bus.http import HttpServer, Readiness
 from bus.ids import new_id
 from bus.message import Command, Event, Message
+from bus.metrics import Metrics, default_metrics
 from bus.partitioning import murmur2, partition_for_key
 from bus.publisher import Publisher, envelope_for, record_for
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
 from bus.registry import Registry, default_registry
 from bus.retries import RetryPolicy
 from bus.runner import Runner
+from bus.sql import Migration, PostgresDatabase, SqliteDatabase, SqliteTransaction
 from bus.testing import TestBus
 from bus.transports.base import (
     Acked,
@@ -69,27 +93,48 @@ __all__ = [
     "ConfigError",
     "Consumer",
     "Context",
+    "DeadLetter",
+    "DeadLetterFilter",
     "DecodeError",
+    "DedupEntry",
+    "DedupKey",
+    "DedupStore",
+    "DedupTransaction",
     "DefinitionError",
     "Delivery",
+    "DuplicateMessageError",
     "Envelope",
     "Event",
     "HandlerResultError",
+    "HttpServer",
     "MemoryBroker",
+    "MemoryDedupStore",
     "MemoryTransport",
     "Message",
     "MessageTooLargeError",
+    "Metrics",
+    "Migration",
     "OutgoingRecord",
     "PayloadInvalidError",
+    "PermanentError",
+    "PostgresDatabase",
+    "PostgresDedupStore",
     "Publisher",
+    "Readiness",
     "RebalanceListener",
     "Record",
     "RecordError",
     "RecordMetadata",
     "Registry",
     "RegistryError",
+    "ReplayPlan",
     "RetryPolicy",
     "Runner",
+    "SchemaVersionError",
+    "SqliteDatabase",
+    "SqliteDedupStore",
+    "SqliteTransaction",
+    "StoreError",
     "TestBus",
     "TopicNotFoundError",
     "TopicPartition",
@@ -104,12 +149,16 @@ __all__ = [
     "WorkerSettings",
     "WorkerStats",
     "decode",
+    "default_metrics",
     "default_registry",
     "encode",
     "envelope_for",
     "murmur2",
     "new_id",
     "partition_for_key",
+    "plan_replay",
+    "read_dead_letters",
     "record_for",
+    "replay_dead_letters",
     "utc_now",
 ]

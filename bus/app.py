@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
+from bus.dedup.base import DedupStore
 from bus.errors import DefinitionError
 from bus.registry import Registry, default_registry
 from bus.retries import RetryPolicy
+from bus.retry_topics import retry_topic
 from bus.routing import HandlerFunc, Route, route_for
 from bus.transports.base import TopicSpec
 
@@ -52,6 +54,7 @@ class App:
         on_unknown_type: UnknownTypePolicy = "dead_letter",
         topics: tuple[TopicSpec, ...] = (),
         registry: Registry | None = None,
+        dedup: DedupStore[Any] | None = None,
     ) -> None:
         #: The app's name: in logs, metrics and dead-letter headers.
         self.name = name
@@ -67,6 +70,8 @@ class App:
         #: Topics the app declares (partitions, configs) for provisioning.
         self.topic_specs = topics
         self.registry = registry if registry is not None else default_registry
+        #: Dedup store of handlers that declare none (None: no deduplication).
+        self.dedup = dedup
         self._routes: dict[str, Route] = {}
         self._problems: list[str] = []
         if not _APP_NAME.match(name):
@@ -79,20 +84,43 @@ class App:
 
     @overload
     def handler(
-        self, *, retry: RetryPolicy | None = None, name: str | None = None
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        name: str | None = None,
+        dedup: DedupStore[Any] | None = None,
     ) -> Callable[[F], F]: ...
 
     def handler(
-        self, func: F | None = None, *, retry: RetryPolicy | None = None, name: str | None = None
+        self,
+        func: F | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        name: str | None = None,
+        dedup: DedupStore[Any] | None = None,
     ) -> F | Callable[[F], F]:
-        """Register ``func`` as the handler of the message type of its first parameter."""
+        """Register ``func`` as the handler of the message type of its first parameter.
+
+        ``retry`` overrides the app's policy; ``dedup`` makes the handler run once per
+        CloudEvent (``source`` + ``id``), remembered in that store (see :mod:`bus.dedup`).
+        """
 
         def register(f: F) -> F:
-            route, problems = route_for(f, retry=retry or self.retry, name=name)
+            route, problems = route_for(
+                f,
+                retry=retry or self.retry,
+                name=name,
+                dedup=dedup if dedup is not None else self.dedup,
+            )
             self._problems.extend(problems)
             if route is not None:
                 taken = self._routes.get(route.message_type.bus_type)
-                if taken is not None:
+                if any(r.name == route.name for r in self._routes.values()):
+                    self._problems.append(
+                        f"two handlers in app {self.name!r} are named {route.name!r} (metrics, "
+                        "logs and dedup keys use it): rename one or pass name=..."
+                    )
+                elif taken is not None:
                     self._problems.append(
                         f"{route.message_type.bus_type} has two handlers in app {self.name!r} "
                         f"({taken.name}, {route.name}); put one in another App to fan out"
@@ -112,9 +140,25 @@ class App:
         return self._routes.get(type_name)
 
     @property
+    def dedup_stores(self) -> tuple[DedupStore[Any], ...]:
+        """The distinct dedup stores the handlers use (opened by the runner)."""
+        stores: dict[int, DedupStore[Any]] = {}
+        for route in self._routes.values():
+            if route.dedup is not None:
+                stores.setdefault(id(route.dedup), route.dedup)
+        return tuple(stores.values())
+
+    @property
     def topics(self) -> tuple[str, ...]:
-        """Topics consumed: those of the handled types (sorted)."""
-        return tuple(sorted({r.topic for r in self._routes.values()}))
+        """Topics consumed: those of the handled types and the retry topics (sorted)."""
+        handled = {r.topic for r in self._routes.values()}
+        return tuple(sorted(handled | set(self.retry_topics)))
+
+    @property
+    def retry_topics(self) -> tuple[str, ...]:
+        """The app's retry topics, one per delay of its handlers' non-blocking tiers."""
+        delays = {d for r in self._routes.values() if not r.retry.blocking for d in r.retry.tiers_s}
+        return tuple(retry_topic(self.group, d) for d in sorted(delays))
 
     def problems(self) -> list[str]:
         """Every wiring problem found so far."""

@@ -9,30 +9,54 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 import orjson
 
 from bus.app import App
 from bus.codec import encode
 from bus.config import BusConfig, KafkaConfig
+from bus.dead_letters import REASONS
 from bus.devbroker import DevBroker
+from bus.dlq import (
+    DEFAULT_MAX_REPLAYS,
+    DeadLetter,
+    DeadLetterFilter,
+    ReplayPlan,
+    format_detail,
+    format_table,
+    list_dead_letter_topics,
+    parse_since,
+    plan_replay,
+    progress_bar,
+    read_dead_letters,
+    replay_dead_letters,
+    to_json,
+)
+from bus.envelope import utc_now
 from bus.errors import BusError, ConfigError, TransportError
+from bus.http import HttpServer, runner_readiness
 from bus.ingest import Inbound, parse_message, parse_ndjson
 from bus.logs import configure_logging
 from bus.publisher import Publisher, record_for
 from bus.registry import default_registry
 from bus.runner import Runner, install_signal_handlers
 from bus.topics import TopicPlan, desired_topics, plan
+from bus.trace import Hop, build_tree, read_hops, render
 from bus.transports.base import Transport
 from bus.transports.kafka import KafkaTransport
 from bus.transports.memory import MemoryBroker, MemoryTransport
 
 __all__ = ["main"]
+
+log = logging.getLogger("bus.cli")
 
 _MEMORY_IS_LOCAL = (
     "the memory transport lives inside one process, so publishing to it from another "
@@ -56,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutdown_deadline_s=getattr(args, "shutdown_deadline_s", None),
             log_level=getattr(args, "log_level", None),
             log_json=True if getattr(args, "log_json", False) else None,
+            http=False if getattr(args, "no_http", False) else None,
+            http_port=getattr(args, "http_port", None),
         )
         configure_logging(level=config.log_level, json=config.log_json)
         result: int = args.command(args, config)
@@ -99,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--shutdown-deadline-s", type=float, help="longest graceful shutdown (default 10)"
     )
+    run.add_argument(
+        "--http-port",
+        type=int,
+        help="port of /metrics, /healthz, /readyz (default 9400; 0 = any free port)",
+    )
+    run.add_argument("--no-http", action="store_true", help="serve no HTTP endpoints")
     run.set_defaults(command=_cmd_run)
 
     pub = sub.add_parser(
@@ -151,6 +183,24 @@ def _parser() -> argparse.ArgumentParser:
     _transport_flags(ensure)
     ensure.set_defaults(command=_cmd_topics_ensure)
 
+    trace = sub.add_parser(
+        "trace",
+        help="print the causal tree of one process's messages",
+        description="Read the topics of the given apps (and --topic) from the beginning, keep "
+        "the messages of CORRELATION_ID and print them as a tree by causation, with each "
+        "hop's type, source, position and time after its cause. Needs a shared log "
+        "(--transport kafka).",
+    )
+    trace.add_argument("correlation_id", metavar="CORRELATION_ID")
+    trace.add_argument(
+        "targets", nargs="*", metavar="MODULE[:ATTR]", help="apps whose topics to read"
+    )
+    trace.add_argument(
+        "--topic", action="append", default=[], help="another topic to read (repeatable)"
+    )
+    _transport_flags(trace)
+    trace.set_defaults(command=_cmd_trace)
+
     dev = sub.add_parser("dev", help="local development helpers")
     dev_sub = dev.add_subparsers(metavar="ACTION")
     broker = dev_sub.add_parser(
@@ -165,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     broker.add_argument("--log-level", help=argparse.SUPPRESS)
     broker.set_defaults(command=_cmd_dev_broker)
+    _dlq_parser(sub)
     return parser
 
 
@@ -234,14 +285,24 @@ def _cmd_run(args: argparse.Namespace, config: BusConfig) -> int:
             apps, partitions=kc.default_partitions, replication_factor=kc.default_replication_factor
         )
     runner = Runner(apps, transport, config.worker_settings(), ensure_topics=ensure)
-    return asyncio.run(
-        _run(
-            runner,
-            inbound,
-            exit_when_idle=args.exit_when_idle,
-            deadline_s=config.shutdown_deadline_s,
-        )
+    return asyncio.run(_serve(runner, inbound, config, exit_when_idle=args.exit_when_idle))
+
+
+async def _serve(
+    runner: Runner, inbound: list[Inbound], config: BusConfig, *, exit_when_idle: bool
+) -> int:
+    """``_run``, with the HTTP endpoints up for as long as it lasts (when enabled)."""
+    run = _run(
+        runner, inbound, exit_when_idle=exit_when_idle, deadline_s=config.shutdown_deadline_s
     )
+    if not config.http:
+        return await run
+    server = HttpServer(
+        host=config.http_host, port=config.http_port, readiness=runner_readiness(runner)
+    )
+    async with server:
+        log.info("serving /metrics /healthz /readyz on %s", server.url)
+        return await run
 
 
 async def _run(
@@ -383,6 +444,39 @@ def _cmd_topics_ensure(args: argparse.Namespace, config: BusConfig) -> int:
     return 0
 
 
+def _cmd_trace(args: argparse.Namespace, config: BusConfig) -> int:
+    apps = [app for target in args.targets for app in load_apps(target)]
+    names = {spec.name for spec in desired_topics(apps, partitions=1, replication_factor=1)}
+    names.update(args.topic)
+    if not names:
+        raise ConfigError("name the apps (MODULE[:ATTR]) or --topic to read the process from")
+    if config.transport == "memory":
+        raise ConfigError(
+            "the memory transport lives inside one process, so another process cannot read "
+            "its topics: trace a process on Kafka with '--transport kafka', or call "
+            "bus.trace.read_hops inside the process that runs the apps"
+        )
+    transport = _transport(config, args)
+
+    async def read() -> list[Hop]:
+        await transport.start()
+        try:
+            existing = await transport.describe_topics(sorted(names))
+            if not existing:
+                raise ConfigError(f"none of the topics exists: {', '.join(sorted(names))}")
+            return await read_hops(transport, sorted(existing), args.correlation_id)
+        finally:
+            await transport.stop()
+
+    hops = asyncio.run(read())
+    if not hops:
+        print(f"no message with correlation id {args.correlation_id}", file=sys.stderr)
+        return 1
+    for line in render(build_tree(hops)):
+        print(line)
+    return 0
+
+
 def _cmd_dev_broker(args: argparse.Namespace, config: BusConfig) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before the address is printed: no race
@@ -406,6 +500,214 @@ def _cmd_dev_broker(args: argparse.Namespace, config: BusConfig) -> int:
     finally:
         broker.stop()
     return 0
+
+
+# -- dlq --------------------------------------------------------------------------------
+_DLQ_MEMORY_IS_LOCAL = (
+    "the memory transport lives inside one process, so another process cannot read its "
+    "dead letters. Use '--transport kafka' against a broker, or, in the process that runs "
+    "the apps, bus.dlq.read_dead_letters(transport, topics)"
+)
+
+
+def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dlq = sub.add_parser(
+        "dlq",
+        help="inspect and replay dead letters",
+        description="Dead letters are read from every *.dlq topic (or those named with "
+        "--topic) up to their end when the command starts. IDs are the CloudEvents id, "
+        "else <dlq-topic>:<partition>:<offset>. Kafka only. See docs/dlq.md.",
+    )
+    dlq_sub = dlq.add_subparsers(metavar="ACTION")
+    listing = dlq_sub.add_parser(
+        "list", help="a table of dead letters", description="List dead letters (filters AND)."
+    )
+    _dlq_common(listing, filters=True)
+    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    listing.set_defaults(command=_cmd_dlq_list)
+
+    show = dlq_sub.add_parser(
+        "show",
+        help="one dead letter: headers, error, payload",
+        description="Show every dead letter with this ID (a replayed event that failed again "
+        "has several copies) or location.",
+    )
+    show.add_argument("id", metavar="ID", help="ce_id, or <dlq-topic>:<partition>:<offset>")
+    _dlq_common(show, filters=False)
+    show.add_argument("--json", action="store_true", help="a JSON array instead of text")
+    show.set_defaults(command=_cmd_dlq_show)
+
+    replay = dlq_sub.add_parser(
+        "replay",
+        help="send dead letters back to their topic",
+        description="Send the original key, value and headers (bus_dlq_* removed, "
+        "bus_dlq_replays incremented) to the original topic or --to. Only the newest copy "
+        "of each ID is sent; one replayed --max-replays times already is refused.",
+    )
+    replay.add_argument("ids", nargs="*", metavar="ID", help="IDs or locations to replay")
+    _dlq_common(replay, filters=True)
+    replay.add_argument("--all", action="store_true", help="replay every dead letter read")
+    replay.add_argument("--to", metavar="TOPIC", help="send here instead of the original topic")
+    replay.add_argument(
+        "--max-replays",
+        type=int,
+        default=DEFAULT_MAX_REPLAYS,
+        help=f"refuse records replayed this often already (default {DEFAULT_MAX_REPLAYS})",
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="print what would be replayed; send nothing"
+    )
+    replay.set_defaults(command=_cmd_dlq_replay)
+
+
+def _dlq_common(parser: argparse.ArgumentParser, *, filters: bool) -> None:
+    parser.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        metavar="TOPIC",
+        help="dead-letter topic to read, or the topic whose TOPIC.dlq to read (repeatable; "
+        "default: every *.dlq topic)",
+    )
+    if filters:
+        parser.add_argument("--type", help="CloudEvents type, a pattern (hr.*)")
+        parser.add_argument("--handler", help="handler that failed, a pattern")
+        parser.add_argument("--error", help="text in the error type or message (any case)")
+        parser.add_argument(
+            "--reason",
+            choices=REASONS,
+        )
+        parser.add_argument(
+            "--original-topic", help="topic the record was consumed from, a pattern"
+        )
+        parser.add_argument("--since", help="RFC 3339 time, or a duration back: 30m, 2h, 7d")
+    parser.add_argument(
+        "--read-timeout-s",
+        type=float,
+        default=60.0,
+        help="longest wait without progress while reading the topics (default 60)",
+    )
+    _transport_flags(parser)
+
+
+def _dlq_filter(args: argparse.Namespace, ids: Sequence[str] = ()) -> DeadLetterFilter:
+    since = getattr(args, "since", None)
+    return DeadLetterFilter(
+        topic=getattr(args, "original_topic", None),
+        type=getattr(args, "type", None),
+        handler=getattr(args, "handler", None),
+        error=getattr(args, "error", None),
+        reason=getattr(args, "reason", None),
+        since=None if since is None else parse_since(since, utc_now()),
+        ids=frozenset(ids),
+    )
+
+
+def _dlq_read(
+    args: argparse.Namespace, config: BusConfig, keep: DeadLetterFilter
+) -> tuple[list[DeadLetter], list[str]]:
+    """(matching dead letters, topics read)."""
+    if config.transport == "memory":
+        raise ConfigError(_DLQ_MEMORY_IS_LOCAL)
+    transport = _transport(config, args)
+
+    async def read() -> tuple[list[DeadLetter], list[str]]:
+        await transport.start()
+        try:
+            topics = await list_dead_letter_topics(transport, args.topic)
+            letters = await read_dead_letters(
+                transport, topics, keep=keep.matches, timeout_s=args.read_timeout_s
+            )
+            return letters, topics
+        finally:
+            await transport.stop()
+
+    return asyncio.run(read())
+
+
+def _cmd_dlq_list(args: argparse.Namespace, config: BusConfig) -> int:
+    letters, topics = _dlq_read(args, config, _dlq_filter(args))
+    if args.json:
+        print(orjson.dumps([to_json(d) for d in letters]).decode())
+        return 0
+    if letters:
+        print(format_table(letters))
+    print(f"{len(letters)} dead letter(s) in {len(topics)} topic(s)", file=sys.stderr)
+    return 0
+
+
+def _cmd_dlq_show(args: argparse.Namespace, config: BusConfig) -> int:
+    letters, topics = _dlq_read(args, config, DeadLetterFilter(ids=frozenset([args.id])))
+    if not letters:
+        raise ConfigError(
+            f"no dead letter has ID {args.id!r} in {', '.join(topics) or 'any *.dlq topic'} "
+            "(IDs are listed by 'bus dlq list')"
+        )
+    if args.json:
+        print(orjson.dumps([to_json(d) for d in letters], option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print("\n\n".join(format_detail(d) for d in letters))
+    return 0
+
+
+def _cmd_dlq_replay(args: argparse.Namespace, config: BusConfig) -> int:
+    keep = _dlq_filter(args, args.ids)
+    if keep == DeadLetterFilter() and not args.all:
+        raise ConfigError(
+            "replay needs IDs or a filter (--type, --handler, --error, --reason, --since, "
+            "--original-topic), or --all to replay every dead letter read"
+        )
+    if args.max_replays < 1:
+        raise ConfigError("--max-replays must be at least 1")
+    letters, _ = _dlq_read(args, config, keep)
+    missing = sorted(set(args.ids) - {i for d in letters for i in (d.id, d.location)})
+    if missing:
+        raise ConfigError(f"no dead letter has ID(s) {', '.join(missing)}; nothing was replayed")
+    todo = plan_replay(letters, max_replays=args.max_replays, to=args.to)
+    for d, why in todo.refused:
+        print(f"refused  {d.id}: {why}")
+    if args.dry_run:
+        for d, record in todo.send:
+            print(f"would replay  {d.id} ({d.location}) -> {record.topic} (replay {d.replays + 1})")
+        print(f"dry run: {len(todo.send)} to replay, {len(todo.refused)} refused")
+        return 1 if todo.refused else 0
+    sent = asyncio.run(_dlq_send(args, config, todo))
+    print(f"replayed {sent} dead letter(s); refused {len(todo.refused)}")
+    return 1 if todo.refused else 0
+
+
+async def _dlq_send(args: argparse.Namespace, config: BusConfig, todo: ReplayPlan) -> int:
+    transport = _transport(config, args)
+    bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() and len(todo.send) > 1 else None
+    await transport.start()
+    try:
+        return await replay_dead_letters(
+            transport, todo, on_progress=None if bar is None else bar.update
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+        await transport.stop()
+
+
+class _ProgressBar:
+    """A one-line bar on a terminal, redrawn at most ten times a second."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.last = 0.0
+
+    def update(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < 0.1:
+            return
+        self.last = now
+        self.stream.write("\r" + progress_bar(done, total))
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
@@ -209,11 +210,12 @@ def _constant_header(name: str, value: str) -> tuple[str, bytes]:
 
 def decode(headers: Headers, value: bytes | None) -> Envelope:
     """The envelope in a record, binary or structured mode; :class:`DecodeError` if none."""
-    named = dict(headers)  # C-level; a repeated header keeps its last value, as before
+    named = dict(headers)  # C-level
     get = named.get
     id_, source, type_, spec = get("ce_id"), get("ce_source"), get("ce_type"), get("ce_specversion")
-    if not (id_ and source and type_) or spec != b"1.0":
-        return _decode_slowly(headers, value)  # structured mode, odd casing, errors
+    if not (id_ and source and type_) or spec != b"1.0" or len(named) < len(headers):
+        # structured mode, odd casing, errors, or a repeated header (checked there)
+        return _decode_slowly(headers, value)
     optional = (
         get("ce_time"),
         get("ce_subject"),
@@ -267,8 +269,13 @@ def _decode_with_extensions(
         raw_type = get(CONTENT_TYPE_HEADER)
         content_type = None if raw_type is None else raw_type.decode()
         for name, raw in named.items():
-            if name.startswith(_PREFIX) and name[3:] not in attrs:
-                attrs[name[3:]] = raw.decode()
+            if name.startswith(_PREFIX):
+                if name[3:] not in attrs:
+                    attrs[name[3:]] = raw.decode()
+            elif name[:3].lower() == _PREFIX or (
+                name != CONTENT_TYPE_HEADER and name.lower() == CONTENT_TYPE_HEADER
+            ):
+                return _decode_slowly(headers, value)  # odd casing: read case-insensitively
     except UnicodeDecodeError:
         return _decode_slowly(headers, value)  # raises, naming the header
     return _from_attributes(attrs, content_type, value or b"")
@@ -283,14 +290,25 @@ def _decode_slowly(headers: Headers, value: bytes | None) -> Envelope:
         for name, raw in headers:
             lower = name.lower()
             if lower.startswith(_PREFIX):
+                if lower[3:] in attrs:
+                    raise _repeated(name)
                 attrs[lower[3:]] = raw.decode()
             elif lower == CONTENT_TYPE_HEADER:
+                if content_type is not None:
+                    raise _repeated(name)
                 content_type = raw.decode()
     except UnicodeDecodeError as exc:
         raise DecodeError(f"header {name!r} is not UTF-8") from exc
     if not attrs and content_type and content_type.lower().startswith("application/cloudevents"):
         return _decode_structured(content_type, value)
     return _from_attributes(attrs, content_type, value or b"")
+
+
+def _repeated(name: str) -> DecodeError:
+    # the Kafka binding maps each attribute to one header: a second one is ambiguous
+    return DecodeError(
+        f"header {name!r} appears more than once; a CloudEvent attribute has one value"
+    )
 
 
 def _from_attributes(attrs: dict[str, str], content_type: str | None, data: bytes) -> Envelope:
@@ -337,6 +355,10 @@ def _decode_structured(content_type: str, value: bytes | None) -> Envelope:
     if not isinstance(event, dict):
         raise DecodeError("structured CloudEvent must be a JSON object")
     data_content_type = event.pop("datacontenttype", None)
+    if data_content_type is not None and not isinstance(data_content_type, str):
+        raise DecodeError("structured CloudEvent attribute 'datacontenttype' must be a string")
+    if event.get("data") is not None and event.get("data_base64") is not None:
+        raise DecodeError("structured CloudEvent has both data and data_base64 (JSON format 3.1)")
     data = _structured_data(
         event.pop("data", None), event.pop("data_base64", None), data_content_type
     )
@@ -365,9 +387,19 @@ def _is_json(content_type: Any) -> bool:
     return media == "application/json" or media.endswith("+json") or media.startswith("text/json")
 
 
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
+
+
 def _attribute_text(name: str, value: Any) -> str:
+    if not _ATTRIBUTE_NAME.fullmatch(name):
+        raise DecodeError(
+            f"structured CloudEvent attribute name {name[:100]!r} is invalid "
+            "(lower-case letters and digits only)"
+        )
     if isinstance(value, str):
         return value
+    if name in _KNOWN:  # the spec's attributes are strings (URI, timestamp); only extensions
+        raise DecodeError(f"structured CloudEvent attribute {name!r} must be a string")
     if isinstance(value, bool | int):
         return str(value).lower() if isinstance(value, bool) else str(value)
     raise DecodeError(f"structured CloudEvent attribute {name!r} must be a string or number")

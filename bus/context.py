@@ -6,7 +6,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from bus.dedup.base import DedupTransaction
 from bus.envelope import Envelope
+from bus.errors import ConfigError
 from bus.message import Message
 from bus.record import Record
 
@@ -31,6 +33,10 @@ class Context:
     emits nothing. Emitted messages keep the handled message's correlation id and get
     its id as their causation id.
 
+    A handler declared with ``dedup=store`` runs inside a transaction of that store:
+    ``ctx.transaction`` gives it, and an effect written through its connection commits
+    together with the dedup record (or not at all), so a crash cannot double it.
+
     Example::
 
         @app.handler
@@ -39,7 +45,7 @@ class Context:
             ctx.publish(AccountCreated(employee_id=event.employee_id, login="ada"))
     """
 
-    __slots__ = ("_logger", "_outbox", "app", "envelope", "handler", "record")
+    __slots__ = ("_logger", "_outbox", "_transaction", "app", "envelope", "handler", "record")
 
     def __init__(self, envelope: Envelope, record: Record, *, app: str, handler: str) -> None:
         self.envelope = envelope
@@ -48,6 +54,26 @@ class Context:
         self.handler = handler
         self._outbox: list[Message] = []
         self._logger: MessageLogger | None = None
+        self._transaction: DedupTransaction[Any] | None = None
+
+    @property
+    def transaction(self) -> DedupTransaction[Any]:
+        """The dedup store's transaction this try runs in (handlers with ``dedup=`` only).
+
+        Example (SQLite store; the effect and the dedup record commit together)::
+
+            await ctx.transaction.run(lambda db: db.execute("INSERT INTO payroll ..."))
+        """
+        if self._transaction is None:
+            raise ConfigError(
+                f"handler {self.handler} has no dedup store: declare it with "
+                "@app.handler(dedup=store) to write effects in the dedup transaction"
+            )
+        return self._transaction
+
+    def use_transaction(self, transaction: DedupTransaction[Any] | None) -> None:
+        """Set the transaction of the current try (used by the runtime)."""
+        self._transaction = transaction
 
     @property
     def correlation_id(self) -> str:

@@ -9,6 +9,7 @@ pydantic, sqlite) are translated once, where they enter, with ``raise ... from e
     │   ├── DefinitionError      an App or saga definition is invalid (lists every problem)
     │   └── HandlerResultError   a handler returned something that is not a message
     ├── RegistryError            a message type name is registered twice
+    ├── PermanentError           raised by a handler: trying again cannot help (no retries)
     ├── RecordError              a consumed record cannot become a typed message
     │   ├── DecodeError          not a CloudEvent (headers/value unreadable)
     │   ├── UnknownTypeError     a CloudEvent whose type no model is registered for
@@ -17,7 +18,11 @@ pydantic, sqlite) are translated once, where they enter, with ``raise ... from e
     │   ├── TopicNotFoundError   the topic does not exist and is not auto-created
     │   ├── CommitFailedError    the partition was revoked: another member owns it now
     │   └── MessageTooLargeError the record is above the configured size limit (permanent)
-    └── TransportClosedError     the transport or consumer was used after stop()
+    ├── TransportClosedError     the transport or consumer was used after stop()
+    ├── StoreError               a database (SQLite, PostgreSQL) failed (retryable)
+    │   └── SchemaVersionError   the database schema is newer than this code (permanent)
+    └── DuplicateMessageError    the handler already completed this message (proof: the
+                                 dedup store's unique key); acknowledge, do not run it again
 
 Example::
 
@@ -36,11 +41,15 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "DefinitionError",
+    "DuplicateMessageError",
     "HandlerResultError",
     "MessageTooLargeError",
     "PayloadInvalidError",
+    "PermanentError",
     "RecordError",
     "RegistryError",
+    "SchemaVersionError",
+    "StoreError",
     "TopicNotFoundError",
     "TransportClosedError",
     "TransportError",
@@ -74,6 +83,17 @@ class HandlerResultError(ConfigError):
 
 class RegistryError(BusError):
     """Two different message classes claim the same type name."""
+
+
+class PermanentError(BusError):
+    """Raise it from a handler when trying again cannot help: the record is dead-lettered
+    at once with reason ``permanent_error``.
+
+    Example::
+
+        if employee.country not in SUPPORTED:
+            raise PermanentError(f"no payroll provider for {employee.country}")
+    """
 
 
 class RecordError(BusError):
@@ -133,3 +153,37 @@ class MessageTooLargeError(TransportError):
 
 class TransportClosedError(BusError):
     """The transport or consumer was used after it was stopped."""
+
+
+class StoreError(BusError):
+    """A database behind a store failed (unreachable, locked too long); usually worth retrying."""
+
+    retryable = True
+
+
+class SchemaVersionError(StoreError):
+    """The database was migrated by a newer version of the code than this one.
+
+    Running older code on a newer schema could write rows the newer code misreads: deploy
+    the newer version everywhere (or restore the database) instead of retrying.
+    """
+
+    retryable = False
+
+
+class DuplicateMessageError(BusError):
+    """A handler already completed this message: the dedup store holds its key.
+
+    Raised when recording a completion whose key is already recorded, and by a dedup
+    transaction (on entry, or when it commits) if another consumer - a zombie still working
+    on a partition that was rebalanced away - completed the same message first; that
+    transaction is rolled back, so its effect is gone. Not retryable: the right outcome is
+    to acknowledge the record (re-sending the recorded outputs), not to run the handler again.
+    ``key`` is the ``DedupKey`` (handler, source, id).
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, key: tuple[str, str, str] | None = None) -> None:
+        super().__init__(message)
+        self.key = key

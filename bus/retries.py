@@ -1,12 +1,27 @@
 """How often a failing handler is tried again, and how long to wait between tries.
 
-The decision is pure (:meth:`RetryPolicy.should_retry`, :meth:`RetryPolicy.delay_s`);
-:func:`call_with_retries` is the thin async shell, on tenacity. A handler's first try is
-a plain call: the retry machinery costs nothing until something fails.
+Two kinds of retry, declared together on one :class:`RetryPolicy`:
+
+immediate
+    ``max_attempts`` tries in the process, with short exponential backoff and jitter.
+    The partition waits meanwhile, so order per key is kept.
+delayed
+    then one more try after each delay in ``tiers_s`` (say 10 s, 1 min, 10 min). By
+    default the record is re-published to a retry topic per tier and re-consumed when
+    due (:mod:`bus.retry_topics`), so one slow failure does not hold up its partition;
+    later records of the same key may then be handled before it. ``blocking=True`` waits
+    in the process instead, keeping per-key order at the cost of a stalled partition.
+
+An error is retried when it is an instance of ``retry_on`` and not of ``permanent``
+(nor a :class:`~bus.errors.BusError` with ``retryable=False``, such as
+:class:`~bus.errors.PermanentError`). The decisions are pure
+(:meth:`RetryPolicy.should_retry`, :meth:`RetryPolicy.wait_s`); :func:`call_with_retries`
+is the thin async shell, on tenacity. A handler's first try is a plain call: the retry
+machinery costs nothing until something fails.
 
 Example::
 
-    policy = RetryPolicy(max_attempts=5, initial_delay_s=0.2, permanent=(ValueError,))
+    policy = RetryPolicy(max_attempts=3, tiers_s=(10, 60, 600), permanent=(ValueError,))
 """
 
 from __future__ import annotations
@@ -43,6 +58,13 @@ class RetryPolicy:
     jitter_s: float = 0.05
     #: Exception types that are never retried (a bus error with ``retryable=False`` neither).
     permanent: tuple[type[BaseException], ...] = ()
+    #: Exception types that are retried (default: every exception not permanent).
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    #: Delayed tries after the immediate ones: one more try after each of these seconds.
+    tiers_s: tuple[float, ...] = ()
+    #: Wait for the delayed tries in the process (keeps per-key order, stalls the
+    #: partition) instead of through retry topics.
+    blocking: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -53,18 +75,53 @@ class RetryPolicy:
             problems.append("delays must be finite and not negative")
         if self.multiplier < 1:
             problems.append("multiplier must be at least 1")
+        if not all(0 < t < math.inf for t in self.tiers_s):
+            problems.append("tiers_s must be positive, finite seconds, e.g. (10, 60, 600)")
+        if list(self.tiers_s) != sorted(set(self.tiers_s)):
+            problems.append("tiers_s must be increasing and without repeats (one topic per tier)")
+        if not self.retry_on:
+            problems.append("retry_on must name at least one exception type (use max_attempts=1)")
         if problems:
             raise ConfigError("RetryPolicy: " + "; ".join(problems))
 
     def is_permanent(self, error: BaseException) -> bool:
         """True when trying again cannot help."""
-        if isinstance(error, self.permanent):
+        if isinstance(error, self.permanent) or not isinstance(error, self.retry_on):
             return True
         return isinstance(error, BusError) and not error.retryable
 
+    @property
+    def in_process_attempts(self) -> int:
+        """Tries made in the process: the immediate ones, plus the tiers when blocking."""
+        return self.max_attempts + (len(self.tiers_s) if self.blocking else 0)
+
+    @property
+    def total_attempts(self) -> int:
+        """Every try a record gets before it is dead-lettered."""
+        return self.max_attempts + len(self.tiers_s)
+
     def should_retry(self, error: BaseException, attempt: int) -> bool:
-        """Whether to try again after try number ``attempt`` (1-based) failed with ``error``."""
-        return attempt < self.max_attempts and not self.is_permanent(error)
+        """Whether to try again in the process after try ``attempt`` (1-based) failed."""
+        return attempt < self.in_process_attempts and not self.is_permanent(error)
+
+    def next_tier(self, error: BaseException, tier: int | None) -> int | None:
+        """The retry-topic tier for a record whose in-process tries all failed, or None.
+
+        ``tier`` is the tier the record came from (None: its original topic). None means
+        the record is done trying: dead-letter it.
+        """
+        if self.blocking or self.is_permanent(error):
+            return None
+        following = 0 if tier is None else tier + 1
+        return following if following < len(self.tiers_s) else None
+
+    def wait_s(self, attempt: int, random_fraction: float) -> float:
+        """Seconds to wait in the process after try ``attempt`` failed (tiers included)."""
+        tier = attempt - self.max_attempts
+        if tier >= 0 and self.blocking and self.tiers_s:
+            # tenacity also asks for the wait after the very last try: clamp to the last tier
+            return self.tiers_s[min(tier, len(self.tiers_s) - 1)]
+        return self.delay_s(attempt, random_fraction)
 
     def delay_s(self, attempt: int, random_fraction: float) -> float:
         """Seconds to wait after try ``attempt`` failed; ``random_fraction`` in [0, 1)."""
@@ -114,15 +171,15 @@ async def call_with_retries(
                 on_failure(state.attempt_number + 1, error)
 
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.max_attempts - 1),
-        wait=lambda state: policy.delay_s(state.attempt_number + 1, random.random()),
+        stop=stop_after_attempt(policy.in_process_attempts - 1),
+        wait=lambda state: policy.wait_s(state.attempt_number + 1, random.random()),
         retry=retry_if_exception(lambda e: not policy.is_permanent(e)),
         before_sleep=notify,
         sleep=sleep,
         reraise=True,
     )
     attempts = 1
-    await sleep(policy.delay_s(1, random.random()))
+    await sleep(policy.wait_s(1, random.random()))
     try:
         async for attempt in retrying:
             with attempt:

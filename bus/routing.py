@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Union
 
+from bus.dedup.base import DedupStore
 from bus.message import Message
 from bus.retries import RetryPolicy
 
@@ -42,6 +43,8 @@ class Route:
     #: Whether the handler takes a second parameter (the Context).
     wants_context: bool
     retry: RetryPolicy
+    #: Where completions are remembered, when the handler runs once per CloudEvent.
+    dedup: DedupStore[Any] | None = None
 
     @property
     def topic(self) -> str:
@@ -49,10 +52,16 @@ class Route:
 
 
 def route_for(
-    func: HandlerFunc, *, retry: RetryPolicy, name: str | None = None
+    func: HandlerFunc,
+    *,
+    retry: RetryPolicy,
+    name: str | None = None,
+    dedup: DedupStore[Any] | None = None,
 ) -> tuple[Route | None, list[str]]:
     """The route ``func`` declares, or None with the problems that prevent it."""
-    label: str = name or str(getattr(func, "__qualname__", func))
+    # The function's own name, not its qualname: it labels metrics, logs and dedup keys,
+    # and "build_app.<locals>.create_account" says nothing more. App checks uniqueness.
+    label: str = name or str(getattr(func, "__name__", func))
     problems: list[str] = []
     if not inspect.iscoroutinefunction(func):
         problems.append(f"handler {label} must be 'async def'")
@@ -85,6 +94,7 @@ def route_for(
         emits=emits,
         wants_context=len(params) == 2,
         retry=retry,
+        dedup=dedup,
     )
     return route, []
 

@@ -1,7 +1,7 @@
 """Which topics apps need, and what to do about the ones that exist (pure).
 
 An app needs the topics it consumes, the topics its handlers emit to (from their return
-annotations), and a dead-letter topic per consumed topic. A :class:`TopicSpec` the app
+annotations), a dead-letter topic per consumed topic, and its retry topics. A :class:`TopicSpec` the app
 declares wins over the defaults. :func:`plan` compares that with what the broker has:
 missing topics are created; differences in partitions, replication or configs are
 reported, never changed (repartitioning moves keys to other partitions, and not every
@@ -44,6 +44,7 @@ def desired_topics(
     declared = {spec.name: spec for app in apps for spec in app.topic_specs}
     names: set[str] = set(declared)
     for app in apps:
+        names.update(app.retry_topics)
         for route in app.routes.values():
             names.add(route.topic)
             names.add(dead_letter_topic(route.topic, app.dead_letter_topic))

@@ -23,29 +23,35 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from bus.app import App
 from bus.codec import decode
 from bus.context import Context
-from bus.dead_letters import dead_letter, dead_letter_topic
+from bus.dead_letters import dead_letter, dead_letter_topic, without_original
+from bus.dedup.base import DedupEntry, DedupKey, DedupStore
 from bus.envelope import Envelope, utc_now
 from bus.errors import (
     BusError,
     CommitFailedError,
+    DuplicateMessageError,
     HandlerResultError,
+    MessageTooLargeError,
     RecordError,
     UnknownTypeError,
 )
 from bus.ids import new_id
 from bus.message import Message
+from bus.metrics import NO_HANDLER, HandlerStats, Metrics, default_metrics
 from bus.offsets import OffsetTracker
 from bus.publisher import emitted_record
 from bus.record import OutgoingRecord, Record, TopicPartition
 from bus.retries import RetriesExhaustedError, call_with_retries
+from bus.retry_topics import RetryState, origin_record, retry_record, retry_state, retry_topic
 from bus.routing import Route
 from bus.transports.base import Consumer, Delivery, Transport
 from bus.types import OffsetReset
@@ -73,15 +79,21 @@ class WorkerSettings:
     shutdown_deadline_s: float = 10.0
     #: Where a group with no committed offset starts.
     offset_reset: OffsetReset = "earliest"
+    #: Record Prometheus metrics (bus.metrics); off only to measure what they cost.
+    metrics: bool = True
 
 
 @dataclass(slots=True)
 class WorkerStats:
-    """Counters since start: ``handled + dead_lettered + skipped`` = records finished."""
+    """Counters since start: ``handled + dead_lettered + skipped + delayed`` = records finished."""
 
     handled: int = 0
     emitted: int = 0
     dead_lettered: int = 0
+    #: Records sent to a retry topic (each comes back as a record of that topic).
+    delayed: int = 0
+    #: Records whose handler had completed them already (dedup): not run again.
+    duplicates: int = 0
     skipped: int = 0
     retries: int = 0
     commits: int = 0
@@ -89,10 +101,12 @@ class WorkerStats:
 
 
 class _Lane:
-    __slots__ = ("buffer", "closing", "paused", "task", "tp", "wake")
+    __slots__ = ("buffer", "closing", "paused", "retry", "task", "tp", "wake")
 
-    def __init__(self, tp: TopicPartition) -> None:
+    def __init__(self, tp: TopicPartition, *, retry: bool) -> None:
         self.tp = tp
+        #: A retry-topic partition: records are taken one at a time, when due.
+        self.retry = retry
         self.buffer: deque[Record] = deque()
         self.wake = asyncio.Event()
         self.closing = False
@@ -117,6 +131,7 @@ class Worker:
         *,
         clock: Callable[[], datetime] = utc_now,
         ids: Callable[[], str] = new_id,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self.transport = transport
@@ -127,11 +142,20 @@ class Worker:
         self._tracker = OffsetTracker()
         self._route = app.route
         self._lanes: dict[TopicPartition, _Lane] = {}
+        self._retry_topics = frozenset(app.retry_topics)
+        #: Completions whose outputs are in flight: marked sent once all are acknowledged.
+        self._unsent: deque[tuple[DedupStore[Any], DedupKey, list[Delivery]]] = deque()
+        #: The keys in ``_unsent``: outputs this worker sent and tracks until acknowledged.
+        self._unsent_keys: Counter[DedupKey] = Counter()
         self._slots = asyncio.Semaphore(self.settings.max_concurrency)
         self._consumer: Consumer | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._last_fetch_empty = False
         self.running = False
+        #: Where this worker's metrics go (None: not recorded); default: the process's.
+        self.metrics = (metrics or default_metrics()) if self.settings.metrics else None
+        #: Handler name -> its metric counters, bound on first use.
+        self._route_stats: dict[str, HandlerStats] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -144,6 +168,18 @@ class Worker:
             listener=self,
         )
         self._consumer = consumer
+        if self.metrics is not None:
+            self.metrics.expect(
+                self.app.name, ((r.topic, r.name) for r in self.app.routes.values())
+            )
+            self.metrics.watch(self)
+        try:
+            await self._run(consumer, stop)
+        finally:
+            if self.metrics is not None:
+                self.metrics.unwatch(self)
+
+    async def _run(self, consumer: Consumer, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             await consumer.start()
@@ -222,11 +258,33 @@ class Worker:
             and self._tracker.in_flight() == 0
         )
 
+    # -- what bus.metrics reads at scrape time (WorkerView) -------------------------------
+    @property
+    def app_name(self) -> str:
+        return self.app.name
+
+    def in_flight(self) -> int:
+        """Records fetched and not settled yet (buffered, being handled, or unacknowledged)."""
+        return sum(len(lane.buffer) for lane in self._lanes.values()) + self._tracker.in_flight()
+
+    def end_offsets(self) -> dict[TopicPartition, int | None]:
+        """Owned partitions and their end offsets as last seen."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        return {tp: consumer.highwater(tp) for tp in self._lanes}
+
+    def _bind_stats(self, route: Route) -> HandlerStats:
+        assert self.metrics is not None
+        stats = self.metrics.handler_stats(self.app.name, route.topic, route.name)
+        self._route_stats[route.name] = stats
+        return stats
+
     # -- rebalance listener ---------------------------------------------------------------
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         assert self._tg is not None
         for tp in assigned:
-            lane = _Lane(tp)
+            lane = _Lane(tp, retry=tp.topic in self._retry_topics)
             lane.task = self._tg.create_task(
                 self._lane_loop(lane), name=f"{self.app.name}-{tp.topic}-{tp.partition}"
             )
@@ -262,16 +320,19 @@ class Worker:
     # -- per-partition lanes --------------------------------------------------------------
     async def _lane_loop(self, lane: _Lane) -> None:
         s = self.settings
+        limit = 1 if lane.retry else s.fetch_max_records
         while True:
             while not lane.buffer:
                 if lane.closing:
                     return
                 lane.wake.clear()
                 await lane.wake.wait()
+            if lane.retry and not await self._wait_until_due(lane):
+                continue
             async with self._slots:
                 buffer, tp, process = lane.buffer, lane.tp, self._process
-                done, most = 0, s.fetch_max_records
-                while buffer and done < most:  # a stop empties the buffer meanwhile
+                done = 0
+                while buffer and done < limit:  # a stop empties the buffer meanwhile
                     await process(buffer.popleft(), tp)
                     done += 1
             self._tracker.settle(lane.tp)  # release what is acknowledged already
@@ -281,41 +342,126 @@ class Worker:
                     self._consumer.resume([lane.tp])
             await asyncio.sleep(0)  # let other lanes and the fetch loop run
 
-    async def _process(self, record: Record, tp: TopicPartition) -> None:
-        """Handle one record to an explicit outcome: handled, skipped or dead-lettered.
+    async def _wait_until_due(self, lane: _Lane) -> bool:
+        """Wait until the head record of a retry lane is due; False if the lane changed."""
+        state = retry_state(lane.buffer[0])
+        if state is None:
+            return True  # not written by bus: handled as a first try
+        wait_s = state.due_ms / 1000 - self._clock().timestamp()
+        if wait_s <= 0:
+            return True
+        lane.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lane.wake.wait(), wait_s)  # woken early by closing
+        return False
 
-        The happy path is one coroutine: decode, validate, one plain call of the handler,
-        encode, send. A Context is made only for a handler that takes one, or when a first
-        try failed (its logger names the message); the slow paths live in their own methods.
+    async def _process(self, record: Record, tp: TopicPartition) -> None:
+        """Handle one record to an explicit outcome: handled, skipped, delayed or dead-lettered.
+
+        A handler without ctx and without dedup (the common case) runs in this coroutine:
+        no Context (made only if a first try fails, for the retries and their logs), no
+        transaction, one plain call.
         """
         try:
             env = decode(record.headers, record.value)
             route = self._route(env.type)
             if route is None:
-                self._skip_or_raise(env, tp, record.offset)
+                self._skip_or_raise(record, tp, env)
                 return
             message = route.message_type.from_json(env.data)
         except RecordError as exc:
             await self._dead_letter(record, exc.reason, exc, handler=None, attempts=0)
             return
-        if route.wants_context:
-            outputs = await self._handle_with_context(record, env, route, message)
-        else:
-            try:
-                outputs = _as_messages(await route.handler(message), route.name)
-            except Exception as first:
-                outputs = await self._after_failure(record, env, route, message, first, None)
-        if outputs is None:
-            return  # dead-lettered
-        source, ids = self.app.source, self._ids
-        now = self._clock()
-        records: list[OutgoingRecord] = []
+        if route.dedup is not None or route.wants_context:
+            await self._handle(record, tp, env, route, message)
+            return
+        started = time.perf_counter()
+        try:
+            records = self._records(_as_messages(await route.handler(message), route.name), env)
+        except Exception as first:
+            ctx = Context(env, record, app=self.app.name, handler=route.name)
+            failed = await self._after_first_try(record, tp, env, route, message, ctx, first)
+            if failed is None:
+                return
+            records = failed
+        await self._send_outputs(record, tp, env, route, records, started)
+
+    def _skip_or_raise(self, record: Record, tp: TopicPartition, env: Envelope) -> None:
+        """A type without a handler: skipped if known or allowed, else UnknownTypeError."""
+        if env.type in self.app.registry or self.app.on_unknown_type == "skip":
+            self.stats.skipped += 1
+            if self.metrics is not None:
+                labels = (self.app.name, record.topic, NO_HANDLER)
+                self.metrics.handler_stats(*labels).skipped += 1
+            self._tracker.add(tp, record.offset)
+            return
+        raise UnknownTypeError(
+            f"type {env.type!r} has no registered model and no handler in app "
+            f"{self.app.name!r} (handled: {', '.join(sorted(self.app.routes))})"
+        )
+
+    async def _handle(
+        self, record: Record, tp: TopicPartition, env: Envelope, route: Route, message: Message
+    ) -> None:
+        """A handler that takes a Context, or one with dedup."""
+        if route.dedup is not None:
+            done = await route.dedup.get(DedupKey(route.name, env.source, env.id))
+            if done is not None:
+                await self._already_done(record, route, done)
+                return
+        ctx = Context(env, record, app=self.app.name, handler=route.name)
+        started = time.perf_counter()
+        try:
+            records = await self._try(route, message, ctx)  # the happy path: one plain call
+        except Exception as first:
+            failed = await self._after_first_try(record, tp, env, route, message, ctx, first)
+            if failed is None:
+                return
+            records = failed
+        await self._send_outputs(record, tp, env, route, records, started)
+
+    async def _after_first_try(
+        self,
+        record: Record,
+        tp: TopicPartition,
+        env: Envelope,
+        route: Route,
+        message: Message,
+        ctx: Context,
+        first: Exception,
+    ) -> list[OutgoingRecord] | None:
+        """The outputs of a later try, or None: delayed, dead-lettered or a lost race."""
+        if isinstance(first, DuplicateMessageError):
+            await self._lost_race(record, route, env)
+            return None
+        tried = retry_state(record) if tp.topic in self._retry_topics else None
+        if tried is not None:  # one try per tier
+            await self._after_failure(record, route, first, tried.attempts + 1, tried)
+            return None
+        try:
+            return await self._retry(route, message, ctx, first)
+        except RetriesExhaustedError as failed:
+            if isinstance(failed.error, DuplicateMessageError):
+                await self._lost_race(record, route, env)
+            else:
+                await self._after_failure(record, route, failed.error, failed.attempts, None)
+            return None
+
+    async def _send_outputs(
+        self,
+        record: Record,
+        tp: TopicPartition,
+        env: Envelope,
+        route: Route,
+        records: list[OutgoingRecord],
+        started: float,
+    ) -> None:
+        """Send a handled record's outputs and track its offset with their acks."""
+        handled_at = time.perf_counter()
         acks: list[Delivery] = []
         send = self.transport.send
         try:
-            for m in outputs:
-                out = emitted_record(m, env, source=source, id=ids(), time=now)
-                records.append(out)
+            for out in records:
                 acks.append(await send(out))
         except BusError as exc:
             if exc.retryable:
@@ -325,59 +471,78 @@ class Worker:
         stats = self.stats
         stats.handled += 1
         stats.emitted += len(records)
+        if self.metrics is not None:
+            route_stats = self._route_stats.get(route.name) or self._bind_stats(route)
+            route_stats.handled(handled_at - started, time.perf_counter() - handled_at, records)
         self._tracker.add(tp, record.offset, acks, records)
+        if route.dedup is not None:
+            self._track_unsent(route.dedup, DedupKey(route.name, env.source, env.id), acks)
         if log.isEnabledFor(logging.DEBUG):
             Context(env, record, app=self.app.name, handler=route.name).logger.debug(
-                "handled by %s, emitted %s", route.name, [m.bus_type for m in outputs] or "nothing"
+                "handled by %s, emitted %d record(s)", route.name, len(records)
             )
 
-    def _skip_or_raise(self, env: Envelope, tp: TopicPartition, offset: int) -> None:
-        """A type without a handler: skipped if known or allowed, else UnknownTypeError."""
-        if env.type in self.app.registry or self.app.on_unknown_type == "skip":
-            self.stats.skipped += 1
-            self._tracker.add(tp, offset)
-            return
-        raise UnknownTypeError(
-            f"type {env.type!r} has no registered model and no handler in app "
-            f"{self.app.name!r} (handled: {', '.join(sorted(self.app.routes))})"
+    async def _try(self, route: Route, message: Message, ctx: Context) -> list[OutgoingRecord]:
+        """One try: the handler's outputs as records; with dedup, inside its transaction."""
+        env = ctx.envelope
+        if route.dedup is None:
+            return self._records(await self._attempt(route, message, ctx), env)
+        async with route.dedup.transaction(DedupKey(route.name, env.source, env.id)) as tx:
+            ctx.use_transaction(tx)
+            try:
+                outputs = await self._attempt(route, message, ctx)
+            finally:
+                ctx.use_transaction(None)
+            records = self._records(outputs, env)
+            tx.complete(records)  # committed with the handler's effect, or not at all
+        return records
+
+    def _records(self, outputs: list[Message], env: Envelope) -> list[OutgoingRecord]:
+        now, source, ids = self._clock(), self.app.source, self._ids
+        records = []
+        for m in outputs:  # a loop, not a comprehension: no extra frame per record
+            records.append(emitted_record(m, env, source=source, id=ids(), time=now))
+        return records
+
+    async def _lost_race(self, record: Record, route: Route, env: Envelope) -> None:
+        """Another consumer committed this message's completion first: take its result."""
+        assert route.dedup is not None
+        done = await route.dedup.get(DedupKey(route.name, env.source, env.id))
+        if done is None:  # recorded, then purged meanwhile: nothing left to re-send
+            done = DedupEntry(DedupKey(route.name, env.source, env.id), (), 0, sent=True)
+        await self._already_done(record, route, done)
+
+    async def _already_done(self, record: Record, route: Route, done: DedupEntry) -> None:
+        """A message the handler completed before: acknowledged without running it again.
+
+        Its recorded outputs are sent again (same records, same CloudEvents ids) unless
+        they are known to be acknowledged, in case the earlier run died before that. Outputs
+        this worker sent and still tracks are not sent again either: the earlier run did
+        not die, and its outputs are re-sent if refused before its offset is committed (a
+        copy arriving before the next commit would otherwise re-send every output).
+        """
+        in_flight = self._unsent_keys[done.key] > 0
+        outputs = () if done.sent or in_flight else done.outputs
+        acks = [await self.transport.send(r) for r in outputs]
+        self.stats.duplicates += 1
+        if self.metrics is not None:
+            self.metrics.handler_stats(self.app.name, route.topic, route.name).duplicates += 1
+        self._tracker.add(record.topic_partition, record.offset, acks, outputs)
+        if acks and route.dedup is not None:
+            self._track_unsent(route.dedup, done.key, acks)
+        log.info(
+            "app %s: %s already handled %s[%d]@%d (dedup); re-sent %d output(s)",
+            self.app.name,
+            route.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            len(outputs),
         )
 
-    async def _handle_with_context(
-        self, record: Record, env: Envelope, route: Route, message: Message
-    ) -> list[Message] | None:
-        """The outputs of a handler that takes a Context; None when dead-lettered."""
-        ctx = Context(env, record, app=self.app.name, handler=route.name)
-        try:
-            return await self._attempt(route, message, ctx)  # the happy path: one plain call
-        except Exception as first:
-            return await self._after_failure(record, env, route, message, first, ctx)
-
-    async def _after_failure(
-        self,
-        record: Record,
-        env: Envelope,
-        route: Route,
-        message: Message,
-        first: Exception,
-        ctx: Context | None,
-    ) -> list[Message] | None:
-        """The retries after a failed first try; None when the record was dead-lettered."""
-        if ctx is None:
-            ctx = Context(env, record, app=self.app.name, handler=route.name)
-        try:
-            return await self._retry(route, message, ctx, first)
-        except RetriesExhaustedError as failed:
-            ctx.logger.error(
-                "%s failed after %d attempt(s): %r", route.name, failed.attempts, failed.error
-            )
-            await self._dead_letter(
-                record,
-                "handler_failed",
-                failed.error,
-                handler=route.name,
-                attempts=failed.attempts,
-            )
-            return None
+    def _track_unsent(self, store: DedupStore[Any], key: DedupKey, acks: list[Delivery]) -> None:
+        self._unsent.append((store, key, acks))
+        self._unsent_keys[key] += 1
 
     @staticmethod
     async def _attempt(route: Route, message: Message, ctx: Context) -> list[Message]:
@@ -393,20 +558,72 @@ class Worker:
 
     async def _retry(
         self, route: Route, message: Message, ctx: Context, first: Exception
-    ) -> list[Message]:
+    ) -> list[OutgoingRecord]:
         """The tries after a failed first one, under the route's policy."""
 
         def on_failure(attempt_no: int, error: BaseException) -> None:
             self.stats.retries += 1
+            if self.metrics is not None:
+                self.metrics.handler_error(self.app.name, route.name, error)
+                self.metrics.handler_retry(self.app.name, route.name)
             ctx.logger.warning("try %d of %s failed: %r; retrying", attempt_no, route.name, error)
 
         outputs, _ = await call_with_retries(
             route.retry,
-            lambda: self._attempt(route, message, ctx),
+            lambda: self._try(route, message, ctx),
             on_failure=on_failure,
             first_error=first,
         )
         return outputs
+
+    async def _after_failure(
+        self,
+        record: Record,
+        route: Route,
+        error: BaseException,
+        attempts: int,
+        tried: RetryState | None,
+    ) -> None:
+        """A record whose tries here failed goes to its next retry tier or is dead-lettered."""
+        if self.metrics is not None:
+            self.metrics.handler_error(self.app.name, route.name, error)
+        policy = route.retry
+        tier = policy.next_tier(error, None if tried is None else tried.tier)
+        if tier is None:
+            permanent = policy.is_permanent(error)
+            log.error(
+                "app %s: %s failed after %d attempt(s): %r",
+                self.app.name,
+                route.name,
+                attempts,
+                error,
+            )
+            original = record if tried is None else origin_record(record, tried)
+            reason = "permanent_error" if permanent else "handler_failed"
+            await self._dead_letter(
+                original, reason, error, handler=route.name, attempts=attempts, consumed=record
+            )
+            return
+        delay_s = policy.tiers_s[tier]
+        due_ms = int((self._clock().timestamp() + delay_s) * 1000)
+        topic = retry_topic(self.app.group, delay_s)
+        out = retry_record(
+            record, topic=topic, tier=tier, attempts=attempts, due_ms=due_ms, error=error
+        )
+        ack = await self.transport.send(out)
+        self.stats.delayed += 1
+        if self.metrics is not None:
+            self.metrics.handler_stats(self.app.name, route.topic, route.name).delayed += 1
+        self._tracker.add(record.topic_partition, record.offset, [ack], [out])
+        log.warning(
+            "app %s: %s failed %d time(s) (%r); retrying in %gs via %s",
+            self.app.name,
+            route.name,
+            attempts,
+            error,
+            delay_s,
+            topic,
+        )
 
     async def _dead_letter(
         self,
@@ -416,7 +633,10 @@ class Worker:
         *,
         handler: str | None,
         attempts: int,
+        consumed: Record | None = None,
     ) -> None:
+        """Dead-letter ``record``; ``consumed`` is where it was read, when that differs
+        (a retry topic): its offset is the one tracked."""
         out = dead_letter(
             record,
             topic=dead_letter_topic(record.topic, self.app.dead_letter_topic),
@@ -427,9 +647,17 @@ class Worker:
             attempts=attempts,
             now=self._clock(),
         )
-        ack = await self.transport.send(out)
+        try:
+            ack = await self.transport.send(out)
+        except MessageTooLargeError:
+            out, ack = await self._send_smaller(out)
         self.stats.dead_lettered += 1
-        self._tracker.add(record.topic_partition, record.offset, [ack], [out])
+        if self.metrics is not None:
+            labels = (self.app.name, record.topic, handler or NO_HANDLER)
+            self.metrics.handler_stats(*labels).dead_lettered += 1
+            self.metrics.dead_lettered(self.app.name, record.topic, reason)
+        at = consumed or record
+        self._tracker.add(at.topic_partition, at.offset, [ack], [out])
         log.warning(
             "app %s dead-lettered %s[%d]@%d to %s: %s: %s",
             self.app.name,
@@ -440,6 +668,17 @@ class Worker:
             reason,
             error,
         )
+
+    async def _send_smaller(self, out: OutgoingRecord) -> tuple[OutgoingRecord, Delivery]:
+        """A record near the size limit plus the reason headers is over it: dead-letter it
+        without its value, then (huge headers) without key and headers, rather than let
+        the lane fail on it again on every restart."""
+        try:
+            smaller = without_original(out)
+            return smaller, await self.transport.send(smaller)
+        except MessageTooLargeError:
+            smaller = without_original(out, headers_too=True)
+            return smaller, await self.transport.send(smaller)
 
     # -- committing -----------------------------------------------------------------------
     async def _commit_loop(self) -> None:
@@ -452,23 +691,53 @@ class Worker:
 
     async def _commit(self, only: frozenset[TopicPartition] | None = None) -> None:
         await self._resend_failed()
+        await self._mark_sent()
         offsets = self._tracker.settled()
         if only is not None:
             offsets = {tp: o for tp, o in offsets.items() if tp in only}
         if not offsets or self._consumer is None:
             return
+        started = time.perf_counter()
         await self._consumer.commit(offsets)
+        if self.metrics is not None:
+            self.metrics.committed(self.app.name, offsets, time.perf_counter() - started)
         self._tracker.committed(offsets)
         self.stats.commits += 1
 
+    async def _mark_sent(self) -> None:
+        """Tell dedup stores which completions' outputs are all acknowledged (in order)."""
+        ready: dict[int, tuple[DedupStore[Any], list[DedupKey]]] = {}
+        unsent = self._unsent
+        popped: list[DedupKey] = []
+        while unsent and all(a.done() for a in unsent[0][2]):
+            store, key, acks = unsent.popleft()
+            popped.append(key)
+            if all(a.exception() is None for a in acks):  # failed ones are re-sent: unknown
+                ready.setdefault(id(store), (store, []))[1].append(key)
+        try:
+            for store, keys in ready.values():
+                try:
+                    await store.mark_sent(keys)
+                except BusError as exc:  # only an optimisation: a redelivery re-sends
+                    log.warning("app %s: could not mark outputs sent: %s", self.app.name, exc)
+        finally:
+            # only now: until the store says "sent", a copy must see them as in flight here
+            for key in popped:
+                self._unsent_keys[key] -= 1
+                if not self._unsent_keys[key]:
+                    del self._unsent_keys[key]
+
     async def _resend_failed(self) -> None:
-        for unacked in self._tracker.settle():
+        failed = self._tracker.settle()
+        if failed:  # one line per round: an outage fails hundreds of sends at once
             log.warning(
-                "app %s: send to %s failed (%r); sending again",
+                "app %s: %d send(s) failed (first: to %s, %r); sending them again",
                 self.app.name,
-                unacked.record.topic,
-                unacked.error,
+                len(failed),
+                failed[0].record.topic,
+                failed[0].error,
             )
+        for unacked in failed:
             ack = await self.transport.send(unacked.record)
             self._tracker.replace_ack(unacked.tp, unacked.offset, unacked.index, ack)
             self.stats.resent += 1

@@ -8,13 +8,22 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import settings
 
 from bus import MemoryBroker, MemoryTransport, Transport
 from bus.config import KafkaConfig
 from bus.devbroker import DevBroker
 from bus.transports.kafka import KafkaTransport
+from tests.postgres import PostgresServer, session_server
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# every `bus run` a test starts serves HTTP on a free port, not the shared default 9400
+os.environ.setdefault("BUS_HTTP_PORT", "0")
+
+# Property tests check behaviour, not speed: on a loaded 2-core CI machine hypothesis's
+# 200 ms per-example deadline fails correct code. Speed is the benchmarks' business.
+settings.register_profile("bus", deadline=None)
+settings.load_profile("bus")
 _names = itertools.count()
 
 
@@ -81,3 +90,25 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
     yield c
     for client in c.clients:
         await client.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole run (tests/postgres.py): ours, or BUS_TEST_POSTGRES_DSN.
+
+    With CI=true a server that cannot start fails the tests; elsewhere they are skipped.
+    """
+    yield from session_server()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh empty database on the session's server, so no test sees another's rows.
+
+    A plain fixture, so async fixtures can ``request.getfixturevalue`` it too. Inside a
+    running loop, ``await postgres_server.create_schema()`` is a cheaper isolation.
+    """
+    dsn = postgres_server.create_database()
+    yield dsn
+    if not postgres_server.can_restart:  # an external server outlives the run: tidy up
+        postgres_server.drop_database(dsn)

@@ -173,6 +173,9 @@ class Transport(Protocol):
     async def describe_topics(self, names: Sequence[str]) -> dict[str, TopicState]:
         """The named topics that exist, as the broker describes them."""
 
+    async def list_topics(self) -> list[str]:
+        """Every topic of the log, sorted (internal ``__*`` topics left out)."""
+
     async def partitions_for(self, topic: str) -> int:
         """Number of partitions of ``topic``."""
 

@@ -318,6 +318,9 @@ class MemoryTransport:
         found = (self.broker.describe(n) for n in names)
         return {state.name: state for state in found if state is not None}
 
+    async def list_topics(self) -> list[str]:
+        return sorted(t for t in self.broker.topics() if not t.startswith("__"))
+
     async def partitions_for(self, topic: str) -> int:
         return len(self.broker.partitions(topic))
 

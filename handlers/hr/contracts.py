@@ -17,6 +17,8 @@ class EmployeeHired(Event, type="hr.employee.hired.v1", topic="hr.events", key="
     department: str
     manager_email: str
     employment_type: Literal["employee", "contractor"] = "employee"
+    #: "admin" needs a manager's approval of privileged access during onboarding.
+    role: Literal["member", "admin"] = "member"
     start_date: date
 
 
@@ -24,3 +26,29 @@ class EmployeeLeft(Event, type="hr.employee.left.v1", topic="hr.events", key="em
     """A person's last day passed."""
 
     employee_id: str
+
+
+class HireWithdrawn(Event, type="hr.hire.withdrawn.v1", topic="hr.events", key="employee_id"):
+    """The hire was called off before the start date (cancels the onboarding)."""
+
+    employee_id: str
+    reason: str = ""
+
+
+class PrivilegedAccessApproved(
+    Event, type="hr.privileged-access.approved.v1", topic="hr.events", key="employee_id"
+):
+    """The manager approved privileged access for a new hire."""
+
+    employee_id: str
+    approver: str
+
+
+class PrivilegedAccessRejected(
+    Event, type="hr.privileged-access.rejected.v1", topic="hr.events", key="employee_id"
+):
+    """The manager refused privileged access for a new hire."""
+
+    employee_id: str
+    approver: str
+    reason: str = ""

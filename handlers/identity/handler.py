@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from bus import App, Context
 from handlers.hr.contracts import EmployeeHired
-from handlers.identity.contracts import IdentityAccountCreated
-from handlers.identity.system import Directory
+from handlers.identity.contracts import (
+    CreateAccount,
+    DeprovisionAccount,
+    IdentityAccountCreated,
+    IdentityAccountDeprovisioned,
+    IdentityAccountProvisioned,
+    IdentityAccountProvisioningFailed,
+)
+from handlers.identity.system import AccountRefusedError, Directory
 
 
 def build_app(directory: Directory) -> App:
@@ -27,5 +34,40 @@ def build_app(directory: Directory) -> App:
     return app
 
 
+def build_command_app(directory: Directory) -> App:
+    """The identity App serving the onboarding saga's commands, wired to ``directory``.
+
+    Separate from :func:`build_app` (its own consumer group) so the choreography demo and
+    the saga can run side by side without one reacting to the other's messages.
+    """
+    app = App("identity-commands")
+
+    @app.handler
+    async def create(
+        command: CreateAccount, ctx: Context
+    ) -> IdentityAccountProvisioned | IdentityAccountProvisioningFailed:
+        try:
+            login = directory.create_account(command.employee_id, command.full_name)
+        except AccountRefusedError as exc:
+            return IdentityAccountProvisioningFailed(
+                employee_id=command.employee_id, reason=str(exc)
+            )
+        ctx.logger.info("account %s provisioned for %s", login, command.employee_id)
+        return IdentityAccountProvisioned(
+            employee_id=command.employee_id, login=login, email=f"{login}@{command.email_domain}"
+        )
+
+    @app.handler
+    async def deprovision(
+        command: DeprovisionAccount, ctx: Context
+    ) -> IdentityAccountDeprovisioned:
+        directory.remove_account(command.employee_id)
+        ctx.logger.info("account of %s deprovisioned", command.employee_id)
+        return IdentityAccountDeprovisioned(employee_id=command.employee_id)
+
+    return app
+
+
 directory = Directory()
 app = build_app(directory)
+commands_app = build_command_app(directory)

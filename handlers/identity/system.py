@@ -10,18 +10,26 @@ class DirectoryUnavailableError(Exception):
     """The directory did not answer (transient: worth retrying)."""
 
 
+class AccountRefusedError(Exception):
+    """The directory refuses the account (permanent: a saga compensates)."""
+
+
 @dataclass
 class Directory:
-    """Accounts by employee id; ``fail_next`` makes the next N calls raise."""
+    """Accounts by employee id; ``fail_next`` makes the next N calls raise (transiently),
+    ``refuse`` lists employee ids whose account is refused (permanently)."""
 
     accounts: dict[str, str] = field(default_factory=dict)
     fail_next: int = 0
+    refuse: set[str] = field(default_factory=set)
 
     def create_account(self, employee_id: str, full_name: str) -> str:
         """Create (or return the existing) login for ``employee_id``: idempotent by id."""
         if self.fail_next > 0:
             self.fail_next -= 1
             raise DirectoryUnavailableError("directory did not answer")
+        if employee_id in self.refuse:
+            raise AccountRefusedError(f"the directory refuses an account for {employee_id}")
         if employee_id not in self.accounts:
             base = re.sub(r"[^a-z]+", ".", full_name.lower()).strip(".") or "user"
             login, n = base, 1
@@ -30,3 +38,10 @@ class Directory:
                 login = f"{base}{n}"
             self.accounts[employee_id] = login
         return self.accounts[employee_id]
+
+    def remove_account(self, employee_id: str) -> None:
+        """Remove the account of ``employee_id``; idempotent (no account is fine)."""
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise DirectoryUnavailableError("directory did not answer")
+        self.accounts.pop(employee_id, None)

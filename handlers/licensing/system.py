@@ -36,3 +36,10 @@ class LicenseManager:
             self.seats[p] -= 1
         self.assigned[email] = list(products)
         return list(products)
+
+    def revoke(self, email: str) -> list[str]:
+        """Free the seats assigned to ``email``; idempotent (none assigned is fine)."""
+        products = self.assigned.pop(email, [])
+        for p in products:
+            self.seats[p] = self.seats.get(p, 0) + 1
+        return products

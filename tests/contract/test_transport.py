@@ -278,3 +278,32 @@ async def test_a_record_up_to_the_limit_is_accepted_and_above_it_refused(cluster
     assert (await t.publish(ok)).offset == 0
     with pytest.raises(MessageTooLargeError, match="limit"):
         await t.publish(OutgoingRecord(topic, key=None, value=b"x" * (limit + 1)))
+
+
+async def test_list_topics_names_every_created_topic(cluster: Cluster) -> None:
+    t = await cluster.client()
+    a, b = await make_topic(t, 1), await make_topic(t, 2)
+    listed = await t.list_topics()
+    assert {a, b} <= set(listed)
+    assert listed == sorted(listed)
+    assert not [name for name in listed if name.startswith("__")]
+
+
+async def test_a_fetching_consumer_learns_the_end_of_every_partition_even_empty_ones(
+    cluster: Cluster,
+) -> None:
+    # the dead-letter tools read "up to the end as first seen"; they rely on this
+    t = await cluster.client()
+    topic = await make_topic(t, 3)
+    for i in range(5):
+        await t.publish(OutgoingRecord(topic, key=None, value=b"v", partition=i % 2))
+    consumer = t.consumer([topic], group=None)
+    await consumer.start()
+    await read_all(consumer, 5)
+    deadline = asyncio.get_running_loop().time() + 10
+    ends = {p: consumer.highwater(TopicPartition(topic, p)) for p in range(3)}
+    while None in ends.values() and asyncio.get_running_loop().time() < deadline:
+        await consumer.fetch(max_records=10, timeout_s=0.2)
+        ends = {p: consumer.highwater(TopicPartition(topic, p)) for p in range(3)}
+    assert ends == {0: 3, 1: 2, 2: 0}
+    await consumer.stop()

@@ -446,3 +446,55 @@ def test_structured_event_that_is_not_an_object_is_a_decode_error(event: object)
 def test_structured_attribute_of_wrong_json_type_is_a_decode_error(value: object) -> None:
     with pytest.raises(DecodeError, match="subject"):
         decode(*structured({**MINIMAL_EVENT, "subject": value}))
+
+
+# --- ambiguous or invalid per the spec (found by tests/fuzz) --------------------------
+@pytest.mark.parametrize(
+    "name", ["ce_id", "ce_type", "ce_specversion", "ce_source", "ce_time", "content-type"]
+)
+@pytest.mark.parametrize("same_value", [True, False])
+def test_a_repeated_attribute_header_is_a_decode_error_naming_it(
+    name: str, same_value: bool
+) -> None:
+    headers = [*binary_headers(), ("ce_time", b"2026-01-01T00:00:00Z"), ("content-type", b"a/b")]
+    first = dict(headers)[name]
+    headers.append((name, first if same_value else b"other"))
+    with pytest.raises(DecodeError, match=f"header '{name}' appears more than once"):
+        decode(headers, b"{}")
+
+
+def test_a_repeated_header_in_other_casing_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError, match="CE_TYPE"):
+        decode([*binary_headers(), ("CE_TYPE", b"unit.test_codec.thing.v1")], b"{}")
+
+
+def test_repeated_headers_that_are_not_attributes_are_fine() -> None:
+    env = decode([*binary_headers(), ("x-trace", b"1"), ("x-trace", b"\xff")], b"{}")
+    assert env.id == "id-1"
+    assert env.extensions == {}
+
+
+@pytest.mark.parametrize(
+    "attribute", ["specversion", "id", "source", "type", "time", "subject", "datacontenttype"]
+)
+@pytest.mark.parametrize("value", [42, True])
+def test_structured_spec_attributes_must_be_json_strings(attribute: str, value: object) -> None:
+    with pytest.raises(DecodeError, match=f"'{attribute}' must be a string"):
+        decode(*structured({**MINIMAL_EVENT, attribute: value}))
+
+
+def test_structured_extensions_may_be_numbers_or_booleans() -> None:
+    env = decode(*structured({**MINIMAL_EVENT, "count": 3, "flag": True}))
+    assert env.extensions == {"count": "3", "flag": "true"}
+
+
+def test_structured_event_with_both_data_and_data_base64_is_a_decode_error() -> None:
+    event = {**MINIMAL_EVENT, "data": {"a": 1}, "data_base64": base64.b64encode(b"x").decode()}
+    with pytest.raises(DecodeError, match="both data and data_base64"):
+        decode(*structured(event))
+
+
+@pytest.mark.parametrize("name", ["my_ext", "Ext", "my-ext", "", "ext é"])
+def test_structured_attribute_names_are_lower_case_letters_and_digits(name: str) -> None:
+    with pytest.raises(DecodeError, match="attribute name"):
+        decode(*structured({**MINIMAL_EVENT, name: "x"}))

@@ -10,20 +10,26 @@ import bus
 ROOT = Path(__file__).resolve().parents[2]
 
 PUBLIC = [
-    "Acked", "App", "BusConfig", "BusError", "Command", "CommitFailedError", "ConfigError", "Consumer",
-    "Context", "DecodeError", "DefinitionError", "Delivery", "Envelope", "Event", "HandlerResultError",
-    "MemoryBroker", "MemoryTransport", "Message", "MessageTooLargeError", "OutgoingRecord",
-    "PayloadInvalidError", "Publisher", "RebalanceListener", "Record", "RecordError",
-    "RecordMetadata", "Registry", "RegistryError", "RetryPolicy", "Runner", "TestBus",
-    "TopicNotFoundError", "TopicPartition", "TopicSpec", "TopicState", "Transport", "TransportClosedError",
-    "TransportError", "UnknownTypeError", "UnknownTypePolicy", "Worker", "WorkerSettings",
-    "WorkerStats", "decode", "default_registry", "encode", "envelope_for", "murmur2", "new_id",
-    "partition_for_key", "record_for", "utc_now",
+    "Acked", "App", "BusConfig", "BusError", "Command", "CommitFailedError", "ConfigError",
+    "Consumer", "Context", "DeadLetter", "DeadLetterFilter", "DecodeError", "DedupEntry",
+    "DedupKey", "DedupStore", "DedupTransaction", "DefinitionError", "Delivery",
+    "DuplicateMessageError", "Envelope", "Event", "HandlerResultError", "HttpServer", "MemoryBroker",
+    "MemoryDedupStore", "MemoryTransport", "Message", "MessageTooLargeError", "Metrics", "Migration",
+    "OutgoingRecord", "PayloadInvalidError", "PermanentError", "PostgresDatabase",
+    "PostgresDedupStore", "Publisher", "Readiness", "RebalanceListener", "Record", "RecordError",
+    "RecordMetadata", "Registry", "RegistryError", "ReplayPlan", "RetryPolicy", "Runner",
+    "SchemaVersionError", "SqliteDatabase", "SqliteDedupStore", "SqliteTransaction", "StoreError",
+    "TestBus", "TopicNotFoundError", "TopicPartition", "TopicSpec", "TopicState", "Transport",
+    "TransportClosedError", "TransportError", "UnknownTypeError", "UnknownTypePolicy", "Worker",
+    "WorkerSettings", "WorkerStats", "decode", "default_metrics", "default_registry", "encode", "envelope_for",
+    "murmur2", "new_id", "partition_for_key", "plan_replay", "read_dead_letters", "record_for",
+    "replay_dead_letters", "utc_now",
 ]  # fmt: skip
 
 # The functional core: no event loop, no broker client, no database driver.
 PURE = ["codec", "envelope", "ids", "message", "registry", "partitioning", "offsets", "routing",
-        "dead_letters", "record", "types", "errors", "ingest"]  # fmt: skip
+        "dead_letters", "record", "types", "errors", "ingest", "retry_topics", "dedup/base",
+        "dedup/outputs", "sql/migrations"]  # fmt: skip
 IMPURE_IMPORTS = {"asyncio", "aiokafka", "sqlite3", "psycopg", "asyncpg", "socket", "threading"}
 
 

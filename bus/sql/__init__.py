@@ -1,0 +1,12 @@
+"""SQL databases shared by bus's stores (dedup now, saga stores next).
+
+``migrations.py`` decides which schema versions to apply (pure); ``sqlite.py`` and
+``postgres.py`` connect, run transactions and apply them, each translating its driver's
+faults into :class:`~bus.errors.StoreError` once.
+"""
+
+from bus.sql.migrations import Migration
+from bus.sql.postgres import PostgresDatabase
+from bus.sql.sqlite import SqliteDatabase, SqliteTransaction
+
+__all__ = ["Migration", "PostgresDatabase", "SqliteDatabase", "SqliteTransaction"]

@@ -1,0 +1,199 @@
+"""One PostgreSQL database used from asyncio: an asyncpg pool, transactions, versioned schema.
+
+asyncpg is asyncio-native (no thread per call) and the fastest maintained driver; bus uses
+it directly, without an ORM. Database faults - the server unreachable or restarting, a
+connection lost, a deadlock or serialization failure - become a retryable
+:class:`~bus.errors.StoreError` here, once; errors in the caller's own SQL (a constraint of
+its table, a typo) propagate as asyncpg raised them.
+
+Migrations run in one transaction under a transaction-scoped advisory lock, so several
+processes starting at once apply them exactly once (PostgreSQL's DDL is transactional).
+
+Example::
+
+    db = PostgresDatabase("postgresql://bus@127.0.0.1/bus")
+    await db.open()
+    async with db.transaction() as conn:
+        await conn.execute("INSERT INTO mailbox VALUES ($1)", "u-1")
+    await db.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+
+from bus.errors import ConfigError, StoreError
+from bus.sql.migrations import SCHEMA_VERSION_TABLE, Migration, pending
+
+__all__ = ["PostgresDatabase", "is_database_fault"]
+
+#: ``pg_advisory_xact_lock`` key held while migrating (any constant; "bus" in ASCII).
+_MIGRATION_LOCK = 0x627573
+
+#: What asyncpg raises when the database, not the SQL, failed.
+_DRIVER_FAULTS: tuple[type[BaseException], ...] = (
+    asyncpg.InterfaceError,  # "connection is closed", pool closing
+    asyncpg.PostgresConnectionError,  # connection lost or rejected
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, starting up, crash
+    asyncpg.exceptions.TransactionRollbackError,  # deadlock, serialization failure
+    asyncpg.exceptions.InsufficientResourcesError,  # disk full, too many connections
+)
+#: The same plus the socket errors of connecting (our own calls only: an OSError raised in
+#: a caller's block may be its HTTP call, not the database).
+_FAULTS: tuple[type[BaseException], ...] = (OSError, TimeoutError, *_DRIVER_FAULTS)
+
+
+def is_database_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database failed (retry later) rather than the SQL."""
+    return isinstance(exc, _FAULTS)
+
+
+class PostgresDatabase:
+    """A pool of connections to one database: open, migrate, transactions."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_connections: int = 1,
+        max_connections: int = 10,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        if not 0 <= min_connections <= max_connections or max_connections < 1:
+            raise ConfigError(
+                "PostgreSQL pool sizes need 0 <= min_connections <= max_connections and "
+                f"max_connections >= 1; got {min_connections} and {max_connections}"
+            )
+        self.dsn = dsn
+        self.min_connections = min_connections
+        self.max_connections = max_connections
+        self.connect_timeout_s = connect_timeout_s
+        self._pool: Any = None
+
+    def __repr__(self) -> str:
+        # The DSN may hold a password: show the database only.
+        return f"PostgresDatabase(database={self._database_name()!r})"
+
+    def _database_name(self) -> str:
+        return self.dsn.rsplit("/", 1)[-1].split("?", 1)[0]
+
+    @property
+    def pool(self) -> Any:
+        """The asyncpg pool (for reads outside a transaction: ``await db.pool.fetch(...)``)."""
+        if self._pool is None:
+            raise StoreError(
+                f"PostgreSQL database {self._database_name()!r} is not open: await open() first"
+            )
+        return self._pool
+
+    async def open(self) -> None:
+        """Create the pool (connections opened now, so a wrong DSN fails here). Idempotent."""
+        if self._pool is not None:
+            return
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=self.min_connections,
+                max_size=self.max_connections,
+                timeout=self.connect_timeout_s,
+            )
+        except BaseException as exc:
+            if is_database_fault(exc) or isinstance(exc, asyncpg.PostgresError):
+                raise StoreError(
+                    f"cannot connect to PostgreSQL database {self._database_name()!r}: {exc} "
+                    "(check the DSN, that the server runs and accepts this user)"
+                ) from exc
+            raise
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Close the pool, waiting up to ``timeout_s`` for connections in use. Idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), timeout_s)
+        except _FAULTS:
+            pool.terminate()
+
+    async def __aenter__(self) -> PostgresDatabase:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def fault(self, exc: BaseException) -> StoreError:
+        """``exc`` (a database fault) as the StoreError to raise from it."""
+        return StoreError(f"PostgreSQL database {self._database_name()!r}: {exc!r}")
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A pooled connection; database faults become :class:`StoreError`."""
+        try:
+            conn = await self.pool.acquire()
+        except _FAULTS as exc:
+            raise self.fault(exc) from exc
+        try:
+            yield conn
+        except _DRIVER_FAULTS as exc:
+            raise self.fault(exc) from exc
+        finally:
+            # A connection that died is discarded by the pool; never mask the block's error.
+            with contextlib.suppress(*_FAULTS):
+                await self.pool.release(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A connection inside a transaction: committed when the block ends, rolled back on
+        an exception (which propagates; database faults as :class:`StoreError`)."""
+        async with self.connection() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                yield conn
+            except BaseException:
+                # On a dead connection there is nothing to roll back: the server did.
+                with contextlib.suppress(*_FAULTS):
+                    await tx.rollback()
+                raise
+            await tx.commit()
+
+    async def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
+        """Apply the pending ``migrations`` of ``component`` in one transaction; the version."""
+        async with self.transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA_VERSION_TABLE} (component TEXT PRIMARY KEY,"
+                " version INTEGER NOT NULL, applied_at_ms BIGINT NOT NULL)"
+            )
+            current = await conn.fetchval(
+                f"SELECT version FROM {SCHEMA_VERSION_TABLE} WHERE component = $1", component
+            )
+            todo = pending(component, migrations, int(current or 0))
+            for migration in todo:
+                for statement in migration.statements:
+                    await conn.execute(statement)
+            if not todo:
+                return int(current or 0)
+            await conn.execute(
+                f"INSERT INTO {SCHEMA_VERSION_TABLE} (component, version, applied_at_ms)"
+                " VALUES ($1, $2, $3) ON CONFLICT (component) DO UPDATE SET"
+                " version = excluded.version, applied_at_ms = excluded.applied_at_ms",
+                component,
+                todo[-1].version,
+                time.time_ns() // 1_000_000,
+            )
+            return todo[-1].version

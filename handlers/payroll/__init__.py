@@ -1,0 +1,1 @@
+"""Payroll automation: creates the payroll record of a new employee (not contractors)."""

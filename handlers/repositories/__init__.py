@@ -1,0 +1,1 @@
+"""Code hosting automation: grants and revokes engineers' repository access."""

@@ -1,0 +1,339 @@
+"""The saga definition DSL: what a saga does, declared as data, validated when built.
+
+A definition names its trigger event, its correlation key, a pydantic model for its data,
+and its stages, run in order. A stage is a :class:`Step` (send a command, await a reply),
+a :class:`Parallel` group of steps (all must succeed) or a :class:`Wait` for an external
+event until a deadline. Every stage may carry ``when=``, a *named* predicate on the saga
+data (its name labels the branch in the diagram)::
+
+    def is_engineer(data: Onboarding) -> bool:
+        return data.department == "engineering"
+
+    onboarding = SagaDefinition(
+        name="onboarding", version=1, trigger=EmployeeHired, correlation_key="employee_id",
+        data=Onboarding, start=Onboarding.from_hire,
+        stages=[
+            Step("create_account", command=CreateAccount, success=AccountCreated,
+                 compensation=Compensation(DeprovisionAccount, success=AccountDeprovisioned)),
+            Step("grant_repositories", command=GrantRepositoryAccess,
+                 success=RepositoryAccessGranted, when=is_engineer),
+        ],
+    )
+
+Building a definition checks it whole and raises one :class:`bus.DefinitionError` that
+lists every problem (unknown message types, duplicate step names, a step without a reply,
+an event awaited by two steps, ...), so a bad definition fails at import, not on the
+first message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from bus import Command, DefinitionError, Event, Message
+
+__all__ = [
+    "Compensation",
+    "Parallel",
+    "SagaDefinition",
+    "Stage",
+    "Step",
+    "Wait",
+]
+
+#: What saga and step names look like (they name Mermaid states).
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+#: Builds a command from the saga data (an instance of the definition's data model).
+Builder = Callable[[Any], Command]
+#: Returns the saga data updated by a reply event: ``(data, event) -> data``.
+Updater = Callable[[Any, Any], Any]
+#: A named predicate on the saga data; False skips the stage.
+Predicate = Callable[[Any], bool]
+
+
+def _as_tuple(types: type[Event] | Sequence[type[Event]] | None) -> tuple[type[Event], ...]:
+    if types is None:
+        return ()
+    if isinstance(types, type):
+        return (types,)
+    return tuple(types)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Compensation:
+    """The command that undoes a completed step, and the replies that confirm it.
+
+    Example::
+
+        Compensation(RevokeLicenses, success=LicensesRevoked, timeout=timedelta(minutes=1))
+
+    A failure reply or a timeout re-sends it, up to ``max_attempts`` sends in all; then the
+    saga goes to ``needs_attention`` (an operator fixes the cause and calls retry).
+    """
+
+    #: The compensation command class.
+    command: type[Command]
+    #: Builds the command from the saga data; default: the command's fields taken by name
+    #: from the saga data.
+    build: Builder | None
+    #: Reply events meaning "undone".
+    success: tuple[type[Event], ...]
+    #: Reply events meaning "could not undo" (re-sent like a timeout).
+    failure: tuple[type[Event], ...]
+    #: How long to wait for a reply before re-sending.
+    timeout: timedelta
+    #: Sends in all, first included (>= 1).
+    max_attempts: int
+
+    def __init__(
+        self,
+        command: type[Command],
+        *,
+        success: type[Event] | Sequence[type[Event]],
+        failure: type[Event] | Sequence[type[Event]] | None = None,
+        build: Builder | None = None,
+        timeout: timedelta = timedelta(minutes=1),
+        max_attempts: int = 3,
+    ) -> None:
+        object.__setattr__(self, "command", command)
+        object.__setattr__(self, "build", build)
+        object.__setattr__(self, "success", _as_tuple(success))
+        object.__setattr__(self, "failure", _as_tuple(failure))
+        object.__setattr__(self, "timeout", timeout)
+        object.__setattr__(self, "max_attempts", max_attempts)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Step:
+    """Send a command built from the saga data; a reply event says how it went.
+
+    Example::
+
+        Step("assign_licenses", command=AssignLicenses, success=LicensesGranted,
+             failure=LicenseGrantFailed, update=remember_products,
+             compensation=Compensation(RevokeLicenses, success=LicensesRevoked),
+             timeout=timedelta(seconds=30), max_attempts=3)
+
+    Re-send policy: no reply within ``timeout`` re-sends the command with a *new* command
+    id (attempt n+1; the ids are deterministic from saga id, step and attempt), up to
+    ``max_attempts`` sends; then the step has failed and the saga compensates. A failure
+    reply fails the step at once (it is a business answer, not a lost message).
+    """
+
+    #: Unique within the definition; lowercase ``snake_case`` (it names diagram states).
+    name: str
+    #: The command class sent.
+    command: type[Command]
+    #: Builds the command from the saga data; default: fields taken by name from the data.
+    build: Builder | None
+    #: Reply events meaning success (at least one).
+    success: tuple[type[Event], ...]
+    #: Reply events meaning failure.
+    failure: tuple[type[Event], ...]
+    #: ``(data, reply) -> data``: how a success reply updates the saga data; default none.
+    update: Updater | None
+    #: How to undo the step once completed; None when nothing needs undoing.
+    compensation: Compensation | None
+    #: How long to wait for a reply before re-sending.
+    timeout: timedelta
+    #: Sends in all, first included (>= 1).
+    max_attempts: int
+    #: A named predicate on the saga data; False skips the step.
+    when: Predicate | None
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        command: type[Command],
+        success: type[Event] | Sequence[type[Event]],
+        failure: type[Event] | Sequence[type[Event]] | None = None,
+        build: Builder | None = None,
+        update: Updater | None = None,
+        compensation: Compensation | None = None,
+        timeout: timedelta = timedelta(minutes=1),
+        max_attempts: int = 3,
+        when: Predicate | None = None,
+    ) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "command", command)
+        object.__setattr__(self, "build", build)
+        object.__setattr__(self, "success", _as_tuple(success))
+        object.__setattr__(self, "failure", _as_tuple(failure))
+        object.__setattr__(self, "update", update)
+        object.__setattr__(self, "compensation", compensation)
+        object.__setattr__(self, "timeout", timeout)
+        object.__setattr__(self, "max_attempts", max_attempts)
+        object.__setattr__(self, "when", when)
+
+
+@dataclass(frozen=True, slots=True)
+class Parallel:
+    """Steps sent together; the group succeeds when all succeed.
+
+    Example::
+
+        Parallel("access", steps=[assign_licenses, grant_repositories])
+
+    When one fails, the others still in flight are allowed to settle (reply or time out),
+    then every completed step - in this group and before it - is compensated in reverse
+    order of completion. Members may carry their own ``when=``.
+    """
+
+    #: Unique within the definition; lowercase ``snake_case``.
+    name: str
+    #: The member steps (plain :class:`Step` only).
+    steps: Sequence[Step]
+    #: A named predicate on the saga data; False skips the whole group.
+    when: Predicate | None = None
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Wait:
+    """Wait for an external event (a manager's approval) until a deadline.
+
+    Example::
+
+        Wait("manager_approval", event=AccessApproved, rejected=AccessRejected,
+             deadline=timedelta(days=3), when=is_privileged)
+
+    The awaited event reaches the saga by its correlation id or, for an event from outside
+    the saga, by the definition's correlation key field (the coordinator resolves it). A
+    rejection or the deadline fails the step and the saga compensates.
+    """
+
+    #: Unique within the definition; lowercase ``snake_case``.
+    name: str
+    #: Events meaning "go on".
+    event: tuple[type[Event], ...]
+    #: Events meaning "stop" (the saga compensates).
+    rejected: tuple[type[Event], ...]
+    #: How long to wait after the stage starts.
+    deadline: timedelta
+    #: ``(data, event) -> data`` for the go-on event; default none.
+    update: Updater | None
+    #: A named predicate on the saga data; False skips the wait.
+    when: Predicate | None
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        event: type[Event] | Sequence[type[Event]],
+        deadline: timedelta,
+        rejected: type[Event] | Sequence[type[Event]] | None = None,
+        update: Updater | None = None,
+        when: Predicate | None = None,
+    ) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "event", _as_tuple(event))
+        object.__setattr__(self, "rejected", _as_tuple(rejected))
+        object.__setattr__(self, "deadline", deadline)
+        object.__setattr__(self, "update", update)
+        object.__setattr__(self, "when", when)
+
+
+Stage = Step | Parallel | Wait
+
+
+@dataclass(frozen=True, slots=True)
+class SagaDefinition:
+    """A validated saga: trigger, correlation key, data model, stages and version.
+
+    Instances record the ``version`` they started with and keep running on it; publish a
+    changed definition under a new version and keep the old one registered until its
+    instances finish (see :mod:`sagas.versions`).
+    """
+
+    #: Saga name, lowercase ``snake_case``; part of every saga id.
+    name: str
+    #: Definition version (>= 1); bump it for any change to the stages.
+    version: int
+    #: The event that starts an instance.
+    trigger: type[Event]
+    #: Field of the trigger (and of external awaited events) identifying the instance.
+    correlation_key: str
+    #: The pydantic model of the saga data.
+    data: type[BaseModel]
+    #: Builds the initial saga data from the trigger event.
+    start: Callable[[Any], BaseModel]
+    #: The stages, run in order.
+    stages: Sequence[Stage]
+    #: Events that cancel a running instance (what completed is compensated).
+    cancel_on: Sequence[type[Event]] = ()
+    #: Step name -> step, built once (members of parallel groups included).
+    steps: dict[str, Step | Wait] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(self.stages))
+        object.__setattr__(self, "cancel_on", tuple(self.cancel_on))
+        from sagas.validate import problems_of  # it needs these classes: import when used
+
+        problems = problems_of(self)
+        if problems:
+            raise DefinitionError(f"saga definition {self.name!r} v{self.version}", problems)
+        object.__setattr__(self, "steps", {s.name: s for s in self.iter_steps()})
+
+    def iter_steps(self) -> Iterator[Step | Wait]:
+        """Every step and wait, in declaration order, members of groups included."""
+        for stage in self.stages:
+            if isinstance(stage, Parallel):
+                yield from stage.steps
+            else:
+                yield stage
+
+    def saga_id_for(self, message: Message) -> str:
+        """The saga id of the instance ``message`` belongs to: ``<name>:<key value>``.
+
+        Deterministic, so a re-delivered trigger finds the instance it already started.
+        """
+        return f"{self.name}:{getattr(message, self.correlation_key)}"
+
+    def consumed_types(self) -> tuple[type[Event], ...]:
+        """Every event class the saga consumes: trigger, cancel events, replies, waits.
+
+        The coordinator subscribes to their topics.
+        """
+        out: dict[str, type[Event]] = {self.trigger.bus_type: self.trigger}
+        for t in self.cancel_on:
+            out.setdefault(t.bus_type, t)
+        for _, types in awaited_by_step(self):
+            for t in types:
+                out.setdefault(t.bus_type, t)
+        return tuple(out.values())
+
+    def command_types(self) -> tuple[type[Command], ...]:
+        """Every command class the saga sends (actions and compensations)."""
+        out: dict[str, type[Command]] = {}
+        for s in self.iter_steps():
+            if isinstance(s, Step):
+                out.setdefault(s.command.bus_type, s.command)
+                if s.compensation is not None:
+                    out.setdefault(s.compensation.command.bus_type, s.compensation.command)
+        return tuple(out.values())
+
+    def awaited_types(self) -> dict[str, str]:
+        """Event type name -> the step awaiting it (replies, compensations and waits)."""
+        out: dict[str, str] = {}
+        for step, types in awaited_by_step(self):
+            for t in types:
+                out.setdefault(t.bus_type, step)
+        return out
+
+
+def awaited_by_step(d: SagaDefinition) -> Iterator[tuple[str, tuple[type[Event], ...]]]:
+    """(step name, event classes it awaits): replies, compensation replies, wait events."""
+    for s in d.iter_steps():
+        if isinstance(s, Wait):
+            yield s.name, s.event + s.rejected
+        else:
+            yield s.name, s.success + s.failure
+            if s.compensation is not None:
+                yield s.name, s.compensation.success + s.compensation.failure

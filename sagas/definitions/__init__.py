@@ -1,0 +1,1 @@
+"""The saga definitions shipped with bus (the onboarding reference saga)."""

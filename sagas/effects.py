@@ -1,0 +1,79 @@
+"""What the core asks the shell to do: the output of :func:`sagas.core.decide`.
+
+Ids are deterministic (uuid5 of saga id, step, kind and attempt): re-publishing a stored
+outbox row reuses its id, so handlers' dedup drops the copy; a deliberate re-send after a
+timeout is a new attempt with a new id, so dedup does not swallow it (the simulated
+systems are idempotent by business key, which makes the repeated effect harmless).
+
+Example::
+
+    for cmd in transition.commands:
+        outbox.add(cmd.id, cmd.message, correlation_id=transition.state.saga_id)
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from bus import Command
+from sagas.state import SagaState
+
+__all__ = ["CommandToSend", "TimerToSet", "Transition", "command_id", "timer_id"]
+
+CommandKind = Literal["action", "compensation"]
+
+#: Namespace of saga command ids (uuid5): fixed forever, or ids would change on upgrade.
+_NAMESPACE = uuid.UUID("6f1c2a52-8f1e-4c1e-9a43-2b0b7f3e5d10")
+
+
+def command_id(saga_id: str, step: str, kind: CommandKind, attempt: int) -> str:
+    """The CloudEvents id of attempt ``attempt`` of a step's action or compensation.
+
+    >>> command_id("onboarding:e-1", "create_account", "action", 1) == command_id(
+    ...     "onboarding:e-1", "create_account", "action", 1)
+    True
+    """
+    return str(uuid.uuid5(_NAMESPACE, f"{saga_id}\x1f{step}\x1f{kind}\x1f{attempt}"))
+
+
+def timer_id(saga_id: str, step: str, kind: str, attempt: int) -> str:
+    """The id of a step's timer: readable, unique per saga, step, kind and attempt."""
+    return f"{saga_id}/{step}/{kind}/{attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandToSend:
+    """Publish ``message`` with CloudEvents ``id`` = ``id`` and ``correlationid`` = saga id."""
+
+    id: str
+    step: str
+    message: Command
+    kind: CommandKind
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimerToSet:
+    """Fire :class:`~sagas.triggers.TimerFired` (``id``) for this saga at ``at`` (UTC)."""
+
+    id: str
+    saga_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The new state and the effects to persist with it, in one transaction."""
+
+    state: SagaState
+    commands: tuple[CommandToSend, ...] = ()
+    timers_to_set: tuple[TimerToSet, ...] = ()
+    #: Ids of timers no longer wanted (firing them anyway changes nothing).
+    timers_to_cancel: tuple[str, ...] = ()
+
+    #: False when the input changed nothing (a duplicate, late or unknown message): the
+    #: shell need not write anything.
+    changed: bool = True

@@ -1,0 +1,387 @@
+"""Property tests of the pure core: random definitions driven by random outcomes.
+
+Hypothesis builds a definition (steps, parallel groups, waits, conditional stages, steps
+with and without compensations) and then drives one instance with a random mix of success
+and failure replies, timer firings, duplicates, late and unknown messages, a cancel and
+retries, until it ends. After each input and at the end it checks the guarantees:
+
+- duplicate, late and unknown inputs change nothing (the same state object comes back);
+- compensations run once each, in reverse order of completion, only for completed steps
+  that have one;
+- every run ends in exactly one terminal state, consistent with what happened;
+- a compensation that keeps failing parks the saga in needs_attention until a retry;
+- the state survives a JSON round trip, and replaying the inputs gives the same states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from bus import Command, Event, Registry
+from sagas import (
+    Cancel,
+    CommandToSend,
+    Compensation,
+    Incoming,
+    Parallel,
+    Retry,
+    SagaDefinition,
+    SagaState,
+    SagaStatus,
+    Stage,
+    Step,
+    StepStatus,
+    TimerFired,
+    Transition,
+    Trigger,
+    Wait,
+    decide,
+    render_mermaid,
+    start,
+)
+
+REGISTRY = Registry()
+MAX_STEPS = 8
+
+
+class Started(Event, type="test.saga.started.v1", topic="t.events", key="id", registry=REGISTRY):
+    id: str
+
+
+class Stop(Event, type="test.saga.stop.v1", topic="t.events", key="id", registry=REGISTRY):
+    id: str
+
+
+class Stranger(Event, type="test.saga.stranger.v1", topic="t.events", registry=REGISTRY):
+    pass
+
+
+def _message(base: type[Any], name: str, type_name: str) -> type[Any]:
+    # Events carry the correlation key (waits and cancels are routed by it).
+    body: dict[str, Any] = {"__module__": __name__}
+    if base is Event:
+        body.update({"__annotations__": {"id": str}, "id": "x"})
+    return type(name, (base,), body, type=type_name, topic="t.x", registry=REGISTRY)
+
+
+# One command and reply family per step slot, so every step awaits its own types.
+DO = [_message(Command, f"Do{i}", f"test.step{i}.do.v1") for i in range(MAX_STEPS)]
+DONE = [_message(Event, f"Done{i}", f"test.step{i}.done.v1") for i in range(MAX_STEPS)]
+BROKE = [_message(Event, f"Broke{i}", f"test.step{i}.broke.v1") for i in range(MAX_STEPS)]
+UNDO = [_message(Command, f"Undo{i}", f"test.step{i}.undo.v1") for i in range(MAX_STEPS)]
+UNDONE = [_message(Event, f"Undone{i}", f"test.step{i}.undone.v1") for i in range(MAX_STEPS)]
+STUCK = [_message(Event, f"Stuck{i}", f"test.step{i}.stuck.v1") for i in range(MAX_STEPS)]
+
+
+class Data(BaseModel):
+    id: str
+    seen: tuple[int, ...] = ()
+
+
+def always(data: Data) -> bool:
+    return True
+
+
+def never(data: Data) -> bool:
+    return False
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@st.composite
+def definitions(draw: st.DrawFn) -> SagaDefinition:
+    slots = iter(range(MAX_STEPS))
+    stages: list[Stage] = []
+
+    def step(i: int, member: bool = False) -> Step:
+        comp = None
+        if draw(st.integers(0, 4)) > 0:  # most steps can be undone: exercise the undo path
+            comp = Compensation(
+                UNDO[i],
+                success=UNDONE[i],
+                failure=STUCK[i],
+                timeout=timedelta(seconds=draw(st.integers(1, 5))),
+                max_attempts=draw(st.integers(1, 3)),
+            )
+        return Step(
+            f"s{i}",
+            command=DO[i],
+            success=DONE[i],
+            failure=BROKE[i],
+            update=lambda d, e, i=i: d.model_copy(update={"seen": (*d.seen, i)}),
+            compensation=comp,
+            timeout=timedelta(seconds=draw(st.integers(1, 5))),
+            max_attempts=draw(st.integers(1, 3)),
+            when=draw(st.sampled_from([None, None, always, never])),
+        )
+
+    for _ in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(["step", "step", "group", "wait"]))
+        i = next(slots, None)
+        if i is None:
+            break
+        if kind == "step":
+            stages.append(step(i))
+        elif kind == "wait":
+            stages.append(
+                Wait(
+                    f"s{i}",
+                    event=DONE[i],
+                    rejected=BROKE[i],
+                    deadline=timedelta(seconds=draw(st.integers(1, 10))),
+                    when=draw(st.sampled_from([None, always, never])),
+                )
+            )
+        else:
+            members = [step(i)]
+            for _ in range(draw(st.integers(1, 2))):
+                j = next(slots, None)
+                if j is not None:
+                    members.append(step(j))
+            when = draw(st.sampled_from([None, None, never]))
+            stages.append(Parallel(f"g{i}", steps=members, when=when))
+    return SagaDefinition(
+        name="prop",
+        version=1,
+        trigger=Started,
+        correlation_key="id",
+        data=Data,
+        start=lambda e: Data(id=e.id),
+        stages=stages,
+        cancel_on=[Stop],
+    )
+
+
+def _slot(step: str) -> int:
+    return int(step[1:])
+
+
+@dataclass
+class World:
+    """The instance and everything the environment could still deliver to it."""
+
+    d: SagaDefinition
+    t: Transition
+    now: datetime = T0
+    outstanding: list[CommandToSend] = field(default_factory=list)
+    delivered: list[Incoming] = field(default_factory=list)
+    timers: dict[str, datetime] = field(default_factory=dict)
+    fired: list[str] = field(default_factory=list)
+    inputs: list[tuple[Trigger, datetime]] = field(default_factory=list)
+    sent: list[CommandToSend] = field(default_factory=list)
+    cancelled: bool = False
+    n: int = 0
+
+    @property
+    def s(self) -> SagaState:
+        return self.t.state
+
+    def absorb(self, t: Transition) -> None:
+        self.t = t
+        self.outstanding += t.commands
+        self.sent += t.commands
+        for timer in t.timers_to_set:
+            self.timers[timer.id] = timer.at
+
+    def feed(self, trigger: Trigger, *, must_not_change: bool = False) -> Transition:
+        self.now += timedelta(milliseconds=1)
+        before = self.s
+        self.inputs.append((trigger, self.now))
+        t = decide(self.d, before, trigger, self.now)
+        if must_not_change:
+            assert not t.changed, trigger
+            assert t.state is before
+            assert (t.commands, t.timers_to_set, t.timers_to_cancel) == ((), (), ())
+        assert SagaState.model_validate(t.state.model_dump(mode="json")) == t.state
+        if before.terminal:
+            assert not t.changed, "a terminal saga changed"
+        self.absorb(t)
+        return t
+
+    def reply(self, cmd: CommandToSend, ok: bool) -> None:
+        i = _slot(cmd.step)
+        if cmd.kind == "action":
+            cls = DONE[i] if ok else BROKE[i]
+            awaited = self.s.steps[cmd.step].status == StepStatus.RUNNING
+        else:
+            cls = UNDONE[i] if ok else STUCK[i]
+            awaited = self.s.steps[cmd.step].status == StepStatus.COMPENSATING
+        self.n += 1
+        msg = Incoming(cls.bus_type, f"reply-{self.n}", self.s.saga_id, cls(), causation_id=cmd.id)
+        active = self.s.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+        if self.feed(msg, must_not_change=not (awaited and active)).changed:
+            self.delivered.append(msg)  # accepted: delivering it again is a duplicate
+
+    def wait_event(self, name: str, ok: bool) -> None:
+        i = _slot(name)
+        cls = DONE[i] if ok else BROKE[i]
+        self.n += 1
+        msg = Incoming(cls.bus_type, f"ext-{self.n}", self.s.saga_id, cls())
+        awaited = self.s.steps[name].status == StepStatus.RUNNING
+        active = self.s.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+        if self.feed(msg, must_not_change=not (awaited and active)).changed:
+            self.delivered.append(msg)  # accepted: delivering it again is a duplicate
+
+    def fire(self, timer: str) -> None:
+        self.now = max(self.now, self.timers[timer])
+        armed = any(
+            s.timer_id == timer and s.status in (StepStatus.RUNNING, StepStatus.COMPENSATING)
+            for s in self.s.steps.values()
+        )
+        active = self.s.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+        self.feed(TimerFired(timer), must_not_change=not (armed and active))
+        self.fired.append(timer)
+
+    def drain_step(self, ok: bool) -> None:
+        """Drive towards the end: retry, answer compensations (``ok``), fire timers."""
+        if self.s.status == SagaStatus.NEEDS_ATTENTION:
+            self.feed(Retry())
+            return
+        comps = [c for c in self.outstanding if c.kind == "compensation"]
+        awaited = [c for c in comps if self.s.steps[c.step].status == StepStatus.COMPENSATING]
+        if awaited:
+            self.reply(awaited[-1], ok=ok)
+            return
+        armed = sorted(
+            (s.timer_at, s.timer_id)
+            for s in self.s.steps.values()
+            if s.timer_id is not None and s.timer_at is not None
+        )
+        assert armed, f"no way forward from {self.s.status}: {self.s.steps}"
+        self.fire(armed[0][1])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(d=definitions(), data=st.data())
+def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject) -> None:
+    diagram = render_mermaid(d)
+    assert all(name in diagram for name in d.steps)
+    w = World(d, start(d, Started(id="x"), message_id="trigger", now=T0))
+    w.absorb(w.t)
+    budget = data.draw(st.integers(0, 60), label="random inputs")
+    for _ in range(budget):
+        if w.s.terminal:
+            break
+        waits = [n for n, s in w.s.steps.items() if isinstance(d.steps[n], Wait)]
+        action = data.draw(
+            st.sampled_from(
+                [
+                    "reply",
+                    "reply",
+                    "reply",
+                    "fail",
+                    "fire",
+                    "dup",
+                    "unknown",
+                    "cancel",
+                    "wait",
+                    "retry",
+                ]
+            )
+        )
+        if action in ("reply", "fail") and w.outstanding:
+            cmd = data.draw(st.sampled_from(w.outstanding))
+            w.reply(cmd, ok=action == "reply")
+        elif action == "fire" and w.timers:
+            w.fire(data.draw(st.sampled_from(sorted(w.timers))))
+        elif action == "dup" and w.delivered:
+            w.feed(data.draw(st.sampled_from(w.delivered)), must_not_change=True)
+        elif action == "unknown":
+            w.feed(
+                Incoming(Stranger.bus_type, "stranger", w.s.saga_id, Stranger()),
+                must_not_change=True,
+            )
+            w.feed(
+                Incoming(DONE[0].bus_type, "elsewhere", "prop:other", DONE[0]()),
+                must_not_change=True,
+            )
+        elif action == "cancel" and not w.cancelled:
+            was_running = w.s.status == SagaStatus.RUNNING
+            w.feed(Cancel(), must_not_change=not was_running)
+            w.cancelled = w.cancelled or was_running
+        elif action == "wait" and waits:
+            w.wait_event(data.draw(st.sampled_from(waits)), ok=data.draw(st.booleans()))
+        elif action == "retry":
+            w.feed(Retry(), must_not_change=w.s.status != SagaStatus.NEEDS_ATTENTION)
+        if w.s.status == SagaStatus.NEEDS_ATTENTION:
+            stuck = [s for s in w.s.steps.values() if s.status == StepStatus.COMPENSATING]
+            assert len(stuck) == 1
+            assert stuck[0].compensation_attempts >= stuck[0].compensation_attempt_limit
+            assert w.s.attention
+    # Then towards the end: compensations fail at random for a while (so some park in
+    # needs_attention and are retried), then succeed.
+    for k in range(500):
+        if w.s.terminal:
+            break
+        w.drain_step(ok=k >= 30 or data.draw(st.booleans(), label="compensation ok"))
+    assert w.s.terminal, "the saga did not end"
+    event(f"ended {w.s.status.value}")
+    if any(h.event == "needs_attention" for h in w.s.history):
+        event("went through needs_attention")
+    if any(h.event == "resent" for h in w.s.history):
+        event("re-sent a command")
+    check_outcome(w)
+    check_replay(w)
+
+
+def check_outcome(w: World) -> None:
+    s, d = w.s, w.d
+    steps = s.steps
+    compensable = {n for n, spec in d.steps.items() if isinstance(spec, Step) and spec.compensation}
+    completed = {n for n, x in steps.items() if x.completed_seq is not None}
+    undone_order: list[str] = []
+    for c in w.sent:
+        if c.kind == "compensation" and c.step not in undone_order:
+            undone_order.append(c.step)
+    # Compensations: only for completed steps that have one, each once, last completed first.
+    expected = sorted(completed & compensable, key=lambda n: -(steps[n].completed_seq or 0))
+    compensated_events = [h.step for h in s.history if h.event == "compensated" and h.step]
+    assert len(compensated_events) == len(set(compensated_events)), "a step was undone twice"
+    if s.status == SagaStatus.COMPLETED:
+        assert undone_order == []
+        assert not w.cancelled
+        for n, x in steps.items():
+            assert x.status in (StepStatus.COMPLETED, StepStatus.SKIPPED), n
+    else:
+        assert undone_order == expected
+        assert sorted(compensated_events) == sorted(expected)
+        assert all(steps[n].status == StepStatus.COMPENSATED for n in expected)
+        assert (s.status == SagaStatus.CANCELLED) == w.cancelled
+        if s.status == SagaStatus.CANCELLED:
+            assert s.cause == "cancel"
+        elif s.status == SagaStatus.COMPENSATED:
+            assert expected
+            assert s.cause == "failure"
+        else:
+            assert s.status == SagaStatus.FAILED
+            assert not expected
+            assert s.cause == "failure"
+        if s.cause == "failure":
+            assert any(x.status == StepStatus.FAILED for x in steps.values())
+    # No step is left mid-flight, every command id is unique.
+    assert not any(
+        x.status in (StepStatus.RUNNING, StepStatus.COMPENSATING) for x in steps.values()
+    )
+    ids = [c.id for c in w.sent]
+    assert len(ids) == len(set(ids))
+    # Terminal is final: anything more changes nothing.
+    w.feed(Cancel(), must_not_change=True)
+    w.feed(Retry(), must_not_change=True)
+
+
+def check_replay(w: World) -> None:
+    """The core is a function: the same inputs give the same states and commands."""
+    t = start(w.d, Started(id="x"), message_id="trigger", now=T0)
+    sent = list(t.commands)
+    for trigger, at in w.inputs:
+        t = decide(w.d, t.state, trigger, at)
+        sent += t.commands
+    assert t.state == w.s
+    assert [(c.id, c.message) for c in sent] == [(c.id, c.message) for c in w.sent]

@@ -1,0 +1,40 @@
+"""The saga core is pure: no event loop, driver, clock or randomness in its modules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+PURE = ["definition", "validate", "state", "triggers", "effects", "core", "versions", "render"]
+FORBIDDEN = {"asyncio", "sqlite3", "aiokafka", "asyncpg", "psycopg", "time", "random", "socket", "threading", "anyio"}  # fmt: skip
+
+
+def imports_of(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_core_modules_import_no_io_clock_or_randomness() -> None:
+    for name in PURE:
+        roots = {i.split(".")[0] for i in imports_of(ROOT / "sagas" / f"{name}.py")}
+        assert not roots & FORBIDDEN, f"sagas/{name}.py imports {roots & FORBIDDEN}"
+
+
+def test_core_modules_never_read_the_wall_clock() -> None:
+    for name in PURE:
+        source = (ROOT / "sagas" / f"{name}.py").read_text()
+        for call in ("datetime.now(", "utcnow(", "uuid4(", "uuid1(", "new_id("):
+            assert call not in source, f"sagas/{name}.py calls {call}"
+
+
+def test_sagas_use_handler_contracts_only() -> None:
+    for path in (ROOT / "sagas").rglob("*.py"):
+        for module in imports_of(path):
+            if module.startswith("handlers."):
+                assert module.endswith(".contracts"), f"{path} imports {module}"
