@@ -1,0 +1,447 @@
+"""The coordinator: the shell around the pure core.
+
+For each consumed record (a trigger, a reply, an awaited or cancelling event), each due
+timer and each operator request: load the saga, :func:`~sagas.versions.decide_versioned`
+(or :func:`~sagas.core.start`), and save the new state, the outgoing commands (outbox) and
+the timer changes in ONE transaction guarded by the state's revision. A conflict (another
+replica saved the saga meanwhile) loads and decides again. After the batch, the
+:class:`~sagas.outbox.OutboxRelay` publishes the commands, and only then are the consumed
+offsets committed - so a crash anywhere replays from the last commit: a re-delivered reply
+is a duplicate to the core (it changes nothing), a re-delivered trigger finds its saga.
+
+Routing of a record of type T (the definitions' types, computed once):
+
+- T starts a saga: ``saga_id_for(message)``; started unless it exists (re-delivery);
+- T is a reply: the envelope's ``correlationid`` is the saga id (commands carry it);
+- T is awaited from outside (a ``Wait`` event) or cancels (``cancel_on``): the saga id
+  comes from the message's correlation key.
+
+Operator actions (``bus sagas cancel/retry``) are rows in the store's request table:
+the CLI needs only the store, works the same with one or many replicas, and the request
+is deleted in the same transaction that carries it out.
+
+Example::
+
+    coordinator = Coordinator(Catalog([onboarding]), store, transport)
+    await coordinator.run(stop)          # until stop is set
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol
+
+from bus import (
+    BusError,
+    CommitFailedError,
+    ConfigError,
+    Consumer,
+    Envelope,
+    Event,
+    Record,
+    StoreError,
+    TopicPartition,
+    Transport,
+    decode,
+    new_id,
+    utc_now,
+)
+from sagas.core import start
+from sagas.definition import SagaDefinition, Wait, awaited_by_step
+from sagas.effects import Transition
+from sagas.outbox import FaultInjector, OutboxRelay, outbox_entries
+from sagas.state import SagaState, SagaStatus
+from sagas.stores.base import (
+    ControlAction,
+    ControlRequest,
+    DueTimer,
+    RevisionConflictError,
+    SagaStore,
+    SagaWrite,
+)
+from sagas.timers import fire_due_timers
+from sagas.triggers import Cancel, Incoming, Retry, TimerFired, Trigger
+from sagas.versions import Catalog, decide_versioned
+
+__all__ = ["Coordinator", "CoordinatorStats", "SagaObserver", "request_action"]
+
+log = logging.getLogger("sagas.coordinator")
+
+
+class SagaObserver(Protocol):
+    """Hooks for metrics. TODO(lead): connect bus.metrics (saga_started, saga_finished, ...)
+    by passing an observer that calls them; every hook must be cheap and never raise."""
+
+    def saga_started(self, name: str) -> None: ...
+
+    def saga_finished(self, name: str, status: str, duration_s: float) -> None: ...
+
+    def saga_needs_attention(self, name: str) -> None: ...
+
+    def conflict(self, name: str) -> None: ...
+
+
+class _NoObserver:
+    def saga_started(self, name: str) -> None:
+        pass
+
+    def saga_finished(self, name: str, status: str, duration_s: float) -> None:
+        pass
+
+    def saga_needs_attention(self, name: str) -> None:
+        pass
+
+    def conflict(self, name: str) -> None:
+        pass
+
+
+@dataclass
+class CoordinatorStats:
+    """Counters since the coordinator was made (``statistics()``)."""
+
+    records: int = 0
+    started: int = 0
+    transitions: int = 0
+    unchanged: int = 0
+    conflicts: int = 0
+    timers_fired: int = 0
+    requests: int = 0
+    #: Records the coordinator could not read (not a CloudEvent, invalid payload): logged.
+    unreadable: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Routes:
+    triggers: dict[str, list[SagaDefinition]] = field(default_factory=dict)
+    replies: set[str] = field(default_factory=set)
+    external: dict[str, list[SagaDefinition]] = field(default_factory=dict)
+    models: dict[str, type[Event]] = field(default_factory=dict)
+    names: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> _Routes:
+        r = cls(names=frozenset(catalog.names()))
+        latest = {n: catalog.latest(n) for n in catalog.names()}
+        for d in catalog:
+            r.models[d.trigger.bus_type] = d.trigger
+            if d is latest[d.name]:
+                r.triggers.setdefault(d.trigger.bus_type, []).append(d)
+            outside = list(d.cancel_on)
+            for s in d.iter_steps():
+                if isinstance(s, Wait):
+                    outside += [*s.event, *s.rejected]
+            for t in outside:
+                r.models[t.bus_type] = t
+                named = r.external.setdefault(t.bus_type, [])
+                if all(x.name != d.name for x in named):
+                    named.append(d)
+            outside_types = {t.bus_type for t in outside}
+            for _, types in awaited_by_step(d):
+                for t in types:
+                    r.models[t.bus_type] = t
+                    if t.bus_type not in outside_types:
+                        r.replies.add(t.bus_type)
+        return r
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({m.bus_topic for m in self.models.values()})
+
+
+class Coordinator:
+    """Runs the sagas of ``catalog``: consumes their events, stores, publishes, fires timers.
+
+    ``clock`` is the source of ``now`` (the test kit passes a virtual clock); ``group`` is
+    the consumer group (replicas share it and split the partitions).
+
+    Example::
+
+        async with Coordinator(Catalog([onboarding]), store, transport) as c:
+            await c.step(timeout_s=0.1)   # one round; or: await c.run(stop)
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: SagaStore,
+        transport: Transport,
+        *,
+        group: str = "sagas",
+        clock: Callable[[], datetime] = utc_now,
+        batch_size: int = 200,
+        poll_interval_s: float = 0.1,
+        max_conflicts: int = 20,
+        fault_point: str | None = None,
+        observer: SagaObserver | None = None,
+    ) -> None:
+        if not catalog.names():
+            raise ConfigError("the coordinator needs at least one saga definition")
+        self.catalog = catalog
+        self.store = store
+        self.transport = transport
+        self.group = group
+        self.clock = clock
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.max_conflicts = max_conflicts
+        self.fault = FaultInjector(fault_point)
+        self.observer: SagaObserver = observer or _NoObserver()
+        self.routes = _Routes.of(catalog)
+        self.relay = OutboxRelay(store, transport, clock=clock, fault=self.fault)
+        self.stats = CoordinatorStats()
+        self._consumer: Consumer | None = None
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics the coordinator consumes: its sagas' triggers, replies and events."""
+        return self.routes.topics
+
+    def statistics(self) -> CoordinatorStats:
+        return self.stats
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Coordinator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Join the consumer group (the transport and the store must be started/open)."""
+        if self._consumer is None:
+            self._consumer = self.transport.consumer(self.topics, group=self.group)
+            await self._consumer.start()
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Step until ``stop`` is set (store faults are logged and retried after a pause)."""
+        async with self:
+            while not stop.is_set():
+                try:
+                    await self.step(timeout_s=self.poll_interval_s)
+                except StoreError as exc:
+                    log.warning("saga store failed, retrying in 1s: %s", exc)
+                    await asyncio.sleep(1.0)
+
+    # -- one round --------------------------------------------------------------------------
+
+    async def step(self, *, timeout_s: float) -> int:
+        """Consume what is there (waiting up to ``timeout_s``), carry out operator requests,
+        fire due timers, publish the outbox, commit offsets. How much work it did."""
+        if self._consumer is None:
+            raise ConfigError("the coordinator is not started: use 'async with' or start()")
+        consumer = self._consumer
+        batch = await consumer.fetch(max_records=self.batch_size, timeout_s=timeout_s)
+        offsets: dict[TopicPartition, int] = {}
+        work = 0
+        for tp, records in batch.items():
+            for record in records:
+                try:
+                    await self.handle_record(record)
+                except BusError as exc:
+                    if not exc.retryable:
+                        raise
+                    # A store fault: read this record again later, after what succeeded.
+                    consumer.seek(tp, record.offset)
+                    log.warning("record %s:%d will be retried: %s", tp, record.offset, exc)
+                    break
+                offsets[tp] = record.offset + 1
+                work += 1
+        if work:
+            self.fault("after_commit_before_publish")
+        work += await self.process_requests()
+        work += await self.fire_due_timers()
+        work += await self.relay.relay_all()
+        if offsets:
+            self.fault("after_mark_before_offset_commit")
+            try:
+                await consumer.commit(offsets)
+            except CommitFailedError as exc:
+                # Partitions moved to another replica: it re-reads them, and the core
+                # treats what this one already stored as duplicates.
+                log.info("offsets not committed (rebalance): %s", exc)
+        return work
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    async def handle_record(self, record: Record) -> None:
+        """Route one consumed record to the sagas it concerns (one transaction each)."""
+        self.stats.records += 1
+        try:
+            env = decode(record.headers, record.value)
+        except BusError as exc:
+            self.stats.unreadable += 1
+            log.error("unreadable record %s:%d skipped: %s", record.topic, record.offset, exc)
+            return
+        model = self.routes.models.get(env.type)
+        if model is None:
+            return  # another process's event on a shared topic
+        try:
+            message = model.model_validate_json(env.data)
+        except ValueError as exc:
+            self.stats.unreadable += 1
+            log.error("invalid %s %s skipped: %s", env.type, env.id, exc)
+            return
+        await self.handle_event(env, message)
+
+    async def handle_event(self, env: Envelope, message: Event) -> None:
+        """Apply one decoded event: start sagas, feed a reply, deliver an external event."""
+        now = self.clock()
+        for d in self.routes.triggers.get(env.type, ()):
+            await self._start(d, message, env.id, now)
+        corr = env.correlationid
+        done: set[str] = set()
+        if env.type in self.routes.replies and corr and corr.split(":", 1)[0] in self.routes.names:
+            incoming = Incoming(env.type, env.id, corr, message, env.causationid)
+            await self.apply(corr, incoming, causation_id=env.id)
+            done.add(corr)
+        for d in self.routes.external.get(env.type, ()):
+            saga_id = d.saga_id_for(message)
+            if saga_id not in done:
+                incoming = Incoming(env.type, env.id, saga_id, message, env.causationid)
+                await self.apply(saga_id, incoming, causation_id=env.id)
+                done.add(saga_id)
+
+    async def fire_due_timers(self) -> int:
+        n = await fire_due_timers(self.store, now=self.clock(), fire=self.fire_timer)
+        self.stats.timers_fired += n
+        return n
+
+    async def fire_timer(self, timer: DueTimer) -> Transition | None:
+        return await self.apply(timer.saga_id, TimerFired(timer.id), fired_timer=timer.id)
+
+    async def process_requests(self) -> int:
+        requests = await self.store.pending_requests(limit=100)
+        for r in requests:
+            trigger: Trigger = Cancel(r.reason) if r.action == "cancel" else Retry(r.reason)
+            await self.apply(r.saga_id, trigger, request=r.id)
+        self.stats.requests += len(requests)
+        return len(requests)
+
+    # -- the transaction --------------------------------------------------------------------
+
+    async def _start(
+        self, d: SagaDefinition, message: Event, message_id: str, now: datetime
+    ) -> None:
+        saga_id = d.saga_id_for(message)
+        if await self.store.load(saga_id) is not None:
+            return  # the trigger came again: its saga exists
+        t = start(d, message, message_id=message_id, now=now)
+        write = SagaWrite(
+            t.state,
+            0,
+            outbox_entries(t, now=now, causation_id=message_id),
+            t.timers_to_set,
+            t.timers_to_cancel,
+        )
+        try:
+            await self.store.save(write)
+        except RevisionConflictError:
+            return  # another replica started it first
+        self.stats.started += 1
+        self.observer.saga_started(d.name)
+        self._observe(None, t.state)
+
+    async def apply(
+        self,
+        saga_id: str,
+        trigger: Trigger,
+        *,
+        causation_id: str | None = None,
+        fired_timer: str | None = None,
+        request: str | None = None,
+    ) -> Transition | None:
+        """Load, decide, save (retried on a revision conflict); the stored transition, or
+        None when nothing changed or the saga does not exist."""
+        for _ in range(self.max_conflicts):
+            stored = await self.store.load(saga_id)
+            if stored is None:
+                await self._discard(fired_timer, request)
+                return None
+            now = self.clock()
+            t = decide_versioned(self.catalog, stored.state, trigger, now)
+            if not t.changed:
+                self.stats.unchanged += 1
+                await self._discard(fired_timer, request)
+                return None
+            cancels = t.timers_to_cancel + ((fired_timer,) if fired_timer else ())
+            write = SagaWrite(
+                t.state,
+                stored.revision,
+                outbox_entries(t, now=now, causation_id=causation_id),
+                t.timers_to_set,
+                cancels,
+                request,
+            )
+            try:
+                await self.store.save(write)
+            except RevisionConflictError:
+                self.stats.conflicts += 1
+                self.observer.conflict(stored.state.name)
+                continue
+            self.stats.transitions += 1
+            self._observe(stored.state, t.state)
+            return t
+        raise StoreError(
+            f"saga {saga_id}: gave up after {self.max_conflicts} revision conflicts in a row; "
+            "another coordinator keeps saving it (it will be retried)"
+        )
+
+    async def _discard(self, fired_timer: str | None, request: str | None) -> None:
+        if fired_timer is not None:
+            await self.store.cancel_timers([fired_timer])
+        if request is not None:
+            await self.store.drop_request(request)
+
+    def _observe(self, before: SagaState | None, after: SagaState) -> None:
+        if before is not None and before.status == after.status:
+            return
+        if after.terminal:
+            duration = (after.updated_at - after.started_at).total_seconds()
+            self.observer.saga_finished(after.name, after.status.value, duration)
+        elif after.status == SagaStatus.NEEDS_ATTENTION:
+            self.observer.saga_needs_attention(after.name)
+
+
+async def request_action(
+    store: SagaStore,
+    saga_id: str,
+    action: ControlAction,
+    *,
+    reason: str,
+    now: datetime | None = None,
+) -> ControlRequest:
+    """Queue ``cancel`` or ``retry`` of ``saga_id`` for the coordinator (``bus sagas ...``).
+
+    Refuses what the coordinator could not do: an unknown saga, cancelling a saga that is
+    not running, retrying one that does not need attention.
+    """
+    stored = await store.load(saga_id)
+    if stored is None:
+        raise ConfigError(f"no saga {saga_id!r} in the store; 'bus sagas list' shows the ids")
+    status = stored.state.status
+    if action == "cancel" and status != SagaStatus.RUNNING:
+        raise ConfigError(f"saga {saga_id} is {status.value}: only a running saga can be cancelled")
+    if action == "retry" and status != SagaStatus.NEEDS_ATTENTION:
+        raise ConfigError(
+            f"saga {saga_id} is {status.value}: only a saga in needs_attention can be retried"
+        )
+    request = ControlRequest(new_id(), saga_id, action, reason, now or utc_now())
+    await store.request(request)
+    return request
