@@ -113,7 +113,8 @@ async def test_starting_a_saga_twice_conflicts_and_keeps_the_first(backend: Back
     with pytest.raises(RevisionConflictError):
         await store.save(SagaWrite(state(step=5), 0, outbox=(entry("c-1"),)))
     stored = await store.load("demo:1")
-    assert stored is not None and stored.state.stage == 0
+    assert stored is not None
+    assert stored.state.stage == 0
     assert await store.claim_outbox(now=T0, limit=10, lease=LEASE) == []
 
 
@@ -130,7 +131,8 @@ async def test_a_stale_revision_writes_nothing_at_all(backend: Backend) -> None:
     with pytest.raises(RevisionConflictError):
         await store.save(stale)
     stored = await store.load("demo:1")
-    assert stored is not None and (stored.revision, stored.state.stage) == (2, 1)
+    assert stored is not None
+    assert (stored.revision, stored.state.stage) == (2, 1)
     assert await store.claim_outbox(now=T0, limit=10, lease=LEASE) == []
     assert await store.claim_due_timers(now=T0, limit=10, lease=LEASE) == []
 
@@ -264,7 +266,8 @@ async def test_two_replicas_saving_the_same_revision_one_wins(backend: Backend) 
     )
     assert sorted(type(r).__name__ for r in results) == ["RevisionConflictError", "int"]
     stored = await a.load("demo:1")
-    assert stored is not None and stored.revision == 2
+    assert stored is not None
+    assert stored.revision == 2
     winner = "from-a" if stored.state.stage == 1 else "from-b"
     assert [e.id for e in await b.claim_outbox(now=T0, limit=10, lease=LEASE)] == [winner]
 
@@ -296,7 +299,8 @@ async def test_everything_survives_reopening_the_database(backend: Backend) -> N
     backend.stores.remove(store)
     again = await backend.store()
     stored = await again.load("demo:1")
-    assert stored is not None and stored.state == state()
+    assert stored is not None
+    assert stored.state == state()
     assert await again.counts() == {"sagas": 1, "outbox": 1, "timers": 1, "requests": 1}
 
 

@@ -65,7 +65,9 @@ async def test_a_failure_mid_way_is_compensated_in_every_system() -> None:
         state = await kit.state("onboarding:e-2")
     assert state.status == SagaStatus.COMPENSATED
     assert "create_payroll_record failed" in (state.reason or "")
-    assert w.directory.accounts == {} and w.licenses.assigned == {} and w.host.grants == {}
+    assert w.directory.accounts == {}
+    assert w.licenses.assigned == {}
+    assert w.host.grants == {}
 
 
 async def test_a_privileged_hire_waits_for_approval_then_continues() -> None:
@@ -94,7 +96,8 @@ async def test_an_approval_deadline_that_passes_undoes_the_account() -> None:
         counts = await kit.store.counts()
     assert state.status == SagaStatus.COMPENSATED
     assert w.directory.accounts == {}
-    assert counts["timers"] == 0 and counts["outbox"] == 0
+    assert counts["timers"] == 0
+    assert counts["outbox"] == 0
 
 
 async def test_a_reply_that_never_comes_is_resent_then_fails_the_saga() -> None:
@@ -210,7 +213,8 @@ async def test_a_restart_after_the_state_commit_publishes_what_was_stored(tmp_pa
             "onboarding:e-5", "create_account", "action", 1
         )
         stored = await store.load("onboarding:e-5")
-        assert stored is not None and stored.revision == 1
+        assert stored is not None
+        assert stored.revision == 1
         assert await second.step(timeout_s=0) == 0  # offsets committed: nothing comes back
         await second.stop()
     await transport.stop()
@@ -244,7 +248,8 @@ async def test_a_revision_conflict_decides_again_on_the_fresh_state() -> None:
     assert t is None  # re-decided on the cancelled state: nothing left to do
     assert mine.stats.conflicts == 1
     stored = await store.load("onboarding:e-6")
-    assert stored is not None and stored.state.reason == "the other replica"
+    assert stored is not None
+    assert stored.state.reason == "the other replica"
     await mine.stop()
     await transport.stop()
 
