@@ -14,6 +14,8 @@ once, with an error naming the variable and what it accepts.
 | ``BUS_OFFSET_RESET`` | ``earliest`` | where a new group starts: ``earliest``/``latest`` |
 | ``BUS_LOG_LEVEL`` | ``INFO`` | log level |
 | ``BUS_LOG_JSON`` | ``false`` | JSON log lines |
+| ``BUS_SAGA_STORE`` | ``sqlite:sagas.db`` | saga store: ``sqlite:PATH``, ``postgresql://...`` or ``memory`` |
+| ``BUS_FAULT_POINT`` | - | crash tests only: end the process at this point of the saga outbox relay |
 
 Example::
 
@@ -52,6 +54,12 @@ class BusConfig:
     offset_reset: OffsetReset = "earliest"
     log_level: str = "INFO"
     log_json: bool = False
+    #: Where ``bus sagas ...`` keeps saga state (``sqlite:PATH``, ``postgresql://...``,
+    #: ``memory``); may hold a password, so it is never logged.
+    saga_store: str = "sqlite:sagas.db"
+    #: Crash tests only: the saga outbox relay ends the process (``os._exit``) at this
+    #: point (``sagas.outbox.FAULT_POINTS``); unset in production.
+    fault_point: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> BusConfig:
