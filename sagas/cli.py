@@ -336,6 +336,7 @@ def _demo(args: argparse.Namespace, config: BusConfig, make_transport: Transport
                 transport=transport,
                 partitions=config.partitions,
                 timeout_s=args.timeout_s,
+                fault_point=config.fault_point,
             )
         finally:
             await store.close()

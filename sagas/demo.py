@@ -148,6 +148,7 @@ async def run_demo(
     settings: WorkerSettings | None = None,
     partitions: int = 3,
     timeout_s: float = 60.0,
+    fault_point: str | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
     """Onboard every hire of ``scenario``; print timelines and a summary; 0 if as expected.
@@ -157,16 +158,23 @@ async def run_demo(
     systems = Systems()
     systems.payroll.reject.update(scenario.payroll_rejects)
     systems.directory.refuse.update(scenario.identity_refuses)
-    runner = Runner(systems.apps(), transport, settings or WorkerSettings(commit_interval_s=0.05))
-    coordinator = Coordinator(Catalog([onboarding]), store, transport, poll_interval_s=0.05)
+    coordinator = Coordinator(
+        Catalog([onboarding]), store, transport, poll_interval_s=0.05, fault_point=fault_point
+    )
+    topics = {*coordinator.topics, *(t.bus_topic for t in onboarding.command_types())}
+    runner = Runner(
+        systems.apps(),
+        transport,
+        settings or WorkerSettings(commit_interval_s=0.05),
+        # before any consumer subscribes: a Kafka consumer learns of new topics late
+        ensure_topics=[TopicSpec(t, partitions=partitions) for t in sorted(topics)],
+    )
     ids = [onboarding.saga_id_for(h) for h in scenario.hires]
     stop = asyncio.Event()
     started = time.monotonic()
     async with asyncio.TaskGroup() as tg:
         apps = tg.create_task(runner.run(stop))
         await runner.started.wait()
-        topics = {*coordinator.topics, *(t.bus_topic for t in onboarding.command_types())}
-        await transport.ensure_topics([TopicSpec(t, partitions=partitions) for t in topics])
         tg.create_task(coordinator.run(stop))
         try:
             hr = Publisher(transport, source="bus://hr")
