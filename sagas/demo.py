@@ -170,20 +170,22 @@ async def run_demo(
         ensure_topics=[TopicSpec(t, partitions=partitions) for t in sorted(topics)],
     )
     ids = [onboarding.saga_id_for(h) for h in scenario.hires]
-    stop = asyncio.Event()
+    stop_apps, stop_coordinator = asyncio.Event(), asyncio.Event()
     started = time.monotonic()
     async with asyncio.TaskGroup() as tg:
-        apps = tg.create_task(runner.run(stop))
+        tg.create_task(runner.run(stop_apps))
         await runner.started.wait()
-        tg.create_task(coordinator.run(stop))
+        saga_loop = tg.create_task(coordinator.run(stop_coordinator))
         try:
             hr = Publisher(transport, source="bus://hr")
             for hired in scenario.hires:
                 await hr.publish(hired)
             states = await _wait_for_the_end(hr, store, scenario, ids, started + timeout_s)
         finally:
-            stop.set()
-        await apps
+            # The coordinator first: the runner stops the transport it publishes on.
+            stop_coordinator.set()
+            await asyncio.wait([saga_loop])
+            stop_apps.set()
     elapsed = time.monotonic() - started
     for state in states:
         print(format_timeline(state), end="\n\n", file=out)

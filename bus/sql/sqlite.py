@@ -171,6 +171,17 @@ class SqliteDatabase:
                 await self._submit(lambda: _rollback(conn))
                 raise
 
+    async def atomic(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` inside one write transaction, in ONE call on the database thread.
+
+        The same guarantees as :meth:`transaction` (committed if ``fn`` returns, rolled back
+        if it raises) for a transaction that needs no ``await`` in the middle: one thread
+        hop instead of three (begin, work, commit), which is most of a small write's cost.
+        """
+        async with self._write_lock:
+            conn = self.connection
+            return await self._submit(lambda: _atomically(conn, fn))
+
     async def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
         """Apply the pending ``migrations`` of ``component`` in one transaction; the version."""
         async with self.transaction() as tx:
@@ -182,6 +193,17 @@ def _begin(conn: sqlite3.Connection) -> None:
         # Left open by a call whose caller was cancelled before it could roll back.
         conn.rollback()
     conn.execute("BEGIN IMMEDIATE")
+
+
+def _atomically(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    _begin(conn)
+    try:
+        result = fn(conn)
+        conn.commit()
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -155,13 +155,13 @@ class SqliteSagaStore:
                 c.execute(_DROP_REQUEST, (write.request_done,))
             return True
 
-        async with self.database.transaction() as t:
-            if not await t.run(tx):
-                raise RevisionConflictError(
-                    f"saga {s.saga_id} is no longer at revision {write.expected_revision} "
-                    "(saved by another coordinator, or already started): load it again and "
-                    "decide again"
-                )
+        if not await self.database.atomic(tx):
+            # nothing was written: the state row decided first
+            raise RevisionConflictError(
+                f"saga {s.saga_id} is no longer at revision {write.expected_revision} "
+                "(saved by another coordinator, or already started): load it again and "
+                "decide again"
+            )
         return write.expected_revision + 1
 
     async def claim_outbox(
@@ -184,15 +184,15 @@ class SqliteSagaStore:
                 for r in rows
             ]
 
-        async with self.database.transaction() as t:
-            return await t.run(claim)
+        return await self.database.atomic(claim)
 
     async def mark_sent(self, ids: Sequence[str]) -> None:
         if not ids:
             return
         rows = [(i,) for i in ids]
-        async with self.database.transaction() as t:
-            await t.run(lambda c: c.executemany("DELETE FROM saga_outbox WHERE id = ?", rows))
+        await self.database.atomic(
+            lambda c: c.executemany("DELETE FROM saga_outbox WHERE id = ?", rows)
+        )
 
     async def claim_due_timers(
         self, *, now: datetime, limit: int, lease: timedelta
@@ -211,27 +211,24 @@ class SqliteSagaStore:
             )
             return [DueTimer(r[0], r[1], from_ms(r[2])) for r in rows]
 
-        async with self.database.transaction() as t:
-            return await t.run(claim)
+        return await self.database.atomic(claim)
 
     async def cancel_timers(self, ids: Sequence[str]) -> None:
         if not ids:
             return
         rows = [(i,) for i in ids]
-        async with self.database.transaction() as t:
-            await t.run(lambda c: c.executemany(_CANCEL_TIMER, rows))
+        await self.database.atomic(lambda c: c.executemany(_CANCEL_TIMER, rows))
 
     async def request(self, request: ControlRequest) -> None:
         args = (request.id, request.saga_id, request.action, request.reason,
                 to_ms(request.requested_at))  # fmt: skip
-        async with self.database.transaction() as t:
-            await t.run(
-                lambda c: c.execute(
-                    "INSERT INTO saga_requests (id, saga_id, action, reason, requested_at_ms)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    args,
-                )
+        await self.database.atomic(
+            lambda c: c.execute(
+                "INSERT INTO saga_requests (id, saga_id, action, reason, requested_at_ms)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                args,
             )
+        )
 
     async def pending_requests(self, *, limit: int) -> list[ControlRequest]:
         rows = await self.database.run(
@@ -244,8 +241,7 @@ class SqliteSagaStore:
         return [ControlRequest(r[0], r[1], r[2], r[3], from_ms(r[4])) for r in rows]
 
     async def drop_request(self, request_id: str) -> None:
-        async with self.database.transaction() as t:
-            await t.run(lambda c: c.execute(_DROP_REQUEST, (request_id,)))
+        await self.database.atomic(lambda c: c.execute(_DROP_REQUEST, (request_id,)))
 
     async def list_sagas(self, query: SagaQuery) -> list[SagaState]:
         where: list[str] = ["1 = 1"]
