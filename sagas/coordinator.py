@@ -60,9 +60,9 @@ from sagas.stores.base import (
     ControlAction,
     ControlRequest,
     DueTimer,
-    RevisionConflictError,
     SagaStore,
     SagaWrite,
+    StoredSaga,
 )
 from sagas.timers import fire_due_timers
 from sagas.triggers import Cancel, Incoming, Retry, TimerFired, Trigger
@@ -175,7 +175,6 @@ class Coordinator:
         clock: Callable[[], datetime] = utc_now,
         batch_size: int = 200,
         poll_interval_s: float = 0.1,
-        max_conflicts: int = 20,
         fault_point: str | None = None,
         observer: SagaObserver | None = None,
     ) -> None:
@@ -188,7 +187,6 @@ class Coordinator:
         self.clock = clock
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
-        self.max_conflicts = max_conflicts
         self.fault = FaultInjector(fault_point)
         self.observer: SagaObserver = observer or _NoObserver()
         self.routes = _Routes.of(catalog)
@@ -339,24 +337,18 @@ class Coordinator:
     async def _start(
         self, d: SagaDefinition, message: Event, message_id: str, now: datetime
     ) -> None:
-        saga_id = d.saga_id_for(message)
-        if await self.store.load(saga_id) is not None:
-            return  # the trigger came again: its saga exists
-        t = start(d, message, message_id=message_id, now=now)
-        write = SagaWrite(
-            t.state,
-            0,
-            outbox_entries(t, now=now, causation_id=message_id),
-            t.timers_to_set,
-            t.timers_to_cancel,
-        )
-        try:
-            await self.store.save(write)
-        except RevisionConflictError:
-            return  # another replica started it first
-        self.stats.started += 1
-        self.observer.saga_started(d.name)
-        self._observe(None, t.state)
+        def change(stored: StoredSaga | None) -> SagaWrite | None:
+            if stored is not None:
+                return None  # the trigger came again (or another replica started it)
+            t = start(d, message, message_id=message_id, now=now)
+            outbox = outbox_entries(t, now=now, causation_id=message_id)
+            return SagaWrite(t.state, 0, outbox, t.timers_to_set, t.timers_to_cancel)
+
+        write = await self.store.update(d.saga_id_for(message), change, on_conflict=self._conflict)
+        if write is not None:
+            self.stats.started += 1
+            self.observer.saga_started(d.name)
+            self._observe(None, write.state)
 
     async def apply(
         self,
@@ -367,41 +359,40 @@ class Coordinator:
         fired_timer: str | None = None,
         request: str | None = None,
     ) -> Transition | None:
-        """Load, decide, save (retried on a revision conflict); the stored transition, or
-        None when nothing changed or the saga does not exist."""
-        for _ in range(self.max_conflicts):
-            stored = await self.store.load(saga_id)
+        """Load, decide, save - one :meth:`SagaStore.update`; the stored transition, or None
+        when nothing changed or the saga does not exist."""
+        now = self.clock()
+        decided: list[tuple[SagaState, Transition]] = []
+
+        def change(stored: StoredSaga | None) -> SagaWrite | None:
             if stored is None:
-                await self._discard(fired_timer, request)
                 return None
-            now = self.clock()
             t = decide_versioned(self.catalog, stored.state, trigger, now)
+            decided.append((stored.state, t))
             if not t.changed:
-                self.stats.unchanged += 1
-                await self._discard(fired_timer, request)
                 return None
-            cancels = t.timers_to_cancel + ((fired_timer,) if fired_timer else ())
-            write = SagaWrite(
+            return SagaWrite(
                 t.state,
                 stored.revision,
                 outbox_entries(t, now=now, causation_id=causation_id),
                 t.timers_to_set,
-                cancels,
+                t.timers_to_cancel + ((fired_timer,) if fired_timer else ()),
                 request,
             )
-            try:
-                await self.store.save(write)
-            except RevisionConflictError:
-                self.stats.conflicts += 1
-                self.observer.conflict(stored.state.name)
-                continue
-            self.stats.transitions += 1
-            self._observe(stored.state, t.state)
-            return t
-        raise StoreError(
-            f"saga {saga_id}: gave up after {self.max_conflicts} revision conflicts in a row; "
-            "another coordinator keeps saving it (it will be retried)"
-        )
+
+        write = await self.store.update(saga_id, change, on_conflict=self._conflict)
+        if write is None:
+            self.stats.unchanged += 1
+            await self._discard(fired_timer, request)
+            return None
+        before, t = decided[-1]  # the change that was stored is the last one made
+        self.stats.transitions += 1
+        self._observe(before, t.state)
+        return t
+
+    def _conflict(self, saga_id: str) -> None:
+        self.stats.conflicts += 1
+        self.observer.conflict(saga_id.split(":", 1)[0])
 
     async def _discard(self, fired_timer: str | None, request: str | None) -> None:
         if fired_timer is not None:

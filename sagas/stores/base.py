@@ -23,7 +23,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
@@ -36,6 +36,7 @@ from sagas.state import SagaState, SagaStatus
 
 __all__ = [
     "COMPONENT",
+    "Change",
     "ControlAction",
     "ControlRequest",
     "DueTimer",
@@ -49,6 +50,7 @@ __all__ = [
     "encode_headers",
     "from_ms",
     "to_ms",
+    "update_by_revision",
 ]
 
 #: The component name of the saga schema in ``schema_version``.
@@ -140,6 +142,12 @@ class SagaQuery:
     limit: int = 100
 
 
+#: What :meth:`SagaStore.update` does with a saga: its stored form (None: never saved) in,
+#: the write to store out (None: nothing to write). Pure: it may run more than once (after
+#: a conflict) and on the store's own thread (SQLite).
+Change = Callable[[StoredSaga | None], SagaWrite | None]
+
+
 @runtime_checkable
 class SagaStore(Protocol):
     """Saga instances with their outbox, timers and operator requests.
@@ -161,6 +169,18 @@ class SagaStore(Protocol):
 
         Raises :class:`RevisionConflictError` (nothing written) when the stored revision is
         not ``write.expected_revision`` (0: when the saga already exists).
+        """
+        ...
+
+    async def update(
+        self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
+    ) -> SagaWrite | None:
+        """Load the saga, apply ``change``, save its write: the write stored, or None.
+
+        The coordinator's hot path. A store may do it in one transaction (SQLite: one call
+        on its thread, the write lock held, so no conflict is possible) or by revision
+        (:func:`update_by_revision`: a conflict loads and changes again, after telling
+        ``on_conflict`` the saga id).
         """
         ...
 
@@ -203,6 +223,34 @@ class SagaStore(Protocol):
     async def counts(self) -> dict[str, int]:
         """Rows per table: ``sagas``, ``outbox``, ``timers``, ``requests`` (for idleness)."""
         ...
+
+
+async def update_by_revision(
+    saga_id: str,
+    change: Change,
+    *,
+    load: Callable[[str], Awaitable[StoredSaga | None]],
+    save: Callable[[SagaWrite], Awaitable[int]],
+    max_conflicts: int = 20,
+    on_conflict: Callable[[str], None] | None = None,
+) -> SagaWrite | None:
+    """:meth:`SagaStore.update` by optimistic concurrency: load, change, save; on a
+    :class:`RevisionConflictError` load the fresh state and change again."""
+    for _ in range(max_conflicts):
+        write = change(await load(saga_id))
+        if write is None:
+            return None
+        try:
+            await save(write)
+        except RevisionConflictError:
+            if on_conflict is not None:
+                on_conflict(saga_id)
+            continue
+        return write
+    raise StoreError(
+        f"saga {saga_id}: gave up after {max_conflicts} revision conflicts in a row; another "
+        "coordinator keeps saving it (the input will be retried)"
+    )
 
 
 # -- encoding shared by the SQL backends ---------------------------------------------------

@@ -7,13 +7,14 @@ exercised in every test.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 
 from sagas.state import SagaState
 from sagas.stores.base import (
+    Change,
     ControlRequest,
     DueTimer,
     OutboxEntry,
@@ -21,6 +22,7 @@ from sagas.stores.base import (
     SagaQuery,
     SagaWrite,
     StoredSaga,
+    update_by_revision,
 )
 
 __all__ = ["MemorySagaStore"]
@@ -95,6 +97,13 @@ class MemorySagaStore:
         if write.request_done is not None:
             self._requests.pop(write.request_done, None)
         return revision
+
+    async def update(
+        self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
+    ) -> SagaWrite | None:
+        return await update_by_revision(
+            saga_id, change, load=self.load, save=self.save, on_conflict=on_conflict
+        )
 
     async def claim_outbox(
         self, *, now: datetime, limit: int, lease: timedelta

@@ -15,7 +15,7 @@ asyncpg prepares each statement once per connection (its statement cache).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -24,6 +24,7 @@ from bus import Migration, PostgresDatabase
 from sagas.state import SagaState
 from sagas.stores.base import (
     COMPONENT,
+    Change,
     ControlRequest,
     DueTimer,
     OutboxEntry,
@@ -35,6 +36,7 @@ from sagas.stores.base import (
     encode_headers,
     from_ms,
     to_ms,
+    update_by_revision,
 )
 
 __all__ = ["MIGRATIONS", "PostgresSagaStore"]
@@ -185,6 +187,13 @@ class PostgresSagaStore:
             )  # fmt: skip
         if write.request_done is not None:
             await conn.execute("DELETE FROM saga_requests WHERE id = $1", write.request_done)
+
+    async def update(
+        self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
+    ) -> SagaWrite | None:
+        return await update_by_revision(
+            saga_id, change, load=self.load, save=self.save, on_conflict=on_conflict
+        )
 
     async def claim_outbox(
         self, *, now: datetime, limit: int, lease: timedelta

@@ -9,7 +9,7 @@ which the driver's statement cache prepares once.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +18,7 @@ from bus import Migration, SqliteDatabase
 from sagas.state import SagaState
 from sagas.stores.base import (
     COMPONENT,
+    Change,
     ControlRequest,
     DueTimer,
     OutboxEntry,
@@ -119,50 +120,27 @@ class SqliteSagaStore:
         return StoredSaga(SagaState.model_validate_json(row[0]), int(row[1]))
 
     async def save(self, write: SagaWrite) -> int:
-        # Everything that can fail outside SQL is computed before the transaction.
-        s = write.state
-        state_json = s.model_dump_json()
-        outbox = [
-            (
-                e.id,
-                e.saga_id,
-                e.topic,
-                e.key,
-                e.value,
-                encode_headers(e.headers),
-                to_ms(e.created_at),
-            )
-            for e in write.outbox
-        ]
-        timers = [(t.id, t.saga_id, to_ms(t.at)) for t in write.timers_to_set]
-        cancels = [(i,) for i in write.timers_to_cancel]
-
-        def tx(c: sqlite3.Connection) -> bool:
-            if write.expected_revision == 0:
-                args = (s.saga_id, s.name, s.status.value, to_ms(s.started_at),
-                        to_ms(s.updated_at), state_json)  # fmt: skip
-                ok = c.execute(_INSERT, args).rowcount == 1
-            else:
-                args2 = (s.status.value, to_ms(s.updated_at), state_json, s.saga_id,
-                         write.expected_revision)  # fmt: skip
-                ok = c.execute(_UPDATE, args2).rowcount == 1
-            if not ok:
-                return False
-            c.executemany(_OUTBOX, outbox)
-            c.executemany(_CANCEL_TIMER, cancels)
-            c.executemany(_SET_TIMER, timers)
-            if write.request_done is not None:
-                c.execute(_DROP_REQUEST, (write.request_done,))
-            return True
-
-        if not await self.database.atomic(tx):
-            # nothing was written: the state row decided first
-            raise RevisionConflictError(
-                f"saga {s.saga_id} is no longer at revision {write.expected_revision} "
-                "(saved by another coordinator, or already started): load it again and "
-                "decide again"
-            )
+        if not await self.database.atomic(lambda c: _store(c, write)):
+            raise _conflict(write)  # nothing was written: the state row decided first
         return write.expected_revision + 1
+
+    async def update(
+        self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
+    ) -> SagaWrite | None:
+        # Load, change and save in one call on the database thread, inside one BEGIN
+        # IMMEDIATE transaction: one thread hop per input instead of two, and no other
+        # writer in between (so no revision conflict).
+        def tx(c: sqlite3.Connection) -> SagaWrite | None:
+            row = c.execute(_LOAD, (saga_id,)).fetchone()
+            stored = None if row is None else StoredSaga(
+                SagaState.model_validate_json(row[0]), int(row[1])
+            )  # fmt: skip
+            write = change(stored)
+            if write is not None and not _store(c, write):
+                raise _conflict(write)  # change() named a revision it was not given
+            return write
+
+        return await self.database.atomic(tx)
 
     async def claim_outbox(
         self, *, now: datetime, limit: int, lease: timedelta
@@ -271,3 +249,36 @@ class SqliteSagaStore:
                     for k, t in tables.items()}  # fmt: skip
 
         return await self.database.run(count)
+
+
+def _store(c: sqlite3.Connection, write: SagaWrite) -> bool:
+    """Write state, outbox and timers; False (nothing written) on a revision mismatch."""
+    s = write.state
+    state_json = s.model_dump_json()
+    if write.expected_revision == 0:
+        args = (s.saga_id, s.name, s.status.value, to_ms(s.started_at), to_ms(s.updated_at),
+                state_json)  # fmt: skip
+        ok = c.execute(_INSERT, args).rowcount == 1
+    else:
+        args2 = (s.status.value, to_ms(s.updated_at), state_json, s.saga_id,
+                 write.expected_revision)  # fmt: skip
+        ok = c.execute(_UPDATE, args2).rowcount == 1
+    if not ok:
+        return False
+    c.executemany(
+        _OUTBOX,
+        [(e.id, e.saga_id, e.topic, e.key, e.value, encode_headers(e.headers),
+          to_ms(e.created_at)) for e in write.outbox],
+    )  # fmt: skip
+    c.executemany(_CANCEL_TIMER, [(i,) for i in write.timers_to_cancel])
+    c.executemany(_SET_TIMER, [(t.id, t.saga_id, to_ms(t.at)) for t in write.timers_to_set])
+    if write.request_done is not None:
+        c.execute(_DROP_REQUEST, (write.request_done,))
+    return True
+
+
+def _conflict(write: SagaWrite) -> RevisionConflictError:
+    return RevisionConflictError(
+        f"saga {write.state.saga_id} is no longer at revision {write.expected_revision} "
+        "(saved by another coordinator, or already started): load it again and decide again"
+    )

@@ -25,6 +25,7 @@ from sagas.stores import (
     SagaStore,
     SagaWrite,
     SqliteSagaStore,
+    StoredSaga,
     store_from_url,
 )
 
@@ -310,3 +311,58 @@ async def test_store_urls_pick_the_backend() -> None:
     assert isinstance(store_from_url("postgresql://u@127.0.0.1/db"), PostgresSagaStore)
     with pytest.raises(Exception, match="sqlite:PATH"):
         store_from_url("mysql://x")
+
+
+async def test_update_loads_changes_and_saves_in_one_step(backend: Backend) -> None:
+    store = await backend.store()
+    seen: list[int | None] = []
+
+    def bump(stored: StoredSaga | None) -> SagaWrite | None:
+        seen.append(None if stored is None else stored.revision)
+        step = 0 if stored is None else stored.state.stage + 1
+        revision = 0 if stored is None else stored.revision
+        return SagaWrite(state(step=step), revision, outbox=(entry(f"c-{step}"),))
+
+    await store.update("demo:1", bump)
+    written = await store.update("demo:1", bump)
+    assert written is not None
+    assert written.state.stage == 1
+    assert seen == [None, 1]
+    assert await store.update("demo:1", lambda stored: None) is None
+    stored = await store.load("demo:1")
+    assert stored is not None
+    assert (stored.revision, stored.state.stage) == (2, 1)
+    assert [e.id for e in await store.claim_outbox(now=T0, limit=9, lease=LEASE)] == ["c-0", "c-1"]
+
+
+async def test_an_update_whose_change_raises_writes_nothing(backend: Backend) -> None:
+    store = await backend.store()
+    await store.save(SagaWrite(state(), 0))
+
+    def broken(stored: StoredSaga | None) -> SagaWrite | None:
+        raise ValueError("a bug in a saga definition")
+
+    with pytest.raises(ValueError, match="a bug"):
+        await store.update("demo:1", broken)
+    stored = await store.load("demo:1")
+    assert stored is not None
+    assert stored.revision == 1
+    await store.save(SagaWrite(state(step=1), 1))  # the store is still usable
+
+
+async def test_concurrent_updates_of_one_saga_all_land(backend: Backend) -> None:
+    a, b = await backend.store(), await backend.store()
+    await a.save(SagaWrite(state(), 0))
+    conflicts: list[str] = []
+
+    def bump(stored: StoredSaga | None) -> SagaWrite | None:
+        assert stored is not None
+        return SagaWrite(state(step=stored.state.stage + 1), stored.revision)
+
+    await asyncio.gather(
+        *(s.update("demo:1", bump, on_conflict=conflicts.append) for s in (a, b) * 5)
+    )
+    stored = await a.load("demo:1")
+    assert stored is not None
+    assert (stored.revision, stored.state.stage) == (11, 10)
+    assert set(conflicts) <= {"demo:1"}
