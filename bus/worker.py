@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +32,7 @@ from typing import Any
 from bus.app import App
 from bus.codec import decode
 from bus.context import Context
-from bus.dead_letters import dead_letter, dead_letter_topic
+from bus.dead_letters import dead_letter, dead_letter_topic, without_original
 from bus.dedup.base import DedupEntry, DedupKey, DedupStore
 from bus.envelope import Envelope, utc_now
 from bus.errors import (
@@ -40,11 +40,13 @@ from bus.errors import (
     CommitFailedError,
     DuplicateMessageError,
     HandlerResultError,
+    MessageTooLargeError,
     RecordError,
     UnknownTypeError,
 )
 from bus.ids import new_id
 from bus.message import Message
+from bus.metrics import NO_HANDLER, HandlerStats, Metrics, default_metrics
 from bus.offsets import OffsetTracker
 from bus.publisher import emitted_record
 from bus.record import OutgoingRecord, Record, TopicPartition
@@ -77,6 +79,8 @@ class WorkerSettings:
     shutdown_deadline_s: float = 10.0
     #: Where a group with no committed offset starts.
     offset_reset: OffsetReset = "earliest"
+    #: Record Prometheus metrics (bus.metrics); off only to measure what they cost.
+    metrics: bool = True
 
 
 @dataclass(slots=True)
@@ -127,6 +131,7 @@ class Worker:
         *,
         clock: Callable[[], datetime] = utc_now,
         ids: Callable[[], str] = new_id,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self.transport = transport
@@ -139,11 +144,17 @@ class Worker:
         self._retry_topics = frozenset(app.retry_topics)
         #: Completions whose outputs are in flight: marked sent once all are acknowledged.
         self._unsent: deque[tuple[DedupStore[Any], DedupKey, list[Delivery]]] = deque()
+        #: The keys in ``_unsent``: outputs this worker sent and tracks until acknowledged.
+        self._unsent_keys: Counter[DedupKey] = Counter()
         self._slots = asyncio.Semaphore(self.settings.max_concurrency)
         self._consumer: Consumer | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._last_fetch_empty = False
         self.running = False
+        #: Where this worker's metrics go (None: not recorded); default: the process's.
+        self.metrics = (metrics or default_metrics()) if self.settings.metrics else None
+        #: Handler name -> its metric counters, bound on first use.
+        self._route_stats: dict[str, HandlerStats] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -156,6 +167,18 @@ class Worker:
             listener=self,
         )
         self._consumer = consumer
+        if self.metrics is not None:
+            self.metrics.expect(
+                self.app.name, ((r.topic, r.name) for r in self.app.routes.values())
+            )
+            self.metrics.watch(self)
+        try:
+            await self._run(consumer, stop)
+        finally:
+            if self.metrics is not None:
+                self.metrics.unwatch(self)
+
+    async def _run(self, consumer: Consumer, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             await consumer.start()
@@ -233,6 +256,28 @@ class Worker:
             and not any(lane.buffer for lane in self._lanes.values())
             and self._tracker.in_flight() == 0
         )
+
+    # -- what bus.metrics reads at scrape time (WorkerView) -------------------------------
+    @property
+    def app_name(self) -> str:
+        return self.app.name
+
+    def in_flight(self) -> int:
+        """Records fetched and not settled yet (buffered, being handled, or unacknowledged)."""
+        return sum(len(lane.buffer) for lane in self._lanes.values()) + self._tracker.in_flight()
+
+    def end_offsets(self) -> dict[TopicPartition, int | None]:
+        """Owned partitions and their end offsets as last seen."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        return {tp: consumer.highwater(tp) for tp in self._lanes}
+
+    def _bind_stats(self, route: Route) -> HandlerStats:
+        assert self.metrics is not None
+        stats = self.metrics.handler_stats(self.app.name, route.topic, route.name)
+        self._route_stats[route.name] = stats
+        return stats
 
     # -- rebalance listener ---------------------------------------------------------------
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
@@ -316,6 +361,9 @@ class Worker:
             if route is None:
                 if env.type in self.app.registry or self.app.on_unknown_type == "skip":
                     self.stats.skipped += 1
+                    if self.metrics is not None:
+                        labels = (self.app.name, record.topic, NO_HANDLER)
+                        self.metrics.handler_stats(*labels).skipped += 1
                     self._tracker.add(tp, record.offset)
                     return
                 raise UnknownTypeError(
@@ -337,6 +385,7 @@ class Worker:
                 await self._already_done(record, route, done)
                 return
         ctx = Context(env, record, app=self.app.name, handler=route.name)
+        started = time.perf_counter()
         try:
             records = await self._try(route, message, ctx)  # the happy path: one plain call
         except DuplicateMessageError:
@@ -355,6 +404,7 @@ class Worker:
                 else:
                     await self._after_failure(record, route, failed.error, failed.attempts, None)
                 return
+        handled_at = time.perf_counter()
         try:
             acks = [await self.transport.send(r) for r in records]
         except BusError as exc:
@@ -364,9 +414,12 @@ class Worker:
             return
         self.stats.handled += 1
         self.stats.emitted += len(records)
+        if self.metrics is not None:
+            stats = self._route_stats.get(route.name) or self._bind_stats(route)
+            stats.handled(handled_at - started, time.perf_counter() - handled_at, records)
         self._tracker.add(tp, record.offset, acks, records)
         if route.dedup is not None:
-            self._unsent.append((route.dedup, DedupKey(route.name, env.source, env.id), acks))
+            self._track_unsent(route.dedup, DedupKey(route.name, env.source, env.id), acks)
         if log.isEnabledFor(logging.DEBUG):
             ctx.logger.debug("handled by %s, emitted %d record(s)", route.name, len(records))
 
@@ -401,14 +454,20 @@ class Worker:
         """A message the handler completed before: acknowledged without running it again.
 
         Its recorded outputs are sent again (same records, same CloudEvents ids) unless
-        they are known to be acknowledged, in case the earlier run died before that.
+        they are known to be acknowledged, in case the earlier run died before that. Outputs
+        this worker sent and still tracks are not sent again either: the earlier run did
+        not die, and its outputs are re-sent if refused before its offset is committed (a
+        copy arriving before the next commit would otherwise re-send every output).
         """
-        outputs = () if done.sent else done.outputs
+        in_flight = self._unsent_keys[done.key] > 0
+        outputs = () if done.sent or in_flight else done.outputs
         acks = [await self.transport.send(r) for r in outputs]
         self.stats.duplicates += 1
+        if self.metrics is not None:
+            self.metrics.handler_stats(self.app.name, route.topic, route.name).duplicates += 1
         self._tracker.add(record.topic_partition, record.offset, acks, outputs)
         if acks and route.dedup is not None:
-            self._unsent.append((route.dedup, done.key, acks))
+            self._track_unsent(route.dedup, done.key, acks)
         log.info(
             "app %s: %s already handled %s[%d]@%d (dedup); re-sent %d output(s)",
             self.app.name,
@@ -418,6 +477,10 @@ class Worker:
             record.offset,
             len(outputs),
         )
+
+    def _track_unsent(self, store: DedupStore[Any], key: DedupKey, acks: list[Delivery]) -> None:
+        self._unsent.append((store, key, acks))
+        self._unsent_keys[key] += 1
 
     @staticmethod
     async def _attempt(route: Route, message: Message, ctx: Context) -> list[Message]:
@@ -438,6 +501,9 @@ class Worker:
 
         def on_failure(attempt_no: int, error: BaseException) -> None:
             self.stats.retries += 1
+            if self.metrics is not None:
+                self.metrics.handler_error(self.app.name, route.name, error)
+                self.metrics.handler_retry(self.app.name, route.name)
             ctx.logger.warning("try %d of %s failed: %r; retrying", attempt_no, route.name, error)
 
         outputs, _ = await call_with_retries(
@@ -457,6 +523,8 @@ class Worker:
         tried: RetryState | None,
     ) -> None:
         """A record whose tries here failed goes to its next retry tier or is dead-lettered."""
+        if self.metrics is not None:
+            self.metrics.handler_error(self.app.name, route.name, error)
         policy = route.retry
         tier = policy.next_tier(error, None if tried is None else tried.tier)
         if tier is None:
@@ -482,6 +550,8 @@ class Worker:
         )
         ack = await self.transport.send(out)
         self.stats.delayed += 1
+        if self.metrics is not None:
+            self.metrics.handler_stats(self.app.name, route.topic, route.name).delayed += 1
         self._tracker.add(record.topic_partition, record.offset, [ack], [out])
         log.warning(
             "app %s: %s failed %d time(s) (%r); retrying in %gs via %s",
@@ -515,8 +585,15 @@ class Worker:
             attempts=attempts,
             now=self._clock(),
         )
-        ack = await self.transport.send(out)
+        try:
+            ack = await self.transport.send(out)
+        except MessageTooLargeError:
+            out, ack = await self._send_smaller(out)
         self.stats.dead_lettered += 1
+        if self.metrics is not None:
+            labels = (self.app.name, record.topic, handler or NO_HANDLER)
+            self.metrics.handler_stats(*labels).dead_lettered += 1
+            self.metrics.dead_lettered(self.app.name, record.topic, reason)
         at = consumed or record
         self._tracker.add(at.topic_partition, at.offset, [ack], [out])
         log.warning(
@@ -529,6 +606,17 @@ class Worker:
             reason,
             error,
         )
+
+    async def _send_smaller(self, out: OutgoingRecord) -> tuple[OutgoingRecord, Delivery]:
+        """A record near the size limit plus the reason headers is over it: dead-letter it
+        without its value, then (huge headers) without key and headers, rather than let
+        the lane fail on it again on every restart."""
+        try:
+            smaller = without_original(out)
+            return smaller, await self.transport.send(smaller)
+        except MessageTooLargeError:
+            smaller = without_original(out, headers_too=True)
+            return smaller, await self.transport.send(smaller)
 
     # -- committing -----------------------------------------------------------------------
     async def _commit_loop(self) -> None:
@@ -547,7 +635,10 @@ class Worker:
             offsets = {tp: o for tp, o in offsets.items() if tp in only}
         if not offsets or self._consumer is None:
             return
+        started = time.perf_counter()
         await self._consumer.commit(offsets)
+        if self.metrics is not None:
+            self.metrics.committed(self.app.name, offsets, time.perf_counter() - started)
         self._tracker.committed(offsets)
         self.stats.commits += 1
 
@@ -555,24 +646,36 @@ class Worker:
         """Tell dedup stores which completions' outputs are all acknowledged (in order)."""
         ready: dict[int, tuple[DedupStore[Any], list[DedupKey]]] = {}
         unsent = self._unsent
+        popped: list[DedupKey] = []
         while unsent and all(a.done() for a in unsent[0][2]):
             store, key, acks = unsent.popleft()
+            popped.append(key)
             if all(a.exception() is None for a in acks):  # failed ones are re-sent: unknown
                 ready.setdefault(id(store), (store, []))[1].append(key)
-        for store, keys in ready.values():
-            try:
-                await store.mark_sent(keys)
-            except BusError as exc:  # only an optimisation: a redelivery re-sends, that's all
-                log.warning("app %s: could not mark outputs sent: %s", self.app.name, exc)
+        try:
+            for store, keys in ready.values():
+                try:
+                    await store.mark_sent(keys)
+                except BusError as exc:  # only an optimisation: a redelivery re-sends
+                    log.warning("app %s: could not mark outputs sent: %s", self.app.name, exc)
+        finally:
+            # only now: until the store says "sent", a copy must see them as in flight here
+            for key in popped:
+                self._unsent_keys[key] -= 1
+                if not self._unsent_keys[key]:
+                    del self._unsent_keys[key]
 
     async def _resend_failed(self) -> None:
-        for unacked in self._tracker.settle():
+        failed = self._tracker.settle()
+        if failed:  # one line per round: an outage fails hundreds of sends at once
             log.warning(
-                "app %s: send to %s failed (%r); sending again",
+                "app %s: %d send(s) failed (first: to %s, %r); sending them again",
                 self.app.name,
-                unacked.record.topic,
-                unacked.error,
+                len(failed),
+                failed[0].record.topic,
+                failed[0].error,
             )
+        for unacked in failed:
             ack = await self.transport.send(unacked.record)
             self._tracker.replace_ack(unacked.tp, unacked.offset, unacked.index, ack)
             self.stats.resent += 1

@@ -33,7 +33,17 @@ from typing import Any, TypeVar
 
 import orjson
 
-from bus import BusConfig, ConfigError, TopicSpec, Transport, new_id, utc_now
+from bus import (
+    BusConfig,
+    ConfigError,
+    HttpServer,
+    Readiness,
+    TopicSpec,
+    Transport,
+    default_metrics,
+    new_id,
+    utc_now,
+)
 from sagas.definition import SagaDefinition
 from sagas.state import SagaStatus
 from sagas.stores.base import SagaQuery, SagaStore
@@ -41,6 +51,7 @@ from sagas.versions import Catalog
 
 __all__ = ["load_definitions", "parse_since", "register"]
 
+log = logging.getLogger("sagas.cli")
 T = TypeVar("T")
 TransportFactory = Callable[[BusConfig, argparse.Namespace], Transport]
 
@@ -73,6 +84,10 @@ def register(
     _definitions_flag(run)
     _store_flag(run)
     run.add_argument("--group", default="sagas", help="consumer group (default: sagas)")
+    run.add_argument(
+        "--http-port", type=int, help="port of /metrics, /healthz, /readyz (BUS_HTTP_PORT)"
+    )
+    run.add_argument("--no-http", action="store_true", help="serve no HTTP endpoints")
     transport_flags(run)
     run.set_defaults(command=lambda a, c: _run(a, c, make_transport))
 
@@ -291,9 +306,19 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
     catalog = load_definitions(args.definitions)
     store = store_from_url(args.store or config.saga_store)
     transport = make_transport(config, args)
+    metrics = default_metrics()
     coordinator = Coordinator(
-        catalog, store, transport, group=args.group, fault_point=config.fault_point
+        catalog,
+        store,
+        transport,
+        group=args.group,
+        fault_point=config.fault_point,
+        observer=metrics,
     )
+
+    async def ready() -> Readiness:
+        reachable = await transport.probe(timeout_s=2.0)
+        return Readiness(reachable, {"transport": "ok" if reachable else "no answer"})
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -305,10 +330,15 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
         try:
             specs = [TopicSpec(t, partitions=config.partitions) for t in coordinator.topics]
             await transport.ensure_topics(specs)
-            logging.getLogger("sagas").info(
-                "coordinator of %s on %s, store %r", catalog.names(), transport.name, store
-            )
-            await coordinator.run(stop)
+            log.info("coordinator of %s on %s, store %r", catalog.names(), transport.name, store)
+            if args.no_http or not config.http:
+                await coordinator.run(stop)
+                return
+            port = config.http_port if args.http_port is None else args.http_port
+            server = HttpServer(host=config.http_host, port=port, metrics=metrics, readiness=ready)
+            async with server:
+                log.info("serving /metrics /healthz /readyz on %s", server.url)
+                await coordinator.run(stop)
         finally:
             await transport.stop()
             await store.close()

@@ -74,30 +74,49 @@ log = logging.getLogger("sagas.coordinator")
 
 
 class SagaObserver(Protocol):
-    """Hooks for metrics. TODO(lead): connect bus.metrics (saga_started, saga_finished, ...)
-    by passing an observer that calls them; every hook must be cheap and never raise."""
+    """Hooks for metrics; :class:`bus.Metrics` is one (``observer=default_metrics()``).
 
-    def saga_started(self, name: str) -> None: ...
+    Called after the transaction that made the change committed; each must be cheap.
+    """
 
-    def saga_finished(self, name: str, status: str, duration_s: float) -> None: ...
+    def saga_started(self, saga: str) -> None: ...
 
-    def saga_needs_attention(self, name: str) -> None: ...
+    def saga_finished(self, saga: str, status: str, duration_s: float) -> None: ...
 
-    def conflict(self, name: str) -> None: ...
+    def saga_needs_attention(self, saga: str) -> None: ...
+
+    def saga_step_finished(self, saga: str, step: str, outcome: str, duration_s: float) -> None:
+        """A step's reply (``succeeded``/``failed``) or timeout (``timed_out``) came
+        ``duration_s`` after its command was sent (or its wait started)."""
+
+    def saga_timeout_fired(self, saga: str, step: str) -> None: ...
 
 
 class _NoObserver:
-    def saga_started(self, name: str) -> None:
+    def saga_started(self, saga: str) -> None:
         pass
 
-    def saga_finished(self, name: str, status: str, duration_s: float) -> None:
+    def saga_finished(self, saga: str, status: str, duration_s: float) -> None:
         pass
 
-    def saga_needs_attention(self, name: str) -> None:
+    def saga_needs_attention(self, saga: str) -> None:
         pass
 
-    def conflict(self, name: str) -> None:
+    def saga_step_finished(self, saga: str, step: str, outcome: str, duration_s: float) -> None:
         pass
+
+    def saga_timeout_fired(self, saga: str, step: str) -> None:
+        pass
+
+
+#: History events that settle a step, and the outcome label the metrics give them.
+_OUTCOMES = {
+    "completed": "succeeded",
+    "compensated": "succeeded",
+    "failed": "failed",
+    "timed_out": "timed_out",
+}
+_STARTS = {"sent", "resent", "compensation_sent", "recompensation_sent", "waiting"}
 
 
 @dataclass
@@ -387,12 +406,11 @@ class Coordinator:
             return None
         before, t = decided[-1]  # the change that was stored is the last one made
         self.stats.transitions += 1
-        self._observe(before, t.state)
+        self._observe(before, t.state, timer=fired_timer is not None)
         return t
 
     def _conflict(self, saga_id: str) -> None:
         self.stats.conflicts += 1
-        self.observer.conflict(saga_id.split(":", 1)[0])
 
     async def _discard(self, fired_timer: str | None, request: str | None) -> None:
         if fired_timer is not None:
@@ -400,14 +418,44 @@ class Coordinator:
         if request is not None:
             await self.store.drop_request(request)
 
-    def _observe(self, before: SagaState | None, after: SagaState) -> None:
+    def _observe(self, before: SagaState | None, after: SagaState, *, timer: bool = False) -> None:
+        """Tell the observer what the stored transition did (from the new history lines).
+
+        ``timer``: a due timer caused it, so a step that failed in it (a wait's deadline)
+        timed out.
+        """
+        name = after.name
+        seen = 0 if before is None else len(before.history)
+        timed_out: set[str] = set()
+        for h in after.history[seen:]:
+            outcome = _OUTCOMES.get(h.event)
+            if h.step is None or outcome is None:
+                continue
+            if h.event == "timed_out" or (timer and h.event == "failed"):
+                if h.step in timed_out:
+                    continue  # re-sent or failed after the timeout just counted
+                timed_out.add(h.step)
+                outcome = "timed_out"
+                self.observer.saga_timeout_fired(name, h.step)
+            began = _last_start(after, h.step, seen)
+            if began is not None:
+                duration = (h.at - began).total_seconds()
+                self.observer.saga_step_finished(name, h.step, outcome, duration)
         if before is not None and before.status == after.status:
             return
         if after.terminal:
             duration = (after.updated_at - after.started_at).total_seconds()
-            self.observer.saga_finished(after.name, after.status.value, duration)
+            self.observer.saga_finished(name, after.status.value, duration)
         elif after.status == SagaStatus.NEEDS_ATTENTION:
-            self.observer.saga_needs_attention(after.name)
+            self.observer.saga_needs_attention(name)
+
+
+def _last_start(state: SagaState, step: str, before: int) -> datetime | None:
+    """When the step's latest command (or wait) began, looking back from the old history."""
+    for h in reversed(state.history[:before] if before else state.history):
+        if h.step == step and h.event in _STARTS:
+            return h.at
+    return None
 
 
 async def request_action(

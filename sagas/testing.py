@@ -35,7 +35,7 @@ from bus import (
     Transport,
     decode,
 )
-from sagas.coordinator import Coordinator, request_action
+from sagas.coordinator import Coordinator, SagaObserver, request_action
 from sagas.definition import SagaDefinition
 from sagas.state import SagaState, SagaStatus
 from sagas.stores.base import OutboxEntry, SagaStore
@@ -105,6 +105,7 @@ class SagaTestKit:
         store: SagaStore | None = None,
         start: datetime = DEFAULT_START,
         partitions: int = 3,
+        observer: SagaObserver | None = None,
     ) -> None:
         self.clock = VirtualClock(start)
         self.catalog = Catalog(definitions)
@@ -116,7 +117,9 @@ class SagaTestKit:
         else:
             self.broker = MemoryBroker(default_partitions=partitions)
             self.transport = MemoryTransport(self.broker)
-        self.coordinator = Coordinator(self.catalog, self.store, self.transport, clock=self.clock)
+        self.coordinator = Coordinator(
+            self.catalog, self.store, self.transport, clock=self.clock, observer=observer
+        )
         self.coordinator.relay.on_published = self._published
         self.publisher = Publisher(self.transport, source="bus://test", clock=self.clock)
         self._commands = {t.bus_type: t for d in self.catalog for t in d.command_types()}

@@ -120,7 +120,7 @@ class SqliteSagaStore:
         return StoredSaga(SagaState.model_validate_json(row[0]), int(row[1]))
 
     async def save(self, write: SagaWrite) -> int:
-        if not await self.database.atomic(lambda c: _store(c, write)):
+        if not await self.database.write(lambda c: _store(c, write)):
             raise _conflict(write)  # nothing was written: the state row decided first
         return write.expected_revision + 1
 
@@ -140,7 +140,7 @@ class SqliteSagaStore:
                 raise _conflict(write)  # change() named a revision it was not given
             return write
 
-        return await self.database.atomic(tx)
+        return await self.database.write(tx)
 
     async def claim_outbox(
         self, *, now: datetime, limit: int, lease: timedelta
@@ -162,13 +162,13 @@ class SqliteSagaStore:
                 for r in rows
             ]
 
-        return await self.database.atomic(claim)
+        return await self.database.write(claim)
 
     async def mark_sent(self, ids: Sequence[str]) -> None:
         if not ids:
             return
         rows = [(i,) for i in ids]
-        await self.database.atomic(
+        await self.database.write(
             lambda c: c.executemany("DELETE FROM saga_outbox WHERE id = ?", rows)
         )
 
@@ -189,18 +189,18 @@ class SqliteSagaStore:
             )
             return [DueTimer(r[0], r[1], from_ms(r[2])) for r in rows]
 
-        return await self.database.atomic(claim)
+        return await self.database.write(claim)
 
     async def cancel_timers(self, ids: Sequence[str]) -> None:
         if not ids:
             return
         rows = [(i,) for i in ids]
-        await self.database.atomic(lambda c: c.executemany(_CANCEL_TIMER, rows))
+        await self.database.write(lambda c: c.executemany(_CANCEL_TIMER, rows))
 
     async def request(self, request: ControlRequest) -> None:
         args = (request.id, request.saga_id, request.action, request.reason,
                 to_ms(request.requested_at))  # fmt: skip
-        await self.database.atomic(
+        await self.database.write(
             lambda c: c.execute(
                 "INSERT INTO saga_requests (id, saga_id, action, reason, requested_at_ms)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -219,7 +219,7 @@ class SqliteSagaStore:
         return [ControlRequest(r[0], r[1], r[2], r[3], from_ms(r[4])) for r in rows]
 
     async def drop_request(self, request_id: str) -> None:
-        await self.database.atomic(lambda c: c.execute(_DROP_REQUEST, (request_id,)))
+        await self.database.write(lambda c: c.execute(_DROP_REQUEST, (request_id,)))
 
     async def list_sagas(self, query: SagaQuery) -> list[SagaState]:
         where: list[str] = ["1 = 1"]

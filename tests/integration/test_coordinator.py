@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from bus import ConfigError, MemoryBroker, MemoryTransport, OutgoingRecord, Publisher, decode
+from bus import (
+    ConfigError,
+    MemoryBroker,
+    MemoryTransport,
+    Metrics,
+    OutgoingRecord,
+    Publisher,
+    decode,
+)
 from handlers.hr.contracts import EmployeeHired, HireWithdrawn, PrivilegedAccessApproved
 from handlers.identity.contracts import (
     CreateAccount,
@@ -270,3 +278,22 @@ def test_the_coordinator_consumes_the_topics_of_its_sagas() -> None:
         "payroll.events",
         "repositories.events",
     ]
+
+
+async def test_the_coordinator_reports_to_bus_metrics() -> None:
+    w = World()
+    w.payroll.reject.add("e-7")
+    metrics = Metrics()
+    async with SagaTestKit(onboarding, apps=w.apps, observer=metrics) as kit:
+        await kit.publish(hire("e-7"))
+        await kit.publish(admin("a-7"))
+        await kit.drain()
+        await kit.advance(timedelta(days=3))  # a-7's approval never comes
+    saga = {"saga": "onboarding"}
+    assert metrics.sample("bus_sagas_started_total", saga) == 2
+    assert metrics.sample("bus_sagas_finished_total", saga | {"status": "compensated"}) == 2
+    assert metrics.sample("bus_saga_timeouts_total", saga | {"step": "manager_approval"}) == 1
+    failed = saga | {"step": "create_payroll_record", "outcome": "failed"}
+    assert metrics.sample("bus_saga_step_duration_seconds_count", failed) == 1
+    waited = saga | {"step": "manager_approval", "outcome": "timed_out"}
+    assert metrics.sample("bus_saga_step_duration_seconds_sum", waited) == 3 * 24 * 3600
