@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
+import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from sagas.stores import SqliteSagaStore
 from sagas.testing import SagaTestKit
 
 START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def admin(employee_id: str) -> EmployeeHired:
@@ -151,3 +156,30 @@ def test_the_store_comes_from_the_environment(
     assert code == 0
     assert out.splitlines()[-1] == "0 sagas: none"
     assert (tmp_path / "env.db").exists()
+
+
+def test_bus_sagas_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path / 's.db'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bus", "sagas", "run", "--http-port", "0", "--store", store],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        url = ""
+        for line in proc.stderr:
+            if "serving /metrics /healthz /readyz on " in line:
+                url = line.rsplit(" on ", 1)[1].strip()
+                break
+        assert url, "the coordinator did not start its HTTP endpoints"
+        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
+            assert json.loads(response.read())["checks"] == {"transport": "ok"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
