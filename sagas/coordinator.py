@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -91,6 +91,14 @@ class SagaObserver(Protocol):
 
     def saga_timeout_fired(self, saga: str, step: str) -> None: ...
 
+    def sagas_active(
+        self, saga: str, by_state: Mapping[str, int], *, oldest_age_s: float = 0.0
+    ) -> None:
+        """Unfinished instances of ``saga`` by status, as last counted."""
+
+    def outbox_observed(self, store: str, *, backlog: int, oldest_age_s: float) -> None:
+        """Unpublished outbox rows of the store, as last counted."""
+
 
 class _NoObserver:
     def saga_started(self, saga: str) -> None:
@@ -106,6 +114,14 @@ class _NoObserver:
         pass
 
     def saga_timeout_fired(self, saga: str, step: str) -> None:
+        pass
+
+    def sagas_active(
+        self, saga: str, by_state: Mapping[str, int], *, oldest_age_s: float = 0.0
+    ) -> None:
+        pass
+
+    def outbox_observed(self, store: str, *, backlog: int, oldest_age_s: float) -> None:
         pass
 
 
@@ -194,6 +210,7 @@ class Coordinator:
         clock: Callable[[], datetime] = utc_now,
         batch_size: int = 200,
         poll_interval_s: float = 0.1,
+        gauges_interval_s: float = 5.0,
         fault_point: str | None = None,
         observer: SagaObserver | None = None,
     ) -> None:
@@ -206,6 +223,7 @@ class Coordinator:
         self.clock = clock
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
+        self.gauges_interval_s = gauges_interval_s
         self.fault = FaultInjector(fault_point)
         self.observer: SagaObserver = observer or _NoObserver()
         self.routes = _Routes.of(catalog)
@@ -247,14 +265,33 @@ class Coordinator:
             await consumer.stop()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Step until ``stop`` is set (store faults are logged and retried after a pause)."""
+        """Step until ``stop`` is set (store faults are logged and retried after a pause);
+        report the gauges every ``gauges_interval_s``."""
+        loop = asyncio.get_running_loop()
+        next_report = loop.time()
         async with self:
             while not stop.is_set():
                 try:
                     await self.step(timeout_s=self.poll_interval_s)
+                    if loop.time() >= next_report:
+                        next_report = loop.time() + self.gauges_interval_s
+                        await self.report_gauges()
                 except StoreError as exc:
                     log.warning("saga store failed, retrying in 1s: %s", exc)
                     await asyncio.sleep(1.0)
+
+    async def report_gauges(self) -> None:
+        """Tell the observer the outbox backlog and the unfinished sagas (one query each)."""
+        g = await self.store.gauges()
+        now = self.clock()
+        oldest = 0.0 if g.outbox_oldest is None else (now - g.outbox_oldest).total_seconds()
+        self.observer.outbox_observed(
+            self.store.kind, backlog=g.outbox_backlog, oldest_age_s=max(oldest, 0.0)
+        )
+        for name in self.catalog.names():
+            started = g.oldest_active.get(name)
+            age = 0.0 if started is None else max((now - started).total_seconds(), 0.0)
+            self.observer.sagas_active(name, g.active.get(name, {}), oldest_age_s=age)
 
     # -- one round --------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from sagas.effects import TimerToSet
 from sagas.state import SagaState, SagaStatus
 
 __all__ = [
+    "ACTIVE",
     "COMPONENT",
     "Change",
     "ControlAction",
@@ -45,6 +46,7 @@ __all__ = [
     "SagaQuery",
     "SagaStore",
     "SagaWrite",
+    "StoreGauges",
     "StoredSaga",
     "decode_headers",
     "encode_headers",
@@ -142,6 +144,24 @@ class SagaQuery:
     limit: int = 100
 
 
+#: Statuses of sagas that are not finished (the ``bus_sagas_active`` gauge counts them).
+ACTIVE = (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.NEEDS_ATTENTION)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreGauges:
+    """What the store holds now, for the coordinator's gauges (one cheap query each)."""
+
+    #: Outbox rows not yet published.
+    outbox_backlog: int
+    #: When the oldest of them was stored (None: the outbox is empty).
+    outbox_oldest: datetime | None
+    #: Saga name -> status -> unfinished instances (running, compensating, needs_attention).
+    active: dict[str, dict[str, int]]
+    #: Saga name -> start of its oldest unfinished instance.
+    oldest_active: dict[str, datetime]
+
+
 #: What :meth:`SagaStore.update` does with a saga: its stored form (None: never saved) in,
 #: the write to store out (None: nothing to write). Pure: it may run more than once (after
 #: a conflict) and on the store's own thread (SQLite).
@@ -155,6 +175,9 @@ class SagaStore(Protocol):
     Opened once (applying its schema migrations) and closed at shutdown, or used as
     ``async with store:``. Safe from many tasks at once.
     """
+
+    #: "memory", "sqlite" or "postgres" (the ``store`` label of the outbox metrics).
+    kind: str
 
     async def open(self) -> None: ...
 
@@ -222,6 +245,10 @@ class SagaStore(Protocol):
 
     async def counts(self) -> dict[str, int]:
         """Rows per table: ``sagas``, ``outbox``, ``timers``, ``requests`` (for idleness)."""
+        ...
+
+    async def gauges(self) -> StoreGauges:
+        """Outbox backlog and unfinished sagas, for metrics."""
         ...
 
 

@@ -14,6 +14,7 @@ from types import TracebackType
 
 from sagas.state import SagaState
 from sagas.stores.base import (
+    ACTIVE,
     Change,
     ControlRequest,
     DueTimer,
@@ -22,6 +23,7 @@ from sagas.stores.base import (
     SagaQuery,
     SagaWrite,
     StoredSaga,
+    StoreGauges,
     update_by_revision,
 )
 
@@ -33,6 +35,8 @@ class _Row:
     json: str
     revision: int
     started_at: datetime
+    name: str
+    status: str
 
 
 class MemorySagaStore:
@@ -43,6 +47,8 @@ class MemorySagaStore:
         store = MemorySagaStore()
         await store.save(SagaWrite(state, expected_revision=0))
     """
+
+    kind = "memory"
 
     def __init__(self) -> None:
         self._sagas: dict[str, _Row] = {}
@@ -87,7 +93,10 @@ class MemorySagaStore:
                 "load it again and decide again"
             )
         revision = current + 1
-        self._sagas[saga_id] = _Row(write.state.model_dump_json(), revision, write.state.started_at)
+        s = write.state
+        self._sagas[saga_id] = _Row(
+            s.model_dump_json(), revision, s.started_at, s.name, s.status.value
+        )
         for entry in write.outbox:
             self._outbox.setdefault(entry.id, (entry, None))
         for timer_id in write.timers_to_cancel:
@@ -172,3 +181,18 @@ class MemorySagaStore:
             "timers": len(self._timers),
             "requests": len(self._requests),
         }
+
+    async def gauges(self) -> StoreGauges:
+        active: dict[str, dict[str, int]] = {}
+        oldest: dict[str, datetime] = {}
+        statuses = {s.value for s in ACTIVE}
+        for row in self._sagas.values():
+            if row.status in statuses:
+                by_status = active.setdefault(row.name, {})
+                by_status[row.status] = by_status.get(row.status, 0) + 1
+                if row.name not in oldest or row.started_at < oldest[row.name]:
+                    oldest[row.name] = row.started_at
+        first = next(iter(self._outbox.values()), None)
+        return StoreGauges(
+            len(self._outbox), None if first is None else first[0].created_at, active, oldest
+        )

@@ -23,6 +23,7 @@ from typing import Any
 from bus import Migration, PostgresDatabase
 from sagas.state import SagaState
 from sagas.stores.base import (
+    ACTIVE,
     COMPONENT,
     Change,
     ControlRequest,
@@ -32,12 +33,14 @@ from sagas.stores.base import (
     SagaQuery,
     SagaWrite,
     StoredSaga,
+    StoreGauges,
     decode_headers,
     encode_headers,
     from_ms,
     to_ms,
     update_by_revision,
 )
+from sagas.stores.sqlite import gauges_from_rows
 
 __all__ = ["MIGRATIONS", "PostgresSagaStore"]
 
@@ -104,6 +107,8 @@ class PostgresSagaStore:
         async with PostgresSagaStore("postgresql://bus@127.0.0.1/bus") as store:
             stored = await store.load("onboarding:e-1")
     """
+
+    kind = "postgres"
 
     def __init__(
         self, dsn: str, *, max_connections: int = 10, connect_timeout_s: float = 10.0
@@ -276,3 +281,15 @@ class PostgresSagaStore:
                 " (SELECT count(*) FROM saga_timers), (SELECT count(*) FROM saga_requests)"
             )
         return dict(zip(("sagas", "outbox", "timers", "requests"), map(int, row), strict=True))
+
+    async def gauges(self) -> StoreGauges:
+        async with self.database.connection() as conn:
+            backlog, oldest_ms = await conn.fetchrow(
+                "SELECT count(*), min(created_at_ms) FROM saga_outbox"
+            )
+            rows = await conn.fetch(
+                "SELECT name, status, count(*), min(started_at_ms) FROM saga_state"
+                " WHERE status = ANY($1::text[]) GROUP BY name, status",
+                [st.value for st in ACTIVE],
+            )
+        return gauges_from_rows(int(backlog), oldest_ms, [tuple(r) for r in rows])

@@ -13,10 +13,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from bus import Migration, SqliteDatabase
 from sagas.state import SagaState
 from sagas.stores.base import (
+    ACTIVE,
     COMPONENT,
     Change,
     ControlRequest,
@@ -26,13 +28,14 @@ from sagas.stores.base import (
     SagaQuery,
     SagaWrite,
     StoredSaga,
+    StoreGauges,
     decode_headers,
     encode_headers,
     from_ms,
     to_ms,
 )
 
-__all__ = ["MIGRATIONS", "SqliteSagaStore"]
+__all__ = ["MIGRATIONS", "SqliteSagaStore", "gauges_from_rows"]
 
 MIGRATIONS = (
     Migration(
@@ -87,6 +90,8 @@ class SqliteSagaStore:
         async with SqliteSagaStore("sagas.db") as store:
             stored = await store.load("onboarding:e-1")
     """
+
+    kind = "sqlite"
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 5.0) -> None:
         self.database = SqliteDatabase(path, busy_timeout_s=busy_timeout_s)
@@ -250,6 +255,22 @@ class SqliteSagaStore:
 
         return await self.database.run(count)
 
+    async def gauges(self) -> StoreGauges:
+        statuses = tuple(st.value for st in ACTIVE)
+
+        def read(c: sqlite3.Connection) -> StoreGauges:
+            backlog, oldest_ms = c.execute(
+                "SELECT count(*), min(created_at_ms) FROM saga_outbox"
+            ).fetchone()
+            rows = c.execute(
+                "SELECT name, status, count(*), min(started_at_ms) FROM saga_state"
+                f" WHERE status IN ({', '.join('?' for _ in statuses)}) GROUP BY name, status",
+                statuses,
+            ).fetchall()
+            return gauges_from_rows(int(backlog), oldest_ms, rows)
+
+        return await self.database.run(read)
+
 
 def _store(c: sqlite3.Connection, write: SagaWrite) -> bool:
     """Write state, outbox and timers; False (nothing written) on a revision mismatch."""
@@ -281,4 +302,20 @@ def _conflict(write: SagaWrite) -> RevisionConflictError:
     return RevisionConflictError(
         f"saga {write.state.saga_id} is no longer at revision {write.expected_revision} "
         "(saved by another coordinator, or already started): load it again and decide again"
+    )
+
+
+def gauges_from_rows(
+    backlog: int, oldest_ms: int | None, rows: Sequence[Sequence[Any]]
+) -> StoreGauges:
+    """StoreGauges from (name, status, count, oldest start ms) rows (shared with PostgreSQL)."""
+    active: dict[str, dict[str, int]] = {}
+    oldest: dict[str, datetime] = {}
+    for name, status, count, started_ms in rows:
+        active.setdefault(name, {})[status] = int(count)
+        started = from_ms(int(started_ms))
+        if name not in oldest or started < oldest[name]:
+            oldest[name] = started
+    return StoreGauges(
+        backlog, None if oldest_ms is None else from_ms(int(oldest_ms)), active, oldest
     )

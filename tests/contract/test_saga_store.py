@@ -366,3 +366,26 @@ async def test_concurrent_updates_of_one_saga_all_land(backend: Backend) -> None
     assert stored is not None
     assert (stored.revision, stored.state.stage) == (11, 10)
     assert set(conflicts) <= {"demo:1"}
+
+
+async def test_gauges_count_the_outbox_and_the_unfinished_sagas(backend: Backend) -> None:
+    store = await backend.store()
+    empty = await store.gauges()
+    assert (empty.outbox_backlog, empty.outbox_oldest, empty.active, empty.oldest_active) == (
+        0,
+        None,
+        {},
+        {},
+    )
+    minute = timedelta(minutes=1)
+    await store.save(SagaWrite(state("demo:1"), 0, outbox=(entry("c-1"), entry("c-2"))))
+    await store.save(SagaWrite(state("demo:2", status=SagaStatus.COMPLETED), 0))
+    attention = state("other:3", name="other", status=SagaStatus.NEEDS_ATTENTION)
+    await store.save(SagaWrite(attention.model_copy(update={"started_at": T0 + 2 * minute}), 0))
+    compensating = state("demo:4", status=SagaStatus.COMPENSATING, started=T0 + 3 * minute)
+    await store.save(SagaWrite(compensating, 0))
+    g = await store.gauges()
+    assert (g.outbox_backlog, g.outbox_oldest) == (2, T0)
+    assert g.active == {"demo": {"running": 1, "compensating": 1}, "other": {"needs_attention": 1}}
+    assert g.oldest_active == {"demo": T0, "other": T0 + 2 * minute}
+    assert store.kind == backend.name

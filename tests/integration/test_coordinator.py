@@ -297,3 +297,16 @@ async def test_the_coordinator_reports_to_bus_metrics() -> None:
     assert metrics.sample("bus_saga_step_duration_seconds_count", failed) == 1
     waited = saga | {"step": "manager_approval", "outcome": "timed_out"}
     assert metrics.sample("bus_saga_step_duration_seconds_sum", waited) == 3 * 24 * 3600
+
+
+async def test_the_gauges_show_the_backlog_and_the_unfinished_sagas() -> None:
+    metrics = Metrics()
+    async with SagaTestKit(onboarding, observer=metrics) as kit:  # nobody answers
+        await kit.publish(hire("e-8"))
+        await kit.drain()
+        await kit.advance(timedelta(seconds=10))
+        await kit.coordinator.report_gauges()
+    running = {"saga": "onboarding", "state": "running"}
+    assert metrics.sample("bus_sagas_active", running) == 1
+    assert metrics.sample("bus_saga_oldest_active_age_seconds", {"saga": "onboarding"}) == 10
+    assert metrics.sample("bus_outbox_backlog", {"store": "memory"}) == 0
