@@ -44,7 +44,6 @@ from bus import (
     Envelope,
     Event,
     Record,
-    StoreError,
     TopicPartition,
     Transport,
     decode,
@@ -148,6 +147,8 @@ class CoordinatorStats:
     requests: int = 0
     #: Records the coordinator could not read (not a CloudEvent, invalid payload): logged.
     unreadable: int = 0
+    #: Records whose decision raised (a bug in a definition's function): logged, skipped.
+    failed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,8 +277,12 @@ class Coordinator:
                     if loop.time() >= next_report:
                         next_report = loop.time() + self.gauges_interval_s
                         await self.report_gauges()
-                except StoreError as exc:
-                    log.warning("saga store failed, retrying in 1s: %s", exc)
+                except BusError as exc:
+                    if not exc.retryable:
+                        raise
+                    # The store or the transport failed (a restart, a network blip): what
+                    # was not committed is read, decided or published again.
+                    log.warning("retrying in 1s: %s", exc)
                     await asyncio.sleep(1.0)
 
     async def report_gauges(self) -> None:
@@ -310,11 +315,14 @@ class Coordinator:
                     await self.handle_record(record)
                 except BusError as exc:
                     if not exc.retryable:
-                        raise
-                    # A store fault: read this record again later, after what succeeded.
-                    consumer.seek(tp, record.offset)
-                    log.warning("record %s:%d will be retried: %s", tp, record.offset, exc)
-                    break
+                        self._failed(record, exc)
+                    else:
+                        # A store fault: read this record again later, after what succeeded.
+                        consumer.seek(tp, record.offset)
+                        log.warning("record %s:%d will be retried: %s", tp, record.offset, exc)
+                        break
+                except Exception as exc:  # a bug in a definition's function or the core
+                    self._failed(record, exc)
                 offsets[tp] = record.offset + 1
                 work += 1
         if work:
@@ -331,6 +339,19 @@ class Coordinator:
                 # treats what this one already stored as duplicates.
                 log.info("offsets not committed (rebalance): %s", exc)
         return work
+
+    def _failed(self, record: Record, exc: BaseException) -> None:
+        # Skipped, loudly: retrying a deterministic failure would stop every saga behind it
+        # on the partition. The saga concerned stays where it was, visible in `bus sagas
+        # list` and in the oldest-active-saga gauge.
+        self.stats.failed += 1
+        log.error(
+            "record %s:%d could not be applied to its saga and is skipped: %r",
+            record.topic,
+            record.offset,
+            exc,
+            exc_info=exc,
+        )
 
     # -- inputs -----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from bus import (
     ConfigError,
@@ -27,7 +28,7 @@ from handlers.identity.contracts import (
     IdentityAccountDeprovisioned,
     IdentityAccountProvisioned,
 )
-from sagas import Cancel, Catalog, SagaStatus, command_id
+from sagas import Cancel, Catalog, SagaDefinition, SagaStatus, Step, command_id
 from sagas.coordinator import Coordinator, request_action
 from sagas.definitions.onboarding import onboarding
 from sagas.stores import MemorySagaStore, SagaStore, SqliteSagaStore, StoredSaga
@@ -310,3 +311,45 @@ async def test_the_gauges_show_the_backlog_and_the_unfinished_sagas() -> None:
     assert metrics.sample("bus_sagas_active", running) == 1
     assert metrics.sample("bus_saga_oldest_active_age_seconds", {"saga": "onboarding"}) == 10
     assert metrics.sample("bus_outbox_backlog", {"store": "memory"}) == 0
+
+
+class _Hire(BaseModel):
+    employee_id: str
+    full_name: str
+
+
+def _build_account(data: _Hire) -> CreateAccount:
+    if data.employee_id == "boom":
+        raise RuntimeError("a bug in the saga's build function")
+    return CreateAccount(employee_id=data.employee_id, full_name=data.full_name)
+
+
+fragile = SagaDefinition(
+    name="fragile",
+    version=1,
+    trigger=EmployeeHired,
+    correlation_key="employee_id",
+    data=_Hire,
+    start=lambda hired: _Hire(employee_id=hired.employee_id, full_name=hired.full_name),
+    stages=[
+        Step(
+            "create_account",
+            command=CreateAccount,
+            build=_build_account,
+            success=IdentityAccountProvisioned,
+        )
+    ],
+)
+
+
+async def test_a_bug_in_a_definition_skips_its_record_loudly_and_the_others_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with SagaTestKit(fragile) as kit:
+        await kit.publish(hire("boom"))
+        await kit.publish(hire("e-9"))
+        await kit.drain()
+        assert kit.coordinator.stats.failed == 1
+        assert await kit.store.load("fragile:boom") is None
+        assert await kit.status("fragile:e-9") == SagaStatus.RUNNING
+    assert "could not be applied to its saga and is skipped" in caplog.text
