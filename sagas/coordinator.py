@@ -302,13 +302,15 @@ class Coordinator:
 
     async def step(self, *, timeout_s: float) -> int:
         """Consume what is there (waiting up to ``timeout_s``), carry out operator requests,
-        fire due timers, publish the outbox, commit offsets. How much work it did."""
+        fire due timers, publish the outbox, commit offsets. How much work it did (0: idle;
+        a record to read again after a store fault counts as work left)."""
         if self._consumer is None:
             raise ConfigError("the coordinator is not started: use 'async with' or start()")
         consumer = self._consumer
         batch = await consumer.fetch(max_records=self.batch_size, timeout_s=timeout_s)
         offsets: dict[TopicPartition, int] = {}
         work = 0
+        retry_later = False
         for tp, records in batch.items():
             for record in records:
                 try:
@@ -320,6 +322,7 @@ class Coordinator:
                         # A store fault: read this record again later, after what succeeded.
                         consumer.seek(tp, record.offset)
                         log.warning("record %s:%d will be retried: %s", tp, record.offset, exc)
+                        retry_later = True
                         break
                 except Exception as exc:  # a bug in a definition's function or the core
                     self._failed(record, exc)
@@ -338,6 +341,9 @@ class Coordinator:
                 # Partitions moved to another replica: it re-reads them, and the core
                 # treats what this one already stored as duplicates.
                 log.info("offsets not committed (rebalance): %s", exc)
+        if retry_later:
+            await asyncio.sleep(1.0)  # the store is failing: do not spin on the same record
+            work += 1  # not idle: the record is still to do
         return work
 
     def _failed(self, record: Record, exc: BaseException) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -19,6 +20,7 @@ from bus import (
     Metrics,
     OutgoingRecord,
     Publisher,
+    StoreError,
     decode,
 )
 from handlers.hr.contracts import EmployeeHired, HireWithdrawn, PrivilegedAccessApproved
@@ -31,7 +33,8 @@ from handlers.identity.contracts import (
 from sagas import Cancel, Catalog, SagaDefinition, SagaStatus, Step, command_id
 from sagas.coordinator import Coordinator, request_action
 from sagas.definitions.onboarding import onboarding
-from sagas.stores import MemorySagaStore, SagaStore, SqliteSagaStore, StoredSaga
+from sagas.stores import MemorySagaStore, SagaStore, SagaWrite, SqliteSagaStore, StoredSaga
+from sagas.stores.base import Change
 from sagas.testing import SagaTestKit
 from tests.integration.test_onboarding_handlers import World, hire
 
@@ -353,3 +356,25 @@ async def test_a_bug_in_a_definition_skips_its_record_loudly_and_the_others_go_o
         assert await kit.store.load("fragile:boom") is None
         assert await kit.status("fragile:e-9") == SagaStatus.RUNNING
     assert "could not be applied to its saga and is skipped" in caplog.text
+
+
+class _FlakyStore(MemorySagaStore):
+    """The database fails once (a restart), then works."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def update(self, saga_id: str, change: Change, **kw: Any) -> SagaWrite | None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("database restarting")
+        return await super().update(saga_id, change, **kw)
+
+
+async def test_a_store_fault_reads_the_record_again_instead_of_losing_it() -> None:
+    async with SagaTestKit(onboarding, store=_FlakyStore()) as kit:
+        await kit.publish(hire("e-10"))
+        await kit.drain()
+        assert await kit.status("onboarding:e-10") == SagaStatus.RUNNING
+        assert len(kit.commands(CreateAccount)) == 1
