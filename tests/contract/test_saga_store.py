@@ -46,28 +46,40 @@ class Backend:
         return store
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    if request.param == "memory":
+def _backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if kind == "memory":
         shared = MemorySagaStore()  # one process: a "second store" is the same object
 
         async def open_memory() -> SagaStore:
             return shared
 
-        b = Backend("memory", open_memory, durable=False)
-    else:
-        url = (
-            f"sqlite:{tmp_path / 'sagas.db'}"
-            if request.param == "sqlite"
-            else request.getfixturevalue("postgres_dsn")
-        )
+        return Backend("memory", open_memory, durable=False)
+    url = (
+        f"sqlite:{tmp_path / 'sagas.db'}"
+        if kind == "sqlite"
+        else request.getfixturevalue("postgres_dsn")
+    )
 
-        async def open_sql() -> SagaStore:
-            store = store_from_url(url)
-            await store.open()
-            return store
+    async def open_sql() -> SagaStore:
+        store = store_from_url(url)
+        await store.open()
+        return store
 
-        b = Backend(request.param, open_sql, durable=True)
+    return Backend(kind, open_sql, durable=True)
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    b = _backend(request.param, request, tmp_path)
+    yield b
+    for store in b.stores:
+        await store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """The backends whose data outlives the store object (the memory store's does not)."""
+    b = _backend(request.param, request, tmp_path)
     yield b
     for store in b.stores:
         await store.close()
@@ -283,9 +295,8 @@ async def test_two_relays_claim_disjoint_batches(backend: Backend) -> None:
     assert sorted(ids) == [f"c-{i:02}" for i in range(40)]
 
 
-async def test_everything_survives_reopening_the_database(backend: Backend) -> None:
-    if not backend.durable:
-        pytest.skip("the memory store lives in one process")
+async def test_everything_survives_reopening_the_database(durable_backend: Backend) -> None:
+    backend = durable_backend
     store = await backend.store()
     await store.save(
         SagaWrite(
