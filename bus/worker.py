@@ -500,6 +500,7 @@ class Worker:
             record.partition,
             record.offset,
             len(outputs),
+            extra=self._log_fields(record, route.name),
         )
 
     def _track_unsent(self, store: DedupStore[Any], key: DedupKey, acks: list[Delivery]) -> None:
@@ -559,6 +560,7 @@ class Worker:
                 route.name,
                 attempts,
                 error,
+                extra=self._log_fields(record, route.name),
             )
             original = record if tried is None else origin_record(record, tried)
             reason = "permanent_error" if permanent else "handler_failed"
@@ -585,6 +587,7 @@ class Worker:
             error,
             delay_s,
             topic,
+            extra=self._log_fields(record, route.name),
         )
 
     async def _dead_letter(
@@ -629,7 +632,28 @@ class Worker:
             out.topic,
             reason,
             error,
+            extra=self._log_fields(record, handler),
         )
+
+    def _log_fields(self, record: Record, handler: str | None) -> dict[str, object]:
+        """The message fields of a log line about ``record`` (failure paths only: read
+        from the headers, so they are there even when the record does not decode)."""
+        headers = dict(record.headers)
+
+        def text(name: str) -> str:
+            try:
+                return headers.get(name, b"").decode()
+            except UnicodeDecodeError:
+                return ""
+
+        message_id = text("ce_id")
+        return {
+            "app": self.app.name,
+            "handler": handler or "",
+            "message_id": message_id,
+            "message_type": text("ce_type"),
+            "correlation_id": text("ce_correlationid") or message_id,
+        }
 
     async def _send_smaller(self, out: OutgoingRecord) -> tuple[OutgoingRecord, Delivery]:
         """A record near the size limit plus the reason headers is over it: dead-letter it
