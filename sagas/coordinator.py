@@ -56,6 +56,7 @@ from sagas.effects import Transition
 from sagas.outbox import FaultInjector, OutboxRelay, outbox_entries
 from sagas.state import SagaState, SagaStatus
 from sagas.stores.base import (
+    Change,
     ControlAction,
     ControlRequest,
     DueTimer,
@@ -189,6 +190,16 @@ class _Routes:
         return sorted({m.bus_topic for m in self.models.values()})
 
 
+@dataclass(slots=True)
+class _Op:
+    """One saga to load, change and save, and what to note once it is stored."""
+
+    saga_id: str
+    change: Change
+    after: Callable[[SagaWrite | None], None]
+    transition: Transition | None = None
+
+
 class Coordinator:
     """Runs the sagas of ``catalog``: consumes their events, stores, publishes, fires timers.
 
@@ -308,26 +319,15 @@ class Coordinator:
             raise ConfigError("the coordinator is not started: use 'async with' or start()")
         consumer = self._consumer
         batch = await consumer.fetch(max_records=self.batch_size, timeout_s=timeout_s)
+        inputs = [(tp, r, self._ops_for(r)) for tp, records in batch.items() for r in records]
         offsets: dict[TopicPartition, int] = {}
-        work = 0
         retry_later = False
-        for tp, records in batch.items():
-            for record in records:
-                try:
-                    await self.handle_record(record)
-                except BusError as exc:
-                    if not exc.retryable:
-                        self._failed(record, exc)
-                    else:
-                        # A store fault: read this record again later, after what succeeded.
-                        consumer.seek(tp, record.offset)
-                        log.warning("record %s:%d will be retried: %s", tp, record.offset, exc)
-                        retry_later = True
-                        break
-                except Exception as exc:  # a bug in a definition's function or the core
-                    self._failed(record, exc)
+        if inputs and await self._run_batch([op for _, _, ops in inputs for op in ops]):
+            for tp, record, _ in inputs:
                 offsets[tp] = record.offset + 1
-                work += 1
+        else:
+            retry_later = await self._run_one_by_one(consumer, inputs, offsets)
+        work = sum(1 for tp, record, _ in inputs if offsets.get(tp, -1) > record.offset)
         if work:
             self.fault("after_commit_before_publish")
         work += await self.process_requests()
@@ -346,6 +346,52 @@ class Coordinator:
             work += 1  # not idle: the record is still to do
         return work
 
+    async def _run_batch(self, ops: list[_Op]) -> bool:
+        """Every input of a fetched batch in one :meth:`SagaStore.update_many` (on SQLite one
+        transaction: group commit); False if it failed and nothing should be assumed."""
+        try:
+            writes = await self.store.update_many(
+                [(op.saga_id, op.change) for op in ops], on_conflict=self._conflict
+            )
+        except Exception as exc:  # retried one input at a time, to isolate the culprit
+            log.info("batch of %d saga updates failed, going one by one: %r", len(ops), exc)
+            return False
+        for op, write in zip(ops, writes, strict=True):
+            op.after(write)
+        return True
+
+    async def _run_one_by_one(
+        self,
+        consumer: Consumer,
+        inputs: list[tuple[TopicPartition, Record, list[_Op]]],
+        offsets: dict[TopicPartition, int],
+    ) -> bool:
+        """Each record's updates on their own; True if a store fault left records to redo.
+
+        After a failed batch: on SQLite it wrote nothing; on the other stores its first
+        updates were stored, and doing them again changes nothing (the core sees the same
+        message twice), only their metrics are not reported.
+        """
+        stalled: set[TopicPartition] = set()
+        for tp, record, ops in inputs:
+            if tp in stalled:
+                continue
+            try:
+                for op in ops:
+                    await self._run(op)
+            except BusError as exc:
+                if exc.retryable:
+                    # A store fault: read this record again later, after what succeeded.
+                    consumer.seek(tp, record.offset)
+                    stalled.add(tp)
+                    log.warning("record %s:%d will be retried: %s", tp, record.offset, exc)
+                    continue
+                self._failed(record, exc)
+            except Exception as exc:  # a bug in a definition's function or the core
+                self._failed(record, exc)
+            offsets[tp] = record.offset + 1
+        return bool(stalled)
+
     def _failed(self, record: Record, exc: BaseException) -> None:
         # Skipped, loudly: retrying a deterministic failure would stop every saga behind it
         # on the partition. The saga concerned stays where it was, visible in `bus sagas
@@ -363,41 +409,51 @@ class Coordinator:
 
     async def handle_record(self, record: Record) -> None:
         """Route one consumed record to the sagas it concerns (one transaction each)."""
+        for op in self._ops_for(record):
+            await self._run(op)
+
+    async def handle_event(self, env: Envelope, message: Event) -> None:
+        """Apply one decoded event: start sagas, feed a reply, deliver an external event."""
+        for op in self._event_ops(env, message):
+            await self._run(op)
+
+    def _ops_for(self, record: Record) -> list[_Op]:
         self.stats.records += 1
         try:
             env = decode(record.headers, record.value)
         except BusError as exc:
             self.stats.unreadable += 1
             log.error("unreadable record %s:%d skipped: %s", record.topic, record.offset, exc)
-            return
+            return []
         model = self.routes.models.get(env.type)
         if model is None:
-            return  # another process's event on a shared topic
+            return []  # another process's event on a shared topic
         try:
             message = model.model_validate_json(env.data)
         except ValueError as exc:
             self.stats.unreadable += 1
             log.error("invalid %s %s skipped: %s", env.type, env.id, exc)
-            return
-        await self.handle_event(env, message)
+            return []
+        return self._event_ops(env, message)
 
-    async def handle_event(self, env: Envelope, message: Event) -> None:
-        """Apply one decoded event: start sagas, feed a reply, deliver an external event."""
+    def _event_ops(self, env: Envelope, message: Event) -> list[_Op]:
         now = self.clock()
-        for d in self.routes.triggers.get(env.type, ()):
-            await self._start(d, message, env.id, now)
+        ops = [
+            self._start_op(d, message, env.id, now) for d in self.routes.triggers.get(env.type, ())
+        ]
         corr = env.correlationid
         done: set[str] = set()
         if env.type in self.routes.replies and corr and corr.split(":", 1)[0] in self.routes.names:
             incoming = Incoming(env.type, env.id, corr, message, env.causationid)
-            await self.apply(corr, incoming, causation_id=env.id)
+            ops.append(self._decide_op(corr, incoming, now, causation_id=env.id))
             done.add(corr)
         for d in self.routes.external.get(env.type, ()):
             saga_id = d.saga_id_for(message)
             if saga_id not in done:
                 incoming = Incoming(env.type, env.id, saga_id, message, env.causationid)
-                await self.apply(saga_id, incoming, causation_id=env.id)
+                ops.append(self._decide_op(saga_id, incoming, now, causation_id=env.id))
                 done.add(saga_id)
+        return ops
 
     async def fire_due_timers(self) -> int:
         n = await fire_due_timers(self.store, now=self.clock(), fire=self.fire_timer)
@@ -417,9 +473,7 @@ class Coordinator:
 
     # -- the transaction --------------------------------------------------------------------
 
-    async def _start(
-        self, d: SagaDefinition, message: Event, message_id: str, now: datetime
-    ) -> None:
+    def _start_op(self, d: SagaDefinition, message: Event, message_id: str, now: datetime) -> _Op:
         def change(stored: StoredSaga | None) -> SagaWrite | None:
             if stored is not None:
                 return None  # the trigger came again (or another replica started it)
@@ -427,24 +481,25 @@ class Coordinator:
             outbox = outbox_entries(t, now=now, causation_id=message_id)
             return SagaWrite(t.state, 0, outbox, t.timers_to_set, t.timers_to_cancel)
 
-        write = await self.store.update(d.saga_id_for(message), change, on_conflict=self._conflict)
-        if write is not None:
-            self.stats.started += 1
-            self.observer.saga_started(d.name)
-            self._observe(None, write.state)
+        def after(write: SagaWrite | None) -> None:
+            if write is not None:
+                self.stats.started += 1
+                self.observer.saga_started(d.name)
+                self._observe(None, write.state)
 
-    async def apply(
+        return _Op(d.saga_id_for(message), change, after)
+
+    def _decide_op(
         self,
         saga_id: str,
         trigger: Trigger,
+        now: datetime,
         *,
         causation_id: str | None = None,
         fired_timer: str | None = None,
         request: str | None = None,
-    ) -> Transition | None:
-        """Load, decide, save - one :meth:`SagaStore.update`; the stored transition, or None
-        when nothing changed or the saga does not exist."""
-        now = self.clock()
+    ) -> _Op:
+        op = _Op(saga_id, lambda stored: None, lambda write: None)
         decided: list[tuple[SagaState, Transition]] = []
 
         def change(stored: StoredSaga | None) -> SagaWrite | None:
@@ -463,15 +518,44 @@ class Coordinator:
                 request,
             )
 
-        write = await self.store.update(saga_id, change, on_conflict=self._conflict)
-        if write is None:
-            self.stats.unchanged += 1
+        def after(write: SagaWrite | None) -> None:
+            if write is None:
+                self.stats.unchanged += 1
+                return
+            before, t = decided[-1]  # the change that was stored is the last one made
+            op.transition = t
+            self.stats.transitions += 1
+            self._observe(before, t.state, timer=fired_timer is not None)
+
+        op.change, op.after = change, after
+        return op
+
+    async def apply(
+        self,
+        saga_id: str,
+        trigger: Trigger,
+        *,
+        causation_id: str | None = None,
+        fired_timer: str | None = None,
+        request: str | None = None,
+    ) -> Transition | None:
+        """Load, decide, save - one :meth:`SagaStore.update`; the stored transition, or None
+        when nothing changed or the saga does not exist."""
+        op = self._decide_op(
+            saga_id,
+            trigger,
+            self.clock(),
+            causation_id=causation_id,
+            fired_timer=fired_timer,
+            request=request,
+        )
+        await self._run(op)
+        if op.transition is None:
             await self._discard(fired_timer, request)
-            return None
-        before, t = decided[-1]  # the change that was stored is the last one made
-        self.stats.transitions += 1
-        self._observe(before, t.state, timer=fired_timer is not None)
-        return t
+        return op.transition
+
+    async def _run(self, op: _Op) -> None:
+        op.after(await self.store.update(op.saga_id, op.change, on_conflict=self._conflict))
 
     def _conflict(self, saga_id: str) -> None:
         self.stats.conflicts += 1

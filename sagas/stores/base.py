@@ -207,6 +207,20 @@ class SagaStore(Protocol):
         """
         ...
 
+    async def update_many(
+        self,
+        items: Sequence[tuple[str, Change]],
+        *,
+        on_conflict: Callable[[str], None] | None = None,
+    ) -> list[SagaWrite | None]:
+        """:meth:`update` each item in order (the coordinator's fetched batch); the writes.
+
+        SQLite does them all in one transaction and one call (group commit: all or none);
+        the others one transaction each, stopping at the first that raises (what was
+        stored before it stays stored).
+        """
+        ...
+
     async def claim_outbox(
         self, *, now: datetime, limit: int, lease: timedelta
     ) -> list[OutboxEntry]:

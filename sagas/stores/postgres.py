@@ -200,6 +200,14 @@ class PostgresSagaStore:
             saga_id, change, load=self.load, save=self.save, on_conflict=on_conflict
         )
 
+    async def update_many(
+        self,
+        items: Sequence[tuple[str, Change]],
+        *,
+        on_conflict: Callable[[str], None] | None = None,
+    ) -> list[SagaWrite | None]:
+        return [await self.update(i, change, on_conflict=on_conflict) for i, change in items]
+
     async def claim_outbox(
         self, *, now: datetime, limit: int, lease: timedelta
     ) -> list[OutboxEntry]:

@@ -135,17 +135,19 @@ class SqliteSagaStore:
         # Load, change and save in one call on the database thread, inside one BEGIN
         # IMMEDIATE transaction: one thread hop per input instead of two, and no other
         # writer in between (so no revision conflict).
-        def tx(c: sqlite3.Connection) -> SagaWrite | None:
-            row = c.execute(_LOAD, (saga_id,)).fetchone()
-            stored = None if row is None else StoredSaga(
-                SagaState.model_validate_json(row[0]), int(row[1])
-            )  # fmt: skip
-            write = change(stored)
-            if write is not None and not _store(c, write):
-                raise _conflict(write)  # change() named a revision it was not given
-            return write
+        return await self.database.write(lambda c: _update(c, saga_id, change))
 
-        return await self.database.write(tx)
+    async def update_many(
+        self,
+        items: Sequence[tuple[str, Change]],
+        *,
+        on_conflict: Callable[[str], None] | None = None,
+    ) -> list[SagaWrite | None]:
+        # Group commit: a whole fetched batch in one transaction and one thread hop; each
+        # change sees the writes of the ones before it (the same saga twice in a batch).
+        if not items:
+            return []
+        return await self.database.write(lambda c: [_update(c, i, ch) for i, ch in items])
 
     async def claim_outbox(
         self, *, now: datetime, limit: int, lease: timedelta
@@ -270,6 +272,15 @@ class SqliteSagaStore:
             return gauges_from_rows(int(backlog), oldest_ms, rows)
 
         return await self.database.run(read)
+
+
+def _update(c: sqlite3.Connection, saga_id: str, change: Change) -> SagaWrite | None:
+    row = c.execute(_LOAD, (saga_id,)).fetchone()
+    stored = None if row is None else StoredSaga(SagaState.model_validate_json(row[0]), int(row[1]))
+    write = change(stored)
+    if write is not None and not _store(c, write):
+        raise _conflict(write)  # change() named a revision it was not given
+    return write
 
 
 def _store(c: sqlite3.Connection, write: SagaWrite) -> bool:

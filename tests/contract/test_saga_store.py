@@ -400,3 +400,24 @@ async def test_gauges_count_the_outbox_and_the_unfinished_sagas(backend: Backend
     assert g.active == {"demo": {"running": 1, "compensating": 1}, "other": {"needs_attention": 1}}
     assert g.oldest_active == {"demo": T0, "other": T0 + 2 * minute}
     assert store.kind == backend.name
+
+
+async def test_update_many_applies_in_order_and_each_sees_the_one_before(backend: Backend) -> None:
+    store = await backend.store()
+
+    def bump(stored: StoredSaga | None) -> SagaWrite | None:
+        if stored is None:
+            return SagaWrite(state(), 0, outbox=(entry("c-0"),))
+        step = stored.state.stage + 1
+        return SagaWrite(state(step=step), stored.revision, outbox=(entry(f"c-{step}"),))
+
+    writes = await store.update_many(
+        [("demo:1", bump), ("demo:1", bump), ("demo:2", lambda stored: None), ("demo:1", bump)]
+    )
+    assert [None if w is None else w.state.stage for w in writes] == [0, 1, None, 2]
+    stored = await store.load("demo:1")
+    assert stored is not None
+    assert stored.revision == 3
+    claimed = await store.claim_outbox(now=T0, limit=9, lease=LEASE)
+    assert [e.id for e in claimed] == ["c-0", "c-1", "c-2"]
+    assert await store.update_many([]) == []
