@@ -1,0 +1,177 @@
+"""Issue 6d, rebalances and a zombie: members come and go, one freezes and comes back.
+
+Keyed events on a 24-partition topic, 4 handler processes in one group writing effects
+to PostgreSQL with dedup (the multi-process store). A seeded schedule adds or removes
+(SIGTERM) a member every 2-4 s; half way, the busiest member is SIGSTOPped past its
+session timeout, left frozen until the partitions it was working on are handled by
+others, then SIGCONTed: it wakes up as a zombie with records in hand and races the new
+owners. Then: nothing lost, no effect twice, each key's effects in order.
+
+Not run on SQLite: a member frozen inside a write transaction holds the file's only
+write lock, so every other member waits for the zombie (up to the busy timeout) instead
+of taking over; that is SQLite's single-writer design, not something to test around.
+
+Sizes: ``BUS_CRASH_SCALE=full`` (20,000 events, 10 changes) or the CI default
+(tests/crash/harness.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bus.devbroker import DevBroker
+from bus.transports.kafka import KafkaTransport
+from tests.conftest import kafka_test_config, unique
+from tests.crash.harness import (
+    REBALANCE,
+    EffectsDb,
+    Fleet,
+    Tail,
+    check_effects,
+    create_topics,
+    handler_env,
+    plan,
+    publish_paced,
+    read_done,
+)
+
+pytestmark = [pytest.mark.crash, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+SEED = 6_4  # issue 6, part d
+ZOMBIE_BUDGET_S = 15.0  # planned time frozen (for the publishing pace)
+MOVE_TIMEOUT_S = 30.0
+DRAIN_LIMIT_S = 90.0
+
+
+async def test_members_coming_going_and_a_zombie_lose_and_double_nothing(
+    kafka_broker: DevBroker, tmp_path: Path, postgres_dsn: str
+) -> None:
+    size = REBALANCE
+    run = unique("rebalance")
+    db = EffectsDb(postgres_dsn)
+    await db.create()
+    transport = KafkaTransport(kafka_test_config(kafka_broker.bootstrap_servers))
+    await transport.start()
+    await create_topics(transport, run, size.partitions)
+
+    rng = random.Random(SEED)
+    intervals = [rng.uniform(2.0, 4.0) for _ in range(size.changes)]
+    items = plan(size.events, size.keys)
+    fleet = Fleet(
+        handler_env(kafka_broker.bootstrap_servers, run, postgres_dsn, dedup=True), tmp_path
+    )
+    tail = Tail(db)
+    changes: list[str] = []
+    removed_codes: list[int] = []
+    zombie_report: dict[str, object] = {}
+    try:
+        for _ in range(size.consumers):
+            fleet.spawn()
+        publishing = asyncio.create_task(
+            publish_paced(transport, run, items, duration_s=sum(intervals) + ZOMBIE_BUDGET_S)
+        )
+        await tail.wait_for(1, timeout_s=60)
+        for n, interval in enumerate(intervals):
+            await asyncio.sleep(interval)
+            # alternate, so the group size stays within consumers +- 1
+            if n % 2 == 0:
+                fleet.spawn()
+                changes.append("add")
+            else:
+                leaving = fleet.live[rng.randrange(len(fleet.live))]
+                removed_codes.append(await asyncio.to_thread(fleet.stop, leaving))
+                changes.append("remove")
+            assert not fleet.crashed(), fleet.crashed()
+            if n == len(intervals) // 2 - 1:
+                zombie_report = await freeze_and_wake_a_member(fleet, tail)
+        published_s = await publishing
+        started_drain = time.monotonic()
+        await tail.wait_for(size.events, timeout_s=DRAIN_LIMIT_S)
+        drain_s = time.monotonic() - started_drain
+        outputs = await read_done(transport, run, size.events, timeout_s=60)
+        crashed = fleet.crashed()
+        zombie_pid = zombie_report.get("pid")
+        if isinstance(zombie_pid, int):
+            zombie_report["already_handled_lines"] = fleet.grep(zombie_pid, "already handled")
+        live = len(fleet.live)
+        codes = fleet.stop_all()
+        failures = fleet.failures(codes)
+    finally:
+        fleet.stop_all()
+        await transport.stop()
+    await tail.poll()
+    found = check_effects(items, tail.rows, dedup=True)
+    result = {
+        "test": "rebalance-zombie-postgres-dedup",
+        "scale": size.__dict__,
+        "changes": changes,
+        "zombie": zombie_report,
+        "publish_s": round(published_s, 1),
+        "done_s_after_publishing": round(drain_s, 1),
+        "effects": found.effects,
+        "effects_by_pid": len(Counter(e.pid for e in tail.rows)),
+        "lost": len(found.lost),
+        "duplicated_pairs": found.duplicated,
+        "disordered_keys": len(found.disordered),
+        "outputs_distinct": len(outputs),
+        "outputs_with_several_ids": sum(1 for ids in outputs.values() if len(ids) > 1),
+    }
+    print("crash-result", json.dumps(result))
+    assert not crashed, crashed
+    assert removed_codes == [0] * len(removed_codes), removed_codes
+    assert codes == [0] * live, failures
+    assert len(changes) == size.changes
+    assert zombie_report["moved"], result  # the zombie's partitions were taken over
+    assert found.lost == [], f"{len(found.lost)} lost, e.g. {found.lost[:10]}"
+    assert found.unknown == []
+    assert found.duplicated == 0, result
+    assert found.disordered == {}, dict(list(found.disordered.items())[:5])
+    assert set(outputs) == set(items), f"{len(set(items) - set(outputs))} outputs missing"
+    assert result["outputs_with_several_ids"] == 0, result
+
+
+async def freeze_and_wake_a_member(fleet: Fleet, tail: Tail) -> dict[str, object]:
+    """SIGSTOP the member that handled most in the last second; SIGCONT it once others
+    handle the partitions it was working on (it missed its heartbeats meanwhile)."""
+    await tail.poll()
+    await asyncio.sleep(1.0)
+    recent = Counter(e.pid for e in await tail.poll())
+    live = {p.pid: p for p in fleet.live}
+    busiest = max(live, key=lambda pid: recent.get(pid, 0))
+    zombie = live[busiest]
+    zombie.send_signal(signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    await asyncio.sleep(0.3)
+    await tail.poll()
+    last_id = tail.rows[-1].id if tail.rows else 0
+    # the partitions it was working on: where its effect is the latest one
+    latest: dict[int, int] = {}
+    for e in tail.rows:
+        latest[e.part] = e.pid
+    its = {part for part, pid in latest.items() if pid == zombie.pid}
+    moved: set[int] = set()
+    while time.monotonic() - stopped_at < MOVE_TIMEOUT_S:
+        for e in await tail.poll():
+            if e.id > last_id and e.part in its and e.pid != zombie.pid:
+                moved.add(e.part)
+        # A partition whose key the zombie froze inside a transaction cannot move on (the
+        # new owner waits for the row lock), so "moved" means most, not all.
+        if its and len(moved) >= max(1, len(its) - 1):
+            break
+        await asyncio.sleep(0.25)
+    frozen_s = time.monotonic() - stopped_at
+    zombie.send_signal(signal.SIGCONT)
+    return {
+        "pid": zombie.pid,
+        "frozen_s": round(frozen_s, 1),
+        "partitions": sorted(its),
+        "moved": sorted(moved),
+    }
