@@ -33,6 +33,7 @@ from bus import TopicSpec, decode
 from bus.codec import encode
 from bus.envelope import event_envelope, utc_now
 from bus.ids import new_id
+from bus.partitioning import partition_for_key
 from bus.record import OutgoingRecord
 from bus.transports.kafka import KafkaTransport
 
@@ -104,7 +105,8 @@ def handler_env(
         "BUS_KAFKA_FETCH_MAX_WAIT_MS": "20",
         "BUS_KAFKA_CONNECT_TIMEOUT_S": "10",
         "BUS_COMMIT_INTERVAL_S": "0.2",
-        "BUS_LOG_LEVEL": "INFO",
+        # BUS_CRASH_LOG_LEVEL=DEBUG logs every assignment and handled record (diagnosis)
+        "BUS_LOG_LEVEL": os.environ.get("BUS_CRASH_LOG_LEVEL", "INFO"),
         "EFFECTS_RUN": run,
         "EFFECTS_DB": db,
         "EFFECTS_DEDUP": "1" if dedup else "0",
@@ -195,6 +197,9 @@ class Effect:
     part: int
 
 
+_SELECT_EFFECTS = "SELECT id, key, seq, event_id, pid, part FROM crash_effects ORDER BY id"
+
+
 class EffectsDb:
     """The effects table, in a SQLite file or a PostgreSQL database; created before any
     handler process starts, read by the test while they write."""
@@ -226,30 +231,32 @@ class EffectsDb:
         finally:
             conn.close()
 
-    async def effects(self, after_id: int = 0) -> list[Effect]:
-        """Effect rows in insertion order (serial/autoincrement id)."""
-        query = (
-            "SELECT id, key, seq, event_id, pid, part FROM crash_effects WHERE id > {} ORDER BY id"
-        )
+    async def effects(self) -> list[Effect]:
+        """Every effect row, in insertion order (serial/autoincrement id)."""
         if self.postgres:
             conn = await asyncpg.connect(self.target)
             try:
-                rows = await conn.fetch(query.format("$1"), after_id)
+                rows = await conn.fetch(_SELECT_EFFECTS)
             finally:
                 await conn.close()
             return [Effect(*r) for r in rows]
-        return await asyncio.to_thread(self._sqlite_rows, query.format("?"), after_id)
+        return await asyncio.to_thread(self._sqlite_rows)
 
-    def _sqlite_rows(self, query: str, after_id: int) -> list[Effect]:
+    def _sqlite_rows(self) -> list[Effect]:
         conn = sqlite3.connect(self.target, timeout=30)
         try:
-            return [Effect(*r) for r in conn.execute(query, (after_id,))]
+            return [Effect(*r) for r in conn.execute(_SELECT_EFFECTS)]
         finally:
             conn.close()
 
 
 class Tail:
-    """The effects read so far, fetched incrementally (a 20,000-row table is polled often)."""
+    """The effects so far, re-read whole at every poll.
+
+    Not ``WHERE id > last seen``: a PostgreSQL serial is taken at INSERT and becomes
+    visible at COMMIT, so a lower id can appear after a higher one was read (an
+    incremental read would skip it and report it lost).
+    """
 
     def __init__(self, db: EffectsDb) -> None:
         self.db = db
@@ -257,10 +264,11 @@ class Tail:
         self.distinct: set[tuple[str, int]] = set()
 
     async def poll(self) -> list[Effect]:
-        new = await self.db.effects(self.rows[-1].id if self.rows else 0)
-        self.rows.extend(new)
-        self.distinct.update((e.key, e.seq) for e in new)
-        return new
+        """Re-read every row; the rows not seen before (in id order)."""
+        seen = {e.id for e in self.rows}
+        self.rows = await self.db.effects()
+        self.distinct = {(e.key, e.seq) for e in self.rows}
+        return [e for e in self.rows if e.id not in seen]
 
     async def wait_for(self, count: int, timeout_s: float) -> float:
         """Seconds until ``count`` distinct (key, seq) effects exist; AssertionError after
@@ -331,6 +339,14 @@ async def read_done(
     finally:
         await consumer.stop()
     return ids
+
+
+def lost_by_partition(lost: Sequence[tuple[str, int]], partitions: int) -> dict[int, list[int]]:
+    """Lost seqs grouped by the partition their key maps to (a stuck partition shows)."""
+    by: dict[int, list[int]] = defaultdict(list)
+    for key, seq in lost:
+        by[partition_for_key(key.encode(), partitions)].append(seq)
+    return dict(by)
 
 
 @dataclass
