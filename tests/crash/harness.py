@@ -35,6 +35,7 @@ from bus.envelope import event_envelope, utc_now
 from bus.ids import new_id
 from bus.partitioning import partition_for_key
 from bus.record import OutgoingRecord
+from bus.transports.base import Delivery
 from bus.transports.kafka import KafkaTransport
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -299,25 +300,56 @@ def item_record(run: str, key: str, seq: int) -> OutgoingRecord:
     return OutgoingRecord(topics(run)[0], key.encode(), value, tuple(headers))
 
 
+class Feed:
+    """Publishes ``items`` in order: paced over a duration, plus bursts on demand (a burst
+    takes the next items, so the order per key holds)."""
+
+    def __init__(
+        self, transport: KafkaTransport, run: str, items: Sequence[tuple[str, int]]
+    ) -> None:
+        self.transport = transport
+        self.run = run
+        self.items = items
+        self.next = 0
+        self._lock = asyncio.Lock()
+        self._acks: list[Delivery] = []
+
+    async def _send(self, count: int) -> list[Delivery]:
+        async with self._lock:  # take and queue atomically: a burst cannot interleave
+            batch = self.items[self.next : self.next + count]
+            self.next += len(batch)
+            acks = [await self.transport.send(item_record(self.run, k, s)) for k, s in batch]
+        self._acks += acks
+        return acks
+
+    async def burst(self, count: int) -> None:
+        """Publish the next ``count`` items at once; returns when they are acknowledged."""
+        for ack in await self._send(count):
+            await ack
+
+    async def paced(self, duration_s: float) -> float:
+        """Publish the rest spread evenly over ``duration_s`` (so the faults hit a busy
+        group); waits for every acknowledgement. The seconds it took."""
+        started = time.monotonic()
+        step_s = 0.1
+        per_step = -(-len(self.items) // max(1, int(duration_s / step_s)))
+        steps = 0
+        while self.next < len(self.items):
+            await self._send(per_step)
+            steps += 1
+            delay = started + steps * step_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        for ack in self._acks:
+            await ack
+        return time.monotonic() - started
+
+
 async def publish_paced(
     transport: KafkaTransport, run: str, items: Sequence[tuple[str, int]], duration_s: float
 ) -> float:
-    """Publish ``items`` in order, spread evenly over ``duration_s`` (so the faults hit a
-    busy group); waits for every acknowledgement. The seconds it took."""
-    started = time.monotonic()
-    step_s = 0.1
-    chunks = max(1, int(duration_s / step_s))
-    per_chunk = -(-len(items) // chunks)
-    pending = []
-    for n, start in enumerate(range(0, len(items), per_chunk)):
-        for key, seq in items[start : start + per_chunk]:
-            pending.append(await transport.send(item_record(run, key, seq)))
-        delay = started + (n + 1) * step_s - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-    for ack in pending:
-        await ack
-    return time.monotonic() - started
+    """Publish ``items`` in order over ``duration_s`` (see :meth:`Feed.paced`)."""
+    return await Feed(transport, run, items).paced(duration_s)
 
 
 async def read_done(
