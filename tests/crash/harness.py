@@ -14,6 +14,8 @@ budget on 2 cores.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import itertools
 import os
 import signal
@@ -43,6 +45,7 @@ ITEM_TYPE = "crash.effects.item.v1"
 SOURCE = "bus://crash-test"
 SCALE = os.environ.get("BUS_CRASH_SCALE", "ci").lower()
 FULL = SCALE == "full"
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,12 @@ def handler_env(
     }
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies, so an aborted run leaks nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 @dataclass
 class Fleet:
     """Handler processes of one group; each one's stderr goes to its own log file."""
@@ -136,6 +145,7 @@ class Fleet:
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
         self.logs[process.pid] = log
         self.live.append(process)

@@ -48,7 +48,9 @@ pytestmark = [pytest.mark.crash, pytest.mark.kafka, pytest.mark.postgres, pytest
 SEED = 6_4  # issue 6, part d
 ZOMBIE_BUDGET_S = 15.0  # planned time frozen (for the publishing pace)
 MOVE_TIMEOUT_S = 30.0
-DRAIN_LIMIT_S = 90.0
+# The issue sets no time limit here; full size measured 76 s after publishing on a busy
+# 2-core machine (20,000 events through PostgreSQL), so this only catches a stall.
+DRAIN_LIMIT_S = 180.0
 
 
 async def test_members_coming_going_and_a_zombie_lose_and_double_nothing(
