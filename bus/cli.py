@@ -22,6 +22,7 @@ import orjson
 from bus.app import App
 from bus.codec import encode
 from bus.config import BusConfig, KafkaConfig
+from bus.dead_letters import REASONS
 from bus.devbroker import DevBroker
 from bus.dlq import (
     DEFAULT_MAX_REPLAYS,
@@ -500,7 +501,7 @@ def _dlq_common(parser: argparse.ArgumentParser, *, filters: bool) -> None:
         parser.add_argument("--error", help="text in the error type or message (any case)")
         parser.add_argument(
             "--reason",
-            choices=["decode", "unknown_type", "invalid", "handler_failed", "output_rejected"],
+            choices=REASONS,
         )
         parser.add_argument(
             "--original-topic", help="topic the record was consumed from, a pattern"

@@ -19,9 +19,18 @@ from datetime import datetime
 from bus.codec import format_time
 from bus.record import OutgoingRecord, Record
 
-__all__ = ["HEADER_PREFIX", "dead_letter", "dead_letter_topic", "reason_headers"]
+__all__ = ["HEADER_PREFIX", "REASONS", "dead_letter", "dead_letter_topic", "reason_headers"]
 
 HEADER_PREFIX = "bus_dlq_"
+#: Every ``bus_dlq_reason`` the runtime writes (README, "Dead letters").
+REASONS = (
+    "decode",
+    "unknown_type",
+    "invalid",
+    "handler_failed",
+    "permanent_error",
+    "output_rejected",
+)
 _MAX_ERROR_TEXT = 2000
 
 

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -139,6 +139,8 @@ class Worker:
         self._retry_topics = frozenset(app.retry_topics)
         #: Completions whose outputs are in flight: marked sent once all are acknowledged.
         self._unsent: deque[tuple[DedupStore[Any], DedupKey, list[Delivery]]] = deque()
+        #: The keys in ``_unsent``: outputs this worker sent and tracks until acknowledged.
+        self._unsent_keys: Counter[DedupKey] = Counter()
         self._slots = asyncio.Semaphore(self.settings.max_concurrency)
         self._consumer: Consumer | None = None
         self._tg: asyncio.TaskGroup | None = None
@@ -366,7 +368,7 @@ class Worker:
         self.stats.emitted += len(records)
         self._tracker.add(tp, record.offset, acks, records)
         if route.dedup is not None:
-            self._unsent.append((route.dedup, DedupKey(route.name, env.source, env.id), acks))
+            self._track_unsent(route.dedup, DedupKey(route.name, env.source, env.id), acks)
         if log.isEnabledFor(logging.DEBUG):
             ctx.logger.debug("handled by %s, emitted %d record(s)", route.name, len(records))
 
@@ -401,14 +403,18 @@ class Worker:
         """A message the handler completed before: acknowledged without running it again.
 
         Its recorded outputs are sent again (same records, same CloudEvents ids) unless
-        they are known to be acknowledged, in case the earlier run died before that.
+        they are known to be acknowledged, in case the earlier run died before that. Outputs
+        this worker sent and still tracks are not sent again either: the earlier run did
+        not die, and its outputs are re-sent if refused before its offset is committed (a
+        copy arriving before the next commit would otherwise re-send every output).
         """
-        outputs = () if done.sent else done.outputs
+        in_flight = self._unsent_keys[done.key] > 0
+        outputs = () if done.sent or in_flight else done.outputs
         acks = [await self.transport.send(r) for r in outputs]
         self.stats.duplicates += 1
         self._tracker.add(record.topic_partition, record.offset, acks, outputs)
         if acks and route.dedup is not None:
-            self._unsent.append((route.dedup, done.key, acks))
+            self._track_unsent(route.dedup, done.key, acks)
         log.info(
             "app %s: %s already handled %s[%d]@%d (dedup); re-sent %d output(s)",
             self.app.name,
@@ -418,6 +424,10 @@ class Worker:
             record.offset,
             len(outputs),
         )
+
+    def _track_unsent(self, store: DedupStore[Any], key: DedupKey, acks: list[Delivery]) -> None:
+        self._unsent.append((store, key, acks))
+        self._unsent_keys[key] += 1
 
     @staticmethod
     async def _attempt(route: Route, message: Message, ctx: Context) -> list[Message]:
@@ -555,15 +565,24 @@ class Worker:
         """Tell dedup stores which completions' outputs are all acknowledged (in order)."""
         ready: dict[int, tuple[DedupStore[Any], list[DedupKey]]] = {}
         unsent = self._unsent
+        popped: list[DedupKey] = []
         while unsent and all(a.done() for a in unsent[0][2]):
             store, key, acks = unsent.popleft()
+            popped.append(key)
             if all(a.exception() is None for a in acks):  # failed ones are re-sent: unknown
                 ready.setdefault(id(store), (store, []))[1].append(key)
-        for store, keys in ready.values():
-            try:
-                await store.mark_sent(keys)
-            except BusError as exc:  # only an optimisation: a redelivery re-sends, that's all
-                log.warning("app %s: could not mark outputs sent: %s", self.app.name, exc)
+        try:
+            for store, keys in ready.values():
+                try:
+                    await store.mark_sent(keys)
+                except BusError as exc:  # only an optimisation: a redelivery re-sends
+                    log.warning("app %s: could not mark outputs sent: %s", self.app.name, exc)
+        finally:
+            # only now: until the store says "sent", a copy must see them as in flight here
+            for key in popped:
+                self._unsent_keys[key] -= 1
+                if not self._unsent_keys[key]:
+                    del self._unsent_keys[key]
 
     async def _resend_failed(self) -> None:
         for unacked in self._tracker.settle():

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import settings
 
 from bus import MemoryBroker, MemoryTransport, Transport
 from bus.config import KafkaConfig
@@ -16,6 +17,11 @@ from bus.transports.kafka import KafkaTransport
 from tests.postgres import PostgresServer, session_server
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Property tests check behaviour, not speed: on a loaded 2-core CI machine hypothesis's
+# 200 ms per-example deadline fails correct code. Speed is the benchmarks' business.
+settings.register_profile("bus", deadline=None)
+settings.load_profile("bus")
 _names = itertools.count()
 
 
@@ -95,7 +101,11 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
-    """A fresh empty database on the session's server, so no test sees another's rows."""
+    """A fresh empty database on the session's server, so no test sees another's rows.
+
+    A plain fixture, so async fixtures can ``request.getfixturevalue`` it too. Inside a
+    running loop, ``await postgres_server.create_schema()`` is a cheaper isolation.
+    """
     dsn = postgres_server.create_database()
     yield dsn
     if not postgres_server.can_restart:  # an external server outlives the run: tidy up

@@ -4,6 +4,10 @@
 backends; ``outputs.py`` keeps a handler's emitted records byte for byte. See docs/dedup.md.
 """
 
+import sqlite3
+from collections.abc import Hashable
+from typing import Any
+
 from bus.dedup.base import DedupEntry, DedupKey, DedupStore, DedupTransaction
 from bus.dedup.memory import MemoryDedupStore
 from bus.dedup.postgres import PostgresDedupStore
@@ -18,3 +22,13 @@ __all__ = [
     "PostgresDedupStore",
     "SqliteDedupStore",
 ]
+
+
+def _backends_meet_the_protocol(
+    memory: MemoryDedupStore, sqlite: SqliteDedupStore, postgres: PostgresDedupStore
+) -> list[DedupStore[Any]]:
+    """Never called: mypy checks here that every backend is a ``DedupStore``."""
+    checked: list[DedupStore[Any]] = [memory, sqlite, postgres]
+    typed_sqlite: DedupStore[sqlite3.Connection] = sqlite
+    typed_memory: DedupStore[dict[Hashable, Any]] = memory
+    return [*checked, typed_sqlite, typed_memory]

@@ -104,7 +104,10 @@ class MemoryDedupStore:
         return self._done.get(key)
 
     async def record(self, key: DedupKey, outputs: Iterable[OutgoingRecord] = ()) -> DedupEntry:
-        if key in self._done or key in self._claims:
+        # Like a database's unique key: wait for an open transaction on the key to end.
+        while (claim := self._claims.get(key)) is not None:
+            await claim.wait()
+        if key in self._done:
             raise duplicate_error(key)
         return self._insert(key, tuple(outputs))
 

@@ -131,40 +131,42 @@ class SqliteDedupStore:
 
     async def record(self, key: DedupKey, outputs: Iterable[OutgoingRecord] = ()) -> DedupEntry:
         completion = DedupEntry(key, tuple(outputs), self._now_ms())
-        async with self.database.transaction() as tx:
-            if not await tx.run(lambda conn: _insert(conn, completion)):
-                raise duplicate_error(key)
+        if not await self.database.write(lambda conn: _insert(conn, completion)):
+            raise duplicate_error(key)
         return completion
 
     @asynccontextmanager
     async def transaction(self, key: DedupKey) -> AsyncIterator[SqliteDedupTransaction]:
-        async with self.database.transaction() as tx:
+        def check(conn: sqlite3.Connection) -> None:
             # BEGIN IMMEDIATE waited for any other writer, so this check is final.
-            if await tx.run(lambda conn: conn.execute(_SELECT, key).fetchone()) is not None:
+            if conn.execute(_SELECT, key).fetchone() is not None:
                 raise duplicate_error(key)
+
+        async with self.database.transaction(first=check) as tx:
             dedup_tx = SqliteDedupTransaction(key, tx)
             yield dedup_tx
-            completion = DedupEntry(key, dedup_tx.outputs, self._now_ms())
-            if not await tx.run(lambda conn: _insert(conn, completion)):
-                raise duplicate_error(key)  # rolls the effect back with it
+            entry = DedupEntry(key, dedup_tx.outputs, self._now_ms())
+
+            def record(conn: sqlite3.Connection) -> None:
+                if not _insert(conn, entry):
+                    raise duplicate_error(key)  # rolls the effect back with it
+
+            # Runs in the COMMIT's trip to the thread: the record and the effect commit together.
+            tx.before_commit(record)
 
     async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
         if not keys:
             return
         rows = [tuple(k) for k in keys]
-        async with self.database.transaction() as tx:
-            await tx.run(lambda conn: conn.executemany(_MARK_SENT, rows))
+        await self.database.write(lambda conn: conn.executemany(_MARK_SENT, rows))
 
     async def purge(self, older_than: datetime) -> int:
         limit = int(older_than.timestamp() * 1000)
-        async with self.database.transaction() as tx:
-            return await tx.run(
-                lambda conn: (
-                    conn.execute(
-                        "DELETE FROM bus_dedup WHERE completed_at_ms < ?", (limit,)
-                    ).rowcount
-                )
+        return await self.database.write(
+            lambda conn: (
+                conn.execute("DELETE FROM bus_dedup WHERE completed_at_ms < ?", (limit,)).rowcount
             )
+        )
 
     def _now_ms(self) -> int:
         return int(self.clock().timestamp() * 1000)

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -37,15 +38,17 @@ __all__ = ["PostgresDatabase", "is_database_fault"]
 #: ``pg_advisory_xact_lock`` key held while migrating (any constant; "bus" in ASCII).
 _MIGRATION_LOCK = 0x627573
 
-_FAULTS: tuple[type[BaseException], ...] = (
-    OSError,  # refused, reset, unreachable
-    TimeoutError,  # connecting took longer than connect_timeout_s
+#: What asyncpg raises when the database, not the SQL, failed.
+_DRIVER_FAULTS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # "connection is closed", pool closing
     asyncpg.PostgresConnectionError,  # connection lost or rejected
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, starting up, crash
     asyncpg.exceptions.TransactionRollbackError,  # deadlock, serialization failure
     asyncpg.exceptions.InsufficientResourcesError,  # disk full, too many connections
 )
+#: The same plus the socket errors of connecting (our own calls only: an OSError raised in
+#: a caller's block may be its HTTP call, not the database).
+_FAULTS: tuple[type[BaseException], ...] = (OSError, TimeoutError, *_DRIVER_FAULTS)
 
 
 def is_database_fault(exc: BaseException) -> bool:
@@ -138,19 +141,35 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Any]:
-        """A pooled connection, faults translated."""
+        """A pooled connection; database faults become :class:`StoreError`."""
         try:
-            async with self.pool.acquire() as conn:
-                yield conn
+            conn = await self.pool.acquire()
         except _FAULTS as exc:
             raise self.fault(exc) from exc
+        try:
+            yield conn
+        except _DRIVER_FAULTS as exc:
+            raise self.fault(exc) from exc
+        finally:
+            # A connection that died is discarded by the pool; never mask the block's error.
+            with contextlib.suppress(*_FAULTS):
+                await self.pool.release(conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
         """A connection inside a transaction: committed when the block ends, rolled back on
         an exception (which propagates; database faults as :class:`StoreError`)."""
-        async with self.connection() as conn, conn.transaction():
-            yield conn
+        async with self.connection() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                yield conn
+            except BaseException:
+                # On a dead connection there is nothing to roll back: the server did.
+                with contextlib.suppress(*_FAULTS):
+                    await tx.rollback()
+                raise
+            await tx.commit()
 
     async def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
         """Apply the pending ``migrations`` of ``component`` in one transaction; the version."""

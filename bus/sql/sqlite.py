@@ -56,10 +56,12 @@ _DATABASE_FAULTS = (
 class SqliteTransaction:
     """An open write transaction: run functions of the connection inside it."""
 
-    __slots__ = ("_db",)
+    __slots__ = ("_db", "last")
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        #: Run on the connection right before COMMIT, in the same trip (set by before_commit).
+        self.last: Callable[[sqlite3.Connection], object] | None = None
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -69,6 +71,10 @@ class SqliteTransaction:
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` on the database's thread, inside this transaction."""
         return await self._db.run(fn)
+
+    def before_commit(self, fn: Callable[[sqlite3.Connection], object]) -> None:
+        """Run ``fn(connection)`` just before COMMIT; if it raises, the transaction rolls back."""
+        self.last = fn
 
 
 class SqliteDatabase:
@@ -157,31 +163,73 @@ class SqliteDatabase:
         return await self._submit(lambda: fn(conn))
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
-        """A write transaction: committed when the block ends, rolled back on an exception."""
+    async def transaction(
+        self, *, first: Callable[[sqlite3.Connection], object] | None = None
+    ) -> AsyncIterator[SqliteTransaction]:
+        """A write transaction: committed when the block ends, rolled back on an exception.
+
+        ``first(connection)`` runs right after BEGIN in the same trip to the thread (a check
+        that may raise); :meth:`SqliteTransaction.before_commit` sets work that runs right
+        before COMMIT, likewise. Each trip saved is a thread hand-off.
+        """
         async with self._write_lock:
             conn = self.connection
-            await self._submit(lambda: _begin(conn))
+            await self._submit(lambda: _begin(conn, first))
+            tx = SqliteTransaction(self)
             try:
-                yield SqliteTransaction(self)
-                await self._submit(conn.commit)
+                yield tx
+                await self._submit(lambda: _commit(conn, tx.last))
             except BaseException:
                 # Calls run in submission order, so this rollback follows anything the block
                 # submitted, even a call whose await was cancelled.
                 await self._submit(lambda: _rollback(conn))
                 raise
 
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` in a transaction of its own, in one trip to the thread.
+
+        The short form of :meth:`transaction` for work that needs no await in between:
+        BEGIN, ``fn`` and COMMIT (or ROLLBACK if ``fn`` raises) run back to back.
+        """
+        async with self._write_lock:
+            conn = self.connection
+            return await self._submit(lambda: _in_transaction(conn, fn))
+
     async def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
         """Apply the pending ``migrations`` of ``component`` in one transaction; the version."""
-        async with self.transaction() as tx:
-            return await tx.run(lambda conn: _migrate(conn, component, migrations))
+        return await self.write(lambda conn: _migrate(conn, component, migrations))
 
 
-def _begin(conn: sqlite3.Connection) -> None:
+def _begin(
+    conn: sqlite3.Connection, first: Callable[[sqlite3.Connection], object] | None = None
+) -> None:
     if conn.in_transaction:
         # Left open by a call whose caller was cancelled before it could roll back.
         conn.rollback()
     conn.execute("BEGIN IMMEDIATE")
+    if first is not None:
+        try:
+            first(conn)
+        except BaseException:
+            conn.rollback()
+            raise
+
+
+def _commit(conn: sqlite3.Connection, last: Callable[[sqlite3.Connection], object] | None) -> None:
+    if last is not None:
+        last(conn)
+    conn.commit()
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    _begin(conn)
+    try:
+        result = fn(conn)
+        conn.commit()
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -28,6 +28,7 @@ from bus import (
     SqliteDatabase,
     SqliteDedupStore,
 )
+from tests.postgres import PostgresServer
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -105,8 +106,9 @@ async def _sqlite_backend(path: Path) -> AsyncIterator[Backend]:
         await observer.close()
 
 
-async def _postgres_backend(dsn: str) -> AsyncIterator[Backend]:
+async def _postgres_backend(server: PostgresServer) -> AsyncIterator[Backend]:
     clock = Clock()
+    dsn = await server.create_schema()
     observer = PostgresDedupStore(dsn, clock=clock)
     await observer.open()
     await observer.database.pool.execute("CREATE TABLE effects (label TEXT PRIMARY KEY)")
@@ -138,7 +140,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         source = (
             _sqlite_backend(tmp_path / "bus.db")
             if request.param == "sqlite"
-            else _postgres_backend(request.getfixturevalue("postgres_dsn"))
+            else _postgres_backend(request.getfixturevalue("postgres_server"))
         )
         b = await anext(source)
         try:
@@ -154,7 +156,7 @@ async def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Asy
     source = (
         _sqlite_backend(tmp_path / "bus.db")
         if request.param == "sqlite"
-        else _postgres_backend(request.getfixturevalue("postgres_dsn"))
+        else _postgres_backend(request.getfixturevalue("postgres_server"))
     )
     b = await anext(source)
     try:
@@ -188,7 +190,10 @@ OUTPUTS = (
 
 async def test_a_key_never_recorded_has_no_entry(backend: Backend) -> None:
     store = await backend.store()
+    assert isinstance(store, DedupStore)
     assert await store.get(key()) is None
+    async with store.transaction(key("other")) as tx:
+        assert isinstance(tx, DedupTransaction)
 
 
 async def test_recorded_outputs_come_back_byte_for_byte(backend: Backend) -> None:
@@ -408,6 +413,39 @@ async def test_a_rolled_back_claim_lets_the_waiting_consumer_commit(backend: Bac
     assert isinstance(results[0], RuntimeError)
     assert results[1] is None
     assert await backend.read_effects() == {"retried"}
+
+
+@pytest.mark.parametrize("commits", [True, False])
+async def test_recording_waits_for_an_open_transaction_on_the_key(
+    backend: Backend, commits: bool
+) -> None:
+    first, second = await backend.store(), await backend.store()
+    inside = asyncio.Event()
+
+    async def handler() -> None:
+        async with first.transaction(key()) as tx:
+            await backend.write_effect(tx, "tx")
+            tx.complete(OUTPUTS[:1])
+            inside.set()
+            await asyncio.sleep(0.1)
+            if not commits:
+                raise RuntimeError("rolled back")
+
+    async def recorder() -> None:
+        await inside.wait()
+        await second.record(key(), OUTPUTS)
+
+    results = await asyncio.gather(handler(), recorder(), return_exceptions=True)
+    entry = await second.get(key())
+    assert entry is not None
+    if commits:
+        assert results[0] is None
+        assert isinstance(results[1], DuplicateMessageError)
+        assert entry.outputs == OUTPUTS[:1]
+    else:
+        assert isinstance(results[0], RuntimeError)
+        assert results[1] is None
+        assert entry.outputs == OUTPUTS
 
 
 async def test_purge_forgets_entries_older_than_the_cutoff(backend: Backend) -> None:

@@ -10,6 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from bus.cli import main
+from bus.dead_letters import REASONS
+
 ROOT = Path(__file__).resolve().parents[2]
 BUS = [sys.executable, "-m", "bus"]
 
@@ -160,3 +165,13 @@ def test_a_bad_target_or_setting_is_a_clear_error_not_a_traceback() -> None:
     assert out.returncode == 2
     assert "BUS_PARTITIONS" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_dlq_filters_accept_every_reason_the_runtime_writes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("BUS_TRANSPORT", raising=False)
+    for reason in REASONS:  # parsed, then refused only for the memory transport
+        assert main(["dlq", "list", "--reason", reason]) == 2
+        assert "lives inside one process" in capsys.readouterr().err
+    assert "permanent_error" in REASONS

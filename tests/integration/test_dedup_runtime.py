@@ -10,8 +10,11 @@ import orjson
 from bus import (
     App,
     Context,
+    DedupKey,
     Event,
+    MemoryBroker,
     MemoryDedupStore,
+    MemoryTransport,
     Publisher,
     RetryPolicy,
     SqliteDedupStore,
@@ -71,7 +74,7 @@ async def test_a_redelivered_message_is_acknowledged_without_running_the_handler
     assert len(charged) == 20  # emits nothing new: outputs known sent are not re-sent
 
 
-async def test_copies_arriving_before_the_outputs_are_confirmed_re_send_the_same_ids() -> None:
+async def test_copies_in_a_burst_run_the_handler_once_with_one_output_id_each() -> None:
     store = MemoryDedupStore()
     effects: Counter[int] = Counter()
     app = App("it-dedup-burst", retry=NO_WAIT)
@@ -177,3 +180,53 @@ async def test_an_effect_in_the_sqlite_store_commits_with_the_dedup_record(tmp_p
     rows = await check.database.run(lambda db: db.execute("SELECT n FROM charges").fetchall())
     await check.close()
     assert sorted(n for (n,) in rows) == list(range(10))  # once each, the failed tries undone
+
+
+async def test_copies_arriving_before_the_outputs_are_marked_sent_do_not_re_send_them() -> None:
+    # the outputs of the first copy are in flight in this worker (it tracks them until
+    # acknowledged, and re-sends a refused one itself): the copies have nothing to add
+    store = MemoryDedupStore()
+    app = App("it-dedup-inflight", retry=NO_WAIT)
+
+    @app.handler(dedup=store)
+    async def charge(order: Order) -> Charged:
+        return Charged(key=order.key, n=order.n)
+
+    async with TestBus(app, partitions=1) as bus:
+        for n in range(10):
+            await publish_copies(bus, Order(key="k", n=n), 3, source="bus://shop")
+        await bus.drain()
+        charged = bus.records(Charged.bus_topic)
+        stats = bus.runner.workers[0].stats
+    assert (stats.handled, stats.duplicates) == (10, 20)
+    assert len(charged) == 10
+
+
+async def test_outputs_an_earlier_process_recorded_but_never_confirmed_are_re_sent_once() -> None:
+    # the earlier process completed the message, then died before its outputs were acked:
+    # the copy re-sends them byte for byte (same CloudEvents id), without running the handler
+    store = MemoryDedupStore()
+    runs: list[int] = []
+    app = App("it-dedup-dead-process", retry=NO_WAIT)
+
+    @app.handler(dedup=store, name="charge")
+    async def charge(order: Order) -> Charged:
+        runs.append(order.n)
+        return Charged(key=order.key, n=order.n)
+
+    order = Order(key="k", n=3)
+    shop = Publisher(MemoryTransport(MemoryBroker()), source="bus://shop")
+    envelope = shop.envelope(order)
+    output = Charged(key="k", n=3)
+    recorded = record_for(output, Publisher(shop.transport, source="bus://app").envelope(output))
+    await store.record(DedupKey("charge", "bus://shop", envelope.id), [recorded])
+
+    async with TestBus(app, partitions=1) as bus:
+        for _ in range(2):  # the redelivery, and one more copy while the re-send is in flight
+            await bus.transport.send(record_for(order, envelope))
+        await bus.drain()
+        charged = bus.records(Charged.bus_topic)
+    assert runs == []
+    assert [(r.key, r.value, r.headers) for r in charged] == [
+        (recorded.key, recorded.value, recorded.headers)
+    ]

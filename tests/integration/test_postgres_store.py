@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
 from bus import DedupKey, PostgresDatabase, PostgresDedupStore, StoreError
@@ -58,3 +59,24 @@ async def test_an_unreachable_server_is_a_store_error_naming_the_fix() -> None:
         await db.open()
     assert raised.value.retryable
     assert "nowhere" in repr(db)
+
+
+async def test_errors_of_the_callers_own_block_pass_through_unchanged(postgres_dsn: str) -> None:
+    """Only the database's faults become StoreError: an OSError of the handler's HTTP call,
+    or a mistake in its SQL, stays what it was."""
+
+    async def http_call_fails(db: PostgresDatabase) -> None:
+        async with db.transaction():
+            raise ConnectionRefusedError("the handler's HTTP call")
+
+    async def bad_sql(db: PostgresDatabase) -> None:
+        async with db.transaction() as conn:
+            await conn.execute("SELECT * FROM no_such_table")
+
+    async with PostgresDatabase(postgres_dsn) as db:
+        with pytest.raises(ConnectionRefusedError):
+            await http_call_fails(db)
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await bad_sql(db)
+        async with db.transaction() as conn:  # the pool is healthy afterwards
+            assert await conn.fetchval("SELECT 1") == 1

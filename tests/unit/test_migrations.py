@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bus import DefinitionError, Migration, SchemaVersionError, SqliteDatabase, StoreError
@@ -16,6 +16,8 @@ V1 = Migration(1, "create a", ("CREATE TABLE a (x INTEGER)",))
 V2 = Migration(2, "add b", ("CREATE TABLE b (y INTEGER)", "CREATE INDEX b_y ON b (y)"))
 
 
+# Timing is not under test: a loaded CI machine must not fail these on a deadline.
+@settings(deadline=None)
 @given(st.integers(min_value=0, max_value=6), st.integers(min_value=0, max_value=6))
 def test_pending_is_every_migration_after_the_current_version(known: int, current: int) -> None:
     migrations = [Migration(v, f"m{v}", ("SELECT 1",)) for v in range(1, known + 1)]
@@ -98,3 +100,24 @@ async def test_using_a_closed_database_names_the_fix(tmp_path: Path) -> None:
     db = SqliteDatabase(tmp_path / "m.db")
     with pytest.raises(StoreError, match="await open"):
         await db.run(lambda conn: conn.execute("SELECT 1"))
+
+
+async def test_a_failing_first_or_before_commit_step_rolls_the_transaction_back(
+    tmp_path: Path,
+) -> None:
+    def refuse(conn: sqlite3.Connection) -> None:
+        raise LookupError("refused")
+
+    async def attempt(db: SqliteDatabase, *, at_start: bool) -> None:
+        async with db.transaction(first=refuse if at_start else None) as tx:
+            await tx.run(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
+            tx.before_commit(refuse)
+
+    async with SqliteDatabase(tmp_path / "m.db") as db:
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (x INTEGER)"))
+        for at_start in (True, False):
+            with pytest.raises(LookupError):
+                await attempt(db, at_start=at_start)
+        assert await db.write(lambda conn: conn.execute("SELECT count(*) FROM t").fetchone()) == (
+            0,
+        )
