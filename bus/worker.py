@@ -200,7 +200,19 @@ class Worker:
                 abandoned,
             )
         self._lanes.clear()
-        await consumer.stop()
+        # Leaving the group waits for a rebalance under way to finish first (aiokafka lets
+        # the join the broker holds complete, up to the request timeout), which would overrun
+        # the deadline; everything is committed by now, so leaving may be cut short: the
+        # group then notices after the session timeout. At least 1 s to leave cleanly.
+        try:
+            await asyncio.wait_for(consumer.stop(), max(1.0, deadline - time.monotonic()))
+        except TimeoutError:
+            log.warning(
+                "app %s: leaving the group did not finish within the shutdown deadline "
+                "(a rebalance under way?); stopping without it, the group will notice after "
+                "its session timeout",
+                self.app.name,
+            )
         log.info(
             "app %s stopped (handled=%d dead_lettered=%d)",
             self.app.name,
