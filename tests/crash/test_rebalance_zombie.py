@@ -139,6 +139,7 @@ async def test_members_coming_going_and_a_zombie_lose_and_double_nothing(
     assert codes == [0] * live, failures
     assert len(changes) == size.changes
     assert zombie_report["moved"], result  # the zombie's partitions were taken over
+    assert zombie_report["burst_effects_before_freeze"] >= 3, result  # frozen while busy
     assert found.lost == [], f"{len(found.lost)} lost, e.g. {found.lost[:10]}"
     assert found.unknown == []
     assert found.duplicated == 0, result
@@ -159,9 +160,17 @@ async def freeze_and_wake_a_member(
     live = {p.pid: p for p in fleet.live}
     busiest = max(live, key=lambda pid: recent.get(pid, 0))
     zombie = live[busiest]
-    await feed.burst(burst)
-    await asyncio.sleep(0.1)  # fetched, not all handled yet
+    # Frozen as soon as it is seen handling the burst: it has the rest of its share in hand.
+    burst_items = set(feed.items[feed.next : feed.next + burst])
+    bursting = asyncio.create_task(feed.burst(burst))
+    seen = 0
+    watch_until = time.monotonic() + 20
+    while seen < 3 and time.monotonic() < watch_until:
+        new = await tail.poll()
+        seen += sum(1 for e in new if e.pid == zombie.pid and (e.key, e.seq) in burst_items)
+        await asyncio.sleep(0.01)
     zombie.send_signal(signal.SIGSTOP)
+    await bursting
     stopped_at = time.monotonic()
     await asyncio.sleep(0.3)
     await tail.poll()
@@ -186,6 +195,7 @@ async def freeze_and_wake_a_member(
     zombie.send_signal(signal.SIGCONT)
     return {
         "pid": zombie.pid,
+        "burst_effects_before_freeze": seen,
         "log": fleet.logs[zombie.pid].name,
         "frozen_s": round(frozen_s, 1),
         "partitions": sorted(its),
