@@ -133,6 +133,8 @@ class Fleet:
     live: list[subprocess.Popen[bytes]] = field(default_factory=list)
     ended: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: dict[int, Path] = field(default_factory=dict)
+    #: Wall-clock time (of this process's wait) each process was seen exiting at stop_all.
+    exited_at: dict[int, str] = field(default_factory=dict)
 
     def spawn(self) -> subprocess.Popen[bytes]:
         n = len(self.live) + len(self.ended)
@@ -176,14 +178,20 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 process.kill()
                 codes.append(process.wait())
+            self.exited_at[process.pid] = time.strftime("%H:%M:%S")
             self.live.remove(process)
             self.ended.append(process)
         return codes
 
     def failures(self, codes: list[int]) -> list[tuple[int, int, str]]:
-        """(pid, exit code, log tail) of the last ``stop_all`` whose code was not 0."""
+        """(pid, exit code, log tail + when it exited) of the last ``stop_all`` whose code
+        was not 0."""
         ended = self.ended[-len(codes) :] if codes else []
-        return [(p.pid, c, self.log_tail(p.pid)) for p, c in zip(ended, codes, strict=True) if c]
+        return [
+            (p.pid, c, self.log_tail(p.pid) + f"(exited at {self.exited_at.get(p.pid)})")
+            for p, c in zip(ended, codes, strict=True)
+            if c
+        ]
 
     def crashed(self) -> list[tuple[int, int | None, str]]:
         """Live processes that exited by themselves: (pid, code, log tail)."""
