@@ -145,6 +145,8 @@ class Worker:
         self._consumer: Consumer | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._last_fetch_empty = False
+        #: Set once shutdown starts: partitions assigned from then on get no lane.
+        self._leaving = False
         self.running = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -186,6 +188,7 @@ class Worker:
 
     async def _shutdown(self, consumer: Consumer) -> None:
         deadline = time.monotonic() + self.settings.shutdown_deadline_s
+        self._leaving = True
         lanes = list(self._lanes.values())
         await self._close_lanes(lanes, deadline)
         await self._await_acks(None, deadline)
@@ -251,6 +254,12 @@ class Worker:
     # -- rebalance listener ---------------------------------------------------------------
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         assert self._tg is not None
+        if self._leaving:
+            # A rebalance that completes while the consumer leaves (aiokafka finishes the
+            # join under way first): a lane started now would wait for records forever and
+            # keep the worker from returning. The partitions go to others once we left.
+            log.debug("app %s leaving: ignoring assignment %s", self.app.name, sorted(assigned))
+            return
         for tp in assigned:
             lane = _Lane(tp, retry=tp.topic in self._retry_topics)
             lane.task = self._tg.create_task(

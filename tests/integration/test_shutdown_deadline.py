@@ -75,3 +75,52 @@ async def test_a_consumer_that_cannot_leave_does_not_hold_shutdown_past_its_dead
     # what was handled is committed before leaving is even tried
     assert broker.committed(app.group, TopicPartition(Tick.bus_topic, 0)) == 1
     await transport.stop()
+
+
+class JoinWhileLeaving(MemoryTransport):
+    """Consumers whose stop first completes a rebalance: aiokafka finishes the join under
+    way, and calls the listener's ``on_partitions_assigned``, before it leaves."""
+
+    def consumer(
+        self,
+        topics: Sequence[str],
+        *,
+        group: str | None,
+        offset_reset: OffsetReset = "earliest",
+        listener: RebalanceListener | None = None,
+    ) -> Consumer:
+        inner = super().consumer(topics, group=group, offset_reset=offset_reset, listener=listener)
+        leave = inner.stop
+
+        async def stop_after_a_join() -> None:
+            if listener is not None:
+                await listener.on_partitions_assigned(frozenset(inner.assignment()))
+            await leave()
+
+        inner.stop = stop_after_a_join  # type: ignore[method-assign]
+        return inner
+
+
+async def test_partitions_assigned_while_leaving_do_not_keep_the_worker_running() -> None:
+    # Found by tests/crash: a member SIGTERMed during a rebalance got its new assignment
+    # while leaving; the lanes started for it waited for records forever, so the worker
+    # never returned and ``bus run`` exited 1 after the deadline.
+    broker = MemoryBroker(default_partitions=2)
+    transport = JoinWhileLeaving(broker)
+    await transport.start()
+    app = App("it-shutdown-join")
+    handled: list[str] = []
+
+    @app.handler
+    async def tick(t: Tick) -> None:
+        handled.append(t.key)
+
+    await Publisher(transport, source="bus://test").publish(Tick(key="b"))
+    worker = Worker(app, transport, WorkerSettings(shutdown_deadline_s=1.0, commit_interval_s=0.05))
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    while not handled:
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(running, 5)  # hung forever before the fix
+    await transport.stop()
