@@ -59,8 +59,10 @@ from bus.errors import (
     TransportError,
     UnknownTypeError,
 )
+from bus.http import HttpServer, Readiness
 from bus.ids import new_id
 from bus.message import Command, Event, Message
+from bus.metrics import Metrics, default_metrics
 from bus.partitioning import murmur2, partition_for_key
 from bus.publisher import Publisher, envelope_for, record_for
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
@@ -104,11 +106,13 @@ __all__ = [
     "Envelope",
     "Event",
     "HandlerResultError",
+    "HttpServer",
     "MemoryBroker",
     "MemoryDedupStore",
     "MemoryTransport",
     "Message",
     "MessageTooLargeError",
+    "Metrics",
     "Migration",
     "OutgoingRecord",
     "PayloadInvalidError",
@@ -116,6 +120,7 @@ __all__ = [
     "PostgresDatabase",
     "PostgresDedupStore",
     "Publisher",
+    "Readiness",
     "RebalanceListener",
     "Record",
     "RecordError",
@@ -144,6 +149,7 @@ __all__ = [
     "WorkerSettings",
     "WorkerStats",
     "decode",
+    "default_metrics",
     "default_registry",
     "encode",
     "envelope_for",

@@ -115,7 +115,12 @@ class App:
             self._problems.extend(problems)
             if route is not None:
                 taken = self._routes.get(route.message_type.bus_type)
-                if taken is not None:
+                if any(r.name == route.name for r in self._routes.values()):
+                    self._problems.append(
+                        f"two handlers in app {self.name!r} are named {route.name!r} (metrics, "
+                        "logs and dedup keys use it): rename one or pass name=..."
+                    )
+                elif taken is not None:
                     self._problems.append(
                         f"{route.message_type.bus_type} has two handlers in app {self.name!r} "
                         f"({taken.name}, {route.name}); put one in another App to fan out"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 import signal
 import sys
 import threading
@@ -41,17 +42,21 @@ from bus.dlq import (
 )
 from bus.envelope import utc_now
 from bus.errors import BusError, ConfigError, TransportError
+from bus.http import HttpServer, runner_readiness
 from bus.ingest import Inbound, parse_message, parse_ndjson
 from bus.logs import configure_logging
 from bus.publisher import Publisher, record_for
 from bus.registry import default_registry
 from bus.runner import Runner, install_signal_handlers
 from bus.topics import TopicPlan, desired_topics, plan
+from bus.trace import Hop, build_tree, read_hops, render
 from bus.transports.base import Transport
 from bus.transports.kafka import KafkaTransport
 from bus.transports.memory import MemoryBroker, MemoryTransport
 
 __all__ = ["main"]
+
+log = logging.getLogger("bus.cli")
 
 _MEMORY_IS_LOCAL = (
     "the memory transport lives inside one process, so publishing to it from another "
@@ -75,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutdown_deadline_s=getattr(args, "shutdown_deadline_s", None),
             log_level=getattr(args, "log_level", None),
             log_json=True if getattr(args, "log_json", False) else None,
+            http=False if getattr(args, "no_http", False) else None,
+            http_port=getattr(args, "http_port", None),
         )
         configure_logging(level=config.log_level, json=config.log_json)
         result: int = args.command(args, config)
@@ -118,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--shutdown-deadline-s", type=float, help="longest graceful shutdown (default 10)"
     )
+    run.add_argument(
+        "--http-port",
+        type=int,
+        help="port of /metrics, /healthz, /readyz (default 9400; 0 = any free port)",
+    )
+    run.add_argument("--no-http", action="store_true", help="serve no HTTP endpoints")
     run.set_defaults(command=_cmd_run)
 
     pub = sub.add_parser(
@@ -169,6 +182,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     _transport_flags(ensure)
     ensure.set_defaults(command=_cmd_topics_ensure)
+
+    trace = sub.add_parser(
+        "trace",
+        help="print the causal tree of one process's messages",
+        description="Read the topics of the given apps (and --topic) from the beginning, keep "
+        "the messages of CORRELATION_ID and print them as a tree by causation, with each "
+        "hop's type, source, position and time after its cause. Needs a shared log "
+        "(--transport kafka).",
+    )
+    trace.add_argument("correlation_id", metavar="CORRELATION_ID")
+    trace.add_argument(
+        "targets", nargs="*", metavar="MODULE[:ATTR]", help="apps whose topics to read"
+    )
+    trace.add_argument(
+        "--topic", action="append", default=[], help="another topic to read (repeatable)"
+    )
+    _transport_flags(trace)
+    trace.set_defaults(command=_cmd_trace)
 
     dev = sub.add_parser("dev", help="local development helpers")
     dev_sub = dev.add_subparsers(metavar="ACTION")
@@ -254,14 +285,24 @@ def _cmd_run(args: argparse.Namespace, config: BusConfig) -> int:
             apps, partitions=kc.default_partitions, replication_factor=kc.default_replication_factor
         )
     runner = Runner(apps, transport, config.worker_settings(), ensure_topics=ensure)
-    return asyncio.run(
-        _run(
-            runner,
-            inbound,
-            exit_when_idle=args.exit_when_idle,
-            deadline_s=config.shutdown_deadline_s,
-        )
+    return asyncio.run(_serve(runner, inbound, config, exit_when_idle=args.exit_when_idle))
+
+
+async def _serve(
+    runner: Runner, inbound: list[Inbound], config: BusConfig, *, exit_when_idle: bool
+) -> int:
+    """``_run``, with the HTTP endpoints up for as long as it lasts (when enabled)."""
+    run = _run(
+        runner, inbound, exit_when_idle=exit_when_idle, deadline_s=config.shutdown_deadline_s
     )
+    if not config.http:
+        return await run
+    server = HttpServer(
+        host=config.http_host, port=config.http_port, readiness=runner_readiness(runner)
+    )
+    async with server:
+        log.info("serving /metrics /healthz /readyz on %s", server.url)
+        return await run
 
 
 async def _run(
@@ -403,6 +444,39 @@ def _cmd_topics_ensure(args: argparse.Namespace, config: BusConfig) -> int:
     return 0
 
 
+def _cmd_trace(args: argparse.Namespace, config: BusConfig) -> int:
+    apps = [app for target in args.targets for app in load_apps(target)]
+    names = {spec.name for spec in desired_topics(apps, partitions=1, replication_factor=1)}
+    names.update(args.topic)
+    if not names:
+        raise ConfigError("name the apps (MODULE[:ATTR]) or --topic to read the process from")
+    if config.transport == "memory":
+        raise ConfigError(
+            "the memory transport lives inside one process, so another process cannot read "
+            "its topics: trace a process on Kafka with '--transport kafka', or call "
+            "bus.trace.read_hops inside the process that runs the apps"
+        )
+    transport = _transport(config, args)
+
+    async def read() -> list[Hop]:
+        await transport.start()
+        try:
+            existing = await transport.describe_topics(sorted(names))
+            if not existing:
+                raise ConfigError(f"none of the topics exists: {', '.join(sorted(names))}")
+            return await read_hops(transport, sorted(existing), args.correlation_id)
+        finally:
+            await transport.stop()
+
+    hops = asyncio.run(read())
+    if not hops:
+        print(f"no message with correlation id {args.correlation_id}", file=sys.stderr)
+        return 1
+    for line in render(build_tree(hops)):
+        print(line)
+    return 0
+
+
 def _cmd_dev_broker(args: argparse.Namespace, config: BusConfig) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before the address is printed: no race
@@ -441,8 +515,8 @@ def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "dlq",
         help="inspect and replay dead letters",
         description="Dead letters are read from every *.dlq topic (or those named with "
-        "--topic) up to their end when the command starts. IDs are the CloudEvents id "
-        "(ce_id), else <dlq-topic>:<partition>:<offset>. Kafka only. See docs/dlq.md.",
+        "--topic) up to their end when the command starts. IDs are the CloudEvents id, "
+        "else <dlq-topic>:<partition>:<offset>. Kafka only. See docs/dlq.md.",
     )
     dlq_sub = dlq.add_subparsers(metavar="ACTION")
     listing = dlq_sub.add_parser(
@@ -511,7 +585,7 @@ def _dlq_common(parser: argparse.ArgumentParser, *, filters: bool) -> None:
         "--read-timeout-s",
         type=float,
         default=60.0,
-        help="longest wait to read the topics to their end (default 60)",
+        help="longest wait without progress while reading the topics (default 60)",
     )
     _transport_flags(parser)
 
@@ -541,8 +615,10 @@ def _dlq_read(
         await transport.start()
         try:
             topics = await list_dead_letter_topics(transport, args.topic)
-            letters = await read_dead_letters(transport, topics, timeout_s=args.read_timeout_s)
-            return [d for d in letters if keep.matches(d)], topics
+            letters = await read_dead_letters(
+                transport, topics, keep=keep.matches, timeout_s=args.read_timeout_s
+            )
+            return letters, topics
         finally:
             await transport.stop()
 

@@ -14,6 +14,9 @@ once, with an error naming the variable and what it accepts.
 | ``BUS_OFFSET_RESET`` | ``earliest`` | where a new group starts: ``earliest``/``latest`` |
 | ``BUS_LOG_LEVEL`` | ``INFO`` | log level |
 | ``BUS_LOG_JSON`` | ``false`` | JSON log lines |
+| ``BUS_HTTP`` | ``true`` | serve ``/metrics``, ``/healthz``, ``/readyz`` in ``bus run`` |
+| ``BUS_HTTP_HOST`` | ``127.0.0.1`` | address they listen on (``0.0.0.0`` in a container) |
+| ``BUS_HTTP_PORT`` | ``9400`` | their port (``0``: any free port, logged at start) |
 
 Example::
 
@@ -52,6 +55,11 @@ class BusConfig:
     offset_reset: OffsetReset = "earliest"
     log_level: str = "INFO"
     log_json: bool = False
+    #: Serve /metrics, /healthz and /readyz while apps run.
+    http: bool = True
+    http_host: str = "127.0.0.1"
+    #: 0 = any free port (the log says which).
+    http_port: int = 9400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> BusConfig:
@@ -74,6 +82,8 @@ class BusConfig:
             problems.append("shutdown_deadline_s must not be negative")
         if self.offset_reset not in ("earliest", "latest"):
             problems.append("offset_reset must be 'earliest' or 'latest'")
+        if not 0 <= self.http_port <= 65535:
+            problems.append("http_port must be 0-65535 (0 = any free port)")
         if problems:
             raise ConfigError("bad settings: " + "; ".join(problems))
         return self
@@ -209,6 +219,9 @@ class KafkaConfig:
     request_timeout_ms: int = 40_000
     #: How long start() keeps retrying an unreachable broker, in seconds.
     connect_timeout_s: float = 60.0
+    #: Longest wait of ``publish`` for the broker's acknowledgement, in seconds; then
+    #: TransportError (the record may still be delivered later).
+    publish_timeout_s: float = 30.0
     #: Create missing topics when an app starts.
     auto_ensure_topics: bool = False
     #: Partitions of topics bus creates without an explicit TopicSpec.
@@ -260,6 +273,8 @@ class KafkaConfig:
                      "default_replication_factor"):  # fmt: skip
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be positive")
+        if self.publish_timeout_s <= 0:
+            problems.append("publish_timeout_s must be positive (BUS_KAFKA_PUBLISH_TIMEOUT_S)")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             problems.append("heartbeat_interval_ms must be below session_timeout_ms")
         if self.request_timeout_ms <= self.session_timeout_ms:

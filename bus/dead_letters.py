@@ -19,7 +19,15 @@ from datetime import datetime
 from bus.codec import format_time
 from bus.record import OutgoingRecord, Record
 
-__all__ = ["HEADER_PREFIX", "REASONS", "dead_letter", "dead_letter_topic", "reason_headers"]
+__all__ = [
+    "DROPPED_HEADER",
+    "HEADER_PREFIX",
+    "REASONS",
+    "dead_letter",
+    "dead_letter_topic",
+    "reason_headers",
+    "without_original",
+]
 
 HEADER_PREFIX = "bus_dlq_"
 #: Every ``bus_dlq_reason`` the runtime writes (README, "Dead letters").
@@ -31,6 +39,8 @@ REASONS = (
     "permanent_error",
     "output_rejected",
 )
+#: Set on a dead letter that had to leave out parts of the original to fit the size limit.
+DROPPED_HEADER = HEADER_PREFIX + "dropped"
 _MAX_ERROR_TEXT = 2000
 
 
@@ -84,3 +94,24 @@ def dead_letter(
     return OutgoingRecord(
         topic=topic, key=record.key, value=record.value, headers=(*record.headers, *extra)
     )
+
+
+def without_original(out: OutgoingRecord, *, headers_too: bool = False) -> OutgoingRecord:
+    """``out`` without the original value (and, with ``headers_too``, key and headers).
+
+    For a record too large to dead-letter whole (the reason headers pushed it over the
+    size limit): the dead letter still says what failed, where the record is in its
+    original topic, and, in ``bus_dlq_dropped``, what was left out and its size. A
+    dead letter without its value cannot be replayed.
+    """
+    dropped = [f"value={len(out.value or b'')}"]
+    headers = out.headers
+    key = out.key
+    if headers_too:
+        original = [h for h in out.headers if not h[0].startswith(HEADER_PREFIX)]
+        dropped.append(f"key={len(out.key or b'')}")
+        dropped.append(f"headers={sum(len(k) + len(v) for k, v in original)}")
+        headers = tuple(h for h in out.headers if h[0].startswith(HEADER_PREFIX))
+        key = None
+    note = (DROPPED_HEADER, " ".join(dropped).encode())
+    return OutgoingRecord(topic=out.topic, key=key, value=None, headers=(*headers, note))

@@ -40,9 +40,11 @@ from typing import Any
 
 import orjson
 
-from bus.dead_letters import HEADER_PREFIX
-from bus.errors import BusError, ConfigError, TransportError
+from bus.codec import CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE, decode
+from bus.dead_letters import DROPPED_HEADER, HEADER_PREFIX
+from bus.errors import BusError, ConfigError, RecordError, TransportError
 from bus.record import OutgoingRecord, Record, TopicPartition
+from bus.retry_topics import HEADER_PREFIX as RETRY_HEADER_PREFIX
 from bus.transports.base import Delivery, Transport
 
 __all__ = [
@@ -108,7 +110,7 @@ class DeadLetter:
         d.id, d.reason, d.error_message, d.original_topic
     """
 
-    #: ``ce_id`` when present, else ``location``.
+    #: The CloudEvents id (``ce_id``, or ``id`` of a structured-mode event), else ``location``.
     id: str
     #: ``<dlq-topic>:<partition>:<offset>``: where this dead letter is (unique).
     location: str
@@ -126,10 +128,12 @@ class DeadLetter:
     original_offset: int | None
     #: When it was dead-lettered (aware datetime).
     time: datetime | None
-    #: The CloudEvents type (``ce_type`` header), if any.
+    #: The CloudEvents type (``ce_type``, or ``type`` of a structured-mode event), if any.
     type: str | None
     #: Times the record was replayed before it was dead-lettered this time.
     replays: int = 0
+    #: What was left out to fit the size limit (``value=1048000``), or None: all kept.
+    dropped: str | None = None
 
     @classmethod
     def from_record(cls, record: Record) -> DeadLetter:
@@ -139,7 +143,7 @@ class DeadLetter:
             return record.header(HEADER_PREFIX + name)
 
         location = f"{record.topic}:{record.partition}:{record.offset}"
-        ce_id = _text(record.header("ce_id"))
+        ce_id, ce_type = _event_id_and_type(record)
         return cls(
             id=ce_id or location,
             location=location,
@@ -154,13 +158,28 @@ class DeadLetter:
             original_partition=_int(h("partition")),
             original_offset=_int(h("offset")),
             time=_time(h("time")),
-            type=_text(record.header("ce_type")),
+            type=ce_type,
             replays=_int(record.header(REPLAYS_HEADER)) or 0,
+            dropped=_text(record.header(DROPPED_HEADER)),
         )
 
     def has_id(self, wanted: str) -> bool:
         """True if ``wanted`` is this dead letter's ID or its location."""
         return wanted in (self.id, self.location)
+
+
+def _event_id_and_type(record: Record) -> tuple[str | None, str | None]:
+    """The CloudEvents id and type: from the ``ce_*`` headers (binary mode, even when the
+    event is otherwise unreadable), else from the value (a structured-mode event)."""
+    ce_id, ce_type = _text(record.header("ce_id")), _text(record.header("ce_type"))
+    content_type = (record.header(CONTENT_TYPE_HEADER) or b"").lower()
+    if ce_id is None and content_type.startswith(STRUCTURED_CONTENT_TYPE.encode()):
+        try:
+            env = decode(record.headers, record.value)
+        except RecordError:
+            return None, ce_type
+        return env.id, env.type
+    return ce_id, ce_type
 
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -227,15 +246,20 @@ class DeadLetterFilter:
 
 # -- replay: the pure decisions ---------------------------------------------------------
 def replay_record(d: DeadLetter, *, to: str | None = None) -> OutgoingRecord:
-    """The record a replay sends: original key, value and headers, ``bus_dlq_*`` removed
-    except ``bus_dlq_replays`` (one more than before), to ``to`` or the original topic."""
+    """The record a replay sends: original key, value and headers, ``bus_dlq_*`` (and any
+    ``bus_retry_*``) removed except ``bus_dlq_replays`` (one more than before), to ``to``
+    or the original topic: a fresh start, retries included."""
     target = to or d.original_topic
     if not target:
         raise ConfigError(
             f"dead letter {d.location} has no {HEADER_PREFIX}topic header, so its original "
             "topic is unknown; name the target with --to TOPIC"
         )
-    kept = tuple((k, v) for k, v in d.record.headers if not k.startswith(HEADER_PREFIX))
+    kept = tuple(
+        (k, v)
+        for k, v in d.record.headers
+        if not k.startswith(HEADER_PREFIX) and not k.startswith(RETRY_HEADER_PREFIX)
+    )
     headers = (*kept, (REPLAYS_HEADER, str(d.replays + 1).encode()))
     return OutgoingRecord(topic=target, key=d.record.key, value=d.record.value, headers=headers)
 
@@ -304,6 +328,16 @@ def plan_replay(
                 )
             )
             continue
+        if d.dropped is not None:
+            refused.append(
+                (
+                    d,
+                    f"the original was too large to keep in the dead letter ({d.dropped}); "
+                    f"replay it from {d.original_topic}[{_dash(d.original_partition)}]@"
+                    f"{_dash(d.original_offset)} while the topic retains it",
+                )
+            )
+            continue
         target = to or d.original_topic
         if not target:
             refused.append(
@@ -324,8 +358,8 @@ def _time_text(t: datetime | None) -> str:
     return "-" if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def format_table(letters: Sequence[DeadLetter], *, error_width: int = 60) -> str:
-    """A text table of ``letters``, one line each, with a header line."""
+def format_table(letters: Sequence[DeadLetter], *, error_width: int = 80) -> str:
+    """A text table of ``letters``, one line each, oldest first, with a header line."""
     head = ("ID", "TIME", "TOPIC", "TYPE", "REASON", "HANDLER", "REPLAYS", "ERROR")
     rows = [
         (
@@ -338,7 +372,7 @@ def format_table(letters: Sequence[DeadLetter], *, error_width: int = 60) -> str
             str(d.replays),
             _short(f"{_short_type(d.error_type)}: {d.error_message or ''}", error_width),
         )
-        for d in letters
+        for d in sorted(letters, key=_age)
     ]
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head) - 1)]
     lines = []
@@ -346,6 +380,11 @@ def format_table(letters: Sequence[DeadLetter], *, error_width: int = 60) -> str
         cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def _age(d: DeadLetter) -> tuple[float, str, int, int]:
+    when = d.time.timestamp() if d.time is not None else float("inf")
+    return (when, d.record.topic, d.record.partition, d.record.offset)
 
 
 def _short_type(error_type: str | None) -> str:
@@ -392,6 +431,7 @@ def to_json(d: DeadLetter) -> dict[str, Any]:
         "time": None if d.time is None else d.time.isoformat().replace("+00:00", "Z"),
         "type": d.type,
         "replays": d.replays,
+        "dropped": d.dropped,
         "key": None if r.key is None else _bytes_text(r.key),
         "headers": [[k, _bytes_text(v)] for k, v in r.headers],
         "value": _value_json(r.value),
@@ -412,20 +452,48 @@ def format_detail(d: DeadLetter) -> str:
         f"from:      {d.original_topic or '-'}[{_dash(d.original_partition)}]@"
         f"{_dash(d.original_offset)}",
         f"time:      {_time_text(d.time)}",
-        f"key:       {'-' if r.key is None else _bytes_text(r.key)}",
+        *([f"dropped:   {d.dropped} (too large to keep whole)"] if d.dropped else []),
+        f"key:       {'-' if r.key is None else _shown(r.key)}",
         "headers:",
-        *(f"  {k}: {_bytes_text(v)}" for k, v in r.headers),
+        *(
+            f"  {k!r}: {_shown(v)}" if not _printable(k) else f"  {k}: {_shown(v)}"
+            for k, v in r.headers
+        ),
         "payload:",
     ]
     value = _value_json(r.value)
     if value is None:
         body = "(none)"
     elif isinstance(value, str):
-        body = value
+        body = value if _printable(value) else _base64_note(r.value or b"")
+    elif isinstance(value, dict) and set(value) == {"base64"} and not _is_json(r.value):
+        body = _base64_note(r.value or b"")
     else:
         body = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
     lines.extend(f"  {line}" for line in body.splitlines() or [""])
     return "\n".join(lines)
+
+
+def _printable(text: str) -> bool:
+    return all(c.isprintable() or c in "\n\t" for c in text)
+
+
+def _shown(raw: bytes) -> str:
+    """Text for a terminal: UTF-8 without control characters as is, else base64."""
+    text = _bytes_text(raw)
+    return text if _printable(text) else "base64:" + base64.b64encode(raw).decode()
+
+
+def _base64_note(raw: bytes) -> str:
+    return f"({len(raw)} bytes, not printable text; base64)\n{base64.b64encode(raw).decode()}"
+
+
+def _is_json(raw: bytes | None) -> bool:
+    try:
+        orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _dash(value: int | None) -> str:
@@ -469,16 +537,19 @@ async def read_dead_letters(
     transport: Transport,
     topics: Sequence[str],
     *,
+    keep: Callable[[DeadLetter], bool] | None = None,
     timeout_s: float = 60.0,
     quiet_s: float = 2.0,
 ) -> list[DeadLetter]:
-    """Every record of ``topics`` up to the end of each partition as first seen.
+    """Every record of ``topics`` up to the end of each partition as first seen (only
+    those ``keep`` accepts, if given: the others are not held in memory).
 
     Reads with a group-less consumer (no offsets committed, nothing changes on the
     broker). The end of a partition is its high watermark as the consumer first sees it
     on a fetch (on Tansu ``end_offsets()`` is wrong, see README); records appended later
     are not read. ``quiet_s`` of empty fetches after every end is known also ends the
     read (a log whose last offsets are not records, e.g. transaction markers).
+    ``timeout_s`` without progress is a :class:`~bus.errors.TransportError`.
     """
     if not topics:
         return []
@@ -509,7 +580,8 @@ async def read_dead_letters(
             if time.monotonic() > deadline:
                 missing = sorted(tp for tp in tps if tp not in ends)
                 raise TransportError(
-                    f"could not read {', '.join(topics)} to its end within {timeout_s:.0f}s "
+                    f"could not read {', '.join(topics)} to its end: no progress for "
+                    f"{timeout_s:.0f}s (--read-timeout-s) "
                     f"(partitions without a known end: {missing or 'none'}); is the broker up?"
                 )
             batches = await consumer.fetch(max_records=1000, timeout_s=0.2)
@@ -519,12 +591,15 @@ async def read_dead_letters(
                     break
                 continue
             quiet_since = time.monotonic()
+            deadline = quiet_since + timeout_s  # a deadline for progress, not for the read
             for tp, records in batches.items():
                 end = ends.get(tp)
                 for record in records:
                     if end is not None and record.offset >= end:
                         break
-                    out.append(DeadLetter.from_record(record))
+                    d = DeadLetter.from_record(record)
+                    if keep is None or keep(d):
+                        out.append(d)
                 if records:
                     next_offset[tp] = records[-1].offset + 1
     finally:

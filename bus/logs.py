@@ -1,5 +1,8 @@
 """Log lines for people (default) or machines (``--log-json``), with message ids attached.
 
+While a Kafka broker is unreachable, aiokafka's line per failed try is dropped (except at
+DEBUG): the transport logs the loss once and the recovery once.
+
 Handlers log through ``ctx.logger``, which attaches ``app``, ``handler``, ``message_id``,
 ``message_type`` and ``correlation_id``; both formats print them.
 
@@ -16,9 +19,39 @@ from datetime import UTC, datetime
 
 import orjson
 
-__all__ = ["CONTEXT_FIELDS", "HumanFormatter", "JsonFormatter", "configure_logging"]
+__all__ = [
+    "CONTEXT_FIELDS",
+    "HumanFormatter",
+    "JsonFormatter",
+    "configure_logging",
+    "is_connection_noise",
+]
 
 CONTEXT_FIELDS = ("app", "handler", "message_type", "message_id", "correlation_id")
+
+# What aiokafka logs on every failed try while a broker is unreachable (about a hundred
+# lines a second): the Kafka transport says it once, and once more when the broker is back
+_CONNECTION_NOISE = (
+    "NodeNotReadyError",
+    "KafkaConnectionError",
+    "Unable connect to node",
+    "Unable to update metadata",
+    "Connect call failed",
+    "Marking the coordinator dead",
+)
+
+
+def is_connection_noise(logger: str, level: int, message: str) -> bool:
+    """True for an aiokafka line about one failed try to reach a broker (not CRITICAL)."""
+    return (
+        (logger == "aiokafka" or logger.startswith("aiokafka."))
+        and level < logging.CRITICAL
+        and any(marker in message for marker in _CONNECTION_NOISE)
+    )
+
+
+def _drop_connection_noise(record: logging.LogRecord) -> bool:
+    return not is_connection_noise(record.name, record.levelno, record.getMessage())
 
 
 class HumanFormatter(logging.Formatter):
@@ -60,6 +93,8 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
     """Send every log line to stderr in the chosen format (replaces existing handlers)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json else HumanFormatter())
+    if level.upper() != "DEBUG":  # a DEBUG run shows every try
+        handler.addFilter(_drop_connection_noise)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Protocol
 
 from bus.record import OutgoingRecord, TopicPartition
@@ -83,7 +84,9 @@ class OffsetTracker:
         """Advance over the acknowledged prefix (of ``tp``, or of all); return failed sends.
 
         Settling often releases handled records (and their outputs) early; a failure stays
-        at the head of its partition until :meth:`replace_ack` swaps in a new ack.
+        at the head of its partition until :meth:`replace_ack` swaps in a new ack. Once the
+        head failed, the failures behind it are reported too: a broker outage fails a whole
+        run of sends, and they are sent again in one round rather than one per settle.
         """
         failed: list[Unacked] = []
         queues = self._pending.items() if tp is None else [(tp, self._pending.get(tp, _NONE))]
@@ -93,6 +96,8 @@ class OffsetTracker:
                 problems = _failures(part, head)
                 if problems:
                     failed.extend(problems)
+                    for later in islice(queue, 1, None):
+                        failed.extend(_failures(part, later))
                     break
                 if not all(a.done() for a in head.acks):
                     break

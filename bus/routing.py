@@ -59,7 +59,9 @@ def route_for(
     dedup: DedupStore[Any] | None = None,
 ) -> tuple[Route | None, list[str]]:
     """The route ``func`` declares, or None with the problems that prevent it."""
-    label: str = name or str(getattr(func, "__qualname__", func))
+    # The function's own name, not its qualname: it labels metrics, logs and dedup keys,
+    # and "build_app.<locals>.create_account" says nothing more. App checks uniqueness.
+    label: str = name or str(getattr(func, "__name__", func))
     problems: list[str] = []
     if not inspect.iscoroutinefunction(func):
         problems.append(f"handler {label} must be 'async def'")

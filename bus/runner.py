@@ -1,7 +1,9 @@
 """Run several apps in one process on one transport, and know when they are idle.
 
 ``bus run`` and the test kit both use :class:`Runner`. Every worker is a task of one
-task group; ``stop`` ends them all, each shutting down gracefully.
+task group; ``stop`` ends them all, each shutting down gracefully. A watch task of the
+same group probes the transport every ``probe_interval_s``, so ``ready`` follows a broker
+that goes away and comes back (the transport logs each change once).
 
 Example::
 
@@ -14,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 
 from bus.app import App
 from bus.errors import DefinitionError
+from bus.metrics import Metrics
 from bus.transports.base import TopicSpec, Transport
 from bus.transports.memory import MemoryTransport
 from bus.worker import Worker, WorkerSettings
@@ -40,6 +44,8 @@ class Runner:
         settings: WorkerSettings | None = None,
         *,
         ensure_topics: Sequence[TopicSpec] | None = None,
+        metrics: Metrics | None = None,
+        probe_interval_s: float = 1.0,
     ) -> None:
         problems = [f"{app.name}: {p}" for app in apps for p in app.problems()]
         names = [app.name for app in apps]
@@ -52,9 +58,11 @@ class Runner:
             raise DefinitionError("the apps to run", problems)
         self.apps = list(apps)
         self.transport = transport
-        self.workers = [Worker(app, transport, settings) for app in apps]
+        self.workers = [Worker(app, transport, settings, metrics=metrics) for app in apps]
         #: Topics created (when missing) before the workers start; None: create nothing.
         self.ensure_topics = ensure_topics
+        #: Seconds between two readiness probes of the transport.
+        self.probe_interval_s = probe_interval_s
         self.started = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -69,11 +77,19 @@ class Runner:
             async with asyncio.TaskGroup() as tg:
                 for worker in self.workers:
                     tg.create_task(worker.run(stop), name=f"worker-{worker.app.name}")
+                tg.create_task(self._watch_transport(stop), name="transport-watch")
                 self.started.set()
         finally:
             for store in stores:
                 await store.close()
             await self.transport.stop()
+
+    async def _watch_transport(self, stop: asyncio.Event) -> None:
+        """Probe the transport until ``stop``: fetches alone do not notice a broker gone."""
+        while not stop.is_set():
+            await self.transport.probe(timeout_s=min(2.0, self.probe_interval_s * 2))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.probe_interval_s)
 
     def idle(self) -> bool:
         """Every worker idle and, on the memory transport, every group caught up exactly."""

@@ -32,7 +32,7 @@ from typing import Any
 from bus.app import App
 from bus.codec import decode
 from bus.context import Context
-from bus.dead_letters import dead_letter, dead_letter_topic
+from bus.dead_letters import dead_letter, dead_letter_topic, without_original
 from bus.dedup.base import DedupEntry, DedupKey, DedupStore
 from bus.envelope import Envelope, utc_now
 from bus.errors import (
@@ -40,11 +40,13 @@ from bus.errors import (
     CommitFailedError,
     DuplicateMessageError,
     HandlerResultError,
+    MessageTooLargeError,
     RecordError,
     UnknownTypeError,
 )
 from bus.ids import new_id
 from bus.message import Message
+from bus.metrics import NO_HANDLER, HandlerStats, Metrics, default_metrics
 from bus.offsets import OffsetTracker
 from bus.publisher import emitted_record
 from bus.record import OutgoingRecord, Record, TopicPartition
@@ -77,6 +79,8 @@ class WorkerSettings:
     shutdown_deadline_s: float = 10.0
     #: Where a group with no committed offset starts.
     offset_reset: OffsetReset = "earliest"
+    #: Record Prometheus metrics (bus.metrics); off only to measure what they cost.
+    metrics: bool = True
 
 
 @dataclass(slots=True)
@@ -127,6 +131,7 @@ class Worker:
         *,
         clock: Callable[[], datetime] = utc_now,
         ids: Callable[[], str] = new_id,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self.transport = transport
@@ -148,6 +153,10 @@ class Worker:
         #: Set once shutdown starts: partitions assigned from then on get no lane.
         self._leaving = False
         self.running = False
+        #: Where this worker's metrics go (None: not recorded); default: the process's.
+        self.metrics = (metrics or default_metrics()) if self.settings.metrics else None
+        #: Handler name -> its metric counters, bound on first use.
+        self._route_stats: dict[str, HandlerStats] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -160,6 +169,18 @@ class Worker:
             listener=self,
         )
         self._consumer = consumer
+        if self.metrics is not None:
+            self.metrics.expect(
+                self.app.name, ((r.topic, r.name) for r in self.app.routes.values())
+            )
+            self.metrics.watch(self)
+        try:
+            await self._run(consumer, stop)
+        finally:
+            if self.metrics is not None:
+                self.metrics.unwatch(self)
+
+    async def _run(self, consumer: Consumer, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             await consumer.start()
@@ -251,6 +272,28 @@ class Worker:
             and self._tracker.in_flight() == 0
         )
 
+    # -- what bus.metrics reads at scrape time (WorkerView) -------------------------------
+    @property
+    def app_name(self) -> str:
+        return self.app.name
+
+    def in_flight(self) -> int:
+        """Records fetched and not settled yet (buffered, being handled, or unacknowledged)."""
+        return sum(len(lane.buffer) for lane in self._lanes.values()) + self._tracker.in_flight()
+
+    def end_offsets(self) -> dict[TopicPartition, int | None]:
+        """Owned partitions and their end offsets as last seen."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        return {tp: consumer.highwater(tp) for tp in self._lanes}
+
+    def _bind_stats(self, route: Route) -> HandlerStats:
+        assert self.metrics is not None
+        stats = self.metrics.handler_stats(self.app.name, route.topic, route.name)
+        self._route_stats[route.name] = stats
+        return stats
+
     # -- rebalance listener ---------------------------------------------------------------
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         assert self._tg is not None
@@ -339,6 +382,9 @@ class Worker:
             if route is None:
                 if env.type in self.app.registry or self.app.on_unknown_type == "skip":
                     self.stats.skipped += 1
+                    if self.metrics is not None:
+                        labels = (self.app.name, record.topic, NO_HANDLER)
+                        self.metrics.handler_stats(*labels).skipped += 1
                     self._tracker.add(tp, record.offset)
                     return
                 raise UnknownTypeError(
@@ -360,6 +406,7 @@ class Worker:
                 await self._already_done(record, route, done)
                 return
         ctx = Context(env, record, app=self.app.name, handler=route.name)
+        started = time.perf_counter()
         try:
             records = await self._try(route, message, ctx)  # the happy path: one plain call
         except DuplicateMessageError:
@@ -378,6 +425,7 @@ class Worker:
                 else:
                     await self._after_failure(record, route, failed.error, failed.attempts, None)
                 return
+        handled_at = time.perf_counter()
         try:
             acks = [await self.transport.send(r) for r in records]
         except BusError as exc:
@@ -387,6 +435,9 @@ class Worker:
             return
         self.stats.handled += 1
         self.stats.emitted += len(records)
+        if self.metrics is not None:
+            stats = self._route_stats.get(route.name) or self._bind_stats(route)
+            stats.handled(handled_at - started, time.perf_counter() - handled_at, records)
         self._tracker.add(tp, record.offset, acks, records)
         if route.dedup is not None:
             self._track_unsent(route.dedup, DedupKey(route.name, env.source, env.id), acks)
@@ -433,6 +484,8 @@ class Worker:
         outputs = () if done.sent or in_flight else done.outputs
         acks = [await self.transport.send(r) for r in outputs]
         self.stats.duplicates += 1
+        if self.metrics is not None:
+            self.metrics.handler_stats(self.app.name, route.topic, route.name).duplicates += 1
         self._tracker.add(record.topic_partition, record.offset, acks, outputs)
         if acks and route.dedup is not None:
             self._track_unsent(route.dedup, done.key, acks)
@@ -469,6 +522,9 @@ class Worker:
 
         def on_failure(attempt_no: int, error: BaseException) -> None:
             self.stats.retries += 1
+            if self.metrics is not None:
+                self.metrics.handler_error(self.app.name, route.name, error)
+                self.metrics.handler_retry(self.app.name, route.name)
             ctx.logger.warning("try %d of %s failed: %r; retrying", attempt_no, route.name, error)
 
         outputs, _ = await call_with_retries(
@@ -488,6 +544,8 @@ class Worker:
         tried: RetryState | None,
     ) -> None:
         """A record whose tries here failed goes to its next retry tier or is dead-lettered."""
+        if self.metrics is not None:
+            self.metrics.handler_error(self.app.name, route.name, error)
         policy = route.retry
         tier = policy.next_tier(error, None if tried is None else tried.tier)
         if tier is None:
@@ -513,6 +571,8 @@ class Worker:
         )
         ack = await self.transport.send(out)
         self.stats.delayed += 1
+        if self.metrics is not None:
+            self.metrics.handler_stats(self.app.name, route.topic, route.name).delayed += 1
         self._tracker.add(record.topic_partition, record.offset, [ack], [out])
         log.warning(
             "app %s: %s failed %d time(s) (%r); retrying in %gs via %s",
@@ -546,8 +606,15 @@ class Worker:
             attempts=attempts,
             now=self._clock(),
         )
-        ack = await self.transport.send(out)
+        try:
+            ack = await self.transport.send(out)
+        except MessageTooLargeError:
+            out, ack = await self._send_smaller(out)
         self.stats.dead_lettered += 1
+        if self.metrics is not None:
+            labels = (self.app.name, record.topic, handler or NO_HANDLER)
+            self.metrics.handler_stats(*labels).dead_lettered += 1
+            self.metrics.dead_lettered(self.app.name, record.topic, reason)
         at = consumed or record
         self._tracker.add(at.topic_partition, at.offset, [ack], [out])
         log.warning(
@@ -560,6 +627,17 @@ class Worker:
             reason,
             error,
         )
+
+    async def _send_smaller(self, out: OutgoingRecord) -> tuple[OutgoingRecord, Delivery]:
+        """A record near the size limit plus the reason headers is over it: dead-letter it
+        without its value, then (huge headers) without key and headers, rather than let
+        the lane fail on it again on every restart."""
+        try:
+            smaller = without_original(out)
+            return smaller, await self.transport.send(smaller)
+        except MessageTooLargeError:
+            smaller = without_original(out, headers_too=True)
+            return smaller, await self.transport.send(smaller)
 
     # -- committing -----------------------------------------------------------------------
     async def _commit_loop(self) -> None:
@@ -578,7 +656,10 @@ class Worker:
             offsets = {tp: o for tp, o in offsets.items() if tp in only}
         if not offsets or self._consumer is None:
             return
+        started = time.perf_counter()
         await self._consumer.commit(offsets)
+        if self.metrics is not None:
+            self.metrics.committed(self.app.name, offsets, time.perf_counter() - started)
         self._tracker.committed(offsets)
         self.stats.commits += 1
 
@@ -606,13 +687,16 @@ class Worker:
                     del self._unsent_keys[key]
 
     async def _resend_failed(self) -> None:
-        for unacked in self._tracker.settle():
+        failed = self._tracker.settle()
+        if failed:  # one line per round: an outage fails hundreds of sends at once
             log.warning(
-                "app %s: send to %s failed (%r); sending again",
+                "app %s: %d send(s) failed (first: to %s, %r); sending them again",
                 self.app.name,
-                unacked.record.topic,
-                unacked.error,
+                len(failed),
+                failed[0].record.topic,
+                failed[0].error,
             )
+        for unacked in failed:
             ack = await self.transport.send(unacked.record)
             self._tracker.replace_ack(unacked.tp, unacked.offset, unacked.index, ack)
             self.stats.resent += 1

@@ -17,6 +17,8 @@ from bus.transports.kafka import KafkaTransport
 from tests.postgres import PostgresServer, session_server
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# every `bus run` a test starts serves HTTP on a free port, not the shared default 9400
+os.environ.setdefault("BUS_HTTP_PORT", "0")
 
 # Property tests check behaviour, not speed: on a loaded 2-core CI machine hypothesis's
 # 200 ms per-example deadline fails correct code. Speed is the benchmarks' business.

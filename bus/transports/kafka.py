@@ -7,7 +7,10 @@ transport puts them.
 
 Start-up retries an unreachable broker with exponential backoff (tenacity) for
 ``connect_timeout_s``, logging one clear line per attempt; ``ready`` is False until the
-producer is connected and again while fetches fail to reach the broker.
+producer is connected and again while the broker does not answer (a failed fetch or
+:meth:`KafkaTransport.probe`). Once connected, aiokafka reconnects by itself: losing and
+regaining the broker is logged once each. ``publish`` gives up after ``publish_timeout_s``
+with a :class:`~bus.errors.TransportError` instead of waiting for a broker that is gone.
 
 Example::
 
@@ -21,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -148,6 +152,8 @@ class KafkaTransport:
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self.ready = False
+        #: When the broker stopped answering (monotonic seconds); None while it answers.
+        self._lost_at: float | None = None
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(**producer_options(self.config))
@@ -177,16 +183,37 @@ class KafkaTransport:
             answered = await asyncio.wait_for(
                 self._producer.client.force_metadata_update(), timeout_s
             )
-        except (TimeoutError, KafkaError, OSError):
-            answered = False
-        was, self.ready = self.ready, bool(answered)
-        if was and not self.ready:
-            log.warning(
-                "kafka: broker %s does not answer; not ready", self.config.bootstrap_servers
-            )
-        elif self.ready and not was:
-            log.info("kafka: broker %s answers again; ready", self.config.bootstrap_servers)
+            why = "no metadata answer"
+        except (TimeoutError, KafkaError, OSError) as exc:
+            answered, why = False, f"no answer within {timeout_s:g}s ({type(exc).__name__})"
+        self._mark(bool(answered), why)
         return self.ready
+
+    def _mark(self, reachable: bool, why: str = "") -> None:
+        """Record whether the broker answers; log each change once (not each failed try).
+
+        aiokafka's own per-try connection errors are filtered out of the log
+        (:func:`bus.logs.configure_logging`): these two lines are what an operator reads.
+        """
+        if self._producer is None or reachable == self.ready:
+            return
+        self.ready = reachable
+        if not reachable:
+            self._lost_at = time.monotonic()
+            log.warning(
+                "kafka: broker %s unreachable (%s); not ready, producer and consumers keep "
+                "retrying by themselves",
+                self.config.bootstrap_servers,
+                why,
+            )
+        else:
+            down_s = time.monotonic() - self._lost_at if self._lost_at is not None else 0.0
+            self._lost_at = None
+            log.info(
+                "kafka: broker %s reachable again after %.1fs; ready",
+                self.config.bootstrap_servers,
+                down_s,
+            )
 
     async def admin(self) -> AIOKafkaAdminClient:
         """The admin client, started on first use."""
@@ -300,11 +327,32 @@ class KafkaTransport:
         return cast(Delivery, raw)
 
     async def publish(self, record: OutgoingRecord) -> RecordMetadata:
-        delivery = await self.send(record)
+        """Send ``record`` and wait for its acknowledgement, at most ``publish_timeout_s``.
+
+        On timeout the record may still sit in the producer's buffer and be delivered once
+        the broker is back: a caller that publishes it again can cause a duplicate.
+        """
+        timeout_s = self.config.publish_timeout_s
         try:
-            meta = await delivery
+            async with asyncio.timeout(timeout_s):
+                delivery = await self.send(record)
+                # shielded: the future is aiokafka's, which completes it later either way
+                meta = await asyncio.shield(cast(asyncio.Future[Any], delivery))
+        except TimeoutError as exc:
+            raise TransportError(
+                f"kafka: publish to {record.topic!r} not acknowledged within {timeout_s:g}s: "
+                f"is the broker {self.config.bootstrap_servers} up? The record may still be "
+                "delivered later (BUS_KAFKA_PUBLISH_TIMEOUT_S)"
+            ) from exc
         except KafkaError as exc:
-            raise TransportError(f"kafka: send to {record.topic!r} failed: {exc!r}") from exc
+            raise TransportError(
+                f"kafka: publish to {record.topic!r} failed ({exc!r})"
+                + (
+                    f": is the broker {self.config.bootstrap_servers} up?"
+                    if getattr(exc, "retriable", False)
+                    else ""
+                )
+            ) from exc
         return RecordMetadata(meta.topic, meta.partition, meta.offset)
 
     def consumer(
@@ -405,12 +453,11 @@ class KafkaConsumer:
                 timeout_ms=int(timeout_s * 1000), max_records=max_records
             )
         except KafkaConnectionError as exc:
-            self.transport.ready = False
-            log.warning("kafka consumer: fetch failed (%s); retrying", exc)
+            self.transport._mark(False, f"fetch failed: {exc}")
             await asyncio.sleep(min(timeout_s, 1.0))
             return {}
-        if not self.transport.ready and self.transport._producer is not None:
-            self.transport.ready = True
+        # records are no proof the broker answers now (aiokafka may have fetched them
+        # before it went away): only a probe's round trip marks it reachable again
         out: dict[TopicPartition, list[Record]] = {}
         for tp, messages in raw.items():
             key = TopicPartition(tp.topic, tp.partition)

@@ -7,9 +7,13 @@ Two tests share the corpus of :mod:`tests.fuzz.corpus`:
 - on the real broker (Tansu), ``BUS_FUZZ_RECORDS`` garbage records (default 5,000 in CI)
   with one valid control per hundred are produced onto the topic of a ``bus run`` worker
   process; the counts must add up when read back, and the worker's memory (RSS) may grow
-  by less than 50 MB. The full size (100,000 records, 1,000 controls)::
+  by less than 50 MB over the run: from its RSS once the first outputs appear (started,
+  joined, warmed up) to its RSS once every record is accounted for. The peak and the RSS
+  by tenth of the run are reported: they rise and fall with what is in flight (huge
+  records, fetch and send buffers) and show no upward trend. The full size (100,000
+  garbage records, 1,000 controls)::
 
-      BUS_FUZZ_RECORDS=100000 .venv/bin/python -m pytest tests/fuzz -q -s
+      BUS_FUZZ_RECORDS=100000 .venv/bin/python -m pytest tests/fuzz -q -s -k flood
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bus import Delivery, OutgoingRecord, Record, TestBus, TopicSpec, WorkerSettings
+from bus.dead_letters import DROPPED_HEADER
 from bus.devbroker import DevBroker
 from bus.transports.kafka import KafkaTransport
 from tests.conftest import kafka_test_config, unique
@@ -75,6 +80,34 @@ def orjson_loads(value: bytes | None) -> dict[str, object]:
     doc = orjson.loads(value or b"{}")
     assert isinstance(doc, dict)
     return doc
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "headers", "dropped"),
+    [
+        (b"k", b"x" * 9_990, (), b"value=9990"),  # the reason headers push it over
+        (b"k", b"{}", (("x-big", b"h" * 9_900),), b"value=2 key=1 headers=9905"),
+    ],
+)
+async def test_a_record_too_large_to_dead_letter_whole_is_dead_lettered_without_it(
+    key: bytes, value: bytes, headers: tuple[tuple[str, bytes], ...], dropped: bytes
+) -> None:
+    """Found by the fuzz test's huge records: the dead letter (record + reason headers) was
+    over the size limit, the send raised, and the worker died on it at every restart."""
+    async with TestBus(fuzz_app.app, partitions=1) as bus:
+        bus.broker.max_record_bytes = 10_000
+        await bus.transport.publish(OutgoingRecord(fuzz_app.PINGS, key, value, headers))
+        ping = fuzz_app.Ping(key="k-1", n=1)
+        await bus.publish(ping)
+        await bus.drain(timeout_s=10)
+        assert bus.runner.workers[0].running
+        [dead] = bus.dead_letters(fuzz_app.PINGS)
+        [pong] = bus.records(fuzz_app.PONGS)
+    assert dead.header(DROPPED_HEADER) == dropped
+    assert dead.value is None
+    assert dead.header("bus_dlq_reason") == b"decode"
+    assert dead.header("bus_dlq_offset") == b"0"
+    assert orjson_loads(pong.value)["offset"] == 1
 
 
 # -- the broker run ---------------------------------------------------------------------
@@ -157,12 +190,19 @@ async def test_a_worker_survives_a_flood_of_bad_records_on_kafka(
             stderr=subprocess.STDOUT,
         )
     rss_at_start = 0
+    rss_at_end = 0
     peak = [0]
     baseline: list[int] = []
 
+    seen = [0]  # records read back so far
+    timeline: dict[int, float] = {}  # tenth of the run -> RSS in MB when it was reached
+
     async def sample_rss() -> None:
+        total = invalid + controls
         while worker.poll() is None:
-            peak[0] = max(peak[0], rss_bytes(worker.pid))
+            rss = rss_bytes(worker.pid)
+            peak[0] = max(peak[0], rss)
+            timeline.setdefault(10 * seen[0] // total, round(rss / 2**20, 1))
             await asyncio.sleep(0.2)
 
     sampler = asyncio.create_task(sample_rss())
@@ -183,11 +223,13 @@ async def test_a_worker_survives_a_flood_of_bad_records_on_kafka(
             timeout_s=120 + (invalid + controls) / 200,
             worker=worker,
             producing=producing,
+            seen=seen,
             on_first=lambda: baseline.append(rss_bytes(worker.pid)),
         )
         produced = await producing
         assert worker.poll() is None, "the worker died:\n" + log_path.read_text()[-3000:]
-        peak[0] = max(peak[0], rss_bytes(worker.pid))
+        rss_at_end = rss_bytes(worker.pid)
+        peak[0] = max(peak[0], rss_at_end)
     finally:
         sampler.cancel()
         worker.send_signal(signal.SIGTERM)
@@ -221,7 +263,8 @@ async def test_a_worker_survives_a_flood_of_bad_records_on_kafka(
         assert reason in REASONS
         assert d.header("bus_dlq_error_message")
         reasons[(kind, reason)] += 1
-    growth = peak[0] - (baseline[0] if baseline else rss_at_start)
+    start = baseline[0] if baseline else rss_at_start
+    growth = rss_at_end - start
     report = {
         "records": invalid + controls,
         "invalid": invalid,
@@ -230,12 +273,18 @@ async def test_a_worker_survives_a_flood_of_bad_records_on_kafka(
         "handled": len(handled_at),
         "seconds": round(elapsed, 1),
         "rss_start_mb": round(rss_at_start / 2**20, 1),
-        "rss_baseline_mb": round((baseline[0] if baseline else rss_at_start) / 2**20, 1),
+        "rss_baseline_mb": round(start / 2**20, 1),
         "rss_peak_mb": round(peak[0] / 2**20, 1),
+        "rss_end_mb": round(rss_at_end / 2**20, 1),
         "rss_growth_mb": round(growth / 2**20, 1),
+        "rss_peak_growth_mb": round((peak[0] - start) / 2**20, 1),
+        "rss_mb_by_tenth_done": timeline,
         "by_kind_and_reason": {f"{k}/{r}": n for (k, r), n in sorted(reasons.items())},
     }
-    print("\nfuzz run:", orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    print(
+        "\nfuzz run:",
+        orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode(),
+    )
     assert growth < MAX_RSS_GROWTH_BYTES, report
 
 
@@ -248,6 +297,7 @@ async def read_back(
     timeout_s: float,
     worker: subprocess.Popen[bytes],
     producing: asyncio.Task[Produced],
+    seen: list[int],
     on_first: Callable[[], None],
 ) -> tuple[list[Record], list[dict[str, object]]]:
     """Dead letters and handled pongs, until they add up to ``expected`` (and a second more,
@@ -269,6 +319,7 @@ async def read_back(
                     dead.extend(records)
                 else:
                     handled.extend(orjson_loads(r.value) for r in records)
+            seen[0] = len(dead) + len(handled)
             if len(dead) + len(handled) >= expected:
                 settled_at = settled_at or time.monotonic()
                 if time.monotonic() - settled_at > 1.0:

@@ -180,3 +180,29 @@ async def test_list_show_and_replay_on_kafka_until_the_replay_limit(
         await transport.stop()
     assert worker.stats.handled == 1
     assert worker.stats.dead_lettered == 4
+
+
+def test_dlq_commands_refuse_the_memory_transport_and_unbounded_replays() -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bus", "dlq", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "BUS_TRANSPORT": "memory"},
+        )
+
+    listed = run("list")
+    assert listed.returncode == 2
+    assert "another process cannot read its dead letters" in listed.stderr
+    assert "--transport kafka" in listed.stderr
+    unbounded = run("replay", "--transport", "kafka")
+    assert unbounded.returncode == 2
+    assert "or --all" in unbounded.stderr
+    zero = run("replay", "--all", "--max-replays", "0", "--transport", "kafka")
+    assert zero.returncode == 2
+    assert "--max-replays must be at least 1" in zero.stderr
+    since = run("list", "--since", "last week")
+    assert since.returncode == 2
+    assert "--since 'last week'" in since.stderr

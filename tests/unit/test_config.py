@@ -115,3 +115,9 @@ def test_secrets_compare_by_value_but_print_masked() -> None:
     assert Secret("a") == Secret("a")
     assert Secret("a") != Secret("b")
     assert repr(Secret("a")) == "Secret('********')"
+
+
+def test_publish_timeout_comes_from_the_environment_and_must_be_positive() -> None:
+    assert KafkaConfig.from_env({"BUS_KAFKA_PUBLISH_TIMEOUT_S": "2.5"}).publish_timeout_s == 2.5
+    with pytest.raises(ConfigError, match="publish_timeout_s must be positive"):
+        KafkaConfig.from_env({"BUS_KAFKA_PUBLISH_TIMEOUT_S": "0"})

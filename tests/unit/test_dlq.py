@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bus import ConfigError, MemoryBroker, MemoryTransport, OutgoingRecord, Record
-from bus.dead_letters import dead_letter
+from bus.dead_letters import DROPPED_HEADER, dead_letter, without_original
 from bus.dlq import (
     REPLAYS_HEADER,
     DeadLetter,
@@ -90,7 +92,9 @@ def test_without_ce_id_the_id_is_the_location_and_missing_headers_are_none() -> 
 
 headers_st = st.lists(
     st.tuples(
-        st.sampled_from(["ce_id", "ce_type", "content-type", "bus_dlq_reason", "x", "bus_x"]),
+        st.sampled_from(
+            ["ce_id", "ce_type", "content-type", "bus_dlq_reason", "bus_retry_tier", "x", "bus_x"]
+        ),
         st.binary(max_size=8),
     ),
     max_size=8,
@@ -105,7 +109,7 @@ def test_a_replay_keeps_key_value_and_headers_drops_reasons_and_counts_one_more(
     d = DeadLetter.from_record(in_dlq(consumed(original, value=value)))
     out = replay_record(d)
     assert (out.topic, out.key, out.value) == ("hr.events", b"k-1", value)
-    kept = [h for h in headers if not h[0].startswith("bus_dlq_")]
+    kept = [h for h in headers if not h[0].startswith(("bus_dlq_", "bus_retry_"))]
     assert list(out.headers) == [*kept, (REPLAYS_HEADER, str(replays + 1).encode())]
     assert replay_record(d, to="elsewhere").topic == "elsewhere"
 
@@ -284,4 +288,64 @@ async def test_reading_stops_at_the_end_seen_first_so_a_replay_into_a_dlq_is_not
     assert len(again) == 10
     assert sorted(d.replays for d in again) == [0] * 5 + [1] * 5
     assert await read_dead_letters(transport, []) == []
+    some = await read_dead_letters(
+        transport, topics, keep=DeadLetterFilter(ids=frozenset(["ev-3"])).matches
+    )
+    assert [(d.id, d.replays) for d in some] == [("ev-3", 0), ("ev-3", 1)]
     await transport.stop()
+
+
+def test_the_python_example_in_docs_dlq_runs() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "dlq.md").read_text()
+    [code] = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    exec(compile(code, "docs/dlq.md", "exec"), {"__name__": "docs_example"})
+
+
+def test_detail_shows_control_characters_as_base64_not_raw() -> None:
+    d = DeadLetter.from_record(
+        in_dlq(consumed((("ce_id", b"ev-1"), ("x-bin", b"\x1b[2J")), value=b"\x00\x01 hi"))
+    )
+    text = format_detail(d)
+    assert "\x1b" not in text
+    assert "\x00" not in text
+    assert "  x-bin: base64:G1sySg==" in text
+    assert "(5 bytes, not printable text; base64)\n  AAEgaGk=" in text
+
+
+def test_a_dead_letter_too_large_to_keep_whole_says_what_it_left_out_and_is_not_replayed() -> None:
+    full = dead_letter(
+        consumed(key=b"k-1", value=b"v" * 100),
+        topic="hr.events.dlq",
+        reason="decode",
+        error=ValueError("x"),
+        app="a",
+        handler=None,
+        attempts=0,
+        now=NOW,
+    )
+    no_value = without_original(full)
+    assert (no_value.key, no_value.value) == (b"k-1", None)
+    assert no_value.headers[:-1] == full.headers
+    assert no_value.headers[-1] == (DROPPED_HEADER, b"value=100")
+    bare = without_original(full, headers_too=True)
+    assert bare.key is None
+    assert [k for k, _ in bare.headers if not k.startswith("bus_dlq_")] == []
+    assert dict(bare.headers)[DROPPED_HEADER] == b"value=100 key=3 headers=27"
+
+    d = DeadLetter.from_record(Record("hr.events.dlq", 0, 0, None, None, no_value.headers))
+    assert d.dropped == "value=100"
+    plan = plan_replay([d], max_replays=3)
+    assert plan.send == ()
+    [(_, why)] = plan.refused
+    assert "too large to keep" in why
+    assert "hr.events[2]@41" in why
+    assert "dropped:   value=100" in format_detail(d)
+
+
+def test_a_structured_mode_event_is_known_by_its_id_and_type() -> None:
+    event = {"specversion": "1.0", "id": "ev-9", "source": "s", "type": "hr.hired.v1", "data": {}}
+    headers = (("content-type", b"application/cloudevents+json"),)
+    d = DeadLetter.from_record(in_dlq(consumed(headers, value=orjson.dumps(event))))
+    assert (d.id, d.type) == ("ev-9", "hr.hired.v1")
+    broken = DeadLetter.from_record(in_dlq(consumed(headers, value=b"{not json"), offset=3))
+    assert (broken.id, broken.type) == ("hr.events.dlq:0:3", None)

@@ -129,10 +129,12 @@ def test_settled_offset_is_one_past_the_longest_fully_acked_prefix(
             assert tracker.in_flight(tp) == (
                 0 if first is None else len(recs[tp]) - recs[tp].index(first)
             )
-            if first is not None:
-                for i, ack in enumerate(first.acks):
-                    if ack.done() and not ack.succeeded:
-                        expected_failures.add((tp, first.offset, i))
+            if first is not None and any(a.done() and not a.succeeded for a in first.acks):
+                # a failed head: its failures and every one behind it
+                for rec in recs[tp][recs[tp].index(first) :]:
+                    for i, ack in enumerate(rec.acks):
+                        if ack.done() and not ack.succeeded:
+                            expected_failures.add((tp, rec.offset, i))
         assert {(f.tp, f.offset, f.index) for f in failures} == expected_failures
         for f in failures:
             assert f.record == out(f.tp, f.offset, f.index)
@@ -256,6 +258,26 @@ def test_every_failed_output_of_the_head_record_is_reported() -> None:
     acks = [FakeAck.failed(), FakeAck(), FakeAck.failed()]
     tracker.add(TP, 3, acks, [out(TP, 3, i) for i in range(3)])
     assert [f.index for f in tracker.settle()] == [0, 2]
+
+
+def test_once_the_head_failed_every_failed_output_behind_it_is_reported() -> None:
+    tracker = OffsetTracker()
+    tracker.add(TP, 0, [FakeAck.failed()], [out(TP, 0, 0)])
+    tracker.add(TP, 1, [FakeAck()], [out(TP, 1, 0)])  # still in flight: not asked
+    tracker.add(TP, 2, [FakeAck.ok(), FakeAck.failed()], [out(TP, 2, 0), out(TP, 2, 1)])
+    assert [(f.offset, f.index) for f in tracker.settle()] == [(0, 0), (2, 1)]
+    assert TP not in tracker.settled()
+
+
+def test_failures_behind_a_pending_head_wait_until_it_is_done() -> None:
+    tracker = OffsetTracker()
+    head = FakeAck()
+    tracker.add(TP, 0, [head], [out(TP, 0, 0)])
+    tracker.add(TP, 1, [FakeAck.failed()], [out(TP, 1, 0)])
+    assert tracker.settle() == []  # the common case stays a look at the head only
+    head.succeed()
+    assert [f.offset for f in tracker.settle()] == [1]
+    assert tracker.settled() == {TP: 1}
 
 
 def test_replace_ack_for_an_unknown_offset_is_a_no_op() -> None:

@@ -1,0 +1,174 @@
+"""Each process's HTTP endpoints: ``/metrics``, ``/healthz``, ``/readyz`` (aiohttp).
+
+- ``/metrics``: every metric of :mod:`bus.metrics`, Prometheus text format.
+- ``/healthz``: the event loop is responsive: 200 while a heartbeat task on the loop keeps
+  waking up on time, 503 when it is, or last woke up, ``unhealthy_after_s`` late (a
+  handler that blocks the loop). Restart the process when it fails; a loop blocked for
+  good cannot answer at all, which the probe's timeout catches.
+- ``/readyz``: the process can do its work: 200 when the transport answers a probe and
+  every worker joined its group; 503 otherwise. Take the process out of rotation, do not
+  restart it.
+
+Both health bodies are JSON saying which check failed.
+
+Example::
+
+    async with HttpServer(port=0, readiness=runner_readiness(runner)) as server:
+        print(server.url)   # http://127.0.0.1:<port>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import web
+
+from bus.errors import ConfigError
+from bus.metrics import Metrics, default_metrics
+from bus.runner import Runner
+
+__all__ = ["HttpServer", "Readiness", "runner_readiness"]
+
+_METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """The answer of ``/readyz``: ready or not, and each check's finding."""
+
+    ready: bool
+    #: Check name -> what it found, e.g. {"transport": "ok", "identity": "not running"}.
+    checks: dict[str, str] = field(default_factory=dict)
+
+
+ReadinessCheck = Callable[[], Awaitable[Readiness]]
+
+
+async def _always_ready() -> Readiness:
+    return Readiness(True, {})
+
+
+def runner_readiness(runner: Runner, *, probe_timeout_s: float = 2.0) -> ReadinessCheck:
+    """``/readyz`` of ``bus run``: the transport answers and every worker has joined.
+
+    The partition count per app is reported, not required: a group with more members
+    than partitions leaves some members idle, and they are still ready to take over.
+    """
+
+    async def check() -> Readiness:
+        checks: dict[str, str] = {}
+        reachable = await runner.transport.probe(timeout_s=probe_timeout_s)
+        checks["transport"] = f"{runner.transport.name} ok" if reachable else "no answer"
+        ready = reachable
+        for worker in runner.workers:
+            if worker.running:
+                checks[worker.app.name] = f"running, {len(worker.end_offsets())} partition(s)"
+            else:
+                checks[worker.app.name] = "not running"
+                ready = False
+        return Readiness(ready, checks)
+
+    return check
+
+
+class HttpServer:
+    """The endpoints above on ``host:port`` (``port=0``: any free port, see :attr:`port`).
+
+    Lives as long as its ``async with`` block; its heartbeat task too.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9400,
+        metrics: Metrics | None = None,
+        readiness: ReadinessCheck = _always_ready,
+        heartbeat_interval_s: float = 0.25,
+        unhealthy_after_s: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.metrics = metrics or default_metrics()
+        self._requested_port = port
+        self._readiness = readiness
+        self._interval_s = heartbeat_interval_s
+        self._unhealthy_after_s = unhealthy_after_s
+        self._last_beat = time.monotonic()
+        self._runner: web.AppRunner | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def __aenter__(self) -> HttpServer:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._requested_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(
+                f"cannot serve HTTP on {self.host}:{self._requested_port}: {exc.strerror}; "
+                "choose another port with --http-port / BUS_HTTP_PORT (0 = any free port)"
+            ) from exc
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        self._last_beat = time.monotonic()
+        self._heartbeat = asyncio.create_task(self._beat(), name="http-heartbeat")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _beat(self) -> None:
+        # why a task: a blocked loop cannot answer /healthz at all; the task also reports
+        # how late it woke up, which shows a loop that blocks for a while and recovers
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(self._interval_s)
+            now = time.monotonic()
+            self.metrics.event_loop_lag_s = max(0.0, now - before - self._interval_s)
+            self._last_beat = now
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.metrics.render(), headers={"Content-Type": _METRICS_CONTENT_TYPE}
+        )
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        silent_s = time.monotonic() - self._last_beat
+        beating = self._heartbeat is not None and not self._heartbeat.done()
+        # late now (silent) or late at its last wake-up (lag): both mean a starved loop
+        lag_s = self.metrics.event_loop_lag_s
+        healthy = beating and max(silent_s, lag_s) < self._unhealthy_after_s
+        body = {
+            "healthy": healthy,
+            "event_loop_lag_s": round(lag_s, 6),
+            "last_heartbeat_s_ago": round(silent_s, 3),
+        }
+        return _json(body, 200 if healthy else 503)
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        result = await self._readiness()
+        return _json({"ready": result.ready, "checks": result.checks}, 200 if result.ready else 503)
+
+
+def _json(body: object, status: int) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
