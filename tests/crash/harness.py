@@ -8,7 +8,15 @@ with what it published: :func:`check_effects` is pure and has its own unit tests
 
 Sizes: ``BUS_CRASH_SCALE=full`` runs the sizes of the issue (10,000 events and 20 kills;
 20,000 events and 24 partitions); the default ``ci`` runs smaller ones that fit the CI
-budget on 2 cores.
+budget on 2 cores (about 3 minutes for both files). The full sizes, about 7 minutes::
+
+    BUS_CRASH_SCALE=full .venv/bin/python -m pytest -s \
+        tests/crash/test_kill_storm.py tests/crash/test_rebalance_zombie.py
+
+Each test prints one ``crash-result {json}`` line with its figures (kills, lost,
+duplicates, seconds to done after the last kill, the zombie's races).
+``BUS_CRASH_LOG_LEVEL=DEBUG`` makes the handler processes log every assignment and
+record; their logs are ``handler-N.log`` in the test's tmp_path.
 """
 
 from __future__ import annotations
