@@ -119,6 +119,7 @@ def handler_env(
         "BUS_COMMIT_INTERVAL_S": "0.2",
         # BUS_CRASH_LOG_LEVEL=DEBUG logs every assignment and handled record (diagnosis)
         "BUS_LOG_LEVEL": os.environ.get("BUS_CRASH_LOG_LEVEL", "INFO"),
+        "BUS_HTTP_PORT": "0",  # several processes: each its own free port
         "EFFECTS_RUN": run,
         "EFFECTS_DB": db,
         "EFFECTS_DEDUP": "1" if dedup else "0",
@@ -174,6 +175,16 @@ class Fleet:
         self.live.remove(process)
         self.ended.append(process)
         return code
+
+    async def wait_started(self, timeout_s: float = 60.0) -> None:
+        """Until every live process consumes: SIGTERM before ``bus run`` installed its
+        handler would end it by the default action (exit -15), which is not a shutdown."""
+        deadline = time.monotonic() + timeout_s
+        for process in self.live:
+            while self.grep(process.pid, " consuming ") == 0:
+                assert process.poll() is None, self.log_tail(process.pid)
+                assert time.monotonic() < deadline, f"{process.pid} not consuming"
+                await asyncio.sleep(0.05)
 
     def stop_all(self) -> list[int]:
         for process in self.live:

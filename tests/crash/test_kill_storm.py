@@ -105,6 +105,7 @@ async def test_sigkilled_handlers_lose_nothing_and_dedup_doubles_nothing(
         drain_s = time.monotonic() - last_kill
         outputs = await read_done(transport, run, size.events, timeout_s=60 if drained else 5)
         crashed = fleet.crashed()
+        await fleet.wait_started()
         codes = fleet.stop_all()
         failures = fleet.failures(codes)
     finally:

@@ -87,6 +87,7 @@ async def test_members_coming_going_and_a_zombie_lose_and_double_nothing(
                 fleet.spawn()
                 changes.append("add")
             else:
+                await fleet.wait_started()  # a SIGTERM before that is not a shutdown
                 leaving = fleet.live[rng.randrange(len(fleet.live))]
                 removed_codes.append(await asyncio.to_thread(fleet.stop, leaving))
                 changes.append("remove")
@@ -111,6 +112,7 @@ async def test_members_coming_going_and_a_zombie_lose_and_double_nothing(
                 1 for e in tail.rows if e.pid == zombie_pid and e.id > frozen_at_id
             )
         live = len(fleet.live)
+        await fleet.wait_started()
         codes = fleet.stop_all()
         failures = fleet.failures(codes)
     finally:
