@@ -338,16 +338,29 @@ def item_record(run: str, key: str, seq: int) -> OutgoingRecord:
 
 
 class Feed:
-    """Publishes ``items`` in order: paced over a duration, plus bursts on demand (a burst
-    takes the next items, so the order per key holds)."""
+    """Publishes ``items`` in order: paced over a duration, plus one burst on demand.
+
+    The burst takes the next items, so the order per key holds; ``hold_back`` items are kept
+    for it (the paced publishing waits for the burst before the last ones), so a burst that
+    comes late still has records to send.
+    """
 
     def __init__(
-        self, transport: KafkaTransport, run: str, items: Sequence[tuple[str, int]]
+        self,
+        transport: KafkaTransport,
+        run: str,
+        items: Sequence[tuple[str, int]],
+        *,
+        hold_back: int = 0,
     ) -> None:
         self.transport = transport
         self.run = run
         self.items = items
         self.next = 0
+        self._held = hold_back
+        self._released = asyncio.Event()
+        if not hold_back:
+            self._released.set()
         self._lock = asyncio.Lock()
         self._acks: list[Delivery] = []
 
@@ -361,18 +374,28 @@ class Feed:
 
     async def burst(self, count: int) -> None:
         """Publish the next ``count`` items at once; returns when they are acknowledged."""
-        for ack in await self._send(count):
+        acks = await self._send(count)
+        self._released.set()
+        for ack in acks:
             await ack
 
     async def paced(self, duration_s: float) -> float:
         """Publish the rest spread evenly over ``duration_s`` (so the faults hit a busy
-        group); waits for every acknowledgement. The seconds it took."""
+        group), the held-back items after the burst; waits for every acknowledgement.
+        The seconds it took."""
         started = time.monotonic()
         step_s = 0.1
-        per_step = -(-len(self.items) // max(1, int(duration_s / step_s)))
+        paced = len(self.items) - self._held
+        per_step = -(-paced // max(1, int(duration_s / step_s)))
         steps = 0
         while self.next < len(self.items):
-            await self._send(per_step)
+            if not self._released.is_set():
+                if self.next >= paced:
+                    await self._released.wait()
+                    continue
+                await self._send(min(per_step, paced - self.next))
+            else:
+                await self._send(per_step)
             steps += 1
             delay = started + steps * step_s - time.monotonic()
             if delay > 0:
