@@ -154,6 +154,8 @@ class Worker:
         self._consumer: Consumer | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._last_fetch_empty = False
+        #: Set once shutdown starts: partitions assigned from then on get no lane.
+        self._leaving = False
         self.running = False
         #: Where this worker's metrics go (None: not recorded); default: the process's.
         self.metrics = (metrics or default_metrics()) if self.settings.metrics else None
@@ -213,6 +215,7 @@ class Worker:
 
     async def _shutdown(self, consumer: Consumer) -> None:
         deadline = time.monotonic() + self.settings.shutdown_deadline_s
+        self._leaving = True
         lanes = list(self._lanes.values())
         await self._close_lanes(lanes, deadline)
         await self._await_acks(None, deadline)
@@ -227,7 +230,19 @@ class Worker:
                 abandoned,
             )
         self._lanes.clear()
-        await consumer.stop()
+        # Leaving the group waits for a rebalance under way to finish first (aiokafka lets
+        # the join the broker holds complete, up to the request timeout), which would overrun
+        # the deadline; everything is committed by now, so leaving may be cut short: the
+        # group then notices after the session timeout. At least 1 s to leave cleanly.
+        try:
+            await asyncio.wait_for(consumer.stop(), max(1.0, deadline - time.monotonic()))
+        except TimeoutError:
+            log.warning(
+                "app %s: leaving the group did not finish within the shutdown deadline "
+                "(a rebalance under way?); stopping without it, the group will notice after "
+                "its session timeout",
+                self.app.name,
+            )
         log.info(
             "app %s stopped (handled=%d dead_lettered=%d)",
             self.app.name,
@@ -288,6 +303,12 @@ class Worker:
     # -- rebalance listener ---------------------------------------------------------------
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         assert self._tg is not None
+        if self._leaving:
+            # A rebalance that completes while the consumer leaves (aiokafka finishes the
+            # join under way first): a lane started now would wait for records forever and
+            # keep the worker from returning. The partitions go to others once we left.
+            log.debug("app %s leaving: ignoring assignment %s", self.app.name, sorted(assigned))
+            return
         for tp in assigned:
             lane = _Lane(tp, retry=tp.topic in self._retry_topics)
             lane.task = self._tg.create_task(
