@@ -370,3 +370,16 @@ def test_prometheus_scrapes_exactly_what_the_saga_coordinator_did(
         oldest = prometheus.value(f"bus_saga_oldest_active_age_seconds{{{s}}}")
         assert oldest is not None  # the saga awaiting approval ages
         assert oldest > 0
+
+        time.sleep(2.5)  # a few more scrapes, so rates have two points after the work
+        empty = set()
+        for query in dashboard_queries():
+            if "sagas" not in query.where or query.expr.startswith("label_values("):
+                continue
+            if not prometheus.query(executable(query.expr, rate_interval="1m")):
+                empty.add(query.where)
+        # nothing needed attention and no deadline fired: only those panels are empty
+        assert empty == {
+            "bus-sagas.json: Stuck: sagas needing attention",
+            "bus-sagas.json: Timeouts fired by step",
+        }
