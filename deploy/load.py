@@ -10,7 +10,8 @@ and the CRM seat pool runs dry until it is topped up (dead letters, no retry).
 temporary directory) and the onboarding command handlers (sagas/demo.py's simulated
 systems). Each hire's fate is drawn when it is published: most complete; some wait for a
 manager who answers after seconds, rejects (compensated) or not within the run; payroll
-rejects some (compensated), the directory refuses some (failed); a few of the rejected
+rejects some (compensated), the directory refuses some (failed), the CRM seat pool runs
+dry now and then until it is topped up (sales hires compensated); a few of the rejected
 cannot have their account removed (a hold: the compensation times out three times, the
 saga needs attention, and an operator lifts the hold and retries 45 s later); the code
 host and payroll have transient outages (retried; now and then dead-lettered, so a step
@@ -137,6 +138,7 @@ class SagaWorld:
         # then times out after 30 s and its command is re-sent)
         self.systems.host.failure_rate = 0.25
         self.systems.payroll.failure_rate = 0.05
+        self.systems.licenses.seats.update(office=10**9, chat=10**9, **{"code-hosting": 10**9})
 
     def hire(self, hired: EmployeeHired) -> EmployeeHired:
         """Decide what the world does to this hire's onboarding; the hire to publish."""
@@ -158,12 +160,18 @@ class SagaWorld:
 
 
 async def manage(world: SagaWorld, hr: Publisher, stop: asyncio.Event) -> None:
-    """Managers answer approval requests; an operator clears stuck sagas after a while."""
+    """Managers answer approval requests; the CRM seat pool runs dry now and then; an
+    operator clears stuck sagas after a while."""
     asked: dict[str, float] = {}
     attention: dict[str, float] = {}
     while not stop.is_set():
         await asyncio.sleep(0.5)
         now = time.monotonic()
+        seats = world.systems.licenses.seats
+        if random.random() < 0.01:
+            seats["crm"] = 0  # the pool runs dry: sales hires are compensated ...
+        elif random.random() < 0.05:
+            seats["crm"] = max(seats["crm"], 50)  # ... until someone buys seats
         for state in await world.store.list_sagas(
             SagaQuery(statuses=(SagaStatus.RUNNING, SagaStatus.NEEDS_ATTENTION), limit=10_000)
         ):
