@@ -15,6 +15,7 @@ DBOS is a process-wide singleton: :func:`launch` once, :func:`run_round` per rou
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import time
 from typing import Any
@@ -24,9 +25,10 @@ from sagas_rows import Hire
 try:  # optional, for this benchmark only (never a project dependency)
     import sqlalchemy as sa
     from dbos import DBOS, AsyncSQLAlchemyDatasource, DBOSConfig
-    from dbos import __version__ as dbos_version
-except ImportError:  # pragma: no cover - reported by the caller
-    dbos_version: str | None = None  # type: ignore[no-redef]
+
+    dbos_version: str | None = importlib.metadata.version("dbos")
+except ImportError:  # reported by the caller
+    dbos_version = None
 
 DBOS_HINT = "DBOS Transact is not installed; for this benchmark only: .venv/bin/pip install dbos"
 
