@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.metadata
 import logging
 import signal
 import sys
@@ -216,7 +217,25 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--log-level", help=argparse.SUPPRESS)
     broker.set_defaults(command=_cmd_dev_broker)
     _dlq_parser(sub)
+    _plugin_commands(sub)
     return parser
+
+
+def _plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands other packages add: entry points of the group ``bus.cli`` (``bus sagas``).
+
+    bus imports neither ``handlers`` nor ``sagas`` (layering): a package above it registers
+    its commands here instead. ``register(sub, transport_flags=, make_transport=)`` adds
+    subparsers whose ``command`` takes ``(args, config)`` like bus's own, and may reuse the
+    transport flags and the transport they select.
+    """
+    for entry in importlib.metadata.entry_points(group="bus.cli"):
+        try:
+            register = entry.load()
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            print(f"bus: warning: commands of {entry.name!r} not loaded: {exc}", file=sys.stderr)
+            continue
+        register(sub, transport_flags=_transport_flags, make_transport=_transport)
 
 
 def _module_flag(parser: argparse.ArgumentParser) -> None:

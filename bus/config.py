@@ -17,6 +17,9 @@ once, with an error naming the variable and what it accepts.
 | ``BUS_HTTP`` | ``true`` | serve ``/metrics``, ``/healthz``, ``/readyz`` in ``bus run`` |
 | ``BUS_HTTP_HOST`` | ``127.0.0.1`` | address they listen on (``0.0.0.0`` in a container) |
 | ``BUS_HTTP_PORT`` | ``9400`` | their port (``0``: any free port, logged at start) |
+| ``BUS_OTEL`` | ``true`` | OpenTelemetry spans per handled message (when the ``otel`` extra is installed) |
+| ``BUS_SAGA_STORE`` | ``sqlite:sagas.db`` | saga store: ``sqlite:PATH``, ``postgresql://...`` or ``memory`` |
+| ``BUS_FAULT_POINT`` | - | crash tests only: end the process at this point of the saga outbox relay |
 
 Example::
 
@@ -60,6 +63,14 @@ class BusConfig:
     http_host: str = "127.0.0.1"
     #: 0 = any free port (the log says which).
     http_port: int = 9400
+    #: OpenTelemetry spans per handled message, when the ``otel`` extra is installed.
+    otel: bool = True
+    #: Where ``bus sagas ...`` keeps saga state (``sqlite:PATH``, ``postgresql://...``,
+    #: ``memory``); may hold a password, so it is never logged.
+    saga_store: str = "sqlite:sagas.db"
+    #: Crash tests only: the saga outbox relay ends the process (``os._exit``) at this
+    #: point (``sagas.outbox.FAULT_POINTS``); unset in production.
+    fault_point: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> BusConfig:
@@ -95,6 +106,7 @@ class BusConfig:
             commit_interval_s=self.commit_interval_s,
             shutdown_deadline_s=self.shutdown_deadline_s,
             offset_reset=self.offset_reset,
+            tracing=self.otel,
         )
 
 

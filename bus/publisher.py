@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from bus import tracing
 from bus.codec import encode
 from bus.envelope import Envelope, event_envelope, utc_now
 from bus.ids import new_id
@@ -133,7 +134,14 @@ class Publisher:
         traceparent: str | None = None,
         subject: str | None = None,
     ) -> Envelope:
-        """The envelope :meth:`publish` would send (fresh id and time)."""
+        """The envelope :meth:`publish` would send (fresh id and time).
+
+        Without a ``traceparent``, the current OpenTelemetry span's is used when spans are
+        enabled (see :mod:`bus.tracing`), so a message published from a traced request
+        joins its trace.
+        """
+        if traceparent is None and tracing.enabled():
+            traceparent = tracing.current_traceparent()
         return envelope_for(
             message,
             source=self.source,

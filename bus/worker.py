@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bus import tracing
 from bus.app import App
 from bus.codec import decode
 from bus.context import Context
@@ -81,6 +82,8 @@ class WorkerSettings:
     offset_reset: OffsetReset = "earliest"
     #: Record Prometheus metrics (bus.metrics); off only to measure what they cost.
     metrics: bool = True
+    #: An OpenTelemetry span per handled message, when the ``otel`` extra is installed.
+    tracing: bool = True
 
 
 @dataclass(slots=True)
@@ -153,6 +156,7 @@ class Worker:
         self.running = False
         #: Where this worker's metrics go (None: not recorded); default: the process's.
         self.metrics = (metrics or default_metrics()) if self.settings.metrics else None
+        self._tracing = False  # decided in run(): the application may set a provider late
         #: Handler name -> its metric counters, bound on first use.
         self._route_stats: dict[str, HandlerStats] = {}
 
@@ -160,6 +164,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then shut down gracefully."""
         self.app.validate()
+        self._tracing = self.settings.tracing and tracing.enabled()
         consumer = self.transport.consumer(
             self.app.topics,
             group=self.app.group,
@@ -374,7 +379,26 @@ class Worker:
         except RecordError as exc:
             await self._dead_letter(record, exc.reason, exc, handler=None, attempts=0)
             return
-        await self._handle(record, tp, env, route, message)
+        if self._tracing:
+            await self._handle_in_span(record, tp, env, route, message)
+        else:
+            await self._handle(record, tp, env, route, message)
+
+    async def _handle_in_span(
+        self, record: Record, tp: TopicPartition, env: Envelope, route: Route, message: Message
+    ) -> None:
+        """:meth:`_handle` in an OpenTelemetry span; outputs carry the span's context."""
+        with tracing.handler_span(
+            env,
+            app=self.app.name,
+            handler=route.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        ) as traceparent:
+            if traceparent != env.traceparent:
+                env = env._replace(traceparent=traceparent)
+            await self._handle(record, tp, env, route, message)
 
     async def _handle(
         self, record: Record, tp: TopicPartition, env: Envelope, route: Route, message: Message
@@ -476,6 +500,7 @@ class Worker:
             record.partition,
             record.offset,
             len(outputs),
+            extra=self._log_fields(record, route.name),
         )
 
     def _track_unsent(self, store: DedupStore[Any], key: DedupKey, acks: list[Delivery]) -> None:
@@ -535,6 +560,7 @@ class Worker:
                 route.name,
                 attempts,
                 error,
+                extra=self._log_fields(record, route.name),
             )
             original = record if tried is None else origin_record(record, tried)
             reason = "permanent_error" if permanent else "handler_failed"
@@ -561,6 +587,7 @@ class Worker:
             error,
             delay_s,
             topic,
+            extra=self._log_fields(record, route.name),
         )
 
     async def _dead_letter(
@@ -605,7 +632,28 @@ class Worker:
             out.topic,
             reason,
             error,
+            extra=self._log_fields(record, handler),
         )
+
+    def _log_fields(self, record: Record, handler: str | None) -> dict[str, object]:
+        """The message fields of a log line about ``record`` (failure paths only: read
+        from the headers, so they are there even when the record does not decode)."""
+        headers = dict(record.headers)
+
+        def text(name: str) -> str:
+            try:
+                return headers.get(name, b"").decode()
+            except UnicodeDecodeError:
+                return ""
+
+        message_id = text("ce_id")
+        return {
+            "app": self.app.name,
+            "handler": handler or "",
+            "message_id": message_id,
+            "message_type": text("ce_type"),
+            "correlation_id": text("ce_correlationid") or message_id,
+        }
 
     async def _send_smaller(self, out: OutgoingRecord) -> tuple[OutgoingRecord, Delivery]:
         """A record near the size limit plus the reason headers is over it: dead-letter it

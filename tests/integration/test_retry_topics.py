@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
+
+import pytest
 
 from bus import App, Event, PermanentError, RetryPolicy, TestBus, WorkerSettings
 
@@ -200,3 +203,24 @@ async def test_many_failing_records_are_all_accounted_for() -> None:
     assert len(dead) == len(fail)
     assert stats.handled + stats.dead_lettered == 40
     assert stats.delayed == 2 * len(fail)
+
+
+async def test_failure_log_lines_carry_the_message_fields(caplog: pytest.LogCaptureFixture) -> None:
+    app = App("it-retry-logs", retry=policy(tiers_s=(0.05,)))
+
+    @app.handler
+    async def fails(job: Job) -> None:
+        raise ConnectionError("down")
+
+    caplog.set_level(logging.INFO, logger="bus.worker")
+    async with TestBus(app, partitions=1) as bus:
+        await bus.publish(Job(key="k", n=1), correlationid="corr-1")
+        await bus.drain()
+        [sent] = bus.envelopes(Job)
+    lines = [r for r in caplog.records if r.name == "bus.worker" and r.levelno >= logging.WARNING]
+    assert len(lines) >= 3  # to the tier, out of tries, dead-lettered
+    for line in lines:
+        assert getattr(line, "message_id", None) == sent.id
+        assert getattr(line, "correlation_id", None) == "corr-1"
+        assert getattr(line, "message_type", None) == Job.bus_type
+        assert getattr(line, "handler", None) == "fails"

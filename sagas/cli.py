@@ -1,0 +1,377 @@
+"""``bus sagas ...``: run the coordinator, inspect sagas, cancel, retry, draw, demo.
+
+bus cannot import sagas (layering), so this module registers its commands through the
+``bus.cli`` entry point (pyproject.toml): bus calls :func:`register` with its subparsers
+and two helpers, its transport flags and the transport they select.
+
+Every command but ``graph`` talks to the saga store only: ``--store URL`` or
+``BUS_SAGA_STORE`` (``sqlite:PATH``, ``postgresql://...``). ``cancel`` and ``retry`` queue a
+request row in the store, which the coordinator carries out in the same transaction as the
+saga's new state - one mechanism for one or many replicas, and no broker needed to ask.
+
+Example::
+
+    bus sagas list --state needs_attention --since 2h
+    bus sagas show onboarding:e-2003 --json
+    bus sagas retry onboarding:e-2003 --reason "payroll fixed"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import re
+import signal
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from bus import (
+    BusConfig,
+    ConfigError,
+    HttpServer,
+    Readiness,
+    TopicSpec,
+    Transport,
+    default_metrics,
+    new_id,
+    utc_now,
+)
+from sagas.definition import SagaDefinition
+from sagas.state import SagaStatus
+from sagas.stores.base import SagaQuery, SagaStore
+from sagas.versions import Catalog
+
+__all__ = ["load_definitions", "parse_since", "register"]
+
+log = logging.getLogger("sagas.cli")
+T = TypeVar("T")
+TransportFactory = Callable[[BusConfig, argparse.Namespace], Transport]
+
+DEFAULT_DEFINITIONS = "sagas.definitions.onboarding"
+_STORE_HELP = (
+    "saga store: sqlite:PATH, postgresql://..., memory (BUS_SAGA_STORE; default sqlite:sagas.db)"
+)
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    *,
+    transport_flags: Callable[[argparse.ArgumentParser], None],
+    make_transport: TransportFactory,
+) -> None:
+    """Add ``bus sagas`` and its actions to bus's command line."""
+    sagas = sub.add_parser(
+        "sagas",
+        help="saga orchestration: run, list, show, cancel, retry, graph, demo",
+        description="Run the saga coordinator and inspect, cancel or retry saga instances.",
+    )
+    actions = sagas.add_subparsers(metavar="ACTION")
+
+    run = actions.add_parser(
+        "run",
+        help="run the coordinator until SIGTERM/SIGINT",
+        description="Consume the sagas' triggers and replies, store state, publish commands, "
+        "fire timers. Several replicas may share one PostgreSQL store.",
+    )
+    _definitions_flag(run)
+    _store_flag(run)
+    run.add_argument("--group", default="sagas", help="consumer group (default: sagas)")
+    run.add_argument(
+        "--http-port", type=int, help="port of /metrics, /healthz, /readyz (BUS_HTTP_PORT)"
+    )
+    run.add_argument("--no-http", action="store_true", help="serve no HTTP endpoints")
+    transport_flags(run)
+    run.set_defaults(command=lambda a, c: _run(a, c, make_transport))
+
+    listing = actions.add_parser("list", help="sagas as a table (newest first)")
+    listing.add_argument(
+        "--state",
+        action="append",
+        choices=[s.value for s in SagaStatus],
+        help="only sagas in this status (repeatable)",
+    )
+    listing.add_argument("--saga", help="only sagas of this definition name")
+    listing.add_argument("--since", help="only sagas started since: 90s, 15m, 2h, 3d or ISO time")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (100)")
+    _json_flag(listing)
+    _store_flag(listing)
+    listing.set_defaults(command=_list)
+
+    show = actions.add_parser(
+        "show",
+        help="a saga's timeline: steps, commands, replies, times, compensations, why",
+    )
+    show.add_argument("saga_id", metavar="ID")
+    _json_flag(show)
+    _store_flag(show)
+    show.set_defaults(command=_show)
+
+    for action, what in (
+        ("cancel", "cancel a running saga: what completed is compensated"),
+        ("retry", "retry a saga in needs_attention: re-send what it awaits"),
+    ):
+        p = actions.add_parser(
+            action,
+            help=what,
+            description=f"{what[0].upper()}{what[1:]}. Queues a request the coordinator "
+            "carries out (it must be running).",
+        )
+        p.add_argument("saga_id", metavar="ID")
+        p.add_argument("--reason", default=f"{action} requested by operator")
+        _store_flag(p)
+        p.set_defaults(command=lambda a, c, action=action: _request(a, c, action))
+
+    graph = actions.add_parser("graph", help="a saga definition as a Mermaid state diagram")
+    graph.add_argument("name", metavar="NAME")
+    graph.add_argument("--version", type=int, help="definition version (default: the latest)")
+    _definitions_flag(graph)
+    graph.set_defaults(command=_graph)
+
+    demo = actions.add_parser(
+        "demo",
+        help="onboard several hires end to end in one process and print their timelines",
+        description="Handler apps + coordinator + HR on one transport. Default: the memory "
+        "transport and a fresh SQLite file (no broker, no server); --transport kafka and "
+        "--store postgresql://... run the same code on Kafka and PostgreSQL.",
+    )
+    demo.add_argument("--scenario", type=Path, help="scenario file (default: the bundled one)")
+    demo.add_argument("--store", help="saga store (default: a fresh SQLite file)")
+    demo.add_argument("--timeout-s", type=float, default=60.0, help="give up after (60)")
+    transport_flags(demo)
+    demo.set_defaults(command=lambda a, c: _demo(a, c, make_transport))
+
+
+def _store_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", help=_STORE_HELP)
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="JSON instead of text")
+
+
+def _definitions_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-d",
+        "--definitions",
+        action="append",
+        metavar="MODULE[:ATTR]",
+        help=f"module defining SagaDefinitions (repeatable; default {DEFAULT_DEFINITIONS})",
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def load_definitions(targets: list[str] | None) -> Catalog:
+    """Every SagaDefinition in the named modules (or the one ``module:attr`` names)."""
+    catalog = Catalog()
+    for target in targets or [DEFAULT_DEFINITIONS]:
+        module_name, _, attr = target.partition(":")
+        if "" not in sys.path:
+            sys.path.insert(0, "")  # modules of the current directory, as 'python -m' does
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"cannot import {module_name!r}: {exc}") from exc
+        values = [getattr(module, attr, None)] if attr else list(vars(module).values())
+        found = [v for v in values if isinstance(v, SagaDefinition)]
+        if not found:
+            raise ConfigError(f"{target!r} defines no SagaDefinition")
+        for d in found:
+            catalog.register(d)
+    return catalog
+
+
+_SINCE = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(text: str, *, now: datetime) -> datetime:
+    """``90s``, ``15m``, ``2h``, ``3d`` (before ``now``) or an ISO 8601 time (UTC if naive).
+
+    >>> from datetime import UTC
+    >>> parse_since("2h", now=datetime(2026, 1, 1, 12, tzinfo=UTC)).hour
+    10
+    """
+    m = _SINCE.match(text.strip())
+    if m:
+        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--since {text!r}: use a duration like 90s, 15m, 2h, 3d or an ISO time "
+            "like 2026-01-04T09:00"
+        ) from None
+    return t if t.tzinfo else t.replace(tzinfo=now.tzinfo)
+
+
+def _with_store(
+    args: argparse.Namespace, config: BusConfig, fn: Callable[[SagaStore], Awaitable[T]]
+) -> T:
+    from sagas.stores.url import store_from_url
+
+    store = store_from_url(args.store or config.saga_store)
+
+    async def go() -> T:
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def _dump(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def _list(args: argparse.Namespace, config: BusConfig) -> int:
+    from sagas.timeline import format_table, summary
+
+    query = SagaQuery(
+        statuses=tuple(SagaStatus(s) for s in args.state or ()),
+        name=args.saga,
+        since=parse_since(args.since, now=utc_now()) if args.since else None,
+        limit=args.limit,
+    )
+    states = _with_store(args, config, lambda store: store.list_sagas(query))
+    if args.json:
+        _dump([s.model_dump(mode="json", exclude={"history"}) for s in states])
+    else:
+        print(format_table(states))
+        print(summary(states))
+    return 0
+
+
+def _show(args: argparse.Namespace, config: BusConfig) -> int:
+    from sagas.timeline import format_timeline, to_json
+
+    stored = _with_store(args, config, lambda store: store.load(args.saga_id))
+    if stored is None:
+        raise ConfigError(f"no saga {args.saga_id!r} in the store; 'bus sagas list' shows the ids")
+    if args.json:
+        _dump(to_json(stored.state) | {"revision": stored.revision})
+    else:
+        print(format_timeline(stored.state))
+    return 0
+
+
+def _request(args: argparse.Namespace, config: BusConfig, action: str) -> int:
+    from sagas.coordinator import request_action
+
+    request = _with_store(
+        args,
+        config,
+        lambda store: request_action(store, args.saga_id, action, reason=args.reason),  # type: ignore[arg-type]
+    )
+    print(
+        f"{action} of {request.saga_id} requested (request {request.id}); the coordinator "
+        "carries it out on its next round: 'bus sagas show' follows it"
+    )
+    return 0
+
+
+def _graph(args: argparse.Namespace, config: BusConfig) -> int:
+    from sagas.render import render_mermaid
+
+    catalog = load_definitions(args.definitions)
+    if args.name not in catalog.names():
+        raise ConfigError(f"no saga named {args.name!r} (known: {', '.join(catalog.names())})")
+    definition = (
+        catalog.latest(args.name) if args.version is None else catalog.get(args.name, args.version)
+    )
+    if definition is None:
+        raise ConfigError(f"saga {args.name!r} has no version {args.version}")
+    print(render_mermaid(definition))
+    return 0
+
+
+def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportFactory) -> int:
+    from sagas.coordinator import Coordinator
+    from sagas.stores.url import store_from_url
+
+    catalog = load_definitions(args.definitions)
+    store = store_from_url(args.store or config.saga_store)
+    transport = make_transport(config, args)
+    metrics = default_metrics()
+    coordinator = Coordinator(
+        catalog,
+        store,
+        transport,
+        group=args.group,
+        fault_point=config.fault_point,
+        observer=metrics,
+    )
+
+    async def ready() -> Readiness:
+        reachable = await transport.probe(timeout_s=2.0)
+        return Readiness(reachable, {"transport": "ok" if reachable else "no answer"})
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await store.open()
+        await transport.start()
+        try:
+            specs = [TopicSpec(t, partitions=config.partitions) for t in coordinator.topics]
+            await transport.ensure_topics(specs)
+            log.info("coordinator of %s on %s, store %r", catalog.names(), transport.name, store)
+            if args.no_http or not config.http:
+                await coordinator.run(stop)
+                return
+            port = config.http_port if args.http_port is None else args.http_port
+            server = HttpServer(host=config.http_host, port=port, metrics=metrics, readiness=ready)
+            async with server:
+                log.info("serving /metrics /healthz /readyz on %s", server.url)
+                await coordinator.run(stop)
+        finally:
+            await transport.stop()
+            await store.close()
+
+    asyncio.run(go())
+    return 0
+
+
+def _demo(args: argparse.Namespace, config: BusConfig, make_transport: TransportFactory) -> int:
+    from sagas.demo import DEFAULT_SCENARIO, load_scenario, run_demo
+    from sagas.stores.url import store_from_url
+
+    scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
+    if args.log_level is None:  # the timelines tell the story; handler logs only on demand
+        logging.getLogger("bus").setLevel(logging.WARNING)
+    transport = make_transport(config, args)
+
+    async def go(url: str) -> int:
+        store = store_from_url(url)
+        await store.open()
+        try:
+            return await run_demo(
+                scenario.with_suffix("" if args.store is None else f"-{new_id()[-6:]}"),
+                store=store,
+                transport=transport,
+                partitions=config.partitions,
+                timeout_s=args.timeout_s,
+                fault_point=config.fault_point,
+            )
+        finally:
+            await store.close()
+
+    if args.store is not None:
+        return asyncio.run(go(args.store))
+    with tempfile.TemporaryDirectory(prefix="bus-sagas-demo-") as tmp:
+        return asyncio.run(go(f"sqlite:{Path(tmp) / 'sagas.db'}"))

@@ -1,0 +1,158 @@
+"""The outbox: commands stored with the saga's state, then published by the relay.
+
+:func:`outbox_entries` turns a transition's commands into records (pure: the CloudEvents
+``id`` is the command id, ``correlationid`` the saga id, ``causationid`` the message that
+caused them); the coordinator stores them in the same transaction as the state.
+:class:`OutboxRelay` claims stored rows, publishes them in one batch (every send queued,
+then every acknowledgement awaited) and deletes them: at-least-once, and a re-published
+row carries the same id, so handlers' dedup drops the copy.
+
+Fault injection for crash tests: ``fault_point=`` (or ``BUS_FAULT_POINT`` through
+:class:`bus.BusConfig`) names one of :data:`FAULT_POINTS`; reaching it ends the process
+at once with ``os._exit(FAULT_EXIT_CODE)`` - no cleanup, no flush, as a SIGKILL would.
+
+Example::
+
+    relay = OutboxRelay(store, transport, clock=utc_now)
+    published = await relay.relay_all()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from bus import ConfigError, Delivery, Transport, envelope_for, record_for
+from sagas.effects import Transition
+from sagas.stores.base import OutboxEntry, SagaStore
+
+__all__ = ["FAULT_EXIT_CODE", "FAULT_POINTS", "FaultInjector", "OutboxRelay", "outbox_entries"]
+
+log = logging.getLogger("sagas.outbox")
+
+#: Where a crash can be injected, in the order a message goes through them.
+FAULT_POINTS = (
+    # the state transaction committed; nothing published yet
+    "after_commit_before_publish",
+    # outbox rows claimed (leased); nothing published
+    "after_claim_before_publish",
+    # the first record of the batch acknowledged, the rest not sent
+    "mid_publish",
+    # every record acknowledged; rows not yet deleted (they will be published again)
+    "after_publish_before_mark",
+    # rows deleted; the consumed message's offset not yet committed (it comes again)
+    "after_mark_before_offset_commit",
+)
+#: The exit status of an injected crash (distinct from signals' 128+n and Python's 1).
+FAULT_EXIT_CODE = 86
+
+
+class FaultInjector:
+    """Ends the process at one named point (crash tests); does nothing when unset."""
+
+    __slots__ = ("point",)
+
+    def __init__(self, point: str | None = None) -> None:
+        if point is not None and point not in FAULT_POINTS:
+            raise ConfigError(
+                f"fault point {point!r} is unknown (BUS_FAULT_POINT); use one of "
+                f"{', '.join(FAULT_POINTS)}"
+            )
+        self.point = point
+
+    def __call__(self, point: str) -> None:
+        if point == self.point:
+            print(f"sagas: injected crash at {point}", file=sys.stderr, flush=True)
+            os._exit(FAULT_EXIT_CODE)
+
+
+def outbox_entries(
+    transition: Transition, *, now: datetime, causation_id: str | None
+) -> tuple[OutboxEntry, ...]:
+    """The records of ``transition``'s commands, ready to store and publish."""
+    state = transition.state
+    source = f"bus://sagas/{state.name}"
+    out = []
+    for cmd in transition.commands:
+        env = envelope_for(
+            cmd.message,
+            source=source,
+            id=cmd.id,
+            time=now,
+            correlationid=state.saga_id,
+            causationid=causation_id,
+        )
+        rec = record_for(cmd.message, env)
+        out.append(
+            OutboxEntry(
+                cmd.id, state.saga_id, rec.topic, rec.key, rec.value or b"", tuple(rec.headers), now
+            )
+        )
+    return tuple(out)
+
+
+class OutboxRelay:
+    """Publishes stored outbox rows: claim a batch, send all, await all, delete them.
+
+    Several relays (coordinator replicas) may share a store: claims are leases, so they
+    take disjoint batches, and a crashed relay's rows are claimed again after ``lease``.
+    """
+
+    def __init__(
+        self,
+        store: SagaStore,
+        transport: Transport,
+        *,
+        clock: Callable[[], datetime],
+        batch_size: int = 500,
+        lease: timedelta = timedelta(seconds=10),
+        fault: FaultInjector | None = None,
+        on_published: Callable[[Sequence[OutboxEntry]], None] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        self.store = store
+        self.transport = transport
+        self.clock = clock
+        self.batch_size = batch_size
+        self.lease = lease
+        self.fault = fault or FaultInjector()
+        self.on_published = on_published
+        #: Records published since the relay was made.
+        self.published = 0
+
+    async def relay_once(self) -> int:
+        """Publish one batch; how many rows it held (0: the outbox was empty)."""
+        entries = await self.store.claim_outbox(
+            now=self.clock(), limit=self.batch_size, lease=self.lease
+        )
+        if not entries:
+            return 0
+        self.fault("after_claim_before_publish")
+        deliveries: list[Delivery] = []
+        for entry in entries:
+            deliveries.append(await self.transport.send(entry.record))
+            if len(deliveries) == 1:
+                await deliveries[0]
+                self.fault("mid_publish")
+        for delivery in deliveries:
+            await delivery
+        self.fault("after_publish_before_mark")
+        await self.store.mark_sent([e.id for e in entries])
+        self.published += len(entries)
+        if self.on_published is not None:
+            self.on_published(entries)
+        log.debug("published %d saga command(s)", len(entries))
+        return len(entries)
+
+    async def relay_all(self) -> int:
+        """Publish batches until the outbox has no unclaimed row; how many were published."""
+        total = 0
+        while True:
+            n = await self.relay_once()
+            total += n
+            if n < self.batch_size:
+                return total

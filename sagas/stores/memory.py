@@ -1,0 +1,206 @@
+"""The in-memory saga store: for tests and the test kit; one process, gone on exit.
+
+States are kept as their JSON text, as the SQL stores keep them, so a caller can never
+change a stored state by mutating an object it loaded, and the JSON round trip is
+exercised in every test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+
+from sagas.state import SagaState
+from sagas.stores.base import (
+    ACTIVE,
+    Change,
+    ControlRequest,
+    DueTimer,
+    OutboxEntry,
+    RevisionConflictError,
+    SagaQuery,
+    SagaWrite,
+    StoredSaga,
+    StoreGauges,
+    update_by_revision,
+)
+
+__all__ = ["MemorySagaStore"]
+
+
+@dataclass
+class _Row:
+    json: str
+    revision: int
+    started_at: datetime
+    name: str
+    status: str
+
+
+class MemorySagaStore:
+    """Saga state, outbox, timers and requests in dicts.
+
+    Example::
+
+        store = MemorySagaStore()
+        await store.save(SagaWrite(state, expected_revision=0))
+    """
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self._sagas: dict[str, _Row] = {}
+        #: id -> (entry, claimed_until); dicts keep insertion order = outbox order.
+        self._outbox: dict[str, tuple[OutboxEntry, datetime | None]] = {}
+        self._timers: dict[str, tuple[DueTimer, datetime | None]] = {}
+        self._requests: dict[str, ControlRequest] = {}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> MemorySagaStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def load(self, saga_id: str) -> StoredSaga | None:
+        row = self._sagas.get(saga_id)
+        if row is None:
+            return None
+        return StoredSaga(SagaState.model_validate_json(row.json), row.revision)
+
+    async def save(self, write: SagaWrite) -> int:
+        # No await in here: the whole write happens in one step of the event loop, which
+        # is what a transaction is for a single-threaded store.
+        saga_id = write.state.saga_id
+        row = self._sagas.get(saga_id)
+        current = 0 if row is None else row.revision
+        if current != write.expected_revision:
+            raise RevisionConflictError(
+                f"saga {saga_id} is at revision {current}, not {write.expected_revision}: "
+                "load it again and decide again"
+            )
+        revision = current + 1
+        s = write.state
+        self._sagas[saga_id] = _Row(
+            s.model_dump_json(), revision, s.started_at, s.name, s.status.value
+        )
+        for entry in write.outbox:
+            self._outbox.setdefault(entry.id, (entry, None))
+        for timer_id in write.timers_to_cancel:
+            self._timers.pop(timer_id, None)
+        for t in write.timers_to_set:
+            self._timers[t.id] = (DueTimer(t.id, t.saga_id, t.at), None)
+        if write.request_done is not None:
+            self._requests.pop(write.request_done, None)
+        return revision
+
+    async def update(
+        self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
+    ) -> SagaWrite | None:
+        return await update_by_revision(
+            saga_id, change, load=self.load, save=self.save, on_conflict=on_conflict
+        )
+
+    async def update_many(
+        self,
+        items: Sequence[tuple[str, Change]],
+        *,
+        on_conflict: Callable[[str], None] | None = None,
+    ) -> list[SagaWrite | None]:
+        return [await self.update(i, change, on_conflict=on_conflict) for i, change in items]
+
+    async def claim_outbox(
+        self, *, now: datetime, limit: int, lease: timedelta
+    ) -> list[OutboxEntry]:
+        out: list[OutboxEntry] = []
+        for entry, held in list(self._outbox.values()):
+            if len(out) >= limit:
+                break
+            if held is None or held <= now:
+                self._outbox[entry.id] = (entry, now + lease)
+                out.append(entry)
+        return out
+
+    async def mark_sent(self, ids: Sequence[str]) -> None:
+        for i in ids:
+            self._outbox.pop(i, None)
+
+    async def claim_due_timers(
+        self, *, now: datetime, limit: int, lease: timedelta
+    ) -> list[DueTimer]:
+        due = sorted(
+            (
+                t
+                for t, held in self._timers.values()
+                if t.at <= now and (held is None or held <= now)
+            ),
+            key=lambda t: (t.at, t.id),
+        )[:limit]
+        for t in due:
+            self._timers[t.id] = (t, now + lease)
+        return due
+
+    async def cancel_timers(self, ids: Sequence[str]) -> None:
+        for i in ids:
+            self._timers.pop(i, None)
+
+    async def request(self, request: ControlRequest) -> None:
+        self._requests.setdefault(request.id, request)
+
+    async def pending_requests(self, *, limit: int) -> list[ControlRequest]:
+        return list(self._requests.values())[:limit]
+
+    async def drop_request(self, request_id: str) -> None:
+        self._requests.pop(request_id, None)
+
+    async def list_sagas(self, query: SagaQuery) -> list[SagaState]:
+        rows = sorted(self._sagas.values(), key=lambda r: r.started_at, reverse=True)
+        out: list[SagaState] = []
+        for row in rows:
+            if query.since is not None and row.started_at < query.since:
+                continue
+            state = SagaState.model_validate_json(row.json)
+            if query.statuses and state.status not in query.statuses:
+                continue
+            if query.name is not None and state.name != query.name:
+                continue
+            out.append(state)
+            if len(out) >= query.limit:
+                break
+        return out
+
+    async def counts(self) -> dict[str, int]:
+        return {
+            "sagas": len(self._sagas),
+            "outbox": len(self._outbox),
+            "timers": len(self._timers),
+            "requests": len(self._requests),
+        }
+
+    async def gauges(self) -> StoreGauges:
+        active: dict[str, dict[str, int]] = {}
+        oldest: dict[str, datetime] = {}
+        statuses = {s.value for s in ACTIVE}
+        for row in self._sagas.values():
+            if row.status in statuses:
+                by_status = active.setdefault(row.name, {})
+                by_status[row.status] = by_status.get(row.status, 0) + 1
+                if row.name not in oldest or row.started_at < oldest[row.name]:
+                    oldest[row.name] = row.started_at
+        first = next(iter(self._outbox.values()), None)
+        return StoreGauges(
+            len(self._outbox), None if first is None else first[0].created_at, active, oldest
+        )

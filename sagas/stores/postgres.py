@@ -1,0 +1,303 @@
+"""The PostgreSQL saga store: production, several coordinator replicas on one database.
+
+Replicas stay safe without coordination between them:
+
+- a save updates the state row ``WHERE revision = $expected``: of two replicas deciding on
+  the same saga, one commits and the other gets :class:`RevisionConflictError` and decides
+  again on the fresh state (its outbox rows and timers are rolled back with it);
+- the outbox relay and the timer loop *claim* rows with ``FOR UPDATE SKIP LOCKED`` and a
+  lease (``claimed_until_ms``): replicas take disjoint batches, and rows of a replica that
+  died are claimed again once the lease ran out. Publishing twice is harmless: the
+  CloudEvents id is the command id, which handlers deduplicate.
+
+asyncpg prepares each statement once per connection (its statement cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from bus import Migration, PostgresDatabase
+from sagas.state import SagaState
+from sagas.stores.base import (
+    ACTIVE,
+    COMPONENT,
+    Change,
+    ControlRequest,
+    DueTimer,
+    OutboxEntry,
+    RevisionConflictError,
+    SagaQuery,
+    SagaWrite,
+    StoredSaga,
+    StoreGauges,
+    decode_headers,
+    encode_headers,
+    from_ms,
+    to_ms,
+    update_by_revision,
+)
+from sagas.stores.sqlite import gauges_from_rows
+
+__all__ = ["MIGRATIONS", "PostgresSagaStore"]
+
+MIGRATIONS = (
+    Migration(
+        1,
+        "create saga_state, saga_outbox, saga_timers, saga_requests",
+        (
+            "CREATE TABLE saga_state (saga_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+            " status TEXT NOT NULL, revision BIGINT NOT NULL, started_at_ms BIGINT NOT NULL,"
+            " updated_at_ms BIGINT NOT NULL, state TEXT NOT NULL)",
+            "CREATE INDEX saga_state_started ON saga_state (started_at_ms)",
+            "CREATE INDEX saga_state_status ON saga_state (status, started_at_ms)",
+            "CREATE TABLE saga_outbox (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+            " saga_id TEXT NOT NULL, topic TEXT NOT NULL, key BYTEA, value BYTEA NOT NULL,"
+            " headers BYTEA NOT NULL, created_at_ms BIGINT NOT NULL,"
+            " claimed_until_ms BIGINT NOT NULL DEFAULT 0)",
+            "CREATE TABLE saga_timers (id TEXT PRIMARY KEY, saga_id TEXT NOT NULL,"
+            " due_at_ms BIGINT NOT NULL, claimed_until_ms BIGINT NOT NULL DEFAULT 0)",
+            "CREATE INDEX saga_timers_due ON saga_timers (due_at_ms)",
+            "CREATE TABLE saga_requests (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+            " saga_id TEXT NOT NULL, action TEXT NOT NULL, reason TEXT NOT NULL,"
+            " requested_at_ms BIGINT NOT NULL)",
+        ),
+    ),
+)
+
+_INSERT = (
+    "INSERT INTO saga_state (saga_id, name, status, revision, started_at_ms, updated_at_ms,"
+    " state) VALUES ($1, $2, $3, 1, $4, $5, $6) ON CONFLICT DO NOTHING"
+)
+_UPDATE = (
+    "UPDATE saga_state SET status = $1, revision = revision + 1, updated_at_ms = $2,"
+    " state = $3 WHERE saga_id = $4 AND revision = $5"
+)
+_OUTBOX = (
+    "INSERT INTO saga_outbox (id, saga_id, topic, key, value, headers, created_at_ms)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[],"
+    " $6::bytea[], $7::bigint[]) ON CONFLICT DO NOTHING"
+)
+_SET_TIMERS = (
+    "INSERT INTO saga_timers (id, saga_id, due_at_ms)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])"
+    " ON CONFLICT (id) DO UPDATE SET due_at_ms = excluded.due_at_ms, claimed_until_ms = 0"
+)
+_CANCEL_TIMERS = "DELETE FROM saga_timers WHERE id = ANY($1::text[])"
+_CLAIM_OUTBOX = (
+    "UPDATE saga_outbox SET claimed_until_ms = $2 WHERE seq IN (SELECT seq FROM saga_outbox"
+    " WHERE claimed_until_ms <= $1 ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    " RETURNING seq, id, saga_id, topic, key, value, headers, created_at_ms"
+)
+_CLAIM_TIMERS = (
+    "UPDATE saga_timers SET claimed_until_ms = $2 WHERE id IN (SELECT id FROM saga_timers"
+    " WHERE due_at_ms <= $1 AND claimed_until_ms <= $1 ORDER BY due_at_ms, id LIMIT $3"
+    " FOR UPDATE SKIP LOCKED) RETURNING id, saga_id, due_at_ms"
+)
+
+
+class PostgresSagaStore:
+    """Sagas in a PostgreSQL database (schema migrated on open, under an advisory lock).
+
+    Example::
+
+        async with PostgresSagaStore("postgresql://bus@127.0.0.1/bus") as store:
+            stored = await store.load("onboarding:e-1")
+    """
+
+    kind = "postgres"
+
+    def __init__(
+        self, dsn: str, *, max_connections: int = 10, connect_timeout_s: float = 10.0
+    ) -> None:
+        self.database = PostgresDatabase(
+            dsn, max_connections=max_connections, connect_timeout_s=connect_timeout_s
+        )
+
+    def __repr__(self) -> str:
+        return f"PostgresSagaStore({self.database!r})"
+
+    async def open(self) -> None:
+        await self.database.open()
+        await self.database.migrate(COMPONENT, MIGRATIONS)
+
+    async def close(self) -> None:
+        await self.database.close()
+
+    async def __aenter__(self) -> PostgresSagaStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def load(self, saga_id: str) -> StoredSaga | None:
+        async with self.database.connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT state, revision FROM saga_state WHERE saga_id = $1", saga_id
+            )
+        if row is None:
+            return None
+        return StoredSaga(SagaState.model_validate_json(row[0]), int(row[1]))
+
+    async def save(self, write: SagaWrite) -> int:
+        s = write.state
+        state_json = s.model_dump_json()
+        async with self.database.transaction() as conn:
+            if write.expected_revision == 0:
+                status = await conn.execute(
+                    _INSERT, s.saga_id, s.name, s.status.value, to_ms(s.started_at),
+                    to_ms(s.updated_at), state_json,
+                )  # fmt: skip
+                ok = status == "INSERT 0 1"
+            else:
+                status = await conn.execute(
+                    _UPDATE, s.status.value, to_ms(s.updated_at), state_json, s.saga_id,
+                    write.expected_revision,
+                )  # fmt: skip
+                ok = status == "UPDATE 1"
+            if not ok:
+                raise RevisionConflictError(
+                    f"saga {s.saga_id} is no longer at revision {write.expected_revision} "
+                    "(saved by another coordinator, or already started): load it again and "
+                    "decide again"
+                )
+            await self._write_effects(conn, write)
+        return write.expected_revision + 1
+
+    async def _write_effects(self, conn: Any, write: SagaWrite) -> None:
+        if write.outbox:
+            columns: list[list[Any]] = [[] for _ in range(7)]
+            for e in write.outbox:
+                row = (e.id, e.saga_id, e.topic, e.key, e.value, encode_headers(e.headers),
+                       to_ms(e.created_at))  # fmt: skip
+                for column, value in zip(columns, row, strict=True):
+                    column.append(value)
+            await conn.execute(_OUTBOX, *columns)
+        if write.timers_to_cancel:
+            await conn.execute(_CANCEL_TIMERS, list(write.timers_to_cancel))
+        if write.timers_to_set:
+            timers = write.timers_to_set
+            await conn.execute(
+                _SET_TIMERS, [t.id for t in timers], [t.saga_id for t in timers],
+                [to_ms(t.at) for t in timers],
+            )  # fmt: skip
+        if write.request_done is not None:
+            await conn.execute("DELETE FROM saga_requests WHERE id = $1", write.request_done)
+
+    async def update(
+        self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
+    ) -> SagaWrite | None:
+        return await update_by_revision(
+            saga_id, change, load=self.load, save=self.save, on_conflict=on_conflict
+        )
+
+    async def update_many(
+        self,
+        items: Sequence[tuple[str, Change]],
+        *,
+        on_conflict: Callable[[str], None] | None = None,
+    ) -> list[SagaWrite | None]:
+        return [await self.update(i, change, on_conflict=on_conflict) for i, change in items]
+
+    async def claim_outbox(
+        self, *, now: datetime, limit: int, lease: timedelta
+    ) -> list[OutboxEntry]:
+        async with self.database.connection() as conn:
+            rows = await conn.fetch(_CLAIM_OUTBOX, to_ms(now), to_ms(now + lease), limit)
+        rows = sorted(rows, key=lambda r: r[0])  # RETURNING has no order
+        return [
+            OutboxEntry(r[1], r[2], r[3], r[4], r[5], decode_headers(r[6]), from_ms(r[7]))
+            for r in rows
+        ]
+
+    async def mark_sent(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        async with self.database.connection() as conn:
+            await conn.execute("DELETE FROM saga_outbox WHERE id = ANY($1::text[])", list(ids))
+
+    async def claim_due_timers(
+        self, *, now: datetime, limit: int, lease: timedelta
+    ) -> list[DueTimer]:
+        async with self.database.connection() as conn:
+            rows = await conn.fetch(_CLAIM_TIMERS, to_ms(now), to_ms(now + lease), limit)
+        timers = [DueTimer(r[0], r[1], from_ms(r[2])) for r in rows]
+        return sorted(timers, key=lambda t: (t.at, t.id))
+
+    async def cancel_timers(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        async with self.database.connection() as conn:
+            await conn.execute(_CANCEL_TIMERS, list(ids))
+
+    async def request(self, request: ControlRequest) -> None:
+        async with self.database.connection() as conn:
+            await conn.execute(
+                "INSERT INTO saga_requests (id, saga_id, action, reason, requested_at_ms)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                request.id, request.saga_id, request.action, request.reason,
+                to_ms(request.requested_at),
+            )  # fmt: skip
+
+    async def pending_requests(self, *, limit: int) -> list[ControlRequest]:
+        async with self.database.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT id, saga_id, action, reason, requested_at_ms FROM saga_requests"
+                " ORDER BY seq LIMIT $1",
+                limit,
+            )
+        return [ControlRequest(r[0], r[1], r[2], r[3], from_ms(r[4])) for r in rows]
+
+    async def drop_request(self, request_id: str) -> None:
+        async with self.database.connection() as conn:
+            await conn.execute("DELETE FROM saga_requests WHERE id = $1", request_id)
+
+    async def list_sagas(self, query: SagaQuery) -> list[SagaState]:
+        where: list[str] = ["TRUE"]
+        args: list[Any] = []
+        if query.statuses:
+            args.append([s.value for s in query.statuses])
+            where.append(f"status = ANY(${len(args)}::text[])")
+        if query.name is not None:
+            args.append(query.name)
+            where.append(f"name = ${len(args)}")
+        if query.since is not None:
+            args.append(to_ms(query.since))
+            where.append(f"started_at_ms >= ${len(args)}")
+        args.append(query.limit)
+        sql = (
+            f"SELECT state FROM saga_state WHERE {' AND '.join(where)}"
+            f" ORDER BY started_at_ms DESC, saga_id LIMIT ${len(args)}"
+        )
+        async with self.database.connection() as conn:
+            rows = await conn.fetch(sql, *args)
+        return [SagaState.model_validate_json(r[0]) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        async with self.database.connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT (SELECT count(*) FROM saga_state), (SELECT count(*) FROM saga_outbox),"
+                " (SELECT count(*) FROM saga_timers), (SELECT count(*) FROM saga_requests)"
+            )
+        return dict(zip(("sagas", "outbox", "timers", "requests"), map(int, row), strict=True))
+
+    async def gauges(self) -> StoreGauges:
+        async with self.database.connection() as conn:
+            backlog, oldest_ms = await conn.fetchrow(
+                "SELECT count(*), min(created_at_ms) FROM saga_outbox"
+            )
+            rows = await conn.fetch(
+                "SELECT name, status, count(*), min(started_at_ms) FROM saga_state"
+                " WHERE status = ANY($1::text[]) GROUP BY name, status",
+                [st.value for st in ACTIVE],
+            )
+        return gauges_from_rows(int(backlog), oldest_ms, [tuple(r) for r in rows])

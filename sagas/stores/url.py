@@ -1,0 +1,32 @@
+"""A saga store from a URL: ``memory``, ``sqlite:PATH`` or ``postgresql://...``."""
+
+from __future__ import annotations
+
+from bus import ConfigError
+from sagas.stores.base import SagaStore
+from sagas.stores.memory import MemorySagaStore
+from sagas.stores.postgres import PostgresSagaStore
+from sagas.stores.sqlite import SqliteSagaStore
+
+__all__ = ["store_from_url"]
+
+
+def store_from_url(url: str) -> SagaStore:
+    """The (unopened) store ``url`` names.
+
+    >>> store_from_url("sqlite:sagas.db")
+    SqliteSagaStore('sagas.db')
+    """
+    if url == "memory":
+        return MemorySagaStore()
+    if url.startswith("sqlite:"):
+        path = url.removeprefix("sqlite:").removeprefix("//")
+        if not path:
+            raise ConfigError("the saga store 'sqlite:' needs a file path, e.g. sqlite:sagas.db")
+        return SqliteSagaStore(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresSagaStore(url)
+    raise ConfigError(
+        f"unknown saga store {url.split('://')[0]!r}: use 'sqlite:PATH' (embedded default), "
+        "'postgresql://user@host/db' or 'memory' (--store or BUS_SAGA_STORE)"
+    )

@@ -1,0 +1,140 @@
+"""How ``bus sagas list`` and ``bus sagas show`` present sagas: tables, timelines, JSON.
+
+Pure functions of stored states (no I/O), so the CLI, the demo and tests print the same.
+A timeline is the instance's history with the time since the start of each line and, on
+the line that settles a step (its reply, failure or timeout), how long it waited since its
+command was sent.
+
+Example::
+
+    print(format_timeline(state))
+    print(format_table(states))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sagas.state import SagaState
+
+__all__ = ["TimelineRow", "format_duration", "format_table", "format_timeline", "summary",
+           "timeline_rows", "to_json"]  # fmt: skip
+
+_SENT = {"sent", "resent", "compensation_sent", "recompensation_sent", "waiting"}
+_SETTLED = {"completed", "failed", "compensated", "timed_out", "needs_attention"}
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRow:
+    """One line of a saga's timeline."""
+
+    at: datetime
+    #: Time since the saga started.
+    offset: timedelta
+    event: str
+    step: str | None
+    detail: str
+    #: For a line that settles a step: the time since its command (or wait) started.
+    waited: timedelta | None
+
+
+def timeline_rows(state: SagaState) -> list[TimelineRow]:
+    rows: list[TimelineRow] = []
+    sent_at: dict[str, datetime] = {}
+    for h in state.history:
+        waited = None
+        if h.step is not None:
+            if h.event in _SENT:
+                sent_at[h.step] = h.at
+            elif h.event in _SETTLED and h.step in sent_at:
+                waited = h.at - sent_at[h.step]
+        rows.append(TimelineRow(h.at, h.at - state.started_at, h.event, h.step, h.detail, waited))
+    return rows
+
+
+def format_duration(d: timedelta) -> str:
+    """Short and exact enough: ``12ms``, ``3.40s``, ``5m02s``, ``3d04h``."""
+    s = d.total_seconds()
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 60:
+        return f"{s:.2f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    if s < 86400:
+        return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+    return f"{int(s // 86400)}d{int(s % 86400 // 3600):02d}h"
+
+
+def format_timeline(state: SagaState) -> str:
+    """The ``bus sagas show`` text: header, why, every line, and each step's final status."""
+    total = state.updated_at - state.started_at
+    lines = [
+        f"{state.saga_id}  ({state.name} v{state.version})  {state.status.value.upper()}"
+        f"  started {state.started_at:%Y-%m-%d %H:%M:%S}Z, {format_duration(total)}",
+    ]
+    if state.reason:
+        lines.append(f"  why: {state.reason}")
+    if state.attention:
+        lines.append(f"  needs attention: {state.attention}")
+    for r in timeline_rows(state):
+        waited = f" ({format_duration(r.waited)})" if r.waited is not None else ""
+        lines.append(
+            f"  +{format_duration(r.offset):>7}  {r.step or '-':<24} {r.event:<19} {r.detail}{waited}"
+        )
+    steps = ", ".join(f"{s.name} {s.status.value}" for s in state.steps.values())
+    lines.append(f"  steps: {steps}")
+    return "\n".join(lines)
+
+
+def format_table(states: Sequence[SagaState]) -> str:
+    """The ``bus sagas list`` table, one saga a line."""
+    header = ("SAGA", "STATUS", "STEPS", "STARTED", "DURATION", "WHY")
+    rows = [header]
+    for s in states:
+        counts: dict[str, int] = {}
+        for st in s.steps.values():
+            counts[st.status.value] = counts.get(st.status.value, 0) + 1
+        rows.append(
+            (
+                s.saga_id,
+                s.status.value,
+                " ".join(f"{n} {status}" for status, n in counts.items()),
+                f"{s.started_at:%Y-%m-%d %H:%M:%S}",
+                format_duration(s.updated_at - s.started_at),
+                (s.attention or s.reason or "")[:60],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def summary(states: Sequence[SagaState]) -> str:
+    """``5 sagas: 3 completed, 1 compensated, 1 failed``."""
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s.status.value] = counts.get(s.status.value, 0) + 1
+    parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return f"{len(states)} saga{'s' if len(states) != 1 else ''}: {parts or 'none'}"
+
+
+def to_json(state: SagaState) -> dict[str, Any]:
+    """The state as JSON with its timeline (offsets and waits in seconds)."""
+    out: dict[str, Any] = state.model_dump(mode="json")
+    out["timeline"] = [
+        {
+            "at": r.at.isoformat(),
+            "offset_s": r.offset.total_seconds(),
+            "event": r.event,
+            "step": r.step,
+            "detail": r.detail,
+            "waited_s": None if r.waited is None else r.waited.total_seconds(),
+        }
+        for r in timeline_rows(state)
+    ]
+    return out

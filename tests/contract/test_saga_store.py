@@ -1,0 +1,423 @@
+"""One contract for every SagaStore: memory, SQLite and PostgreSQL pass the same tests.
+
+A backend joins through the ``backend`` fixture: how to open a store, and a second one on
+the same database (as a second coordinator replica would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sagas import SagaState, SagaStatus, TimerToSet
+from sagas.stores import (
+    ControlRequest,
+    MemorySagaStore,
+    OutboxEntry,
+    PostgresSagaStore,
+    RevisionConflictError,
+    SagaQuery,
+    SagaStore,
+    SagaWrite,
+    SqliteSagaStore,
+    StoredSaga,
+    store_from_url,
+)
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=10)
+
+
+@dataclass
+class Backend:
+    name: str
+    open_store: Callable[[], Awaitable[SagaStore]]
+    durable: bool
+    stores: list[SagaStore] = field(default_factory=list)
+
+    async def store(self) -> SagaStore:
+        store = await self.open_store()
+        self.stores.append(store)
+        return store
+
+
+def _backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if kind == "memory":
+        shared = MemorySagaStore()  # one process: a "second store" is the same object
+
+        async def open_memory() -> SagaStore:
+            return shared
+
+        return Backend("memory", open_memory, durable=False)
+    url = (
+        f"sqlite:{tmp_path / 'sagas.db'}"
+        if kind == "sqlite"
+        else request.getfixturevalue("postgres_dsn")
+    )
+
+    async def open_sql() -> SagaStore:
+        store = store_from_url(url)
+        await store.open()
+        return store
+
+    return Backend(kind, open_sql, durable=True)
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    b = _backend(request.param, request, tmp_path)
+    yield b
+    for store in b.stores:
+        await store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """The backends whose data outlives the store object (the memory store's does not)."""
+    b = _backend(request.param, request, tmp_path)
+    yield b
+    for store in b.stores:
+        await store.close()
+
+
+def state(saga_id: str = "demo:1", *, status: SagaStatus = SagaStatus.RUNNING,
+          started: datetime = T0, name: str = "demo", step: int = 0) -> SagaState:  # fmt: skip
+    return SagaState(
+        saga_id=saga_id,
+        name=name,
+        version=1,
+        status=status,
+        data={"n": step, "text": "é ü \u2603"},
+        steps={},
+        stage=step,
+        trigger_id="m-1",
+        started_at=started,
+        updated_at=started + timedelta(seconds=step),
+    )
+
+
+def entry(id_: str, saga_id: str = "demo:1") -> OutboxEntry:
+    headers = (("ce_id", id_.encode()), ("ce_type", b"demo.do.v1"), ("raw", b"\x00\xff\x80"))
+    return OutboxEntry(id_, saga_id, "demo.commands", b"k-1", b'{"x":1}', headers, T0)
+
+
+async def test_an_unknown_saga_loads_as_none(backend: Backend) -> None:
+    store = await backend.store()
+    assert await store.load("demo:nope") is None
+
+
+async def test_a_new_saga_is_stored_at_revision_1_and_loads_equal(backend: Backend) -> None:
+    store = await backend.store()
+    assert await store.save(SagaWrite(state(), 0)) == 1
+    stored = await store.load("demo:1")
+    assert stored is not None
+    assert stored.revision == 1
+    assert stored.state == state()
+
+
+async def test_starting_a_saga_twice_conflicts_and_keeps_the_first(backend: Backend) -> None:
+    store = await backend.store()
+    await store.save(SagaWrite(state(step=0), 0))
+    with pytest.raises(RevisionConflictError):
+        await store.save(SagaWrite(state(step=5), 0, outbox=(entry("c-1"),)))
+    stored = await store.load("demo:1")
+    assert stored is not None
+    assert stored.state.stage == 0
+    assert await store.claim_outbox(now=T0, limit=10, lease=LEASE) == []
+
+
+async def test_a_stale_revision_writes_nothing_at_all(backend: Backend) -> None:
+    store = await backend.store()
+    await store.save(SagaWrite(state(), 0))
+    assert await store.save(SagaWrite(state(step=1), 1)) == 2
+    stale = SagaWrite(
+        state(step=9),
+        1,
+        outbox=(entry("c-9"),),
+        timers_to_set=(TimerToSet("t-9", "demo:1", T0),),
+    )
+    with pytest.raises(RevisionConflictError):
+        await store.save(stale)
+    stored = await store.load("demo:1")
+    assert stored is not None
+    assert (stored.revision, stored.state.stage) == (2, 1)
+    assert await store.claim_outbox(now=T0, limit=10, lease=LEASE) == []
+    assert await store.claim_due_timers(now=T0, limit=10, lease=LEASE) == []
+
+
+async def test_outbox_rows_come_back_in_order_byte_for_byte(backend: Backend) -> None:
+    store = await backend.store()
+    await store.save(SagaWrite(state(), 0, outbox=(entry("c-2"), entry("c-1"))))
+    await store.save(SagaWrite(state(step=1), 1, outbox=(entry("c-3"),)))
+    claimed = await store.claim_outbox(now=T0, limit=10, lease=LEASE)
+    assert claimed == [entry("c-2"), entry("c-1"), entry("c-3")]
+    assert claimed[0].record.headers == entry("c-2").headers
+
+
+async def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(backend: Backend) -> None:
+    store = await backend.store()
+    await store.save(SagaWrite(state(), 0, outbox=(entry("c-1"), entry("c-2"))))
+    first = await store.claim_outbox(now=T0, limit=1, lease=LEASE)
+    second = await store.claim_outbox(now=T0, limit=10, lease=LEASE)
+    assert [e.id for e in first] == ["c-1"]
+    assert [e.id for e in second] == ["c-2"]
+    assert await store.claim_outbox(now=T0 + LEASE / 2, limit=10, lease=LEASE) == []
+    again = await store.claim_outbox(now=T0 + LEASE, limit=10, lease=LEASE)
+    assert [e.id for e in again] == ["c-1", "c-2"]  # the relay that claimed them died
+
+
+async def test_sent_rows_are_gone_and_a_repeated_id_is_stored_once(backend: Backend) -> None:
+    store = await backend.store()
+    await store.save(SagaWrite(state(), 0, outbox=(entry("c-1"), entry("c-2"))))
+    await store.save(SagaWrite(state(step=1), 1, outbox=(entry("c-1"),)))
+    await store.mark_sent(["c-1", "unknown"])
+    claimed = await store.claim_outbox(now=T0, limit=10, lease=LEASE)
+    assert [e.id for e in claimed] == ["c-2"]
+    await store.mark_sent(["c-2"])
+    assert (await store.counts())["outbox"] == 0
+
+
+async def test_only_due_timers_are_claimed_earliest_first(backend: Backend) -> None:
+    store = await backend.store()
+    timers = (
+        TimerToSet("t-late", "demo:1", T0 + timedelta(minutes=5)),
+        TimerToSet("t-b", "demo:1", T0 + timedelta(seconds=30)),
+        TimerToSet("t-a", "demo:1", T0 + timedelta(seconds=10)),
+    )
+    await store.save(SagaWrite(state(), 0, timers_to_set=timers))
+    assert await store.claim_due_timers(now=T0, limit=10, lease=LEASE) == []
+    due = await store.claim_due_timers(now=T0 + timedelta(minutes=1), limit=10, lease=LEASE)
+    assert [(t.id, t.at) for t in due] == [("t-a", timers[2].at), ("t-b", timers[1].at)]
+    assert all(t.saga_id == "demo:1" for t in due)
+    # held by the claim until the lease ends; cancelled ones never come back
+    assert await store.claim_due_timers(now=T0 + timedelta(minutes=1), limit=10, lease=LEASE) == []
+    await store.cancel_timers(["t-a"])
+    later = T0 + timedelta(minutes=1) + LEASE
+    assert [t.id for t in await store.claim_due_timers(now=later, limit=10, lease=LEASE)] == ["t-b"]
+
+
+async def test_a_save_cancels_timers_then_sets_new_ones(backend: Backend) -> None:
+    store = await backend.store()
+    await store.save(SagaWrite(state(), 0, timers_to_set=(TimerToSet("t-1", "demo:1", T0),)))
+    write = SagaWrite(
+        state(step=1),
+        1,
+        timers_to_set=(TimerToSet("t-2", "demo:1", T0 + timedelta(seconds=1)),),
+        timers_to_cancel=("t-1",),
+    )
+    await store.save(write)
+    due = await store.claim_due_timers(now=T0 + timedelta(hours=1), limit=10, lease=LEASE)
+    assert [t.id for t in due] == ["t-2"]
+
+
+async def test_resetting_a_timer_moves_it_and_releases_its_claim(backend: Backend) -> None:
+    store = await backend.store()
+    await store.save(SagaWrite(state(), 0, timers_to_set=(TimerToSet("t-1", "demo:1", T0),)))
+    assert len(await store.claim_due_timers(now=T0, limit=10, lease=LEASE)) == 1
+    moved = TimerToSet("t-1", "demo:1", T0 + timedelta(seconds=5))
+    await store.save(SagaWrite(state(step=1), 1, timers_to_set=(moved,)))
+    assert await store.claim_due_timers(now=T0, limit=10, lease=LEASE) == []
+    due = await store.claim_due_timers(now=moved.at, limit=10, lease=LEASE)
+    assert [(t.id, t.at) for t in due] == [("t-1", moved.at)]
+
+
+async def test_requests_queue_in_order_and_leave_with_the_write_that_does_them(
+    backend: Backend,
+) -> None:
+    store = await backend.store()
+    await store.save(SagaWrite(state(), 0))
+    first = ControlRequest("r-1", "demo:1", "cancel", "hire withdrawn", T0)
+    second = ControlRequest("r-2", "demo:1", "retry", "fixed", T0 + timedelta(seconds=1))
+    await store.request(first)
+    await store.request(second)
+    await store.request(first)  # the same request again: queued once
+    assert await store.pending_requests(limit=10) == [first, second]
+    await store.save(SagaWrite(state(step=1), 1, request_done="r-1"))
+    assert await store.pending_requests(limit=10) == [second]
+    await store.drop_request("r-2")
+    assert await store.pending_requests(limit=10) == []
+
+
+async def test_listing_filters_by_status_name_and_start_newest_first(backend: Backend) -> None:
+    store = await backend.store()
+    rows = [
+        state("demo:1", started=T0),
+        state("demo:2", started=T0 + timedelta(minutes=1), status=SagaStatus.COMPLETED),
+        state("other:3", started=T0 + timedelta(minutes=2), name="other"),
+        state("demo:4", started=T0 + timedelta(minutes=3), status=SagaStatus.NEEDS_ATTENTION),
+    ]
+    for s in rows:
+        await store.save(SagaWrite(s, 0))
+
+    async def ids(**kw: object) -> list[str]:
+        return [s.saga_id for s in await store.list_sagas(SagaQuery(**kw))]  # type: ignore[arg-type]
+
+    assert await ids() == ["demo:4", "other:3", "demo:2", "demo:1"]
+    assert await ids(limit=2) == ["demo:4", "other:3"]
+    assert await ids(name="demo") == ["demo:4", "demo:2", "demo:1"]
+    assert await ids(statuses=(SagaStatus.RUNNING,)) == ["other:3", "demo:1"]
+    assert await ids(statuses=(SagaStatus.COMPLETED, SagaStatus.NEEDS_ATTENTION)) == [
+        "demo:4",
+        "demo:2",
+    ]
+    assert await ids(since=T0 + timedelta(minutes=1), name="demo") == ["demo:4", "demo:2"]
+    assert (await store.counts())["sagas"] == 4
+
+
+async def test_two_replicas_saving_the_same_revision_one_wins(backend: Backend) -> None:
+    a, b = await backend.store(), await backend.store()
+    await a.save(SagaWrite(state(), 0))
+    results = await asyncio.gather(
+        a.save(SagaWrite(state(step=1), 1, outbox=(entry("from-a"),))),
+        b.save(SagaWrite(state(step=2), 1, outbox=(entry("from-b"),))),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["RevisionConflictError", "int"]
+    stored = await a.load("demo:1")
+    assert stored is not None
+    assert stored.revision == 2
+    winner = "from-a" if stored.state.stage == 1 else "from-b"
+    assert [e.id for e in await b.claim_outbox(now=T0, limit=10, lease=LEASE)] == [winner]
+
+
+async def test_two_relays_claim_disjoint_batches(backend: Backend) -> None:
+    a, b = await backend.store(), await backend.store()
+    await a.save(SagaWrite(state(), 0, outbox=tuple(entry(f"c-{i:02}") for i in range(40))))
+    batches = await asyncio.gather(
+        *(s.claim_outbox(now=T0, limit=7, lease=LEASE) for s in (a, b, a, b, a, b, a))
+    )
+    ids = [e.id for batch in batches for e in batch]
+    assert sorted(ids) == [f"c-{i:02}" for i in range(40)]
+
+
+async def test_everything_survives_reopening_the_database(durable_backend: Backend) -> None:
+    backend = durable_backend
+    store = await backend.store()
+    await store.save(
+        SagaWrite(
+            state(),
+            0,
+            outbox=(entry("c-1"),),
+            timers_to_set=(TimerToSet("t-1", "demo:1", T0),),
+        )
+    )
+    await store.request(ControlRequest("r-1", "demo:1", "cancel", "why", T0))
+    await store.close()
+    backend.stores.remove(store)
+    again = await backend.store()
+    stored = await again.load("demo:1")
+    assert stored is not None
+    assert stored.state == state()
+    assert await again.counts() == {"sagas": 1, "outbox": 1, "timers": 1, "requests": 1}
+
+
+async def test_store_urls_pick_the_backend() -> None:
+    assert isinstance(store_from_url("memory"), MemorySagaStore)
+    assert isinstance(store_from_url("sqlite:/tmp/x.db"), SqliteSagaStore)
+    assert isinstance(store_from_url("postgresql://u@127.0.0.1/db"), PostgresSagaStore)
+    with pytest.raises(Exception, match="sqlite:PATH"):
+        store_from_url("mysql://x")
+
+
+async def test_update_loads_changes_and_saves_in_one_step(backend: Backend) -> None:
+    store = await backend.store()
+    seen: list[int | None] = []
+
+    def bump(stored: StoredSaga | None) -> SagaWrite | None:
+        seen.append(None if stored is None else stored.revision)
+        step = 0 if stored is None else stored.state.stage + 1
+        revision = 0 if stored is None else stored.revision
+        return SagaWrite(state(step=step), revision, outbox=(entry(f"c-{step}"),))
+
+    await store.update("demo:1", bump)
+    written = await store.update("demo:1", bump)
+    assert written is not None
+    assert written.state.stage == 1
+    assert seen == [None, 1]
+    assert await store.update("demo:1", lambda stored: None) is None
+    stored = await store.load("demo:1")
+    assert stored is not None
+    assert (stored.revision, stored.state.stage) == (2, 1)
+    assert [e.id for e in await store.claim_outbox(now=T0, limit=9, lease=LEASE)] == ["c-0", "c-1"]
+
+
+async def test_an_update_whose_change_raises_writes_nothing(backend: Backend) -> None:
+    store = await backend.store()
+    await store.save(SagaWrite(state(), 0))
+
+    def broken(stored: StoredSaga | None) -> SagaWrite | None:
+        raise ValueError("a bug in a saga definition")
+
+    with pytest.raises(ValueError, match="a bug"):
+        await store.update("demo:1", broken)
+    stored = await store.load("demo:1")
+    assert stored is not None
+    assert stored.revision == 1
+    await store.save(SagaWrite(state(step=1), 1))  # the store is still usable
+
+
+async def test_concurrent_updates_of_one_saga_all_land(backend: Backend) -> None:
+    a, b = await backend.store(), await backend.store()
+    await a.save(SagaWrite(state(), 0))
+    conflicts: list[str] = []
+
+    def bump(stored: StoredSaga | None) -> SagaWrite | None:
+        assert stored is not None
+        return SagaWrite(state(step=stored.state.stage + 1), stored.revision)
+
+    await asyncio.gather(
+        *(s.update("demo:1", bump, on_conflict=conflicts.append) for s in (a, b) * 5)
+    )
+    stored = await a.load("demo:1")
+    assert stored is not None
+    assert (stored.revision, stored.state.stage) == (11, 10)
+    assert set(conflicts) <= {"demo:1"}
+
+
+async def test_gauges_count_the_outbox_and_the_unfinished_sagas(backend: Backend) -> None:
+    store = await backend.store()
+    empty = await store.gauges()
+    assert (empty.outbox_backlog, empty.outbox_oldest, empty.active, empty.oldest_active) == (
+        0,
+        None,
+        {},
+        {},
+    )
+    minute = timedelta(minutes=1)
+    await store.save(SagaWrite(state("demo:1"), 0, outbox=(entry("c-1"), entry("c-2"))))
+    await store.save(SagaWrite(state("demo:2", status=SagaStatus.COMPLETED), 0))
+    attention = state("other:3", name="other", status=SagaStatus.NEEDS_ATTENTION)
+    await store.save(SagaWrite(attention.model_copy(update={"started_at": T0 + 2 * minute}), 0))
+    compensating = state("demo:4", status=SagaStatus.COMPENSATING, started=T0 + 3 * minute)
+    await store.save(SagaWrite(compensating, 0))
+    g = await store.gauges()
+    assert (g.outbox_backlog, g.outbox_oldest) == (2, T0)
+    assert g.active == {"demo": {"running": 1, "compensating": 1}, "other": {"needs_attention": 1}}
+    assert g.oldest_active == {"demo": T0, "other": T0 + 2 * minute}
+    assert store.kind == backend.name
+
+
+async def test_update_many_applies_in_order_and_each_sees_the_one_before(backend: Backend) -> None:
+    store = await backend.store()
+
+    def bump(stored: StoredSaga | None) -> SagaWrite | None:
+        if stored is None:
+            return SagaWrite(state(), 0, outbox=(entry("c-0"),))
+        step = stored.state.stage + 1
+        return SagaWrite(state(step=step), stored.revision, outbox=(entry(f"c-{step}"),))
+
+    writes = await store.update_many(
+        [("demo:1", bump), ("demo:1", bump), ("demo:2", lambda stored: None), ("demo:1", bump)]
+    )
+    assert [None if w is None else w.state.stage for w in writes] == [0, 1, None, 2]
+    stored = await store.load("demo:1")
+    assert stored is not None
+    assert stored.revision == 3
+    claimed = await store.claim_outbox(now=T0, limit=9, lease=LEASE)
+    assert [e.id for e in claimed] == ["c-0", "c-1", "c-2"]
+    assert await store.update_many([]) == []

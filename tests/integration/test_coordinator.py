@@ -1,0 +1,381 @@
+"""The coordinator on the memory transport: onboarding end to end with the real handlers.
+
+The test kit runs the coordinator, the handler apps and a virtual clock; a few tests drive
+a Coordinator by hand on a SQLite store to show what a restart resumes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from bus import (
+    ConfigError,
+    MemoryBroker,
+    MemoryTransport,
+    Metrics,
+    OutgoingRecord,
+    Publisher,
+    StoreError,
+    decode,
+)
+from handlers.hr.contracts import EmployeeHired, HireWithdrawn, PrivilegedAccessApproved
+from handlers.identity.contracts import (
+    CreateAccount,
+    DeprovisionAccount,
+    IdentityAccountDeprovisioned,
+    IdentityAccountProvisioned,
+)
+from sagas import Cancel, Catalog, SagaDefinition, SagaStatus, Step, command_id
+from sagas.coordinator import Coordinator, request_action
+from sagas.definitions.onboarding import onboarding
+from sagas.stores import MemorySagaStore, SagaStore, SagaWrite, SqliteSagaStore, StoredSaga
+from sagas.stores.base import Change
+from sagas.testing import SagaTestKit
+from tests.integration.test_onboarding_handlers import World, hire
+
+
+def admin(employee_id: str) -> EmployeeHired:
+    return hire(employee_id, role="admin", department="sales")
+
+
+async def test_an_engineer_is_onboarded_and_every_command_carries_saga_ids() -> None:
+    w = World()
+    async with SagaTestKit(onboarding, apps=w.apps) as kit:
+        await kit.publish(hire("e-1"))
+        await kit.drain()
+        assert await kit.status("onboarding:e-1") == SagaStatus.COMPLETED
+        sent = kit.sent("onboarding:e-1")
+        assert [s.envelope.type for s in sent] == [
+            "identity.account.create.v1",
+            "licensing.licenses.assign.v1",
+            "repositories.access.grant.v1",
+            "notifications.manager.notify.v1",
+            "payroll.record.create.v1",
+        ]
+        first = sent[0].envelope
+        assert first.id == command_id("onboarding:e-1", "create_account", "action", 1)
+        assert first.correlationid == "onboarding:e-1"
+        assert first.source == "bus://sagas/onboarding"
+        trigger_id = (await kit.state("onboarding:e-1")).trigger_id
+        assert first.causationid == trigger_id
+        assert first.time == kit.clock()
+    assert list(w.payroll.records) == ["e-1"]
+    assert w.host.grants == {"person.e": ["platform", "web", "infra"]}
+
+
+async def test_a_failure_mid_way_is_compensated_in_every_system() -> None:
+    w = World()
+    w.payroll.reject.add("e-2")
+    async with SagaTestKit(onboarding, apps=w.apps) as kit:
+        await kit.publish(hire("e-2"))
+        await kit.drain()
+        state = await kit.state("onboarding:e-2")
+    assert state.status == SagaStatus.COMPENSATED
+    assert "create_payroll_record failed" in (state.reason or "")
+    assert w.directory.accounts == {}
+    assert w.licenses.assigned == {}
+    assert w.host.grants == {}
+
+
+async def test_a_privileged_hire_waits_for_approval_then_continues() -> None:
+    w = World()
+    async with SagaTestKit(onboarding, apps=w.apps) as kit:
+        await kit.publish(admin("a-1"))
+        await kit.drain()
+        state = await kit.state("onboarding:a-1")
+        assert state.steps["manager_approval"].status == "running"
+        await kit.advance(timedelta(days=2))  # within the 3-day deadline
+        await kit.publish(PrivilegedAccessApproved(employee_id="a-1", approver="boss"))
+        await kit.drain()
+        state = await kit.state("onboarding:a-1")
+    assert state.status == SagaStatus.COMPLETED
+    assert state.data["approved_by"] == "boss"
+    assert state.steps["manager_approval"].completed_at == datetime(2026, 1, 7, 9, tzinfo=UTC)
+
+
+async def test_an_approval_deadline_that_passes_undoes_the_account() -> None:
+    w = World()
+    async with SagaTestKit(onboarding, apps=w.apps) as kit:
+        await kit.publish(admin("a-2"))
+        await kit.drain()
+        await kit.advance(timedelta(days=3))
+        state = await kit.state("onboarding:a-2")
+        counts = await kit.store.counts()
+    assert state.status == SagaStatus.COMPENSATED
+    assert w.directory.accounts == {}
+    assert counts["timers"] == 0
+    assert counts["outbox"] == 0
+
+
+async def test_a_reply_that_never_comes_is_resent_then_fails_the_saga() -> None:
+    async with SagaTestKit(onboarding) as kit:  # no handlers: nobody answers
+        await kit.publish(hire("e-3"))
+        await kit.drain()
+        for _ in range(3):
+            await kit.advance(timedelta(seconds=30))
+        ids = [s.envelope.id for s in kit.sent("onboarding:e-3")]
+        assert ids == [
+            command_id("onboarding:e-3", "create_account", "action", n) for n in (1, 2, 3)
+        ]
+        assert await kit.status("onboarding:e-3") == SagaStatus.FAILED
+
+
+async def test_a_cancel_request_compensates_what_completed() -> None:
+    w = World()
+    async with SagaTestKit(onboarding, apps=w.apps) as kit:
+        await kit.publish(admin("a-3"))
+        await kit.drain()
+        await kit.cancel("onboarding:a-3", "hire called off by phone")
+        assert (await kit.store.counts())["requests"] == 1
+        await kit.drain()
+        state = await kit.state("onboarding:a-3")
+        with pytest.raises(ConfigError, match="only a running saga"):
+            await kit.cancel("onboarding:a-3")
+        assert (await kit.store.counts())["requests"] == 0
+    assert state.status == SagaStatus.CANCELLED
+    assert kit.command_types("onboarding:a-3")[-1] == DeprovisionAccount.bus_type
+    assert w.directory.accounts == {}
+
+
+async def test_a_hire_withdrawn_event_cancels_by_its_correlation_key() -> None:
+    w = World()
+    async with SagaTestKit(onboarding, apps=w.apps) as kit:
+        await kit.publish(admin("a-4"))
+        await kit.drain()
+        await kit.publish(HireWithdrawn(employee_id="a-4", reason="declined"))
+        await kit.drain()
+        assert await kit.status("onboarding:a-4") == SagaStatus.CANCELLED
+
+
+async def test_a_stuck_compensation_needs_attention_until_retried() -> None:
+    async with SagaTestKit(onboarding) as kit:  # the test plays identity
+        await kit.publish(admin("a-5"))
+        await kit.drain()
+        provisioned = IdentityAccountProvisioned(employee_id="a-5", login="a5", email="a5@x.io")
+        await kit.reply(provisioned, saga_id="onboarding:a-5")
+        await kit.drain()
+        await kit.cancel("onboarding:a-5")
+        await kit.drain()
+        with pytest.raises(ConfigError, match="needs_attention"):
+            await kit.retry("onboarding:a-5")
+        for _ in range(3):  # nobody deprovisions: the compensation runs out of attempts
+            await kit.advance(timedelta(minutes=1))
+        state = await kit.state("onboarding:a-5")
+        assert state.status == SagaStatus.NEEDS_ATTENTION
+        await kit.retry("onboarding:a-5", "identity is back")
+        await kit.drain()
+        [*_, last] = kit.commands(DeprovisionAccount, saga_id="onboarding:a-5")
+        assert last == DeprovisionAccount(employee_id="a-5")
+        assert len(kit.commands(DeprovisionAccount)) == 4
+        assert await kit.status("onboarding:a-5") == SagaStatus.COMPENSATING
+        await kit.reply(IdentityAccountDeprovisioned(employee_id="a-5"), saga_id="onboarding:a-5")
+        await kit.drain()
+        assert await kit.status("onboarding:a-5") == SagaStatus.CANCELLED
+
+
+async def test_redelivered_triggers_and_replies_change_nothing() -> None:
+    w = World()
+    async with SagaTestKit(onboarding, apps=w.apps) as kit:
+        hired = hire("e-4")
+        await kit.publish(hired)
+        await kit.drain()
+        before = await kit.state("onboarding:e-4")
+        # the same CloudEvents again (a producer retry), then a fresh copy of the trigger
+        for topic in ("identity.events", "hr.events"):
+            for r in kit.broker.records(topic):
+                await kit.transport.publish(OutgoingRecord(r.topic, r.key, r.value, r.headers))
+        await kit.publish(hired)
+        await kit.drain()
+        after = await kit.state("onboarding:e-4")
+    assert after == before
+    assert len(kit.commands(CreateAccount)) == 1
+
+
+async def _coordinator(store: SagaStore, transport: MemoryTransport) -> Coordinator:
+    c = Coordinator(Catalog([onboarding]), store, transport, poll_interval_s=0)
+    await c.start()
+    return c
+
+
+async def test_a_restart_after_the_state_commit_publishes_what_was_stored(tmp_path: Path) -> None:
+    broker = MemoryBroker(default_partitions=3)
+    transport = MemoryTransport(broker)
+    await transport.start()
+    await Publisher(transport, source="bus://hr").publish(hire("e-5"))
+    async with SqliteSagaStore(tmp_path / "sagas.db") as store:
+        first = await _coordinator(store, transport)
+        # the first coordinator stores the saga and its command, then dies: no publish,
+        # no offset commit
+        batch = await first._consumer.fetch(max_records=10, timeout_s=0)  # type: ignore[union-attr]
+        for records in batch.values():
+            for record in records:
+                await first.handle_record(record)
+        await first.stop()
+        assert "identity.commands" not in broker.topics()
+    async with SqliteSagaStore(tmp_path / "sagas.db") as store:
+        second = await _coordinator(store, transport)
+        assert await second.step(timeout_s=0) == 2  # the trigger again (ignored) + 1 published
+        [record] = broker.records("identity.commands")
+        assert decode(record.headers, record.value).id == command_id(
+            "onboarding:e-5", "create_account", "action", 1
+        )
+        stored = await store.load("onboarding:e-5")
+        assert stored is not None
+        assert stored.revision == 1
+        assert await second.step(timeout_s=0) == 0  # offsets committed: nothing comes back
+        await second.stop()
+    await transport.stop()
+
+
+class _RacingStore(MemorySagaStore):
+    """Another replica saves the saga between this one's load and save, once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.race: Coordinator | None = None
+
+    async def load(self, saga_id: str) -> StoredSaga | None:
+        stored = await super().load(saga_id)
+        race, self.race = self.race, None
+        if race is not None and stored is not None:
+            await race.apply(saga_id, Cancel("the other replica"))
+        return stored
+
+
+async def test_a_revision_conflict_decides_again_on_the_fresh_state() -> None:
+    store = _RacingStore()
+    transport = MemoryTransport(MemoryBroker())
+    await transport.start()
+    await Publisher(transport, source="bus://hr").publish(hire("e-6"))
+    mine = await _coordinator(store, transport)
+    other = Coordinator(Catalog([onboarding]), store, transport)
+    await mine.step(timeout_s=0)
+    store.race = other
+    t = await mine.apply("onboarding:e-6", Cancel("this replica"))
+    assert t is None  # re-decided on the cancelled state: nothing left to do
+    assert mine.stats.conflicts == 1
+    stored = await store.load("onboarding:e-6")
+    assert stored is not None
+    assert stored.state.reason == "the other replica"
+    await mine.stop()
+    await transport.stop()
+
+
+async def test_operator_requests_name_a_saga_that_exists() -> None:
+    store = MemorySagaStore()
+    with pytest.raises(ConfigError, match="no saga 'onboarding:zz'"):
+        await request_action(store, "onboarding:zz", "cancel", reason="x")
+
+
+def test_the_coordinator_consumes_the_topics_of_its_sagas() -> None:
+    c = Coordinator(Catalog([onboarding]), MemorySagaStore(), MemoryTransport(MemoryBroker()))
+    assert c.topics == [
+        "hr.events",
+        "identity.events",
+        "licensing.events",
+        "notifications.events",
+        "payroll.events",
+        "repositories.events",
+    ]
+
+
+async def test_the_coordinator_reports_to_bus_metrics() -> None:
+    w = World()
+    w.payroll.reject.add("e-7")
+    metrics = Metrics()
+    async with SagaTestKit(onboarding, apps=w.apps, observer=metrics) as kit:
+        await kit.publish(hire("e-7"))
+        await kit.publish(admin("a-7"))
+        await kit.drain()
+        await kit.advance(timedelta(days=3))  # a-7's approval never comes
+    saga = {"saga": "onboarding"}
+    assert metrics.sample("bus_sagas_started_total", saga) == 2
+    assert metrics.sample("bus_sagas_finished_total", saga | {"status": "compensated"}) == 2
+    assert metrics.sample("bus_saga_timeouts_total", saga | {"step": "manager_approval"}) == 1
+    failed = saga | {"step": "create_payroll_record", "outcome": "failed"}
+    assert metrics.sample("bus_saga_step_duration_seconds_count", failed) == 1
+    waited = saga | {"step": "manager_approval", "outcome": "timed_out"}
+    assert metrics.sample("bus_saga_step_duration_seconds_sum", waited) == 3 * 24 * 3600
+
+
+async def test_the_gauges_show_the_backlog_and_the_unfinished_sagas() -> None:
+    metrics = Metrics()
+    async with SagaTestKit(onboarding, observer=metrics) as kit:  # nobody answers
+        await kit.publish(hire("e-8"))
+        await kit.drain()
+        await kit.advance(timedelta(seconds=10))
+        await kit.coordinator.report_gauges()
+    running = {"saga": "onboarding", "state": "running"}
+    assert metrics.sample("bus_sagas_active", running) == 1
+    assert metrics.sample("bus_saga_oldest_active_age_seconds", {"saga": "onboarding"}) == 10
+    assert metrics.sample("bus_outbox_backlog", {"store": "memory"}) == 0
+
+
+class _Hire(BaseModel):
+    employee_id: str
+    full_name: str
+
+
+def _build_account(data: _Hire) -> CreateAccount:
+    if data.employee_id == "boom":
+        raise RuntimeError("a bug in the saga's build function")
+    return CreateAccount(employee_id=data.employee_id, full_name=data.full_name)
+
+
+fragile = SagaDefinition(
+    name="fragile",
+    version=1,
+    trigger=EmployeeHired,
+    correlation_key="employee_id",
+    data=_Hire,
+    start=lambda hired: _Hire(employee_id=hired.employee_id, full_name=hired.full_name),
+    stages=[
+        Step(
+            "create_account",
+            command=CreateAccount,
+            build=_build_account,
+            success=IdentityAccountProvisioned,
+        )
+    ],
+)
+
+
+async def test_a_bug_in_a_definition_skips_its_record_loudly_and_the_others_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with SagaTestKit(fragile) as kit:
+        await kit.publish(hire("boom"))
+        await kit.publish(hire("e-9"))
+        await kit.drain()
+        assert kit.coordinator.stats.failed == 1
+        assert await kit.store.load("fragile:boom") is None
+        assert await kit.status("fragile:e-9") == SagaStatus.RUNNING
+    assert "could not be applied to its saga and is skipped" in caplog.text
+
+
+class _FlakyStore(MemorySagaStore):
+    """The database fails twice (the batch, then the record alone), then works."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 2
+
+    async def update(self, saga_id: str, change: Change, **kw: Any) -> SagaWrite | None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("database restarting")
+        return await super().update(saga_id, change, **kw)
+
+
+async def test_a_store_fault_reads_the_record_again_instead_of_losing_it() -> None:
+    async with SagaTestKit(onboarding, store=_FlakyStore()) as kit:
+        await kit.publish(hire("e-10"))
+        await kit.drain()
+        assert await kit.status("onboarding:e-10") == SagaStatus.RUNNING
+        assert len(kit.commands(CreateAccount)) == 1
+        assert kit.store.failures == 0  # type: ignore[attr-defined]
