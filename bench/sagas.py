@@ -27,7 +27,7 @@ measurements; or ``BUS_TEST_POSTGRES_DSN``.
 
 Run::
 
-    .venv/bin/pip install dbos     # DBOS Transact, for this benchmark only
+    .venv/bin/pip install dbos     # DBOS Transact, for this benchmark only (or '.[bench]')
     .venv/bin/python bench/sagas.py [--sagas 1000] [--repeats 3] [--only kafka_postgres dbos]
 
 The table goes to stdout, progress to stderr; the last line of stdout is one JSON object
@@ -65,8 +65,6 @@ sys.path += [str(HERE.parent), str(HERE)]
 import pydantic  # noqa: E402
 import sagas_dbos  # noqa: E402
 from report import Row, print_table  # noqa: E402
-from sagas.stores.postgres import PostgresSagaStore  # noqa: E402
-from sagas.stores.sqlite import SqliteSagaStore  # noqa: E402
 from sagas_bus import BusRound, bus_round  # noqa: E402
 from sagas_inserts import create_schema, plain_inserts  # noqa: E402
 from sagas_rows import Hire, hires, letters  # noqa: E402
@@ -75,6 +73,8 @@ from bus import MemoryBroker, MemoryTransport, WorkerSettings  # noqa: E402
 from bus.config import KafkaConfig  # noqa: E402
 from bus.devbroker import DevBroker  # noqa: E402
 from bus.transports.kafka import KafkaTransport  # noqa: E402
+from sagas.stores.postgres import PostgresSagaStore  # noqa: E402
+from sagas.stores.sqlite import SqliteSagaStore  # noqa: E402
 from tests.postgres import DSN_VARIABLE, PostgresServer  # noqa: E402
 
 KINDS = ("memory_sqlite", "kafka_postgres", "dbos", "inserts")
