@@ -30,6 +30,12 @@ Run::
     .venv/bin/pip install dbos     # DBOS Transact, for this benchmark only (or '.[bench]')
     .venv/bin/python bench/sagas.py [--sagas 1000] [--repeats 3] [--only kafka_postgres dbos]
 
+``--profile`` uses cProfile, which sees only the event loop's thread; the SQLite store
+works on its own thread, so for memory + SQLite prefer py-spy (on PyPI)::
+
+    .venv/bin/py-spy record --threads --format raw -o sagas.txt -- \
+        .venv/bin/python bench/sagas.py --only memory_sqlite
+
 The table goes to stdout, progress to stderr; the last line of stdout is one JSON object
 with every figure.
 """
@@ -367,7 +373,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="Kafka consumers (10, as bench/pipeline.py: Tansu does not wake a waiting fetch)",
     )
     ap.add_argument("--timeout-s", type=float, default=300.0, help="longest round (300)")
-    ap.add_argument("--profile", metavar="PATH", help="cProfile one extra round of each bus kind")
+    ap.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="cProfile one extra round of each bus kind (the event loop's thread only)",
+    )
     args = ap.parse_args(argv)
     if min(args.sagas, args.repeats, args.concurrency, args.pool, args.partitions) <= 0:
         ap.error("--sagas, --repeats, --concurrency, --pool and --partitions must be positive")
