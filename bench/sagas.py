@@ -52,6 +52,7 @@ import logging
 import os
 import platform
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -400,6 +401,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if bench.dbos is not None:
             await bench.dbos.shutdown()
         server.destroy()
+        shutil.rmtree(bench.tmp, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
