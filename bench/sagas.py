@@ -162,7 +162,9 @@ class Bench:
     async def start_dbos(self) -> None:
         self.rows_dsn = self.server.create_database("bench_rows")
         await create_schema(self.rows_dsn, "dbos_rows")
-        self.dbos = sagas_dbos.DbosOnboarding(self.rows_dsn, "dbos_rows", pool=self.args.pool)
+        self.dbos = sagas_dbos.DbosOnboarding(
+            self.rows_dsn, "dbos_rows", pool=self.args.pool, direct=self.args.dbos_direct
+        )
         await self.dbos.launch()
 
     async def dbos_round(self, n: int) -> tuple[float, list[float]]:
@@ -347,6 +349,7 @@ def report(
             "steps_per_saga": 4,
             "concurrency": args.concurrency,
             "pool": args.pool,
+            "dbos_start": "direct call" if args.dbos_direct else "DBOS.start_workflow_async",
             "partitions": args.partitions,
             "fetch_max_wait_ms": args.fetch_max_wait_ms,
             "total_s": round(time.monotonic() - t_begin, 1),
@@ -369,6 +372,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--concurrency", type=int, default=100, help="DBOS/INSERT sagas in flight (100)"
     )
     ap.add_argument("--pool", type=int, default=20, help="DBOS/INSERT connections (20)")
+    ap.add_argument(
+        "--dbos-direct",
+        action="store_true",
+        help="await each DBOS workflow function directly (default: DBOS.start_workflow_async)",
+    )
     ap.add_argument("--partitions", type=int, default=3, help="per topic (3, as the demo)")
     ap.add_argument(
         "--fetch-max-wait-ms",
