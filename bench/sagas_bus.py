@@ -20,15 +20,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sagas.coordinator import Coordinator
-from sagas.demo import Systems
-from sagas.stores.base import SagaStore
 from sagas_rows import Hire
 
 from bus import Publisher, Runner, TopicSpec, Transport, WorkerSettings
 from handlers.hr.contracts import EmployeeHired
+from sagas.coordinator import Coordinator
 from sagas.definitions.onboarding import onboarding
+from sagas.demo import Systems
 from sagas.state import SagaStatus
+from sagas.stores.base import SagaStore
 from sagas.versions import Catalog
 
 
