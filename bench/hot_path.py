@@ -27,7 +27,7 @@ from typing import Any
 
 from pipeline_common import bus_models, order_fields, price
 
-from bus import App, Worker
+from bus import App, Worker, WorkerSettings
 from bus.envelope import utc_now
 from bus.ids import new_id
 from bus.offsets import OffsetTracker
@@ -74,11 +74,12 @@ def records(n: int) -> list[Record]:
     return out
 
 
-async def run(n: int, passes: int, floor: bool) -> float:
+async def run(n: int, passes: int, floor: bool, metrics: bool = True) -> float:
     app = App("bench-hot", group="bench-hot", registry=MODELS.registry, source="bus://bench")
     app.handler(price_order)
     transport = PendingTransport()
-    worker = Worker(app, transport)  # type: ignore[arg-type]  # only send is used
+    settings = WorkerSettings(metrics=metrics)
+    worker = Worker(app, transport, settings)  # type: ignore[arg-type]  # only send is used
     tp = TopicPartition("bench.hot.in", 0)
     batch = records(n)
     placed = MODELS.placed
@@ -105,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--records", type=int, default=20_000)
     p.add_argument("--passes", type=int, default=5)
     p.add_argument("--floor", action="store_true", help="the pipeline without the bus")
+    p.add_argument("--no-metrics", action="store_true", help="WorkerSettings(metrics=False)")
     args = p.parse_args(argv)
-    per_record = asyncio.run(run(args.records, args.passes, args.floor))
+    per_record = asyncio.run(run(args.records, args.passes, args.floor, not args.no_metrics))
     print(f"{per_record * 1e6:.2f} us CPU per record (best of {args.passes})", file=sys.stderr)
 
 

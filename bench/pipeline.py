@@ -8,7 +8,8 @@ Run::
     python bench/pipeline.py --only bus --no-latency --repeats 1 --py-spy /tmp/spy
 
 It starts a Tansu broker (:class:`bus.devbroker.DevBroker`, memory storage) and measures,
-interleaved (raw, bus, bus_nometrics, faststream, raw, ...):
+interleaved, alternating the order each round (raw, bus, bus_nometrics, faststream, then
+faststream, bus_nometrics, bus, raw, ...):
 
 throughput
     ``--events`` ~1.1 KB nested JSON orders are preloaded (untimed) onto a fresh 6-partition
@@ -963,7 +964,9 @@ async def measure(args: argparse.Namespace, kinds: list[str], broker: DevBroker)
                 warmup[kind] = await bench.throughput(kind, args.warmup_events, "warm")
                 progress(f"warm-up {kind}: {warmup[kind].ev_per_s:,.0f} ev/s (not counted)")
         for r in range(args.repeats):
-            for kind in kinds:
+            # forward, then backward: the machine's speed drifts within a round (CPU clocks
+            # ramp up), and a fixed order would hand that drift to whoever runs last
+            for kind in kinds if r % 2 == 0 else kinds[::-1]:
                 m = await bench.throughput(kind, n)
                 throughput[kind].append(m)
                 progress(
