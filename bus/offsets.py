@@ -71,14 +71,21 @@ class OffsetTracker:
     ) -> None:
         """Record that ``offset`` was handled; ``acks`` pair with ``outputs`` by index."""
         queue = self._pending.get(tp)
-        if not queue and all(a.done() and _error(a) is None for a in acks):
+        if not queue and _all_acked(acks):
             # nothing before it in flight and its outputs already acknowledged (always so on
             # the memory transport): settled at once, and nothing is kept alive for later
             self._settled[tp] = offset + 1
             return
         if queue is None:
             queue = self._pending[tp] = deque()
-        queue.append(Pending(offset, list(outputs), list(acks)))
+        # the worker's fresh lists are kept as they are (no copies on the hot path)
+        queue.append(
+            Pending(
+                offset,
+                outputs if type(outputs) is list else list(outputs),
+                acks if type(acks) is list else list(acks),
+            )
+        )
 
     def settle(self, tp: TopicPartition | None = None) -> list[Unacked]:
         """Advance over the acknowledged prefix (of ``tp``, or of all); return failed sends.
@@ -90,19 +97,25 @@ class OffsetTracker:
         """
         failed: list[Unacked] = []
         queues = self._pending.items() if tp is None else [(tp, self._pending.get(tp, _NONE))]
+        settled = self._settled
         for part, queue in queues:
             while queue:
                 head = queue[0]
-                problems = _failures(part, head)
-                if problems:
-                    failed.extend(problems)
+                waiting = failing = False
+                for ack in head.acks:  # a plain loop: this runs once per handled record
+                    if not ack.done():
+                        waiting = True
+                    elif _error(ack) is not None:
+                        failing = True
+                if failing:
+                    failed.extend(_failures(part, head))
                     for later in islice(queue, 1, None):
                         failed.extend(_failures(part, later))
                     break
-                if not all(a.done() for a in head.acks):
+                if waiting:
                     break
                 queue.popleft()
-                self._settled[part] = head.offset + 1
+                settled[part] = head.offset + 1
         return failed
 
     def replace_ack(self, tp: TopicPartition, offset: int, index: int, ack: Ack) -> None:
@@ -132,6 +145,13 @@ class OffsetTracker:
         for tp, offset in offsets.items():
             if self._settled.get(tp) == offset:
                 del self._settled[tp]
+
+
+def _all_acked(acks: Sequence[Ack]) -> bool:
+    for ack in acks:  # noqa: SIM110 - all() of a generator costs more per call (hot path)
+        if not ack.done() or _error(ack) is not None:
+            return False
+    return True
 
 
 def _failures(tp: TopicPartition, pending: Pending) -> list[Unacked]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from bus import tracing
-from bus.codec import encode
+from bus.codec import encode, event_headers
 from bus.envelope import Envelope, event_envelope, utc_now
 from bus.ids import new_id
 from bus.message import Message
@@ -63,24 +63,31 @@ def emitted_record(
 
     Same process (``correlationid`` kept, or the parent's id when it had none), caused by
     the parent (``causationid`` = its id), same trace. The key is computed once: it is
-    also the subject.
+    also the subject. The headers are those of ``encode(envelope_for(...))``, built
+    without the intermediate envelope.
     """
     key = message.bus_key_value()
-    env = event_envelope(
+    headers = event_headers(
         id,
         source,
         message.bus_type,
-        message.to_json(),
         time,
         key,
         parent.correlationid or parent.id,
         parent.id,
         parent.traceparent,
     )
-    headers, value = encode(env)
-    return _new_outgoing(  # OutgoingRecord's fields in order, without its Python __new__
+    # OutgoingRecord's fields in order, without its Python __new__; the headers stay the
+    # list they were built as (Kafka's record builder takes a list; nothing mutates it)
+    return _new_outgoing(
         OutgoingRecord,
-        (message.bus_topic, None if key is None else key.encode(), value, tuple(headers), None),
+        (
+            message.bus_topic,
+            None if key is None else key.encode(),
+            message.to_json(),
+            headers,
+            None,
+        ),
     )
 
 

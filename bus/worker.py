@@ -143,6 +143,7 @@ class Worker:
         self._clock = clock
         self._ids = ids
         self._tracker = OffsetTracker()
+        self._route = app.route
         self._lanes: dict[TopicPartition, _Lane] = {}
         self._retry_topics = frozenset(app.retry_topics)
         #: Completions whose outputs are in flight: marked sent once all are acknowledged.
@@ -153,6 +154,8 @@ class Worker:
         self._consumer: Consumer | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._last_fetch_empty = False
+        #: Set once shutdown starts: partitions assigned from then on get no lane.
+        self._leaving = False
         self.running = False
         #: Where this worker's metrics go (None: not recorded); default: the process's.
         self.metrics = (metrics or default_metrics()) if self.settings.metrics else None
@@ -212,6 +215,7 @@ class Worker:
 
     async def _shutdown(self, consumer: Consumer) -> None:
         deadline = time.monotonic() + self.settings.shutdown_deadline_s
+        self._leaving = True
         lanes = list(self._lanes.values())
         await self._close_lanes(lanes, deadline)
         await self._await_acks(None, deadline)
@@ -226,7 +230,19 @@ class Worker:
                 abandoned,
             )
         self._lanes.clear()
-        await consumer.stop()
+        # Leaving the group waits for a rebalance under way to finish first (aiokafka lets
+        # the join the broker holds complete, up to the request timeout), which would overrun
+        # the deadline; everything is committed by now, so leaving may be cut short: the
+        # group then notices after the session timeout. At least 1 s to leave cleanly.
+        try:
+            await asyncio.wait_for(consumer.stop(), max(1.0, deadline - time.monotonic()))
+        except TimeoutError:
+            log.warning(
+                "app %s: leaving the group did not finish within the shutdown deadline "
+                "(a rebalance under way?); stopping without it, the group will notice after "
+                "its session timeout",
+                self.app.name,
+            )
         log.info(
             "app %s stopped (handled=%d dead_lettered=%d)",
             self.app.name,
@@ -287,6 +303,12 @@ class Worker:
     # -- rebalance listener ---------------------------------------------------------------
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         assert self._tg is not None
+        if self._leaving:
+            # A rebalance that completes while the consumer leaves (aiokafka finishes the
+            # join under way first): a lane started now would wait for records forever and
+            # keep the worker from returning. The partitions go to others once we left.
+            log.debug("app %s leaving: ignoring assignment %s", self.app.name, sorted(assigned))
+            return
         for tp in assigned:
             lane = _Lane(tp, retry=tp.topic in self._retry_topics)
             lane.task = self._tg.create_task(
@@ -334,9 +356,10 @@ class Worker:
             if lane.retry and not await self._wait_until_due(lane):
                 continue
             async with self._slots:
+                buffer, tp, process = lane.buffer, lane.tp, self._process
                 done = 0
-                while lane.buffer and done < limit:
-                    await self._process(lane.buffer.popleft(), lane.tp)
+                while buffer and done < limit:  # a stop empties the buffer meanwhile
+                    await process(buffer.popleft(), tp)
                     done += 1
             self._tracker.settle(lane.tp)  # release what is acknowledged already
             if lane.paused and len(lane.buffer) < s.max_buffered_per_partition // 2:
@@ -359,30 +382,52 @@ class Worker:
         return False
 
     async def _process(self, record: Record, tp: TopicPartition) -> None:
-        """Handle one record to an explicit outcome: handled, skipped, delayed or dead-lettered."""
+        """Handle one record to an explicit outcome: handled, skipped, delayed or dead-lettered.
+
+        A handler without ctx and without dedup (the common case) runs in this coroutine:
+        no Context (made only if a first try fails, for the retries and their logs), no
+        transaction, one plain call.
+        """
         try:
             env = decode(record.headers, record.value)
-            route = self.app.route(env.type)
+            route = self._route(env.type)
             if route is None:
-                if env.type in self.app.registry or self.app.on_unknown_type == "skip":
-                    self.stats.skipped += 1
-                    if self.metrics is not None:
-                        labels = (self.app.name, record.topic, NO_HANDLER)
-                        self.metrics.handler_stats(*labels).skipped += 1
-                    self._tracker.add(tp, record.offset)
-                    return
-                raise UnknownTypeError(
-                    f"type {env.type!r} has no registered model and no handler in app "
-                    f"{self.app.name!r} (handled: {', '.join(sorted(self.app.routes))})"
-                )
+                self._skip_or_raise(record, tp, env)
+                return
             message = route.message_type.from_json(env.data)
         except RecordError as exc:
             await self._dead_letter(record, exc.reason, exc, handler=None, attempts=0)
             return
         if self._tracing:
             await self._handle_in_span(record, tp, env, route, message)
-        else:
+            return
+        if route.dedup is not None or route.wants_context:
             await self._handle(record, tp, env, route, message)
+            return
+        started = time.perf_counter()
+        try:
+            records = self._records(_as_messages(await route.handler(message), route.name), env)
+        except Exception as first:
+            ctx = Context(env, record, app=self.app.name, handler=route.name)
+            failed = await self._after_first_try(record, tp, env, route, message, ctx, first)
+            if failed is None:
+                return
+            records = failed
+        await self._send_outputs(record, tp, env, route, records, started)
+
+    def _skip_or_raise(self, record: Record, tp: TopicPartition, env: Envelope) -> None:
+        """A type without a handler: skipped if known or allowed, else UnknownTypeError."""
+        if env.type in self.app.registry or self.app.on_unknown_type == "skip":
+            self.stats.skipped += 1
+            if self.metrics is not None:
+                labels = (self.app.name, record.topic, NO_HANDLER)
+                self.metrics.handler_stats(*labels).skipped += 1
+            self._tracker.add(tp, record.offset)
+            return
+        raise UnknownTypeError(
+            f"type {env.type!r} has no registered model and no handler in app "
+            f"{self.app.name!r} (handled: {', '.join(sorted(self.app.routes))})"
+        )
 
     async def _handle_in_span(
         self, record: Record, tp: TopicPartition, env: Envelope, route: Route, message: Message
@@ -403,6 +448,7 @@ class Worker:
     async def _handle(
         self, record: Record, tp: TopicPartition, env: Envelope, route: Route, message: Message
     ) -> None:
+        """A handler that takes a Context, or one with dedup."""
         if route.dedup is not None:
             done = await route.dedup.get(DedupKey(route.name, env.source, env.id))
             if done is not None:
@@ -412,40 +458,74 @@ class Worker:
         started = time.perf_counter()
         try:
             records = await self._try(route, message, ctx)  # the happy path: one plain call
-        except DuplicateMessageError:
-            await self._lost_race(record, route, env)
-            return
         except Exception as first:
-            tried = retry_state(record) if tp.topic in self._retry_topics else None
-            if tried is not None:  # one try per tier
-                await self._after_failure(record, route, first, tried.attempts + 1, tried)
+            failed = await self._after_first_try(record, tp, env, route, message, ctx, first)
+            if failed is None:
                 return
-            try:
-                records = await self._retry(route, message, ctx, first)
-            except RetriesExhaustedError as failed:
-                if isinstance(failed.error, DuplicateMessageError):
-                    await self._lost_race(record, route, env)
-                else:
-                    await self._after_failure(record, route, failed.error, failed.attempts, None)
-                return
-        handled_at = time.perf_counter()
+            records = failed
+        await self._send_outputs(record, tp, env, route, records, started)
+
+    async def _after_first_try(
+        self,
+        record: Record,
+        tp: TopicPartition,
+        env: Envelope,
+        route: Route,
+        message: Message,
+        ctx: Context,
+        first: Exception,
+    ) -> list[OutgoingRecord] | None:
+        """The outputs of a later try, or None: delayed, dead-lettered or a lost race."""
+        if isinstance(first, DuplicateMessageError):
+            await self._lost_race(record, route, env)
+            return None
+        tried = retry_state(record) if tp.topic in self._retry_topics else None
+        if tried is not None:  # one try per tier
+            await self._after_failure(record, route, first, tried.attempts + 1, tried)
+            return None
         try:
-            acks = [await self.transport.send(r) for r in records]
+            return await self._retry(route, message, ctx, first)
+        except RetriesExhaustedError as failed:
+            if isinstance(failed.error, DuplicateMessageError):
+                await self._lost_race(record, route, env)
+            else:
+                await self._after_failure(record, route, failed.error, failed.attempts, None)
+            return None
+
+    async def _send_outputs(
+        self,
+        record: Record,
+        tp: TopicPartition,
+        env: Envelope,
+        route: Route,
+        records: list[OutgoingRecord],
+        started: float,
+    ) -> None:
+        """Send a handled record's outputs and track its offset with their acks."""
+        handled_at = time.perf_counter()
+        acks: list[Delivery] = []
+        send = self.transport.send
+        try:
+            for out in records:
+                acks.append(await send(out))
         except BusError as exc:
             if exc.retryable:
                 raise
             await self._dead_letter(record, "output_rejected", exc, handler=route.name, attempts=1)
             return
-        self.stats.handled += 1
-        self.stats.emitted += len(records)
+        stats = self.stats
+        stats.handled += 1
+        stats.emitted += len(records)
         if self.metrics is not None:
-            stats = self._route_stats.get(route.name) or self._bind_stats(route)
-            stats.handled(handled_at - started, time.perf_counter() - handled_at, records)
+            route_stats = self._route_stats.get(route.name) or self._bind_stats(route)
+            route_stats.handled(handled_at - started, time.perf_counter() - handled_at, records)
         self._tracker.add(tp, record.offset, acks, records)
         if route.dedup is not None:
             self._track_unsent(route.dedup, DedupKey(route.name, env.source, env.id), acks)
         if log.isEnabledFor(logging.DEBUG):
-            ctx.logger.debug("handled by %s, emitted %d record(s)", route.name, len(records))
+            Context(env, record, app=self.app.name, handler=route.name).logger.debug(
+                "handled by %s, emitted %d record(s)", route.name, len(records)
+            )
 
     async def _try(self, route: Route, message: Message, ctx: Context) -> list[OutgoingRecord]:
         """One try: the handler's outputs as records; with dedup, inside its transaction."""
@@ -464,7 +544,10 @@ class Worker:
 
     def _records(self, outputs: list[Message], env: Envelope) -> list[OutgoingRecord]:
         now, source, ids = self._clock(), self.app.source, self._ids
-        return [emitted_record(m, env, source=source, id=ids(), time=now) for m in outputs]
+        records = []
+        for m in outputs:  # a loop, not a comprehension: no extra frame per record
+            records.append(emitted_record(m, env, source=source, id=ids(), time=now))
+        return records
 
     async def _lost_race(self, record: Record, route: Route, env: Envelope) -> None:
         """Another consumer committed this message's completion first: take its result."""

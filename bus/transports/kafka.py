@@ -151,6 +151,9 @@ class KafkaTransport:
         self.config = config
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        # partitions per topic as of the producer's last metadata update (cleared by it):
+        # aiokafka's partitions_for_topic builds a new set on every call
+        self._partition_counts: dict[str, int] = {}
         self.ready = False
         #: When the broker stopped answering (monotonic seconds); None while it answers.
         self._lost_at: float | None = None
@@ -158,6 +161,8 @@ class KafkaTransport:
     async def start(self) -> None:
         producer = AIOKafkaProducer(**producer_options(self.config))
         await _start_with_retries(producer, self.config, "producer")
+        self._partition_counts.clear()
+        producer.client.cluster.add_listener(self._metadata_updated)
         self._producer = producer
         self.ready = True
         log.info("kafka producer connected to %s", self.config.bootstrap_servers)
@@ -170,6 +175,9 @@ class KafkaTransport:
         if self._admin is not None:
             await self._admin.close()
             self._admin = None
+
+    def _metadata_updated(self, _cluster: Any) -> None:
+        self._partition_counts.clear()
 
     async def probe(self, timeout_s: float = 2.0) -> bool:
         """A metadata round trip to the cluster within ``timeout_s``; updates :attr:`ready`.
@@ -298,21 +306,30 @@ class KafkaTransport:
         aiokafka's error, which the worker answers by sending again. :meth:`publish`
         translates it.
         """
-        producer = self._require_producer()
+        producer = self._producer
+        if producer is None:
+            producer = self._require_producer()  # raises
         partition = record.partition
         if partition is None and record.key is not None:
             # the same choice as aiokafka's default partitioner, from bus's cached murmur2
             # (aiokafka's own runs in Python for every record); unknown topic: aiokafka's
-            known = producer.client.cluster.partitions_for_topic(record.topic)
-            if known:
-                partition = partition_for_key(record.key, len(known))
+            count = self._partition_counts.get(record.topic)
+            if count is None:
+                known = producer.client.cluster.partitions_for_topic(record.topic)
+                count = len(known) if known else 0
+                if count:
+                    self._partition_counts[record.topic] = count
+            if count:
+                partition = partition_for_key(record.key, count)
+        headers = record.headers
         try:
             raw = await producer.send(
                 record.topic,
                 value=record.value,
                 key=record.key,
                 partition=partition,
-                headers=list(record.headers),  # aiokafka's C builder takes only lists
+                # aiokafka's C builder takes only lists (emitted records carry one already)
+                headers=headers if type(headers) is list else list(headers),
             )
         except MessageSizeTooLargeError as exc:
             raise MessageTooLargeError(
@@ -460,11 +477,11 @@ class KafkaConsumer:
         # before it went away): only a probe's round trip marks it reachable again
         out: dict[TopicPartition, list[Record]] = {}
         for tp, messages in raw.items():
-            key = TopicPartition(tp.topic, tp.partition)
-            out[key] = [
+            topic, partition = tp.topic, tp.partition
+            # aiokafka's headers are a tuple already (tuple() would hand back the same object)
+            out[TopicPartition(topic, partition)] = [
                 _new_record(
-                    Record,
-                    (m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers), m.timestamp),
+                    Record, (topic, partition, m.offset, m.key, m.value, m.headers, m.timestamp)
                 )
                 for m in messages
             ]

@@ -15,9 +15,10 @@ from bus.codec import (
     STRUCTURED_CONTENT_TYPE,
     decode,
     encode,
+    event_headers,
     format_time,
 )
-from bus.envelope import SPEC_VERSION, Envelope, utc_now
+from bus.envelope import SPEC_VERSION, Envelope, event_envelope, utc_now
 from bus.errors import DecodeError, RecordError
 
 STRUCTURED = b"application/cloudevents+json; charset=utf-8"
@@ -112,6 +113,42 @@ MINIMAL_EVENT = {
 def test_any_envelope_survives_encode_then_decode(env: Envelope) -> None:
     headers, value = encode(env)
     assert decode(headers, value) == env
+
+
+@given(envelopes(), st.lists(st.tuples(st.sampled_from(["x-app", "bus_note"]), st.binary())))
+def test_headers_that_are_not_attributes_do_not_change_the_decoded_envelope(
+    env: Envelope, other: list[tuple[str, bytes]]
+) -> None:
+    headers, value = encode(env)
+    assert decode([*headers, *other], value) == env
+
+
+@given(
+    nonempty_text,
+    nonempty_text,
+    nonempty_text,
+    st.none() | aware_times,
+    optional_text,
+    optional_text,
+    optional_text,
+    optional_text,
+)
+def test_event_headers_are_the_headers_encode_makes_of_the_event_envelope(
+    id_: str,
+    source: str,
+    type_: str,
+    time: datetime | None,
+    subject: str | None,
+    correlationid: str | None,
+    causationid: str | None,
+    traceparent: str | None,
+) -> None:
+    args = (id_, source, type_, time, subject, correlationid, causationid, traceparent)
+    env = event_envelope(
+        id_, source, type_, b"{}", time, subject, correlationid, causationid, traceparent
+    )
+    assert event_headers(*args) == encode(env)[0]
+    assert event_headers(*args) == encode(env)[0]  # again: the remembered time text
 
 
 @given(envelopes())

@@ -89,3 +89,10 @@ def test_new_ids_made_in_later_milliseconds_sort_later() -> None:
     first = new_id()
     time.sleep(0.003)  # well past the next wall-clock millisecond
     assert new_id() > first
+
+
+def test_new_ids_are_canonical_distinct_and_use_every_variant_digit() -> None:
+    ids = [new_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(CANONICAL.match(i) and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    assert {i[19] for i in ids} == set("89ab")  # its two random bits vary
