@@ -38,9 +38,9 @@ from sagas.state import SagaState, StepStatus
 from sagas.stores.base import SagaQuery
 from sagas.stores.url import store_from_url
 from tests.conftest import kafka_test_config
+from tests.crash.harness import FULL, _die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
-FULL = os.environ.get("BUS_CRASH_SCALE", "").lower() == "full"
 DEFINITIONS = "tests.crash.saga_definitions"
 
 #: Step name -> (its command's type, its compensation's type or None).
@@ -79,6 +79,7 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
             env={**os.environ, **env},
             stdout=subprocess.DEVNULL,
             stderr=err,
+            preexec_fn=_die_with_parent,  # no orphan if the test process is killed
         )
 
 
