@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,7 +79,11 @@ async def test_the_relay_crashed_at_a_point_publishes_every_committed_command_on
                 {**env, "BUS_FAULT_POINT": point},
                 tmp_path / f"coordinator-{n}.log",
             )
-            code = await asyncio.to_thread(run.wait, 90)
+            try:
+                code = await asyncio.to_thread(run.wait, 90)
+            except subprocess.TimeoutExpired:
+                h.kill(run)
+                code = None  # it never reached the point: reported below with its log
             text = (tmp_path / f"coordinator-{n}.log").read_text(errors="replace")
             assert code == FAULT_EXIT_CODE, f"run {n} ended {code}: {text[-2000:]}"
             assert f"injected crash at {point}" in text
