@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -45,7 +46,8 @@ def test_the_demo_dies_at_the_fault_point_named_in_the_environment(
 
 
 async def test_a_crash_before_commit_leaves_nothing_in_the_store(tmp_path: Path) -> None:
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "bus", "sagas", "demo", "--store", f"sqlite:{tmp_path}/s.db"],
         cwd=ROOT,
         capture_output=True,
