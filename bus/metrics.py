@@ -128,7 +128,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _spec("bus_saga_oldest_active_age_seconds", "gauge", "saga",
           "Age of the oldest unfinished saga instance (stuck sagas grow it)."),
     _spec("bus_saga_step_duration_seconds", "histogram", "saga step outcome",
-          "Time from a step's command to its reply (outcome: succeeded, failed, timed_out)."),
+          "Time from a step's command (or compensation) to its reply (outcome: succeeded, "
+          "failed, compensated, timed_out)."),
     _spec("bus_saga_duration_seconds", "histogram", "saga status",
           "Time from a saga's start to its terminal status."),
     _spec("bus_saga_timeouts_total", "counter", "saga step", "Step deadlines that fired."),

@@ -6,11 +6,18 @@ that swings between ``--rate``/4 and ``--rate`` events/s. Failures happen for re
 directory times out now and then (retried; sometimes three times in a row: dead letter),
 and the CRM seat pool runs dry until it is topped up (dead letters, no retry).
 
-``--simulate-sagas`` also feeds the saga hooks of ``bus.metrics`` from a stand-in
-coordinator (random step times and outcomes) until the saga coordinator exists: the
-sagas dashboard then shows the shape of its panels, not measured saga behaviour.
+``--sagas`` also onboards every hire with the real saga coordinator (SQLite store in a
+temporary directory) and the onboarding command handlers (sagas/demo.py's simulated
+systems). Each hire's fate is drawn when it is published: most complete; some wait for a
+manager who answers after seconds, rejects (compensated) or not within the run; payroll
+rejects some (compensated), the directory refuses some (failed), the CRM seat pool runs
+dry now and then until it is topped up (sales hires compensated); a few of the rejected
+cannot have their account removed (a hold: the compensation times out three times, the
+saga needs attention, and an operator lifts the hold and retries 45 s later); the code
+host and payroll have transient outages (retried; now and then dead-lettered, so a step
+times out and is re-sent).
 
-    python deploy/load.py --port 9400 --minutes 6 [--simulate-sagas]
+    python deploy/load.py --port 9400 --minutes 6 [--sagas --rate 10]
 """
 
 from __future__ import annotations
@@ -19,17 +26,35 @@ import argparse
 import asyncio
 import math
 import random
+import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
-from bus import HttpServer, MemoryBroker, MemoryTransport, Publisher, Runner, default_metrics
-from handlers.hr.contracts import EmployeeHired
+from bus import (
+    HttpServer,
+    MemoryBroker,
+    MemoryTransport,
+    Publisher,
+    Runner,
+    TopicSpec,
+    default_metrics,
+)
+from handlers.hr.contracts import EmployeeHired, PrivilegedAccessApproved, PrivilegedAccessRejected
 from handlers.identity.handler import build_app as identity_app
-from handlers.identity.system import Directory
+from handlers.identity.system import Directory, DirectoryUnavailableError
 from handlers.licensing.handler import build_app as licensing_app
 from handlers.licensing.system import LicenseManager
 from handlers.notifications.handler import build_app as notifications_app
 from handlers.notifications.system import Mailer
+from sagas.coordinator import Coordinator, request_action
+from sagas.definitions.onboarding import onboarding
+from sagas.demo import Systems
+from sagas.state import SagaStatus, StepStatus
+from sagas.stores.base import SagaQuery, SagaStore
+from sagas.stores.url import store_from_url
+from sagas.versions import Catalog
 
 DEPARTMENTS = ["engineering", "engineering", "sales", "support"]
 
@@ -46,22 +71,23 @@ def _letters(n: int) -> str:
             return out
 
 
-async def publish(publisher: Publisher, rate: float, stop: asyncio.Event) -> None:
+async def publish(
+    publisher: Publisher, rate: float, stop: asyncio.Event, world: SagaWorld | None
+) -> None:
     started = time.monotonic()
     n = 0
     while not stop.is_set():
         t = time.monotonic() - started
         current = rate * (0.625 + 0.375 * math.sin(2 * math.pi * t / 150))
         n += 1
-        await publisher.publish(
-            EmployeeHired(
-                employee_id=f"e-{n}",
-                full_name=f"Person {_letters(n)}",
-                department=random.choice(DEPARTMENTS),
-                manager_email="boss@example.com",
-                start_date=date(2027, 1, 4),
-            )
+        hired = EmployeeHired(
+            employee_id=f"e-{n}",
+            full_name=f"Person {_letters(n)}",
+            department=random.choice(DEPARTMENTS),
+            manager_email="boss@example.com",
+            start_date=date(2027, 1, 4),
         )
+        await publisher.publish(hired if world is None else world.hire(hired))
         await asyncio.sleep(random.expovariate(current))
 
 
@@ -80,58 +106,90 @@ async def make_trouble(directory: Directory, licenses: LicenseManager, stop: asy
         licenses.seats.update(office=10**9, chat=10**9, **{"code-hosting": 10**9})
 
 
-async def simulate_sagas(stop: asyncio.Event) -> None:
-    """A stand-in coordinator: calls the saga hooks as a real one would."""
-    metrics = default_metrics()
-    active: dict[int, tuple[float, str]] = {}
-    steps = [("create_account", 0.05), ("assign_licenses", 0.2), ("notify_manager", 0.02)]
-    n = 0
+class StuckDirectory(Directory):
+    """A directory that cannot remove the accounts in ``stuck`` (say, a legal hold): the
+    saga's DeprovisionAccount is dead-lettered, its compensation times out three times and
+    the saga stops in needs_attention until an operator clears the hold and retries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stuck: set[str] = set()
+
+    def remove_account(self, employee_id: str) -> None:
+        if employee_id in self.stuck:
+            raise DirectoryUnavailableError(f"{employee_id}'s account is on hold")
+        super().remove_account(employee_id)
+
+
+@dataclass
+class SagaWorld:
+    """The onboarding saga for real: the coordinator (SQLite store) and the simulated
+    systems' command handlers, with each hire's fate drawn when it is published."""
+
+    store: SagaStore
+    directory: StuckDirectory = field(default_factory=StuckDirectory)
+    systems: Systems = field(init=False)
+    #: employee id -> seconds after the hire when the manager answers, and the answer.
+    approvals: dict[str, tuple[float, bool]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.systems = Systems(directory=self.directory)
+        # transient outages: retried by the handler, now and then dead-lettered (the step
+        # then times out after 30 s and its command is re-sent)
+        self.systems.host.failure_rate = 0.25
+        self.systems.payroll.failure_rate = 0.05
+        self.systems.licenses.seats.update(office=10**9, chat=10**9, **{"code-hosting": 10**9})
+
+    def hire(self, hired: EmployeeHired) -> EmployeeHired:
+        """Decide what the world does to this hire's onboarding; the hire to publish."""
+        e = hired.employee_id
+        roll = random.random()
+        if roll < 0.04:
+            self.directory.refuse.add(e)  # failed: nothing to undo
+        elif roll < 0.12:
+            self.systems.payroll.reject.add(e)  # compensated
+            if random.random() < 0.1:
+                self.directory.stuck.add(e)  # ... then stuck undoing the account
+        if random.random() < 0.15:
+            hired = hired.model_copy(update={"role": "admin"})  # waits for approval
+            # most managers answer within seconds, some take longer than the run
+            self.approvals[e] = (random.expovariate(1 / 20), random.random() < 0.9)
+        if random.random() < 0.2:
+            hired = hired.model_copy(update={"employment_type": "contractor"})  # no payroll
+        return hired
+
+
+async def manage(world: SagaWorld, hr: Publisher, stop: asyncio.Event) -> None:
+    """Managers answer approval requests; the CRM seat pool runs dry now and then; an
+    operator clears stuck sagas after a while."""
+    asked: dict[str, float] = {}
+    attention: dict[str, float] = {}
     while not stop.is_set():
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.5)
         now = time.monotonic()
-        for _ in range(random.randint(0, 4)):
-            n += 1
-            active[n] = (now, "running")
-            metrics.saga_started("onboarding")
-        for saga_id, (began, state) in list(active.items()):
-            age = now - began
-            if state == "needs_attention":
-                if random.random() < 0.01:
-                    del active[saga_id]
-                    metrics.saga_finished("onboarding", "compensated", age)
-                continue
-            if age < random.uniform(1, 8):
-                continue
-            for step, typical_s in steps:
-                took = random.lognormvariate(math.log(typical_s), 0.6)
-                timed_out = random.random() < 0.01
-                outcome = "timed_out" if timed_out else "succeeded"
-                metrics.saga_step_finished("onboarding", step, outcome, took)
-                if timed_out:
-                    metrics.saga_timeout_fired("onboarding", step)
-            roll = random.random()
-            if roll < 0.9:
-                del active[saga_id]
-                metrics.saga_finished("onboarding", "completed", age)
-            elif roll < 0.97:
-                del active[saga_id]
-                metrics.saga_finished("onboarding", "compensated", age)
-            elif roll < 0.99:
-                del active[saga_id]
-                metrics.saga_finished("onboarding", "failed", age)
-            else:
-                active[saga_id] = (began, "needs_attention")
-                metrics.saga_needs_attention("onboarding")
-        counts: dict[str, int] = {"running": 0, "compensating": 0, "needs_attention": 0}
-        for _, state in active.values():
-            counts[state] += 1
-        counts["compensating"] = random.randint(0, 3)
-        oldest = max((now - began for began, _ in active.values()), default=0.0)
-        metrics.sagas_active("onboarding", counts, oldest_age_s=oldest)
-        backlog = random.randint(0, 5)
-        metrics.outbox_observed(
-            "sqlite", backlog=backlog, oldest_age_s=random.uniform(0, 0.5) if backlog else 0.0
-        )
+        seats = world.systems.licenses.seats
+        if random.random() < 0.01:
+            seats["crm"] = 0  # the pool runs dry: sales hires are compensated ...
+        elif random.random() < 0.05:
+            seats["crm"] = max(seats["crm"], 50)  # ... until someone buys seats
+        for state in await world.store.list_sagas(
+            SagaQuery(statuses=(SagaStatus.RUNNING, SagaStatus.NEEDS_ATTENTION), limit=10_000)
+        ):
+            e = state.data["employee_id"]
+            wait = state.steps.get("manager_approval")
+            if wait is not None and wait.status == StepStatus.RUNNING and e in world.approvals:
+                asked.setdefault(e, now)
+                delay, yes = world.approvals[e]
+                if now - asked[e] >= delay:
+                    del world.approvals[e]
+                    answer = PrivilegedAccessApproved if yes else PrivilegedAccessRejected
+                    await hr.publish(answer(employee_id=e, approver="boss@example.com"))
+            if state.status == SagaStatus.NEEDS_ATTENTION:
+                attention.setdefault(state.saga_id, now)
+                if now - attention[state.saga_id] > 45:  # the operator fixes it and retries
+                    del attention[state.saga_id]
+                    world.directory.stuck.discard(e)
+                    await request_action(world.store, state.saga_id, "retry", reason="hold lifted")
 
 
 async def main() -> None:
@@ -139,23 +197,47 @@ async def main() -> None:
     parser.add_argument("--port", type=int, default=9400)
     parser.add_argument("--minutes", type=float, default=6.0)
     parser.add_argument("--rate", type=float, default=80.0, help="peak hires per second")
-    parser.add_argument("--simulate-sagas", action="store_true")
+    parser.add_argument(
+        "--sagas", action="store_true", help="also onboard every hire with the saga coordinator"
+    )
     args = parser.parse_args()
     directory, licenses = Directory(), LicenseManager()
     apps = [identity_app(directory), licensing_app(licenses), notifications_app(Mailer())]
     transport = MemoryTransport(MemoryBroker(default_partitions=3))
-    runner = Runner(apps, transport)
-    stop = asyncio.Event()
-    async with HttpServer(port=args.port) as server, asyncio.TaskGroup() as tg:
-        print(f"serving {server.url}/metrics for {args.minutes} minutes", flush=True)
-        tg.create_task(runner.run(stop))
-        await runner.started.wait()
-        tg.create_task(publish(Publisher(transport, source="bus://hr"), args.rate, stop))
-        tg.create_task(make_trouble(directory, licenses, stop))
-        if args.simulate_sagas:
-            tg.create_task(simulate_sagas(stop))
-        await asyncio.sleep(args.minutes * 60)
-        stop.set()
+    stop, stop_coordinator = asyncio.Event(), asyncio.Event()
+    with tempfile.TemporaryDirectory(prefix="bus-load-") as tmp:
+        store = store_from_url(f"sqlite:{Path(tmp) / 'sagas.db'}")
+        world = SagaWorld(store) if args.sagas else None
+        coordinator = Coordinator(
+            Catalog([onboarding]),
+            store,
+            transport,
+            poll_interval_s=0.05,
+            gauges_interval_s=1.0,
+            observer=default_metrics(),
+        )
+        topics = {*coordinator.topics, *(t.bus_topic for t in onboarding.command_types())}
+        runner = Runner(
+            apps + (world.systems.apps() if world else []),
+            transport,
+            ensure_topics=[TopicSpec(t, partitions=3) for t in sorted(topics)],
+        )
+        await store.open()
+        async with HttpServer(port=args.port) as server, asyncio.TaskGroup() as tg:
+            print(f"serving {server.url}/metrics for {args.minutes} minutes", flush=True)
+            tg.create_task(runner.run(stop))
+            await runner.started.wait()
+            hr = Publisher(transport, source="bus://hr")
+            if world is not None:
+                tg.create_task(coordinator.run(stop_coordinator))
+                tg.create_task(manage(world, hr, stop_coordinator))
+            tg.create_task(publish(hr, args.rate, stop_coordinator, world))
+            tg.create_task(make_trouble(directory, licenses, stop_coordinator))
+            await asyncio.sleep(args.minutes * 60)
+            stop_coordinator.set()  # first: the runner stops the transport it publishes on
+            await asyncio.sleep(1)
+            stop.set()
+        await store.close()
 
 
 if __name__ == "__main__":

@@ -86,8 +86,9 @@ class SagaObserver(Protocol):
     def saga_needs_attention(self, saga: str) -> None: ...
 
     def saga_step_finished(self, saga: str, step: str, outcome: str, duration_s: float) -> None:
-        """A step's reply (``succeeded``/``failed``) or timeout (``timed_out``) came
-        ``duration_s`` after its command was sent (or its wait started)."""
+        """A step's reply (``succeeded``/``failed``), its undo's confirmation
+        (``compensated``) or a timeout (``timed_out``) came ``duration_s`` after its command
+        or compensation was sent (or its wait started)."""
 
     def saga_timeout_fired(self, saga: str, step: str) -> None: ...
 
@@ -128,7 +129,8 @@ class _NoObserver:
 #: History events that settle a step, and the outcome label the metrics give them.
 _OUTCOMES = {
     "completed": "succeeded",
-    "compensated": "succeeded",
+    # an undo confirmed: its own outcome, or a compensated step would count as two successes
+    "compensated": "compensated",
     "failed": "failed",
     "timed_out": "timed_out",
 }

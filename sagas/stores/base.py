@@ -216,8 +216,9 @@ class SagaStore(Protocol):
         """:meth:`update` each item in order (the coordinator's fetched batch); the writes.
 
         SQLite does them all in one transaction and one call (group commit: all or none);
-        the others one transaction each, stopping at the first that raises (what was
-        stored before it stays stored).
+        the others one transaction each. PostgreSQL runs different sagas' updates at the
+        same time (each saga's in order) and raises the first error after all ended; memory
+        stops at the first that raises. Either way what was stored stays stored.
         """
         ...
 

@@ -7,6 +7,7 @@ the same database (as a second coordinator replica would).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -421,3 +422,32 @@ async def test_update_many_applies_in_order_and_each_sees_the_one_before(backend
     claimed = await store.claim_outbox(now=T0, limit=9, lease=LEASE)
     assert [e.id for e in claimed] == ["c-0", "c-1", "c-2"]
     assert await store.update_many([]) == []
+
+
+async def test_update_many_of_many_sagas_keeps_each_sagas_order_and_the_input_order(
+    backend: Backend,
+) -> None:
+    """Sagas interleaved in one batch (PostgreSQL runs different sagas at the same time):
+    each saga sees its own updates in order, and the writes come back in input order."""
+    store = await backend.store()
+
+    def bump(stored: StoredSaga | None, *, saga_id: str) -> SagaWrite | None:
+        if stored is None:
+            return SagaWrite(state(saga_id), 0, outbox=(entry(f"{saga_id}/0", saga_id),))
+        step = stored.state.stage + 1
+        write = state(saga_id, step=step)
+        return SagaWrite(write, stored.revision, outbox=(entry(f"{saga_id}/{step}", saga_id),))
+
+    ids = [f"demo:{k % 7}" for k in range(40)]
+    writes = await store.update_many([(i, functools.partial(bump, saga_id=i)) for i in ids])
+    seen: dict[str, int] = {}
+    for saga_id, write in zip(ids, writes, strict=True):
+        assert write is not None
+        assert write.state.saga_id == saga_id
+        assert write.state.stage == seen.get(saga_id, -1) + 1
+        seen[saga_id] = write.state.stage
+    for saga_id, last in seen.items():
+        stored = await store.load(saga_id)
+        assert stored is not None
+        assert stored.state.stage == last
+        assert stored.revision == last + 1

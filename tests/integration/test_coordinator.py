@@ -303,6 +303,20 @@ async def test_the_coordinator_reports_to_bus_metrics() -> None:
     assert metrics.sample("bus_saga_step_duration_seconds_sum", waited) == 3 * 24 * 3600
 
 
+async def test_compensations_are_their_own_outcome_in_the_step_durations() -> None:
+    """An undo is not a second success of the step: 'succeeded' counts forward steps only."""
+    w = World()
+    w.payroll.reject.add("e-9")
+    metrics = Metrics()
+    async with SagaTestKit(onboarding, apps=w.apps, observer=metrics) as kit:
+        await kit.publish(hire("e-9"))
+        await kit.drain()
+    account = {"saga": "onboarding", "step": "create_account"}
+    count = "bus_saga_step_duration_seconds_count"
+    assert metrics.sample(count, account | {"outcome": "succeeded"}) == 1
+    assert metrics.sample(count, account | {"outcome": "compensated"}) == 1
+
+
 async def test_the_gauges_show_the_backlog_and_the_unfinished_sagas() -> None:
     metrics = Metrics()
     async with SagaTestKit(onboarding, observer=metrics) as kit:  # nobody answers

@@ -19,6 +19,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,11 +171,9 @@ def bus_process(tmp_path: Path) -> Iterator[tuple[int, Path, subprocess.Popen[by
             proc.wait()
 
 
-@pytest.fixture
-def prometheus(
-    tools: Tools, tmp_path: Path, bus_process: tuple[int, Path, subprocess.Popen[bytes]]
-) -> Iterator[Prometheus]:
-    port = bus_process[0]
+@contextmanager
+def running_prometheus(tools: Tools, tmp_path: Path, port: int) -> Iterator[Prometheus]:
+    """Prometheus scraping ``127.0.0.1:port`` every second, with the alert rules loaded."""
     config = tmp_path / "prometheus.yml"
     shutil.copy(RULES, tmp_path / "rules.yml")
     config.write_text(
@@ -217,6 +216,14 @@ def prometheus(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def prometheus(
+    tools: Tools, tmp_path: Path, bus_process: tuple[int, Path, subprocess.Popen[bytes]]
+) -> Iterator[Prometheus]:
+    with running_prometheus(tools, tmp_path, bus_process[0]) as server:
+        yield server
 
 
 def test_prometheus_scrapes_exactly_what_a_bus_process_did(
@@ -282,3 +289,97 @@ def test_every_dashboard_query_runs_on_prometheus_and_handler_panels_have_data(
         if "sagas" not in query.where and not result:
             empty.append(query.where)
     assert empty == [], "panels with no data from a process that handled records"
+
+
+@pytest.fixture
+def saga_process(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """tests/integration/saga_metrics_app.py: the onboarding handlers and the coordinator in
+    one process (memory transport, SQLite store), its hires waiting behind a gate."""
+    log = tmp_path / "sagas.log"
+    gate = tmp_path / "saga-gate"
+    command = [sys.executable, "-m", "tests.integration.saga_metrics_app"]
+    command += ["--store", f"sqlite:{tmp_path / 'sagas.db'}", "--gate", str(gate)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, stderr=out)
+    try:
+        port: list[int] = []
+
+        def serving() -> bool:
+            assert proc.poll() is None, log.read_text()
+            found = re.search(r"serving /metrics on http://[\d.]+:(\d+)", log.read_text())
+            if found:
+                port.append(int(found.group(1)))
+            return bool(found)
+
+        wait_for("the saga process to serve HTTP", serving, 30)
+        yield port[0], gate
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        assert proc.returncode == 0, log.read_text()
+
+
+def test_prometheus_scrapes_exactly_what_the_saga_coordinator_did(
+    tools: Tools, tmp_path: Path, saga_process: tuple[int, Path]
+) -> None:
+    """8 hires (saga_metrics_app.HIRES): 4 complete (one after an approval), 2 compensate
+    (payroll refuses), 1 fails (no account), 1 waits for an approval that never comes."""
+    port, gate = saga_process
+    with running_prometheus(tools, tmp_path, port) as prometheus:
+        wait_for("a first scrape of the idle process", lambda: prometheus.value('up{job="bus"}') == 1)  # fmt: skip
+        assert prometheus.value('sum(bus_sagas_started_total{saga="onboarding"})') is None
+        gate.touch()
+
+        s = 'saga="onboarding"'
+        finished = f"sum(bus_sagas_finished_total{{{s}}})"
+        wait_for("7 sagas finished", lambda: prometheus.value(finished) == 7)
+        running = f'bus_sagas_active{{{s},state="running"}}'
+        wait_for("the waiting saga counted", lambda: prometheus.value(running) == 1)
+        steps = "bus_saga_step_duration_seconds_count"
+        expected = {
+            f"sum(bus_sagas_started_total{{{s}}})": 8,
+            f'sum(bus_sagas_finished_total{{{s},status="completed"}})': 4,
+            f'sum(bus_sagas_finished_total{{{s},status="compensated"}})': 2,
+            f'sum(bus_sagas_finished_total{{{s},status="failed"}})': 1,
+            f"sum(bus_saga_duration_seconds_count{{{s}}})": 7,
+            f"sum(bus_sagas_active{{{s}}})": 1,  # only the one awaiting approval
+            f"sum(bus_sagas_needs_attention_total{{{s}}})": None,  # never happened
+            f"sum(bus_saga_timeouts_total{{{s}}})": None,
+            'sum(bus_outbox_backlog{store="sqlite"})': 0,  # every command published
+            # forward steps: account 7 (e-7 refused: failed), licenses 6, repositories 3
+            # (engineers e-1 e-4 e-6), note 6, payroll 3 of 5 (e-3 is a contractor), the
+            # approval of e-4; compensations of e-5 and e-6: account, licenses, note, and
+            # e-6's repositories
+            f'sum({steps}{{{s},step="create_account",outcome="succeeded"}})': 7,
+            f'sum({steps}{{{s},step="create_account",outcome="failed"}})': 1,
+            f'sum({steps}{{{s},step="assign_licenses",outcome="succeeded"}})': 6,
+            f'sum({steps}{{{s},step="grant_repository_access",outcome="succeeded"}})': 3,
+            f'sum({steps}{{{s},step="notify_manager",outcome="succeeded"}})': 6,
+            f'sum({steps}{{{s},step="create_payroll_record",outcome="succeeded"}})': 3,
+            f'sum({steps}{{{s},step="create_payroll_record",outcome="failed"}})': 2,
+            f'sum({steps}{{{s},step="manager_approval",outcome="succeeded"}})': 1,
+            f'sum({steps}{{{s},outcome="compensated"}})': 7,
+            f'sum({steps}{{{s},outcome="timed_out"}})': None,
+        }
+        got = {expr: prometheus.value(expr) for expr in expected}
+        assert got == expected
+        oldest = prometheus.value(f"bus_saga_oldest_active_age_seconds{{{s}}}")
+        assert oldest is not None  # the saga awaiting approval ages
+        assert oldest > 0
+
+        time.sleep(2.5)  # a few more scrapes, so rates have two points after the work
+        empty = set()
+        for query in dashboard_queries():
+            if "sagas" not in query.where or query.expr.startswith("label_values("):
+                continue
+            if not prometheus.query(executable(query.expr, rate_interval="1m")):
+                empty.add(query.where)
+        # nothing needed attention and no deadline fired: only those panels are empty
+        assert empty == {
+            "bus-sagas.json: Stuck: sagas needing attention",
+            "bus-sagas.json: Timeouts fired by step",
+        }
