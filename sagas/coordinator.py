@@ -352,9 +352,7 @@ class Coordinator:
         """Every input of a fetched batch in one :meth:`SagaStore.update_many` (on SQLite one
         transaction: group commit); False if it failed and nothing should be assumed."""
         try:
-            writes = await self.store.update_many(
-                [(op.saga_id, op.change) for op in ops], on_conflict=self._conflict
-            )
+            writes = await self.store.update_many(self._changes(ops), on_conflict=self._conflict)
         except Exception as exc:  # retried one input at a time, to isolate the culprit
             log.info("batch of %d saga updates failed, going one by one: %r", len(ops), exc)
             return False
@@ -557,7 +555,29 @@ class Coordinator:
         return op.transition
 
     async def _run(self, op: _Op) -> None:
-        op.after(await self.store.update(op.saga_id, op.change, on_conflict=self._conflict))
+        ((saga_id, change),) = self._changes([op])
+        op.after(await self.store.update(saga_id, change, on_conflict=self._conflict))
+
+    def _changes(self, ops: list[_Op]) -> list[tuple[str, Change]]:
+        """The ops' (saga id, change) pairs; with the ``before_commit`` fault point the last
+        change ends the process if any of them wrote: inside the store's transaction (on
+        SQLite the others' rows are written, uncommitted), so nothing of it commits."""
+        items = [(op.saga_id, op.change) for op in ops]
+        if self.fault.point != "before_commit" or not items:
+            return items
+        wrote: list[bool] = []
+
+        def guarded(change: Change, last: bool) -> Change:
+            def run(stored: StoredSaga | None) -> SagaWrite | None:
+                write = change(stored)
+                wrote.append(write is not None)
+                if last and any(wrote):
+                    self.fault("before_commit")
+                return write
+
+            return run
+
+        return [(i, guarded(c, n == len(items) - 1)) for n, (i, c) in enumerate(items)]
 
     def _conflict(self, saga_id: str) -> None:
         self.stats.conflicts += 1

@@ -35,6 +35,8 @@ log = logging.getLogger("sagas.outbox")
 
 #: Where a crash can be injected, in the order a message goes through them.
 FAULT_POINTS = (
+    # the coordinator's transaction holds the new state and commands; it never commits
+    "before_commit",
     # the state transaction committed; nothing published yet
     "after_commit_before_publish",
     # outbox rows claimed (leased); nothing published

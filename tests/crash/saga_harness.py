@@ -1,0 +1,323 @@
+"""Shared pieces of the saga crash tests: processes, hires, effects, store snapshots.
+
+The coordinator (``bus sagas run``) and the simulated systems
+(``bus run tests.crash.saga_handlers``) run as separate processes on one Tansu broker of
+the test's own (fixed topic names, so no other test's hires reach it). Effects are rows of
+a SQLite file the systems write in their dedup transaction (tests/crash/saga_handlers.py).
+
+Sizes: ``BUS_CRASH_SCALE=full`` runs the issue's sizes; without it the CI sizes (see each
+test module's constants).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from bus import Publisher, decode
+from bus.devbroker import DevBroker
+from bus.transports.kafka import KafkaTransport
+from handlers.hr.contracts import EmployeeHired
+from handlers.identity.contracts import CreateAccount, DeprovisionAccount
+from handlers.licensing.contracts import AssignLicenses, RevokeLicenses
+from handlers.notifications.contracts import NotifyCancellation, NotifyManager
+from handlers.payroll.contracts import CreatePayrollRecord
+from handlers.repositories.contracts import GrantRepositoryAccess, RevokeRepositoryAccess
+from sagas.state import SagaState, StepStatus
+from sagas.stores.base import SagaQuery
+from sagas.stores.url import store_from_url
+from tests.conftest import kafka_test_config
+from tests.crash.harness import FULL, _die_with_parent
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFINITIONS = "tests.crash.saga_definitions"
+
+#: Step name -> (its command's type, its compensation's type or None).
+STEP_TYPES: dict[str, tuple[str, str | None]] = {
+    "create_account": (CreateAccount.bus_type, DeprovisionAccount.bus_type),
+    "assign_licenses": (AssignLicenses.bus_type, RevokeLicenses.bus_type),
+    "grant_repository_access": (GrantRepositoryAccess.bus_type, RevokeRepositoryAccess.bus_type),
+    "notify_manager": (NotifyManager.bus_type, NotifyCancellation.bus_type),
+    "create_payroll_record": (CreatePayrollRecord.bus_type, None),
+}
+
+
+def scaled(full: int, ci: int) -> int:
+    return full if FULL else ci
+
+
+def kafka_env(broker: DevBroker) -> dict[str, str]:
+    """Tansu-friendly settings (quick group joins) for the processes the tests start."""
+    return {
+        "BUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "BUS_KAFKA_SESSION_TIMEOUT_MS": "3000",
+        "BUS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+        "BUS_KAFKA_REQUEST_TIMEOUT_MS": "15000",
+        "BUS_KAFKA_FETCH_MAX_WAIT_MS": "20",
+        "BUS_COMMIT_INTERVAL_S": "0.2",
+        "BUS_HTTP": "false",
+    }
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m bus ARGS`` in the repository, its stderr appended to ``log``."""
+    with log.open("ab") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bus", *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=_die_with_parent,  # no orphan if the test process is killed
+        )
+
+
+def coordinator_args(store_url: str) -> list[str]:
+    return ["sagas", "run", "-d", DEFINITIONS, "--store", store_url, "--transport", "kafka"]
+
+
+def spawn_systems(env: dict[str, str], effects: Path, log: Path) -> subprocess.Popen[bytes]:
+    """The simulated systems (every onboarding command), effects into ``effects``."""
+    return spawn(
+        ["run", "tests.crash.saga_handlers", "--transport", "kafka"],
+        {**env, "SAGA_CRASH_EFFECTS": str(effects)},
+        log,
+    )
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            kill(process)
+
+
+@dataclass(frozen=True)
+class Hire:
+    """One hire and what its saga must end as."""
+
+    message: EmployeeHired
+    #: ok: completes; fail: its licenses are refused (step 3); wait: its approval never
+    #: comes (the 5 s deadline fires).
+    kind: str
+
+    @property
+    def saga_id(self) -> str:
+        return f"onboarding:{self.message.employee_id}"
+
+    def expected_effects(self) -> Counter[tuple[str, bool]]:
+        """(command type, succeeded) -> how many effects the systems must record."""
+        m = self.message
+        engineer = m.department == "engineering"
+        out: Counter[tuple[str, bool]] = Counter({(CreateAccount.bus_type, True): 1})
+        if self.kind == "wait":
+            out[(DeprovisionAccount.bus_type, True)] += 1
+            return out
+        if engineer:
+            out[(GrantRepositoryAccess.bus_type, True)] += 1
+        if self.kind == "fail":
+            out[(AssignLicenses.bus_type, False)] += 1
+            out[(DeprovisionAccount.bus_type, True)] += 1
+            if engineer:
+                out[(RevokeRepositoryAccess.bus_type, True)] += 1
+            return out
+        out[(AssignLicenses.bus_type, True)] += 1
+        out[(NotifyManager.bus_type, True)] += 1
+        if m.employment_type == "employee":
+            out[(CreatePayrollRecord.bus_type, True)] += 1
+        return out
+
+    @property
+    def expected_status(self) -> str:
+        return "completed" if self.kind == "ok" else "compensated"
+
+
+def hires(run: str, count: int, *, mixed: bool = True) -> list[Hire]:
+    """``count`` hires: 1 in 5 fails at step 3, 1 in 5 waits on its deadline, 3 complete
+    (``mixed=False``: all complete)."""
+    out = []
+    for n in range(count):
+        kind = {1: "fail", 3: "wait"}.get(n % 5, "ok") if mixed else "ok"
+        employee_id = f"{run}-{n:04d}" + ("-fail" if kind == "fail" else "")
+        message = EmployeeHired(
+            employee_id=employee_id,
+            full_name=f"Crash Test {n}",
+            department="engineering" if n % 2 == 0 else "sales",
+            manager_email="boss@example.com",
+            employment_type="employee" if n % 3 else "contractor",
+            role="admin" if kind == "wait" else "member",
+            start_date=date(2026, 12, 1),
+        )
+        out.append(Hire(message, kind))
+    return out
+
+
+async def publish(broker: DevBroker, messages: Iterable[EmployeeHired]) -> None:
+    transport = KafkaTransport(kafka_test_config(broker.bootstrap_servers))
+    await transport.start()
+    try:
+        publisher = Publisher(transport, source="bus://crash/hr")
+        for m in messages:
+            await publisher.publish(m)
+    finally:
+        await transport.stop()
+
+
+def effects(path: Path) -> list[tuple[str, str, str, int]]:
+    """Every effect row: (command id, command type, employee id, ok)."""
+    if not path.exists():
+        return []
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+        try:
+            return list(db.execute("SELECT id, type, employee_id, ok FROM effects"))
+        except sqlite3.OperationalError:  # not created yet
+            return []
+
+
+async def sagas(store_url: str) -> dict[str, SagaState]:
+    """Every saga in the store by id (a fresh connection: the coordinator owns its own)."""
+    store = store_from_url(store_url)
+    await store.open()
+    try:
+        return {s.saga_id: s for s in await store.list_sagas(SagaQuery(limit=100_000))}
+    finally:
+        await store.close()
+
+
+def effects_from_store(state: SagaState) -> Counter[str]:
+    """The command types the store says it sent, one per attempt: each must have reached
+    its system once (a step's attempts, a compensated step's compensation attempts)."""
+    out: Counter[str] = Counter()
+    for name, step in state.steps.items():
+        if name not in STEP_TYPES:
+            continue  # the approval wait sends nothing
+        action, undo = STEP_TYPES[name]
+        out[action] += step.attempts
+        if undo is not None:
+            out[undo] += step.compensation_attempts
+    return +out
+
+
+async def wait_until(
+    condition: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.25
+) -> float:
+    """Poll ``condition`` (sync or async) until truthy; the seconds it took."""
+    started = time.monotonic()
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what}: not within {timeout_s}s")
+        await asyncio.sleep(interval_s)
+
+
+async def published_commands(broker: DevBroker, idle_s: float = 1.5) -> Counter[str]:
+    """How many records each command id has on the commands topics (read from the start,
+    no group, until ``idle_s`` passes without a record)."""
+    topics = sorted(
+        {
+            m.bus_topic
+            for m in (
+                CreateAccount,
+                AssignLicenses,
+                GrantRepositoryAccess,
+                NotifyManager,
+                CreatePayrollRecord,
+            )
+        }
+    )
+    transport = KafkaTransport(kafka_test_config(broker.bootstrap_servers))
+    await transport.start()
+    consumer = transport.consumer(topics, group=None)
+    await consumer.start()
+    seen: Counter[str] = Counter()
+    try:
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            batch = await consumer.fetch(max_records=1000, timeout_s=0.2)
+            for records in batch.values():
+                for r in records:
+                    seen[decode(r.headers, r.value).id] += 1
+                    last = time.monotonic()
+    finally:
+        await consumer.stop()
+        await transport.stop()
+    return seen
+
+
+def check_outcome(
+    plan: list[Hire],
+    states: dict[str, SagaState],
+    rows: list[tuple[str, str, str, int]],
+    *,
+    resends: bool = False,
+) -> None:
+    """Every saga ended as its hire calls for; every command of the store reached its
+    system exactly once and nothing else did; the store's steps match the effects.
+
+    ``resends``: a step may have been sent again after its reply timeout (a new attempt, a
+    new command id, so a second effect of its type): the hire's expected effect types must
+    show, each at least once, and the counts must match the store's attempts.
+    """
+    by_id = {p.saga_id: p for p in plan}
+    missing = sorted(set(by_id) - set(states))
+    assert not missing, f"{len(missing)} sagas never started: {missing[:5]}"
+    wrong = {
+        sid: s.status.value
+        for sid, s in states.items()
+        if sid in by_id and s.status.value != by_id[sid].expected_status
+    }
+    assert not wrong, f"{len(wrong)} sagas ended wrongly: {dict(list(wrong.items())[:5])}"
+    for s in states.values():  # a completed saga undid nothing
+        undone = [n for n, st in s.steps.items() if st.status == StepStatus.COMPENSATED]
+        assert s.status != "completed" or not undone, (s.saga_id, undone)
+
+    per_id = Counter(r[0] for r in rows)
+    twice = [i for i, n in per_id.items() if n > 1]
+    assert not twice, f"{len(twice)} commands applied more than once: {twice[:5]}"
+    by_saga: dict[str, Counter[tuple[str, bool]]] = {}
+    for _, type_, employee, ok in rows:
+        by_saga.setdefault(f"onboarding:{employee}", Counter())[(type_, bool(ok))] += 1
+
+    def matches(sid: str) -> bool:
+        got, want = by_saga.get(sid, Counter()), by_id[sid].expected_effects()
+        return set(got) == set(want) if resends else got == want
+
+    mismatched = [sid for sid in by_id if not matches(sid)]
+    assert not mismatched, [
+        (sid, by_saga.get(sid), by_id[sid].expected_effects()) for sid in mismatched[:3]
+    ]
+    store_vs_effects = [
+        sid
+        for sid, s in states.items()
+        if effects_from_store(s)
+        != Counter({t: n for (t, _), n in by_saga.get(sid, Counter()).items()})
+    ]
+    assert not store_vs_effects, store_vs_effects[:5]
+    sent = {cid for s in states.values() for st in s.steps.values() for cid in st.command_ids}
+    assert set(per_id) == sent, (
+        f"{len(set(per_id) - sent)} effects of commands the store never sent, "
+        f"{len(sent - set(per_id))} sent commands without an effect"
+    )
