@@ -69,7 +69,13 @@ from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
 from bus.registry import Registry, default_registry
 from bus.retries import RetryPolicy
 from bus.runner import Runner
-from bus.sql import Migration, PostgresDatabase, SqliteDatabase, SqliteTransaction
+from bus.sql import (
+    MigratedStore,
+    Migration,
+    PostgresDatabase,
+    SqliteDatabase,
+    SqliteTransaction,
+)
 from bus.testing import TestBus
 from bus.transports.base import (
     Acked,
@@ -113,6 +119,7 @@ __all__ = [
     "Message",
     "MessageTooLargeError",
     "Metrics",
+    "MigratedStore",
     "Migration",
     "OutgoingRecord",
     "PayloadInvalidError",

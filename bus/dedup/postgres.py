@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 from bus.dedup.base import DedupEntry, DedupKey, duplicate_error
@@ -22,6 +21,7 @@ from bus.envelope import utc_now
 from bus.record import OutgoingRecord
 from bus.sql.migrations import Migration
 from bus.sql.postgres import PostgresDatabase
+from bus.sql.store import MigratedStore
 
 __all__ = ["MIGRATIONS", "PostgresDedupStore", "PostgresDedupTransaction"]
 
@@ -84,7 +84,7 @@ class PostgresDedupTransaction:
         self.outputs = tuple(outputs)
 
 
-class PostgresDedupStore:
+class PostgresDedupStore(MigratedStore[PostgresDatabase]):
     """Completions in a PostgreSQL table; handlers may keep their own tables in the database.
 
     Example::
@@ -94,6 +94,9 @@ class PostgresDedupStore:
                 await tx.connection.execute("INSERT INTO mailbox VALUES ($1)", "u-1")
                 tx.complete(outputs)
     """
+
+    component = COMPONENT
+    migrations = MIGRATIONS
 
     def __init__(
         self,
@@ -108,25 +111,6 @@ class PostgresDedupStore:
             dsn, max_connections=max_connections, connect_timeout_s=connect_timeout_s
         )
         self.clock = clock
-
-    async def open(self) -> None:
-        await self.database.open()
-        await self.database.migrate(COMPONENT, MIGRATIONS)
-
-    async def close(self) -> None:
-        await self.database.close()
-
-    async def __aenter__(self) -> PostgresDedupStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def get(self, key: DedupKey) -> DedupEntry | None:
         async with self.database.connection() as conn:

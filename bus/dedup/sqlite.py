@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import TypeVar
 
 from bus.dedup.base import DedupEntry, DedupKey, duplicate_error
@@ -21,6 +20,7 @@ from bus.envelope import utc_now
 from bus.record import OutgoingRecord
 from bus.sql.migrations import Migration
 from bus.sql.sqlite import SqliteDatabase, SqliteTransaction
+from bus.sql.store import MigratedStore
 
 __all__ = ["MIGRATIONS", "SqliteDedupStore", "SqliteDedupTransaction"]
 
@@ -82,7 +82,7 @@ class SqliteDedupTransaction:
         self.outputs = tuple(outputs)
 
 
-class SqliteDedupStore:
+class SqliteDedupStore(MigratedStore[SqliteDatabase]):
     """Completions in a SQLite file; handlers may keep their own tables in the same file.
 
     Example::
@@ -92,6 +92,9 @@ class SqliteDedupStore:
                 await tx.run(lambda db: db.execute("INSERT INTO mailbox VALUES ('u-1')"))
                 tx.complete(outputs)
     """
+
+    component = COMPONENT
+    migrations = MIGRATIONS
 
     def __init__(
         self,
@@ -103,25 +106,6 @@ class SqliteDedupStore:
         #: The database, for the handler's own reads and schema (``await database.run(fn)``).
         self.database = SqliteDatabase(path, busy_timeout_s=busy_timeout_s)
         self.clock = clock
-
-    async def open(self) -> None:
-        await self.database.open()
-        await self.database.migrate(COMPONENT, MIGRATIONS)
-
-    async def close(self) -> None:
-        await self.database.close()
-
-    async def __aenter__(self) -> SqliteDedupStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def get(self, key: DedupKey) -> DedupEntry | None:
         row = await self.database.run(lambda conn: conn.execute(_SELECT, key).fetchone())

@@ -18,10 +18,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import Any
 
-from bus import Migration, PostgresDatabase
+from bus import MigratedStore, Migration, PostgresDatabase
 from sagas.state import SagaState
 from sagas.stores.base import (
     ACTIVE,
@@ -100,7 +99,7 @@ _CLAIM_TIMERS = (
 )
 
 
-class PostgresSagaStore:
+class PostgresSagaStore(MigratedStore[PostgresDatabase]):
     """Sagas in a PostgreSQL database (schema migrated on open, under an advisory lock).
 
     Example::
@@ -111,6 +110,9 @@ class PostgresSagaStore:
 
     kind = "postgres"
 
+    component = COMPONENT
+    migrations = MIGRATIONS
+
     def __init__(
         self, dsn: str, *, max_connections: int = 10, connect_timeout_s: float = 10.0
     ) -> None:
@@ -120,25 +122,6 @@ class PostgresSagaStore:
 
     def __repr__(self) -> str:
         return f"PostgresSagaStore({self.database!r})"
-
-    async def open(self) -> None:
-        await self.database.open()
-        await self.database.migrate(COMPONENT, MIGRATIONS)
-
-    async def close(self) -> None:
-        await self.database.close()
-
-    async def __aenter__(self) -> PostgresSagaStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def load(self, saga_id: str) -> StoredSaga | None:
         async with self.database.connection() as conn:

@@ -12,10 +12,9 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from bus import Migration, SqliteDatabase
+from bus import MigratedStore, Migration, SqliteDatabase
 from sagas.state import SagaState
 from sagas.stores.base import (
     ACTIVE,
@@ -82,7 +81,7 @@ _CANCEL_TIMER = "DELETE FROM saga_timers WHERE id = ?"
 _DROP_REQUEST = "DELETE FROM saga_requests WHERE id = ?"
 
 
-class SqliteSagaStore:
+class SqliteSagaStore(MigratedStore[SqliteDatabase]):
     """Sagas in a SQLite file (created if missing; schema migrated on open).
 
     Example::
@@ -93,30 +92,14 @@ class SqliteSagaStore:
 
     kind = "sqlite"
 
+    component = COMPONENT
+    migrations = MIGRATIONS
+
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 5.0) -> None:
         self.database = SqliteDatabase(path, busy_timeout_s=busy_timeout_s)
 
     def __repr__(self) -> str:
         return f"SqliteSagaStore({str(self.database.path)!r})"
-
-    async def open(self) -> None:
-        await self.database.open()
-        await self.database.migrate(COMPONENT, MIGRATIONS)
-
-    async def close(self) -> None:
-        await self.database.close()
-
-    async def __aenter__(self) -> SqliteSagaStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def load(self, saga_id: str) -> StoredSaga | None:
         row = await self.database.run(lambda c: c.execute(_LOAD, (saga_id,)).fetchone())

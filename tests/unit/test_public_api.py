@@ -14,7 +14,7 @@ PUBLIC = [
     "Consumer", "Context", "DeadLetter", "DeadLetterFilter", "DecodeError", "DedupEntry",
     "DedupKey", "DedupStore", "DedupTransaction", "DefinitionError", "Delivery",
     "DuplicateMessageError", "Envelope", "Event", "HandlerResultError", "HttpServer", "MemoryBroker",
-    "MemoryDedupStore", "MemoryTransport", "Message", "MessageTooLargeError", "Metrics", "Migration",
+    "MemoryDedupStore", "MemoryTransport", "Message", "MessageTooLargeError", "Metrics", "MigratedStore", "Migration",
     "OutgoingRecord", "PayloadInvalidError", "PermanentError", "PostgresDatabase",
     "PostgresDedupStore", "Publisher", "Readiness", "RebalanceListener", "Record", "RecordError",
     "RecordMetadata", "Registry", "RegistryError", "ReplayPlan", "RetryPolicy", "Runner",
