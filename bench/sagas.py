@@ -16,7 +16,10 @@ noisy, so every ratio is taken within a round and the median reported):
 In the bus rounds, all handlers (identity, licensing, notifications, payroll; simulated
 systems in memory) and the coordinator run in this one process; ``--sagas`` hires are
 published at once and sagas/s = completed sagas / (first trigger published -> last saga
-completed). p50/p99 saga duration is each saga's own ``updated_at - started_at``. Every
+completed). p50/p99 saga duration is each saga's own ``updated_at - started_at``. "CPU per
+saga" is this process's CPU time over the round divided by its sagas (the broker and
+PostgreSQL run in processes of their own): unlike the rate, it hardly moves when something
+else shares the cores, so it is the figure to compare changes by. Every
 timed saga takes the 4-step path (create_account, assign_licenses, notify_manager,
 create_payroll_record): no approval waits and no failures. DBOS and the INSERTs run
 ``--concurrency`` sagas in flight over ``--pool`` connections.
@@ -77,8 +80,9 @@ from sagas_inserts import create_schema, plain_inserts  # noqa: E402
 from sagas_rows import Hire, hires, letters  # noqa: E402
 
 from bus import MemoryBroker, MemoryTransport, WorkerSettings  # noqa: E402
-from bus.config import KafkaConfig  # noqa: E402
+from bus.config import BusConfig, KafkaConfig  # noqa: E402
 from bus.devbroker import DevBroker  # noqa: E402
+from bus.gc_tuning import tune_gc  # noqa: E402
 from bus.transports.kafka import KafkaTransport  # noqa: E402
 from sagas.stores.postgres import PostgresSagaStore  # noqa: E402
 from sagas.stores.sqlite import SqliteSagaStore  # noqa: E402
@@ -193,15 +197,20 @@ async def measure(args: argparse.Namespace, bench: Bench, kinds: list[str]) -> d
     dbos_rate: list[float] = []
     dbos_durations: list[list[float]] = []
     insert_rate: list[float] = []
+    cpu: dict[str, list[float]] = {k: [] for k in bus}
     t_begin = time.monotonic()
 
     async def one(kind: str, size: int, label: str) -> None:
         if kind in bus:
+            cpu_before = time.process_time()
             r = await getattr(bench, kind)(size)
+            cpu_ms = (time.process_time() - cpu_before) * 1000 / size
             if label != "warm":
                 bus[kind].append(r)
+                cpu[kind].append(cpu_ms)
             progress(
                 f"{label} {kind}: {r.sagas_per_s:,.0f} sagas/s ({r.sagas} in {r.elapsed_s:.2f}s; "
+                f"{cpu_ms:.2f} ms of this process's CPU per saga; "
                 f"first done after {r.first_done_s:.2f}s; p50 {p(r.durations, 0.5):.3f}s, "
                 f"p99 {p(r.durations, 0.99):.3f}s; {r.records} records, "
                 f"{r.conflicts} conflicts)"
@@ -233,7 +242,7 @@ async def measure(args: argparse.Namespace, bench: Bench, kinds: list[str]) -> d
             await one(kind, n, "profiled")
             profile_report(bench.profiler, f"{args.profile}.{kind}", n)
             bench.profiler = None
-    return report(args, kinds, bus, dbos_rate, dbos_durations, insert_rate, t_begin)
+    return report(args, kinds, bus, cpu, dbos_rate, dbos_durations, insert_rate, t_begin)
 
 
 def profile_report(profiler: cProfile.Profile, path: str, sagas: int, top: int = 30) -> None:
@@ -269,6 +278,7 @@ def report(
     args: argparse.Namespace,
     kinds: list[str],
     bus: dict[str, list[BusRound]],
+    cpu: dict[str, list[float]],
     dbos_rate: list[float],
     dbos_durations: list[list[float]],
     insert_rate: list[float],
@@ -288,7 +298,10 @@ def report(
             Row(f"bus {kind} p50 saga duration", p50, "s"),
             Row(f"bus {kind} p99 saga duration", p99, "s"),
             Row(f"bus {kind} first saga done after", [r.first_done_s for r in runs], "s"),
+            Row(f"bus {kind} CPU per saga (this process)", cpu[kind], "ms"),
         ]
+        # CPU time, unlike the rate, hardly moves when other processes share the cores.
+        out[f"cpu_ms_per_saga_{kind}"] = _round(statistics.median(cpu[kind]), 3)
         out[f"sagas_per_s_{kind}"] = _round(statistics.median(rates[kind]))
         out[f"p50_saga_s_{kind}"] = _round(statistics.median(p50), 4)
         out[f"p99_saga_s_{kind}"] = _round(statistics.median(p99), 4)
@@ -352,6 +365,7 @@ def report(
             "dbos_start": "direct call" if args.dbos_direct else "DBOS.start_workflow_async",
             "partitions": args.partitions,
             "fetch_max_wait_ms": args.fetch_max_wait_ms,
+            "gc_young": args.gc_young,
             "total_s": round(time.monotonic() - t_begin, 1),
             "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
             "python": platform.python_version(),
@@ -386,6 +400,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--timeout-s", type=float, default=300.0, help="longest round (300)")
     ap.add_argument(
+        "--gc-young",
+        type=int,
+        default=BusConfig().gc_young,
+        help="tune_gc as `bus sagas run` does (BUS_GC_YOUNG's default; 0: Python's GC settings)",
+    )
+    ap.add_argument(
         "--profile",
         metavar="PATH",
         help="cProfile one extra round of each bus kind (the event loop's thread only)",
@@ -418,6 +438,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    tune_gc(args.gc_young)  # the whole process, DBOS and the INSERTs too, as in production
     result = asyncio.run(run(args))
     sys.stdout.flush()
     print(json.dumps(result))

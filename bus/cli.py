@@ -43,6 +43,7 @@ from bus.dlq import (
 )
 from bus.envelope import utc_now
 from bus.errors import BusError, ConfigError, TransportError
+from bus.gc_tuning import tune_gc
 from bus.http import HttpServer, runner_readiness
 from bus.ingest import Inbound, parse_message, parse_ndjson
 from bus.logs import configure_logging
@@ -304,6 +305,7 @@ def _cmd_run(args: argparse.Namespace, config: BusConfig) -> int:
             apps, partitions=kc.default_partitions, replication_factor=kc.default_replication_factor
         )
     runner = Runner(apps, transport, config.worker_settings(), ensure_topics=ensure)
+    tune_gc(config.gc_young)
     return asyncio.run(_serve(runner, inbound, config, exit_when_idle=args.exit_when_idle))
 
 

@@ -19,6 +19,7 @@ once, with an error naming the variable and what it accepts.
 | ``BUS_HTTP_PORT`` | ``9400`` | their port (``0``: any free port, logged at start) |
 | ``BUS_OTEL`` | ``true`` | OpenTelemetry spans per handled message (when the ``otel`` extra is installed) |
 | ``BUS_SAGA_STORE`` | ``sqlite:sagas.db`` | saga store: ``sqlite:PATH``, ``postgresql://...`` or ``memory`` |
+| ``BUS_GC_YOUNG`` | ``50000`` | allocations between young garbage collections; ``0`` keeps Python's (``bus.gc_tuning``) |
 | ``BUS_FAULT_POINT`` | - | crash tests only: end the process at this point of the saga outbox relay |
 
 Example::
@@ -68,6 +69,9 @@ class BusConfig:
     #: Where ``bus sagas ...`` keeps saga state (``sqlite:PATH``, ``postgresql://...``,
     #: ``memory``); may hold a password, so it is never logged.
     saga_store: str = "sqlite:sagas.db"
+    #: Allocations between young garbage collections in ``bus run`` / ``bus sagas``
+    #: processes, which also freeze their start-up heap; 0 keeps Python's (bus.gc_tuning).
+    gc_young: int = 50_000
     #: Crash tests only: the saga outbox relay ends the process (``os._exit``) at this
     #: point (``sagas.outbox.FAULT_POINTS``); unset in production.
     fault_point: str | None = None
@@ -93,6 +97,8 @@ class BusConfig:
             problems.append("shutdown_deadline_s must not be negative")
         if self.offset_reset not in ("earliest", "latest"):
             problems.append("offset_reset must be 'earliest' or 'latest'")
+        if self.gc_young < 0:
+            problems.append("gc_young must be 0 (Python's default) or more allocations")
         if not 0 <= self.http_port <= 65535:
             problems.append("http_port must be 0-65535 (0 = any free port)")
         if problems:

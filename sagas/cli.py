@@ -44,6 +44,7 @@ from bus import (
     new_id,
     utc_now,
 )
+from bus.gc_tuning import tune_gc
 from sagas.definition import SagaDefinition
 from sagas.state import SagaStatus
 from sagas.stores.base import SagaQuery, SagaStore
@@ -343,6 +344,7 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
             await transport.stop()
             await store.close()
 
+    tune_gc(config.gc_young)
     asyncio.run(go())
     return 0
 
@@ -371,6 +373,7 @@ def _demo(args: argparse.Namespace, config: BusConfig, make_transport: Transport
         finally:
             await store.close()
 
+    tune_gc(config.gc_young)
     if args.store is not None:
         return asyncio.run(go(args.store))
     with tempfile.TemporaryDirectory(prefix="bus-sagas-demo-") as tmp:

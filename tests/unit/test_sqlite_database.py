@@ -1,0 +1,97 @@
+"""SqliteDatabase runs calls on the loop, but never waits on the loop for another
+process's write lock: such a call waits on the thread, and later calls queue behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bus import SqliteDatabase, StoreError
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE t (v INTEGER)")
+
+
+def _hold_write_lock(path: Path, seconds: float, locked: threading.Event) -> None:
+    """Another connection (as another process would) holding the write lock a while."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (0)")
+    locked.set()
+    time.sleep(seconds)
+    other.execute("COMMIT")
+    other.close()
+
+
+async def _ticks_while(work: asyncio.Future[object]) -> int:
+    ticks = 0
+    while not work.done():
+        await asyncio.sleep(0.01)
+        ticks += 1
+    return ticks
+
+
+async def test_calls_run_on_the_loop_thread(tmp_path: Path) -> None:
+    async with SqliteDatabase(tmp_path / "a.db") as db:
+        await db.write(_create)
+        thread = await db.run(lambda conn: threading.get_ident())
+        assert thread == threading.get_ident()
+
+
+async def test_a_locked_write_waits_off_the_loop_then_commits(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    async with SqliteDatabase(path, busy_timeout_s=5.0) as db:
+        await db.write(_create)
+        locked = threading.Event()
+        holder = threading.Thread(target=_hold_write_lock, args=(path, 0.5, locked))
+        holder.start()
+        locked.wait()
+        started = time.monotonic()
+        write = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO t VALUES (1)")))
+        # A read submitted while the write waits queues behind it: it sees the write.
+        read = asyncio.ensure_future(
+            db.run(lambda c: sorted(r[0] for r in c.execute("SELECT v FROM t")))
+        )
+        ticks = await _ticks_while(read)
+        await write
+        holder.join()
+        assert time.monotonic() - started >= 0.4  # it did wait for the other writer
+        assert ticks >= 20  # and the loop kept running meanwhile (every 10 ms)
+        assert await read == [0, 1]
+        # The lock is free again: back to running on the loop, busy timeout 0 there.
+        assert await db.run(lambda c: threading.get_ident()) == threading.get_ident()
+        assert await db.run(lambda c: c.execute("PRAGMA busy_timeout").fetchone()[0]) == 0
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    async with SqliteDatabase(path, busy_timeout_s=0.2) as db:
+        await db.write(_create)
+        locked = threading.Event()
+        holder = threading.Thread(target=_hold_write_lock, args=(path, 1.0, locked))
+        holder.start()
+        locked.wait()
+        with pytest.raises(StoreError, match="locked"):
+            await db.write(lambda c: c.execute("INSERT INTO t VALUES (1)"))
+        holder.join()
+        await db.write(lambda c: c.execute("INSERT INTO t VALUES (2)"))
+        assert await db.run(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 2
+
+
+async def test_not_inline_every_call_runs_on_the_thread(tmp_path: Path) -> None:
+    async with SqliteDatabase(tmp_path / "a.db", inline=False) as db:
+        await db.write(_create)
+        thread = await db.run(lambda conn: threading.get_ident())
+        assert thread != threading.get_ident()
+
+
+async def test_an_sql_mistake_is_not_retried_on_the_thread(tmp_path: Path) -> None:
+    async with SqliteDatabase(tmp_path / "a.db") as db:
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await db.run(lambda c: c.execute("SELECT * FROM missing"))
