@@ -128,10 +128,23 @@ def decide(
 
 
 def _private_copy(state: SagaState) -> SagaState:
-    """A deep copy the transition may change: rebuilt from its dump, which pydantic-core
-    does about 5x faster than ``model_copy(deep=True)``'s Python deepcopy (measured: 150 vs
-    840 us for an onboarding state) - the coordinator's hot path copies once per input."""
-    return SagaState.model_validate(state.model_dump())
+    """A copy the transition may change, sharing only what the core never changes in place.
+
+    The core assigns fields of the state and of its steps and appends to the steps' id lists
+    and to the history, but never changes a history line, nor ``data`` (``set_data``
+    replaces it whole): fresh steps with fresh id lists and a fresh history list make the
+    copy private. This runs once per input on the coordinator's hot path: measured 25 us
+    against 160 us for a rebuild from ``model_dump()`` and 840 us for
+    ``model_copy(deep=True)`` (an onboarding state; the property tests check that no input
+    state is ever changed).
+    """
+    steps = {
+        name: st.model_copy(
+            update={"command_ids": list(st.command_ids), "reply_ids": list(st.reply_ids)}
+        )
+        for name, st in state.steps.items()
+    }
+    return state.model_copy(update={"steps": steps, "history": list(state.history)})
 
 
 def _armed(state: SagaState, fired: str) -> str | None:

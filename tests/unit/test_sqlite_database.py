@@ -95,3 +95,21 @@ async def test_an_sql_mistake_is_not_retried_on_the_thread(tmp_path: Path) -> No
     async with SqliteDatabase(tmp_path / "a.db") as db:
         with pytest.raises(sqlite3.OperationalError, match="no such table"):
             await db.run(lambda c: c.execute("SELECT * FROM missing"))
+
+
+async def test_the_wal_is_checkpointed_off_the_loop_so_it_stays_small(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    row = "x" * 4000  # about a page per row
+    async with SqliteDatabase(path, checkpoint_interval_s=0.0) as db:
+        await db.write(_create)
+        await db.write(lambda c: c.execute("ALTER TABLE t ADD COLUMN pad TEXT"))
+        # SQLite's own checkpoint inside a commit (every 1,000 pages) is off on the loop.
+        assert await db.run(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()) == (0,)
+        for i in range(6000):  # ~75 MB into the WAL in all
+            await db.write(lambda c, i=i: c.execute("INSERT INTO t VALUES (?, ?)", (i, row)))
+            if i % 100 == 0:
+                await asyncio.sleep(0.01)  # let a checkpoint on the thread finish
+        wal = path.with_name(path.name + "-wal").stat().st_size
+        # Bounded by the RESTART threshold (4,000 pages, 16 MB) plus a checkpoint's worth.
+        assert wal < 25_000_000, f"the WAL grew to {wal} bytes: nothing restarted it"
+        assert await db.run(lambda c: c.execute("SELECT count(*) FROM t").fetchone()) == (6000,)

@@ -194,7 +194,10 @@ class World:
         self.now += timedelta(milliseconds=1)
         before = self.s
         self.inputs.append((trigger, self.now))
+        given = before.model_dump(mode="json")
         t = decide(self.d, before, trigger, self.now)
+        # Pure: the state given is left exactly as it was (the core changes a private copy).
+        assert before.model_dump(mode="json") == given, "decide changed its input state"
         if must_not_change:
             assert not t.changed, trigger
             assert t.state is before
