@@ -29,6 +29,7 @@ from sagas.stores import (
     StoredSaga,
     store_from_url,
 )
+from sagas.stores.base import Change
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=10)
@@ -451,3 +452,35 @@ async def test_update_many_of_many_sagas_keeps_each_sagas_order_and_the_input_or
         assert stored is not None
         assert stored.state.stage == last
         assert stored.revision == last + 1
+
+
+async def test_two_replicas_starting_the_same_sagas_in_batches_start_each_once(
+    backend: Backend,
+) -> None:
+    """Two coordinators fed the same triggers at once: each saga starts once, with the
+    commands of the one that started it, and the other's change sees that saga as stored."""
+    a, b = await backend.store(), await backend.store()
+    ids = [f"demo:{k}" for k in range(30)]
+    conflicts: list[str] = []
+
+    def start(stored: StoredSaga | None, *, saga_id: str, who: str) -> SagaWrite | None:
+        if stored is not None:
+            return None  # the trigger came again: started already
+        return SagaWrite(state(saga_id), 0, outbox=(entry(f"{saga_id}/{who}", saga_id),))
+
+    def batch(who: str) -> list[tuple[str, Change]]:
+        return [(i, functools.partial(start, saga_id=i, who=who)) for i in ids]
+
+    by_a, by_b = await asyncio.gather(
+        a.update_many(batch("a"), on_conflict=conflicts.append),
+        b.update_many(batch("b"), on_conflict=conflicts.append),
+    )
+    for saga_id, x, y in zip(ids, by_a, by_b, strict=True):
+        assert (x is None) != (y is None), f"{saga_id} started {'twice' if x else 'never'}"
+        stored = await a.load(saga_id)
+        assert stored is not None
+        assert stored.revision == 1
+    claimed = await a.claim_outbox(now=T0, limit=100, lease=LEASE)
+    assert sorted(e.saga_id for e in claimed) == sorted(ids)
+    winners = {e.saga_id: e.id.rsplit("/", 1)[1] for e in claimed}
+    assert winners == {i: ("a" if x is not None else "b") for i, x in zip(ids, by_a, strict=True)}
