@@ -23,7 +23,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
@@ -265,6 +265,50 @@ class SagaStore(Protocol):
     async def gauges(self) -> StoreGauges:
         """Outbox backlog and unfinished sagas, for metrics."""
         ...
+
+
+class StateCache:
+    """The states a SQL store wrote last, parsed, by saga and revision.
+
+    Each input of a running saga loads its state, and parsing its JSON again cost about as
+    much as deciding the transition (an onboarding state: ~70 us). A revision names one
+    content forever (every write by anyone increments it), so the stored row's revision
+    says whether the state kept here is still the stored one; only states written by this
+    store after their commit are kept, never terminal ones (nothing moves them on), and at
+    most ``size`` (oldest first out). Sharing is safe because a state is never changed once
+    built: the core decides on a private copy (property-tested).
+
+    Example::
+
+        cache = StateCache()
+        state = cache.parse("onboarding:e-1", 3, row_json)
+        cache.remember(committed_writes)
+    """
+
+    __slots__ = ("_states", "size")
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._states: dict[str, tuple[int, SagaState]] = {}
+
+    def parse(self, saga_id: str, revision: int, state_json: str | bytes) -> SagaState:
+        """The state stored at ``revision``: the one kept, else ``state_json`` parsed."""
+        kept = self._states.get(saga_id)
+        if kept is not None and kept[0] == revision:
+            return kept[1]
+        return SagaState.model_validate_json(state_json)
+
+    def remember(self, writes: Iterable[SagaWrite | None]) -> None:
+        """Keep the states of committed ``writes`` (in order: the last of a saga wins)."""
+        for w in writes:
+            if w is None:
+                continue
+            saga_id = w.state.saga_id
+            self._states.pop(saga_id, None)
+            if not w.state.terminal:
+                self._states[saga_id] = (w.expected_revision + 1, w.state)
+        while len(self._states) > self.size:
+            del self._states[next(iter(self._states))]
 
 
 async def update_by_revision(

@@ -33,6 +33,7 @@ from sagas.stores.base import (
     RevisionConflictError,
     SagaQuery,
     SagaWrite,
+    StateCache,
     StoredSaga,
     StoreGauges,
     decode_headers,
@@ -171,12 +172,14 @@ class _Batch:
         )
 
 
-async def _lock_and_load(conn: Any, saga_ids: list[str]) -> dict[str, StoredSaga | None]:
+async def _lock_and_load(
+    conn: Any, saga_ids: list[str], states: StateCache
+) -> dict[str, StoredSaga | None]:
     # Sorted ids and ORDER BY: replicas lock rows in one order, so they cannot deadlock.
     rows = await conn.fetch(_LOCK_AND_LOAD, saga_ids)
     loaded: dict[str, StoredSaga | None] = dict.fromkeys(saga_ids)
     for saga_id, state_json, revision in rows:
-        loaded[saga_id] = StoredSaga(SagaState.model_validate_json(state_json), int(revision))
+        loaded[saga_id] = StoredSaga(states.parse(saga_id, revision, state_json), revision)
     return loaded
 
 
@@ -200,6 +203,7 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
         self.database = PostgresDatabase(
             dsn, max_connections=max_connections, connect_timeout_s=connect_timeout_s
         )
+        self.states = StateCache()
 
     def __repr__(self) -> str:
         return f"PostgresSagaStore({self.database!r})"
@@ -236,6 +240,7 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
                     "decide again"
                 )
             await self._write_effects(conn, write)
+        self.states.remember((write,))
         return write.expected_revision + 1
 
     async def _write_effects(self, conn: Any, write: SagaWrite | Effects) -> None:
@@ -281,10 +286,12 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
         if not items:
             return []
         async with self.database.transaction() as conn:
-            current = await _lock_and_load(conn, sorted({saga_id for saga_id, _ in items}))
+            ids = sorted({saga_id for saga_id, _ in items})
+            current = await _lock_and_load(conn, ids, self.states)
             batch = _Batch(current)
             results = [batch.apply(saga_id, change) for saga_id, change in items]
             lost = await self._write_batch(conn, batch)
+        self.states.remember(w for w in batch.writes if w.state.saga_id not in lost)
         if not lost:
             return results
         # Another replica started these sagas first (between our lock and our insert): our

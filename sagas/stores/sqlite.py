@@ -26,6 +26,7 @@ from sagas.stores.base import (
     RevisionConflictError,
     SagaQuery,
     SagaWrite,
+    StateCache,
     StoredSaga,
     StoreGauges,
     decode_headers,
@@ -97,6 +98,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 5.0) -> None:
         self.database = SqliteDatabase(path, busy_timeout_s=busy_timeout_s)
+        self.states = StateCache()
 
     def __repr__(self) -> str:
         return f"SqliteSagaStore({str(self.database.path)!r})"
@@ -110,6 +112,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
     async def save(self, write: SagaWrite) -> int:
         if not await self.database.write(lambda c: _store(c, write)):
             raise _conflict(write)  # nothing was written: the state row decided first
+        self.states.remember((write,))
         return write.expected_revision + 1
 
     async def update(
@@ -118,7 +121,9 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         # Load, change and save in one call on the database thread, inside one BEGIN
         # IMMEDIATE transaction: one thread hop per input instead of two, and no other
         # writer in between (so no revision conflict).
-        return await self.database.write(lambda c: _update(c, saga_id, change))
+        write = await self.database.write(lambda c: _update(c, saga_id, change, self.states))
+        self.states.remember((write,))
+        return write
 
     async def update_many(
         self,
@@ -130,7 +135,11 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         # change sees the writes of the ones before it (the same saga twice in a batch).
         if not items:
             return []
-        return await self.database.write(lambda c: [_update(c, i, ch) for i, ch in items])
+        writes = await self.database.write(
+            lambda c: [_update(c, i, ch, self.states) for i, ch in items]
+        )
+        self.states.remember(writes)
+        return writes
 
     async def claim_outbox(
         self, *, now: datetime, limit: int, lease: timedelta
@@ -257,9 +266,15 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         return await self.database.run(read)
 
 
-def _update(c: sqlite3.Connection, saga_id: str, change: Change) -> SagaWrite | None:
+def _update(
+    c: sqlite3.Connection, saga_id: str, change: Change, states: StateCache
+) -> SagaWrite | None:
     row = c.execute(_LOAD, (saga_id,)).fetchone()
-    stored = None if row is None else StoredSaga(SagaState.model_validate_json(row[0]), int(row[1]))
+    if row is None:
+        stored = None
+    else:
+        revision = int(row[1])
+        stored = StoredSaga(states.parse(saga_id, revision, row[0]), revision)
     write = change(stored)
     if write is not None and not _store(c, write):
         raise _conflict(write)  # change() named a revision it was not given
