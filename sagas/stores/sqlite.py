@@ -295,13 +295,17 @@ def _store(c: sqlite3.Connection, write: SagaWrite) -> bool:
         ok = c.execute(_UPDATE, args2).rowcount == 1
     if not ok:
         return False
-    c.executemany(
-        _OUTBOX,
-        [(e.id, e.saga_id, e.topic, e.key, e.value, encode_headers(e.headers),
-          to_ms(e.created_at)) for e in write.outbox],
-    )  # fmt: skip
-    c.executemany(_CANCEL_TIMER, [(i,) for i in write.timers_to_cancel])
-    c.executemany(_SET_TIMER, [(t.id, t.saga_id, to_ms(t.at)) for t in write.timers_to_set])
+    # Each statement only when it has rows: an empty executemany still costs a call.
+    if write.outbox:
+        c.executemany(
+            _OUTBOX,
+            [(e.id, e.saga_id, e.topic, e.key, e.value, encode_headers(e.headers),
+              to_ms(e.created_at)) for e in write.outbox],
+        )  # fmt: skip
+    if write.timers_to_cancel:
+        c.executemany(_CANCEL_TIMER, [(i,) for i in write.timers_to_cancel])
+    if write.timers_to_set:
+        c.executemany(_SET_TIMER, [(t.id, t.saga_id, to_ms(t.at)) for t in write.timers_to_set])
     if write.request_done is not None:
         c.execute(_DROP_REQUEST, (write.request_done,))
     return True
