@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,7 @@ CommandKind = Literal["action", "compensation"]
 
 #: Namespace of saga command ids (uuid5): fixed forever, or ids would change on upgrade.
 _NAMESPACE = uuid.UUID("6f1c2a52-8f1e-4c1e-9a43-2b0b7f3e5d10")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 
 
 def command_id(saga_id: str, step: str, kind: CommandKind, attempt: int) -> str:
@@ -36,7 +38,17 @@ def command_id(saga_id: str, step: str, kind: CommandKind, attempt: int) -> str:
     ...     "onboarding:e-1", "create_account", "action", 1)
     True
     """
-    return str(uuid.uuid5(_NAMESPACE, f"{saga_id}\x1f{step}\x1f{kind}\x1f{attempt}"))
+    return uuid5(f"{saga_id}\x1f{step}\x1f{kind}\x1f{attempt}")
+
+
+def uuid5(name: str) -> str:
+    """``str(uuid.uuid5(_NAMESPACE, name))``, computed in a third of its time (no UUID
+    object: the coordinator makes one per command sent; equality is property-tested)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def timer_id(saga_id: str, step: str, kind: str, attempt: int) -> str:
