@@ -137,7 +137,9 @@ class OutboxRelay:
         deliveries: list[Delivery] = []
         for entry in entries:
             deliveries.append(await self.transport.send(entry.record))
-            if len(deliveries) == 1:
+            if len(deliveries) == 1 and self.fault.point == "mid_publish":
+                # Only for that crash test: the first record acknowledged, the rest not
+                # sent. Otherwise waiting here would cost every batch a broker round trip.
                 await deliveries[0]
                 self.fault("mid_publish")
         for delivery in deliveries:
