@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -244,6 +245,9 @@ class Coordinator:
         self.relay = OutboxRelay(store, transport, clock=clock, fault=self.fault)
         self.stats = CoordinatorStats()
         self._consumer: Consumer | None = None
+        #: run()'s relay, publishing while the next batch is fetched and applied.
+        self._relay_task: asyncio.Task[None] | None = None
+        self._relay_again = False
 
     @property
     def topics(self) -> list[str]:
@@ -284,19 +288,59 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         next_report = loop.time()
         async with self:
-            while not stop.is_set():
-                try:
-                    await self.step(timeout_s=self.poll_interval_s)
-                    if loop.time() >= next_report:
-                        next_report = loop.time() + self.gauges_interval_s
-                        await self.report_gauges()
-                except BusError as exc:
-                    if not exc.retryable:
-                        raise
-                    # The store or the transport failed (a restart, a network blip): what
-                    # was not committed is read, decided or published again.
-                    log.warning("retrying in 1s: %s", exc)
-                    await asyncio.sleep(1.0)
+            try:
+                await self._run_until(stop, loop, next_report)
+            finally:
+                await self._finish_relay()
+
+    async def _run_until(
+        self, stop: asyncio.Event, loop: asyncio.AbstractEventLoop, next_report: float
+    ) -> None:
+        while not stop.is_set():
+            try:
+                await self.step(timeout_s=self.poll_interval_s, relay_in_background=True)
+                if loop.time() >= next_report:
+                    next_report = loop.time() + self.gauges_interval_s
+                    await self.report_gauges()
+            except BusError as exc:
+                if not exc.retryable:
+                    raise
+                # The store or the transport failed (a restart, a network blip): what
+                # was not committed is read, decided or published again.
+                log.warning("retrying in 1s: %s", exc)
+                await asyncio.sleep(1.0)
+
+    def _relay_behind(self) -> None:
+        """Publish the outbox in a task of its own, so that the next batch is fetched and
+        applied meanwhile (the relay waits on the broker's acks and two store round trips:
+        in line, every step waited for them). One relay at a time; a request while it runs
+        makes it go round once more. Its failure surfaces in the next step."""
+        task = self._relay_task
+        if task is not None and not task.done():
+            self._relay_again = True
+            return
+        self._relay_task = None
+        if task is not None:
+            task.result()  # a relay that failed: raise its error here, in run()'s loop
+        self._relay_again = False
+        self._relay_task = asyncio.create_task(self._relay_rounds(), name="saga-outbox-relay")
+
+    async def _relay_rounds(self) -> None:
+        while True:
+            await self.relay.relay_all()
+            if not self._relay_again:
+                return
+            self._relay_again = False
+
+    async def _finish_relay(self) -> None:
+        """Let a running relay publish what it claimed (rows claimed and not published
+        would wait for their lease to end) before the consumer and transport stop."""
+        task, self._relay_task = self._relay_task, None
+        if task is not None:
+            with contextlib.suppress(Exception):  # logged below; stopping anyway
+                await task
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("the outbox relay failed while stopping: %r", task.exception())
 
     async def report_gauges(self) -> None:
         """Tell the observer the outbox backlog and the unfinished sagas (one query each)."""
@@ -313,10 +357,14 @@ class Coordinator:
 
     # -- one round --------------------------------------------------------------------------
 
-    async def step(self, *, timeout_s: float) -> int:
+    async def step(self, *, timeout_s: float, relay_in_background: bool = False) -> int:
         """Consume what is there (waiting up to ``timeout_s``), carry out operator requests,
         fire due timers, publish the outbox, commit offsets. How much work it did (0: idle;
-        a record to read again after a store fault counts as work left)."""
+        a record to read again after a store fault counts as work left).
+
+        ``relay_in_background`` (what :meth:`run` does): the outbox is published by a task
+        that goes on while the next step runs, and its rows are not counted here.
+        """
         if self._consumer is None:
             raise ConfigError("the coordinator is not started: use 'async with' or start()")
         consumer = self._consumer
@@ -334,7 +382,10 @@ class Coordinator:
             self.fault("after_commit_before_publish")
         work += await self.process_requests()
         work += await self.fire_due_timers()
-        work += await self.relay.relay_all()
+        if relay_in_background:
+            self._relay_behind()
+        else:
+            work += await self.relay.relay_all()
         if offsets:
             self.fault("after_mark_before_offset_commit")
             try:
