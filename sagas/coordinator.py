@@ -203,6 +203,15 @@ class _Op:
     transition: Transition | None = None
 
 
+async def _commit(consumer: Consumer, offsets: dict[TopicPartition, int]) -> None:
+    try:
+        await consumer.commit(offsets)
+    except CommitFailedError as exc:
+        # Partitions moved to another replica: it re-reads them, and the core treats what
+        # this one already stored as duplicates.
+        log.info("offsets not committed (rebalance): %s", exc)
+
+
 class Coordinator:
     """Runs the sagas of ``catalog``: consumes their events, stores, publishes, fires timers.
 
@@ -248,6 +257,8 @@ class Coordinator:
         #: run()'s relay, publishing while the next batch is fetched and applied.
         self._relay_task: asyncio.Task[None] | None = None
         self._relay_again = False
+        #: run()'s last offset commit, answered while the next batch is applied.
+        self._commit_task: asyncio.Task[None] | None = None
 
     @property
     def topics(self) -> list[str]:
@@ -291,7 +302,7 @@ class Coordinator:
             try:
                 await self._run_until(stop, loop, next_report)
             finally:
-                await self._finish_relay()
+                await self._finish_background()
 
     async def _run_until(
         self, stop: asyncio.Event, loop: asyncio.AbstractEventLoop, next_report: float
@@ -325,6 +336,16 @@ class Coordinator:
         self._relay_again = False
         self._relay_task = asyncio.create_task(self._relay_rounds(), name="saga-outbox-relay")
 
+    async def _commit_behind(self, consumer: Consumer, offsets: dict[TopicPartition, int]) -> None:
+        """Commit ``offsets`` in a task, after the previous step's commit (offsets go in
+        order, and a failed commit is raised here): the next batch need not wait for the
+        broker's answer. Those inputs are stored already; a crash before the commit only
+        reads them again, and the core ignores what it has seen."""
+        previous, self._commit_task = self._commit_task, None
+        if previous is not None:
+            await previous
+        self._commit_task = asyncio.create_task(_commit(consumer, offsets))
+
     async def _relay_rounds(self) -> None:
         while True:
             await self.relay.relay_all()
@@ -332,15 +353,19 @@ class Coordinator:
                 return
             self._relay_again = False
 
-    async def _finish_relay(self) -> None:
+    async def _finish_background(self) -> None:
         """Let a running relay publish what it claimed (rows claimed and not published
-        would wait for their lease to end) before the consumer and transport stop."""
-        task, self._relay_task = self._relay_task, None
-        if task is not None:
+        would wait for their lease to end) and the last commit end, before the consumer
+        and the transport stop."""
+        for name in ("_relay_task", "_commit_task"):
+            task = getattr(self, name)
+            setattr(self, name, None)
+            if task is None:
+                continue
             with contextlib.suppress(Exception):  # logged below; stopping anyway
                 await task
             if not task.cancelled() and task.exception() is not None:
-                log.warning("the outbox relay failed while stopping: %r", task.exception())
+                log.warning("%s failed while stopping: %r", name, task.exception())
 
     async def report_gauges(self) -> None:
         """Tell the observer the outbox backlog and the unfinished sagas (one query each)."""
@@ -362,8 +387,9 @@ class Coordinator:
         fire due timers, publish the outbox, commit offsets. How much work it did (0: idle;
         a record to read again after a store fault counts as work left).
 
-        ``relay_in_background`` (what :meth:`run` does): the outbox is published by a task
-        that goes on while the next step runs, and its rows are not counted here.
+        ``relay_in_background`` (what :meth:`run` does): the outbox is published, and the
+        offsets committed, by tasks that go on while the next step runs; the rows published
+        are not counted here.
         """
         if self._consumer is None:
             raise ConfigError("the coordinator is not started: use 'async with' or start()")
@@ -388,12 +414,10 @@ class Coordinator:
             work += await self.relay.relay_all()
         if offsets:
             self.fault("after_mark_before_offset_commit")
-            try:
-                await consumer.commit(offsets)
-            except CommitFailedError as exc:
-                # Partitions moved to another replica: it re-reads them, and the core
-                # treats what this one already stored as duplicates.
-                log.info("offsets not committed (rebalance): %s", exc)
+            if relay_in_background:
+                await self._commit_behind(consumer, offsets)
+            else:
+                await _commit(consumer, offsets)
         if retry_later:
             await asyncio.sleep(1.0)  # the store is failing: do not spin on the same record
             work += 1  # not idle: the record is still to do
