@@ -166,8 +166,8 @@ def event_headers(
     headers = [_SPEC_10, ("ce_id", id.encode()), *pair]
     append = headers.append
     if time is not None:
-        last, raw = _last_time_bytes
-        append(("ce_time", raw if time is last else _time_bytes(time)))
+        last, header = _last_time_header
+        append(header if time is last else _time_header(time))
     if subject is not None:
         append(("ce_subject", subject.encode()))
     if correlationid is not None:
@@ -180,18 +180,19 @@ def event_headers(
     return headers
 
 
-_last_time_bytes: tuple[datetime | None, bytes] = (None, b"")
+_last_time_header: tuple[datetime | None, tuple[str, bytes]] = (None, ("ce_time", b""))
 
 
-def _time_bytes(t: datetime) -> bytes:
-    """``format_time(t).encode()``, remembered for the last ``t`` (shared per millisecond)."""
-    global _last_time_bytes
-    last, raw = _last_time_bytes
+def _time_header(t: datetime) -> tuple[str, bytes]:
+    """The ``ce_time`` header of ``t``, remembered for the last ``t`` (shared per millisecond:
+    one tuple for every record stamped in it, so one allocation less per record)."""
+    global _last_time_header
+    last, header = _last_time_header
     if t is last:
-        return raw
-    raw = format_time(t).encode()
-    _last_time_bytes = (t, raw)
-    return raw
+        return header
+    header = ("ce_time", format_time(t).encode())
+    _last_time_header = (t, header)
+    return header
 
 
 _SPEC_10 = ("ce_specversion", b"1.0")

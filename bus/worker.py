@@ -408,8 +408,11 @@ class Worker:
         started = time.perf_counter()
         try:
             result = await route.handler(message)
-            outputs = [result] if isinstance(result, Message) else _as_messages(result, route.name)
-            records = self._records(outputs, env)
+            if isinstance(result, Message):  # the usual single output: no list of messages
+                ids, source, now = self._ids, self.app.source, self._clock()
+                records = [emitted_record(result, env, source=source, id=ids(), time=now)]
+            else:
+                records = self._records(_as_messages(result, route.name), env)
         except Exception as first:
             ctx = Context(env, record, app=self.app.name, handler=route.name)
             failed = await self._after_first_try(record, tp, env, route, message, ctx, first)
