@@ -11,7 +11,8 @@ distinct keys each:
 Outputs are one 300-byte record with 8 headers (a typical emitted event). PostgreSQL is the
 server named by ``--postgres-dsn`` / ``BUS_TEST_POSTGRES_DSN``, or a throwaway one started
 with tests/postgres.py (fsync off: the figures are CPU and round trips, not disk). The last
-line of stdout is one JSON object with every figure (median of ``--repeats``).
+line of stdout is one JSON object with every figure: the settings, the median of
+``--repeats`` per figure, and under ``runs`` each round's value.
 
 Run::
 
@@ -134,7 +135,19 @@ async def main() -> None:
                 add("postgres", await measure("pg", pg_store, args.ops, run, postgres_effect))
     rows = [Row(name, r["v"], "ops/s") for name, r in results.items()]
     print_table(rows)
-    print(json.dumps({row.name: round(row.mid) for row in rows}))
+    print(json.dumps(summary(rows, args)))
+
+
+def summary(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
+    """Every figure for the last line: the run's settings, each median, each round."""
+    out: dict[str, Any] = {"benchmark": "dedup_store", "ops": args.ops, "repeats": args.repeats}
+    runs: dict[str, list[float]] = {}
+    for row in rows:
+        key = row.name.replace("+", "_").replace(" ", "_") + "_ops_per_s"
+        out[key] = round(row.mid)
+        runs[key] = [round(v) for v in row.values]
+    out["runs"] = runs
+    return out
 
 
 if __name__ == "__main__":

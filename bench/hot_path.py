@@ -3,29 +3,48 @@
 ``Worker._process`` runs over N preloaded pipeline records (the ~1.1 KB orders of
 ``pipeline.py``, real binary-mode CloudEvents) with a transport whose ``send`` returns a
 pending future, as Kafka's does; every 500 records the futures are resolved and the
-partition settled, as acks would arrive. ``--floor`` runs instead what any pipeline must
-do per record (``model_validate_json``, the handler, ``to_json``, one send), so the
-difference is what the bus itself costs.
+partition settled, as acks would arrive. Three variants:
 
-Wall-clock time on a shared machine is noise; CPU instructions are not. Per-record
-instructions are the difference of two runs under callgrind (1 and 3 passes)::
+bus
+    the worker as it runs by default;
+bus_nometrics
+    ``WorkerSettings(metrics=False)``: what the metrics cost;
+floor
+    what any pipeline must do per record (``model_validate_json``, the handler,
+    ``to_json``, one send), so ``bus - floor`` is what the bus itself costs.
 
-    for p in 1 3; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
-        python bench/hot_path.py --records 1000 --passes $p [--floor]; done
-    # (Ir(3) - Ir(1)) / 2000 = instructions per record
+Wall-clock time on a shared machine is noise; CPU instructions are not. ``--callgrind``
+runs each variant under valgrind twice (1 and 3 passes) and reports instructions per
+record, ``(Ir(3 passes) - Ir(1 pass)) / (2 * records)``, which leaves out start-up::
 
-Without valgrind it prints the best CPU time per record of ``--passes`` passes.
+    python bench/hot_path.py --callgrind            # ~2 minutes on 2 cores
+    python bench/hot_path.py                        # CPU time per pass instead
+
+By hand, one variant: ``valgrind --tool=callgrind --callgrind-out-file=/dev/null python
+bench/hot_path.py --records 1000 --passes P --variant V`` for P in 1, 3. Under valgrind a
+record takes about a millisecond, so what is remembered per millisecond (the formatted
+time, the id's time prefix) is redone for nearly every record: the figures overstate
+those parts a little.
+
+Output: a table (measurement, median, min, max, unit), then as the last stdout line one
+JSON object with every figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import re
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pipeline_common import bus_models, order_fields, price
+from report import Row, print_table
 
 from bus import App, Worker, WorkerSettings
 from bus.envelope import utc_now
@@ -74,7 +93,11 @@ def records(n: int) -> list[Record]:
     return out
 
 
-async def run(n: int, passes: int, floor: bool, metrics: bool = True) -> float:
+VARIANTS = ("bus", "bus_nometrics", "floor")
+
+
+async def run(n: int, passes: int, floor: bool, metrics: bool = True) -> list[float]:
+    """CPU seconds per record of each pass."""
     app = App("bench-hot", group="bench-hot", registry=MODELS.registry, source="bus://bench")
     app.handler(price_order)
     transport = PendingTransport()
@@ -83,7 +106,7 @@ async def run(n: int, passes: int, floor: bool, metrics: bool = True) -> float:
     tp = TopicPartition("bench.hot.in", 0)
     batch = records(n)
     placed = MODELS.placed
-    best = float("inf")
+    per_pass = []
     for _ in range(passes):
         worker._tracker = OffsetTracker()
         start = time.process_time()
@@ -97,19 +120,90 @@ async def run(n: int, passes: int, floor: bool, metrics: bool = True) -> float:
                 transport.ack_all()
                 worker._tracker.settle(tp)
         transport.ack_all()
-        best = min(best, time.process_time() - start)
-    return best / n
+        per_pass.append((time.process_time() - start) / n)
+    return per_pass
+
+
+def cpu_rows(args: argparse.Namespace, variants: list[str]) -> list[Row]:
+    rows = []
+    for v in variants:
+        per_pass = asyncio.run(run(args.records, args.passes, v == "floor", v != "bus_nometrics"))
+        rows.append(Row(f"{v} cpu", [x * 1e6 for x in per_pass], "us/record"))
+    by = {r.name.split()[0]: r for r in rows}
+    if "bus" in by and "floor" in by:
+        own = [b - f for b, f in zip(by["bus"].values, by["floor"].values, strict=True)]
+        rows.append(Row("bus own cpu (bus - floor)", own, "us/record"))
+    return rows
+
+
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+def instructions(variant: str, records: int, passes: int) -> int:
+    """Instructions of one run of ``variant`` under callgrind."""
+    cmd = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, os.path.abspath(__file__),
+        "--variant", variant, "--records", str(records), "--passes", str(passes),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    found = _COLLECTED.search(done.stderr)
+    if found is None:
+        raise SystemExit(f"no callgrind total in: {done.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def callgrind_rows(args: argparse.Namespace, variants: list[str]) -> list[Row]:
+    """Instructions per record of each variant: (Ir(3 passes) - Ir(1 pass)) / (2 records)."""
+    runs = [(v, p) for v in variants for p in (1, 3)]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        totals = list(pool.map(lambda vp: instructions(vp[0], args.records, vp[1]), runs))
+    ir = dict(zip(runs, totals, strict=True))
+    per = {v: (ir[(v, 3)] - ir[(v, 1)]) / (2 * args.records) for v in variants}
+    rows = [Row(f"{v} instructions", [per[v]], "instr/record") for v in variants]
+    if "bus" in per and "floor" in per:
+        rows.append(Row("bus own (bus - floor)", [per["bus"] - per["floor"]], "instr/record"))
+    if "bus" in per and "bus_nometrics" in per:
+        rows.append(
+            Row(
+                "metrics (bus - bus_nometrics)", [per["bus"] - per["bus_nometrics"]], "instr/record"
+            )
+        )
+    return rows
+
+
+def _key(row: Row) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", f"{row.name} {row.unit}".lower()).strip("_")
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--records", type=int, default=20_000)
+    p.add_argument("--records", type=int, default=None, help="20000; 1000 with --callgrind")
     p.add_argument("--passes", type=int, default=5)
-    p.add_argument("--floor", action="store_true", help="the pipeline without the bus")
-    p.add_argument("--no-metrics", action="store_true", help="WorkerSettings(metrics=False)")
+    p.add_argument("--variant", choices=VARIANTS, action="append", help="repeatable; default all")
+    p.add_argument("--floor", action="store_true", help="same as --variant floor")
+    p.add_argument("--no-metrics", action="store_true", help="same as --variant bus_nometrics")
+    p.add_argument("--callgrind", action="store_true", help="instructions per record (valgrind)")
+    p.add_argument("--jobs", type=int, default=2, help="valgrind runs at once (--callgrind)")
     args = p.parse_args(argv)
-    per_record = asyncio.run(run(args.records, args.passes, args.floor, not args.no_metrics))
-    print(f"{per_record * 1e6:.2f} us CPU per record (best of {args.passes})", file=sys.stderr)
+    variants = list(args.variant or [])
+    variants += ["floor"] * args.floor + ["bus_nometrics"] * args.no_metrics
+    variants = [v for v in VARIANTS if v in variants] or list(VARIANTS)
+    if args.records is None:
+        args.records = 1000 if args.callgrind else 20_000
+    rows = callgrind_rows(args, variants) if args.callgrind else cpu_rows(args, variants)
+    print_table(rows)
+    result: dict[str, Any] = {
+        "records": args.records,
+        "mode": "callgrind" if args.callgrind else "cpu",
+    }
+    if not args.callgrind:
+        result["passes"] = args.passes
+    for row in rows:
+        result[_key(row)] = round(row.mid, 3 if row.unit == "us/record" else 0)
+        if len(row.values) > 1:
+            result[_key(row) + "_per_pass"] = [round(x, 3) for x in row.values]
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ class OffsetTracker:
     ) -> None:
         """Record that ``offset`` was handled; ``acks`` pair with ``outputs`` by index."""
         queue = self._pending.get(tp)
-        if not queue and _all_acked(acks):
+        # a pending first ack (Kafka's usual case) answers without a call to _all_acked
+        if not queue and (not acks or acks[0].done()) and _all_acked(acks):
             # nothing before it in flight and its outputs already acknowledged (always so on
             # the memory transport): settled at once, and nothing is kept alive for later
             self._settled[tp] = offset + 1
@@ -105,7 +106,12 @@ class OffsetTracker:
                 for ack in head.acks:  # a plain loop: this runs once per handled record
                     if not ack.done():
                         waiting = True
-                    elif _error(ack) is not None:
+                        continue
+                    try:  # _error inline: a call per ack cost more than the check
+                        error = ack.exception()
+                    except BaseException as cancelled:  # a cancelled future raises
+                        error = cancelled
+                    if error is not None:
                         failing = True
                 if failing:
                     failed.extend(_failures(part, head))

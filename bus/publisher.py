@@ -66,7 +66,9 @@ def emitted_record(
     also the subject. The headers are those of ``encode(envelope_for(...))``, built
     without the intermediate envelope.
     """
-    key = message.bus_key_value()
+    field = message.bus_key  # bus_key_value inline (once per emitted record)
+    value = None if field is None else getattr(message, field)
+    key = None if value is None else value if type(value) is str else str(value)
     headers = event_headers(
         id,
         source,

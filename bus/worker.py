@@ -143,7 +143,8 @@ class Worker:
         self._clock = clock
         self._ids = ids
         self._tracker = OffsetTracker()
-        self._route = app.route
+        # the routes mapping's own get (filled in place by App.handler): no Python frame
+        self._route = app.routes.get
         self._lanes: dict[TopicPartition, _Lane] = {}
         self._retry_topics = frozenset(app.retry_topics)
         #: Completions whose outputs are in flight: marked sent once all are acknowledged.
@@ -406,14 +407,31 @@ class Worker:
             return
         started = time.perf_counter()
         try:
-            records = self._records(_as_messages(await route.handler(message), route.name), env)
+            result = await route.handler(message)
+            if isinstance(result, Message):  # the usual single output: no list of messages
+                ids, source, now = self._ids, self.app.source, self._clock()
+                records = [emitted_record(result, env, source=source, id=ids(), time=now)]
+            else:
+                records = self._records(_as_messages(result, route.name), env)
         except Exception as first:
             ctx = Context(env, record, app=self.app.name, handler=route.name)
             failed = await self._after_first_try(record, tp, env, route, message, ctx, first)
             if failed is None:
                 return
             records = failed
-        await self._send_outputs(record, tp, env, route, records, started)
+        # _send_outputs inlined: a coroutine per record cost more than these lines
+        handled_at = time.perf_counter()
+        acks: list[Delivery] = []
+        send = self.transport.send
+        try:
+            for out in records:
+                acks.append(await send(out))
+        except BusError as exc:
+            if exc.retryable:
+                raise
+            await self._dead_letter(record, "output_rejected", exc, handler=route.name, attempts=1)
+            return
+        self._handled(record, tp, env, route, records, acks, started, handled_at)
 
     def _skip_or_raise(self, record: Record, tp: TopicPartition, env: Envelope) -> None:
         """A type without a handler: skipped if known or allowed, else UnknownTypeError."""
@@ -513,6 +531,20 @@ class Worker:
                 raise
             await self._dead_letter(record, "output_rejected", exc, handler=route.name, attempts=1)
             return
+        self._handled(record, tp, env, route, records, acks, started, handled_at)
+
+    def _handled(
+        self,
+        record: Record,
+        tp: TopicPartition,
+        env: Envelope,
+        route: Route,
+        records: list[OutgoingRecord],
+        acks: list[Delivery],
+        started: float,
+        handled_at: float,
+    ) -> None:
+        """Count a handled record and track its offset with the acks of its outputs."""
         stats = self.stats
         stats.handled += 1
         stats.emitted += len(records)
