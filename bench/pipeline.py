@@ -134,7 +134,9 @@ from pipeline_spy import summarize
 from report import Row, print_table, profile_report
 
 from bus import App, Publisher, TopicPartition, Worker, WorkerSettings
+from bus.config import BusConfig
 from bus.devbroker import DevBroker
+from bus.gc_tuning import tune_gc
 from bus.transports.kafka import KafkaTransport
 
 KINDS = ("raw", "bus", "bus_nometrics", "faststream")
@@ -708,8 +710,8 @@ class Bench:
             )
         cpu = CpuWindow(calibration_ms=calibrate())
         gc.collect()
-        if self.args.gc_freeze:  # the heap so far (imports, warm state) is never traversed again
-            gc.freeze()
+        # All three alike, as `bus run` does for a deployed handler (0: Python's settings).
+        tune_gc(self.args.gc_young)
         t_start = time.monotonic()
         if self.profiler is not None:
             self.profiler.enable()
@@ -899,10 +901,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--faststream-debug", action="store_true", help="keep FastStream's logger (errors)"
     )
     p.add_argument(
-        "--gc-freeze",
-        action="store_true",
-        help="gc.freeze() before each run (all three): full collections skip the start-up heap "
-        "(an experiment: how much of a pipeline's cost is the collector)",
+        "--gc-young",
+        type=int,
+        default=BusConfig().gc_young,
+        help="before each run, for all three: bus.gc_tuning.tune_gc(N) as `bus run` does "
+        "(freeze the heap so far, young collections every N allocations; 0: Python's settings)",
     )
     p.add_argument("--profile", metavar="PATH", help="cProfile one extra bus run to PATH")
     p.add_argument(
@@ -1145,7 +1148,7 @@ def report(
         "max_batch_bytes": bench.settings.max_batch_bytes,
         "acks": bench.settings.acks,
         "raw_parse": args.raw_parse,
-        "gc_freeze": args.gc_freeze,
+        "gc_young": args.gc_young,
         "faststream_max_workers": args.faststream_max_workers,
         "faststream_ack_policy": args.faststream_ack_policy.upper(),
         "pipelines": kinds,

@@ -59,6 +59,7 @@ from bus.errors import (
     TransportError,
     UnknownTypeError,
 )
+from bus.gc_tuning import tune_gc
 from bus.http import HttpServer, Readiness
 from bus.ids import new_id
 from bus.message import Command, Event, Message
@@ -167,5 +168,6 @@ __all__ = [
     "read_dead_letters",
     "record_for",
     "replay_dead_letters",
+    "tune_gc",
     "utc_now",
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import importlib
 import importlib.metadata
 import logging
@@ -306,7 +305,6 @@ def _cmd_run(args: argparse.Namespace, config: BusConfig) -> int:
             apps, partitions=kc.default_partitions, replication_factor=kc.default_replication_factor
         )
     runner = Runner(apps, transport, config.worker_settings(), ensure_topics=ensure)
-    tune_gc(config.gc_young)
     return asyncio.run(_serve(runner, inbound, config, exit_when_idle=args.exit_when_idle))
 
 
@@ -315,7 +313,11 @@ async def _serve(
 ) -> int:
     """``_run``, with the HTTP endpoints up for as long as it lasts (when enabled)."""
     run = _run(
-        runner, inbound, exit_when_idle=exit_when_idle, deadline_s=config.shutdown_deadline_s
+        runner,
+        inbound,
+        exit_when_idle=exit_when_idle,
+        deadline_s=config.shutdown_deadline_s,
+        gc_young=config.gc_young,
     )
     if not config.http:
         return await run
@@ -327,19 +329,13 @@ async def _serve(
         return await run
 
 
-def _freeze_start_up_heap() -> None:
-    """Keep the start-up heap (modules, apps, clients) out of every later collection.
-
-    Full collections otherwise traverse it again and again while records flow; the
-    process is ours here, so the process-wide switch is this command's to flip, not the
-    library's (a Worker embedded in an application leaves the collector alone).
-    """
-    gc.collect()
-    gc.freeze()
-
-
 async def _run(
-    runner: Runner, inbound: list[Inbound], *, exit_when_idle: bool, deadline_s: float
+    runner: Runner,
+    inbound: list[Inbound],
+    *,
+    exit_when_idle: bool,
+    deadline_s: float,
+    gc_young: int = 50_000,
 ) -> int:
     stop = asyncio.Event()
     install_signal_handlers(stop)
@@ -349,7 +345,10 @@ async def _run(
     if task.done():
         await task  # failed to start: raise its error
         return 1
-    _freeze_start_up_heap()
+    # Once the workers are up: their clients and apps join the frozen start-up heap. The
+    # process is this command's, so the process-wide switch is its to flip, not the
+    # library's (a Worker embedded in an application leaves the collector alone).
+    tune_gc(gc_young)
     if inbound:
         await _publish_all(Publisher(runner.transport, source="bus://cli"), inbound)
     if exit_when_idle:

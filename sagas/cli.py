@@ -42,9 +42,9 @@ from bus import (
     Transport,
     default_metrics,
     new_id,
+    tune_gc,
     utc_now,
 )
-from bus.gc_tuning import tune_gc
 from sagas.definition import SagaDefinition
 from sagas.state import SagaStatus
 from sagas.stores.base import SagaQuery, SagaStore

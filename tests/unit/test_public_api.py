@@ -23,7 +23,7 @@ PUBLIC = [
     "TransportClosedError", "TransportError", "UnknownTypeError", "UnknownTypePolicy", "Worker",
     "WorkerSettings", "WorkerStats", "decode", "default_metrics", "default_registry", "encode", "envelope_for",
     "murmur2", "new_id", "partition_for_key", "plan_replay", "read_dead_letters", "record_for",
-    "replay_dead_letters", "utc_now",
+    "replay_dead_letters", "tune_gc", "utc_now",
 ]  # fmt: skip
 
 # The functional core: no event loop, no broker client, no database driver.
