@@ -237,8 +237,9 @@ class KafkaConfig:
     request_timeout_ms: int = 40_000
     #: How long start() keeps retrying an unreachable broker, in seconds.
     connect_timeout_s: float = 60.0
-    #: Longest wait of ``publish`` for the broker's acknowledgement, in seconds; then
-    #: TransportError (the record may still be delivered later).
+    #: Longest wait of ``publish`` / ``publish_many`` for the broker's acknowledgement, in
+    #: seconds; then TransportError (the record may still be delivered later). Also the
+    #: longest ``stop()`` flushes unacknowledged sends before dropping them.
     publish_timeout_s: float = 30.0
     #: Create missing topics when an app starts.
     auto_ensure_topics: bool = False

@@ -182,6 +182,8 @@ class Publisher:
         return await self.transport.publish(record_for(message, env))
 
     async def publish_many(self, messages: Iterable[Message]) -> list[RecordMetadata]:
-        """Send every message (each its own process), then wait for all acknowledgements."""
-        futures = [await self.transport.send(record_for(m, self.envelope(m))) for m in messages]
-        return [await f for f in futures]
+        """Send every message (each its own process), then wait for all acknowledgements
+        (on Kafka at most ``publish_timeout_s`` in all, then TransportError)."""
+        return await self.transport.publish_many(
+            [record_for(m, self.envelope(m)) for m in messages]
+        )

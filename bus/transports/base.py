@@ -185,6 +185,9 @@ class Transport(Protocol):
     async def publish(self, record: OutgoingRecord) -> RecordMetadata:
         """Send ``record`` and wait for its acknowledgement."""
 
+    async def publish_many(self, records: Sequence[OutgoingRecord]) -> list[RecordMetadata]:
+        """Send every record, then wait for all their acknowledgements (in order)."""
+
     def consumer(
         self,
         topics: Sequence[str],

@@ -168,13 +168,65 @@ class KafkaTransport:
         log.info("kafka producer connected to %s", self.config.bootstrap_servers)
 
     async def stop(self) -> None:
+        """Flush pending sends for at most ``publish_timeout_s``, then close.
+
+        Records the broker has not acknowledged by then are dropped with a warning: no
+        sender was told they were delivered (a worker commits no offset for them, so they
+        are consumed again). aiokafka's own stop would wait for them as long as its request
+        timeout lets each batch be retried, past a shutdown deadline.
+        """
         self.ready = False
-        if self._producer is not None:
-            await self._producer.stop()  # flushes pending sends
-            self._producer = None
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await self._flush_or_drop(producer)
+            await producer.stop()
         if self._admin is not None:
             await self._admin.close()
             self._admin = None
+
+    async def _flush_or_drop(self, producer: AIOKafkaProducer) -> None:
+        timeout_s = self.config.publish_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                await producer.flush()
+            return
+        except TimeoutError:
+            log.warning(
+                "kafka: stopping with sends the broker %s has not acknowledged within %gs: "
+                "they are dropped, unacknowledged (BUS_KAFKA_PUBLISH_TIMEOUT_S)",
+                self.config.bootstrap_servers,
+                timeout_s,
+            )
+        # Stop the producer's sender first: producer.stop() then finds it done and does not
+        # wait for the batches it was retrying (aiokafka has no public call for this; the
+        # broker-down test checks that stop() returns in time on the aiokafka we run).
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            await sender.close()
+
+    async def publish_many(self, records: Sequence[OutgoingRecord]) -> list[RecordMetadata]:
+        """Send every record, then wait for all acknowledgements: at most
+        ``publish_timeout_s`` in all, else :class:`~bus.errors.TransportError` saying how
+        many were not acknowledged (they may still be delivered later)."""
+        timeout_s = self.config.publish_timeout_s
+        deliveries: list[Delivery] = []
+        try:
+            async with asyncio.timeout(timeout_s):
+                for record in records:
+                    deliveries.append(await self.send(record))
+                metas = [await asyncio.shield(cast(asyncio.Future[Any], d)) for d in deliveries]
+        except TimeoutError as exc:
+            acked = sum(1 for d in deliveries if d.done() and d.exception() is None)
+            raise TransportError(
+                f"kafka: {len(records) - acked} of {len(records)} records not acknowledged "
+                f"within {timeout_s:g}s: is the broker {self.config.bootstrap_servers} up? "
+                "They may still be delivered later (BUS_KAFKA_PUBLISH_TIMEOUT_S)"
+            ) from exc
+        except KafkaError as exc:
+            raise TransportError(
+                f"kafka: publish of {len(records)} records failed ({exc!r})"
+            ) from exc
+        return [RecordMetadata(m.topic, m.partition, m.offset) for m in metas]
 
     def _metadata_updated(self, _cluster: Any) -> None:
         self._partition_counts.clear()

@@ -343,6 +343,9 @@ class MemoryTransport:
     async def publish(self, record: OutgoingRecord) -> RecordMetadata:
         return await (await self.send(record))
 
+    async def publish_many(self, records: Sequence[OutgoingRecord]) -> list[RecordMetadata]:
+        return [await (await self.send(r)) for r in records]
+
     def consumer(
         self,
         topics: Sequence[str],

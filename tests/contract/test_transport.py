@@ -110,6 +110,20 @@ async def test_records_of_one_key_are_read_in_the_order_written(cluster: Cluster
     await consumer.stop()
 
 
+async def test_publish_many_acknowledges_every_record_in_order(cluster: Cluster) -> None:
+    t = await cluster.client()
+    topic = await make_topic(t, 1)
+    records = [OutgoingRecord(topic, key=b"k", value=str(i).encode()) for i in range(50)]
+    metas = await t.publish_many(records)
+    assert [(m.topic, m.partition) for m in metas] == [(topic, 0)] * 50
+    assert [m.offset for m in metas] == list(range(50))
+    assert await t.publish_many([]) == []
+    consumer = t.consumer([topic], group=None)
+    await consumer.start()
+    assert [r.value for r in await read_all(consumer, 50)] == [r.value for r in records]
+    await consumer.stop()
+
+
 async def test_headers_key_and_value_round_trip_unchanged(cluster: Cluster) -> None:
     t = await cluster.client()
     topic = await make_topic(t, 1)

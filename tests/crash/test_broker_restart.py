@@ -254,10 +254,10 @@ async def _probe_until(transport: KafkaTransport, answer: bool, timeout_s: float
 async def test_publish_while_the_broker_is_down_fails_clearly_after_its_timeout() -> None:
     broker = DevBroker()  # memory storage is enough: nothing needs to survive here
     broker.start()
-    # stop() flushes the record that timed out until aiokafka expires it after
-    # request_timeout_ms: short here, so the test does not wait 15 s for it
+    # aiokafka alone would retry the unacknowledged records until request_timeout_ms (30 s
+    # here) before stop() returned; the transport's stop gives them publish_timeout_s
     config = kafka_test_config(
-        broker.bootstrap_servers, publish_timeout_s=1.5, request_timeout_ms=4000
+        broker.bootstrap_servers, publish_timeout_s=1.5, request_timeout_ms=30_000
     )
     transport = KafkaTransport(config)
     try:
@@ -272,6 +272,14 @@ async def test_publish_while_the_broker_is_down_fails_clearly_after_its_timeout(
         assert time.monotonic() - started < 3.5
         assert broker.bootstrap_servers in str(err.value)
         assert "BUS_KAFKA_PUBLISH_TIMEOUT_S" in str(err.value)
+        started = time.monotonic()
+        many = [OutgoingRecord(topic, b"k", f"many {i}".encode()) for i in range(3)]
+        with pytest.raises(TransportError, match=r"3 of 3 records not acknowledged within 1.5s"):
+            await transport.publish_many(many)
+        assert time.monotonic() - started < 3.5
+        started = time.monotonic()
+        await transport.stop()
+        assert time.monotonic() - started < 4.0, "stop() waited for a broker that is gone"
     finally:
         await transport.stop()
         broker.stop()
