@@ -21,6 +21,7 @@ from bus.app import App, UnknownTypePolicy
 from bus.codec import decode, encode
 from bus.config import BusConfig
 from bus.context import Context
+from bus.dead_letters import dead_letter, dead_letter_topic, without_original
 from bus.dedup import (
     DedupEntry,
     DedupKey,
@@ -156,6 +157,8 @@ __all__ = [
     "Worker",
     "WorkerSettings",
     "WorkerStats",
+    "dead_letter",
+    "dead_letter_topic",
     "decode",
     "default_metrics",
     "default_registry",
@@ -170,4 +173,5 @@ __all__ = [
     "replay_dead_letters",
     "tune_gc",
     "utc_now",
+    "without_original",
 ]

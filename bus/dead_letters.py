@@ -30,7 +30,8 @@ __all__ = [
 ]
 
 HEADER_PREFIX = "bus_dlq_"
-#: Every ``bus_dlq_reason`` the runtime writes (README, "Dead letters").
+#: Every ``bus_dlq_reason`` the runtime writes (README, "Dead letters"); ``undeliverable``
+#: is a saga command the transport refused for good (``sagas.outbox``).
 REASONS = (
     "decode",
     "unknown_type",
@@ -38,6 +39,7 @@ REASONS = (
     "handler_failed",
     "permanent_error",
     "output_rejected",
+    "undeliverable",
 )
 #: Set on a dead letter that had to leave out parts of the original to fit the size limit.
 DROPPED_HEADER = HEADER_PREFIX + "dropped"

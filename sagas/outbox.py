@@ -25,9 +25,22 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from bus import ConfigError, Delivery, Transport, envelope_for, record_for
+from bus import (
+    BusError,
+    ConfigError,
+    Delivery,
+    MessageTooLargeError,
+    OutgoingRecord,
+    Record,
+    Transport,
+    dead_letter,
+    dead_letter_topic,
+    envelope_for,
+    record_for,
+    without_original,
+)
 from sagas.effects import Transition
-from sagas.stores.base import OutboxEntry, SagaStore
+from sagas.stores.base import OutboxEntry, SagaStore, to_ms
 
 __all__ = ["FAULT_EXIT_CODE", "FAULT_POINTS", "FaultInjector", "OutboxRelay", "outbox_entries"]
 
@@ -69,6 +82,25 @@ class FaultInjector:
         if point == self.point:
             print(f"sagas: injected crash at {point}", file=sys.stderr, flush=True)
             os._exit(FAULT_EXIT_CODE)
+
+
+def undeliverable_letter(
+    entry: OutboxEntry, error: BaseException, *, now: datetime
+) -> OutgoingRecord:
+    """The dead letter of an outbox row the transport refused: the command as it would
+    have been published, plus ``bus_dlq_*`` headers (reason ``undeliverable``; it was never
+    in a topic, so partition and offset are -1)."""
+    original = Record(entry.topic, -1, -1, entry.key, entry.value, entry.headers, to_ms(now))
+    return dead_letter(
+        original,
+        topic=dead_letter_topic(entry.topic),
+        reason="undeliverable",
+        error=error,
+        app="sagas",
+        handler=None,
+        attempts=1,
+        now=now,
+    )
 
 
 def outbox_entries(
@@ -125,6 +157,8 @@ class OutboxRelay:
         self.on_published = on_published
         #: Records published since the relay was made.
         self.published = 0
+        #: Commands the transport refused for good, sent to a dead-letter topic instead.
+        self.dead_lettered = 0
 
     async def relay_once(self) -> int:
         """Publish one batch; how many rows it held (0: the outbox was empty)."""
@@ -135,8 +169,15 @@ class OutboxRelay:
             return 0
         self.fault("after_claim_before_publish")
         deliveries: list[Delivery] = []
+        refused: list[tuple[OutboxEntry, BusError]] = []
         for entry in entries:
-            deliveries.append(await self.transport.send(entry.record))
+            try:
+                deliveries.append(await self.transport.send(entry.record))
+            except BusError as exc:
+                if exc.retryable:
+                    raise  # the broker is away: the rows stay claimed and go out later
+                refused.append((entry, exc))
+                continue
             if len(deliveries) == 1 and self.fault.point == "mid_publish":
                 # Only for that crash test: the first record acknowledged, the rest not
                 # sent. Otherwise waiting here would cost every batch a broker round trip.
@@ -144,6 +185,8 @@ class OutboxRelay:
                 self.fault("mid_publish")
         for delivery in deliveries:
             await delivery
+        if refused:
+            await self._dead_letter(refused)
         self.fault("after_publish_before_mark")
         await self.store.mark_sent([e.id for e in entries])
         self.published += len(entries)
@@ -151,6 +194,24 @@ class OutboxRelay:
             self.on_published(entries)
         log.debug("published %d saga command(s)", len(entries))
         return len(entries)
+
+    async def _dead_letter(self, refused: Sequence[tuple[OutboxEntry, BusError]]) -> None:
+        """Commands the transport will never take (too large, no such topic) go to their
+        topic's dead-letter topic as ``undeliverable``, and their rows leave the outbox:
+        left there, one would be claimed again forever and hold up every command behind
+        it. The saga sees no reply: the step times out, is sent again, and fails."""
+        now = self.clock()
+        for entry, exc in refused:
+            letter = undeliverable_letter(entry, exc, now=now)
+            try:
+                await self.transport.publish(letter)
+            except MessageTooLargeError:
+                await self.transport.publish(without_original(letter, headers_too=True))
+            self.dead_lettered += 1
+            log.error(
+                "saga command %s (%s, saga %s) dead-lettered to %s: %s",
+                entry.id, entry.topic, entry.saga_id, letter.topic, exc,
+            )  # fmt: skip
 
     async def relay_all(self) -> int:
         """Publish batches until the outbox has no unclaimed row; how many were published."""
