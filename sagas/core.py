@@ -68,7 +68,7 @@ def start(
         updated_at=now,
         history=[HistoryEntry(at=now, event="started", detail=f"{trigger.bus_type} {message_id}")],
     )
-    run = _Run(definition, state, now)
+    run = _Run(definition, state, now, fresh=True)
     run.advance()
     return run.transition()
 
@@ -174,13 +174,16 @@ def _members(stage: Stage) -> tuple[Step | Wait, ...]:
 class _Run:
     """One transition being computed, on a private copy of the state."""
 
-    def __init__(self, definition: SagaDefinition, state: SagaState, now: datetime) -> None:
+    def __init__(
+        self, definition: SagaDefinition, state: SagaState, now: datetime, *, fresh: bool = False
+    ) -> None:
         self.d = definition
         self.s = state
         self.now = now
         self.commands: list[CommandToSend] = []
-        #: Steps this transition copied (the others are still the input state's, read-only).
-        self._owned: set[str] = set()
+        #: Steps this transition copied (the others are still the input state's, read-only);
+        #: ``fresh``: the state was built for this transition, so every step is its own.
+        self._owned: set[str] = set(state.steps) if fresh else set()
         self.timers: list[TimerToSet] = []
         self.cancelled: list[str] = []
         self._data: BaseModel | None = None
