@@ -49,7 +49,7 @@ from bus.ingest import Inbound, parse_message, parse_ndjson
 from bus.logs import configure_logging
 from bus.publisher import Publisher, record_for
 from bus.registry import default_registry
-from bus.runner import Runner, install_signal_handlers
+from bus.runner import CLOSE_BUDGET_S, Runner, install_signal_handlers
 from bus.topics import TopicPlan, desired_topics, plan
 from bus.trace import Hop, build_tree, read_hops, render
 from bus.transports.base import Transport
@@ -360,7 +360,8 @@ async def _run(
         stop.set()
     await stop.wait()
     try:
-        await asyncio.wait_for(task, deadline_s + 5)
+        # the workers' deadline, then the runner's budget to close stores and transport
+        await asyncio.wait_for(task, deadline_s + CLOSE_BUDGET_S + 5)
     except TimeoutError:
         print("bus: error: shutdown did not finish within its deadline", file=sys.stderr)
         return 1

@@ -179,7 +179,9 @@ class KafkaTransport:
         producer, self._producer = self._producer, None
         if producer is not None:
             await self._flush_or_drop(producer)
+            log.debug("kafka: producer flushed")
             await producer.stop()
+            log.debug("kafka: producer stopped")
         if self._admin is not None:
             await self._admin.close()
             self._admin = None

@@ -18,6 +18,7 @@ from bus import (
     Publisher,
     RecordMetadata,
     RetryPolicy,
+    Runner,
     TestBus,
     TopicPartition,
     TransportError,
@@ -521,3 +522,28 @@ async def test_two_workers_of_one_app_split_the_partitions_and_handle_everything
     await asyncio.gather(*tasks)
     assert sorted(n for _, n in effects) == list(range(600))
     assert {w for w, _ in effects} == {0, 1}
+
+
+# -- shutdown honours its budget ----------------------------------------------------------
+class StuckStop(MemoryTransport):
+    """A transport whose stop() never returns (a client stuck on a half-open connection)."""
+
+    async def stop(self) -> None:
+        await asyncio.sleep(3600)
+
+
+async def test_a_transport_that_never_stops_does_not_hold_up_the_shutdown(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import bus.runner
+
+    monkeypatch.setattr(bus.runner, "CLOSE_BUDGET_S", 0.3)
+    runner = Runner([echo_app("stuck-stop")], StuckStop(MemoryBroker()))
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.wait_for(runner.started.wait(), 5)
+    stop.set()
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(task, 5)
+    assert asyncio.get_running_loop().time() - started < 2.0
+    assert "not closed within 0.3s" in caplog.text
