@@ -127,6 +127,12 @@ class Effects:
     timers_to_cancel: tuple[str, ...]
     requests_done: tuple[str, ...]
 
+    @classmethod
+    def of(cls, write: SagaWrite) -> Effects:
+        """The effects of one write."""
+        done = () if write.request_done is None else (write.request_done,)
+        return cls(write.outbox, write.timers_to_set, write.timers_to_cancel, done)
+
 
 class _Batch:
     """A batch's changes applied in memory, in input order, each on the state before it."""
@@ -239,11 +245,11 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
                     "(saved by another coordinator, or already started): load it again and "
                     "decide again"
                 )
-            await self._write_effects(conn, write)
+            await self._write_effects(conn, Effects.of(write))
         self.states.remember((write,))
         return write.expected_revision + 1
 
-    async def _write_effects(self, conn: Any, write: SagaWrite | Effects) -> None:
+    async def _write_effects(self, conn: Any, write: Effects) -> None:
         if write.outbox:
             columns: list[list[Any]] = [[] for _ in range(7)]
             for e in write.outbox:
@@ -260,11 +266,8 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
                 _SET_TIMERS, [t.id for t in timers], [t.saga_id for t in timers],
                 [to_ms(t.at) for t in timers],
             )  # fmt: skip
-        if isinstance(write, Effects):
-            if write.requests_done:
-                await conn.execute(_DROP_REQUESTS, list(write.requests_done))
-        elif write.request_done is not None:
-            await conn.execute("DELETE FROM saga_requests WHERE id = $1", write.request_done)
+        if write.requests_done:
+            await conn.execute(_DROP_REQUESTS, list(write.requests_done))
 
     async def update(
         self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
