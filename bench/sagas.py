@@ -205,7 +205,7 @@ async def measure(args: argparse.Namespace, bench: Bench, kinds: list[str]) -> d
             cpu_before = time.process_time()
             r = await getattr(bench, kind)(size)
             cpu_ms = (time.process_time() - cpu_before) * 1000 / size
-            if label != "warm":
+            if label not in ("warm", "profiled"):  # cProfile slows a round several-fold
                 bus[kind].append(r)
                 cpu[kind].append(cpu_ms)
             progress(
