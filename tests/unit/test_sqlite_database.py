@@ -110,6 +110,9 @@ async def test_the_wal_is_checkpointed_off_the_loop_so_it_stays_small(tmp_path: 
             if i % 100 == 0:
                 await asyncio.sleep(0.01)  # let a checkpoint on the thread finish
         wal = path.with_name(path.name + "-wal").stat().st_size
-        # Bounded by the RESTART threshold (4,000 pages, 16 MB) plus a checkpoint's worth.
-        assert wal < 25_000_000, f"the WAL grew to {wal} bytes: nothing restarted it"
+        # Bounded by the RESTART threshold (4,000 pages, 16 MB) plus what the loop wrote
+        # while the thread's checkpoint ran: 9 MB of slack was once exceeded by 0.3 MB on a
+        # loaded machine, so allow up to twice the threshold; without the RESTART the file
+        # reaches the 75 MB written.
+        assert wal < 32_000_000, f"the WAL grew to {wal} bytes: nothing restarted it"
         assert await db.run(lambda c: c.execute("SELECT count(*) FROM t").fetchone()) == (6000,)
