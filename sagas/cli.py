@@ -250,7 +250,7 @@ def _list(args: argparse.Namespace, config: BusConfig) -> int:
     )
     states = _with_store(args, config, lambda store: store.list_sagas(query))
     if args.json:
-        _dump([s.model_dump(mode="json", exclude={"history"}) for s in states])
+        _dump([s.to_dict(history=False) for s in states])
     else:
         print(format_table(states))
         print(summary(states))

@@ -125,7 +125,7 @@ def summary(states: Sequence[SagaState]) -> str:
 
 def to_json(state: SagaState) -> dict[str, Any]:
     """The state as JSON with its timeline (offsets and waits in seconds)."""
-    out: dict[str, Any] = state.model_dump(mode="json")
+    out: dict[str, Any] = state.to_dict()
     out["timeline"] = [
         {
             "at": r.at.isoformat(),

@@ -90,7 +90,7 @@ def decide_versioned(
         f"definition {state.name!r} v{state.version} is not registered "
         f"(registered versions: {known or 'none'}); register it again, then retry the saga"
     )
-    parked = state.model_copy(deep=True)
+    parked = state.private_copy()
     parked.resume_status = parked.status
     parked.status = SagaStatus.NEEDS_ATTENTION
     parked.attention = reason

@@ -296,7 +296,7 @@ class StateCache:
         kept = self._states.get(saga_id)
         if kept is not None and kept[0] == revision:
             return kept[1]
-        return SagaState.model_validate_json(state_json)
+        return SagaState.from_json(state_json)
 
     def remember(self, writes: Iterable[SagaWrite | None]) -> None:
         """Keep the states of committed ``writes`` (in order: the last of a saga wins)."""

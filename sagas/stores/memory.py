@@ -79,7 +79,7 @@ class MemorySagaStore:
         row = self._sagas.get(saga_id)
         if row is None:
             return None
-        return StoredSaga(SagaState.model_validate_json(row.json), row.revision)
+        return StoredSaga(SagaState.from_json(row.json), row.revision)
 
     async def save(self, write: SagaWrite) -> int:
         # No await in here: the whole write happens in one step of the event loop, which
@@ -94,9 +94,7 @@ class MemorySagaStore:
             )
         revision = current + 1
         s = write.state
-        self._sagas[saga_id] = _Row(
-            s.model_dump_json(), revision, s.started_at, s.name, s.status.value
-        )
+        self._sagas[saga_id] = _Row(s.to_json(), revision, s.started_at, s.name, s.status.value)
         for entry in write.outbox:
             self._outbox.setdefault(entry.id, (entry, None))
         for timer_id in write.timers_to_cancel:
@@ -172,7 +170,7 @@ class MemorySagaStore:
         for row in rows:
             if query.since is not None and row.started_at < query.since:
                 continue
-            state = SagaState.model_validate_json(row.json)
+            state = SagaState.from_json(row.json)
             if query.statuses and state.status not in query.statuses:
                 continue
             if query.name is not None and state.name != query.name:

@@ -221,11 +221,11 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
             )
         if row is None:
             return None
-        return StoredSaga(SagaState.model_validate_json(row[0]), int(row[1]))
+        return StoredSaga(SagaState.from_json(row[0]), int(row[1]))
 
     async def save(self, write: SagaWrite) -> int:
         s = write.state
-        state_json = s.model_dump_json()
+        state_json = s.to_json()
         async with self.database.transaction() as conn:
             if write.expected_revision == 0:
                 status = await conn.execute(
@@ -318,14 +318,14 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
             inserted = await conn.fetch(
                 _INSERT_MANY, new, [s.name for s, _ in rows], [s.status.value for s, _ in rows],
                 [r for _, r in rows], [to_ms(s.started_at) for s, _ in rows],
-                [to_ms(s.updated_at) for s, _ in rows], [s.model_dump_json() for s, _ in rows],
+                [to_ms(s.updated_at) for s, _ in rows], [s.to_json() for s, _ in rows],
             )  # fmt: skip
             lost = set(new) - {r[0] for r in inserted}
         if old:
             rows = [batch.final[i] for i in old]
             status = await conn.execute(
                 _UPDATE_MANY, old, [s.status.value for s, _ in rows], [r for _, r in rows],
-                [to_ms(s.updated_at) for s, _ in rows], [s.model_dump_json() for s, _ in rows],
+                [to_ms(s.updated_at) for s, _ in rows], [s.to_json() for s, _ in rows],
                 [batch.loaded_revision(i) for i in old],
             )  # fmt: skip
             if status != f"UPDATE {len(old)}":  # the rows are locked: only a bug gets here
@@ -405,7 +405,7 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
         )
         async with self.database.connection() as conn:
             rows = await conn.fetch(sql, *args)
-        return [SagaState.model_validate_json(r[0]) for r in rows]
+        return [SagaState.from_json(r[0]) for r in rows]
 
     async def counts(self) -> dict[str, int]:
         async with self.database.connection() as conn:

@@ -107,7 +107,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         row = await self.database.run(lambda c: c.execute(_LOAD, (saga_id,)).fetchone())
         if row is None:
             return None
-        return StoredSaga(SagaState.model_validate_json(row[0]), int(row[1]))
+        return StoredSaga(SagaState.from_json(row[0]), int(row[1]))
 
     async def save(self, write: SagaWrite) -> int:
         if not await self.database.write(lambda c: _store(c, write)):
@@ -238,7 +238,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         )
         args.append(query.limit)
         rows = await self.database.run(lambda c: c.execute(sql, args).fetchall())
-        return [SagaState.model_validate_json(r[0]) for r in rows]
+        return [SagaState.from_json(r[0]) for r in rows]
 
     async def counts(self) -> dict[str, int]:
         def count(c: sqlite3.Connection) -> dict[str, int]:
@@ -284,7 +284,7 @@ def _update(
 def _store(c: sqlite3.Connection, write: SagaWrite) -> bool:
     """Write state, outbox and timers; False (nothing written) on a revision mismatch."""
     s = write.state
-    state_json = s.model_dump_json()
+    state_json = s.to_json()
     if write.expected_revision == 0:
         args = (s.saga_id, s.name, s.status.value, to_ms(s.started_at), to_ms(s.updated_at),
                 state_json)  # fmt: skip

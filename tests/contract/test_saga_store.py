@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -394,7 +394,7 @@ async def test_gauges_count_the_outbox_and_the_unfinished_sagas(backend: Backend
     await store.save(SagaWrite(state("demo:1"), 0, outbox=(entry("c-1"), entry("c-2"))))
     await store.save(SagaWrite(state("demo:2", status=SagaStatus.COMPLETED), 0))
     attention = state("other:3", name="other", status=SagaStatus.NEEDS_ATTENTION)
-    await store.save(SagaWrite(attention.model_copy(update={"started_at": T0 + 2 * minute}), 0))
+    await store.save(SagaWrite(replace(attention, started_at=T0 + 2 * minute), 0))
     compensating = state("demo:4", status=SagaStatus.COMPENSATING, started=T0 + 3 * minute)
     await store.save(SagaWrite(compensating, 0))
     g = await store.gauges()
