@@ -26,6 +26,7 @@ Duplicate, late and unknown messages, and timers no longer armed, change nothing
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -241,8 +242,9 @@ class _Run:
     def _command(self, cls: type[Any], build: Any) -> Any:
         if build is not None:
             return build(self.data)
-        fields = self.data.model_dump()
-        return cls.model_validate({k: fields[k] for k in cls.model_fields if k in fields})
+        data = self.data
+        command: type[BaseModel] = cls
+        return command.model_validate(data.model_dump(include=_shared_fields(type(data), command)))
 
     def _send(
         self, st: StepState, kind: CommandKind, attempt: int, message: Any, timeout: timedelta
@@ -476,6 +478,14 @@ class _Run:
 
 
 _BUSY = (StepStatus.RUNNING, StepStatus.COMPENSATING)
+
+
+@functools.cache
+def _shared_fields(data: type[BaseModel], command: type[BaseModel]) -> set[str]:
+    """The fields a command without ``build=`` takes from the saga data: those both have
+    (dumping only them: the whole data model was dumped for each command before). Shared
+    between calls: never change it."""
+    return set(data.model_fields) & set(command.model_fields)
 
 
 def _compensable(spec: Step | Wait) -> bool:
