@@ -304,7 +304,13 @@ def _cmd_run(args: argparse.Namespace, config: BusConfig) -> int:
         ensure = desired_topics(
             apps, partitions=kc.default_partitions, replication_factor=kc.default_replication_factor
         )
-    runner = Runner(apps, transport, config.worker_settings(), ensure_topics=ensure)
+    runner = Runner(
+        apps,
+        transport,
+        config.worker_settings(),
+        ensure_topics=ensure,
+        dedup_retention_s=config.dedup_retention_s,
+    )
     return asyncio.run(_serve(runner, inbound, config, exit_when_idle=args.exit_when_idle))
 
 

@@ -20,6 +20,7 @@ once, with an error naming the variable and what it accepts.
 | ``BUS_OTEL`` | ``true`` | OpenTelemetry spans per handled message (when the ``otel`` extra is installed) |
 | ``BUS_SAGA_STORE`` | ``sqlite:sagas.db`` | saga store: ``sqlite:PATH``, ``postgresql://...`` or ``memory`` |
 | ``BUS_GC_YOUNG`` | ``50000`` | allocations between young garbage collections; ``0`` keeps Python's (``bus.gc_tuning``) |
+| ``BUS_DEDUP_RETENTION_S`` | ``604800`` | seconds ``bus run`` keeps dedup completions (7 days; ``0``: forever) |
 | ``BUS_FAULT_POINT`` | - | crash tests only: end the process at this point of the saga outbox relay |
 
 Example::
@@ -72,6 +73,11 @@ class BusConfig:
     #: Allocations between young garbage collections in ``bus run`` / ``bus sagas``
     #: processes, which also freeze their start-up heap; 0 keeps Python's (bus.gc_tuning).
     gc_young: int = 50_000
+    #: Seconds a dedup store remembers a completed message; older completions are purged
+    #: by ``bus run`` (hourly at most). Keep it above the topics' retention (Kafka's
+    #: default, 7 days, is this default): a redelivered record older than it would run
+    #: its handler again. 0 keeps everything.
+    dedup_retention_s: float = 7 * 24 * 3600.0
     #: Crash tests only: the saga outbox relay ends the process (``os._exit``) at this
     #: point (``sagas.outbox.FAULT_POINTS``); unset in production.
     fault_point: str | None = None
@@ -97,6 +103,8 @@ class BusConfig:
             problems.append("shutdown_deadline_s must not be negative")
         if self.offset_reset not in ("earliest", "latest"):
             problems.append("offset_reset must be 'earliest' or 'latest'")
+        if self.dedup_retention_s < 0:
+            problems.append("dedup_retention_s must be 0 (keep everything) or more seconds")
         if self.gc_young < 0:
             problems.append("gc_young must be 0 (Python's default) or more allocations")
         if not 0 <= self.http_port <= 65535:

@@ -3,7 +3,8 @@
 ``bus run`` and the test kit both use :class:`Runner`. Every worker is a task of one
 task group; ``stop`` ends them all, each shutting down gracefully. A watch task of the
 same group probes the transport every ``probe_interval_s``, so ``ready`` follows a broker
-that goes away and comes back (the transport logs each change once).
+that goes away and comes back (the transport logs each change once). With
+``dedup_retention_s`` another purges the apps' dedup stores of older completions.
 
 Example::
 
@@ -20,11 +21,13 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from bus.app import App
 from bus.dedup.base import DedupStore
+from bus.envelope import utc_now
 from bus.errors import DefinitionError
 from bus.metrics import Metrics
 from bus.transports.base import TopicSpec, Transport
@@ -51,6 +54,9 @@ class Runner:
         ensure_topics: Sequence[TopicSpec] | None = None,
         metrics: Metrics | None = None,
         probe_interval_s: float = 1.0,
+        dedup_retention_s: float = 0.0,
+        dedup_purge_interval_s: float | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         problems = [f"{app.name}: {p}" for app in apps for p in app.problems()]
         names = [app.name for app in apps]
@@ -68,6 +74,15 @@ class Runner:
         self.ensure_topics = ensure_topics
         #: Seconds between two readiness probes of the transport.
         self.probe_interval_s = probe_interval_s
+        #: Completions older than this many seconds are purged from the apps' dedup stores
+        #: (at start, then every ``dedup_purge_interval_s``); 0: never.
+        self.dedup_retention_s = dedup_retention_s
+        self.dedup_purge_interval_s = (
+            dedup_purge_interval_s
+            if dedup_purge_interval_s is not None
+            else min(3600.0, max(1.0, dedup_retention_s / 4))
+        )
+        self.clock = clock
         self.started = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -83,6 +98,8 @@ class Runner:
                 for worker in self.workers:
                     tg.create_task(worker.run(stop), name=f"worker-{worker.app.name}")
                 tg.create_task(self._watch_transport(stop), name="transport-watch")
+                if self.dedup_retention_s > 0 and stores:
+                    tg.create_task(self._purge_dedup(stores, stop), name="dedup-purge")
                 self.started.set()
         finally:
             await self._close(stores)
@@ -114,6 +131,28 @@ class Runner:
             self.transport.name,
             time.monotonic() - started,
         )
+
+    async def _purge_dedup(self, stores: Iterable[DedupStore[Any]], stop: asyncio.Event) -> None:
+        """Forget completions older than the retention, now and every interval until ``stop``.
+
+        Without it a SQL dedup store grows by a row per handled message forever. A purge
+        that fails (the database is away) is logged and tried again next interval: it must
+        not stop the workers.
+        """
+        while not stop.is_set():
+            older_than = self.clock() - timedelta(seconds=self.dedup_retention_s)
+            for store in stores:
+                try:
+                    n = await store.purge(older_than)
+                except Exception as exc:
+                    log.warning("dedup purge of %s failed, next try in %gs: %r",
+                                type(store).__name__, self.dedup_purge_interval_s, exc)  # fmt: skip
+                    continue
+                if n:
+                    log.info("dedup purge: %d completions before %s forgotten by %s",
+                             n, older_than.isoformat(), type(store).__name__)  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.dedup_purge_interval_s)
 
     async def _watch_transport(self, stop: asyncio.Event) -> None:
         """Probe the transport until ``stop``: fetches alone do not notice a broker gone."""

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from bus import (
     App,
     Context,
+    DedupKey,
     Event,
     MemoryBroker,
+    MemoryDedupStore,
     MemoryTransport,
     OutgoingRecord,
     Publisher,
@@ -547,3 +550,64 @@ async def test_a_transport_that_never_stops_does_not_hold_up_the_shutdown(
     await asyncio.wait_for(task, 5)
     assert asyncio.get_running_loop().time() - started < 2.0
     assert "not closed within 0.3s" in caplog.text
+
+
+class FailingPurge(MemoryDedupStore):
+    async def purge(self, older_than: datetime) -> int:
+        raise TransportError("database away")
+
+
+async def test_the_runner_purges_dedup_completions_older_than_the_retention(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "bus.runner")
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    store = MemoryDedupStore(clock=lambda: now - timedelta(hours=2))
+    await store.record(DedupKey("h", "/src", "old"))
+    store.clock = lambda: now - timedelta(minutes=30)
+    await store.record(DedupKey("h", "/src", "recent"))
+    runner = Runner(
+        [deduplicating_app("purged", store), deduplicating_app("unpurgeable", FailingPurge())],
+        MemoryTransport(MemoryBroker()),
+        dedup_retention_s=3600,
+        dedup_purge_interval_s=0.05,
+        clock=lambda: now,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.wait_for(runner.started.wait(), 5)
+    for _ in range(100):
+        if await store.get(DedupKey("h", "/src", "old")) is None:
+            break
+        await asyncio.sleep(0.01)
+    assert await store.get(DedupKey("h", "/src", "old")) is None
+    assert await store.get(DedupKey("h", "/src", "recent")) is not None
+    await asyncio.sleep(0.15)  # a few more rounds: the failing store does not stop anything
+    assert not task.done()
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert "dedup purge of FailingPurge failed" in caplog.text
+    assert "1 completions before 2026-11-27T11:00:00+00:00 forgotten" in caplog.text
+
+
+async def test_no_purge_runs_without_a_retention(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "bus.runner")
+    app = deduplicating_app("kept", FailingPurge())  # a purge would log its failure
+    runner = Runner([app], MemoryTransport(MemoryBroker()), dedup_purge_interval_s=0.01)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.wait_for(runner.started.wait(), 5)
+    await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert "dedup purge" not in caplog.text
+
+
+def deduplicating_app(name: str, store: MemoryDedupStore) -> App:
+    app = App(name, dedup=store)
+
+    @app.handler
+    async def echo(ping: Ping) -> Pong:
+        return Pong(key=ping.key, n=ping.n)
+
+    return app
