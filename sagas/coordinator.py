@@ -153,6 +153,9 @@ class CoordinatorStats:
     unreadable: int = 0
     #: Records whose decision raised (a bug in a definition's function): logged, skipped.
     failed: int = 0
+    #: Triggers (other messages than the one that started it) naming a saga id in use:
+    #: logged and ignored, since a saga id starts one instance only.
+    refused_starts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -549,14 +552,30 @@ class Coordinator:
     # -- the transaction --------------------------------------------------------------------
 
     def _start_op(self, d: SagaDefinition, message: Event, message_id: str, now: datetime) -> _Op:
+        refused: list[StoredSaga] = []
+
         def change(stored: StoredSaga | None) -> SagaWrite | None:
             if stored is not None:
-                return None  # the trigger came again (or another replica started it)
+                # The trigger came again (or another replica started it); or another
+                # trigger with the same correlation key (a re-hire): refused, loudly.
+                if stored.state.trigger_id != message_id:
+                    refused[:] = [stored]
+                return None
+            refused.clear()
             t = start(d, message, message_id=message_id, now=now)
             outbox = outbox_entries(t, now=now, causation_id=message_id)
             return SagaWrite(t.state, 0, outbox, t.timers_to_set, t.timers_to_cancel)
 
         def after(write: SagaWrite | None) -> None:
+            if refused:
+                self.stats.refused_starts += 1
+                old = refused[0].state
+                log.warning(
+                    "%s %s not started: saga %s exists (%s, started by %s at %s); a saga id "
+                    "starts one instance only, so this trigger is ignored",
+                    d.trigger.bus_type, message_id, old.saga_id, old.status.value,
+                    old.trigger_id, old.started_at.isoformat(),
+                )  # fmt: skip
             if write is not None:
                 self.stats.started += 1
                 self.observer.saga_started(d.name)

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from bus import envelope_for, record_for
 from handlers.hr.contracts import EmployeeHired, PrivilegedAccessRejected
 from handlers.identity.contracts import (
     CreateAccount,
@@ -111,3 +112,26 @@ async def test_an_unknown_saga_is_a_clear_assertion() -> None:
     async with SagaTestKit(onboarding) as kit:
         with pytest.raises(AssertionError, match="no saga 'onboarding:e-9' was started"):
             await kit.state("onboarding:e-9")
+
+
+async def test_a_second_trigger_for_a_saga_id_in_use_is_refused_loudly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def hire(message_id: str) -> None:
+        env = envelope_for(hired(), source="/hr", id=message_id, time=START)
+        await kit.transport.publish(record_for(hired(), env))
+        await kit.drain()
+
+    async with SagaTestKit(onboarding, start=START) as kit:
+        await hire("hire-1")
+        await hire("hire-1")  # the same trigger again: a duplicate
+        assert kit.coordinator.stats.refused_starts == 0
+        assert "not started" not in caplog.text
+        await hire("rehire-2")  # another hire of the same employee id
+        assert kit.coordinator.stats.refused_starts == 1
+        assert (
+            "hr.employee.hired.v1 rehire-2 not started: saga onboarding:e-1 exists (running, "
+            "started by hire-1" in caplog.text
+        )
+        assert len(kit.commands(CreateAccount)) == 1
+        assert (await kit.state(SAGA)).trigger_id == "hire-1"
