@@ -21,6 +21,7 @@ once, with an error naming the variable and what it accepts.
 | ``BUS_SAGA_STORE`` | ``sqlite:sagas.db`` | saga store: ``sqlite:PATH``, ``postgresql://...`` or ``memory`` |
 | ``BUS_GC_YOUNG`` | ``50000`` | allocations between young garbage collections; ``0`` keeps Python's (``bus.gc_tuning``) |
 | ``BUS_DEDUP_RETENTION_S`` | ``604800`` | seconds ``bus run`` keeps dedup completions (7 days; ``0``: forever) |
+| ``BUS_SAGA_RETENTION_S`` | ``0`` | seconds ``bus sagas run`` keeps ended sagas (``0``: forever) |
 | ``BUS_FAULT_POINT`` | - | crash tests only: end the process at this point of the saga outbox relay |
 
 Example::
@@ -78,6 +79,11 @@ class BusConfig:
     #: default, 7 days, is this default): a redelivered record older than it would run
     #: its handler again. 0 keeps everything.
     dedup_retention_s: float = 7 * 24 * 3600.0
+    #: Seconds ``bus sagas run`` keeps ended sagas (completed, compensated, failed,
+    #: cancelled) after their last update, purging older ones hourly; 0 (the default)
+    #: keeps them. Keep it above the trigger topics' retention: a trigger delivered again
+    #: after its saga was purged starts the saga anew.
+    saga_retention_s: float = 0.0
     #: Crash tests only: the saga outbox relay ends the process (``os._exit``) at this
     #: point (``sagas.outbox.FAULT_POINTS``); unset in production.
     fault_point: str | None = None
@@ -103,6 +109,8 @@ class BusConfig:
             problems.append("shutdown_deadline_s must not be negative")
         if self.offset_reset not in ("earliest", "latest"):
             problems.append("offset_reset must be 'earliest' or 'latest'")
+        if self.saga_retention_s < 0:
+            problems.append("saga_retention_s must be 0 (keep ended sagas) or more seconds")
         if self.dedup_retention_s < 0:
             problems.append("dedup_retention_s must be 0 (keep everything) or more seconds")
         if self.gc_young < 0:

@@ -71,7 +71,7 @@ def register(
     """Add ``bus sagas`` and its actions to bus's command line."""
     sagas = sub.add_parser(
         "sagas",
-        help="saga orchestration: run, list, show, cancel, retry, graph, demo",
+        help="saga orchestration: run, list, show, cancel, retry, purge, graph, demo",
         description="Run the saga coordinator and inspect, cancel or retry saga instances.",
     )
     actions = sagas.add_subparsers(metavar="ACTION")
@@ -129,6 +129,24 @@ def register(
         p.add_argument("--reason", default=f"{action} requested by operator")
         _store_flag(p)
         p.set_defaults(command=lambda a, c, action=action: _request(a, c, action))
+
+    purge = actions.add_parser(
+        "purge",
+        help="delete sagas that ended (completed, compensated, failed, cancelled) long ago",
+        description="Delete the sagas that ended and were last updated before --older-than. "
+        "Running, compensating and needs_attention sagas stay, whatever their age. A trigger "
+        "delivered again after its saga was purged starts it anew: keep sagas longer than "
+        "the trigger topics keep records. 'bus sagas run' does this by itself with "
+        "BUS_SAGA_RETENTION_S.",
+    )
+    purge.add_argument(
+        "--older-than",
+        required=True,
+        metavar="AGE",
+        help="ended and last updated before: 90s, 15m, 2h, 30d or an ISO time",
+    )
+    _store_flag(purge)
+    purge.set_defaults(command=_purge)
 
     graph = actions.add_parser("graph", help="a saga definition as a Mermaid state diagram")
     graph.add_argument("name", metavar="NAME")
@@ -195,7 +213,7 @@ _SINCE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-def parse_since(text: str, *, now: datetime) -> datetime:
+def parse_since(text: str, *, now: datetime, flag: str = "--since") -> datetime:
     """``90s``, ``15m``, ``2h``, ``3d`` (before ``now``) or an ISO 8601 time (UTC if naive).
 
     >>> from datetime import UTC
@@ -209,7 +227,7 @@ def parse_since(text: str, *, now: datetime) -> datetime:
         t = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ConfigError(
-            f"--since {text!r}: use a duration like 90s, 15m, 2h, 3d or an ISO time "
+            f"{flag} {text!r}: use a duration like 90s, 15m, 2h, 3d or an ISO time "
             "like 2026-01-04T09:00"
         ) from None
     return t if t.tzinfo else t.replace(tzinfo=now.tzinfo)
@@ -285,6 +303,13 @@ def _request(args: argparse.Namespace, config: BusConfig, action: str) -> int:
     return 0
 
 
+def _purge(args: argparse.Namespace, config: BusConfig) -> int:
+    older_than = parse_since(args.older_than, now=utc_now(), flag="--older-than")
+    n = _with_store(args, config, lambda store: store.purge_finished(older_than))
+    print(f"purged {n} saga{'s' if n != 1 else ''} that ended before {older_than.isoformat()}")
+    return 0
+
+
 def _graph(args: argparse.Namespace, config: BusConfig) -> int:
     from sagas.render import render_mermaid
 
@@ -315,6 +340,7 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
         group=args.group,
         fault_point=config.fault_point,
         observer=metrics,
+        retention_s=config.saga_retention_s,
     )
 
     async def ready() -> Readiness:

@@ -33,7 +33,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol
 
@@ -240,6 +240,8 @@ class Coordinator:
         gauges_interval_s: float = 5.0,
         fault_point: str | None = None,
         observer: SagaObserver | None = None,
+        retention_s: float = 0.0,
+        purge_interval_s: float = 3600.0,
     ) -> None:
         if not catalog.names():
             raise ConfigError("the coordinator needs at least one saga definition")
@@ -251,6 +253,10 @@ class Coordinator:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.gauges_interval_s = gauges_interval_s
+        #: run() purges sagas that ended more than this many seconds ago, at start and
+        #: every ``purge_interval_s`` (0: never; see SagaStore.purge_finished).
+        self.retention_s = retention_s
+        self.purge_interval_s = purge_interval_s
         self.fault = FaultInjector(fault_point)
         self.observer: SagaObserver = observer or _NoObserver()
         self.routes = _Routes.of(catalog)
@@ -302,10 +308,35 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         next_report = loop.time()
         async with self:
+            purging = (
+                asyncio.create_task(self._purge_until(stop), name="saga-purge")
+                if self.retention_s > 0
+                else None
+            )
             try:
                 await self._run_until(stop, loop, next_report)
             finally:
+                if purging is not None:
+                    purging.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await purging
                 await self._finish_background()
+
+    async def _purge_until(self, stop: asyncio.Event) -> None:
+        """Purge ended sagas older than the retention, now and every interval; a failed
+        purge (the database away) is logged and tried again next time."""
+        while not stop.is_set():
+            older_than = self.clock() - timedelta(seconds=self.retention_s)
+            try:
+                n = await self.store.purge_finished(older_than)
+            except Exception as exc:
+                log.warning("purge of ended sagas failed, next try in %gs: %r",
+                            self.purge_interval_s, exc)  # fmt: skip
+            else:
+                if n:
+                    log.info("purged %d sagas that ended before %s", n, older_than.isoformat())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.purge_interval_s)
 
     async def _run_until(
         self, stop: asyncio.Event, loop: asyncio.AbstractEventLoop, next_report: float

@@ -258,6 +258,14 @@ class SagaStore(Protocol):
         """Sagas matching ``query``, most recently started first."""
         ...
 
+    async def purge_finished(self, older_than: datetime) -> int:
+        """Delete the sagas that ended (completed, compensated, failed, cancelled) and were
+        last updated before ``older_than``; how many. Running, compensating and
+        needs_attention sagas stay, whatever their age, and so do outbox rows not yet
+        published. A trigger delivered again after its saga was purged starts it anew:
+        keep sagas longer than the trigger topics keep records."""
+        ...
+
     async def counts(self) -> dict[str, int]:
         """Rows per table: ``sagas``, ``outbox``, ``timers``, ``requests`` (for idleness)."""
         ...

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 
-from sagas.state import SagaState
+from sagas.state import TERMINAL, SagaState
 from sagas.stores.base import (
     ACTIVE,
     Change,
@@ -37,6 +37,7 @@ class _Row:
     started_at: datetime
     name: str
     status: str
+    updated_at: datetime
 
 
 class MemorySagaStore:
@@ -94,7 +95,9 @@ class MemorySagaStore:
             )
         revision = current + 1
         s = write.state
-        self._sagas[saga_id] = _Row(s.to_json(), revision, s.started_at, s.name, s.status.value)
+        self._sagas[saga_id] = _Row(
+            s.to_json(), revision, s.started_at, s.name, s.status.value, s.updated_at
+        )
         for entry in write.outbox:
             self._outbox.setdefault(entry.id, (entry, None))
         for timer_id in write.timers_to_cancel:
@@ -179,6 +182,17 @@ class MemorySagaStore:
             if len(out) >= query.limit:
                 break
         return out
+
+    async def purge_finished(self, older_than: datetime) -> int:
+        finished = {s.value for s in TERMINAL}
+        gone = [
+            saga_id
+            for saga_id, row in self._sagas.items()
+            if row.status in finished and row.updated_at < older_than
+        ]
+        for saga_id in gone:
+            del self._sagas[saga_id]
+        return len(gone)
 
     async def counts(self) -> dict[str, int]:
         return {

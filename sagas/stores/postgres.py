@@ -22,7 +22,7 @@ from typing import Any
 
 from bus import MigratedStore, Migration, PostgresDatabase, StoreError
 from sagas.effects import TimerToSet
-from sagas.state import SagaState
+from sagas.state import TERMINAL, SagaState
 from sagas.stores.base import (
     ACTIVE,
     COMPONENT,
@@ -406,6 +406,15 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
         async with self.database.connection() as conn:
             rows = await conn.fetch(sql, *args)
         return [SagaState.from_json(r[0]) for r in rows]
+
+    async def purge_finished(self, older_than: datetime) -> int:
+        async with self.database.connection() as conn:
+            status = await conn.execute(
+                "DELETE FROM saga_state WHERE status = ANY($1::text[]) AND updated_at_ms < $2",
+                [s.value for s in TERMINAL],
+                to_ms(older_than),
+            )
+        return int(status.split()[-1])  # "DELETE <n>"
 
     async def counts(self) -> dict[str, int]:
         async with self.database.connection() as conn:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bus import MigratedStore, Migration, SqliteDatabase
-from sagas.state import SagaState
+from sagas.state import TERMINAL, SagaState
 from sagas.stores.base import (
     ACTIVE,
     COMPONENT,
@@ -239,6 +239,15 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         args.append(query.limit)
         rows = await self.database.run(lambda c: c.execute(sql, args).fetchall())
         return [SagaState.from_json(r[0]) for r in rows]
+
+    async def purge_finished(self, older_than: datetime) -> int:
+        statuses = [s.value for s in TERMINAL]
+        sql = (
+            f"DELETE FROM saga_state WHERE status IN ({', '.join('?' for _ in statuses)})"
+            " AND updated_at_ms < ?"
+        )
+        args = [*statuses, to_ms(older_than)]
+        return await self.database.write(lambda c: int(c.execute(sql, args).rowcount))
 
     async def counts(self) -> dict[str, int]:
         def count(c: sqlite3.Connection) -> dict[str, int]:

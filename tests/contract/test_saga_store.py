@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sagas import SagaState, SagaStatus, TimerToSet
+from sagas.state import TERMINAL
 from sagas.stores import (
     ControlRequest,
     MemorySagaStore,
@@ -484,3 +485,29 @@ async def test_two_replicas_starting_the_same_sagas_in_batches_start_each_once(
     assert sorted(e.saga_id for e in claimed) == sorted(ids)
     winners = {e.saga_id: e.id.rsplit("/", 1)[1] for e in claimed}
     assert winners == {i: ("a" if x is not None else "b") for i, x in zip(ids, by_a, strict=True)}
+
+
+async def test_purge_finished_removes_only_ended_sagas_last_updated_before_the_cutoff(
+    backend: Backend,
+) -> None:
+    store = await backend.store()
+    hour = timedelta(hours=1)
+    old, cutoff = T0, T0 + 2 * hour
+    for i, status in enumerate(SagaStatus):
+        await store.save(SagaWrite(state(f"old:{i}", status=status, started=old), 0))
+        await store.save(SagaWrite(state(f"new:{i}", status=status, started=cutoff), 0))
+    # Started long ago but updated after the cutoff: it ended recently, so it stays.
+    late = state("late:1", status=SagaStatus.COMPLETED, started=old)
+    late.updated_at = cutoff + hour
+    await store.save(SagaWrite(late, 0, outbox=(entry("c-late", "late:1"),)))
+    # Its outbox row is not the store's to purge, even for a saga purged.
+    ended = state("ended:1", status=SagaStatus.CANCELLED, started=old)
+    await store.save(SagaWrite(ended, 0, outbox=(entry("c-ended", "ended:1"),)))
+
+    assert await store.purge_finished(cutoff) == len(TERMINAL) + 1
+    remaining = {s.saga_id for s in await store.list_sagas(SagaQuery(limit=100))}
+    old_kept = {f"old:{i}" for i, s in enumerate(SagaStatus) if s not in TERMINAL}
+    assert remaining == old_kept | {f"new:{i}" for i in range(len(SagaStatus))} | {"late:1"}
+    claimed = await store.claim_outbox(limit=10, now=cutoff, lease=timedelta(seconds=30))
+    assert sorted(e.id for e in claimed) == ["c-ended", "c-late"]
+    assert await store.purge_finished(cutoff) == 0

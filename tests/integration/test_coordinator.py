@@ -6,6 +6,9 @@ a Coordinator by hand on a SQLite store to show what a restart resumes.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -393,3 +396,45 @@ async def test_a_store_fault_reads_the_record_again_instead_of_losing_it() -> No
         assert await kit.status("onboarding:e-10") == SagaStatus.RUNNING
         assert len(kit.commands(CreateAccount)) == 1
         assert kit.store.failures == 0  # type: ignore[attr-defined]
+
+
+class _UnpurgeableStore(MemorySagaStore):
+    async def purge_finished(self, older_than: datetime) -> int:
+        raise StoreError("database away")
+
+
+async def test_run_purges_ended_sagas_past_the_retention_and_survives_a_failing_purge(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "sagas")
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    store = MemorySagaStore()
+    async with SagaTestKit(onboarding, store=store, start=now - timedelta(days=40)) as kit:
+        await kit.publish(hire("e-old"))  # starts, stays running: never purged
+        await kit.drain()
+        await kit.publish(hire("e-ended"))
+        await kit.drain()
+    ended = await store.load("onboarding:e-ended")
+    assert ended is not None
+    await store.save(
+        SagaWrite(dataclasses.replace(ended.state, status=SagaStatus.COMPLETED), ended.revision)
+    )
+    for s, retention in ((store, 30 * 86400.0), (_UnpurgeableStore(), 1.0)):
+        c = Coordinator(
+            Catalog([onboarding]),
+            s,
+            MemoryTransport(MemoryBroker()),
+            clock=lambda: now,
+            retention_s=retention,
+            purge_interval_s=0.02,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(c.run(stop))
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert await store.load("onboarding:e-ended") is None
+    assert await store.load("onboarding:e-old") is not None
+    assert "purged 1 sagas that ended before 2026-10-28T12:00:00+00:00" in caplog.text
+    assert "purge of ended sagas failed" in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from handlers.hr.contracts import EmployeeHired
 from handlers.identity.contracts import IdentityAccountProvisioned
 from sagas import SagaStatus
 from sagas.definitions.onboarding import onboarding
-from sagas.stores import SqliteSagaStore
+from sagas.stores import SagaWrite, SqliteSagaStore
 from sagas.testing import SagaTestKit
 
 START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -183,3 +184,31 @@ def test_bus_sagas_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def _add_ended(path: Path) -> None:
+    async with SqliteSagaStore(path) as store:
+        running = await store.load("onboarding:a-1")
+        assert running is not None
+        done = dataclasses.replace(
+            running.state, saga_id="onboarding:done-1", status=SagaStatus.COMPLETED
+        )
+        await store.save(SagaWrite(done, 0))
+
+
+def test_purge_deletes_only_ended_sagas_older_than_asked(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(_add_ended(tmp_path / "sagas.db"))
+    code, out, _ = bus(capsys, "purge", "--older-than", "2026-06-01T08:00", "--store", store_url)
+    assert code == 0
+    assert out.startswith("purged 0 sagas that ended before 2026-06-01T08:00:00")
+    code, out, _ = bus(capsys, "purge", "--older-than", "1d", "--store", store_url)
+    assert out.startswith("purged 1 saga that ended before ")
+    code, out, _ = bus(capsys, "list", "--store", store_url)
+    assert out.splitlines()[-1] == "2 sagas: 1 needs_attention, 1 running"
+    with pytest.raises(SystemExit):
+        bus(capsys, "purge", "--store", store_url)  # --older-than is required
+    code, _, err = bus(capsys, "purge", "--older-than", "soon", "--store", store_url)
+    assert code != 0
+    assert "--older-than 'soon': use a duration like 90s" in err
