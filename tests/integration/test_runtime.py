@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -29,6 +31,7 @@ from bus import (
     WorkerSettings,
     decode,
 )
+from bus.transports.memory import MemoryConsumer
 from handlers.hr.contracts import EmployeeHired
 from handlers.identity.contracts import IdentityAccountCreated
 from handlers.identity.handler import build_app as identity_app
@@ -611,3 +614,44 @@ def deduplicating_app(name: str, store: MemoryDedupStore) -> App:
         return Pong(key=ping.key, n=ping.n)
 
     return app
+
+
+class StuckCommitConsumer(MemoryConsumer):
+    """A consumer whose commits hang once stopping began (aiokafka's during a rebalance)."""
+
+    stuck = False
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if StuckCommitConsumer.stuck:
+            await asyncio.sleep(3600)
+        await super().commit(offsets)
+
+
+class StuckCommit(MemoryTransport):
+    def consumer(self, topics: Sequence[str], **kwargs: Any) -> MemoryConsumer:
+        return StuckCommitConsumer(self.broker, topics, **kwargs)
+
+
+async def test_a_commit_that_hangs_does_not_hold_up_the_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = MemoryBroker()
+    transport = StuckCommit(broker)
+    settings = WorkerSettings(shutdown_deadline_s=0.5, commit_interval_s=3600)
+    runner = Runner([echo_app("stuck-commit")], transport, settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.wait_for(runner.started.wait(), 5)
+    await Publisher(transport, source="/test").publish(Ping(key="k", n=1))
+    while not broker.records("it.runtime.pongs"):
+        await asyncio.sleep(0.01)
+    StuckCommitConsumer.stuck = True
+    try:
+        stop.set()
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(task, 5)
+        assert asyncio.get_running_loop().time() - started < 2.0
+    finally:
+        StuckCommitConsumer.stuck = False
+    assert "the last commit did not finish within the shutdown deadline" in caplog.text
+    assert sum(broker.group_committed("stuck-commit").values()) == 0  # redelivered later
