@@ -63,6 +63,11 @@ from bus.types import OffsetReset
 __all__ = ["KafkaConsumer", "KafkaTransport", "client_options"]
 
 log = logging.getLogger("bus.kafka")
+
+#: How much longer than its own timeout a fetch may wait (the assignment wait of a
+#: rebalance) before it returns nothing.
+_FETCH_GRACE_S = 0.5
+
 # Record's fields in order, without the NamedTuple's Python-level __new__ (hot path)
 _new_record = tuple.__new__
 
@@ -520,9 +525,15 @@ class KafkaConsumer:
         if not self._running:
             raise TransportClosedError("consumer is not running (call 'await consumer.start()')")
         try:
-            raw = await self._consumer.getmany(
-                timeout_ms=int(timeout_s * 1000), max_records=max_records
-            )
+            # getmany waits without a limit for the group's next assignment while a
+            # rebalance is under way (Tansu can hold one 20-30 s): a worker told to stop
+            # did not notice until the 20 s its CLI waits had passed, and exited 1.
+            async with asyncio.timeout(timeout_s + _FETCH_GRACE_S):
+                raw = await self._consumer.getmany(
+                    timeout_ms=int(timeout_s * 1000), max_records=max_records
+                )
+        except TimeoutError:
+            return {}  # still rebalancing: the caller checks whether to stop, then asks again
         except KafkaConnectionError as exc:
             self.transport._mark(False, f"fetch failed: {exc}")
             await asyncio.sleep(min(timeout_s, 1.0))

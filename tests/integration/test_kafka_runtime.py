@@ -238,3 +238,37 @@ async def test_readiness_turns_false_when_the_broker_goes_away() -> None:
     finally:
         await transport.stop()
         broker.stop()
+
+
+async def test_a_fetch_during_a_rebalance_returns_by_its_timeout(kafka_broker: DevBroker) -> None:
+    # aiokafka's getmany waits for the next assignment while the group rebalances, however
+    # long the broker holds the join; a worker told to stop then missed its deadline.
+    transport = KafkaTransport(kafka_test_config(kafka_broker.bootstrap_servers))
+    await transport.start()
+    topic, group = unique("it.rebalance.fetch"), unique("it-rebalance-fetch")
+    await transport.ensure_topics([TopicSpec(topic, partitions=2)])
+    first = transport.consumer([topic], group=group)
+    second = transport.consumer([topic], group=group)
+    try:
+        await first.start()
+        deadline = time.monotonic() + 30
+        while not first.assignment():
+            assert time.monotonic() < deadline, "the first member was never assigned"
+            await first.fetch(max_records=10, timeout_s=0.1)
+        await second.start()
+        # the first member learns of the rebalance from its next heartbeat
+        subscription = first._consumer._subscription  # type: ignore[attr-defined]
+        while not subscription.reassignment_in_progress:
+            assert time.monotonic() < deadline, "no rebalance began"
+            await asyncio.gather(
+                first.fetch(max_records=10, timeout_s=0.05),
+                second.fetch(max_records=10, timeout_s=0.05),
+            )
+        started = time.monotonic()
+        assert await first.fetch(max_records=10, timeout_s=0.1) == {}
+        assert time.monotonic() - started < 1.5
+        assert subscription.reassignment_in_progress, "the rebalance ended first: no proof"
+    finally:
+        await first.stop()
+        await second.stop()
+        await transport.stop()
