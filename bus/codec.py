@@ -38,6 +38,7 @@ __all__ = [
     "format_time",
     "plain_envelope",
     "plain_headers",
+    "source_type_headers",
 ]
 
 CONTENT_TYPE_HEADER = "content-type"
@@ -165,8 +166,7 @@ def event_headers(
     """
     return binary_headers(
         id.encode(),
-        source,
-        type,
+        source_type_headers(source, type),
         time,
         None if subject is None else subject.encode(),
         None if correlationid is None else correlationid.encode(),
@@ -177,8 +177,7 @@ def event_headers(
 
 def binary_headers(
     id: bytes,
-    source: str,
-    type: str,
+    source_type: tuple[tuple[str, bytes], tuple[str, bytes]],
     time: datetime | None,
     subject: bytes | None,
     correlationid: bytes | None,
@@ -187,14 +186,13 @@ def binary_headers(
 ) -> list[tuple[str, bytes]]:
     """:func:`event_headers` of attribute values encoded already (the emit hot path).
 
-    An emitted record's subject is its key's bytes and its correlation and causation ids
-    are its parent's header values, so they are passed on as they are, not encoded again.
+    ``source_type`` is :func:`source_type_headers`' pair, which the caller may keep. An
+    emitted record's subject is its key's bytes and its correlation and causation ids are
+    its parent's header values, so they are passed on as they are, not encoded again.
     """
-    # one lookup for both constant headers, and the remembered time inline: each helper
-    # call here cost more than the lookup it made (callgrind, bench/hot_path.py)
-    pair = _source_type_headers.get((source, type))
-    if pair is None:
-        pair = _source_type_pair(source, type)
+    pair = source_type
+    # the remembered time inline: a helper call here cost more than the check it made
+    # (callgrind, bench/hot_path.py)
     if time is not None:
         last, time_header = _last_time_header
         if time is not last:
@@ -261,6 +259,12 @@ def _constant_header(name: str, value: str) -> tuple[str, bytes]:
             _constant_headers.clear()
         found = _constant_headers[(name, value)] = (name, value.encode())
     return found
+
+
+def source_type_headers(source: str, type: str) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
+    """The shared ``ce_source`` and ``ce_type`` headers of one (source, type): one lookup."""
+    pair = _source_type_headers.get((source, type))
+    return _source_type_pair(source, type) if pair is None else pair
 
 
 def _source_type_pair(source: str, type: str) -> tuple[tuple[str, bytes], tuple[str, bytes]]:

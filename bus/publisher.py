@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from bus import tracing
-from bus.codec import binary_headers, encode
+from bus.codec import binary_headers, encode, source_type_headers
 from bus.envelope import Envelope, event_envelope, utc_now
 from bus.ids import new_id
 from bus.message import Message
@@ -106,16 +106,36 @@ def child_record(
     record's headers: the worker passes them on without decoding and encoding them again.
     The key is encoded once: the same bytes are the subject header's.
     """
-    cls = type(message)  # class attributes read from the class: a model instance's own
-    field = cls.bus_key  # attribute lookup costs more (pydantic's __getattr__ hook)
+    found = _emitting.get((type(message), source))
+    if found is None:
+        found = _emitting_of(type(message), source)
+    topic, field, source_type = found
     value = None if field is None else getattr(message, field)
     key = None if value is None else (value if type(value) is str else str(value)).encode()
     headers = binary_headers(
-        id.encode(), source, cls.bus_type, time, key, correlationid, causationid, traceparent
+        id.encode(), source_type, time, key, correlationid, causationid, traceparent
     )
     # OutgoingRecord's fields in order, without its Python __new__; the headers stay the
     # list they were built as (Kafka's record builder takes a list; nothing mutates it)
-    return _new_outgoing(OutgoingRecord, (cls.bus_topic, key, message.to_json(), headers, None))
+    return _new_outgoing(OutgoingRecord, (topic, key, message.to_json(), headers, None))
+
+
+_Emitting = tuple[str, str | None, tuple[tuple[str, bytes], tuple[str, bytes]]]
+#: (message class, source) -> its topic, key field and shared source and type headers.
+#: Reading a class attribute of a pydantic model (through the metaclass's ``__getattr__``
+#: hook) cost about 1k instructions each, three per emitted record.
+_emitting: dict[tuple[type[Message], str], _Emitting] = {}
+
+
+def _emitting_of(cls: type[Message], source: str) -> _Emitting:
+    if len(_emitting) > 4096:  # a bound, should classes be made at run time without end
+        _emitting.clear()
+    found = _emitting[(cls, source)] = (
+        cls.bus_topic,
+        cls.bus_key,
+        source_type_headers(source, cls.bus_type),
+    )
+    return found
 
 
 def record_for(message: Message, envelope: Envelope) -> OutgoingRecord:
