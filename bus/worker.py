@@ -145,8 +145,9 @@ class Worker:
         self._tracker = OffsetTracker()
         # the routes mapping's own get (filled in place by App.handler): no Python frame
         self._route = app.routes.get
-        #: ``ce_type`` bytes -> route, for routes of plain handlers (no ctx, no dedup) only.
-        self._plain_routes: dict[bytes, Route] = {}
+        #: ``ce_type`` bytes -> route and its model's parser (``Message.parser``), for
+        #: plain handlers (no ctx, no dedup) only, filled as their types arrive.
+        self._plain_routes: dict[bytes, tuple[Route, Callable[[bytes], Message]]] = {}
         self._lanes: dict[TopicPartition, _Lane] = {}
         self._retry_topics = frozenset(app.retry_topics)
         #: Completions whose outputs are in flight: marked sent once all are acknowledged.
@@ -397,8 +398,8 @@ class Worker:
         env: Envelope | None = None
         try:
             named = None if self._tracing else plain_headers(record.headers)
-            route = None if named is None else self._plain_routes.get(named["ce_type"])
-            if route is None:
+            plain = None if named is None else self._plain_routes.get(named["ce_type"])
+            if plain is None:
                 env = (
                     decode(record.headers, record.value)
                     if named is None
@@ -409,10 +410,11 @@ class Worker:
                     self._skip_or_raise(record, tp, env)
                     return
                 if named is not None and route.dedup is None and not route.wants_context:
-                    self._plain_routes[named["ce_type"]] = route
-            message = route.message_type.from_json(
-                (record.value or b"") if env is None else env.data
-            )
+                    self._plain_routes[named["ce_type"]] = (route, route.message_type.parser())
+                message = route.message_type.from_json(env.data)
+            else:
+                route, parse = plain
+                message = parse(record.value or b"")
         except RecordError as exc:
             await self._dead_letter(record, exc.reason, exc, handler=None, attempts=0)
             return
