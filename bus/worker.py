@@ -145,6 +145,10 @@ class Worker:
         self._tracker = OffsetTracker()
         # the routes mapping's own get (filled in place by App.handler): no Python frame
         self._route = app.routes.get
+        #: Message classes handlers returned (a set lookup instead of an isinstance).
+        self._output_types: set[type[Message]] = set()
+        #: Whether debug lines are logged: asked once per lane batch, not per record.
+        self._debug = log.isEnabledFor(logging.DEBUG)
         #: ``ce_type`` bytes -> route and its model's parser (``Message.parser``), for
         #: plain handlers (no ctx, no dedup) only, filled as their types arrive.
         self._plain_routes: dict[bytes, tuple[Route, Callable[[bytes], Message]]] = {}
@@ -360,6 +364,7 @@ class Worker:
             if lane.retry and not await self._wait_until_due(lane):
                 continue
             async with self._slots:
+                self._debug = log.isEnabledFor(logging.DEBUG)
                 buffer, tp, process = lane.buffer, lane.tp, self._process
                 done = 0
                 while buffer and done < limit:  # a stop empties the buffer meanwhile
@@ -435,7 +440,9 @@ class Worker:
                 causation = named["ce_id"]
                 correlation = named.get("ce_correlationid") or causation
                 trace = named.get("ce_traceparent")
-            if isinstance(result, Message):  # the usual single output: no list of messages
+            # the usual single output: no list of messages (isinstance of a pydantic model
+            # class goes through ABCMeta's __instancecheck__, ~800 instructions)
+            if type(result) in self._output_types or self._is_new_output_type(result):
                 records = [
                     child_record(
                         result,
@@ -472,6 +479,13 @@ class Worker:
             await self._dead_letter(record, "output_rejected", exc, handler=route.name, attempts=1)
             return
         self._handled(record, tp, env, route, records, acks, started, handled_at)
+
+    def _is_new_output_type(self, result: object) -> bool:
+        """Whether ``result`` is a message; its class is remembered if so."""
+        if not isinstance(result, Message):
+            return False
+        self._output_types.add(type(result))
+        return True
 
     def _skip_or_raise(self, record: Record, tp: TopicPartition, env: Envelope) -> None:
         """A type without a handler: skipped if known or allowed, else UnknownTypeError."""
@@ -596,7 +610,7 @@ class Worker:
         if route.dedup is not None:
             assert env is not None  # a dedup handler's record is always decoded
             self._track_unsent(route.dedup, DedupKey(route.name, env.source, env.id), acks)
-        if log.isEnabledFor(logging.DEBUG):
+        if self._debug:
             env = env or decode(record.headers, record.value)
             Context(env, record, app=self.app.name, handler=route.name).logger.debug(
                 "handled by %s, emitted %d record(s)", route.name, len(records)
