@@ -168,6 +168,9 @@ class Worker:
         #: Where this worker's metrics go (None: not recorded); default: the process's.
         self.metrics = (metrics or default_metrics()) if self.settings.metrics else None
         self._tracing = False  # decided in run(): the application may set a provider late
+        #: Whether records are checked for the plain path (``codec.plain_headers``): decided
+        #: in run() too, from the tracing switch and the app's handlers.
+        self._check_plain = True
         #: Handler name -> its metric counters, bound on first use.
         self._route_stats: dict[str, HandlerStats] = {}
 
@@ -176,6 +179,11 @@ class Worker:
         """Consume until ``stop`` is set, then shut down gracefully."""
         self.app.validate()
         self._tracing = self.settings.tracing and tracing.enabled()
+        # a record of a ctx or dedup handler costs more checked and then decoded than
+        # decoded at once: an app without plain handlers does not check
+        self._check_plain = not self._tracing and any(
+            r.dedup is None and not r.wants_context for r in self.app.routes.values()
+        )
         consumer = self.transport.consumer(
             self.app.topics,
             group=self.app.group,
@@ -402,7 +410,7 @@ class Worker:
         """
         env: Envelope | None = None
         try:
-            named = None if self._tracing else plain_headers(record.headers)
+            named = plain_headers(record.headers) if self._check_plain else None
             plain = None if named is None else self._plain_routes.get(named["ce_type"])
             if plain is None:
                 env = (
