@@ -24,7 +24,8 @@ By hand, one variant: ``valgrind --tool=callgrind --callgrind-out-file=/dev/null
 bench/hot_path.py --records 1000 --passes P --variant V`` for P in 1, 3. Under valgrind a
 record takes about a millisecond, so what is remembered per millisecond (the formatted
 time, the id's time prefix) is redone for nearly every record: the figures overstate
-those parts a little.
+those parts a little. The valgrind runs use ``PYTHONHASHSEED=0`` (set it for runs by hand
+too): with a random seed the same code measured 257k-263k instructions per record.
 
 Output: a table (measurement, median, min, max, unit), then as the last stdout line one
 JSON object with every figure.
@@ -146,7 +147,11 @@ def instructions(variant: str, records: int, passes: int) -> int:
         sys.executable, os.path.abspath(__file__),
         "--variant", variant, "--records", str(records), "--passes", str(passes),
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    # a fixed hash seed: with a random one, dict and set layouts (and so probe counts and
+    # collisions) differ per run, and the same code measured 257k-263k instr/record in
+    # three runs; with seed 0, two runs differed by 64
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     found = _COLLECTED.search(done.stderr)
     if found is None:
         raise SystemExit(f"no callgrind total in: {done.stderr[-500:]}")

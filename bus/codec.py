@@ -31,10 +31,14 @@ from bus.types import Headers
 __all__ = [
     "CONTENT_TYPE_HEADER",
     "STRUCTURED_CONTENT_TYPE",
+    "binary_headers",
     "decode",
     "encode",
     "event_headers",
     "format_time",
+    "plain_envelope",
+    "plain_headers",
+    "source_type_headers",
 ]
 
 CONTENT_TYPE_HEADER = "content-type"
@@ -59,6 +63,8 @@ _OPTIONAL_HEADERS = tuple(
     for name in ("time", "subject", "dataschema", "correlationid", "causationid", "traceparent")
 )
 _REQUIRED = ("specversion", "id", "source", "type")
+#: Every header name of an event with no extensions, as the codec writes them.
+_PLAIN_NAMES = frozenset((*(_PREFIX + name for name in _KNOWN), "content-type"))
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 # tuple.__new__ skips the NamedTuple's Python-level __new__ (argument binding, defaults)
 _make_envelope = functools.partial(tuple.__new__, Envelope)
@@ -153,29 +159,73 @@ def event_headers(
     causationid: str | None,
     traceparent: str | None,
 ) -> list[tuple[str, bytes]]:
-    """``encode(event_envelope(...))[0]`` without building the envelope (the emit hot path).
+    """``encode(event_envelope(...))[0]`` without building the envelope.
 
     The same headers in the same order as :func:`encode` of a JSON envelope with no schema
     and no other extensions (a property test holds the two together).
     """
-    # one lookup for both constant headers, and the remembered time inline: each helper
-    # call here cost more than the lookup it made (callgrind, bench/hot_path.py)
-    pair = _source_type_headers.get((source, type))
-    if pair is None:
-        pair = _source_type_pair(source, type)
-    headers = [_SPEC_10, ("ce_id", id.encode()), *pair]
-    append = headers.append
+    return binary_headers(
+        id.encode(),
+        source_type_headers(source, type),
+        time,
+        None if subject is None else subject.encode(),
+        None if correlationid is None else correlationid.encode(),
+        None if causationid is None else causationid.encode(),
+        None if traceparent is None else traceparent.encode(),
+    )
+
+
+def binary_headers(
+    id: bytes,
+    source_type: tuple[tuple[str, bytes], tuple[str, bytes]],
+    time: datetime | None,
+    subject: bytes | None,
+    correlationid: bytes | None,
+    causationid: bytes | None,
+    traceparent: bytes | None,
+) -> list[tuple[str, bytes]]:
+    """:func:`event_headers` of attribute values encoded already (the emit hot path).
+
+    ``source_type`` is :func:`source_type_headers`' pair, which the caller may keep. An
+    emitted record's subject is its key's bytes and its correlation and causation ids are
+    its parent's header values, so they are passed on as they are, not encoded again.
+    """
+    pair = source_type
+    # the remembered time inline: a helper call here cost more than the check it made
+    # (callgrind, bench/hot_path.py)
     if time is not None:
-        last, header = _last_time_header
-        append(header if time is last else _time_header(time))
+        last, time_header = _last_time_header
+        if time is not last:
+            time_header = _time_header(time)
+        if (
+            subject is not None
+            and correlationid is not None
+            and causationid is not None
+            and traceparent is None
+        ):  # every record a handler emits without tracing: one list, no appends
+            return [
+                _SPEC_10,
+                ("ce_id", id),
+                pair[0],
+                pair[1],
+                time_header,
+                ("ce_subject", subject),
+                ("ce_correlationid", correlationid),
+                ("ce_causationid", causationid),
+                _JSON_CONTENT,
+            ]
+        headers = [_SPEC_10, ("ce_id", id), *pair, time_header]
+    else:
+        headers = [_SPEC_10, ("ce_id", id), *pair]
+    append = headers.append
     if subject is not None:
-        append(("ce_subject", subject.encode()))
+        append(("ce_subject", subject))
     if correlationid is not None:
-        append(("ce_correlationid", correlationid.encode()))
+        append(("ce_correlationid", correlationid))
     if causationid is not None:
-        append(("ce_causationid", causationid.encode()))
+        append(("ce_causationid", causationid))
     if traceparent is not None:
-        append(("ce_traceparent", traceparent.encode()))
+        append(("ce_traceparent", traceparent))
     append(_JSON_CONTENT)
     return headers
 
@@ -211,6 +261,12 @@ def _constant_header(name: str, value: str) -> tuple[str, bytes]:
     return found
 
 
+def source_type_headers(source: str, type: str) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
+    """The shared ``ce_source`` and ``ce_type`` headers of one (source, type): one lookup."""
+    pair = _source_type_headers.get((source, type))
+    return _source_type_pair(source, type) if pair is None else pair
+
+
 def _source_type_pair(source: str, type: str) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
     """The shared ``ce_source`` and ``ce_type`` headers of one (source, type)."""
     if len(_source_type_headers) > 4096:  # a bound, should values ever stop repeating
@@ -224,42 +280,87 @@ def decode(headers: Headers, value: bytes | None) -> Envelope:
     """The envelope in a record, binary or structured mode; :class:`DecodeError` if none."""
     named = dict(headers)  # C-level
     get = named.get
-    id_, source, type_, spec = get("ce_id"), get("ce_source"), get("ce_type"), get("ce_specversion")
-    if not (id_ and source and type_) or spec != b"1.0" or len(named) < len(headers):
+    if (
+        not (get("ce_id") and get("ce_source") and get("ce_type"))
+        or get("ce_specversion") != b"1.0"
+        or len(named) < len(headers)
+    ):
         # structured mode, odd casing, errors, or a repeated header (checked there)
         return _decode_slowly(headers, value)
-    optional = (
-        get("ce_time"),
-        get("ce_subject"),
-        get("ce_dataschema"),
+    if not named.keys() <= _PLAIN_NAMES:
+        return _decode_with_extensions(named, headers, value)  # other headers too
+    try:
+        return plain_envelope(named, value)
+    except UnicodeDecodeError:
+        return _decode_slowly(headers, value)  # raises, naming the header
+
+
+def plain_headers(headers: Headers) -> dict[str, bytes] | None:
+    """The headers by name when they are a binary-mode event :func:`decode` accepts, with
+    nothing but the attributes bus knows, in ASCII; None otherwise (then call ``decode``).
+
+    What a bus producer writes takes this path: the worker routes and emits from these
+    bytes and builds the :class:`Envelope` (:func:`plain_envelope`) only when something
+    asks for it (a Context, a span, dedup, a failure). Decoding the eight headers to text
+    and building the envelope cost as much as the rest of what the worker does per
+    record. Raises :class:`DecodeError` where ``decode`` would: a bad ``ce_time``.
+    """
+    named = dict(headers)  # C-level
+    get = named.get
+    if (
+        not (get("ce_id") and get("ce_source") and get("ce_type"))
+        or get("ce_specversion") != b"1.0"
+        or len(named) < len(headers)
+        or not named.keys() <= _PLAIN_NAMES
+        # ASCII: every value decodes, now or when the envelope is built (one C call)
+        or not b"".join(named.values()).isascii()
+    ):
+        return None
+    raw_time = get("ce_time")
+    if raw_time is not None and raw_time != _last_parsed_raw:
+        _check_time(raw_time)
+    return named
+
+
+_last_parsed_raw = b""
+
+
+def _check_time(raw: bytes) -> None:
+    """Parse ``raw`` (ASCII) or raise :class:`DecodeError`; remembered by its bytes, as
+    records stamped in one millisecond share one text."""
+    global _last_parsed_raw
+    _parse_time(raw.decode())
+    _last_parsed_raw = raw
+
+
+def plain_envelope(named: Mapping[str, bytes], value: bytes | None) -> Envelope:
+    """The envelope of headers by name that hold only known attributes (such as
+    :func:`plain_headers` returns); ``UnicodeDecodeError`` if one is not UTF-8."""
+    get = named.get
+    time_raw, subject, schema = get("ce_time"), get("ce_subject"), get("ce_dataschema")
+    correlation, causation, trace = (
         get("ce_correlationid"),
         get("ce_causationid"),
         get("ce_traceparent"),
-        get(CONTENT_TYPE_HEADER),
     )
-    if len(named) != 11 - optional.count(None):
-        return _decode_with_extensions(named, headers, value)  # other headers too
-    time_raw, subject, schema, correlation, causation, trace, content_type = optional
-    try:
-        return _make_envelope(
-            (
-                id_.decode(),
-                source.decode(),
-                type_.decode(),
-                value or b"",
-                None if time_raw is None else _parse_time(time_raw.decode()),
-                None if subject is None else subject.decode(),
-                None if content_type is None else content_type.decode(),
-                None if schema is None else schema.decode(),
-                None if correlation is None else correlation.decode(),
-                None if causation is None else causation.decode(),
-                None if trace is None else trace.decode(),
-                _EMPTY,
-                "1.0",
-            )
+    content_type = get(CONTENT_TYPE_HEADER)
+    return _make_envelope(
+        (
+            named["ce_id"].decode(),
+            named["ce_source"].decode(),
+            named["ce_type"].decode(),
+            value or b"",
+            None if time_raw is None else _parse_time(time_raw.decode()),
+            None if subject is None else subject.decode(),
+            None if content_type is None else content_type.decode(),
+            None if schema is None else schema.decode(),
+            None if correlation is None else correlation.decode(),
+            None if causation is None else causation.decode(),
+            None if trace is None else trace.decode(),
+            _EMPTY,
+            "1.0",
         )
-    except UnicodeDecodeError:
-        return _decode_slowly(headers, value)  # raises, naming the header
+    )
 
 
 def _decode_with_extensions(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from typing import Protocol
 
@@ -26,22 +26,20 @@ from bus.record import OutgoingRecord, TopicPartition
 __all__ = ["Ack", "OffsetTracker", "Pending", "Unacked"]
 
 
-_NONE: deque[Pending] = deque()
-
-
 class Ack(Protocol):
     def done(self) -> bool: ...
 
     def exception(self) -> BaseException | None: ...
 
 
-@dataclass(slots=True)
-class Pending:
-    """A handled record whose outputs may still be in flight."""
+#: A handled record whose outputs may still be in flight: ``(offset, outputs, acks)``, the
+#: records it emitted in send order and their acknowledgements by the same index (a
+#: re-sent output's ack is swapped in place). A plain tuple: one is made per handled
+#: record, and a dataclass's ``__init__`` (a Python frame) or even a NamedTuple's
+#: ``tuple.__new__`` cost about 2.5k instructions more per record (bench/hot_path.py).
+Pending = tuple[int, list[OutgoingRecord], list[Ack]]
 
-    offset: int
-    outputs: list[OutgoingRecord] = field(default_factory=list)
-    acks: list[Ack] = field(default_factory=list)
+_NONE: deque[Pending] = deque()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +79,7 @@ class OffsetTracker:
             queue = self._pending[tp] = deque()
         # the worker's fresh lists are kept as they are (no copies on the hot path)
         queue.append(
-            Pending(
+            (
                 offset,
                 outputs if type(outputs) is list else list(outputs),
                 acks if type(acks) is list else list(acks),
@@ -102,8 +100,9 @@ class OffsetTracker:
         for part, queue in queues:
             while queue:
                 head = queue[0]
+                offset, _, acks = head
                 waiting = failing = False
-                for ack in head.acks:  # a plain loop: this runs once per handled record
+                for ack in acks:  # a plain loop: this runs once per handled record
                     if not ack.done():
                         waiting = True
                         continue
@@ -121,14 +120,14 @@ class OffsetTracker:
                 if waiting:
                     break
                 queue.popleft()
-                settled[part] = head.offset + 1
+                settled[part] = offset + 1
         return failed
 
     def replace_ack(self, tp: TopicPartition, offset: int, index: int, ack: Ack) -> None:
         """Swap in the ack of a re-sent output."""
-        for pending in self._pending.get(tp, ()):
-            if pending.offset == offset:
-                pending.acks[index] = ack
+        for pending_offset, _, acks in self._pending.get(tp, ()):
+            if pending_offset == offset:
+                acks[index] = ack
                 return
 
     def settled(self) -> dict[TopicPartition, int]:
@@ -161,12 +160,13 @@ def _all_acked(acks: Sequence[Ack]) -> bool:
 
 
 def _failures(tp: TopicPartition, pending: Pending) -> list[Unacked]:
+    offset, outputs, acks = pending
     out = []
-    for i, ack in enumerate(pending.acks):
+    for i, ack in enumerate(acks):
         if ack.done():
             error = _error(ack)
             if error is not None:
-                out.append(Unacked(tp, pending.offset, i, pending.outputs[i], error))
+                out.append(Unacked(tp, offset, i, outputs[i], error))
     return out
 
 

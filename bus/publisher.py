@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from bus import tracing
-from bus.codec import encode, event_headers
+from bus.codec import binary_headers, encode, source_type_headers
 from bus.envelope import Envelope, event_envelope, utc_now
 from bus.ids import new_id
 from bus.message import Message
@@ -25,7 +25,14 @@ from bus.transports.base import Transport
 
 _new_outgoing = tuple.__new__
 
-__all__ = ["Publisher", "emitted_record", "envelope_for", "record_for"]
+__all__ = [
+    "Publisher",
+    "child_record",
+    "emitted_record",
+    "envelope_for",
+    "lineage",
+    "record_for",
+]
 
 
 def envelope_for(
@@ -59,38 +66,76 @@ def envelope_for(
 def emitted_record(
     message: Message, parent: Envelope, *, source: str, id: str, time: datetime
 ) -> OutgoingRecord:
-    """The record of ``message`` emitted while handling ``parent`` (the hot path).
+    """The record of ``message`` emitted while handling ``parent``.
 
     Same process (``correlationid`` kept, or the parent's id when it had none), caused by
-    the parent (``causationid`` = its id), same trace. The key is computed once: it is
-    also the subject. The headers are those of ``encode(envelope_for(...))``, built
-    without the intermediate envelope.
+    the parent (``causationid`` = its id), same trace. The headers are those of
+    ``encode(envelope_for(...))``, built without the intermediate envelope.
     """
-    field = message.bus_key  # bus_key_value inline (once per emitted record)
+    correlationid, causationid, traceparent = lineage(parent)
+    return child_record(message, source, id, time, correlationid, causationid, traceparent)
+
+
+def lineage(parent: Envelope) -> tuple[bytes, bytes, bytes | None]:
+    """What a record emitted while handling ``parent`` takes from it, as header values:
+    its correlation id (the parent's id when it had none), its causation id (the parent's
+    id) and its traceparent."""
+    parent_id = parent.id.encode()
+    correlationid = parent.correlationid
+    traceparent = parent.traceparent
+    return (
+        correlationid.encode() if correlationid else parent_id,
+        parent_id,
+        None if traceparent is None else traceparent.encode(),
+    )
+
+
+def child_record(
+    message: Message,
+    source: str,
+    id: str,
+    time: datetime,
+    correlationid: bytes,
+    causationid: bytes,
+    traceparent: bytes | None,
+) -> OutgoingRecord:
+    """:func:`emitted_record` from the parent's header values (the hot path).
+
+    ``correlationid`` is the parent's correlation id (its id when it had none),
+    ``causationid`` its id, ``traceparent`` its trace, all as the bytes of the parent
+    record's headers: the worker passes them on without decoding and encoding them again.
+    The key is encoded once: the same bytes are the subject header's.
+    """
+    found = _emitting.get((type(message), source))
+    if found is None:
+        found = _emitting_of(type(message), source)
+    topic, field, source_type = found
     value = None if field is None else getattr(message, field)
-    key = None if value is None else value if type(value) is str else str(value)
-    headers = event_headers(
-        id,
-        source,
-        message.bus_type,
-        time,
-        key,
-        parent.correlationid or parent.id,
-        parent.id,
-        parent.traceparent,
+    key = None if value is None else (value if type(value) is str else str(value)).encode()
+    headers = binary_headers(
+        id.encode(), source_type, time, key, correlationid, causationid, traceparent
     )
     # OutgoingRecord's fields in order, without its Python __new__; the headers stay the
     # list they were built as (Kafka's record builder takes a list; nothing mutates it)
-    return _new_outgoing(
-        OutgoingRecord,
-        (
-            message.bus_topic,
-            None if key is None else key.encode(),
-            message.to_json(),
-            headers,
-            None,
-        ),
+    return _new_outgoing(OutgoingRecord, (topic, key, message.to_json(), headers, None))
+
+
+_Emitting = tuple[str, str | None, tuple[tuple[str, bytes], tuple[str, bytes]]]
+#: (message class, source) -> its topic, key field and shared source and type headers.
+#: Reading a class attribute of a pydantic model (through the metaclass's ``__getattr__``
+#: hook) cost about 1k instructions each, three per emitted record.
+_emitting: dict[tuple[type[Message], str], _Emitting] = {}
+
+
+def _emitting_of(cls: type[Message], source: str) -> _Emitting:
+    if len(_emitting) > 4096:  # a bound, should classes be made at run time without end
+        _emitting.clear()
+    found = _emitting[(cls, source)] = (
+        cls.bus_topic,
+        cls.bus_key,
+        source_type_headers(source, cls.bus_type),
     )
+    return found
 
 
 def record_for(message: Message, envelope: Envelope) -> OutgoingRecord:

@@ -31,7 +31,7 @@ from typing import Any
 
 from bus import tracing
 from bus.app import App
-from bus.codec import decode
+from bus.codec import decode, plain_envelope, plain_headers
 from bus.context import Context
 from bus.dead_letters import dead_letter, dead_letter_topic, without_original
 from bus.dedup.base import DedupEntry, DedupKey, DedupStore
@@ -49,7 +49,7 @@ from bus.ids import new_id
 from bus.message import Message
 from bus.metrics import NO_HANDLER, HandlerStats, Metrics, default_metrics
 from bus.offsets import OffsetTracker
-from bus.publisher import emitted_record
+from bus.publisher import child_record, lineage
 from bus.record import OutgoingRecord, Record, TopicPartition
 from bus.retries import RetriesExhaustedError, call_with_retries
 from bus.retry_topics import RetryState, origin_record, retry_record, retry_state, retry_topic
@@ -145,6 +145,13 @@ class Worker:
         self._tracker = OffsetTracker()
         # the routes mapping's own get (filled in place by App.handler): no Python frame
         self._route = app.routes.get
+        #: Message classes handlers returned (a set lookup instead of an isinstance).
+        self._output_types: set[type[Message]] = set()
+        #: Whether debug lines are logged: asked once per lane batch, not per record.
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        #: ``ce_type`` bytes -> route and its model's parser (``Message.parser``), for
+        #: plain handlers (no ctx, no dedup) only, filled as their types arrive.
+        self._plain_routes: dict[bytes, tuple[Route, Callable[[bytes], Message]]] = {}
         self._lanes: dict[TopicPartition, _Lane] = {}
         self._retry_topics = frozenset(app.retry_topics)
         #: Completions whose outputs are in flight: marked sent once all are acknowledged.
@@ -161,6 +168,9 @@ class Worker:
         #: Where this worker's metrics go (None: not recorded); default: the process's.
         self.metrics = (metrics or default_metrics()) if self.settings.metrics else None
         self._tracing = False  # decided in run(): the application may set a provider late
+        #: Whether records are checked for the plain path (``codec.plain_headers``): decided
+        #: in run() too, from the tracing switch and the app's handlers.
+        self._check_plain = True
         #: Handler name -> its metric counters, bound on first use.
         self._route_stats: dict[str, HandlerStats] = {}
 
@@ -169,6 +179,11 @@ class Worker:
         """Consume until ``stop`` is set, then shut down gracefully."""
         self.app.validate()
         self._tracing = self.settings.tracing and tracing.enabled()
+        # a record of a ctx or dedup handler costs more checked and then decoded than
+        # decoded at once: an app without plain handlers does not check
+        self._check_plain = not self._tracing and any(
+            r.dedup is None and not r.wants_context for r in self.app.routes.values()
+        )
         consumer = self.transport.consumer(
             self.app.topics,
             group=self.app.group,
@@ -378,6 +393,7 @@ class Worker:
             if lane.retry and not await self._wait_until_due(lane):
                 continue
             async with self._slots:
+                self._debug = log.isEnabledFor(logging.DEBUG)
                 buffer, tp, process = lane.buffer, lane.tp, self._process
                 done = 0
                 while buffer and done < limit:  # a stop empties the buffer meanwhile
@@ -408,33 +424,72 @@ class Worker:
 
         A handler without ctx and without dedup (the common case) runs in this coroutine:
         no Context (made only if a first try fails, for the retries and their logs), no
-        transaction, one plain call.
+        transaction, one plain call. A record as bus producers write it
+        (``codec.plain_headers``) is not decoded for it either: it is routed by its
+        ``ce_type`` bytes, its outputs take its id and correlation id as bytes, and the
+        envelope is built only if a first try fails.
         """
+        env: Envelope | None = None
         try:
-            env = decode(record.headers, record.value)
-            route = self._route(env.type)
-            if route is None:
-                self._skip_or_raise(record, tp, env)
-                return
-            message = route.message_type.from_json(env.data)
+            named = plain_headers(record.headers) if self._check_plain else None
+            plain = None if named is None else self._plain_routes.get(named["ce_type"])
+            if plain is None:
+                env = (
+                    decode(record.headers, record.value)
+                    if named is None
+                    else plain_envelope(named, record.value)
+                )
+                route = self._route(env.type)
+                if route is None:
+                    self._skip_or_raise(record, tp, env)
+                    return
+                if named is not None and route.dedup is None and not route.wants_context:
+                    self._plain_routes[named["ce_type"]] = (route, route.message_type.parser())
+                message = route.message_type.from_json(env.data)
+            else:
+                route, parse = plain
+                message = parse(record.value or b"")
         except RecordError as exc:
             await self._dead_letter(record, exc.reason, exc, handler=None, attempts=0)
             return
-        if self._tracing:
-            await self._handle_in_span(record, tp, env, route, message)
-            return
-        if route.dedup is not None or route.wants_context:
-            await self._handle(record, tp, env, route, message)
-            return
+        if env is not None:
+            if self._tracing:
+                await self._handle_in_span(record, tp, env, route, message)
+                return
+            if route.dedup is not None or route.wants_context:
+                await self._handle(record, tp, env, route, message)
+                return
         started = time.perf_counter()
         try:
             result = await route.handler(message)
-            if isinstance(result, Message):  # the usual single output: no list of messages
-                ids, source, now = self._ids, self.app.source, self._clock()
-                records = [emitted_record(result, env, source=source, id=ids(), time=now)]
+            if named is None:
+                assert env is not None
+                correlation, causation, trace = lineage(env)
             else:
-                records = self._records(_as_messages(result, route.name), env)
+                causation = named["ce_id"]
+                correlation = named.get("ce_correlationid") or causation
+                trace = named.get("ce_traceparent")
+            # the usual single output: no list of messages (isinstance of a pydantic model
+            # class goes through ABCMeta's __instancecheck__, ~800 instructions)
+            if type(result) in self._output_types or self._is_new_output_type(result):
+                records = [
+                    child_record(
+                        result,
+                        self.app.source,
+                        self._ids(),
+                        self._clock(),
+                        correlation,
+                        causation,
+                        trace,
+                    )
+                ]
+            else:
+                outputs = _as_messages(result, route.name)
+                records = self._records(outputs, (correlation, causation, trace))
         except Exception as first:
+            if env is None:
+                assert named is not None
+                env = plain_envelope(named, record.value)
             ctx = Context(env, record, app=self.app.name, handler=route.name)
             failed = await self._after_first_try(record, tp, env, route, message, ctx, first)
             if failed is None:
@@ -453,6 +508,13 @@ class Worker:
             await self._dead_letter(record, "output_rejected", exc, handler=route.name, attempts=1)
             return
         self._handled(record, tp, env, route, records, acks, started, handled_at)
+
+    def _is_new_output_type(self, result: object) -> bool:
+        """Whether ``result`` is a message; its class is remembered if so."""
+        if not isinstance(result, Message):
+            return False
+        self._output_types.add(type(result))
+        return True
 
     def _skip_or_raise(self, record: Record, tp: TopicPartition, env: Envelope) -> None:
         """A type without a handler: skipped if known or allowed, else UnknownTypeError."""
@@ -558,14 +620,15 @@ class Worker:
         self,
         record: Record,
         tp: TopicPartition,
-        env: Envelope,
+        env: Envelope | None,
         route: Route,
         records: list[OutgoingRecord],
         acks: list[Delivery],
         started: float,
         handled_at: float,
     ) -> None:
-        """Count a handled record and track its offset with the acks of its outputs."""
+        """Count a handled record and track its offset with the acks of its outputs
+        (``env`` None: a plain record, not decoded)."""
         stats = self.stats
         stats.handled += 1
         stats.emitted += len(records)
@@ -574,8 +637,10 @@ class Worker:
             route_stats.handled(handled_at - started, time.perf_counter() - handled_at, records)
         self._tracker.add(tp, record.offset, acks, records)
         if route.dedup is not None:
+            assert env is not None  # a dedup handler's record is always decoded
             self._track_unsent(route.dedup, DedupKey(route.name, env.source, env.id), acks)
-        if log.isEnabledFor(logging.DEBUG):
+        if self._debug:
+            env = env or decode(record.headers, record.value)
             Context(env, record, app=self.app.name, handler=route.name).logger.debug(
                 "handled by %s, emitted %d record(s)", route.name, len(records)
             )
@@ -584,22 +649,26 @@ class Worker:
         """One try: the handler's outputs as records; with dedup, inside its transaction."""
         env = ctx.envelope
         if route.dedup is None:
-            return self._records(await self._attempt(route, message, ctx), env)
+            return self._records(await self._attempt(route, message, ctx), lineage(env))
         async with route.dedup.transaction(DedupKey(route.name, env.source, env.id)) as tx:
             ctx.use_transaction(tx)
             try:
                 outputs = await self._attempt(route, message, ctx)
             finally:
                 ctx.use_transaction(None)
-            records = self._records(outputs, env)
+            records = self._records(outputs, lineage(env))
             tx.complete(records)  # committed with the handler's effect, or not at all
         return records
 
-    def _records(self, outputs: list[Message], env: Envelope) -> list[OutgoingRecord]:
+    def _records(
+        self, outputs: list[Message], parent: tuple[bytes, bytes, bytes | None]
+    ) -> list[OutgoingRecord]:
+        """The records of ``outputs``; ``parent`` is ``publisher.lineage`` of the record."""
         now, source, ids = self._clock(), self.app.source, self._ids
+        correlation, causation, trace = parent
         records = []
         for m in outputs:  # a loop, not a comprehension: no extra frame per record
-            records.append(emitted_record(m, env, source=source, id=ids(), time=now))
+            records.append(child_record(m, source, ids(), now, correlation, causation, trace))
         return records
 
     async def _lost_race(self, record: Record, route: Route, env: Envelope) -> None:

@@ -17,6 +17,8 @@ from bus.codec import (
     encode,
     event_headers,
     format_time,
+    plain_envelope,
+    plain_headers,
 )
 from bus.envelope import SPEC_VERSION, Envelope, event_envelope, utc_now
 from bus.errors import DecodeError, RecordError
@@ -149,6 +151,83 @@ def test_event_headers_are_the_headers_encode_makes_of_the_event_envelope(
     )
     assert event_headers(*args) == encode(env)[0]
     assert event_headers(*args) == encode(env)[0]  # again: the remembered time text
+
+
+# --- plain headers: what the worker routes and emits from without decoding -------------
+
+
+@given(envelopes(), st.lists(st.tuples(st.sampled_from(["x-app", "ce_tenant"]), st.binary())))
+def test_plain_headers_are_accepted_only_where_decode_gives_their_plain_envelope(
+    env: Envelope, other: list[tuple[str, bytes]]
+) -> None:
+    headers, value = encode(env)
+    headers += other
+    named = plain_headers(headers)
+    if named is not None:
+        assert plain_envelope(named, value) == decode(headers, value)
+        assert named == dict(headers)
+
+
+ascii_text = st.text(alphabet=st.characters(max_codepoint=127), max_size=40)
+
+
+@given(
+    ascii_text.filter(bool),
+    ascii_text.filter(bool),
+    ascii_text.filter(bool),
+    st.none() | aware_times,
+    st.none() | ascii_text,
+    st.none() | ascii_text,
+    st.none() | ascii_text,
+    st.none() | ascii_text,
+)
+def test_events_bus_writes_are_plain(
+    id_: str,
+    source: str,
+    type_: str,
+    time: datetime | None,
+    subject: str | None,
+    correlationid: str | None,
+    causationid: str | None,
+    traceparent: str | None,
+) -> None:
+    env = event_envelope(
+        id_, source, type_, b"{}", time, subject, correlationid, causationid, traceparent
+    )
+    headers, value = encode(env)
+    named = plain_headers(headers)
+    assert named is not None
+    assert plain_envelope(named, value) == env
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        binary_headers(ce_subject="é".encode()),  # UTF-8 but not ASCII: decode's business
+        binary_headers(ce_subject=b"\xff"),
+        binary_headers(ce_specversion=b"0.3"),
+        binary_headers(ce_id=b""),
+        binary_headers(ce_type=None),
+        [*binary_headers(), ("ce_tenant", b"acme")],  # an extension
+        [*binary_headers(), ("x-app", b"1")],  # not an attribute
+        [*binary_headers(), ("ce_id", b"id-2")],  # repeated
+        [("CE_ID", b"id-1"), *binary_headers(ce_id=None)],  # other casing
+        [(CONTENT_TYPE_HEADER, STRUCTURED)],
+    ],
+)
+def test_anything_but_known_ascii_attributes_is_not_plain(headers: list[tuple[str, bytes]]) -> None:
+    assert plain_headers(headers) is None
+
+
+@pytest.mark.parametrize("bad", [b"yesterday", b"2024-05-06T07:08:09", b""])
+def test_a_plain_record_with_a_bad_time_is_a_decode_error_as_in_decode(bad: bytes) -> None:
+    headers = binary_headers(ce_time=bad)
+    with pytest.raises(DecodeError, match="ce_time"):
+        decode(headers, b"")
+    with pytest.raises(DecodeError, match="ce_time"):
+        plain_headers(headers)
+    with pytest.raises(DecodeError, match="ce_time"):
+        plain_headers(headers)  # again: a bad time is not remembered as checked
 
 
 @given(envelopes())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -287,6 +289,25 @@ def test_to_json_then_from_json_gives_the_same_message(
 ) -> None:
     msg = ThingHappened(thing_id=thing_id, count=count, note=note)
     assert ThingHappened.from_json(msg.to_json()) == msg
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"thing_id": "t", "count": 1, "note": null}',
+        b"{not json",
+        b'{"count": "many", "note": 5, "extra": 1}',
+        b"[1, 2]",
+    ],
+)
+def test_a_parser_is_from_json(raw: bytes) -> None:
+    def outcome(parse: Callable[[bytes], Message]) -> object:
+        try:
+            return parse(raw)
+        except PayloadInvalidError as exc:
+            return (str(exc), exc.reason)
+
+    assert outcome(ThingHappened.parser()) == outcome(ThingHappened.from_json)
 
 
 def test_from_json_of_invalid_json_raises_payload_invalid_error() -> None:
