@@ -1,7 +1,7 @@
 """Settings from the environment: the only module that reads ``os.environ``.
 
-Every setting has a ``BUS_*`` variable and a CLI flag (flags win). Values are validated
-once, with an error naming the variable and what it accepts.
+Every setting has a ``BUS_*`` variable; the ones a command takes also a CLI flag (flags
+win). Values are validated once, with an error naming the variable and what it accepts.
 
 | variable | default | meaning |
 |---|---|---|
