@@ -276,8 +276,11 @@ def _source_type_pair(source: str, type: str) -> tuple[tuple[str, bytes], tuple[
     return pair
 
 
-def decode(headers: Headers, value: bytes | None) -> Envelope:
-    """The envelope in a record, binary or structured mode; :class:`DecodeError` if none."""
+def _binary_named(headers: Headers) -> dict[str, bytes] | None:
+    """The headers by name if they look like a binary-mode event with no header repeated;
+    None for anything else (structured mode, odd casing, errors, a repeated header), which
+    ``_decode_slowly`` sorts out. The one test both :func:`decode` and
+    :func:`plain_headers` start from, so the fast path accepts nothing decode would not."""
     named = dict(headers)  # C-level
     get = named.get
     if (
@@ -285,7 +288,14 @@ def decode(headers: Headers, value: bytes | None) -> Envelope:
         or get("ce_specversion") != b"1.0"
         or len(named) < len(headers)
     ):
-        # structured mode, odd casing, errors, or a repeated header (checked there)
+        return None
+    return named
+
+
+def decode(headers: Headers, value: bytes | None) -> Envelope:
+    """The envelope in a record, binary or structured mode; :class:`DecodeError` if none."""
+    named = _binary_named(headers)
+    if named is None:
         return _decode_slowly(headers, value)
     if not named.keys() <= _PLAIN_NAMES:
         return _decode_with_extensions(named, headers, value)  # other headers too
@@ -305,18 +315,15 @@ def plain_headers(headers: Headers) -> dict[str, bytes] | None:
     and building the envelope cost as much as the rest of what the worker does per
     record. Raises :class:`DecodeError` where ``decode`` would: a bad ``ce_time``.
     """
-    named = dict(headers)  # C-level
-    get = named.get
+    named = _binary_named(headers)
     if (
-        not (get("ce_id") and get("ce_source") and get("ce_type"))
-        or get("ce_specversion") != b"1.0"
-        or len(named) < len(headers)
+        named is None
         or not named.keys() <= _PLAIN_NAMES
         # ASCII: every value decodes, now or when the envelope is built (one C call)
         or not b"".join(named.values()).isascii()
     ):
         return None
-    raw_time = get("ce_time")
+    raw_time = named.get("ce_time")
     if raw_time is not None and raw_time != _last_parsed_raw:
         _check_time(raw_time)
     return named
