@@ -1,8 +1,8 @@
 """Benchmark: the worker's per-record cost without a broker, for instruction counts.
 
-``Worker._process`` runs over N preloaded pipeline records (the ~1.1 KB orders of
+``Worker._process_run`` runs over N preloaded pipeline records (the ~1.1 KB orders of
 ``pipeline.py``, real binary-mode CloudEvents) with a transport whose ``send`` returns a
-pending future, as Kafka's does; every 500 records the futures are resolved and the
+pending future, as Kafka's does, in runs of 500 (a lane's); after each run the futures are resolved and the
 partition settled, as acks would arrive. Three variants:
 
 bus
@@ -41,6 +41,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -48,7 +49,9 @@ from pipeline_common import bus_models, order_fields, price
 from report import Row, print_table
 
 from bus import App, Worker, WorkerSettings
+from bus.config import BusConfig
 from bus.envelope import utc_now
+from bus.gc_tuning import tune_gc
 from bus.ids import new_id
 from bus.offsets import OffsetTracker
 from bus.publisher import envelope_for, record_for
@@ -97,7 +100,9 @@ def records(n: int) -> list[Record]:
 VARIANTS = ("bus", "bus_nometrics", "floor")
 
 
-async def run(n: int, passes: int, floor: bool, metrics: bool = True) -> list[float]:
+async def run(
+    n: int, passes: int, floor: bool, metrics: bool = True, gc_young: int = 0
+) -> list[float]:
     """CPU seconds per record of each pass."""
     app = App("bench-hot", group="bench-hot", registry=MODELS.registry, source="bus://bench")
     app.handler(price_order)
@@ -107,19 +112,21 @@ async def run(n: int, passes: int, floor: bool, metrics: bool = True) -> list[fl
     tp = TopicPartition("bench.hot.in", 0)
     batch = records(n)
     placed = MODELS.placed
+    tune_gc(gc_young)  # the collector as `bus run` sets it (0: Python's settings)
     per_pass = []
     for _ in range(passes):
         worker._tracker = OffsetTracker()
         start = time.process_time()
-        for i, record in enumerate(batch):
+        for i in range(0, len(batch), 500):  # a lane's run of records, then their acks
+            chunk = batch[i : i + 500]
             if floor:
-                out = await price_order(placed.model_validate_json(record.value or b""))
-                await transport.send(OutgoingRecord("t", None, out.to_json()))
+                for record in chunk:
+                    out = await price_order(placed.model_validate_json(record.value or b""))
+                    await transport.send(OutgoingRecord("t", None, out.to_json()))
             else:
-                await worker._process(record, tp)
-            if i % 500 == 499:
-                transport.ack_all()
-                worker._tracker.settle(tp)
+                await worker._process_run(deque(chunk), tp, len(chunk))
+            transport.ack_all()
+            worker._tracker.settle(tp)
         transport.ack_all()
         per_pass.append((time.process_time() - start) / n)
     return per_pass
@@ -128,7 +135,9 @@ async def run(n: int, passes: int, floor: bool, metrics: bool = True) -> list[fl
 def cpu_rows(args: argparse.Namespace, variants: list[str]) -> list[Row]:
     rows = []
     for v in variants:
-        per_pass = asyncio.run(run(args.records, args.passes, v == "floor", v != "bus_nometrics"))
+        per_pass = asyncio.run(
+            run(args.records, args.passes, v == "floor", v != "bus_nometrics", args.gc_young)
+        )
         rows.append(Row(f"{v} cpu", [x * 1e6 for x in per_pass], "us/record"))
     by = {r.name.split()[0]: r for r in rows}
     if "bus" in by and "floor" in by:
@@ -140,12 +149,13 @@ def cpu_rows(args: argparse.Namespace, variants: list[str]) -> list[Row]:
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
-def instructions(variant: str, records: int, passes: int) -> int:
+def instructions(variant: str, records: int, passes: int, gc_young: int) -> int:
     """Instructions of one run of ``variant`` under callgrind."""
     cmd = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, os.path.abspath(__file__),
         "--variant", variant, "--records", str(records), "--passes", str(passes),
+        "--gc-young", str(gc_young),
     ]  # fmt: skip
     # a fixed hash seed: with a random one, dict and set layouts (and so probe counts and
     # collisions) differ per run, and the same code measured 257k-263k instr/record in
@@ -162,7 +172,9 @@ def callgrind_rows(args: argparse.Namespace, variants: list[str]) -> list[Row]:
     """Instructions per record of each variant: (Ir(3 passes) - Ir(1 pass)) / (2 records)."""
     runs = [(v, p) for v in variants for p in (1, 3)]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        totals = list(pool.map(lambda vp: instructions(vp[0], args.records, vp[1]), runs))
+        totals = list(
+            pool.map(lambda vp: instructions(vp[0], args.records, vp[1], args.gc_young), runs)
+        )
     ir = dict(zip(runs, totals, strict=True))
     per = {v: (ir[(v, 3)] - ir[(v, 1)]) / (2 * args.records) for v in variants}
     rows = [Row(f"{v} instructions", [per[v]], "instr/record") for v in variants]
@@ -190,6 +202,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-metrics", action="store_true", help="same as --variant bus_nometrics")
     p.add_argument("--callgrind", action="store_true", help="instructions per record (valgrind)")
     p.add_argument("--jobs", type=int, default=2, help="valgrind runs at once (--callgrind)")
+    p.add_argument(
+        "--gc-young",
+        type=int,
+        default=BusConfig().gc_young,
+        help="bus.gc_tuning.tune_gc(N) after set-up, as `bus run` does (0: Python's settings)",
+    )
     args = p.parse_args(argv)
     variants = list(args.variant or [])
     variants += ["floor"] * args.floor + ["bus_nometrics"] * args.no_metrics
@@ -201,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {
         "records": args.records,
         "mode": "callgrind" if args.callgrind else "cpu",
+        "gc_young": args.gc_young,
     }
     if not args.callgrind:
         result["passes"] = args.passes

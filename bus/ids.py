@@ -15,7 +15,7 @@ import os
 import random
 import time
 
-__all__ = ["new_id", "uuid7_from"]
+__all__ = ["new_id", "new_id_at", "uuid7_from"]
 
 _time_ns = time.time_ns
 _HEX3 = tuple(f"{i:03x}" for i in range(4096))
@@ -62,8 +62,14 @@ def new_id() -> str:
     again in a forked child. The counter's two lowest bits fill the variant digit's free
     bits, then rand_a (12 bits), then the 12 bits after the variant digit.
     """
+    return new_id_at(_time_ns() // 1_000_000)
+
+
+def new_id_at(unix_ms: int) -> str:
+    """:func:`new_id` for the millisecond ``unix_ms`` (now, read by the caller): for
+    ``codec.stamp``, which stamps a record's id and time from one clock read."""
     global _prefix_ms, _prefix, _count
-    ms = _time_ns() // 1_000_000 & 0xFFFFFFFFFFFF
+    ms = unix_ms & 0xFFFFFFFFFFFF
     if ms != _prefix_ms:  # the time part is formatted once per millisecond
         h = f"{ms:012x}"
         _prefix_ms, _prefix = ms, f"{h[:8]}-{h[8:12]}-7"

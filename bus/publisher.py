@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from bus import tracing
-from bus.codec import binary_headers, encode, source_type_headers
+from bus.codec import binary_headers, encode, source_type_headers, time_header
 from bus.envelope import Envelope, event_envelope, utc_now
 from bus.ids import new_id
 from bus.message import Message
@@ -73,7 +73,8 @@ def emitted_record(
     ``encode(envelope_for(...))``, built without the intermediate envelope.
     """
     correlationid, causationid, traceparent = lineage(parent)
-    return child_record(message, source, id, time, correlationid, causationid, traceparent)
+    stamp = ("ce_id", id.encode()), time_header(time)
+    return child_record(message, source, stamp, correlationid, causationid, traceparent)
 
 
 def lineage(parent: Envelope) -> tuple[bytes, bytes, bytes | None]:
@@ -93,14 +94,14 @@ def lineage(parent: Envelope) -> tuple[bytes, bytes, bytes | None]:
 def child_record(
     message: Message,
     source: str,
-    id: str,
-    time: datetime,
+    stamp: tuple[tuple[str, bytes], tuple[str, bytes]],
     correlationid: bytes,
     causationid: bytes,
     traceparent: bytes | None,
 ) -> OutgoingRecord:
     """:func:`emitted_record` from the parent's header values (the hot path).
 
+    ``stamp`` is the record's ``ce_id`` and ``ce_time`` headers (``codec.stamp()``).
     ``correlationid`` is the parent's correlation id (its id when it had none),
     ``causationid`` its id, ``traceparent`` its trace, all as the bytes of the parent
     record's headers: the worker passes them on without decoding and encoding them again.
@@ -113,7 +114,7 @@ def child_record(
     value = None if field is None else getattr(message, field)
     key = None if value is None else (value if type(value) is str else str(value)).encode()
     headers = binary_headers(
-        id.encode(), source_type, time, key, correlationid, causationid, traceparent
+        stamp[0], source_type, stamp[1], key, correlationid, causationid, traceparent
     )
     # OutgoingRecord's fields in order, without its Python __new__; the headers stay the
     # list they were built as (Kafka's record builder takes a list; nothing mutates it)

@@ -31,7 +31,7 @@ from typing import Any
 
 from bus import tracing
 from bus.app import App
-from bus.codec import decode, plain_envelope, plain_headers
+from bus.codec import decode, plain_envelope, plain_headers, stamp, time_header
 from bus.context import Context
 from bus.dead_letters import dead_letter, dead_letter_topic, without_original
 from bus.dedup.base import DedupEntry, DedupKey, DedupStore
@@ -142,6 +142,11 @@ class Worker:
         self.stats = WorkerStats()
         self._clock = clock
         self._ids = ids
+        #: The ce_id and ce_time headers of each emitted record: from one clock read when
+        #: the clock and the ids are the defaults (``codec.stamp``), else from these two.
+        self._stamp: Callable[[], tuple[tuple[str, bytes], tuple[str, bytes]]] = (
+            stamp if clock is utc_now and ids is new_id else self._stamp_from_clock
+        )
         self._tracker = OffsetTracker()
         # the routes mapping's own get (filled in place by App.handler): no Python frame
         self._route = app.routes.get
@@ -306,6 +311,12 @@ class Worker:
                 if len(lane.buffer) >= s.max_buffered_per_partition and not lane.paused:
                     lane.paused = True
                     consumer.pause([tp])
+            if batches:
+                # the lanes' turn before the next fetch: the consumer hands over what it has
+                # prefetched without waiting, so this loop could fill every lane up to
+                # max_buffered_per_partition before any ran (bench/pipeline.py: a median of
+                # 1,000 records waiting, decoded long before their turn)
+                await asyncio.sleep(0)
 
     def idle(self) -> bool:
         """Nothing buffered, nothing unacknowledged, and the last fetch found nothing."""
@@ -330,6 +341,10 @@ class Worker:
         if consumer is None:
             return {}
         return {tp: consumer.highwater(tp) for tp in self._lanes}
+
+    def _stamp_from_clock(self) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
+        """``codec.stamp`` from the worker's own clock and ids (tests pass theirs)."""
+        return ("ce_id", self._ids().encode()), time_header(self._clock())
 
     def _bind_stats(self, route: Route) -> HandlerStats:
         assert self.metrics is not None
@@ -394,11 +409,7 @@ class Worker:
                 continue
             async with self._slots:
                 self._debug = log.isEnabledFor(logging.DEBUG)
-                buffer, tp, process = lane.buffer, lane.tp, self._process
-                done = 0
-                while buffer and done < limit:  # a stop empties the buffer meanwhile
-                    await process(buffer.popleft(), tp)
-                    done += 1
+                await self._process_run(lane.buffer, lane.tp, limit)
             self._tracker.settle(lane.tp)  # release what is acknowledged already
             if lane.paused and len(lane.buffer) < s.max_buffered_per_partition // 2:
                 lane.paused = False
@@ -420,94 +431,112 @@ class Worker:
         return False
 
     async def _process(self, record: Record, tp: TopicPartition) -> None:
-        """Handle one record to an explicit outcome: handled, skipped, delayed or dead-lettered.
+        """Handle one record (:meth:`_process_run` of a buffer of one)."""
+        await self._process_run(deque((record,)), tp, 1)
 
-        A handler without ctx and without dedup (the common case) runs in this coroutine:
-        no Context (made only if a first try fails, for the retries and their logs), no
+    async def _process_run(self, buffer: deque[Record], tp: TopicPartition, limit: int) -> None:
+        """Handle up to ``limit`` records from the head of ``buffer`` (a lane's), in order,
+        each to an explicit outcome: handled, skipped, delayed or dead-lettered.
+
+        A handler without ctx and without dedup (the common case) runs in this loop: no
+        Context (made only if a first try fails, for the retries and their logs), no
         transaction, one plain call. A record as bus producers write it
         (``codec.plain_headers``) is not decoded for it either: it is routed by its
         ``ce_type`` bytes, its outputs take its id and correlation id as bytes, and the
-        envelope is built only if a first try fails.
+        envelope is built only if a first try fails. One loop over the run rather than a
+        coroutine per record, with what it uses bound once per run: per record, the call
+        and the attribute lookups cost about as much as the rest of the bus's own work.
+        A stop may empty ``buffer`` meanwhile.
         """
-        env: Envelope | None = None
-        try:
-            named = plain_headers(record.headers) if self._check_plain else None
-            plain = None if named is None else self._plain_routes.get(named["ce_type"])
-            if plain is None:
-                env = (
-                    decode(record.headers, record.value)
-                    if named is None
-                    else plain_envelope(named, record.value)
-                )
-                route = self._route(env.type)
-                if route is None:
-                    self._skip_or_raise(record, tp, env)
-                    return
-                if named is not None and route.dedup is None and not route.wants_context:
-                    self._plain_routes[named["ce_type"]] = (route, route.message_type.parser())
-                message = route.message_type.from_json(env.data)
-            else:
-                route, parse = plain
-                message = parse(record.value or b"")
-        except RecordError as exc:
-            await self._dead_letter(record, exc.reason, exc, handler=None, attempts=0)
-            return
-        if env is not None:
-            if self._tracing:
-                await self._handle_in_span(record, tp, env, route, message)
-                return
-            if route.dedup is not None or route.wants_context:
-                await self._handle(record, tp, env, route, message)
-                return
-        started = time.perf_counter()
-        try:
-            result = await route.handler(message)
-            if named is None:
-                assert env is not None
-                correlation, causation, trace = lineage(env)
-            else:
-                causation = named["ce_id"]
-                correlation = named.get("ce_correlationid") or causation
-                trace = named.get("ce_traceparent")
-            # the usual single output: no list of messages (isinstance of a pydantic model
-            # class goes through ABCMeta's __instancecheck__, ~800 instructions)
-            if type(result) in self._output_types or self._is_new_output_type(result):
-                records = [
-                    child_record(
-                        result,
-                        self.app.source,
-                        self._ids(),
-                        self._clock(),
-                        correlation,
-                        causation,
-                        trace,
+        check_plain, plain_routes = self._check_plain, self._plain_routes
+        output_types, is_new_output_type = self._output_types, self._is_new_output_type
+        stamp, source = self._stamp, self.app.source
+        send, track = self.transport.send, self._tracker.add
+        stats, route_stats, debug = self.stats, self._route_stats, self._debug
+        metrics_on = self.metrics is not None
+        perf_counter = time.perf_counter
+        done = 0
+        while buffer and done < limit:
+            record = buffer.popleft()
+            done += 1
+            env: Envelope | None = None
+            try:
+                named = plain_headers(record.headers) if check_plain else None
+                plain = None if named is None else plain_routes.get(named["ce_type"])
+                if plain is None:
+                    env = (
+                        decode(record.headers, record.value)
+                        if named is None
+                        else plain_envelope(named, record.value)
                     )
-                ]
-            else:
-                outputs = _as_messages(result, route.name)
-                records = self._records(outputs, (correlation, causation, trace))
-        except Exception as first:
-            if env is None:
-                assert named is not None
-                env = plain_envelope(named, record.value)
-            ctx = Context(env, record, app=self.app.name, handler=route.name)
-            failed = await self._after_first_try(record, tp, env, route, message, ctx, first)
-            if failed is None:
-                return
-            records = failed
-        # _send_outputs inlined: a coroutine per record cost more than these lines
-        handled_at = time.perf_counter()
-        acks: list[Delivery] = []
-        send = self.transport.send
-        try:
-            for out in records:
-                acks.append(await send(out))
-        except BusError as exc:
-            if exc.retryable:
-                raise
-            await self._dead_letter(record, "output_rejected", exc, handler=route.name, attempts=1)
-            return
-        self._handled(record, tp, env, route, records, acks, started, handled_at)
+                    route = self._route(env.type)
+                    if route is None:
+                        self._skip_or_raise(record, tp, env)
+                        continue
+                    if named is not None and route.dedup is None and not route.wants_context:
+                        plain_routes[named["ce_type"]] = (route, route.message_type.parser())
+                    message = route.message_type.from_json(env.data)
+                else:
+                    route, parse = plain
+                    message = parse(record.value or b"")
+            except RecordError as exc:
+                await self._dead_letter(record, exc.reason, exc, handler=None, attempts=0)
+                continue
+            if env is not None:
+                if self._tracing:
+                    await self._handle_in_span(record, tp, env, route, message)
+                    continue
+                if route.dedup is not None or route.wants_context:
+                    await self._handle(record, tp, env, route, message)
+                    continue
+            started = perf_counter()
+            try:
+                result = await route.handler(message)
+                if named is None:
+                    assert env is not None
+                    correlation, causation, trace = lineage(env)
+                else:
+                    causation = named["ce_id"]
+                    correlation = named.get("ce_correlationid") or causation
+                    trace = named.get("ce_traceparent")
+                # the usual single output: no list of messages (isinstance of a pydantic
+                # model class goes through ABCMeta's __instancecheck__, ~800 instructions)
+                if type(result) in output_types or is_new_output_type(result):
+                    records = [child_record(result, source, stamp(), correlation, causation, trace)]
+                else:
+                    outputs = _as_messages(result, route.name)
+                    records = self._records(outputs, (correlation, causation, trace))
+            except Exception as first:
+                if env is None:
+                    assert named is not None
+                    env = plain_envelope(named, record.value)
+                ctx = Context(env, record, app=self.app.name, handler=route.name)
+                failed = await self._after_first_try(record, tp, env, route, message, ctx, first)
+                if failed is None:
+                    continue
+                records = failed
+            # _send_outputs and _handled inline: a call per record cost more than these lines
+            handled_at = perf_counter()
+            acks: list[Delivery] = []
+            try:
+                for out in records:
+                    acks.append(await send(out))
+            except BusError as exc:
+                if exc.retryable:
+                    raise
+                await self._dead_letter(
+                    record, "output_rejected", exc, handler=route.name, attempts=1
+                )
+                continue
+            stats.handled += 1
+            stats.emitted += len(records)
+            if metrics_on:
+                (route_stats.get(route.name) or self._bind_stats(route)).handled(
+                    handled_at - started, perf_counter() - handled_at, records
+                )
+            track(tp, record.offset, acks, records)
+            if debug:
+                self._log_handled(record, env, route, records)
 
     def _is_new_output_type(self, result: object) -> bool:
         """Whether ``result`` is a message; its class is remembered if so."""
@@ -640,10 +669,20 @@ class Worker:
             assert env is not None  # a dedup handler's record is always decoded
             self._track_unsent(route.dedup, DedupKey(route.name, env.source, env.id), acks)
         if self._debug:
-            env = env or decode(record.headers, record.value)
-            Context(env, record, app=self.app.name, handler=route.name).logger.debug(
-                "handled by %s, emitted %d record(s)", route.name, len(records)
-            )
+            self._log_handled(record, env, route, records)
+
+    def _log_handled(
+        self,
+        record: Record,
+        env: Envelope | None,
+        route: Route,
+        records: list[OutgoingRecord],
+    ) -> None:
+        """The debug line of a handled record (``env`` None: a plain record, not decoded)."""
+        env = env or decode(record.headers, record.value)
+        Context(env, record, app=self.app.name, handler=route.name).logger.debug(
+            "handled by %s, emitted %d record(s)", route.name, len(records)
+        )
 
     async def _try(self, route: Route, message: Message, ctx: Context) -> list[OutgoingRecord]:
         """One try: the handler's outputs as records; with dedup, inside its transaction."""
@@ -664,11 +703,11 @@ class Worker:
         self, outputs: list[Message], parent: tuple[bytes, bytes, bytes | None]
     ) -> list[OutgoingRecord]:
         """The records of ``outputs``; ``parent`` is ``publisher.lineage`` of the record."""
-        now, source, ids = self._clock(), self.app.source, self._ids
+        source, stamp = self.app.source, self._stamp
         correlation, causation, trace = parent
         records = []
         for m in outputs:  # a loop, not a comprehension: no extra frame per record
-            records.append(child_record(m, source, ids(), now, correlation, causation, trace))
+            records.append(child_record(m, source, stamp(), correlation, causation, trace))
         return records
 
     async def _lost_race(self, record: Record, route: Route, env: Envelope) -> None:

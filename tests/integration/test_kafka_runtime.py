@@ -13,11 +13,15 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from bus import Publisher, Runner, TopicSpec, TransportError, WorkerSettings, decode
 from bus.devbroker import DevBroker
+from bus.errors import MessageTooLargeError
+from bus.partitioning import partition_for_key
+from bus.record import OutgoingRecord
 from bus.topics import desired_topics
-from bus.transports.kafka import KafkaTransport
+from bus.transports.kafka import KafkaTransport, _direct_appender
 from handlers.hr.contracts import EmployeeHired
 from tests.conftest import kafka_test_config, unique
 from tests.integration.test_runtime import chain, hire
@@ -272,3 +276,59 @@ async def test_a_fetch_during_a_rebalance_returns_by_its_timeout(kafka_broker: D
         await first.stop()
         await second.stop()
         await transport.stop()
+
+
+async def test_sends_to_a_known_topic_skip_producer_send_and_arrive_whole(
+    kafka_broker: DevBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # KafkaTransport.send appends to aiokafka's accumulator itself (its private API). If
+    # an aiokafka upgrade changes what _direct_appender checks, this fails here instead
+    # of every send quietly taking the slower public path.
+    config = kafka_test_config(kafka_broker.bootstrap_servers, max_request_bytes=200_000)
+    transport = KafkaTransport(config)
+    await transport.start()
+    try:
+        assert transport._appender is not None
+        topic = unique("direct")
+        await transport.ensure_topics([TopicSpec(topic, partitions=3)])
+        first = await transport.publish(OutgoingRecord(topic, b"k-0", b"v-0", (("h", b"0"),)))
+        producer = transport._producer
+        assert producer is not None
+
+        async def refuse(*args: object, **kwargs: object) -> None:
+            raise AssertionError("producer.send used for a topic whose partitions are known")
+
+        monkeypatch.setattr(producer, "send", refuse)
+        sent = [
+            OutgoingRecord(topic, f"k-{i}".encode(), f"v-{i}".encode(), (("h", str(i).encode()),))
+            for i in range(1, 31)
+        ]
+        sent.append(OutgoingRecord(topic, None, b"to partition 2", (), partition=2))
+        metadata = [first, *[await transport.publish(r) for r in sent]]
+        with pytest.raises(MessageTooLargeError, match="limit"):
+            await transport.publish(OutgoingRecord(topic, b"big", b"x" * 200_001))
+        got = await read_topic(transport, topic, expected=len(metadata), timeout_s=20)
+    finally:
+        await transport.stop()
+    by_value = {r.value: r for r in got}
+    assert len(got) == len(metadata)
+    for record, where in zip(
+        [OutgoingRecord(topic, b"k-0", b"v-0", (("h", b"0"),)), *sent], metadata, strict=True
+    ):
+        read = by_value[record.value]
+        assert (read.key, tuple(read.headers)) == (record.key, tuple(record.headers))
+        assert (read.partition, read.offset) == (where.partition, where.offset)
+        if record.key is not None:
+            assert read.partition == partition_for_key(record.key, 3)
+    assert by_value[b"to partition 2"].partition == 2
+
+
+async def test_a_transactional_or_serializing_producer_keeps_the_public_send() -> None:
+    plain = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")
+    idempotent = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", enable_idempotence=True)
+    transactional = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", transactional_id="tx-1")
+    serializing = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", value_serializer=bytes)
+    assert _direct_appender(plain) is not None
+    assert _direct_appender(idempotent) is not None
+    assert _direct_appender(transactional) is None
+    assert _direct_appender(serializing) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
@@ -19,6 +20,8 @@ from bus.codec import (
     format_time,
     plain_envelope,
     plain_headers,
+    stamp,
+    time_header,
 )
 from bus.envelope import SPEC_VERSION, Envelope, event_envelope, utc_now
 from bus.errors import DecodeError, RecordError
@@ -577,3 +580,20 @@ def test_structured_event_with_both_data_and_data_base64_is_a_decode_error() -> 
 def test_structured_attribute_names_are_lower_case_letters_and_digits(name: str) -> None:
     with pytest.raises(DecodeError, match="attribute name"):
         decode(*structured({**MINIMAL_EVENT, name: "x"}))
+
+
+def test_stamp_is_a_new_id_and_the_time_of_its_millisecond() -> None:
+    before = utc_now()
+    stamps = [stamp() for _ in range(2000)]
+    after = utc_now()
+    ids = [id_header[1].decode() for id_header, _ in stamps]
+    assert len(set(ids)) == len(ids)
+    for (id_name, raw_id), (time_name, raw_time) in stamps:
+        assert (id_name, time_name) == ("ce_id", "ce_time")
+        ms = uuid.UUID(raw_id.decode()).int >> 80
+        stamped = datetime.fromisoformat(raw_time.decode())
+        # both from one clock read: the id's millisecond is the time's
+        assert stamped == datetime.fromtimestamp(ms / 1000, UTC)
+        assert before <= stamped <= after
+        # the same header utc_now and format_time give for that instant
+        assert (time_name, raw_time) == time_header(datetime.fromtimestamp(ms / 1000, UTC))

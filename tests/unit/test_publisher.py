@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bus import Event, utc_now
-from bus.codec import decode, encode, plain_headers
+from bus.codec import decode, encode, plain_headers, time_header
 from bus.envelope import event_envelope
 from bus.publisher import child_record, emitted_record, envelope_for, record_for
 
@@ -60,8 +60,7 @@ def test_a_child_record_from_a_plain_records_header_bytes_is_its_emitted_record(
     child = child_record(
         message,
         "bus://shop",
-        new,
-        now,
+        (("ce_id", new.encode()), time_header(now)),
         named.get("ce_correlationid") or named["ce_id"],
         named["ce_id"],
         named.get("ce_traceparent"),
