@@ -430,10 +430,6 @@ class Worker:
             await asyncio.wait_for(lane.wake.wait(), wait_s)  # woken early by closing
         return False
 
-    async def _process(self, record: Record, tp: TopicPartition) -> None:
-        """Handle one record (:meth:`_process_run` of a buffer of one)."""
-        await self._process_run(deque((record,)), tp, 1)
-
     async def _process_run(self, buffer: deque[Record], tp: TopicPartition, limit: int) -> None:
         """Handle up to ``limit`` records from the head of ``buffer`` (a lane's), in order,
         each to an explicit outcome: handled, skipped, delayed or dead-lettered.
