@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from bus import tracing
 from bus.app import App
 from bus.codec import decode, plain_envelope, plain_headers, stamp, time_header
@@ -154,7 +156,7 @@ class Worker:
         self._output_types: set[type[Message]] = set()
         #: Whether debug lines are logged: asked once per lane batch, not per record.
         self._debug = log.isEnabledFor(logging.DEBUG)
-        #: ``ce_type`` bytes -> route and its model's parser (``Message.parser``), for
+        #: ``ce_type`` bytes -> route and its model's validator (``Message.json_validator``), for
         #: plain handlers (no ctx, no dedup) only, filled as their types arrive.
         self._plain_routes: dict[bytes, tuple[Route, Callable[[bytes], Message]]] = {}
         self._lanes: dict[TopicPartition, _Lane] = {}
@@ -470,13 +472,20 @@ class Worker:
                         self._skip_or_raise(record, tp, env)
                         continue
                     if named is not None and route.dedup is None and not route.wants_context:
-                        plain_routes[named["ce_type"]] = (route, route.message_type.parser())
+                        plain = (route, route.message_type.json_validator())
+                        plain_routes[named["ce_type"]] = plain
                     message = route.message_type.from_json(env.data)
                 else:
-                    route, parse = plain
-                    message = parse(record.value or b"")
+                    route, validate = plain
+                    message = validate(record.value or b"")
             except RecordError as exc:
                 await self._dead_letter(record, exc.reason, exc, handler=None, attempts=0)
+                continue
+            except ValidationError as exc:  # a plain route's validator, called directly
+                assert plain is not None  # the plain branch's validator, not from_json
+                invalid = plain[0].message_type.invalid_payload(exc)
+                invalid.__cause__ = exc
+                await self._dead_letter(record, invalid.reason, invalid, handler=None, attempts=0)
                 continue
             if env is not None:
                 if self._tracing:

@@ -233,6 +233,37 @@ async def test_a_payload_that_fails_validation_is_dead_lettered_naming_the_field
     assert "field 'n'" in headers["bus_dlq_error_message"]
 
 
+async def test_an_invalid_payload_of_a_type_already_seen_is_dead_lettered_the_same_way() -> None:
+    # the first record of a type is decoded and validated through from_json; later ones
+    # of a plain handler through the validator called directly: the same dead letter
+    app = App("it-bad-later", retry=NO_WAIT)
+
+    @app.handler
+    async def handle(ping: Ping) -> Pong:
+        return Pong(key=ping.key, n=ping.n)
+
+    async with TestBus(app) as bus:
+        await bus.publish(Ping(key="before", n=1))
+        await bus.drain()
+        good = bus.records("it.runtime.pings")[-1]
+        bad = OutgoingRecord(
+            "it.runtime.pings",
+            key=b"x",
+            value=b'{"key": "x", "n": "not a number"}',
+            headers=[(k, v) for k, v in good.headers if k != "ce_id"] + [("ce_id", b"bad-1")],
+        )
+        await bus.transport.publish(bad)
+        await bus.publish(Ping(key="after", n=2))
+        await bus.drain()
+        [dead] = bus.dead_letters("it.runtime.pings")
+        assert [p.key for p in bus.messages(Pong)] == ["before", "after"]
+    assert dead.value == bad.value
+    headers = dlq_headers(dead.headers)
+    assert headers["bus_dlq_reason"] == "invalid"
+    assert "field 'n'" in headers["bus_dlq_error_message"]
+    assert headers["bus_dlq_error_type"] == "bus.errors.PayloadInvalidError"
+
+
 async def test_a_registered_type_the_app_does_not_handle_is_skipped_not_dead_lettered() -> None:
     app = App("it-skip")
 

@@ -300,14 +300,20 @@ def test_to_json_then_from_json_gives_the_same_message(
         b"[1, 2]",
     ],
 )
-def test_a_parser_is_from_json(raw: bytes) -> None:
+def test_the_json_validator_and_invalid_payload_are_from_json(raw: bytes) -> None:
     def outcome(parse: Callable[[bytes], Message]) -> object:
         try:
             return parse(raw)
         except PayloadInvalidError as exc:
             return (str(exc), exc.reason)
 
-    assert outcome(ThingHappened.parser()) == outcome(ThingHappened.from_json)
+    def by_validator(data: bytes) -> Message:
+        try:
+            return ThingHappened.json_validator()(data)
+        except ValidationError as exc:
+            raise ThingHappened.invalid_payload(exc) from exc
+
+    assert outcome(by_validator) == outcome(ThingHappened.from_json)
 
 
 def test_from_json_of_invalid_json_raises_payload_invalid_error() -> None:
