@@ -654,15 +654,15 @@ class Worker:
         self,
         record: Record,
         tp: TopicPartition,
-        env: Envelope | None,
+        env: Envelope,
         route: Route,
         records: list[OutgoingRecord],
         acks: list[Delivery],
         started: float,
         handled_at: float,
     ) -> None:
-        """Count a handled record and track its offset with the acks of its outputs
-        (``env`` None: a plain record, not decoded)."""
+        """Count a handled record of a ctx or dedup handler and track its offset with the
+        acks of its outputs (:meth:`_process_run` does the same inline for plain ones)."""
         stats = self.stats
         stats.handled += 1
         stats.emitted += len(records)
@@ -671,7 +671,6 @@ class Worker:
             route_stats.handled(handled_at - started, time.perf_counter() - handled_at, records)
         self._tracker.add(tp, record.offset, acks, records)
         if route.dedup is not None:
-            assert env is not None  # a dedup handler's record is always decoded
             self._track_unsent(route.dedup, DedupKey(route.name, env.source, env.id), acks)
         if self._debug:
             self._log_handled(record, env, route, records)
