@@ -17,10 +17,10 @@ Example::
         ctx.logger.info("welcome %s", event.employee_id)
 """
 
-from bus.app import App, UnknownTypePolicy
+from bus.app import App, BackgroundTask, UnknownTypePolicy
 from bus.codec import decode, encode
 from bus.config import BusConfig
-from bus.context import Context
+from bus.context import BatchContext, Context
 from bus.dead_letters import dead_letter, dead_letter_topic, without_original
 from bus.dedup import (
     DedupEntry,
@@ -94,6 +94,8 @@ from bus.worker import Worker, WorkerSettings, WorkerStats
 __all__ = [
     "Acked",
     "App",
+    "BackgroundTask",
+    "BatchContext",
     "BusConfig",
     "BusError",
     "Command",

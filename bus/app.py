@@ -16,8 +16,9 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Literal, TypeVar, overload
 
 from bus.dedup.base import DedupStore
@@ -25,13 +26,15 @@ from bus.errors import DefinitionError
 from bus.registry import Registry, default_registry
 from bus.retries import RetryPolicy
 from bus.retry_topics import retry_topic
-from bus.routing import HandlerFunc, Route, route_for
+from bus.routing import HandlerFunc, Route, batch_routes_for, route_for
 from bus.transports.base import TopicSpec
 
-__all__ = ["App", "UnknownTypePolicy"]
+__all__ = ["App", "BackgroundTask", "UnknownTypePolicy"]
 
 F = TypeVar("F", bound=HandlerFunc)
 UnknownTypePolicy = Literal["dead_letter", "skip"]
+#: A task of the app's lifespan: runs beside the consume loop until its ``stop`` is set.
+BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 _APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -73,6 +76,7 @@ class App:
         #: Dedup store of handlers that declare none (None: no deduplication).
         self.dedup = dedup
         self._routes: dict[str, Route] = {}
+        self._tasks: list[tuple[str, BackgroundTask]] = []
         self._problems: list[str] = []
         if not _APP_NAME.match(name):
             self._problems.append(f"app name {name!r} may only use letters, digits, '.', '_', '-'")
@@ -114,22 +118,96 @@ class App:
             )
             self._problems.extend(problems)
             if route is not None:
-                taken = self._routes.get(route.message_type.bus_type)
-                if any(r.name == route.name for r in self._routes.values()):
-                    self._problems.append(
-                        f"two handlers in app {self.name!r} are named {route.name!r} (metrics, "
-                        "logs and dedup keys use it): rename one or pass name=..."
-                    )
-                elif taken is not None:
-                    self._problems.append(
-                        f"{route.message_type.bus_type} has two handlers in app {self.name!r} "
-                        f"({taken.name}, {route.name}); put one in another App to fan out"
-                    )
-                else:
-                    self._routes[route.message_type.bus_type] = route
+                self._add_routes([route])
             return f
 
         return register(func) if func is not None else register
+
+    @overload
+    def batch_handler(self, func: F) -> F: ...
+
+    @overload
+    def batch_handler(
+        self, *, retry: RetryPolicy | None = None, name: str | None = None
+    ) -> Callable[[F], F]: ...
+
+    def batch_handler(
+        self,
+        func: F | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        name: str | None = None,
+    ) -> F | Callable[[F], F]:
+        """Register ``func`` as the handler of runs of messages: a partition's consecutive
+        records of the types its ``list[...]`` parameter names arrive as one list, in
+        partition order (up to ``WorkerSettings.fetch_max_records``).
+
+        The guarantees of single handlers hold: no offset of the batch is committed before
+        all its outputs are acknowledged; a failing batch is retried under ``retry``, then
+        bisected, so that only the message that fails alone goes to its retry tier or the
+        dead-letter topic; metrics count each message. Batch handlers take no dedup store:
+        write the batch's effects in one idempotent transaction (the saga coordinator does).
+
+        Example::
+
+            @app.batch_handler
+            async def store_hires(batch: list[EmployeeHired], ctx: BatchContext) -> None:
+                await db.executemany("INSERT ... ON CONFLICT DO NOTHING", rows(batch))
+        """
+
+        def register(f: F) -> F:
+            routes, problems = batch_routes_for(f, retry=retry or self.retry, name=name)
+            self._problems.extend(problems)
+            self._add_routes(routes)
+            return f
+
+        return register(func) if func is not None else register
+
+    def _add_routes(self, routes: list[Route]) -> None:
+        """Add the routes of one handler (a batch handler has one per type it takes)."""
+        if not routes:
+            return
+        label = routes[0].name
+        if any(r.name == label for r in self._routes.values()):
+            self._problems.append(
+                f"two handlers in app {self.name!r} are named {label!r} (metrics, "
+                "logs and dedup keys use it): rename one or pass name=..."
+            )
+            return
+        for route in routes:
+            taken = self._routes.get(route.message_type.bus_type)
+            if taken is not None:
+                self._problems.append(
+                    f"{route.message_type.bus_type} has two handlers in app {self.name!r} "
+                    f"({taken.name}, {route.name}); put one in another App to fan out"
+                )
+            else:
+                self._routes[route.message_type.bus_type] = route
+
+    def background(self, func: BackgroundTask, *, name: str | None = None) -> BackgroundTask:
+        """Run ``await func(stop)`` beside the consume loop, in the worker's task group.
+
+        The worker starts it once it joined the group and sets ``stop`` when it shuts
+        down: the task returns then (it is awaited until the shutdown deadline, then
+        cancelled). A task that raises stops the worker, like a failing consume loop:
+        catch and retry what is expected to fail.
+
+        Example::
+
+            @app.background
+            async def relay(stop: asyncio.Event) -> None:
+                while not stop.is_set():
+                    await publish_outbox()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 0.1)
+        """
+        self._tasks.append((name or str(getattr(func, "__name__", "task")), func))
+        return func
+
+    @property
+    def background_tasks(self) -> tuple[tuple[str, BackgroundTask], ...]:
+        """The lifespan tasks, ``(name, func)``, in the order they were added."""
+        return tuple(self._tasks)
 
     @property
     def routes(self) -> Mapping[str, Route]:

@@ -12,7 +12,7 @@ from bus.errors import ConfigError
 from bus.message import Message
 from bus.record import Record
 
-__all__ = ["Context", "MessageLogger"]
+__all__ = ["BatchContext", "Context", "MessageLogger"]
 
 
 class MessageLogger(logging.LoggerAdapter[logging.Logger]):
@@ -105,5 +105,47 @@ class Context:
 
     def take_outbox(self) -> list[Message]:
         """The messages published so far, emptying the outbox (used by the runtime)."""
+        out, self._outbox = self._outbox, []
+        return out
+
+
+class BatchContext:
+    """What a batch handler gets besides its messages: their envelopes and records (by
+    the same index), a logger, and ``publish``.
+
+    A returned message is caused by the batch's last message; ``publish(m, cause=i)``
+    names the message (by index in the batch) that caused ``m``, so its correlation and
+    causation ids are that message's. Nothing is sent unless the handler returns.
+
+    Example::
+
+        @app.batch_handler
+        async def bill(batch: list[OrderPlaced], ctx: BatchContext) -> None:
+            for i, order in enumerate(batch):
+                ctx.publish(InvoiceSent(order_id=order.order_id), cause=i)
+    """
+
+    __slots__ = ("_outbox", "app", "envelopes", "handler", "logger", "records")
+
+    def __init__(
+        self, envelopes: list[Envelope], records: list[Record], *, app: str, handler: str
+    ) -> None:
+        self.envelopes = envelopes
+        self.records = records
+        self.app = app
+        self.handler = handler
+        self._outbox: list[tuple[int, Message]] = []
+        self.logger = MessageLogger(
+            logging.getLogger(f"bus.app.{app}"), {"app": app, "handler": handler}
+        )
+
+    def publish(self, message: Message, *, cause: int = -1) -> None:
+        """Emit ``message`` when the handler returns; ``cause``: index of the message that
+        caused it (default: the last)."""
+        self.envelopes[cause]  # an IndexError now rather than a wrong lineage later
+        self._outbox.append((cause, message))
+
+    def take_outbox(self) -> list[tuple[int, Message]]:
+        """``(cause index, message)`` published so far, emptying the outbox (the runtime)."""
         out, self._outbox = self._outbox, []
         return out

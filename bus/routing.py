@@ -24,7 +24,7 @@ from bus.dedup.base import DedupStore
 from bus.message import Message
 from bus.retries import RetryPolicy
 
-__all__ = ["HandlerFunc", "Route", "emitted_types", "route_for"]
+__all__ = ["HandlerFunc", "Route", "batch_routes_for", "emitted_types", "route_for"]
 
 HandlerFunc = Callable[..., Awaitable[Any]]
 
@@ -45,6 +45,15 @@ class Route:
     retry: RetryPolicy
     #: Where completions are remembered, when the handler runs once per CloudEvent.
     dedup: DedupStore[Any] | None = None
+    #: A batch handler (``App.batch_handler``): it takes a lane's run of consecutive
+    #: messages routed to it, as a list, and its second parameter is a ``BatchContext``.
+    batch: bool = False
+
+    @property
+    def plain(self) -> bool:
+        """Called with the message alone, once per record, with no transaction around it:
+        the worker's cheapest path (no Context, no envelope for a record bus wrote)."""
+        return self.dedup is None and not self.wants_context and not self.batch
 
     @property
     def topic(self) -> str:
@@ -97,6 +106,67 @@ def route_for(
         dedup=dedup,
     )
     return route, []
+
+
+def batch_routes_for(
+    func: HandlerFunc, *, retry: RetryPolicy, name: str | None = None
+) -> tuple[list[Route], list[str]]:
+    """The routes of a batch handler, one per message type its list parameter names.
+
+    ``async def f(batch: list[A | B], ctx: BatchContext) -> list[C]`` routes A and B to
+    ``f``; consecutive records of a partition routed to it arrive together.
+    """
+    label: str = name or str(getattr(func, "__name__", func))
+    problems: list[str] = []
+    if not inspect.iscoroutinefunction(func):
+        problems.append(f"batch handler {label} must be 'async def'")
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception as exc:
+        return [], [*problems, f"batch handler {label}: cannot read its annotations ({exc})"]
+    params = list(inspect.signature(func).parameters.values())
+    if not params or len(params) > 2:
+        return [], [*problems, f"batch handler {label} must take (batch) or (batch, ctx)"]
+    annotation = hints.get(params[0].name)
+    types_, found_problems = _batch_types(annotation)
+    if found_problems:
+        problems.append(
+            f"batch handler {label}: annotate its first parameter as list[Message class] or "
+            f"list[A | B] (found {annotation!r})"
+        )
+    emits, emit_problems = emitted_types(hints.get("return", type(None)))
+    problems.extend(f"batch handler {label}: {p}" for p in emit_problems)
+    if problems:
+        return [], problems
+    routes = [
+        Route(
+            message_type=t,
+            handler=func,
+            name=label,
+            emits=emits,
+            wants_context=len(params) == 2,
+            retry=retry,
+            batch=True,
+        )
+        for t in types_
+    ]
+    return routes, []
+
+
+def _batch_types(annotation: Any) -> tuple[list[type[Message]], bool]:
+    """The message classes of ``list[X]`` / ``Sequence[X | Y]``; True if it is not that."""
+    if typing.get_origin(annotation) not in _SEQUENCES:
+        return [], True
+    (item,) = typing.get_args(annotation) or (None,)
+    members = (
+        typing.get_args(item) if typing.get_origin(item) in (Union, types.UnionType) else (item,)
+    )
+    found = [
+        m
+        for m in members
+        if isinstance(m, type) and issubclass(m, Message) and hasattr(m, "bus_type")
+    ]
+    return found, not found or len(found) != len(members)
 
 
 _SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.Iterable)

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from bus import tracing
 from bus.app import App
 from bus.codec import decode, plain_envelope, plain_headers, stamp, time_header
-from bus.context import Context
+from bus.context import BatchContext, Context
 from bus.dead_letters import dead_letter, dead_letter_topic, without_original
 from bus.dedup.base import DedupEntry, DedupKey, DedupStore
 from bus.envelope import Envelope, utc_now
@@ -105,6 +105,10 @@ class WorkerStats:
     resent: int = 0
 
 
+#: A decoded record: the record, its envelope and its validated message.
+_Item = tuple[Record, Envelope, Message]
+
+
 class _Lane:
     __slots__ = ("buffer", "closing", "paused", "retry", "task", "tp", "wake")
 
@@ -168,6 +172,9 @@ class Worker:
         self._slots = asyncio.Semaphore(self.settings.max_concurrency)
         self._consumer: Consumer | None = None
         self._tg: asyncio.TaskGroup | None = None
+        #: The app's lifespan tasks (App.background) and the event that stops them.
+        self._background: list[asyncio.Task[None]] = []
+        self._tasks_stop = asyncio.Event()
         self._last_fetch_empty = False
         #: Set once shutdown starts: partitions assigned from then on get no lane.
         self._leaving = False
@@ -188,9 +195,7 @@ class Worker:
         self._tracing = self.settings.tracing and tracing.enabled()
         # a record of a ctx or dedup handler costs more checked and then decoded than
         # decoded at once: an app without plain handlers does not check
-        self._check_plain = not self._tracing and any(
-            r.dedup is None and not r.wants_context for r in self.app.routes.values()
-        )
+        self._check_plain = not self._tracing and any(r.plain for r in self.app.routes.values())
         consumer = self.transport.consumer(
             self.app.topics,
             group=self.app.group,
@@ -222,6 +227,10 @@ class Worker:
             )
             committer = tg.create_task(self._commit_loop(), name=f"{self.app.name}-commit")
             watcher = tg.create_task(self._stop_lanes_on(stop), name=f"{self.app.name}-stop")
+            self._background = [
+                tg.create_task(func(self._tasks_stop), name=f"{self.app.name}-{name}")
+                for name, func in self.app.background_tasks
+            ]
             try:
                 await self._fetch_loop(stop)
             finally:
@@ -241,6 +250,7 @@ class Worker:
         self._leaving = True
         lanes = list(self._lanes.values())
         await self._close_lanes(lanes, deadline)
+        await self._stop_background(deadline)
         await self._await_acks(None, deadline)
         await self._final_commit(deadline)
         abandoned = self._tracker.in_flight()
@@ -272,6 +282,20 @@ class Worker:
             self.stats.handled,
             self.stats.dead_lettered,
         )
+
+    async def _stop_background(self, deadline: float) -> None:
+        """Ask the app's lifespan tasks to return (after the lanes: what they handled is
+        the tasks' input, an outbox for example), then cancel what outlives the deadline."""
+        self._tasks_stop.set()
+        if not self._background:
+            return
+        _, late = await asyncio.wait(
+            self._background, timeout=max(0.0, deadline - time.monotonic())
+        )
+        for task in late:
+            log.warning("app %s: task %s outlived the shutdown deadline", self.app.name,
+                        task.get_name())  # fmt: skip
+            task.cancel()
 
     async def _final_commit(self, deadline: float) -> None:
         """Commit what is settled, within the deadline (at least half a second).
@@ -471,7 +495,7 @@ class Worker:
                     if route is None:
                         self._skip_or_raise(record, tp, env)
                         continue
-                    if named is not None and route.dedup is None and not route.wants_context:
+                    if named is not None and route.plain:
                         plain = (route, route.message_type.json_validator())
                         plain_routes[named["ce_type"]] = plain
                     message = route.message_type.from_json(env.data)
@@ -488,6 +512,11 @@ class Worker:
                 await self._dead_letter(record, invalid.reason, invalid, handler=None, attempts=0)
                 continue
             if env is not None:
+                if route.batch:
+                    items = self._take_batch(buffer, (record, env, message), route, limit - done)
+                    done += len(items) - 1
+                    await self._handle_batch(tp, route, items)
+                    continue
                 if self._tracing:
                     await self._handle_in_span(record, tp, env, route, message)
                     continue
@@ -549,6 +578,153 @@ class Worker:
             return False
         self._output_types.add(type(result))
         return True
+
+    # -- batch handlers ---------------------------------------------------------------------
+    def _take_batch(
+        self, buffer: deque[Record], first: _Item, route: Route, room: int
+    ) -> list[_Item]:
+        """``first`` and the records after it in ``buffer`` routed to the same batch
+        handler, up to ``room`` in all. A record that does not decode, or belongs
+        elsewhere, ends the run: offsets are tracked in order, so it must wait its turn."""
+        items = [first]
+        while buffer and len(items) < room:
+            record = buffer[0]
+            try:
+                env = decode(record.headers, record.value)
+                route_next = self._route(env.type)
+                if route_next is None or route_next.handler is not route.handler:
+                    break
+                message = route_next.message_type.from_json(env.data)
+            except RecordError:
+                break
+            buffer.popleft()
+            items.append((record, env, message))
+        return items
+
+    async def _handle_batch(self, tp: TopicPartition, route: Route, items: list[_Item]) -> None:
+        """One call of a batch handler over ``items``; on failure its retries, then halves."""
+        started = time.perf_counter()
+        try:
+            records = await self._try_batch(route, items)
+        except Exception as first:
+            if len(items) == 1 and tp.topic in self._retry_topics:
+                record = items[0][0]
+                tried = retry_state(record)
+                attempts = 1 if tried is None else tried.attempts + 1
+                await self._after_failure(record, route, first, attempts, tried)
+                return
+            try:
+                records = await self._retry_batch(route, items, first)
+            except RetriesExhaustedError as failed:
+                await self._bisect(tp, route, items, failed.error, failed.attempts)
+                return
+        await self._send_batch_outputs(tp, route, items, records, started)
+
+    async def _try_batch(self, route: Route, items: list[_Item]) -> list[OutgoingRecord]:
+        """One try of a batch handler: its outputs as records, each with its cause's
+        lineage (returned messages: the last message's)."""
+        envelopes = [env for _, env, _ in items]
+        messages = [message for _, _, message in items]
+        if route.wants_context:
+            ctx = BatchContext(
+                envelopes, [r for r, _, _ in items], app=self.app.name, handler=route.name
+            )
+            result = await route.handler(messages, ctx)
+            published = ctx.take_outbox()
+        else:
+            result = await route.handler(messages)
+            published = []
+        caused = [*published, *((-1, m) for m in _as_messages(result, route.name))]
+        source, stamp = self.app.source, self._stamp
+        return [child_record(m, source, stamp(), *lineage(envelopes[cause])) for cause, m in caused]
+
+    async def _retry_batch(
+        self, route: Route, items: list[_Item], first: Exception
+    ) -> list[OutgoingRecord]:
+        """The tries of a batch after a failed first one, under the route's policy."""
+
+        def on_failure(attempt_no: int, error: BaseException) -> None:
+            self.stats.retries += 1
+            if self.metrics is not None:
+                self.metrics.handler_error(self.app.name, route.name, error)
+                self.metrics.handler_retry(self.app.name, route.name)
+            log.warning(
+                "app %s: try %d of batch handler %s (%d messages) failed: %r; retrying",
+                self.app.name, attempt_no, route.name, len(items), error,
+            )  # fmt: skip
+
+        outputs, _ = await call_with_retries(
+            route.retry,
+            lambda: self._try_batch(route, items),
+            on_failure=on_failure,
+            first_error=first,
+        )
+        return outputs
+
+    async def _bisect(
+        self,
+        tp: TopicPartition,
+        route: Route,
+        items: list[_Item],
+        error: BaseException,
+        attempts: int,
+    ) -> None:
+        """A batch out of tries: each half is tried once, and halved again if it fails,
+        until the messages that fail alone go to their retry tier or dead letter."""
+        if len(items) == 1:
+            await self._after_failure(items[0][0], route, error, attempts, None)
+            return
+        middle = len(items) // 2
+        for half in (items[:middle], items[middle:]):  # in order: offsets are tracked so
+            started = time.perf_counter()
+            try:
+                records = await self._try_batch(route, half)
+            except Exception as exc:
+                await self._bisect(tp, route, half, exc, 1)
+                continue
+            await self._send_batch_outputs(tp, route, half, records, started)
+
+    async def _send_batch_outputs(
+        self,
+        tp: TopicPartition,
+        route: Route,
+        items: list[_Item],
+        records: list[OutgoingRecord],
+        started: float,
+    ) -> None:
+        """Send a batch's outputs; its first offset holds their acks, so none of its
+        offsets is committed before they are all acknowledged."""
+        handled_at = time.perf_counter()
+        acks: list[Delivery] = []
+        try:
+            for out in records:
+                acks.append(await self.transport.send(out))
+        except BusError as exc:
+            if exc.retryable:
+                raise
+            for record, _, _ in items:
+                await self._dead_letter(
+                    record, "output_rejected", exc, handler=route.name, attempts=1
+                )
+            return
+        n = len(items)
+        self.stats.handled += n
+        self.stats.emitted += len(records)
+        if self.metrics is not None:
+            stats = self._route_stats.get(route.name) or self._bind_stats(route)
+            per_message = (handled_at - started) / n
+            publish_s = time.perf_counter() - handled_at
+            stats.handled(per_message, publish_s, records)
+            for _ in range(n - 1):
+                stats.handled(per_message, 0.0)
+        self._tracker.add(tp, items[0][0].offset, acks, records)
+        for record, _, _ in items[1:]:
+            self._tracker.add(tp, record.offset)
+        if self._debug:
+            log.debug(
+                "app %s: batch handler %s handled %d message(s), emitted %d record(s)",
+                self.app.name, route.name, n, len(records),
+            )  # fmt: skip
 
     def _skip_or_raise(self, record: Record, tp: TopicPartition, env: Envelope) -> None:
         """A type without a handler: skipped if known or allowed, else UnknownTypeError."""

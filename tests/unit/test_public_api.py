@@ -10,7 +10,7 @@ import bus
 ROOT = Path(__file__).resolve().parents[2]
 
 PUBLIC = [
-    "Acked", "App", "BusConfig", "BusError", "Command", "CommitFailedError", "ConfigError",
+    "Acked", "App", "BackgroundTask", "BatchContext", "BusConfig", "BusError", "Command", "CommitFailedError", "ConfigError",
     "Consumer", "Context", "DeadLetter", "DeadLetterFilter", "DecodeError", "DedupEntry",
     "DedupKey", "DedupStore", "DedupTransaction", "DefinitionError", "Delivery",
     "DuplicateMessageError", "Envelope", "Event", "HandlerResultError", "HttpServer",
