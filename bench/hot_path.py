@@ -1,6 +1,6 @@
 """Benchmark: the worker's per-record cost without a broker, for instruction counts.
 
-``Worker._process_run`` runs over N preloaded pipeline records (the ~1.1 KB orders of
+``Pipeline.process`` (the worker's record path) runs over N preloaded pipeline records (the ~1.1 KB orders of
 ``pipeline.py``, real binary-mode CloudEvents) with a transport whose ``send`` returns a
 pending future, as Kafka's does, in runs of 500 (a lane's); after each run the futures are resolved and the
 partition settled, as acks would arrive. Three variants:
@@ -57,6 +57,7 @@ from bus.envelope import utc_now
 from bus.gc_tuning import tune_gc
 from bus.ids import new_id
 from bus.offsets import OffsetTracker
+from bus.pipeline import Pipeline
 from bus.publisher import envelope_for, record_for
 from bus.record import OutgoingRecord, Record, TopicPartition
 
@@ -112,13 +113,16 @@ async def run(
     transport = PendingTransport()
     settings = WorkerSettings(metrics=metrics)
     worker = Worker(app, transport, settings)  # type: ignore[arg-type]  # only send is used
+    pipeline = Pipeline(
+        app, worker.outcomes, worker._completions, worker._stamp, tracing_on=False
+    )
     tp = TopicPartition("bench.hot.in", 0)
     batch = records(n)
     placed = MODELS.placed
     tune_gc(gc_young)  # the collector as `bus run` sets it (0: Python's settings)
     per_pass = []
     for _ in range(passes):
-        worker._tracker = OffsetTracker()
+        tracker = worker.outcomes.tracker = OffsetTracker()
         start = time.process_time()
         for i in range(0, len(batch), 500):  # a lane's run of records, then their acks
             chunk = batch[i : i + 500]
@@ -127,9 +131,9 @@ async def run(
                     out = await price_order(placed.model_validate_json(record.value or b""))
                     await transport.send(OutgoingRecord("t", None, out.to_json()))
             else:
-                await worker._process_run(deque(chunk), tp, len(chunk))
+                await pipeline.process(deque(chunk), tp, len(chunk))
             transport.ack_all()
-            worker._tracker.settle(tp)
+            tracker.settle(tp)
         transport.ack_all()
         per_pass.append((time.process_time() - start) / n)
     return per_pass

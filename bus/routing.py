@@ -17,14 +17,15 @@ import inspect
 import types
 import typing
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 from bus.dedup.base import DedupStore
+from bus.errors import HandlerResultError
 from bus.message import Message
 from bus.retries import RetryPolicy
 
-__all__ = ["HandlerFunc", "Route", "batch_routes_for", "emitted_types", "route_for"]
+__all__ = ["HandlerFunc", "Route", "as_messages", "batch_routes_for", "emitted_types", "route_for"]
 
 HandlerFunc = Callable[..., Awaitable[Any]]
 
@@ -48,12 +49,14 @@ class Route:
     #: A batch handler (``App.batch_handler``): it takes a lane's run of consecutive
     #: messages routed to it, as a list, and its second parameter is a ``BatchContext``.
     batch: bool = False
+    #: Called with the message alone, once per record, with no transaction around it: the
+    #: worker's cheapest path (no Context; no envelope for a record bus wrote). Derived.
+    plain: bool = field(init=False)
 
-    @property
-    def plain(self) -> bool:
-        """Called with the message alone, once per record, with no transaction around it:
-        the worker's cheapest path (no Context, no envelope for a record bus wrote)."""
-        return self.dedup is None and not self.wants_context and not self.batch
+    def __post_init__(self) -> None:
+        # a field, not a property: the worker reads it per record
+        plain = self.dedup is None and not self.wants_context and not self.batch
+        object.__setattr__(self, "plain", plain)
 
     @property
     def topic(self) -> str:
@@ -190,3 +193,19 @@ def emitted_types(annotation: Any) -> tuple[tuple[type[Message], ...], list[str]
             problems.extend(sub_problems)
         return tuple(found), problems
     return (), [f"return annotation {annotation!r} is not a message type, a list of them, or None"]
+
+
+def as_messages(result: object, handler: str) -> list[Message]:
+    """A handler's result as a list of messages, or HandlerResultError naming the fix."""
+    if isinstance(result, Message):
+        return [result]
+    if result is None:
+        return []
+    if isinstance(result, list | tuple):
+        bad = [type(m).__name__ for m in result if not isinstance(m, Message)]
+        if not bad:
+            return list(result)
+    raise HandlerResultError(
+        f"handler {handler} returned {type(result).__name__}; return a Message, a list of "
+        "them, or None"
+    )
