@@ -33,11 +33,11 @@ from pydantic import ValidationError
 
 from bus import tracing
 from bus.app import App
-from bus.codec import decode, plain_envelope, plain_headers, stamp, time_header
+from bus.codec import decode, plain_envelope, plain_headers
 from bus.context import Context
 from bus.dead_letters import dead_letter, dead_letter_topic, without_original
 from bus.dedup.base import DedupEntry, DedupKey, DedupStore
-from bus.envelope import Envelope, utc_now
+from bus.envelope import Envelope
 from bus.errors import (
     BusError,
     CommitFailedError,
@@ -56,6 +56,7 @@ from bus.record import OutgoingRecord, Record, TopicPartition
 from bus.retries import RetriesExhaustedError, call_with_retries
 from bus.retry_topics import RetryState, origin_record, retry_record, retry_state, retry_topic
 from bus.routing import Route
+from bus.stamping import stamp, time_header, utc_now
 from bus.transports.base import Consumer, Delivery, Transport
 from bus.types import OffsetReset
 
