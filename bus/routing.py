@@ -18,11 +18,13 @@ import types
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from bus.dedup.base import DedupStore
 from bus.message import Message
-from bus.retries import RetryPolicy
+
+if TYPE_CHECKING:  # a type only: retries.py holds the tenacity shell too, routing stays pure
+    from bus.retries import RetryPolicy
 
 __all__ = ["HandlerFunc", "Route", "emitted_types", "route_for"]
 
