@@ -53,13 +53,13 @@ from report import Row, print_table
 
 from bus import App, Worker, WorkerSettings
 from bus.config import BusConfig
-from bus.envelope import utc_now
 from bus.gc_tuning import tune_gc
 from bus.ids import new_id
 from bus.offsets import OffsetTracker
 from bus.pipeline import Pipeline
 from bus.publisher import envelope_for, record_for
 from bus.record import OutgoingRecord, Record, TopicPartition
+from bus.stamping import utc_now
 
 MODELS = bus_models("bench.hot.in", "bench.hot.out")
 

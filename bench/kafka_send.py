@@ -34,13 +34,13 @@ from typing import Any
 from pipeline_common import bus_models, order_fields, price
 from report import Row, print_table
 
-from bus.codec import stamp
 from bus.config import KafkaConfig
 from bus.devbroker import DevBroker
 from bus.gc_tuning import tune_gc
 from bus.partitioning import partition_for_key
 from bus.publisher import child_record
 from bus.record import OutgoingRecord
+from bus.stamping import stamp
 from bus.transports.base import TopicSpec
 from bus.transports.kafka import KafkaTransport
 

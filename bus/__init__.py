@@ -39,7 +39,7 @@ from bus.dlq import (
     read_dead_letters,
     replay_dead_letters,
 )
-from bus.envelope import Envelope, utc_now
+from bus.envelope import Envelope
 from bus.errors import (
     BusError,
     CommitFailedError,
@@ -78,6 +78,7 @@ from bus.sql import (
     SqliteDatabase,
     SqliteTransaction,
 )
+from bus.stamping import utc_now
 from bus.testing import TestBus
 from bus.transports.base import (
     Acked,

@@ -41,7 +41,6 @@ from bus.dlq import (
     replay_dead_letters,
     to_json,
 )
-from bus.envelope import utc_now
 from bus.errors import BusError, ConfigError, TransportError
 from bus.gc_tuning import tune_gc
 from bus.http import HttpServer, runner_readiness
@@ -50,6 +49,7 @@ from bus.logs import configure_logging
 from bus.publisher import Publisher, record_for
 from bus.registry import default_registry
 from bus.runner import CLOSE_BUDGET_S, Runner, install_signal_handlers
+from bus.stamping import utc_now
 from bus.topics import TopicPlan, desired_topics, plan
 from bus.trace import Hop, build_tree, read_hops, render
 from bus.transports.base import Transport

@@ -4,7 +4,11 @@ Encoding always uses *binary mode*: attributes as ``ce_<name>`` headers (UTF-8),
 ``content-type`` from ``datacontenttype``, the record value = ``data``. Decoding accepts
 binary mode and *structured mode* (``content-type: application/cloudevents+json`` with
 the whole event as a JSON object in the value), so any CloudEvents producer can feed
-the bus. Both are pure functions.
+the bus. Both are pure functions: the clock and the header tuples shared per millisecond
+and per (source, type) are :mod:`bus.stamping`'s. The one memo kept here is the last
+``ce_time`` text parsed (a pure function's last result: the same text, an equal datetime),
+because the decoder calls it on every consumed record and moving it out would add a call
+per record.
 
 Example::
 
@@ -18,8 +22,7 @@ import base64
 import functools
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from time import time_ns as _time_ns
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -27,7 +30,6 @@ import orjson
 
 from bus.envelope import Envelope
 from bus.errors import DecodeError
-from bus.ids import new_id_at
 from bus.types import Headers
 
 __all__ = [
@@ -36,13 +38,9 @@ __all__ = [
     "binary_headers",
     "decode",
     "encode",
-    "event_headers",
     "format_time",
     "plain_envelope",
     "plain_headers",
-    "source_type_headers",
-    "stamp",
-    "time_header",
 ]
 
 CONTENT_TYPE_HEADER = "content-type"
@@ -74,24 +72,15 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 _make_envelope = functools.partial(tuple.__new__, Envelope)
 
 
-_last_formatted: tuple[datetime | None, str] = (None, "")
-
-
 def format_time(t: datetime) -> str:
     """RFC 3339 with ``Z`` for UTC, microsecond precision when there is one.
 
-    The last result is remembered: envelopes stamped in the same millisecond share one
-    datetime object (see ``envelope.utc_now``).
+    Example::
+
+        format_time(datetime(2026, 1, 31, 12, 0, tzinfo=UTC))  # "2026-01-31T12:00:00Z"
     """
-    global _last_formatted
-    last, text = _last_formatted
-    if t is last:
-        return text
     text = t.isoformat()
-    if text.endswith("+00:00"):
-        text = text[:-6] + "Z"
-    _last_formatted = (t, text)
-    return text
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 _last_parsed: tuple[str, datetime | None] = ("", None)
@@ -101,7 +90,8 @@ def _parse_time(text: str) -> datetime:
     """``text`` as an aware datetime; the last result is remembered.
 
     Records written in the same millisecond carry the same ``ce_time`` text (the producer
-    stamps with ``utc_now``): consecutive records of a busy partition reuse one object.
+    stamps them with ``stamping.stamp``): consecutive records of a busy partition reuse
+    one object.
     """
     global _last_parsed
     last, parsed = _last_parsed
@@ -127,8 +117,8 @@ def encode(env: Envelope) -> tuple[list[tuple[str, bytes]], bytes]:
     headers: list[tuple[str, bytes]] = [
         _SPEC_10 if env.specversion == "1.0" else ("ce_specversion", env.specversion.encode()),
         ("ce_id", env.id.encode()),
-        _constant_header("ce_source", env.source),
-        _constant_header("ce_type", env.type),
+        ("ce_source", env.source.encode()),
+        ("ce_type", env.type.encode()),
     ]
     append = headers.append
     if env.time is not None:
@@ -153,32 +143,6 @@ def encode(env: Envelope) -> tuple[list[tuple[str, bytes]], bytes]:
     return headers, env.data
 
 
-def event_headers(
-    id: str,
-    source: str,
-    type: str,
-    time: datetime | None,
-    subject: str | None,
-    correlationid: str | None,
-    causationid: str | None,
-    traceparent: str | None,
-) -> list[tuple[str, bytes]]:
-    """``encode(event_envelope(...))[0]`` without building the envelope.
-
-    The same headers in the same order as :func:`encode` of a JSON envelope with no schema
-    and no other extensions (a property test holds the two together).
-    """
-    return binary_headers(
-        ("ce_id", id.encode()),
-        source_type_headers(source, type),
-        None if time is None else time_header(time),
-        None if subject is None else subject.encode(),
-        None if correlationid is None else correlationid.encode(),
-        None if causationid is None else causationid.encode(),
-        None if traceparent is None else traceparent.encode(),
-    )
-
-
 def binary_headers(
     id_header: tuple[str, bytes],
     source_type: tuple[tuple[str, bytes], tuple[str, bytes]],
@@ -190,9 +154,9 @@ def binary_headers(
 ) -> list[tuple[str, bytes]]:
     """:func:`event_headers` of attribute values encoded already (the emit hot path).
 
-    ``id_header`` and ``time_header`` are ``ce_id`` and ``ce_time`` headers (:func:`stamp`
-    makes both); ``source_type`` is :func:`source_type_headers`' pair, which the caller may
-    keep. An emitted record's subject is its key's bytes and its correlation and causation
+    ``id_header`` and ``time_header`` are ``ce_id`` and ``ce_time`` headers
+    (:func:`bus.stamping.stamp` makes both); ``source_type`` is the ``ce_source`` and
+    ``ce_type`` pair (:func:`bus.stamping.source_type_headers` shares one per pair). An emitted record's subject is its key's bytes and its correlation and causation
     ids are its parent's header values, so they are passed on as they are, not encoded
     again.
     """
@@ -231,74 +195,8 @@ def binary_headers(
     return headers
 
 
-_last_time_header: tuple[datetime | None, tuple[str, bytes]] = (None, ("ce_time", b""))
-
-
-def time_header(t: datetime) -> tuple[str, bytes]:
-    """The ``ce_time`` header of ``t``, remembered for the last ``t`` (shared per millisecond:
-    one tuple for every record stamped in it, so one allocation less per record)."""
-    global _last_time_header
-    last, header = _last_time_header
-    if t is last:
-        return header
-    header = ("ce_time", format_time(t).encode())
-    _last_time_header = (t, header)
-    return header
-
-
-_stamp_ms = -1
-_stamp_time: tuple[str, bytes] = ("ce_time", b"")
-
-
-def stamp() -> tuple[tuple[str, bytes], tuple[str, bytes]]:
-    """A new ``ce_id`` header (:func:`bus.ids.new_id`) and the ``ce_time`` header of now
-    (:func:`bus.envelope.utc_now`, to the millisecond), from one read of the clock.
-
-    What every record a handler emits is stamped with, by default. Separate calls to
-    ``new_id`` and ``utc_now`` read the clock twice and made a datetime per record; here
-    the time header is made once per millisecond and shared.
-
-    Example::
-
-        id_header, time_header = stamp()  # ("ce_id", b"0193..."), ("ce_time", b"2026-...Z")
-    """
-    global _stamp_ms, _stamp_time
-    ms = _time_ns() // 1_000_000
-    if ms != _stamp_ms:
-        _stamp_ms = ms
-        _stamp_time = ("ce_time", format_time(datetime.fromtimestamp(ms / 1000, UTC)).encode())
-    return ("ce_id", new_id_at(ms).encode()), _stamp_time
-
-
 _SPEC_10 = ("ce_specversion", b"1.0")
 _JSON_CONTENT = (CONTENT_TYPE_HEADER, b"application/json")
-_constant_headers: dict[tuple[str, str], tuple[str, bytes]] = {}
-_source_type_headers: dict[tuple[str, str], tuple[tuple[str, bytes], tuple[str, bytes]]] = {}
-
-
-def _constant_header(name: str, value: str) -> tuple[str, bytes]:
-    """One shared header tuple per (name, value): sources and types repeat on every record."""
-    found = _constant_headers.get((name, value))
-    if found is None:
-        if len(_constant_headers) > 4096:  # a bound, should values ever stop repeating
-            _constant_headers.clear()
-        found = _constant_headers[(name, value)] = (name, value.encode())
-    return found
-
-
-def source_type_headers(source: str, type: str) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
-    """The shared ``ce_source`` and ``ce_type`` headers of one (source, type): one lookup."""
-    pair = _source_type_headers.get((source, type))
-    return _source_type_pair(source, type) if pair is None else pair
-
-
-def _source_type_pair(source: str, type: str) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
-    """The shared ``ce_source`` and ``ce_type`` headers of one (source, type)."""
-    if len(_source_type_headers) > 4096:  # a bound, should values ever stop repeating
-        _source_type_headers.clear()
-    pair = (_constant_header("ce_source", source), _constant_header("ce_type", type))
-    _source_type_headers[(source, type)] = pair
-    return pair
 
 
 def _binary_named(headers: Headers) -> dict[str, bytes] | None:

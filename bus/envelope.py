@@ -14,37 +14,16 @@ Example::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import NamedTuple
 
-__all__ = ["SPEC_VERSION", "Envelope", "event_envelope", "utc_now"]
+__all__ = ["SPEC_VERSION", "Envelope", "event_envelope"]
 
 SPEC_VERSION = "1.0"
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-
-
-_last_ms = -1
-_last_now = datetime.fromtimestamp(0, UTC)
-
-
-def utc_now() -> datetime:
-    """The wall clock as an aware UTC datetime at millisecond precision.
-
-    Within one millisecond the same object is returned: at thousands of messages per
-    second most envelopes then share one timestamp object and its formatted text
-    (``codec.format_time`` remembers the last one), which halves the cost of stamping.
-    Kafka's own record timestamps are milliseconds too.
-    """
-    global _last_ms, _last_now
-    ms = time.time_ns() // 1_000_000
-    if ms != _last_ms:
-        _last_ms = ms
-        _last_now = datetime.fromtimestamp(ms / 1000, UTC)
-    return _last_now
 
 
 class Envelope(NamedTuple):

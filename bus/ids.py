@@ -67,7 +67,7 @@ def new_id() -> str:
 
 def new_id_at(unix_ms: int) -> str:
     """:func:`new_id` for the millisecond ``unix_ms`` (now, read by the caller): for
-    ``codec.stamp``, which stamps a record's id and time from one clock read."""
+    ``stamping.stamp``, which stamps a record's id and time from one clock read."""
     global _prefix_ms, _prefix, _count
     ms = unix_ms & 0xFFFFFFFFFFFF
     if ms != _prefix_ms:  # the time part is formatted once per millisecond

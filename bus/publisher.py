@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from bus import tracing
-from bus.codec import binary_headers, encode, source_type_headers, time_header
-from bus.envelope import Envelope, event_envelope, utc_now
+from bus.codec import binary_headers, encode
+from bus.envelope import Envelope, event_envelope
 from bus.ids import new_id
 from bus.message import Message
 from bus.record import OutgoingRecord, RecordMetadata
+from bus.stamping import event_headers, source_type_headers, time_header, utc_now
 from bus.transports.base import Transport
 
 _new_outgoing = tuple.__new__
@@ -101,7 +102,7 @@ def child_record(
 ) -> OutgoingRecord:
     """:func:`emitted_record` from the parent's header values (the hot path).
 
-    ``stamp`` is the record's ``ce_id`` and ``ce_time`` headers (``codec.stamp()``).
+    ``stamp`` is the record's ``ce_id`` and ``ce_time`` headers (``stamping.stamp()``).
     ``correlationid`` is the parent's correlation id (its id when it had none),
     ``causationid`` its id, ``traceparent`` its trace, all as the bytes of the parent
     record's headers: the worker passes them on without decoding and encoding them again.
@@ -140,8 +141,32 @@ def _emitting_of(cls: type[Message], source: str) -> _Emitting:
 
 
 def record_for(message: Message, envelope: Envelope) -> OutgoingRecord:
-    """The record carrying ``envelope`` to ``message``'s topic, keyed by its key field."""
-    headers, value = encode(envelope)
+    """The record carrying ``envelope`` to ``message``'s topic, keyed by its key field.
+
+    The headers are ``codec.encode``'s; those of an envelope as :func:`envelope_for` makes
+    it (JSON, no schema, no other extensions) come from ``stamping.event_headers``, which
+    shares the ``ce_source``, ``ce_type`` and ``ce_time`` tuples between records.
+    """
+    env = envelope
+    if (
+        env.datacontenttype == "application/json"
+        and env.dataschema is None
+        and not env.extensions
+        and env.specversion == "1.0"
+    ):
+        headers = event_headers(
+            env.id,
+            env.source,
+            env.type,
+            env.time,
+            env.subject,
+            env.correlationid,
+            env.causationid,
+            env.traceparent,
+        )
+        value = env.data
+    else:
+        headers, value = encode(env)
     key = message.bus_key_value()
     return OutgoingRecord(
         message.bus_topic, None if key is None else key.encode(), value, tuple(headers)

@@ -18,12 +18,14 @@ import types
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from bus.dedup.base import DedupStore
 from bus.errors import HandlerResultError
 from bus.message import Message
-from bus.retries import RetryPolicy
+
+if TYPE_CHECKING:  # a type only: retries.py holds the tenacity shell too, routing stays pure
+    from bus.retries import RetryPolicy
 
 __all__ = ["HandlerFunc", "Route", "as_messages", "batch_routes_for", "emitted_types", "route_for"]
 

@@ -27,9 +27,9 @@ from typing import Any
 
 from bus.app import App
 from bus.dedup.base import DedupStore
-from bus.envelope import utc_now
 from bus.errors import DefinitionError
 from bus.metrics import Metrics
+from bus.stamping import utc_now
 from bus.transports.base import TopicSpec, Transport
 from bus.transports.memory import MemoryTransport
 from bus.worker import Worker, WorkerSettings

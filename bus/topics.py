@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bus.app import App
 from bus.dead_letters import dead_letter_topic
 from bus.transports.base import TopicSpec, TopicState
+
+if TYPE_CHECKING:  # a type only: topics.py stays pure
+    from bus.app import App
 
 __all__ = ["TopicPlan", "desired_topics", "plan"]
 

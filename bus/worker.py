@@ -35,10 +35,8 @@ from datetime import datetime
 
 from bus import tracing
 from bus.app import App
-from bus.codec import stamp, time_header
 from bus.commits import Committer
 from bus.dedup.completions import Completions
-from bus.envelope import utc_now
 from bus.errors import CommitFailedError
 from bus.ids import new_id
 from bus.metrics import Metrics, default_metrics
@@ -47,6 +45,7 @@ from bus.outcomes import Outcomes, WorkerStats
 from bus.pipeline import Pipeline
 from bus.record import Record, TopicPartition
 from bus.retry_topics import retry_state
+from bus.stamping import stamp, time_header, utc_now
 from bus.transports.base import Consumer, Transport
 from bus.types import OffsetReset, Stamp
 

@@ -16,9 +16,9 @@ from types import TracebackType
 from typing import Any
 
 from bus.dedup.base import DedupEntry, DedupKey, duplicate_error
-from bus.envelope import utc_now
 from bus.errors import ConfigError
 from bus.record import OutgoingRecord
+from bus.stamping import utc_now
 
 __all__ = ["MemoryDedupStore", "MemoryTransaction"]
 

@@ -16,11 +16,11 @@ from typing import TypeVar
 
 from bus.dedup.base import DedupEntry, DedupKey, duplicate_error
 from bus.dedup.outputs import decode_outputs, encode_outputs
-from bus.envelope import utc_now
 from bus.record import OutgoingRecord
 from bus.sql.migrations import Migration
 from bus.sql.sqlite import SqliteDatabase, SqliteTransaction
 from bus.sql.store import MigratedStore
+from bus.stamping import utc_now
 
 __all__ = ["MIGRATIONS", "SqliteDedupStore", "SqliteDedupTransaction"]
 

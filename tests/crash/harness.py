@@ -41,10 +41,11 @@ import orjson
 
 from bus import TopicSpec, decode
 from bus.codec import encode
-from bus.envelope import event_envelope, utc_now
+from bus.envelope import event_envelope
 from bus.ids import new_id
 from bus.partitioning import partition_for_key
 from bus.record import OutgoingRecord
+from bus.stamping import utc_now
 from bus.transports.base import Delivery
 from bus.transports.kafka import KafkaTransport
 

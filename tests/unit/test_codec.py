@@ -1,4 +1,5 @@
-"""bus.codec + bus.envelope: CloudEvents Kafka binding, binary and structured mode."""
+"""bus.codec + bus.envelope + bus.stamping: CloudEvents Kafka binding, binary and structured
+mode, and what records are stamped with."""
 
 from __future__ import annotations
 
@@ -16,15 +17,13 @@ from bus.codec import (
     STRUCTURED_CONTENT_TYPE,
     decode,
     encode,
-    event_headers,
     format_time,
     plain_envelope,
     plain_headers,
-    stamp,
-    time_header,
 )
-from bus.envelope import SPEC_VERSION, Envelope, event_envelope, utc_now
+from bus.envelope import SPEC_VERSION, Envelope, event_envelope
 from bus.errors import DecodeError, RecordError
+from bus.stamping import event_headers, stamp, time_header, utc_now
 
 STRUCTURED = b"application/cloudevents+json; charset=utf-8"
 

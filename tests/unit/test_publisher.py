@@ -6,9 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bus import Event, utc_now
-from bus.codec import decode, encode, plain_headers, time_header
+from bus.codec import decode, encode, plain_headers
 from bus.envelope import event_envelope
 from bus.publisher import child_record, emitted_record, envelope_for, record_for
+from bus.stamping import time_header
 
 
 class Shipped(Event, type="test.publisher.shipped.v1", topic="test.publisher", key="order_id"):
