@@ -239,7 +239,9 @@ class KafkaConfig:
     compression: Compression = "none"
     #: Idempotent producer (Apache Kafka; Tansu does not support it with aiokafka).
     enable_idempotence: bool = False
-    #: Transactional producer id (Apache Kafka only); unset = no transactions.
+    #: Refused when set: bus begins no Kafka transaction, and a transactional producer
+    #: refuses every send outside one. Exactly-once effects come from the dedup store
+    #: (docs/dedup.md). Kept only to say so to whoever sets BUS_KAFKA_TRANSACTIONAL_ID.
     transactional_id: str | None = None
     #: Consumer group session timeout, in milliseconds.
     session_timeout_ms: int = 10_000
@@ -308,6 +310,13 @@ class KafkaConfig:
                      "default_replication_factor"):  # fmt: skip
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be positive")
+        if self.transactional_id is not None:
+            problems.append(
+                "transactional_id is not supported (BUS_KAFKA_TRANSACTIONAL_ID): bus begins no "
+                "Kafka transaction, and a transactional producer refuses every send outside "
+                "one. For exactly-once effects use a dedup store (docs/dedup.md): a handler's "
+                "effect and its completion commit in one database transaction"
+            )
         if self.publish_timeout_s <= 0:
             problems.append("publish_timeout_s must be positive (BUS_KAFKA_PUBLISH_TIMEOUT_S)")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:

@@ -128,6 +128,28 @@ def outbox_entries(
     return tuple(out)
 
 
+async def _acknowledged(
+    sent: Sequence[tuple[OutboxEntry, Delivery]], refused: list[tuple[OutboxEntry, BusError]]
+) -> None:
+    """Wait for every delivery; one the broker refused for good joins ``refused``.
+
+    A retryable failure (the broker went away after the records were queued) is raised
+    once every delivery is done, so none is left with an unread error: the rows stay
+    claimed and are published again when their lease ends.
+    """
+    retry: BusError | None = None
+    for entry, delivery in sent:
+        try:
+            await delivery
+        except BusError as exc:  # the transport's delivery fails with bus errors only
+            if not exc.retryable:
+                refused.append((entry, exc))
+            elif retry is None:
+                retry = exc
+    if retry is not None:
+        raise retry
+
+
 class OutboxRelay:
     """Publishes stored outbox rows: claim a batch, send all, await all, delete them.
 
@@ -168,23 +190,22 @@ class OutboxRelay:
         if not entries:
             return 0
         self.fault("after_claim_before_publish")
-        deliveries: list[Delivery] = []
+        sent: list[tuple[OutboxEntry, Delivery]] = []
         refused: list[tuple[OutboxEntry, BusError]] = []
         for entry in entries:
             try:
-                deliveries.append(await self.transport.send(entry.record))
+                sent.append((entry, await self.transport.send(entry.record)))
             except BusError as exc:
                 if exc.retryable:
                     raise  # the broker is away: the rows stay claimed and go out later
                 refused.append((entry, exc))
                 continue
-            if len(deliveries) == 1 and self.fault.point == "mid_publish":
+            if len(sent) == 1 and self.fault.point == "mid_publish":
                 # Only for that crash test: the first record acknowledged, the rest not
                 # sent. Otherwise waiting here would cost every batch a broker round trip.
-                await deliveries[0]
+                await sent[0][1]
                 self.fault("mid_publish")
-        for delivery in deliveries:
-            await delivery
+        await _acknowledged(sent, refused)
         if refused:
             await self._dead_letter(refused)
         self.fault("after_publish_before_mark")

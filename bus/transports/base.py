@@ -7,8 +7,9 @@ Two implementations keep the same semantics, proven by one contract suite
 Semantics every implementation keeps:
 
 - a keyed record goes to ``partition_for_key(key, partitions)``; order is kept per partition;
-- ``send`` returns once the record is queued; the returned future resolves when the
-  transport acknowledged it (the runtime commits only after that);
+- ``send`` returns once the record is queued; the returned :class:`Delivery` completes when
+  the transport acknowledged it (the runtime commits only after that), or fails with a
+  :class:`~bus.errors.BusError`;
 - a consumer in a group owns a disjoint share of the partitions; ``commit`` stores the
   *next* offset to read; a restarted member resumes from it; committing a partition the
   member no longer owns raises :class:`~bus.errors.CommitFailedError`;
@@ -38,8 +39,11 @@ __all__ = [
 class Delivery(Protocol):
     """The outcome of a send: awaitable for its metadata, and checkable without waiting.
 
-    ``asyncio.Future[RecordMetadata]`` is one (the Kafka transport's); :class:`Acked` is
-    the already-acknowledged one the memory transport returns.
+    Its failure is a :class:`~bus.errors.BusError` (``retryable`` set): ``exception()``
+    returns one and awaiting raises it, however late the transport learned of it, so no
+    caller translates a client library's error. :class:`Acked` is the
+    already-acknowledged one the memory transport returns;
+    :class:`~bus.transports.kafka_delivery.KafkaDelivery` wraps aiokafka's future.
     """
 
     def done(self) -> bool: ...

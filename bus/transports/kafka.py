@@ -28,7 +28,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTopicPartition
@@ -53,14 +53,14 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from bus.config import KafkaConfig
 from bus.errors import (
     CommitFailedError,
-    MessageTooLargeError,
     TopicNotFoundError,
     TransportClosedError,
     TransportError,
 )
 from bus.partitioning import partition_for_key
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
-from bus.transports.base import Delivery, RebalanceListener, TopicSpec, TopicState
+from bus.transports.base import RebalanceListener, TopicSpec, TopicState
+from bus.transports.kafka_delivery import KafkaDelivery, send_error
 from bus.types import OffsetReset
 
 __all__ = ["KafkaConsumer", "KafkaTransport", "client_options"]
@@ -109,8 +109,7 @@ def producer_options(config: KafkaConfig) -> dict[str, Any]:
         "compression_type": None if config.compression == "none" else config.compression,
         "enable_idempotence": config.enable_idempotence,
     }
-    if config.transactional_id:
-        options["transactional_id"] = config.transactional_id
+    # no transactional_id: KafkaConfig.validated refuses it (bus begins no transaction)
     return options
 
 
@@ -226,12 +225,12 @@ class KafkaTransport:
         ``publish_timeout_s`` in all, else :class:`~bus.errors.TransportError` saying how
         many were not acknowledged (they may still be delivered later)."""
         timeout_s = self.config.publish_timeout_s
-        deliveries: list[Delivery] = []
+        deliveries: list[KafkaDelivery] = []
         try:
             async with asyncio.timeout(timeout_s):
                 for record in records:
                     deliveries.append(await self.send(record))
-                metas = [await asyncio.shield(cast(asyncio.Future[Any], d)) for d in deliveries]
+                return [await d.shielded() for d in deliveries]
         except TimeoutError as exc:
             acked = sum(1 for d in deliveries if d.done() and d.exception() is None)
             raise TransportError(
@@ -239,11 +238,6 @@ class KafkaTransport:
                 f"within {timeout_s:g}s: is the broker {self.config.bootstrap_servers} up? "
                 "They may still be delivered later (BUS_KAFKA_PUBLISH_TIMEOUT_S)"
             ) from exc
-        except KafkaError as exc:
-            raise TransportError(
-                f"kafka: publish of {len(records)} records failed ({exc!r})"
-            ) from exc
-        return [RecordMetadata(m.topic, m.partition, m.offset) for m in metas]
 
     def _metadata_updated(self, _cluster: Any) -> None:
         self._partition_counts.clear()
@@ -367,13 +361,13 @@ class KafkaTransport:
             )
         return len(partitions)
 
-    async def send(self, record: OutgoingRecord) -> Delivery:
-        """Queue ``record``; aiokafka's own future is the delivery.
+    async def send(self, record: OutgoingRecord) -> KafkaDelivery:
+        """Queue ``record``; the delivery wraps aiokafka's own future.
 
-        It is handed back as is (wrapping it cost a second future and a callback per
-        record): its result has ``topic``, ``partition`` and ``offset``, and a failure is
-        aiokafka's error, which the worker answers by sending again. :meth:`publish`
-        translates it.
+        Its failure, whether ``send`` raises it now or the broker's answer fails the
+        record later, is one :func:`~bus.transports.kafka_delivery.send_error`
+        translation: a :class:`~bus.errors.BusError` (no second future or callback per
+        record: the wrapper is one small object, and translates only a failure it reads).
 
         A record for a topic whose partitions are known goes straight into aiokafka's
         record accumulator (:func:`_direct_appender`): ``producer.send`` would look the
@@ -401,7 +395,7 @@ class KafkaTransport:
         appender = self._appender
         try:
             # a typed local rather than typing.cast: a Python call per record
-            delivery: Delivery
+            future: asyncio.Future[Any]
             if (
                 appender is not None
                 and partition is not None
@@ -413,24 +407,16 @@ class KafkaTransport:
                 tp = self._send_tps.get((topic, partition))
                 if tp is None:
                     tp = self._send_tps[(topic, partition)] = KafkaTopicPartition(topic, partition)
-                delivery = await appender.add_message(
+                future = await appender.add_message(
                     tp, key, value, appender.timeout_s, headers=headers
                 )
             else:
-                delivery = await producer.send(
+                future = await producer.send(
                     topic, value=value, key=key, partition=partition, headers=headers
                 )
-        except MessageSizeTooLargeError as exc:
-            raise MessageTooLargeError(
-                f"record of about {record.size_bytes()} bytes for topic {record.topic!r} is "
-                f"above the limit of {self.config.max_request_bytes} bytes "
-                "(BUS_KAFKA_MAX_REQUEST_BYTES, and the broker's message.max.bytes)"
-            ) from exc
-        except KafkaTimeoutError as exc:
-            raise TransportError(f"kafka: send to {record.topic!r} timed out: {exc}") from exc
         except KafkaError as exc:
-            raise TransportError(f"kafka: send to {record.topic!r} failed: {exc!r}") from exc
-        return delivery
+            raise send_error(exc, record, self.config) from exc
+        return KafkaDelivery(future, record, self.config)
 
     async def publish(self, record: OutgoingRecord) -> RecordMetadata:
         """Send ``record`` and wait for its acknowledgement, at most ``publish_timeout_s``.
@@ -441,25 +427,14 @@ class KafkaTransport:
         timeout_s = self.config.publish_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                delivery = await self.send(record)
                 # shielded: the future is aiokafka's, which completes it later either way
-                meta = await asyncio.shield(cast(asyncio.Future[Any], delivery))
+                return await (await self.send(record)).shielded()
         except TimeoutError as exc:
             raise TransportError(
                 f"kafka: publish to {record.topic!r} not acknowledged within {timeout_s:g}s: "
                 f"is the broker {self.config.bootstrap_servers} up? The record may still be "
                 "delivered later (BUS_KAFKA_PUBLISH_TIMEOUT_S)"
             ) from exc
-        except KafkaError as exc:
-            raise TransportError(
-                f"kafka: publish to {record.topic!r} failed ({exc!r})"
-                + (
-                    f": is the broker {self.config.bootstrap_servers} up?"
-                    if getattr(exc, "retriable", False)
-                    else ""
-                )
-            ) from exc
-        return RecordMetadata(meta.topic, meta.partition, meta.offset)
 
     def consumer(
         self,
@@ -485,7 +460,7 @@ class KafkaTransport:
 class _Appender:
     """What :meth:`KafkaTransport.send` needs to append to aiokafka's accumulator itself."""
 
-    add_message: Callable[..., Awaitable[Delivery]]
+    add_message: Callable[..., Awaitable[asyncio.Future[Any]]]
     estimate: Callable[[bytes | None, bytes | None, list[tuple[str, bytes]]], int]
     max_request_size: int
     timeout_s: float

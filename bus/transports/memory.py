@@ -30,15 +30,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bus.errors import (
+    BusError,
     CommitFailedError,
     ConfigError,
     MessageTooLargeError,
     TopicNotFoundError,
     TransportClosedError,
+    TransportError,
 )
 from bus.partitioning import partition_for_key
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
-from bus.transports.base import Acked, RebalanceListener, TopicSpec, TopicState
+from bus.transports.base import Acked, Delivery, RebalanceListener, TopicSpec, TopicState
 from bus.types import OffsetReset
 
 __all__ = ["MemoryBroker", "MemoryConsumer", "MemoryTransport"]
@@ -86,6 +88,42 @@ class MemoryBroker:
         self._starts: dict[TopicPartition, int] = {}
         self._groups: dict[str, _Group] = {}
         self._changed: asyncio.Event | None = None
+        #: Set by :meth:`fail_deliveries`: the error sends' deliveries fail with, and how
+        #: many more may fail (None: until :meth:`deliver_again`).
+        self._failing: tuple[BusError, int | None] | None = None
+
+    # -- fault injection ------------------------------------------------------------------
+    def fail_deliveries(self, count: int | None = None, error: BusError | None = None) -> None:
+        """Fail the next ``count`` sends (None: every send until :meth:`deliver_again`)
+        *after* ``send`` returned, as a broker that goes away with records in flight does:
+        the record is not appended and its delivery fails with ``error`` (default a
+        retryable :class:`~bus.errors.TransportError`) on the next turn of the loop.
+
+        Example::
+
+            broker.fail_deliveries()        # the broker is away
+            ...
+            broker.deliver_again()          # and back
+        """
+        if count is not None and count < 1:
+            raise ConfigError("fail_deliveries: count must be at least 1 (or None)")
+        error = error or TransportError("memory broker: delivery failed (injected)")
+        self._failing = (error, count)
+
+    def deliver_again(self) -> None:
+        """End :meth:`fail_deliveries`: sends are appended and acknowledged again."""
+        self._failing = None
+
+    def _failed_delivery(self) -> asyncio.Future[RecordMetadata]:
+        """A delivery that fails on the next turn of the loop (fail_deliveries)."""
+        assert self._failing is not None
+        error, left = self._failing
+        if left is not None:
+            self._failing = (error, left - 1) if left > 1 else None
+        loop = asyncio.get_running_loop()
+        delivery: asyncio.Future[RecordMetadata] = loop.create_future()
+        loop.call_soon(_fail, delivery, error)
+        return delivery
 
     # -- topics -------------------------------------------------------------------------
     def create_topic(
@@ -333,12 +371,15 @@ class MemoryTransport:
         counter = self._round_robin.setdefault(record.topic, itertools.count())
         return next(counter) % count
 
-    async def send(self, record: OutgoingRecord) -> Acked:
+    async def send(self, record: OutgoingRecord) -> Delivery:
         if not self._started:
             raise TransportClosedError(
                 "MemoryTransport is not started (use 'await transport.start()')"
             )
-        return Acked(self.broker.append(record, self._partition(record)))
+        broker = self.broker
+        if broker._failing is not None:
+            return broker._failed_delivery()
+        return Acked(broker.append(record, self._partition(record)))
 
     async def publish(self, record: OutgoingRecord) -> RecordMetadata:
         return await (await self.send(record))
@@ -512,3 +553,8 @@ class MemoryConsumer:
     def _check_running(self) -> None:
         if not self._running:
             raise TransportClosedError("consumer is not running (call 'await consumer.start()')")
+
+
+def _fail(delivery: asyncio.Future[RecordMetadata], error: BusError) -> None:
+    if not delivery.done():
+        delivery.set_exception(error)

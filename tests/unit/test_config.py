@@ -48,7 +48,6 @@ def test_producer_settings_reach_aiokafka() -> None:
         max_request_bytes=5000,
         compression="gzip",
         enable_idempotence=True,
-        transactional_id="tx-1",
     )
     options = producer_options(config)
     assert options["acks"] == 1
@@ -57,9 +56,19 @@ def test_producer_settings_reach_aiokafka() -> None:
     assert options["max_request_size"] == 5000
     assert options["compression_type"] == "gzip"
     assert options["enable_idempotence"] is True
-    assert options["transactional_id"] == "tx-1"
     assert producer_options(KafkaConfig())["compression_type"] is None
     assert "transactional_id" not in producer_options(KafkaConfig())
+
+
+def test_a_transactional_id_is_refused_naming_the_dedup_store_instead() -> None:
+    # nothing begins a transaction, and aiokafka refuses any send outside one: the
+    # setting would break all publishing, so it is refused at start, not passed on
+    with pytest.raises(ConfigError, match=r"transactional_id is not supported") as refused:
+        KafkaConfig.from_env({"BUS_KAFKA_TRANSACTIONAL_ID": "tx-1"})
+    assert "BUS_KAFKA_TRANSACTIONAL_ID" in str(refused.value)
+    assert "dedup store (docs/dedup.md)" in str(refused.value)
+    with pytest.raises(ConfigError, match=r"transactional_id is not supported"):
+        KafkaConfig(transactional_id="tx-1").validated()
 
 
 def test_sasl_settings_reach_aiokafka_and_the_password_never_shows() -> None:
