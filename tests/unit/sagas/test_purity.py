@@ -60,3 +60,12 @@ def test_no_saga_store_backend_imports_another() -> None:
         path = stores / f"{module.rsplit('.', 1)[1]}.py"
         others = {i for i in imports_of(path) if i.startswith("sagas.stores.")} - STORE_SHARED
         assert not others, f"{path.name} imports {others}: share it through sql.py or base.py"
+
+
+def test_only_the_config_module_reads_the_environment() -> None:
+    for path in (ROOT / "sagas").rglob("*.py"):
+        if path == ROOT / "sagas" / "config.py":
+            continue
+        source = path.read_text()
+        for read in ("os.environ", "getenv("):
+            assert read not in source, f"{path} reads the environment: use sagas.config"
