@@ -64,7 +64,7 @@ from bus.gc_tuning import tune_gc
 from bus.http import HttpServer, Readiness
 from bus.ids import new_id
 from bus.message import Command, Event, Message
-from bus.metrics import Metrics, default_metrics
+from bus.metrics import Metrics, MetricSpec, default_metrics
 from bus.partitioning import murmur2, partition_for_key
 from bus.publisher import Publisher, envelope_for, record_for
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
@@ -123,6 +123,7 @@ __all__ = [
     "MemoryTransport",
     "Message",
     "MessageTooLargeError",
+    "MetricSpec",
     "Metrics",
     "MigratedStore",
     "Migration",

@@ -1,4 +1,4 @@
-"""Settings from the environment: the only module that reads ``os.environ``.
+"""Settings from the environment: the only module of bus that reads ``os.environ``.
 
 Every setting has a ``BUS_*`` variable; the ones a command takes also a CLI flag (flags
 win). Values are validated once, with an error naming the variable and what it accepts.
@@ -18,11 +18,11 @@ win). Values are validated once, with an error naming the variable and what it a
 | ``BUS_HTTP_HOST`` | ``127.0.0.1`` | address they listen on (``0.0.0.0`` in a container) |
 | ``BUS_HTTP_PORT`` | ``9400`` | their port (``0``: any free port, logged at start) |
 | ``BUS_OTEL`` | ``true`` | OpenTelemetry spans per handled message (when the ``otel`` extra is installed) |
-| ``BUS_SAGA_STORE`` | ``sqlite:sagas.db`` | saga store: ``sqlite:PATH``, ``postgresql://...`` or ``memory`` |
 | ``BUS_GC_YOUNG`` | ``50000`` | allocations between young garbage collections; ``0`` keeps Python's (``bus.gc_tuning``) |
 | ``BUS_DEDUP_RETENTION_S`` | ``604800`` | seconds ``bus run`` keeps dedup completions (7 days; ``0``: forever) |
-| ``BUS_SAGA_RETENTION_S`` | ``0`` | seconds ``bus sagas run`` keeps ended sagas (``0``: forever) |
-| ``BUS_FAULT_POINT`` | - | crash tests only: end the process at this point of the saga outbox relay |
+
+The saga settings (``BUS_SAGA_STORE``, ``BUS_SAGA_RETENTION_S``, ``BUS_FAULT_POINT``) are
+read by ``sagas.config``: bus knows nothing of sagas.
 
 Example::
 
@@ -68,9 +68,6 @@ class BusConfig:
     http_port: int = 9400
     #: OpenTelemetry spans per handled message, when the ``otel`` extra is installed.
     otel: bool = True
-    #: Where ``bus sagas ...`` keeps saga state (``sqlite:PATH``, ``postgresql://...``,
-    #: ``memory``); may hold a password, so it is never logged.
-    saga_store: str = "sqlite:sagas.db"
     #: Allocations between young garbage collections in ``bus run`` / ``bus sagas``
     #: processes, which also freeze their start-up heap; 0 keeps Python's (bus.gc_tuning).
     gc_young: int = 50_000
@@ -79,14 +76,6 @@ class BusConfig:
     #: default, 7 days, is this default): a redelivered record older than it would run
     #: its handler again. 0 keeps everything.
     dedup_retention_s: float = 7 * 24 * 3600.0
-    #: Seconds ``bus sagas run`` keeps ended sagas (completed, compensated, failed,
-    #: cancelled) after their last update, purging older ones hourly; 0 (the default)
-    #: keeps them. Keep it above the trigger topics' retention: a trigger delivered again
-    #: after its saga was purged starts the saga anew.
-    saga_retention_s: float = 0.0
-    #: Crash tests only: the saga outbox relay ends the process (``os._exit``) at this
-    #: point (``sagas.outbox.FAULT_POINTS``); unset in production.
-    fault_point: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> BusConfig:
@@ -109,8 +98,6 @@ class BusConfig:
             problems.append("shutdown_deadline_s must not be negative")
         if self.offset_reset not in ("earliest", "latest"):
             problems.append("offset_reset must be 'earliest' or 'latest'")
-        if self.saga_retention_s < 0:
-            problems.append("saga_retention_s must be 0 (keep ended sagas) or more seconds")
         if self.dedup_retention_s < 0:
             problems.append("dedup_retention_s must be 0 (keep everything) or more seconds")
         if self.gc_young < 0:

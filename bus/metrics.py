@@ -10,15 +10,19 @@ Two kinds of recording, chosen by cost:
   ``bisect`` into fixed buckets, no lock, no label lookup - and a collector turns them
   into Prometheus samples when ``/metrics`` is scraped (everything runs on one event
   loop, so a scrape never sees half an update);
-- rare events (commits, errors, saga transitions, outbox checks) use ``prometheus_client``
-  metrics directly.
+- rare events (commits) use ``prometheus_client`` metrics directly.
+
+Packages on top of bus define their own metrics on the same registry, under the same
+naming rules, with :meth:`Metrics.counter`, :meth:`Metrics.gauge` and
+:meth:`Metrics.histogram` (``sagas.metrics`` does: bus knows nothing of sagas).
 
 Example::
 
     metrics = Metrics()                       # its own registry (tests); or default_metrics()
     stats = metrics.handler_stats("identity", "hr.events", "create_account")
     stats.handled(duration_s=0.002, publish_s=0.0001, records=emitted_records)
-    metrics.saga_started("onboarding")
+    started = metrics.counter(MetricSpec("bus_orders_taken_total", "counter", ("shop",), "Orders."))
+    started.labels("eu").inc()
     print(metrics.render().decode())
 """
 
@@ -27,7 +31,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar, cast
 
 from prometheus_client import (
     CollectorRegistry,
@@ -47,6 +51,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from bus.errors import ConfigError
 from bus.record import OutgoingRecord, TopicPartition
 
 __all__ = [
@@ -57,6 +62,7 @@ __all__ = [
     "Metrics",
     "WorkerView",
     "default_metrics",
+    "naming_problems",
 ]
 
 MetricType = Literal["counter", "gauge", "histogram"]
@@ -77,19 +83,56 @@ DEAD_LETTER_REASONS = (
 
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
-    """One exported metric, as the README's table shows it."""
+    """One exported metric, as the README's table shows it.
 
+    Example::
+
+        MetricSpec("bus_sagas_started_total", "counter", ("saga",), "Saga instances started.")
+    """
+
+    #: ``bus_`` + what it measures; a counter ends in ``_total``, a duration or age in
+    #: ``_seconds`` (:func:`naming_problems`).
     name: str
     type: MetricType
+    #: Label names, low-cardinality only: no ids.
     labels: tuple[str, ...]
+    #: One sentence: what is counted or measured, and when.
     help: str
+
+
+#: Label names that would make a series per message or entity.
+_ID_LABELS = frozenset({"id", "message_id", "correlation_id", "key"})
+
+
+def naming_problems(spec: MetricSpec) -> list[str]:
+    """What breaks the naming rules every bus metric follows (Prometheus conventions).
+
+    >>> naming_problems(MetricSpec("bus_x_total", "gauge", (), "x"))
+    ["a gauge's name must not end in _total"]
+    """
+    problems = []
+    if not spec.name.startswith("bus_"):
+        problems.append("the name must start with bus_")
+    if spec.type == "counter" and not spec.name.endswith("_total"):
+        problems.append("a counter's name must end in _total")
+    if spec.type != "counter" and spec.name.endswith("_total"):
+        problems.append(f"a {spec.type}'s name must not end in _total")
+    timed = "_duration" in spec.name or "_age" in spec.name or "loop_lag" in spec.name
+    if timed and not spec.name.endswith("_seconds"):
+        problems.append("a duration or age is in seconds: the name must end in _seconds")
+    if not spec.help.strip():
+        problems.append("the help text is empty")
+    if _ID_LABELS & set(spec.labels):
+        problems.append(f"no id labels ({', '.join(sorted(_ID_LABELS & set(spec.labels)))})")
+    return problems
 
 
 def _spec(name: str, type: MetricType, labels: str, help: str) -> MetricSpec:
     return MetricSpec(name, type, tuple(labels.split()), help)
 
 
-#: Every metric bus exports (histograms also export ``_bucket`` with ``le``, ``_sum``, ``_count``).
+#: Every metric bus itself exports (histograms also export ``_bucket`` with ``le``, ``_sum``,
+#: ``_count``); packages on top of bus define theirs with :meth:`Metrics.counter` & co.
 CATALOG: tuple[MetricSpec, ...] = (
     _spec("bus_messages_consumed_total", "counter", "app topic handler outcome",
           "Records finished, by outcome: handled, dead_lettered, skipped (no handler for a "
@@ -117,30 +160,14 @@ CATALOG: tuple[MetricSpec, ...] = (
     _spec("bus_publish_duration_seconds", "histogram", "app",
           "Time to hand one handled record's outputs to the transport (memory: appended and "
           "acknowledged; Kafka: queued in the producer, acknowledged before the commit)."),
-    _spec("bus_sagas_started_total", "counter", "saga", "Saga instances started."),
-    _spec("bus_sagas_finished_total", "counter", "saga status",
-          "Saga instances that reached a terminal status: completed, compensated, failed or "
-          "cancelled."),
-    _spec("bus_sagas_needs_attention_total", "counter", "saga",
-          "Times a saga instance stopped in needs_attention (an operator must act)."),
-    _spec("bus_sagas_active", "gauge", "saga state",
-          "Saga instances not finished, by current state (as last counted by the coordinator)."),
-    _spec("bus_saga_oldest_active_age_seconds", "gauge", "saga",
-          "Age of the oldest unfinished saga instance (stuck sagas grow it)."),
-    _spec("bus_saga_step_duration_seconds", "histogram", "saga step outcome",
-          "Time from a step's command (or compensation) to its reply (outcome: succeeded, "
-          "failed, compensated, timed_out)."),
-    _spec("bus_saga_duration_seconds", "histogram", "saga status",
-          "Time from a saga's start to its terminal status."),
-    _spec("bus_saga_timeouts_total", "counter", "saga step", "Step deadlines that fired."),
-    _spec("bus_outbox_backlog", "gauge", "store",
-          "Outbox entries saved and not yet published by the relay."),
-    _spec("bus_outbox_oldest_age_seconds", "gauge", "store",
-          "Age of the oldest outbox entry not yet published (0 when empty)."),
     _spec("bus_event_loop_lag_seconds", "gauge", "",
           "How late the HTTP server's heartbeat woke up last (a blocked loop raises it)."),
 )  # fmt: skip
 _BY_NAME = {spec.name: spec for spec in CATALOG}
+
+
+_Defined = Counter | Gauge | Histogram
+_C = TypeVar("_C", Counter, Gauge, Histogram)
 
 
 class HandlerStats:
@@ -236,12 +263,15 @@ class Metrics:
 
     Workers take their :class:`HandlerStats` from :meth:`handler_stats` once per
     (app, topic, handler) and register with :meth:`watch` for the scrape-time gauges.
-    The saga coordinator and the outbox relay call the ``saga_*`` and ``outbox_*`` hooks.
+    Packages on top of bus add metrics of their own with :meth:`counter`, :meth:`gauge`
+    and :meth:`histogram`.
 
     Example::
 
         metrics = Metrics()
-        metrics.saga_finished("onboarding", "completed", duration_s=12.5)
+        metrics.handler_stats("shop", "orders", "take_order").handled(0.002, 0.0)
+        metrics.sample("bus_handler_duration_seconds_count",
+                       {"app": "shop", "topic": "orders", "handler": "take_order"})  # 1.0
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -252,29 +282,14 @@ class Metrics:
         self._dead_letters: dict[tuple[str, str, str], int] = {}
         self._errors: dict[tuple[str, str, str], int] = {}
         self._retries: dict[tuple[str, str], int] = {}
-        self._saga_states: dict[str, set[str]] = {}
+        #: Metrics defined by packages on top of bus: name -> (spec, buckets), collector.
+        self._defined: dict[str, tuple[tuple[MetricSpec, tuple[float, ...]], _Defined]] = {}
         #: Set by the HTTP server's heartbeat.
         self.event_loop_lag_s = 0.0
         r = self.registry
         self._commit = Histogram(
             *_names("bus_commit_duration_seconds"), registry=r, buckets=DURATION_BUCKETS_S
         )
-        self._sagas_started = Counter(*_names("bus_sagas_started_total"), registry=r)
-        self._sagas_finished = Counter(*_names("bus_sagas_finished_total"), registry=r)
-        self._sagas_attention = Counter(*_names("bus_sagas_needs_attention_total"), registry=r)
-        self._sagas_active = Gauge(*_names("bus_sagas_active"), registry=r)
-        self._saga_oldest = Gauge(*_names("bus_saga_oldest_active_age_seconds"), registry=r)
-        self._step_duration = Histogram(
-            *_names("bus_saga_step_duration_seconds"), registry=r, buckets=DURATION_BUCKETS_S
-        )
-        self._saga_duration = Histogram(
-            *_names("bus_saga_duration_seconds"),
-            registry=r,
-            buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400),
-        )
-        self._saga_timeouts = Counter(*_names("bus_saga_timeouts_total"), registry=r)
-        self._outbox_backlog = Gauge(*_names("bus_outbox_backlog"), registry=r)
-        self._outbox_age = Gauge(*_names("bus_outbox_oldest_age_seconds"), registry=r)
         r.register(_HotPathCollector(self))
 
     # -- consume path -------------------------------------------------------------------
@@ -325,42 +340,68 @@ class Metrics:
         if worker in self._watched:
             self._watched.remove(worker)
 
-    # -- sagas (called by the coordinator) ----------------------------------------------
-    def saga_started(self, saga: str) -> None:
-        self._sagas_started.labels(saga).inc()
+    # -- metrics defined by packages on top of bus -------------------------------------
+    def counter(self, spec: MetricSpec) -> Counter:
+        """The counter ``spec`` describes, on this registry (defined on the first call; the
+        same object for the same spec after). Record with ``.labels(*values).inc()``.
 
-    def saga_finished(self, saga: str, status: str, duration_s: float) -> None:
-        """A saga instance reached terminal ``status`` (completed, compensated, failed, cancelled)."""
-        self._sagas_finished.labels(saga, status).inc()
-        self._saga_duration.labels(saga, status).observe(duration_s)
+        Raises :class:`ConfigError` listing every problem: a name against the naming rules
+        (:func:`naming_problems`), a spec of another type, a name bus uses, or a name
+        already defined differently.
 
-    def saga_needs_attention(self, saga: str) -> None:
-        """A saga instance stopped in needs_attention (not terminal: a retry resumes it)."""
-        self._sagas_attention.labels(saga).inc()
+        Example::
 
-    def saga_step_finished(self, saga: str, step: str, outcome: str, duration_s: float) -> None:
-        """A step's reply (or timeout) arrived ``duration_s`` after its command was sent."""
-        self._step_duration.labels(saga, step, outcome).observe(duration_s)
+            timeouts = metrics.counter(
+                MetricSpec("bus_saga_timeouts_total", "counter", ("saga", "step"), "Step deadlines that fired.")
+            )
+            timeouts.labels("onboarding", "approve").inc()
+        """
+        name, help, labels = _collector_names(spec)
+        return self._define(
+            spec, "counter", (), lambda: Counter(name, help, labels, registry=self.registry)
+        )
 
-    def saga_timeout_fired(self, saga: str, step: str) -> None:
-        self._saga_timeouts.labels(saga, step).inc()
+    def gauge(self, spec: MetricSpec) -> Gauge:
+        """The gauge ``spec`` describes, like :meth:`counter`; ``.labels(*values).set(x)``."""
+        name, help, labels = _collector_names(spec)
+        return self._define(
+            spec, "gauge", (), lambda: Gauge(name, help, labels, registry=self.registry)
+        )
 
-    def sagas_active(
-        self, saga: str, by_state: Mapping[str, int], *, oldest_age_s: float = 0.0
-    ) -> None:
-        """The coordinator's latest count of unfinished instances per state (states absent: 0)."""
-        known = self._saga_states.setdefault(saga, set())
-        for state in known - set(by_state):
-            self._sagas_active.labels(saga, state).set(0)
-        for state, count in by_state.items():
-            self._sagas_active.labels(saga, state).set(count)
-        known.update(by_state)
-        self._saga_oldest.labels(saga).set(oldest_age_s)
+    def histogram(
+        self, spec: MetricSpec, *, buckets: Sequence[float] = DURATION_BUCKETS_S
+    ) -> Histogram:
+        """The histogram ``spec`` describes, like :meth:`counter`, with ``buckets`` as upper
+        bounds (default: :data:`DURATION_BUCKETS_S`); ``.labels(*values).observe(x)``."""
+        name, help, labels = _collector_names(spec)
+        bounds = tuple(buckets)
+        return self._define(
+            spec, "histogram", bounds,
+            lambda: Histogram(name, help, labels, registry=self.registry, buckets=bounds),
+        )  # fmt: skip
 
-    def outbox_observed(self, store: str, *, backlog: int, oldest_age_s: float) -> None:
-        """The relay's latest look at the outbox of ``store`` (e.g. "sqlite", "postgres")."""
-        self._outbox_backlog.labels(store).set(backlog)
-        self._outbox_age.labels(store).set(oldest_age_s)
+    def catalog(self) -> tuple[MetricSpec, ...]:
+        """Every metric this registry exports: bus's :data:`CATALOG`, then those defined on it."""
+        return (*CATALOG, *(spec for (spec, _), _ in self._defined.values()))
+
+    def _define(
+        self, spec: MetricSpec, type: MetricType, buckets: tuple[float, ...], make: Callable[[], _C]
+    ) -> _C:
+        problems = naming_problems(spec)
+        if spec.type != type:
+            problems.append(f"the spec is a {spec.type}, not a {type}")
+        if spec.name in _BY_NAME:
+            problems.append("bus itself exports a metric of that name")
+        known = self._defined.get(spec.name)
+        if known is not None and known[0] != (spec, buckets):
+            problems.append("it is already defined with another type, labels, help or buckets")
+        if problems:
+            raise ConfigError(f"metric {spec.name}: " + "; ".join(problems))
+        if known is not None:
+            return cast(_C, known[1])
+        collector = make()
+        self._defined[spec.name] = ((spec, buckets), collector)
+        return collector
 
     # -- exposition ---------------------------------------------------------------------
     def render(self) -> bytes:
@@ -442,8 +483,12 @@ def _type_header(headers: Sequence[tuple[str, bytes]]) -> tuple[str, bytes]:
 
 
 def _names(name: str) -> tuple[str, str, tuple[str, ...]]:
-    spec = _BY_NAME[name]
-    base = name.removesuffix("_total") if spec.type == "counter" else name
+    return _collector_names(_BY_NAME[name])
+
+
+def _collector_names(spec: MetricSpec) -> tuple[str, str, tuple[str, ...]]:
+    """prometheus_client's (name, help, labels) of ``spec``: it adds ``_total`` itself."""
+    base = spec.name.removesuffix("_total") if spec.type == "counter" else spec.name
     return base, spec.help, spec.labels
 
 

@@ -39,7 +39,6 @@ from bus import (
     Publisher,
     Runner,
     TopicSpec,
-    default_metrics,
 )
 from handlers.hr.contracts import EmployeeHired, PrivilegedAccessApproved, PrivilegedAccessRejected
 from handlers.identity.handler import build_app as identity_app
@@ -51,6 +50,7 @@ from handlers.notifications.system import Mailer
 from sagas.coordinator import Coordinator, request_action
 from sagas.definitions.onboarding import onboarding
 from sagas.demo import Systems
+from sagas.metrics import default_saga_metrics
 from sagas.state import SagaStatus, StepStatus
 from sagas.stores.base import SagaQuery, SagaStore
 from sagas.stores.url import store_from_url
@@ -214,7 +214,7 @@ async def main() -> None:
             transport,
             poll_interval_s=0.05,
             gauges_interval_s=1.0,
-            observer=default_metrics(),
+            observer=default_saga_metrics(),
         )
         topics = {*coordinator.topics, *(t.bus_topic for t in onboarding.command_types())}
         runner = Runner(

@@ -40,11 +40,11 @@ from bus import (
     Readiness,
     TopicSpec,
     Transport,
-    default_metrics,
     new_id,
     tune_gc,
     utc_now,
 )
+from sagas.config import SagaConfig
 from sagas.definition import SagaDefinition
 from sagas.state import SagaStatus
 from sagas.stores.base import SagaQuery, SagaStore
@@ -238,7 +238,7 @@ def _with_store(
 ) -> T:
     from sagas.stores.url import store_from_url
 
-    store = store_from_url(args.store or config.saga_store)
+    store = store_from_url(SagaConfig.from_env(store=args.store).store)
 
     async def go() -> T:
         await store.open()
@@ -327,20 +327,23 @@ def _graph(args: argparse.Namespace, config: BusConfig) -> int:
 
 def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportFactory) -> int:
     from sagas.coordinator import Coordinator
+    from sagas.metrics import default_saga_metrics
     from sagas.stores.url import store_from_url
 
     catalog = load_definitions(args.definitions)
-    store = store_from_url(args.store or config.saga_store)
+    sagas = SagaConfig.from_env(store=args.store)
+    store = store_from_url(sagas.store)
     transport = make_transport(config, args)
-    metrics = default_metrics()
+    observer = default_saga_metrics()
+    metrics = observer.metrics
     coordinator = Coordinator(
         catalog,
         store,
         transport,
         group=args.group,
-        fault_point=config.fault_point,
-        observer=metrics,
-        retention_s=config.saga_retention_s,
+        fault_point=sagas.fault_point,
+        observer=observer,
+        retention_s=sagas.retention_s,
     )
 
     async def ready() -> Readiness:
@@ -380,6 +383,7 @@ def _demo(args: argparse.Namespace, config: BusConfig, make_transport: Transport
     from sagas.stores.url import store_from_url
 
     scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
+    fault_point = SagaConfig.from_env().fault_point
     if args.log_level is None:  # the timelines tell the story; handler logs only on demand
         logging.getLogger("bus").setLevel(logging.WARNING)
     transport = make_transport(config, args)
@@ -394,7 +398,7 @@ def _demo(args: argparse.Namespace, config: BusConfig, make_transport: Transport
                 transport=transport,
                 partitions=config.partitions,
                 timeout_s=args.timeout_s,
-                fault_point=config.fault_point,
+                fault_point=fault_point,
             )
         finally:
             await store.close()

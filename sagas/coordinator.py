@@ -75,7 +75,8 @@ log = logging.getLogger("sagas.coordinator")
 
 
 class SagaObserver(Protocol):
-    """Hooks for metrics; :class:`bus.Metrics` is one (``observer=default_metrics()``).
+    """Hooks for metrics; :class:`sagas.metrics.SagaMetrics` is one
+    (``observer=default_saga_metrics()``).
 
     Called after the transaction that made the change committed; each must be cheap.
     """

@@ -8,7 +8,7 @@ then every acknowledgement awaited) and deletes them: at-least-once, and a re-pu
 row carries the same id, so handlers' dedup drops the copy.
 
 Fault injection for crash tests: ``fault_point=`` (or ``BUS_FAULT_POINT`` through
-:class:`bus.BusConfig`) names one of :data:`FAULT_POINTS`; reaching it ends the process
+:class:`sagas.config.SagaConfig`) names one of :data:`FAULT_POINTS`; reaching it ends the process
 at once with ``os._exit(FAULT_EXIT_CODE)`` - no cleanup, no flush, as a SIGKILL would.
 
 Example::

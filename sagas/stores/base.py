@@ -23,12 +23,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
-
-import orjson
 
 from bus import OutgoingRecord, StoreError
 from sagas.effects import TimerToSet
@@ -48,8 +46,6 @@ __all__ = [
     "SagaWrite",
     "StoreGauges",
     "StoredSaga",
-    "decode_headers",
-    "encode_headers",
     "from_ms",
     "to_ms",
     "update_by_revision",
@@ -275,50 +271,6 @@ class SagaStore(Protocol):
         ...
 
 
-class StateCache:
-    """The states a SQL store wrote last, parsed, by saga and revision.
-
-    Each input of a running saga loads its state, and parsing its JSON again cost about as
-    much as deciding the transition (an onboarding state: ~70 us). A revision names one
-    content forever (every write by anyone increments it), so the stored row's revision
-    says whether the state kept here is still the stored one; only states written by this
-    store after their commit are kept, never terminal ones (nothing moves them on), and at
-    most ``size`` (oldest first out). Sharing is safe because a state is never changed once
-    built: the core decides on a private copy (property-tested).
-
-    Example::
-
-        cache = StateCache()
-        state = cache.parse("onboarding:e-1", 3, row_json)
-        cache.remember(committed_writes)
-    """
-
-    __slots__ = ("_states", "size")
-
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self._states: dict[str, tuple[int, SagaState]] = {}
-
-    def parse(self, saga_id: str, revision: int, state_json: str | bytes) -> SagaState:
-        """The state stored at ``revision``: the one kept, else ``state_json`` parsed."""
-        kept = self._states.get(saga_id)
-        if kept is not None and kept[0] == revision:
-            return kept[1]
-        return SagaState.from_json(state_json)
-
-    def remember(self, writes: Iterable[SagaWrite | None]) -> None:
-        """Keep the states of committed ``writes`` (in order: the last of a saga wins)."""
-        for w in writes:
-            if w is None:
-                continue
-            saga_id = w.state.saga_id
-            self._states.pop(saga_id, None)
-            if not w.state.terminal:
-                self._states[saga_id] = (w.expected_revision + 1, w.state)
-        while len(self._states) > self.size:
-            del self._states[next(iter(self._states))]
-
-
 async def update_by_revision(
     saga_id: str,
     change: Change,
@@ -347,7 +299,7 @@ async def update_by_revision(
     )
 
 
-# -- encoding shared by the SQL backends ---------------------------------------------------
+# -- times as the stores keep them (and the outbox relay stamps records) -----------------
 
 
 def to_ms(t: datetime) -> int:
@@ -357,12 +309,3 @@ def to_ms(t: datetime) -> int:
 
 def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def encode_headers(headers: Sequence[tuple[str, bytes]]) -> bytes:
-    """Headers as JSON; values through latin-1, which maps every byte to one code point."""
-    return orjson.dumps([(name, value.decode("latin-1")) for name, value in headers])
-
-
-def decode_headers(blob: bytes) -> tuple[tuple[str, bytes], ...]:
-    return tuple((name, value.encode("latin-1")) for name, value in orjson.loads(blob))

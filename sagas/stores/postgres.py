@@ -30,19 +30,21 @@ from sagas.stores.base import (
     ControlRequest,
     DueTimer,
     OutboxEntry,
-    RevisionConflictError,
     SagaQuery,
     SagaWrite,
-    StateCache,
     StoredSaga,
     StoreGauges,
-    decode_headers,
-    encode_headers,
     from_ms,
     to_ms,
     update_by_revision,
 )
-from sagas.stores.sqlite import gauges_from_rows
+from sagas.stores.sql import (
+    StateCache,
+    decode_headers,
+    encode_headers,
+    gauges_from_rows,
+    revision_conflict,
+)
 
 __all__ = ["MIGRATIONS", "PostgresSagaStore"]
 
@@ -240,11 +242,7 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
                 )  # fmt: skip
                 ok = status == "UPDATE 1"
             if not ok:
-                raise RevisionConflictError(
-                    f"saga {s.saga_id} is no longer at revision {write.expected_revision} "
-                    "(saved by another coordinator, or already started): load it again and "
-                    "decide again"
-                )
+                raise revision_conflict(write)
             await self._write_effects(conn, Effects.of(write))
         self.states.remember((write,))
         return write.expected_revision + 1

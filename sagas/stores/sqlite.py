@@ -12,7 +12,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from bus import MigratedStore, Migration, SqliteDatabase
 from sagas.state import TERMINAL, SagaState
@@ -23,19 +22,22 @@ from sagas.stores.base import (
     ControlRequest,
     DueTimer,
     OutboxEntry,
-    RevisionConflictError,
     SagaQuery,
     SagaWrite,
-    StateCache,
     StoredSaga,
     StoreGauges,
-    decode_headers,
-    encode_headers,
     from_ms,
     to_ms,
 )
+from sagas.stores.sql import (
+    StateCache,
+    decode_headers,
+    encode_headers,
+    gauges_from_rows,
+    revision_conflict,
+)
 
-__all__ = ["MIGRATIONS", "SqliteSagaStore", "gauges_from_rows"]
+__all__ = ["MIGRATIONS", "SqliteSagaStore"]
 
 MIGRATIONS = (
     Migration(
@@ -111,7 +113,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
 
     async def save(self, write: SagaWrite) -> int:
         if not await self.database.write(lambda c: _store(c, write)):
-            raise _conflict(write)  # nothing was written: the state row decided first
+            raise revision_conflict(write)  # nothing was written: the state row decided first
         self.states.remember((write,))
         return write.expected_revision + 1
 
@@ -286,7 +288,7 @@ def _update(
         stored = StoredSaga(states.parse(saga_id, revision, row[0]), revision)
     write = change(stored)
     if write is not None and not _store(c, write):
-        raise _conflict(write)  # change() named a revision it was not given
+        raise revision_conflict(write)  # change() named a revision it was not given
     return write
 
 
@@ -318,26 +320,3 @@ def _store(c: sqlite3.Connection, write: SagaWrite) -> bool:
     if write.request_done is not None:
         c.execute(_DROP_REQUEST, (write.request_done,))
     return True
-
-
-def _conflict(write: SagaWrite) -> RevisionConflictError:
-    return RevisionConflictError(
-        f"saga {write.state.saga_id} is no longer at revision {write.expected_revision} "
-        "(saved by another coordinator, or already started): load it again and decide again"
-    )
-
-
-def gauges_from_rows(
-    backlog: int, oldest_ms: int | None, rows: Sequence[Sequence[Any]]
-) -> StoreGauges:
-    """StoreGauges from (name, status, count, oldest start ms) rows (shared with PostgreSQL)."""
-    active: dict[str, dict[str, int]] = {}
-    oldest: dict[str, datetime] = {}
-    for name, status, count, started_ms in rows:
-        active.setdefault(name, {})[status] = int(count)
-        started = from_ms(int(started_ms))
-        if name not in oldest or started < oldest[name]:
-            oldest[name] = started
-    return StoreGauges(
-        backlog, None if oldest_ms is None else from_ms(int(oldest_ms)), active, oldest
-    )

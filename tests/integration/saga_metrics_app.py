@@ -1,7 +1,7 @@
 """Sagas with known outcomes for the Prometheus test, in one long-lived process.
 
 The onboarding handler apps (simulated systems) and the real saga coordinator, with
-``observer=default_metrics()`` as ``bus sagas run`` passes it, on the memory transport and a
+``observer=default_saga_metrics()`` as ``bus sagas run`` passes it, on the memory transport and a
 SQLite store, serving ``/metrics`` like ``bus sagas run``. Once the file ``--gate`` exists
 (the test creates it after Prometheus scraped the idle process) HR publishes :data:`HIRES`;
 the manager approves one admin and never answers for the other, whose saga stays running.
@@ -27,12 +27,12 @@ from bus import (
     Runner,
     TopicSpec,
     WorkerSettings,
-    default_metrics,
 )
 from handlers.hr.contracts import EmployeeHired, PrivilegedAccessApproved
 from sagas.coordinator import Coordinator
 from sagas.definitions.onboarding import onboarding
 from sagas.demo import Systems
+from sagas.metrics import default_saga_metrics
 from sagas.state import StepStatus
 from sagas.stores.url import store_from_url
 from sagas.versions import Catalog
@@ -84,14 +84,15 @@ async def main() -> None:
     systems.directory.refuse.update(IDENTITY_REFUSES)
     transport = MemoryTransport(MemoryBroker(default_partitions=3))
     store = store_from_url(args.store)
-    metrics = default_metrics()
+    observer = default_saga_metrics()
+    metrics = observer.metrics
     coordinator = Coordinator(
         Catalog([onboarding]),
         store,
         transport,
         poll_interval_s=0.05,
         gauges_interval_s=0.5,  # Prometheus scrapes every second
-        observer=metrics,
+        observer=observer,
     )
     topics = {*coordinator.topics, *(t.bus_topic for t in onboarding.command_types())}
     runner = Runner(

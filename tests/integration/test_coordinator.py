@@ -36,6 +36,7 @@ from handlers.identity.contracts import (
 from sagas import Cancel, Catalog, SagaDefinition, SagaStatus, Step, command_id
 from sagas.coordinator import Coordinator, request_action
 from sagas.definitions.onboarding import onboarding
+from sagas.metrics import SagaMetrics
 from sagas.stores import MemorySagaStore, SagaStore, SagaWrite, SqliteSagaStore, StoredSaga
 from sagas.stores.base import Change
 from sagas.testing import SagaTestKit
@@ -291,7 +292,7 @@ async def test_the_coordinator_reports_to_bus_metrics() -> None:
     w = World()
     w.payroll.reject.add("e-7")
     metrics = Metrics()
-    async with SagaTestKit(onboarding, apps=w.apps, observer=metrics) as kit:
+    async with SagaTestKit(onboarding, apps=w.apps, observer=SagaMetrics(metrics)) as kit:
         await kit.publish(hire("e-7"))
         await kit.publish(admin("a-7"))
         await kit.drain()
@@ -311,7 +312,7 @@ async def test_compensations_are_their_own_outcome_in_the_step_durations() -> No
     w = World()
     w.payroll.reject.add("e-9")
     metrics = Metrics()
-    async with SagaTestKit(onboarding, apps=w.apps, observer=metrics) as kit:
+    async with SagaTestKit(onboarding, apps=w.apps, observer=SagaMetrics(metrics)) as kit:
         await kit.publish(hire("e-9"))
         await kit.drain()
     account = {"saga": "onboarding", "step": "create_account"}
@@ -322,7 +323,7 @@ async def test_compensations_are_their_own_outcome_in_the_step_durations() -> No
 
 async def test_the_gauges_show_the_backlog_and_the_unfinished_sagas() -> None:
     metrics = Metrics()
-    async with SagaTestKit(onboarding, observer=metrics) as kit:  # nobody answers
+    async with SagaTestKit(onboarding, observer=SagaMetrics(metrics)) as kit:  # nobody answers
         await kit.publish(hire("e-8"))
         await kit.drain()
         await kit.advance(timedelta(seconds=10))

@@ -1,4 +1,5 @@
-"""Dashboards and alert rules query only metrics and labels bus exports (bus.metrics.CATALOG)."""
+"""Dashboards and alert rules query only metrics and labels bus and sagas export
+(bus.metrics.CATALOG, sagas.metrics.CATALOG)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from bus.metrics import CATALOG
+from sagas.metrics import CATALOG as SAGA_CATALOG
 from tests.promql import (
     DASHBOARDS,
     PROMETHEUS_METRICS,
@@ -26,9 +28,9 @@ QUERIES = [*dashboard_queries(), *rule_queries()]
 
 
 def exported() -> dict[str, set[str]]:
-    """Every series name bus exports -> its label names (histograms: _bucket/_sum/_count)."""
+    """Every series name exported -> its label names (histograms: _bucket/_sum/_count)."""
     out: dict[str, set[str]] = {}
-    for spec in CATALOG:
+    for spec in (*CATALOG, *SAGA_CATALOG):
         labels = set(spec.labels)
         if spec.type == "histogram":
             out[f"{spec.name}_bucket"] = labels | {"le"}

@@ -1,15 +1,24 @@
-"""bus.metrics: the catalog is what the code exports, and the numbers add up."""
+"""bus.metrics: the catalog is what the code exports, the numbers add up, and packages on top
+of bus define metrics of their own under the same rules."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from bus import Event, OutgoingRecord, envelope_for, new_id, record_for, utc_now
-from bus.metrics import CATALOG, DURATION_BUCKETS_S, NO_HANDLER, Metrics
+from bus import ConfigError, Event, OutgoingRecord, envelope_for, new_id, record_for, utc_now
+from bus.metrics import (
+    CATALOG,
+    DURATION_BUCKETS_S,
+    NO_HANDLER,
+    Metrics,
+    MetricSpec,
+    naming_problems,
+)
 from bus.record import TopicPartition
 
 
@@ -45,13 +54,6 @@ def exercised() -> Metrics:
     m.dead_lettered("shop", "orders", "handler_failed")
     m.committed("shop", {TopicPartition("orders", 0): 7}, 0.001)
     m.watch(_Worker())
-    m.saga_started("onboarding")
-    m.saga_finished("onboarding", "completed", 12.0)
-    m.saga_needs_attention("onboarding")
-    m.saga_step_finished("onboarding", "create_account", "succeeded", 0.5)
-    m.saga_timeout_fired("onboarding", "approve")
-    m.sagas_active("onboarding", {"running": 2}, oldest_age_s=30.0)
-    m.outbox_observed("sqlite", backlog=3, oldest_age_s=1.5)
     return m
 
 
@@ -90,6 +92,7 @@ def test_every_catalog_metric_is_exported_with_exactly_its_labels() -> None:
 
 def test_metric_names_follow_prometheus_conventions() -> None:
     for spec in CATALOG:
+        assert naming_problems(spec) == [], spec.name
         assert spec.name.startswith("bus_")
         assert (spec.type == "counter") == spec.name.endswith("_total"), spec.name
         if "_duration" in spec.name or "_age" in spec.name or "loop_lag" in spec.name:
@@ -123,14 +126,6 @@ def test_lag_is_end_offset_minus_committed_and_unknown_ends_are_left_out() -> No
     assert m.sample("bus_messages_in_flight", {"app": "shop"}) == 4
 
 
-def test_a_saga_state_no_longer_counted_drops_to_zero() -> None:
-    m = Metrics()
-    m.sagas_active("onboarding", {"running": 2, "compensating": 1})
-    m.sagas_active("onboarding", {"running": 1})
-    assert m.sample("bus_sagas_active", {"saga": "onboarding", "state": "compensating"}) == 0
-    assert m.sample("bus_sagas_active", {"saga": "onboarding", "state": "running"}) == 1
-
-
 def test_handler_stats_are_pre_bound_once_per_app_topic_handler() -> None:
     m = Metrics()
     assert m.handler_stats("a", "t", "h") is m.handler_stats("a", "t", "h")
@@ -158,7 +153,49 @@ def test_histogram_buckets_count_every_observation_at_or_below_each_bound(
 def test_the_operating_docs_table_lists_every_metric_with_its_type_and_labels() -> None:
     from pathlib import Path
 
+    from sagas.metrics import CATALOG as SAGA_CATALOG
+
     doc = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    for spec in CATALOG:
+    for spec in (*CATALOG, *SAGA_CATALOG):
         row = f"| `{spec.name}` | {spec.type} | {', '.join(spec.labels) or '-'} |"
         assert row in doc, f"README.md (Operating): no row {row}"
+
+
+ORDERS = MetricSpec("bus_orders_taken_total", "counter", ("shop",), "Orders taken.")
+WAIT = MetricSpec("bus_order_wait_seconds", "histogram", ("shop",), "Time an order waited.")
+
+
+def test_a_package_defines_metrics_on_the_registry_once_and_they_are_exported() -> None:
+    m = Metrics()
+    taken = m.counter(ORDERS)
+    assert m.counter(ORDERS) is taken  # a second component, or a second run in one process
+    taken.labels("eu").inc()
+    m.histogram(WAIT, buckets=(1.0, 10.0)).labels("eu").observe(3.0)
+    m.gauge(MetricSpec("bus_orders_open", "gauge", ("shop",), "Orders open.")).labels("eu").set(2)
+    assert m.sample("bus_orders_taken_total", {"shop": "eu"}) == 1
+    assert m.sample("bus_order_wait_seconds_bucket", {"shop": "eu", "le": "10.0"}) == 1
+    assert m.sample("bus_orders_open", {"shop": "eu"}) == 2
+    assert [s.name for s in m.catalog()[len(CATALOG) :]] == [
+        "bus_orders_taken_total",
+        "bus_order_wait_seconds",
+        "bus_orders_open",
+    ]
+
+
+def test_a_metric_against_the_naming_rules_is_refused_with_every_problem() -> None:
+    bad = MetricSpec("orders_duration", "counter", ("shop", "id"), " ")
+    with pytest.raises(ConfigError) as refused:
+        Metrics().counter(bad)
+    for problem in ("start with bus_", "end in _total", "_seconds", "help text", "no id labels"):
+        assert problem in str(refused.value)
+
+
+def test_a_metric_is_refused_under_another_type_a_taken_name_or_a_second_definition() -> None:
+    m = Metrics()
+    with pytest.raises(ConfigError, match="not a gauge"):
+        m.gauge(ORDERS)
+    with pytest.raises(ConfigError, match="bus itself exports"):
+        m.gauge(MetricSpec("bus_consumer_lag", "gauge", ("app",), "Lag."))
+    m.histogram(WAIT)
+    with pytest.raises(ConfigError, match="already defined"):
+        m.histogram(WAIT, buckets=(1.0,))

@@ -16,7 +16,7 @@ PUBLIC = [
     "DedupKey", "DedupStore", "DedupTransaction", "DefinitionError", "Delivery",
     "DuplicateMessageError", "Envelope", "Event", "HandlerResultError", "HttpServer",
     "MemoryBroker", "MemoryDedupStore", "MemoryTransport", "Message", "MessageTooLargeError",
-    "Metrics", "MigratedStore", "Migration", "OutgoingRecord", "PayloadInvalidError",
+    "MetricSpec", "Metrics", "MigratedStore", "Migration", "OutgoingRecord", "PayloadInvalidError",
     "PermanentError", "PostgresDatabase", "PostgresDedupStore", "Publisher", "Readiness",
     "RebalanceListener", "Record", "RecordError", "RecordMetadata", "Registry", "RegistryError",
     "ReplayPlan", "RetryPolicy", "Runner", "SchemaVersionError", "SqliteDatabase",

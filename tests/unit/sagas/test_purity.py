@@ -46,3 +46,26 @@ def test_sagas_use_handler_contracts_only() -> None:
             if module.startswith("handlers."):
                 assert module.endswith(".contracts"), f"{path} imports {module}"
             assert module != "sagas.demo" or path.name == "cli.py", f"{path} imports the demo"
+
+
+#: Modules every store backend may import: the protocol and what the SQL backends share.
+STORE_SHARED = {"sagas.stores.base", "sagas.stores.sql"}
+
+
+def test_no_saga_store_backend_imports_another() -> None:
+    stores = ROOT / "sagas" / "stores"
+    backends = {f"sagas.stores.{p.stem}" for p in stores.glob("*.py")} - STORE_SHARED
+    backends -= {"sagas.stores.__init__", "sagas.stores.url"}  # they pick a backend by name
+    for module in backends:
+        path = stores / f"{module.rsplit('.', 1)[1]}.py"
+        others = {i for i in imports_of(path) if i.startswith("sagas.stores.")} - STORE_SHARED
+        assert not others, f"{path.name} imports {others}: share it through sql.py or base.py"
+
+
+def test_only_the_config_module_reads_the_environment() -> None:
+    for path in (ROOT / "sagas").rglob("*.py"):
+        if path == ROOT / "sagas" / "config.py":
+            continue
+        source = path.read_text()
+        for read in ("os.environ", "getenv("):
+            assert read not in source, f"{path} reads the environment: use sagas.config"

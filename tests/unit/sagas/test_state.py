@@ -146,3 +146,21 @@ def test_a_bad_stored_state_names_the_field() -> None:
         SagaState.from_dict(raw)
     with pytest.raises(ValidationError, match="version"):
         SagaState.from_json('{"saga_id": "x"}')
+
+
+def test_copies_and_the_stored_form_follow_the_dataclass_fields_without_more_code() -> None:
+    from sagas.state import _copier, _dumper
+
+    @dataclasses.dataclass(slots=True, kw_only=True)
+    class Grown:
+        name: str
+        added: int = 0
+        ids: list[str] = dataclasses.field(default_factory=list)
+
+    grown = Grown(name="a", added=7, ids=["x"])
+    copied = _copier(Grown, own={"ids": "list"})(grown)
+    assert copied == grown
+    assert copied.ids is not grown.ids
+    assert _dumper(Grown)(grown) == {"name": "a", "added": 7, "ids": ["x"]}
+    with pytest.raises(TypeError, match="idz"):
+        _copier(Grown, own={"idz": "list"})

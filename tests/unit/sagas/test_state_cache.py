@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sagas import SagaState, SagaStatus
-from sagas.stores.base import SagaWrite, StateCache
+from sagas.stores.base import SagaWrite
+from sagas.stores.sql import StateCache
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

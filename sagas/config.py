@@ -1,0 +1,95 @@
+"""The saga settings from the environment: the only module of ``sagas`` that reads it.
+
+They keep the ``BUS_*`` names users already set (one prefix for the whole stack); bus's
+own settings are :class:`bus.BusConfig`. Values are validated once, with one error that
+names every bad variable and what it accepts (never the value: a store URL may hold a
+password).
+
+| variable | default | meaning |
+|---|---|---|
+| ``BUS_SAGA_STORE`` | ``sqlite:sagas.db`` | saga store: ``sqlite:PATH``, ``postgresql://...`` or ``memory`` |
+| ``BUS_SAGA_RETENTION_S`` | ``0`` | seconds ``bus sagas run`` keeps ended sagas (``0``: forever) |
+| ``BUS_FAULT_POINT`` | - | crash tests only: end the process at this point of the saga outbox relay |
+
+Example::
+
+    config = SagaConfig.from_env()
+    store = store_from_url(args.store or config.store)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bus import ConfigError
+from sagas.outbox import FAULT_POINTS
+
+__all__ = ["SagaConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SagaConfig:
+    """The settings of ``bus sagas ...`` (see the module docstring for the variables).
+
+    Example::
+
+        SagaConfig.from_env({"BUS_SAGA_RETENTION_S": "86400"}).retention_s   # 86400.0
+    """
+
+    #: Where ``bus sagas ...`` keeps saga state (``sqlite:PATH``, ``postgresql://...``,
+    #: ``memory``); may hold a password, so it is never logged.
+    store: str = "sqlite:sagas.db"
+    #: Seconds ``bus sagas run`` keeps ended sagas (completed, compensated, failed,
+    #: cancelled) after their last update, purging older ones hourly; 0 (the default)
+    #: keeps them. Keep it above the trigger topics' retention: a trigger delivered again
+    #: after its saga was purged starts the saga anew.
+    retention_s: float = 0.0
+    #: Crash tests only: the coordinator ends the process (``os._exit``) at this point
+    #: (one of :data:`sagas.outbox.FAULT_POINTS`); unset in production.
+    fault_point: str | None = None
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        store: str | None = None,
+        retention_s: float | None = None,
+        fault_point: str | None = None,
+    ) -> SagaConfig:
+        """Settings from ``env`` (default ``os.environ``); an argument that is not None wins
+        over its variable (the CLI's flags)."""
+        env = os.environ if env is None else env
+        defaults = cls()
+        retention_text = env.get("BUS_SAGA_RETENTION_S")
+        if retention_s is None and retention_text is not None:
+            try:
+                retention_s = float(retention_text)
+            except ValueError:
+                raise ConfigError(
+                    "bad environment: BUS_SAGA_RETENTION_S: expected a number"
+                ) from None
+        return cls(
+            store=store or env.get("BUS_SAGA_STORE", defaults.store).strip(),
+            retention_s=defaults.retention_s if retention_s is None else retention_s,
+            # empty is unset: crash tests clear it with BUS_FAULT_POINT=
+            fault_point=fault_point or env.get("BUS_FAULT_POINT", "").strip() or None,
+        ).validated()
+
+    def validated(self) -> SagaConfig:
+        """This config, or :class:`bus.ConfigError` listing every problem."""
+        problems = []
+        if not self.store.strip():
+            problems.append("store is empty (BUS_SAGA_STORE: sqlite:PATH, postgresql://...)")
+        if self.retention_s < 0:
+            problems.append("retention_s must be 0 (keep ended sagas) or more seconds")
+        if self.fault_point is not None and self.fault_point not in FAULT_POINTS:
+            problems.append(
+                f"fault point {self.fault_point!r} is unknown (BUS_FAULT_POINT); use one of "
+                f"{', '.join(FAULT_POINTS)}"
+            )
+        if problems:
+            raise ConfigError("bad saga settings: " + "; ".join(problems))
+        return self
