@@ -10,7 +10,7 @@ go to their retry tier or the dead-letter topic (``Outcomes.failed``).
 Example::
 
     items = batches.take(buffer, first, route, room=500)
-    await batches.handle(tp, route, items)
+    settlements = await batches.settle(tp, route, items)   # for the pipeline's tail
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 
 from bus.app import App
 from bus.codec import decode
@@ -29,16 +30,26 @@ from bus.outcomes import Outcomes
 from bus.publisher import child_record, lineage
 from bus.record import OutgoingRecord, Record, TopicPartition
 from bus.retries import RetriesExhaustedError, call_with_retries
-from bus.retry_topics import retry_state
+from bus.retry_topics import RetryState, retry_state
 from bus.routing import Route, as_messages
 from bus.types import Stamp
 
-__all__ = ["Batches", "Item"]
+__all__ = ["Batches", "Item", "Settlement"]
 
 log = logging.getLogger("bus.worker")
 
 #: A decoded record: the record, its envelope and its validated message.
 Item = tuple[Record, Envelope, Message]
+
+#: How a record (with the run a batch handler took after it) ends, for the pipeline's
+#: tail: ``(record, run, outputs, started)`` when handled; ``(record, (), (error,
+#: attempts, retry state), started)`` when it failed alone, out of tries.
+Settlement = tuple[
+    Record,
+    Sequence[Record],
+    "list[OutgoingRecord] | tuple[BaseException, int, RetryState | None]",
+    float,
+]
 
 
 class Batches:
@@ -69,8 +80,9 @@ class Batches:
             items.append((record, env, message))
         return items
 
-    async def handle(self, tp: TopicPartition, route: Route, items: list[Item]) -> None:
-        """One call of a batch handler over ``items``; on failure its retries, then halves."""
+    async def settle(self, tp: TopicPartition, route: Route, items: list[Item]) -> list[Settlement]:
+        """One call of a batch handler over ``items``; on failure its retries, then
+        halves. The outcomes in offset order, for the pipeline's tail."""
         started = time.perf_counter()
         try:
             records = await self._try(route, items)
@@ -79,8 +91,7 @@ class Batches:
                 record = items[0][0]
                 tried = retry_state(record)
                 attempts = 1 if tried is None else tried.attempts + 1
-                await self.outcomes.failed(record, route, first, attempts, tried)
-                return
+                return [(record, (), (first, attempts, tried), started)]
             try:
                 records, _ = await call_with_retries(
                     route.retry,
@@ -89,9 +100,8 @@ class Batches:
                     first_error=first,
                 )
             except RetriesExhaustedError as failed:
-                await self._bisect(tp, route, items, failed.error, failed.attempts)
-                return
-        await self._handled(tp, route, items, records, started)
+                return await self._bisect(route, items, failed.error, failed.attempts)
+        return [_handled(items, records, started)]
 
     async def _try(self, route: Route, items: list[Item]) -> list[OutgoingRecord]:
         """One try: the outputs as records, each with its cause's lineage (returned
@@ -114,37 +124,25 @@ class Batches:
         ]
 
     async def _bisect(
-        self,
-        tp: TopicPartition,
-        route: Route,
-        items: list[Item],
-        error: BaseException,
-        attempts: int,
-    ) -> None:
+        self, route: Route, items: list[Item], error: BaseException, attempts: int
+    ) -> list[Settlement]:
         """A run out of tries: each half is tried once, and halved again if it fails,
         until the messages that fail alone go to their retry tier or dead letter."""
         if len(items) == 1:
-            await self.outcomes.failed(items[0][0], route, error, attempts, None)
-            return
+            return [(items[0][0], (), (error, attempts, None), 0.0)]
         middle = len(items) // 2
+        settled: list[Settlement] = []
         for half in (items[:middle], items[middle:]):  # in order: offsets are tracked so
             started = time.perf_counter()
             try:
                 records = await self._try(route, half)
             except Exception as exc:
-                await self._bisect(tp, route, half, exc, 1)
+                settled += await self._bisect(route, half, exc, 1)
                 continue
-            await self._handled(tp, route, half, records, started)
+            settled.append(_handled(half, records, started))
+        return settled
 
-    async def _handled(
-        self,
-        tp: TopicPartition,
-        route: Route,
-        items: list[Item],
-        records: list[OutgoingRecord],
-        started: float,
-    ) -> None:
-        run = [record for record, _, _ in items[1:]]
-        await self.outcomes.handled(items[0][0], tp, route, records, started, run)
-        log.debug("app %s: %s handled a batch of %d, emitted %d record(s)",
-                  self.app.name, route.name, len(items), len(records))  # fmt: skip
+
+def _handled(items: list[Item], records: list[OutgoingRecord], started: float) -> Settlement:
+    """A run's settlement: its first record carries the outputs, the others follow it."""
+    return (items[0][0], [record for record, _, _ in items[1:]], records, started)

@@ -3,25 +3,25 @@
 Each outcome sends what it must (the handler's outputs, the retry record, the dead
 letter), counts it (``WorkerStats`` and the metrics) and hands the record's offset with
 the acks of what was sent to the :class:`~bus.offsets.OffsetTracker`, so "handled +
-skipped + delayed + dead-lettered = consumed" holds by construction: there is no other
-way for a record to end.
+skipped + delayed + dead-lettered = consumed" holds by construction. A handled record's
+outputs are sent in the one tail of :meth:`bus.pipeline.Pipeline.process` (inline: a
+call per record there cost more than the rest of the tail), which counts it here.
 
-Example (what the pipeline does with a handler's outputs)::
+Example (a record the handler failed on)::
 
-    acks = await outcomes.handled(record, tp, route, records, started)
+    await outcomes.failed(record, route, error, attempts=3, tried=None)
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from bus.app import App
 from bus.dead_letters import dead_letter, dead_letter_topic, without_original
-from bus.errors import BusError, MessageTooLargeError
+from bus.errors import MessageTooLargeError
 from bus.metrics import NO_HANDLER, HandlerStats, Metrics
 from bus.offsets import OffsetTracker
 from bus.record import OutgoingRecord, Record, TopicPartition
@@ -81,51 +81,15 @@ class Outcomes:
             self.route_stats[route.name] = stats
         return stats
 
-    async def handled(
-        self,
-        record: Record,
-        tp: TopicPartition,
-        route: Route,
-        records: list[OutgoingRecord],
-        started: float,
-        run: Sequence[Record] = (),
-    ) -> list[Delivery] | None:
-        """Send a handled record's outputs, count it, and track its offset with their acks.
-
-        ``run``: the records after ``record`` that a batch handler took with it; their
-        offsets follow ``record``'s, whose entry holds every ack, so none of the run is
-        committed before them. None when the transport refused an output for good: the
-        record (and its run) is dead-lettered.
-        """
-        handled_at = time.perf_counter()
-        acks: list[Delivery] = []
-        send = self.transport.send
-        try:
-            for out in records:  # a loop, not a comprehension: no extra frame per record
-                acks.append(await send(out))
-        except BusError as exc:
-            if exc.retryable:
-                raise
-            for rejected in (record, *run):
-                await self.dead_letter(
-                    rejected, "output_rejected", exc, handler=route.name, attempts=1
-                )
-            return None
-        stats = self.stats
-        stats.handled += 1
-        stats.emitted += len(records)
-        if self.metrics is not None:
-            route_stats = self.route_stats.get(route.name) or self.stats_of(route)
-            duration = (handled_at - started) / (1 + len(run))
-            route_stats.handled(duration, time.perf_counter() - handled_at, records)
-            for _ in run:
-                route_stats.handled(duration, 0.0)
-        self.tracker.add(tp, record.offset, acks, records)
-        if run:
-            stats.handled += len(run)
-            for later in run:
-                self.tracker.add(tp, later.offset)
-        return acks
+    def followed(self, tp: TopicPartition, route: Route, run: Sequence[Record]) -> None:
+        """The records a batch handler took after the first of a run, handled with it:
+        counted, and tracked behind it (its entry holds the run's acks)."""
+        self.stats.handled += len(run)
+        stats = self.stats_of(route) if self.metrics is not None else None
+        for record in run:
+            if stats is not None:
+                stats.handled(0.0, 0.0)
+            self.tracker.add(tp, record.offset)
 
     def skipped(self, record: Record, tp: TopicPartition) -> None:
         """A record of a registered type no handler of this app takes (another app's)."""
