@@ -18,6 +18,7 @@ Example::
 """
 
 from bus.app import App, BackgroundTask, UnknownTypePolicy
+from bus.clock import VirtualClock
 from bus.codec import decode, encode
 from bus.config import BusConfig
 from bus.context import BatchContext, Context
@@ -158,6 +159,7 @@ __all__ = [
     "TransportError",
     "UnknownTypeError",
     "UnknownTypePolicy",
+    "VirtualClock",
     "Worker",
     "WorkerSettings",
     "WorkerStats",

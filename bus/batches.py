@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from bus.app import App
+from bus.clock import Sleep
 from bus.codec import decode
 from bus.context import BatchContext
 from bus.envelope import Envelope
@@ -55,10 +56,11 @@ Settlement = tuple[
 class Batches:
     """The batch handlers of one worker's app (see the module docstring)."""
 
-    def __init__(self, app: App, outcomes: Outcomes, stamp: Stamp) -> None:
+    def __init__(self, app: App, outcomes: Outcomes, stamp: Stamp, sleep: Sleep) -> None:
         self.app = app
         self.outcomes = outcomes
         self._stamp = stamp
+        self._sleep = sleep
         self._retry_topics = frozenset(app.retry_topics)
 
     def take(self, buffer: deque[Record], first: Item, route: Route, room: int) -> list[Item]:
@@ -97,6 +99,7 @@ class Batches:
                     route.retry,
                     lambda: self._try(route, items),
                     on_failure=self.outcomes.on_retry(route),
+                    sleep=self._sleep,
                     first_error=first,
                 )
             except RetriesExhaustedError as failed:

@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -33,6 +34,7 @@ from pydantic import ValidationError
 from bus import tracing
 from bus.app import App
 from bus.batches import Batches, Settlement
+from bus.clock import Sleep
 from bus.codec import decode, plain_envelope, plain_headers
 from bus.context import Context
 from bus.dedup.completions import Completions
@@ -64,13 +66,16 @@ class Pipeline:
         stamp: Stamp,
         *,
         tracing_on: bool,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.app = app
         self.outcomes = outcomes
         self.completions = completions
         self.stamp = stamp
         self.tracing = tracing_on
-        self.batches = Batches(app, outcomes, stamp)
+        #: How in-process retries wait between tries.
+        self.sleep = sleep
+        self.batches = Batches(app, outcomes, stamp, sleep)
         # the routes mapping's own get (filled in place by App.handler): no Python frame
         self._route = app.routes.get
         self._retry_topics = frozenset(app.retry_topics)
@@ -291,6 +296,7 @@ class Pipeline:
                 route.retry,
                 lambda: self._try(route, message, ctx),
                 on_failure=self.outcomes.on_retry(route, ctx.logger),
+                sleep=self.sleep,
                 first_error=first,
             )
             return outputs

@@ -25,7 +25,6 @@ acks, commit, leave the group; everything within ``shutdown_deadline_s``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -35,6 +34,7 @@ from datetime import datetime
 
 from bus import tracing
 from bus.app import App
+from bus.clock import Sleep
 from bus.commits import Committer
 from bus.dedup.completions import Completions
 from bus.errors import CommitFailedError
@@ -79,7 +79,7 @@ class WorkerSettings:
 
 
 class _Lane:
-    __slots__ = ("buffer", "closing", "paused", "retry", "task", "tp", "wake")
+    __slots__ = ("buffer", "closing", "paused", "retry", "task", "tp", "turn", "wake")
 
     def __init__(self, tp: TopicPartition, *, retry: bool) -> None:
         self.tp = tp
@@ -90,6 +90,8 @@ class _Lane:
         self.closing = False
         self.paused = False
         self.task: asyncio.Task[None] | None = None
+        #: Records of this lane are being handled (taken from the buffer, not yet tracked).
+        self.turn = False
 
 
 class Worker:
@@ -110,6 +112,7 @@ class Worker:
         clock: Callable[[], datetime] = utc_now,
         ids: Callable[[], str] = new_id,
         metrics: Metrics | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.app = app
         self.transport = transport
@@ -117,6 +120,10 @@ class Worker:
         self.stats = WorkerStats()
         self._clock = clock
         self._ids = ids
+        #: How backoffs and retry tiers wait (a VirtualClock's sleep in the test kit).
+        self._sleep = sleep
+        #: Waits in ``_sleep`` under way: idle "until time moves" when they are all that is left.
+        self._sleeping = 0
         #: The ce_id and ce_time headers of each emitted record: from one clock read when
         #: the clock and the ids are the defaults (``codec.stamp``), else from these two.
         self._stamp: Stamp = stamp if clock is utc_now and ids is new_id else self._stamp_from_clock
@@ -155,6 +162,7 @@ class Worker:
             self._completions,
             self._stamp,
             tracing_on=self.settings.tracing and tracing.enabled(),
+            sleep=self._counted_sleep,
         )
         consumer = self.transport.consumer(
             self.app.topics,
@@ -284,13 +292,19 @@ class Worker:
                 # 1,000 records waiting, decoded long before their turn)
                 await asyncio.sleep(0)
 
-    def idle(self) -> bool:
-        """Nothing buffered, nothing unacknowledged, and the last fetch found nothing."""
-        return (
-            self._last_fetch_empty
-            and not any(lane.buffer for lane in self._lanes.values())
-            and self._tracker.in_flight() == 0
-        )
+    def idle(self, *, sleeping_is_idle: bool = False) -> bool:
+        """Nothing buffered or being handled, nothing unacknowledged, and the last fetch
+        found nothing. ``sleeping_is_idle``: records that wait for time (a backoff, a
+        retry tier) do not count, when nothing else is left (a virtual clock's test kit:
+        only the test moves time on)."""
+        if not self._last_fetch_empty or self._tracker.in_flight():
+            return False
+        pending = sum(1 for lane in self._lanes.values() if lane.buffer or lane.turn)
+        return pending == 0 or (sleeping_is_idle and pending <= self._sleeping)
+
+    def sleeping(self) -> int:
+        """Waits for time (backoffs, retry tiers) under way."""
+        return self._sleeping
 
     # -- what bus.metrics reads at scrape time (WorkerView) -------------------------------
     @property
@@ -370,7 +384,11 @@ class Worker:
             if lane.retry and not await self._wait_until_due(lane):
                 continue
             async with self._slots:
-                await pipeline.process(lane.buffer, lane.tp, limit)
+                lane.turn = True
+                try:
+                    await pipeline.process(lane.buffer, lane.tp, limit)
+                finally:
+                    lane.turn = False
             self._tracker.settle(lane.tp)  # release what is acknowledged already
             if lane.paused and len(lane.buffer) < s.max_buffered_per_partition // 2:
                 lane.paused = False
@@ -387,9 +405,22 @@ class Worker:
         if wait_s <= 0:
             return True
         lane.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(lane.wake.wait(), wait_s)  # woken early by closing
+        due = asyncio.ensure_future(self._counted_sleep(wait_s))
+        woken = asyncio.ensure_future(lane.wake.wait())  # early, by closing
+        try:
+            await asyncio.wait((due, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            due.cancel()
+            woken.cancel()
         return False
+
+    async def _counted_sleep(self, seconds: float) -> None:
+        """``sleep``, counted: :meth:`idle` tells waiting for time from working."""
+        self._sleeping += 1
+        try:
+            await self._sleep(seconds)
+        finally:
+            self._sleeping -= 1
 
 
 def _close(lane: _Lane) -> None:
