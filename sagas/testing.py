@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -31,8 +32,9 @@ from bus import (
     MemoryTransport,
     Message,
     Publisher,
-    TestBus,
+    Runner,
     Transport,
+    WorkerSettings,
     decode,
 )
 from sagas.coordinator import Coordinator, SagaObserver, request_action
@@ -110,16 +112,19 @@ class SagaTestKit:
         self.clock = VirtualClock(start)
         self.catalog = Catalog(definitions)
         self.store: SagaStore = store if store is not None else MemorySagaStore()
-        self._bus = TestBus(*apps, partitions=partitions) if apps else None
-        if self._bus is not None:
-            self.broker = self._bus.broker
-            self.transport: Transport = self._bus.transport
-        else:
-            self.broker = MemoryBroker(default_partitions=partitions)
-            self.transport = MemoryTransport(self.broker)
+        self.broker = MemoryBroker(default_partitions=partitions)
+        self.transport: Transport = MemoryTransport(self.broker)
         self.coordinator = Coordinator(
             self.catalog, self.store, self.transport, clock=self.clock, observer=observer
         )
+        # One consume loop: the coordinator's batch handler is an app of the bus's runner,
+        # beside the handler apps; its lifespan tasks' work runs in line (drain).
+        fast = WorkerSettings(commit_interval_s=0.01, fetch_timeout_s=0.01)
+        self._runner = Runner(
+            [self.coordinator.build_app(background=False), *apps], self.transport, fast
+        )
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
         self.coordinator.relay.on_published = self._published
         self.publisher = Publisher(self.transport, source="bus://test", clock=self.clock)
         self._commands = {t.bus_type: t for d in self.catalog for t in d.command_types()}
@@ -127,19 +132,14 @@ class SagaTestKit:
 
     async def __aenter__(self) -> SagaTestKit:
         await self.store.open()
-        if self._bus is not None:
-            await self._bus.__aenter__()  # starts the transport and the apps
-        else:
-            await self.transport.start()
-        await self.coordinator.start()
+        self._task = asyncio.create_task(self._runner.run(self._stop))
+        await self._runner.started.wait()  # the transport, the coordinator and the apps
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.coordinator.stop()
-        if self._bus is not None:
-            await self._bus.__aexit__(*exc_info)
-        else:
-            await self.transport.stop()
+        self._stop.set()
+        if self._task is not None:
+            await self._task
         await self.store.close()
 
     # -- driving ----------------------------------------------------------------------------
@@ -153,13 +153,12 @@ class SagaTestKit:
         await self.publisher.publish(message, correlationid=saga_id)
 
     async def drain(self, *, max_rounds: int = 1000) -> None:
-        """Run until idle at the current virtual time."""
+        """Run until idle at the current virtual time: every app (the coordinator's batch
+        handler among them) idle, then requests, due timers and the outbox in line, again
+        until they find nothing to do."""
         for _ in range(max_rounds):
-            work = await self.coordinator.step(timeout_s=0)
-            if self._bus is not None:
-                await self._bus.drain()
-                work += await self.coordinator.step(timeout_s=0)
-            if not work:
+            await self._runner.wait_idle(timeout_s=30.0, poll_s=0.002)
+            if not await self.coordinator.tick():
                 return
         raise AssertionError(f"the sagas were still busy after {max_rounds} rounds")
 

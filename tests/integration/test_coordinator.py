@@ -211,18 +211,15 @@ async def test_a_restart_after_the_state_commit_publishes_what_was_stored(tmp_pa
     await transport.start()
     await Publisher(transport, source="bus://hr").publish(hire("e-5"))
     async with SqliteSagaStore(tmp_path / "sagas.db") as store:
-        first = await _coordinator(store, transport)
+        first = Coordinator(Catalog([onboarding]), store, transport)
         # the first coordinator stores the saga and its command, then dies: no publish,
         # no offset commit
-        batch = await first._consumer.fetch(max_records=10, timeout_s=0)  # type: ignore[union-attr]
-        for records in batch.values():
-            for record in records:
-                await first.handle_record(record)
-        await first.stop()
+        for record in broker.records("hr.events"):
+            await first.handle_record(record)
         assert "identity.commands" not in broker.topics()
     async with SqliteSagaStore(tmp_path / "sagas.db") as store:
         second = await _coordinator(store, transport)
-        assert await second.step(timeout_s=0) == 2  # the trigger again (ignored) + 1 published
+        assert await second.step() == 2  # the trigger again (ignored) + 1 published
         [record] = broker.records("identity.commands")
         assert decode(record.headers, record.value).id == command_id(
             "onboarding:e-5", "create_account", "action", 1
@@ -230,7 +227,7 @@ async def test_a_restart_after_the_state_commit_publishes_what_was_stored(tmp_pa
         stored = await store.load("onboarding:e-5")
         assert stored is not None
         assert stored.revision == 1
-        assert await second.step(timeout_s=0) == 0  # offsets committed: nothing comes back
+        assert await second.step() == 0  # offsets committed: nothing comes back
         await second.stop()
     await transport.stop()
 
@@ -257,7 +254,7 @@ async def test_a_revision_conflict_decides_again_on_the_fresh_state() -> None:
     await Publisher(transport, source="bus://hr").publish(hire("e-6"))
     mine = await _coordinator(store, transport)
     other = Coordinator(Catalog([onboarding]), store, transport)
-    await mine.step(timeout_s=0)
+    await mine.step()
     store.race = other
     t = await mine.apply("onboarding:e-6", Cancel("this replica"))
     assert t is None  # re-decided on the cancelled state: nothing left to do
@@ -362,17 +359,17 @@ fragile = SagaDefinition(
 )
 
 
-async def test_a_bug_in_a_definition_skips_its_record_loudly_and_the_others_go_on(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+async def test_a_bug_in_a_definition_dead_letters_its_record_and_the_others_go_on() -> None:
     async with SagaTestKit(fragile) as kit:
         await kit.publish(hire("boom"))
         await kit.publish(hire("e-9"))
         await kit.drain()
-        assert kit.coordinator.stats.failed == 1
+        [letter] = kit.broker.records("hr.events.dlq")
+        headers = dict(letter.headers)
+        assert headers["bus_dlq_reason"] == b"handler_failed"
+        assert decode(letter.headers, letter.value).subject == "boom"
         assert await kit.store.load("fragile:boom") is None
         assert await kit.status("fragile:e-9") == SagaStatus.RUNNING
-    assert "could not be applied to its saga and is skipped" in caplog.text
 
 
 class _FlakyStore(MemorySagaStore):
@@ -420,10 +417,13 @@ async def test_run_purges_ended_sagas_past_the_retention_and_survives_a_failing_
         SagaWrite(dataclasses.replace(ended.state, status=SagaStatus.COMPLETED), ended.revision)
     )
     for s, retention in ((store, 30 * 86400.0), (_UnpurgeableStore(), 1.0)):
+        # started: the sagas' reply timeouts are long due, so the relay publishes at once
+        transport = MemoryTransport(MemoryBroker())
+        await transport.start()
         c = Coordinator(
             Catalog([onboarding]),
             s,
-            MemoryTransport(MemoryBroker()),
+            transport,
             clock=lambda: now,
             retention_s=retention,
             purge_interval_s=0.02,
