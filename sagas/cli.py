@@ -38,6 +38,7 @@ from bus import (
     ConfigError,
     HttpServer,
     Readiness,
+    Runner,
     TopicSpec,
     Transport,
     default_metrics,
@@ -326,6 +327,8 @@ def _graph(args: argparse.Namespace, config: BusConfig) -> int:
 
 
 def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportFactory) -> int:
+    """The coordinator's app on a :class:`bus.Runner`: one consume loop (the Worker's),
+    graceful shutdown on SIGTERM/SIGINT, lag metrics, ``/metrics``, ``/readyz``."""
     from sagas.coordinator import Coordinator
     from sagas.stores.url import store_from_url
 
@@ -341,11 +344,17 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
         fault_point=config.fault_point,
         observer=metrics,
         retention_s=config.saga_retention_s,
+        settings=config.worker_settings(),
     )
+    specs = [TopicSpec(t, partitions=config.partitions) for t in coordinator.topics]
+    runner = Runner([coordinator.app], transport, config.worker_settings(), ensure_topics=specs)
 
     async def ready() -> Readiness:
         reachable = await transport.probe(timeout_s=2.0)
-        return Readiness(reachable, {"transport": "ok" if reachable else "no answer"})
+        running = all(w.running for w in runner.workers)
+        checks = {"transport": "ok" if reachable else "no answer",
+                  coordinator.app.name: "running" if running else "not running"}  # fmt: skip
+        return Readiness(reachable and running, checks)
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -353,21 +362,17 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await store.open()
-        await transport.start()
         try:
-            specs = [TopicSpec(t, partitions=config.partitions) for t in coordinator.topics]
-            await transport.ensure_topics(specs)
             log.info("coordinator of %s on %s, store %r", catalog.names(), transport.name, store)
             if args.no_http or not config.http:
-                await coordinator.run(stop)
+                await runner.run(stop)
                 return
             port = config.http_port if args.http_port is None else args.http_port
             server = HttpServer(host=config.http_host, port=port, metrics=metrics, readiness=ready)
             async with server:
                 log.info("serving /metrics /healthz /readyz on %s", server.url)
-                await coordinator.run(stop)
+                await runner.run(stop)
         finally:
-            await transport.stop()
             await store.close()
 
     tune_gc(config.gc_young)

@@ -30,18 +30,16 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import TracebackType
 
 from bus import (
     App,
     BatchContext,
-    BusError,
     ConfigError,
     Envelope,
     Event,
@@ -51,10 +49,11 @@ from bus import (
     Worker,
     WorkerSettings,
     decode,
-    new_id,
     utc_now,
 )
 from sagas.effects import Transition
+from sagas.group_commit import GroupCommit
+from sagas.lifespan import SagaTasks
 from sagas.observer import NoObserver, SagaObserver, report_change
 from sagas.operations import (
     Applied,
@@ -66,11 +65,9 @@ from sagas.operations import (
     inputs_for,
 )
 from sagas.outbox import FaultInjector, OutboxRelay
-from sagas.state import SagaState, SagaStatus
+from sagas.requests import request_action
+from sagas.state import SagaState
 from sagas.stores.base import (
-    Change,
-    ControlAction,
-    ControlRequest,
     DueTimer,
     SagaStore,
     SagaWrite,
@@ -157,12 +154,6 @@ class Coordinator:
             raise ConfigError("the coordinator needs at least one saga definition")
         self.catalog, self.store, self.transport = catalog, store, transport
         self.group, self.clock = group, clock
-        self.poll_interval_s = poll_interval_s
-        self.gauges_interval_s = gauges_interval_s
-        #: run() purges sagas that ended more than this many seconds ago, at start and
-        #: every ``purge_interval_s`` (0: never; see SagaStore.purge_finished).
-        self.retention_s = retention_s
-        self.purge_interval_s = purge_interval_s
         self.settings = settings or WorkerSettings(
             fetch_max_records=batch_size, fetch_timeout_s=poll_interval_s
         )
@@ -171,8 +162,21 @@ class Coordinator:
         self.routes = Routes.of(catalog)
         self.relay = OutboxRelay(store, transport, clock=clock, fault=self.fault)
         self.stats = CoordinatorStats()
-        #: Set when a write stored commands: the relay publishes them without waiting.
-        self._outbox_filled = asyncio.Event()
+        #: The batches of concurrent lanes, stored in one transaction.
+        self._group_commit = GroupCommit(store, on_conflict=self._conflict, fault=self.fault)
+        #: The app's lifespan tasks: relay, timers and requests, gauges, purge.
+        self.tasks = SagaTasks(
+            store,
+            self.relay,
+            clock=clock,
+            observer=self.observer,
+            sagas=catalog.names(),
+            due=self.due_work,
+            poll_interval_s=poll_interval_s,
+            gauges_interval_s=gauges_interval_s,
+            retention_s=retention_s,
+            purge_interval_s=purge_interval_s,
+        )
         #: step()'s worker (started by start()), its stop, its task; finished records seen.
         self._inline: tuple[Worker, asyncio.Event, asyncio.Task[None]] | None = None
         self._finished = 0
@@ -185,19 +189,16 @@ class Coordinator:
         return self.routes.topics
 
     def statistics(self) -> CoordinatorStats:
+        self.stats.store_retries = self._group_commit.retries
         return self.stats
 
     def build_app(self, *, background: bool = True) -> App:
         """The coordinator as an App; ``background=False``: the batch handler only (the
         test kit runs the lifespan tasks' work in line, see :meth:`tick`)."""
         app = App(self.group, source="bus://sagas")
-        app.batch_handler(self._batch_handler(), name="apply_saga_inputs")
+        app.batch_handler(name="apply_saga_inputs")(self._batch_handler())
         if background:
-            app.background(self._relay_loop, name="outbox-relay")
-            app.background(self._timers_loop, name="timers-and-requests")
-            app.background(self._gauges_loop, name="saga-gauges")
-            if self.retention_s > 0:
-                app.background(self._purge_loop, name="saga-purge")
+            self.tasks.add_to(app)
         return app
 
     def _batch_handler(self) -> Callable[[list[Event], BatchContext], Awaitable[None]]:
@@ -305,13 +306,13 @@ class Coordinator:
         self.stats.records += len(messages)
         if not pending:
             return
-        writes = await self._store_with_backoff(pending)
+        writes = await self._group_commit.write([(p.saga_id, p.change) for p in pending])
         for p, write in zip(pending, writes, strict=True):
             self._note(p, write)
         if not any(w is not None for w in writes):
             return
         self.fault("after_commit_before_publish")
-        self._outbox_filled.set()
+        self.tasks.outbox_filled.set()
         if self.fault.point == "after_mark_before_offset_commit":
             # Only for that crash test: published and marked while this batch's offsets
             # are certainly not committed (the handler has not returned).
@@ -327,44 +328,9 @@ class Coordinator:
         env = decode(record.headers, record.value)
         model = self.routes.models.get(env.type)
         if model is not None:
-            await self.apply_events([env], [model.from_json(env.data)])
-
-    async def _store_with_backoff(self, pending: list[_Pending]) -> list[SagaWrite | None]:
-        delay = 0.05
-        while True:
-            try:
-                return await self.store.update_many(
-                    self._changes(pending), on_conflict=self._conflict
-                )
-            except BusError as exc:
-                if not exc.retryable:
-                    raise
-                self.stats.store_retries += 1
-                log.warning("saga store failed, %d update(s) tried again in %.2fs: %s",
-                            len(pending), delay, exc)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_STORE_BACKOFF_S)
-
-    def _changes(self, pending: list[_Pending]) -> list[tuple[str, Change]]:
-        """The (saga id, change) pairs; with the ``before_commit`` fault point the last
-        change ends the process if any of them wrote: inside the store's transaction (on
-        SQLite the others' rows are written, uncommitted), so nothing of it commits."""
-        items: list[tuple[str, Change]] = [(p.saga_id, p.change) for p in pending]
-        if self.fault.point != "before_commit":
-            return items
-        wrote: list[bool] = []
-
-        def guarded(change: Change, last: bool) -> Change:
-            def run(stored: StoredSaga | None) -> SagaWrite | None:
-                write = change(stored)
-                wrote.append(write is not None)
-                if last and any(wrote):
-                    self.fault("before_commit")
-                return write
-
-            return run
-
-        return [(i, guarded(c, n == len(items) - 1)) for n, (i, c) in enumerate(items)]
+            message = model.from_json(env.data)
+            assert isinstance(message, Event)
+            await self.apply_events([env], [message])
 
     def _conflict(self, saga_id: str) -> None:
         self.stats.conflicts += 1
@@ -427,7 +393,7 @@ class Coordinator:
         when nothing changed or the saga does not exist."""
         given = DecideSaga(trigger, causation_id, None, fired_timer, request)
         p = _Pending(self.catalog, saga_id, given, self.clock())
-        [(_, change)] = self._changes([p])
+        [(_, change)] = self._group_commit.fault_guarded([(saga_id, p.change)])
         write = await self.store.update(saga_id, change, on_conflict=self._conflict)
         self._note(p, write)
         if write is None:
@@ -436,107 +402,13 @@ class Coordinator:
             if request is not None:
                 await self.store.drop_request(request)
             return None
-        self._outbox_filled.set()
+        self.tasks.outbox_filled.set()
         return p.applied.transition
 
-    # -- the lifespan tasks ------------------------------------------------------------------
-
-    async def _relay_loop(self, stop: asyncio.Event) -> None:
-        """Publish the outbox whenever a write stored commands (or every poll interval:
-        another replica's rows, expired leases), until ``stop``; then once more, for what
-        the last batches stored."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox_filled.wait(), self.poll_interval_s)
-            self._outbox_filled.clear()
-            await self._retrying("outbox relay", self.relay.relay_all, stop)
-        await self._retrying("outbox relay", self.relay.relay_all, None)
-
-    async def _timers_loop(self, stop: asyncio.Event) -> None:
-        async def due() -> int:
-            return await self.process_requests() + await self.fire_due_timers()
-
-        while not stop.is_set():
-            await self._retrying("operator requests and timers", due, stop)
-            await _pause(stop, self.poll_interval_s)
-
-    async def _gauges_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self._retrying("gauges", self.report_gauges, stop)
-            await _pause(stop, self.gauges_interval_s)
-
-    async def _retrying(
-        self, what: str, work: Callable[[], Awaitable[object]], stop: asyncio.Event | None
-    ) -> None:
-        """``work()``; a retryable bus error (the store or broker away) is logged and
-        waited out for a second. Anything else ends the task, and with it the worker."""
-        try:
-            await work()
-        except BusError as exc:
-            if not exc.retryable:
-                raise
-            log.warning("%s failed, retrying in 1s: %s", what, exc)
-            if stop is not None:
-                await _pause(stop, 1.0)
+    async def due_work(self) -> int:
+        """Operator requests, then due timers; how many were carried out."""
+        return await self.process_requests() + await self.fire_due_timers()
 
     async def report_gauges(self) -> None:
         """Tell the observer the outbox backlog and the unfinished sagas (one query each)."""
-        g = await self.store.gauges()
-        now = self.clock()
-        oldest = 0.0 if g.outbox_oldest is None else (now - g.outbox_oldest).total_seconds()
-        self.observer.outbox_observed(
-            self.store.kind, backlog=g.outbox_backlog, oldest_age_s=max(oldest, 0.0)
-        )
-        for name in self.catalog.names():
-            started = g.oldest_active.get(name)
-            age = 0.0 if started is None else max((now - started).total_seconds(), 0.0)
-            self.observer.sagas_active(name, g.active.get(name, {}), oldest_age_s=age)
-
-    async def _purge_loop(self, stop: asyncio.Event) -> None:
-        """Purge ended sagas older than the retention, now and every interval; a failed
-        purge (the database away) is logged and tried again next time."""
-        while not stop.is_set():
-            older_than = self.clock() - timedelta(seconds=self.retention_s)
-            try:
-                n = await self.store.purge_finished(older_than)
-            except Exception as exc:
-                log.warning("purge of ended sagas failed, next try in %gs: %r",
-                            self.purge_interval_s, exc)  # fmt: skip
-            else:
-                if n:
-                    log.info("purged %d sagas that ended before %s", n, older_than.isoformat())
-            await _pause(stop, self.purge_interval_s)
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds``, or less if ``stop`` is set meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-
-
-async def request_action(
-    store: SagaStore,
-    saga_id: str,
-    action: ControlAction,
-    *,
-    reason: str,
-    now: datetime | None = None,
-) -> ControlRequest:
-    """Queue ``cancel`` or ``retry`` of ``saga_id`` for the coordinator (``bus sagas ...``).
-
-    Refuses what the coordinator could not do: an unknown saga, cancelling a saga that is
-    not running, retrying one that does not need attention.
-    """
-    stored = await store.load(saga_id)
-    if stored is None:
-        raise ConfigError(f"no saga {saga_id!r} in the store; 'bus sagas list' shows the ids")
-    status = stored.state.status
-    if action == "cancel" and status != SagaStatus.RUNNING:
-        raise ConfigError(f"saga {saga_id} is {status.value}: only a running saga can be cancelled")
-    if action == "retry" and status != SagaStatus.NEEDS_ATTENTION:
-        raise ConfigError(
-            f"saga {saga_id} is {status.value}: only a saga in needs_attention can be retried"
-        )
-    request = ControlRequest(new_id(), saga_id, action, reason, now or utc_now())
-    await store.request(request)
-    return request
+        await self.tasks.report_gauges()
