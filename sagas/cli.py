@@ -351,10 +351,11 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
 
     async def ready() -> Readiness:
         reachable = await transport.probe(timeout_s=2.0)
-        running = all(w.running for w in runner.workers)
-        checks = {"transport": "ok" if reachable else "no answer",
-                  coordinator.app.name: "running" if running else "not running"}  # fmt: skip
-        return Readiness(reachable and running, checks)
+        checks = {"transport": "ok" if reachable else "no answer"}
+        joined = all(w.running for w in runner.workers)
+        if not joined:
+            checks[coordinator.app.name] = "not running"
+        return Readiness(reachable and joined, checks)
 
     async def go() -> None:
         stop = asyncio.Event()
