@@ -4,22 +4,16 @@ The app has ONE batch handler over every type the sagas consume (triggers, repli
 awaited and cancelling events): the Worker hands it a partition's run of consecutive
 records, already decoded and validated, and it applies the run to the store in ONE
 :meth:`~sagas.stores.base.SagaStore.update_many` (on SQLite one transaction: group
-commit). Each input is :func:`~sagas.operations.apply_input` (pure) inside the store's
-transaction; the write holds the new state, the commands (outbox) and the timer changes,
-guarded by the state's revision. What the Worker gives every handler holds here too: an
-undecodable, invalid or unknown input is dead-lettered with its reason; a definition
-function that raises is retried, then the batch bisected and only that input
-dead-lettered; offsets are committed only once the handler returned; consumer lag and
-graceful shutdown come with it. A store fault is no input's fault: the handler retries
-it with backoff, the partition waits, nothing is dead-lettered for it.
+commit, with the runs of the lanes handled meanwhile: :mod:`sagas.group_commit`). Each
+input is :func:`~sagas.operations.apply_input` (pure) inside the store's transaction.
+What the Worker gives every handler holds here too: an undecodable, invalid or unknown
+input is dead-lettered with its reason; a definition function that raises is retried,
+then the batch bisected and only that input dead-lettered; offsets are committed once
+the handler returned; lag metrics and graceful shutdown come with it. A store fault is
+retried with backoff: the partition waits, nothing is dead-lettered for it.
 
-The app's lifespan tasks, in the Worker's task group: the outbox relay (woken by each
-stored batch, so it publishes while the next batch is applied), operator requests and
-due timers, the gauges, and the purge of ended sagas.
-
-Operator actions (``bus sagas cancel/retry``) are rows in the store's request table: the
-CLI needs only the store, works the same with one or many replicas, and the request is
-deleted in the same transaction that carries it out.
+The app's lifespan tasks (:mod:`sagas.lifespan`): the outbox relay, operator requests
+(:mod:`sagas.requests`) and due timers, the gauges, the purge of ended sagas.
 
 Example::
 
@@ -318,10 +312,6 @@ class Coordinator:
             # are certainly not committed (the handler has not returned).
             await self.relay.relay_all()
             self.fault("after_mark_before_offset_commit")
-
-    async def handle_event(self, env: Envelope, message: Event) -> None:
-        """Apply one decoded event: start sagas, feed a reply, deliver an external event."""
-        await self.apply_events([env], [message])
 
     async def handle_record(self, record: Record) -> None:
         """Decode and apply one record (a ``RecordError`` if it cannot be read)."""
