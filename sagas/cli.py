@@ -41,6 +41,7 @@ from bus import (
     Runner,
     TopicSpec,
     Transport,
+    dead_letter_topic,
     default_metrics,
     new_id,
     tune_gc,
@@ -346,7 +347,10 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
         retention_s=config.saga_retention_s,
         settings=config.worker_settings(),
     )
-    specs = [TopicSpec(t, partitions=config.partitions) for t in coordinator.topics]
+    # the dead-letter topics too: created on first use, a new topic's leader may not be
+    # known yet when the first dead letter and the next commands are sent
+    topics = [*coordinator.topics, *(dead_letter_topic(t) for t in coordinator.topics)]
+    specs = [TopicSpec(t, partitions=config.partitions) for t in sorted(topics)]
     runner = Runner([coordinator.app], transport, config.worker_settings(), ensure_topics=specs)
 
     async def ready() -> Readiness:

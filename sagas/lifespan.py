@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
-from bus import App, BusError
+from bus import App, BusError, TransportError
 from sagas.observer import SagaObserver
 from sagas.outbox import OutboxRelay
 from sagas.stores.base import SagaStore
@@ -74,8 +74,19 @@ class SagaTasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox_filled.wait(), self.poll_interval_s)
             self.outbox_filled.clear()
-            await self._retrying("outbox relay", self.relay.relay_all, stop)
-        await self._retrying("outbox relay", self.relay.relay_all, None)
+            await self._retrying("outbox relay", self._relay_all, stop)
+        await self._retrying("outbox relay", self._relay_all, None)
+
+    async def _relay_all(self) -> int:
+        try:
+            return await self.relay.relay_all()
+        except BusError:
+            raise
+        except Exception as exc:
+            # A delivery that failed after it was queued surfaces the broker client's own
+            # error (aiokafka's NotLeaderForPartitionError, say) until the transports
+            # translate it (issue 15 item 4): a broker fault, so retried like one.
+            raise TransportError(f"outbox delivery failed: {exc!r}") from exc
 
     async def timers_loop(self, stop: asyncio.Event) -> None:
         """Operator requests and due timers, every poll interval."""
