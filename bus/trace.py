@@ -4,7 +4,9 @@ Every message of a process carries its ``correlationid``; each emitted one names
 message that caused it in ``causationid``. :func:`build_tree` (pure) turns the hops of
 one correlation id into a tree; :func:`render` draws it with the time each hop took
 after its cause; :func:`read_hops` reads topics from the beginning and keeps the hops of
-one correlation id. A dead letter (same id, on a ``.dlq`` topic, ``bus_dlq_*`` headers)
+one correlation id, and the message that started the process when it has a correlation id
+of its own (a saga's trigger: ``bus trace onboarding:e-1`` shows the hire, then every
+command and reply). A dead letter (same id, on a ``.dlq`` topic, ``bus_dlq_*`` headers)
 marks the hop it failed instead of appearing twice.
 
 Example::
@@ -21,6 +23,7 @@ from datetime import datetime
 
 from bus.codec import decode
 from bus.dead_letters import HEADER_PREFIX
+from bus.envelope import Envelope
 from bus.errors import RecordError
 from bus.record import Record
 from bus.transports.base import Transport
@@ -59,6 +62,10 @@ def hop_of(record: Record, correlation_id: str) -> Hop | None:
         return None
     if (env.correlationid or env.id) != correlation_id:
         return None
+    return _hop(record, env)
+
+
+def _hop(record: Record, env: Envelope) -> Hop:
     dlq = {k[len(HEADER_PREFIX) :]: v.decode(errors="replace") for k, v in record.headers if k.startswith(HEADER_PREFIX)}  # fmt: skip
     note = None
     if dlq:
@@ -146,6 +153,9 @@ async def read_hops(
     consumer = transport.consumer(topics, group=None, offset_reset="earliest")
     await consumer.start()
     hops: list[Hop] = []
+    #: Messages that start a process of their own: one may have caused this one (a saga's
+    #: trigger, whose commands carry the saga id as their correlation id).
+    starters: dict[str, Hop] = {}
     try:
         quiet = 0
         while quiet < idle_fetches:
@@ -153,9 +163,17 @@ async def read_hops(
             quiet = 0 if batches else quiet + 1
             for records in batches.values():
                 for record in records:
-                    hop = hop_of(record, correlation_id)
-                    if hop is not None:
-                        hops.append(hop)
+                    try:
+                        env = decode(record.headers, record.value)
+                    except RecordError:
+                        continue
+                    correlation = env.correlationid or env.id
+                    if correlation == correlation_id:
+                        hops.append(_hop(record, env))
+                    elif correlation == env.id and env.id not in starters:
+                        starters[env.id] = _hop(record, env)
     finally:
         await consumer.stop()
-    return hops
+    ids = {h.id for h in hops}
+    causes = {h.causationid for h in hops if h.causationid and h.causationid not in ids}
+    return [starters[c] for c in sorted(causes) if c in starters] + hops

@@ -38,8 +38,10 @@ from bus import (
     ConfigError,
     HttpServer,
     Readiness,
+    Runner,
     TopicSpec,
     Transport,
+    dead_letter_topic,
     new_id,
     tune_gc,
     utc_now,
@@ -326,6 +328,8 @@ def _graph(args: argparse.Namespace, config: BusConfig) -> int:
 
 
 def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportFactory) -> int:
+    """The coordinator's app on a :class:`bus.Runner`: one consume loop (the Worker's),
+    graceful shutdown on SIGTERM/SIGINT, lag metrics, ``/metrics``, ``/readyz``."""
     from sagas.coordinator import Coordinator
     from sagas.metrics import default_saga_metrics
     from sagas.stores.url import store_from_url
@@ -344,11 +348,21 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
         fault_point=sagas.fault_point,
         observer=observer,
         retention_s=sagas.retention_s,
+        settings=config.worker_settings(),
     )
+    # the dead-letter topics too: created on first use, a new topic's leader may not be
+    # known yet when the first dead letter and the next commands are sent
+    topics = [*coordinator.topics, *(dead_letter_topic(t) for t in coordinator.topics)]
+    specs = [TopicSpec(t, partitions=config.partitions) for t in sorted(topics)]
+    runner = Runner([coordinator.app], transport, config.worker_settings(), ensure_topics=specs)
 
     async def ready() -> Readiness:
         reachable = await transport.probe(timeout_s=2.0)
-        return Readiness(reachable, {"transport": "ok" if reachable else "no answer"})
+        checks = {"transport": "ok" if reachable else "no answer"}
+        joined = all(w.running for w in runner.workers)
+        if not joined:
+            checks[coordinator.app.name] = "not running"
+        return Readiness(reachable and joined, checks)
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -356,21 +370,17 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await store.open()
-        await transport.start()
         try:
-            specs = [TopicSpec(t, partitions=config.partitions) for t in coordinator.topics]
-            await transport.ensure_topics(specs)
             log.info("coordinator of %s on %s, store %r", catalog.names(), transport.name, store)
             if args.no_http or not config.http:
-                await coordinator.run(stop)
+                await runner.run(stop)
                 return
             port = config.http_port if args.http_port is None else args.http_port
             server = HttpServer(host=config.http_host, port=port, metrics=metrics, readiness=ready)
             async with server:
                 log.info("serving /metrics /healthz /readyz on %s", server.url)
-                await coordinator.run(stop)
+                await runner.run(stop)
         finally:
-            await transport.stop()
             await store.close()
 
     tune_gc(config.gc_young)

@@ -1,8 +1,9 @@
 """The outbox: commands stored with the saga's state, then published by the relay.
 
-:func:`outbox_entries` turns a transition's commands into records (pure: the CloudEvents
-``id`` is the command id, ``correlationid`` the saga id, ``causationid`` the message that
-caused them); the coordinator stores them in the same transaction as the state.
+:func:`~sagas.operations.outbox_entries` turns a transition's commands into records (pure:
+the CloudEvents ``id`` is the command id, ``correlationid`` the saga id, ``causationid`` the
+message that caused them, ``traceparent`` its trace); the coordinator stores them in the
+same transaction as the state.
 :class:`OutboxRelay` claims stored rows, publishes them in one batch (every send queued,
 then every acknowledgement awaited) and deletes them: at-least-once, and a re-published
 row carries the same id, so handlers' dedup drops the copy.
@@ -35,11 +36,9 @@ from bus import (
     Transport,
     dead_letter,
     dead_letter_topic,
-    envelope_for,
-    record_for,
     without_original,
 )
-from sagas.effects import Transition
+from sagas.operations import outbox_entries
 from sagas.stores.base import OutboxEntry, SagaStore, to_ms
 
 __all__ = ["FAULT_EXIT_CODE", "FAULT_POINTS", "FaultInjector", "OutboxRelay", "outbox_entries"]
@@ -101,31 +100,6 @@ def undeliverable_letter(
         attempts=1,
         now=now,
     )
-
-
-def outbox_entries(
-    transition: Transition, *, now: datetime, causation_id: str | None
-) -> tuple[OutboxEntry, ...]:
-    """The records of ``transition``'s commands, ready to store and publish."""
-    state = transition.state
-    source = f"bus://sagas/{state.name}"
-    out = []
-    for cmd in transition.commands:
-        env = envelope_for(
-            cmd.message,
-            source=source,
-            id=cmd.id,
-            time=now,
-            correlationid=state.saga_id,
-            causationid=causation_id,
-        )
-        rec = record_for(cmd.message, env)
-        out.append(
-            OutboxEntry(
-                cmd.id, state.saga_id, rec.topic, rec.key, rec.value or b"", tuple(rec.headers), now
-            )
-        )
-    return tuple(out)
 
 
 async def _acknowledged(

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -31,8 +32,10 @@ from bus import (
     MemoryTransport,
     Message,
     Publisher,
-    TestBus,
+    Runner,
     Transport,
+    VirtualClock,
+    WorkerSettings,
     decode,
 )
 from sagas.coordinator import Coordinator, SagaObserver, request_action
@@ -46,30 +49,8 @@ __all__ = ["SagaTestKit", "SentCommand", "VirtualClock"]
 
 C = TypeVar("C", bound=Command)
 
-#: Where the virtual clock starts unless told otherwise.
+#: Where the virtual clock starts unless told otherwise (bus.clock.DEFAULT_START).
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-
-
-class VirtualClock:
-    """A clock that moves only when advanced. Call it for ``now``.
-
-    >>> clock = VirtualClock(datetime(2026, 1, 1, tzinfo=UTC))
-    >>> clock.advance(timedelta(days=3)); clock().day
-    4
-    """
-
-    def __init__(self, start: datetime = DEFAULT_START) -> None:
-        if start.tzinfo is None:
-            raise ValueError("the virtual clock needs an aware datetime (tzinfo=UTC)")
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        if delta < timedelta(0):
-            raise ValueError("time does not go back: advance by a positive timedelta")
-        self.now += delta
 
 
 class SentCommand:
@@ -110,16 +91,19 @@ class SagaTestKit:
         self.clock = VirtualClock(start)
         self.catalog = Catalog(definitions)
         self.store: SagaStore = store if store is not None else MemorySagaStore()
-        self._bus = TestBus(*apps, partitions=partitions) if apps else None
-        if self._bus is not None:
-            self.broker = self._bus.broker
-            self.transport: Transport = self._bus.transport
-        else:
-            self.broker = MemoryBroker(default_partitions=partitions)
-            self.transport = MemoryTransport(self.broker)
+        self.broker = MemoryBroker(default_partitions=partitions)
+        self.transport: Transport = MemoryTransport(self.broker)
         self.coordinator = Coordinator(
             self.catalog, self.store, self.transport, clock=self.clock, observer=observer
         )
+        # One consume loop: the coordinator's batch handler is an app of the bus's runner,
+        # beside the handler apps; its lifespan tasks' work runs in line (drain).
+        fast = WorkerSettings(commit_interval_s=0.01, fetch_timeout_s=0.01)
+        self._runner = Runner(
+            [self.coordinator.build_app(background=False), *apps], self.transport, fast
+        )
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
         self.coordinator.relay.on_published = self._published
         self.publisher = Publisher(self.transport, source="bus://test", clock=self.clock)
         self._commands = {t.bus_type: t for d in self.catalog for t in d.command_types()}
@@ -127,19 +111,14 @@ class SagaTestKit:
 
     async def __aenter__(self) -> SagaTestKit:
         await self.store.open()
-        if self._bus is not None:
-            await self._bus.__aenter__()  # starts the transport and the apps
-        else:
-            await self.transport.start()
-        await self.coordinator.start()
+        self._task = asyncio.create_task(self._runner.run(self._stop))
+        await self._runner.started.wait()  # the transport, the coordinator and the apps
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.coordinator.stop()
-        if self._bus is not None:
-            await self._bus.__aexit__(*exc_info)
-        else:
-            await self.transport.stop()
+        self._stop.set()
+        if self._task is not None:
+            await self._task
         await self.store.close()
 
     # -- driving ----------------------------------------------------------------------------
@@ -153,13 +132,12 @@ class SagaTestKit:
         await self.publisher.publish(message, correlationid=saga_id)
 
     async def drain(self, *, max_rounds: int = 1000) -> None:
-        """Run until idle at the current virtual time."""
+        """Run until idle at the current virtual time: every app (the coordinator's batch
+        handler among them) idle, then requests, due timers and the outbox in line, again
+        until they find nothing to do."""
         for _ in range(max_rounds):
-            work = await self.coordinator.step(timeout_s=0)
-            if self._bus is not None:
-                await self._bus.drain()
-                work += await self.coordinator.step(timeout_s=0)
-            if not work:
+            await self._runner.wait_idle(timeout_s=30.0, poll_s=0.002)
+            if not await self.coordinator.tick():
                 return
         raise AssertionError(f"the sagas were still busy after {max_rounds} rounds")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from bus import Publisher, decode
+from bus import MemoryTransport, OutgoingRecord, Publisher, Record, decode, encode
 from bus.devbroker import DevBroker
 from bus.transports.kafka import KafkaTransport
 from handlers.hr.contracts import EmployeeHired
@@ -180,6 +180,55 @@ async def publish(broker: DevBroker, messages: Iterable[EmployeeHired]) -> None:
             await publisher.publish(m)
     finally:
         await transport.stop()
+
+
+def malformed_hires(tag: str) -> list[OutgoingRecord]:
+    """Two hires the coordinator cannot read: bytes that are no CloudEvent (value
+    ``tag:undecodable``), and a hire CloudEvent (id ``tag:invalid``) whose data misses
+    every required field."""
+    publisher = Publisher(MemoryTransport(), source="bus://crash/hr")
+    env = publisher.envelope(
+        EmployeeHired(
+            employee_id=f"{tag}-x", full_name="X", department="x", manager_email="m@x.io",
+            start_date=date(2026, 3, 2),
+        )
+    )  # fmt: skip
+    headers, value = encode(env._replace(id=f"{tag}:invalid", data=b'{"employee_id": 42}'))
+    topic = EmployeeHired.bus_topic
+    return [
+        OutgoingRecord(topic, b"x", f"{tag}:undecodable".encode(), ()),
+        OutgoingRecord(topic, b"x", value, tuple(headers)),
+    ]
+
+
+async def publish_records(broker: DevBroker, records: Iterable[OutgoingRecord]) -> None:
+    transport = KafkaTransport(kafka_test_config(broker.bootstrap_servers))
+    await transport.start()
+    try:
+        for r in records:
+            await transport.publish(r)
+    finally:
+        await transport.stop()
+
+
+async def dead_letters(broker: DevBroker, topic: str, idle_s: float = 1.5) -> list[Record]:
+    """Every record of ``topic``'s dead-letter topic (read from the start, no group)."""
+    transport = KafkaTransport(kafka_test_config(broker.bootstrap_servers))
+    await transport.start()
+    consumer = transport.consumer([f"{topic}.dlq"], group=None)
+    await consumer.start()
+    out: list[Record] = []
+    try:
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            batch = await consumer.fetch(max_records=1000, timeout_s=0.2)
+            for records in batch.values():
+                out.extend(records)
+                last = time.monotonic()
+    finally:
+        await consumer.stop()
+        await transport.stop()
+    return out
 
 
 def effects(path: Path) -> list[tuple[str, str, str, int]]:

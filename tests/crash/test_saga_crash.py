@@ -8,6 +8,9 @@ under a running coordinator that must survive it. The simulated systems run
 in their own process (tests/crash/saga_handlers.py) with a dedup store, their effects rows
 of a SQLite file written in the dedup transaction.
 
+Two malformed hires go in amid the others (bytes that are no CloudEvent, a hire whose data
+is invalid): each must be dead-lettered by the coordinator with its reason, not skipped.
+
 Pass: every saga terminal within 120 s after the last kill, with the status its hire
 calls for (none both completed and compensated); every step effect and compensation
 exactly once (per command id and per saga and type); every deadline fired; the store's
@@ -89,9 +92,13 @@ async def _run(
     kill_times: list[float] = []
     t0 = time.monotonic()
 
+    malformed = h.malformed_hires(f"sc{seed}")
+
     async def publish_spread() -> None:
         for i in range(0, len(plan), 10):
             await h.publish(broker, [p.message for p in plan[i : i + 10]])
+            if i == 10:  # amid the hires, under the kills: dead-lettered, not skipped
+                await h.publish_records(broker, malformed)
             await asyncio.sleep(max(0.0, t0 + WINDOW_S * (i + 10) / len(plan) - time.monotonic()))
 
     async def kill_at_random_moments() -> None:
@@ -130,10 +137,20 @@ async def _run(
         states = await h.sagas(store_url)
         rows = h.effects(effects_db)
         published = await h.published_commands(broker)
+        letters = await h.dead_letters(broker, "hr.events")
     finally:
         h.stop(coordinator)
         h.stop(systems)
     assert all(e is None for e in exits), f"the coordinator had died before a kill: {exits}"
+
+    # -- malformed triggers: each dead-lettered by the coordinator with its reason --------
+    by_coordinator = {
+        (r.value, dict(r.headers).get("bus_dlq_reason"))
+        for r in letters
+        if dict(r.headers).get("bus_dlq_app") == b"sagas"
+    }
+    expected = {(malformed[0].value, b"decode"), (malformed[1].value, b"invalid")}
+    assert by_coordinator >= expected, f"not dead-lettered by the coordinator: {letters}"
 
     statuses = Counter(s.status.value for s in states.values())
     h.check_outcome(plan, states, rows)

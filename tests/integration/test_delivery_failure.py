@@ -19,6 +19,7 @@ from sagas.definitions.onboarding import onboarding
 from sagas.stores import MemorySagaStore
 from sagas.testing import SagaTestKit
 from tests.integration.test_onboarding_handlers import World, hire
+from tests.waiting import wait_until
 
 
 async def test_the_saga_completes_once_the_broker_is_back_after_late_delivery_failures() -> None:
@@ -43,7 +44,10 @@ async def test_a_handler_output_whose_delivery_fails_late_is_sent_again(
     w = World()
     async with SagaTestKit(onboarding, apps=w.apps) as kit:
         await kit.publish(hire("e-2"))
-        await kit.coordinator.step(timeout_s=0)  # CreateAccount published
+        await wait_until(
+            lambda: kit.store.load("onboarding:e-2"), timeout_s=10, what="the saga started"
+        )
+        await kit.coordinator.tick()  # CreateAccount published (the kit runs no relay task)
         assert len(kit.commands(CreateAccount)) == 1
         kit.broker.fail_deliveries(count=1)  # the identity handler's reply fails late
         await kit.drain()

@@ -6,7 +6,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-PURE = ["definition", "validate", "state", "triggers", "effects", "core", "versions", "render"]
+PURE = [
+    "definition",
+    "validate",
+    "state",
+    "triggers",
+    "effects",
+    "core",
+    "versions",
+    "render",
+    "operations",
+    "observer",
+]
 FORBIDDEN = {"asyncio", "sqlite3", "aiokafka", "asyncpg", "psycopg", "time", "random", "socket", "threading", "anyio"}  # fmt: skip
 
 

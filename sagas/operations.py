@@ -1,0 +1,243 @@
+"""What one input does to one saga: the coordinator's operations as pure functions.
+
+An input is a :class:`StartSaga` (a trigger) or a :class:`DecideSaga` (a reply, an
+awaited or cancelling event, a due timer, an operator request). :func:`apply_input` turns
+the stored saga and the input into the :class:`SagaWrite` to store (state, outbox, timers)
+and an :class:`Applied` that says what changed, for the metrics and the logs. The store
+calls it inside its transaction (:data:`~sagas.stores.base.Change`), again after a revision
+conflict, so it must not have effects: it has none, and ``now`` is an input.
+
+:func:`inputs_for` routes a consumed event to the sagas it concerns (see :class:`Routes`).
+
+Example::
+
+    routes = Routes.of(catalog)
+    for saga_id, given in inputs_for(routes, envelope, message):
+        applied = apply_input(catalog, await store.load(saga_id), given, now)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bus import Envelope, Event, envelope_for, record_for
+from sagas.core import start
+from sagas.definition import SagaDefinition, Wait, awaited_by_step
+from sagas.effects import Transition
+from sagas.state import SagaState
+from sagas.stores.base import OutboxEntry, SagaWrite, StoredSaga
+from sagas.triggers import Incoming, Trigger
+from sagas.versions import Catalog, decide_versioned
+
+__all__ = [
+    "Applied",
+    "DecideSaga",
+    "Routes",
+    "SagaInput",
+    "StartSaga",
+    "apply_input",
+    "command_traceparent",
+    "inputs_for",
+    "outbox_entries",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StartSaga:
+    """A trigger of ``definition``: start its saga unless it exists."""
+
+    definition: SagaDefinition
+    message: Event
+    #: The trigger's CloudEvents id (the saga's ``trigger_id``, its commands' causation).
+    message_id: str
+    #: The trigger's W3C ``traceparent``, if it carries one: its commands join that trace.
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecideSaga:
+    """Something for an existing saga: decided by the core on its stored state."""
+
+    trigger: Trigger
+    #: The message that caused it (the commands' ``causationid``); None for timers.
+    causation_id: str | None = None
+    #: The cause's W3C ``traceparent``, if any.
+    traceparent: str | None = None
+    #: The timer that fired (deleted with the new state).
+    fired_timer: str | None = None
+    #: The operator request carried out (deleted with the new state).
+    request: str | None = None
+
+
+SagaInput = StartSaga | DecideSaga
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What :func:`apply_input` found and did."""
+
+    #: What to store; None: nothing changes (a duplicate, an unknown saga, a refused start).
+    write: SagaWrite | None = None
+    #: The state before (None: the saga was started, or does not exist).
+    before: SagaState | None = None
+    #: The core's transition (also when it changed nothing).
+    transition: Transition | None = None
+    #: A trigger refused: another trigger started the saga of that id (a re-hire).
+    refused_by: SagaState | None = None
+
+
+def apply_input(
+    catalog: Catalog, stored: StoredSaga | None, given: SagaInput, now: datetime
+) -> Applied:
+    """The write ``given`` makes to the saga ``stored`` (None: not stored) at ``now``."""
+    if isinstance(given, StartSaga):
+        return _start(stored, given, now)
+    if stored is None:
+        return Applied()
+    t = decide_versioned(catalog, stored.state, given.trigger, now)
+    if not t.changed:
+        return Applied(None, stored.state, t)
+    fired = (given.fired_timer,) if given.fired_timer else ()
+    write = SagaWrite(
+        t.state,
+        stored.revision,
+        outbox_entries(t, now=now, causation_id=given.causation_id, traceparent=given.traceparent),
+        t.timers_to_set,
+        t.timers_to_cancel + fired,
+        given.request,
+    )
+    return Applied(write, stored.state, t)
+
+
+def _start(stored: StoredSaga | None, given: StartSaga, now: datetime) -> Applied:
+    if stored is not None:
+        # The trigger came again (or another replica started it): nothing to do. Another
+        # trigger with the same correlation key (a re-hire): refused, and said so.
+        refused = stored.state if stored.state.trigger_id != given.message_id else None
+        return Applied(refused_by=refused)
+    t = start(given.definition, given.message, message_id=given.message_id, now=now)
+    outbox = outbox_entries(
+        t, now=now, causation_id=given.message_id, traceparent=given.traceparent
+    )
+    return Applied(SagaWrite(t.state, 0, outbox, t.timers_to_set, t.timers_to_cancel), None, t)
+
+
+def outbox_entries(
+    transition: Transition,
+    *,
+    now: datetime,
+    causation_id: str | None,
+    traceparent: str | None = None,
+) -> tuple[OutboxEntry, ...]:
+    """The records of ``transition``'s commands, ready to store and publish; each carries a
+    ``traceparent`` (:func:`command_traceparent`)."""
+    state = transition.state
+    source = f"bus://sagas/{state.name}"
+    out = []
+    for cmd in transition.commands:
+        env = envelope_for(
+            cmd.message,
+            source=source,
+            id=cmd.id,
+            time=now,
+            correlationid=state.saga_id,
+            causationid=causation_id,
+            traceparent=command_traceparent(state.saga_id, cmd.id, traceparent),
+        )
+        rec = record_for(cmd.message, env)
+        out.append(
+            OutboxEntry(
+                cmd.id, state.saga_id, rec.topic, rec.key, rec.value or b"", tuple(rec.headers), now
+            )
+        )
+    return tuple(out)
+
+
+def command_traceparent(saga_id: str, command_id: str, cause: str | None) -> str:
+    """The W3C ``traceparent`` of a saga command: in the trace of its cause when the cause
+    carries one (the trigger, a reply), else in a trace named after the saga, so that the
+    commands of one saga and the replies to them (handlers keep the traceparent) are one
+    trace; the span id comes from the command id, the same each time it is re-decided.
+    """
+    trace_id = _trace_id(cause) or hashlib.sha256(saga_id.encode()).hexdigest()[:32]
+    span_id = hashlib.sha256(command_id.encode()).hexdigest()[:16]
+    return f"00-{trace_id}-{span_id}-01"
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    if traceparent is None:
+        return None
+    parts = traceparent.split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
+        return None
+    return parts[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """Which sagas a message type concerns, from the catalog's definitions (computed once).
+
+    - a trigger type starts a saga of each definition it triggers (the latest version);
+    - a reply's saga id is its envelope's ``correlationid`` (commands carry it);
+    - an awaited (``Wait``) or cancelling (``cancel_on``) event names its saga by its
+      correlation key.
+    """
+
+    triggers: dict[str, list[SagaDefinition]] = field(default_factory=dict)
+    replies: set[str] = field(default_factory=set)
+    external: dict[str, list[SagaDefinition]] = field(default_factory=dict)
+    models: dict[str, type[Event]] = field(default_factory=dict)
+    names: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> Routes:
+        r = cls(names=frozenset(catalog.names()))
+        latest = {n: catalog.latest(n) for n in catalog.names()}
+        for d in catalog:
+            r.models[d.trigger.bus_type] = d.trigger
+            if d is latest[d.name]:
+                r.triggers.setdefault(d.trigger.bus_type, []).append(d)
+            outside = list(d.cancel_on)
+            for s in d.iter_steps():
+                if isinstance(s, Wait):
+                    outside += [*s.event, *s.rejected]
+            for t in outside:
+                r.models[t.bus_type] = t
+                named = r.external.setdefault(t.bus_type, [])
+                if all(x.name != d.name for x in named):
+                    named.append(d)
+            outside_types = {t.bus_type for t in outside}
+            for _, types in awaited_by_step(d):
+                for t in types:
+                    r.models[t.bus_type] = t
+                    if t.bus_type not in outside_types:
+                        r.replies.add(t.bus_type)
+        return r
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({m.bus_topic for m in self.models.values()})
+
+
+def inputs_for(routes: Routes, env: Envelope, message: Event) -> list[tuple[str, SagaInput]]:
+    """The (saga id, input) pairs one consumed event makes; at most one per saga."""
+    tp = env.traceparent
+    out: list[tuple[str, SagaInput]] = [
+        (d.saga_id_for(message), StartSaga(d, message, env.id, tp))
+        for d in routes.triggers.get(env.type, ())
+    ]
+    corr = env.correlationid
+    done: set[str] = set()
+    if env.type in routes.replies and corr and corr.split(":", 1)[0] in routes.names:
+        incoming = Incoming(env.type, env.id, corr, message, env.causationid)
+        out.append((corr, DecideSaga(incoming, env.id, tp)))
+        done.add(corr)
+    for d in routes.external.get(env.type, ()):
+        saga_id = d.saga_id_for(message)
+        if saga_id not in done:
+            incoming = Incoming(env.type, env.id, saga_id, message, env.causationid)
+            out.append((saga_id, DecideSaga(incoming, env.id, tp)))
+            done.add(saga_id)
+    return out
