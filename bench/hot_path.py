@@ -113,9 +113,7 @@ async def run(
     transport = PendingTransport()
     settings = WorkerSettings(metrics=metrics)
     worker = Worker(app, transport, settings)  # type: ignore[arg-type]  # only send is used
-    pipeline = Pipeline(
-        app, worker.outcomes, worker._completions, worker._stamp, tracing_on=False
-    )
+    pipeline = Pipeline(app, worker.outcomes, worker._completions, worker._stamp, tracing_on=False)
     tp = TopicPartition("bench.hot.in", 0)
     batch = records(n)
     placed = MODELS.placed
