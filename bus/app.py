@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 from bus.dedup.base import DedupStore
 from bus.errors import DefinitionError
+from bus.message import Message
 from bus.registry import Registry, default_registry
 from bus.retries import RetryPolicy
 from bus.retry_topics import retry_topic
@@ -128,7 +129,11 @@ class App:
 
     @overload
     def batch_handler(
-        self, *, retry: RetryPolicy | None = None, name: str | None = None
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        name: str | None = None,
+        types: Sequence[type[Message]] | None = None,
     ) -> Callable[[F], F]: ...
 
     def batch_handler(
@@ -137,6 +142,7 @@ class App:
         *,
         retry: RetryPolicy | None = None,
         name: str | None = None,
+        types: Sequence[type[Message]] | None = None,
     ) -> F | Callable[[F], F]:
         """Register ``func`` as the handler of runs of messages: a partition's consecutive
         records of the types its ``list[...]`` parameter names arrive as one list, in
@@ -147,6 +153,8 @@ class App:
         bisected, so that only the message that fails alone goes to its retry tier or the
         dead-letter topic; metrics count each message. Batch handlers take no dedup store:
         write the batch's effects in one idempotent transaction (the saga coordinator does).
+        ``types`` names the message classes when they are known only at run time (then the
+        first parameter's annotation is not read).
 
         Example::
 
@@ -156,7 +164,9 @@ class App:
         """
 
         def register(f: F) -> F:
-            routes, problems = batch_routes_for(f, retry=retry or self.retry, name=name)
+            routes, problems = batch_routes_for(
+                f, retry=retry or self.retry, name=name, types=types
+            )
             self._problems.extend(problems)
             self._add_routes(routes)
             return f

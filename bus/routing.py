@@ -16,7 +16,7 @@ import collections.abc
 import inspect
 import types
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
@@ -114,12 +114,17 @@ def route_for(
 
 
 def batch_routes_for(
-    func: HandlerFunc, *, retry: RetryPolicy, name: str | None = None
+    func: HandlerFunc,
+    *,
+    retry: RetryPolicy,
+    name: str | None = None,
+    types: Sequence[type[Message]] | None = None,
 ) -> tuple[list[Route], list[str]]:
     """The routes of a batch handler, one per message type its list parameter names.
 
     ``async def f(batch: list[A | B], ctx: BatchContext) -> list[C]`` routes A and B to
-    ``f``; consecutive records of a partition routed to it arrive together.
+    ``f``; consecutive records of a partition routed to it arrive together. ``types``
+    replaces the annotation when the classes are known only at run time.
     """
     label: str = name or str(getattr(func, "__name__", func))
     problems: list[str] = []
@@ -133,7 +138,12 @@ def batch_routes_for(
     if not params or len(params) > 2:
         return [], [*problems, f"batch handler {label} must take (batch) or (batch, ctx)"]
     annotation = hints.get(params[0].name)
-    types_, found_problems = _batch_types(annotation)
+    if types is not None:
+        types_ = [t for t in types if isinstance(t, type) and issubclass(t, Message)]
+        found_problems = not types_ or len(types_) != len(types)
+        annotation = types
+    else:
+        types_, found_problems = _batch_types(annotation)
     if found_problems:
         problems.append(
             f"batch handler {label}: annotate its first parameter as list[Message class] or "

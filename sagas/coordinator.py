@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import typing
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
@@ -190,23 +189,15 @@ class Coordinator:
         """The coordinator as an App; ``background=False``: the batch handler only (the
         test kit runs the lifespan tasks' work in line, see :meth:`tick`)."""
         app = App(self.group, source="bus://sagas")
-        app.batch_handler(name="apply_saga_inputs")(self._batch_handler())
-        if background:
-            self.tasks.add_to(app)
-        return app
+        models = [self.routes.models[t] for t in sorted(self.routes.models)]
 
-    def _batch_handler(self) -> Callable[[list[Event], BatchContext], Awaitable[None]]:
+        @app.batch_handler(name="apply_saga_inputs", types=models)
         async def apply_saga_inputs(batch: list[Event], ctx: BatchContext) -> None:
             await self.apply_events(ctx.envelopes, batch)
 
-        # The types come from the catalog, so the annotation the App reads is made here.
-        models = tuple(self.routes.models[t] for t in sorted(self.routes.models))
-        apply_saga_inputs.__annotations__ = {
-            "batch": list[typing.Union[models]],  # type: ignore[valid-type]  # noqa: UP007
-            "ctx": BatchContext,
-            "return": None,
-        }
-        return apply_saga_inputs
+        if background:
+            self.tasks.add_to(app)
+        return app
 
     # -- running ----------------------------------------------------------------------------
 

@@ -194,3 +194,21 @@ async def test_a_background_task_runs_beside_the_consume_loop_until_the_worker_s
     stop.set()
     await task
     assert events == ["started", "stopped"]
+
+
+def test_a_batch_handler_may_name_its_types_when_they_are_known_only_at_run_time() -> None:
+    app = App("it-batch-types")
+
+    @app.batch_handler(types=[Tick, Tock])
+    async def count(batch: list[Event]) -> None:
+        pass
+
+    assert {t for t, r in app.routes.items() if r.batch} == {Tick.bus_type, Tock.bus_type}
+    wrong = App("it-batch-types-wrong")
+
+    @wrong.batch_handler(types=[Tick, str])  # type: ignore[list-item]
+    async def broken(batch: list[Event]) -> None:
+        pass
+
+    with pytest.raises(DefinitionError, match="batch handler broken: annotate"):
+        wrong.validate()
