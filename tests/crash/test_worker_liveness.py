@@ -31,9 +31,8 @@ async def test_healthz_fails_once_a_worker_stopped_with_an_error() -> None:
     async with HttpServer(port=0, metrics=metrics, liveness=runner.failure) as server:
         task = asyncio.create_task(runner.run(stop))
         await wait_until(task.done, timeout_s=10, what="the runner to end")
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{server.url}/healthz") as response:
-                status, body = response.status, orjson.loads(await response.read())
+        async with aiohttp.ClientSession() as session, session.get(f"{server.url}/healthz") as r:
+            status, body = r.status, orjson.loads(await r.read())
     assert status == 503
     assert "the app's lifespan task broke" in body["stopped"]
     assert metrics.sample("bus_worker_failures_total", {"app": "failing"}) == 1
