@@ -67,7 +67,10 @@ def runner_readiness(runner: Runner, *, probe_timeout_s: float = 2.0) -> Readine
         checks["transport"] = f"{runner.transport.name} ok" if reachable else "no answer"
         ready = reachable
         for worker in runner.workers:
-            if worker.running:
+            if worker.running and worker.store_fault is not None:
+                checks[worker.app.name] = f"dedup store failing: {worker.store_fault}"
+                ready = False
+            elif worker.running:
                 checks[worker.app.name] = f"running, {len(worker.end_offsets())} partition(s)"
             else:
                 checks[worker.app.name] = "not running"
