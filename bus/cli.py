@@ -328,7 +328,10 @@ async def _serve(
     if not config.http:
         return await run
     server = HttpServer(
-        host=config.http_host, port=config.http_port, readiness=runner_readiness(runner)
+        host=config.http_host,
+        port=config.http_port,
+        readiness=runner_readiness(runner),
+        liveness=runner.failure,
     )
     async with server:
         log.info("serving /metrics /healthz /readyz on %s", server.url)
@@ -364,7 +367,12 @@ async def _run(
         )
         idle.cancel()
         stop.set()
-    await stop.wait()
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if not stop.is_set():  # a worker stopped with an error: exit, never linger looking alive
+        stopping.cancel()
+        print(f"bus: error: {runner.failure() or task.exception()!r}", file=sys.stderr)
+        return 1
     try:
         # the workers' deadline, then the runner's budget to close stores and transport
         await asyncio.wait_for(task, deadline_s + CLOSE_BUDGET_S + 5)

@@ -312,6 +312,8 @@ def _decode_with_extensions(
         raw_type = get(CONTENT_TYPE_HEADER)
         content_type = None if raw_type is None else raw_type.decode()
         for name, raw in named.items():
+            if not name.isascii():
+                _check_name(name)
             if name.startswith(_PREFIX):
                 if name[3:] not in attrs:
                     attrs[name[3:]] = raw.decode()
@@ -331,6 +333,8 @@ def _decode_slowly(headers: Headers, value: bytes | None) -> Envelope:
     name = ""
     try:
         for name, raw in headers:
+            if not name.isascii():
+                _check_name(name)
             lower = name.lower()
             if lower.startswith(_PREFIX):
                 if lower[3:] in attrs:
@@ -345,6 +349,16 @@ def _decode_slowly(headers: Headers, value: bytes | None) -> Envelope:
     if not attrs and content_type and content_type.lower().startswith("application/cloudevents"):
         return _decode_structured(content_type, value)
     return _from_attributes(attrs, content_type, value or b"")
+
+
+def _check_name(name: str) -> None:
+    """DecodeError if header ``name`` was not UTF-8 on the wire: a transport hands such a
+    name on with its bytes escaped (``surrogateescape``), which no UTF-8 text contains."""
+    try:
+        name.encode()
+    except UnicodeEncodeError as exc:
+        raw = name.encode("utf-8", "surrogateescape")
+        raise DecodeError(f"header name {raw[:100]!r} is not UTF-8") from exc
 
 
 def _repeated(name: str) -> DecodeError:

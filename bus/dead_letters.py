@@ -3,6 +3,8 @@
 A record that cannot be handled (undecodable, unknown type, invalid payload, or a
 handler that kept failing) is appended to a dead-letter topic with its key, value and
 headers untouched and ``bus_dlq_*`` headers added, so it can be inspected and replayed.
+The one exception: a header name that was not UTF-8 cannot be written again by a Kafka
+client, so it is written escaped and its bytes kept in ``bus_dlq_raw_header_names``.
 Pure: the caller sends the returned record.
 
 Example::
@@ -18,10 +20,12 @@ from datetime import datetime
 
 from bus.codec import format_time
 from bus.record import OutgoingRecord, Record
+from bus.types import Headers
 
 __all__ = [
     "DROPPED_HEADER",
     "HEADER_PREFIX",
+    "RAW_NAMES_HEADER",
     "REASONS",
     "dead_letter",
     "dead_letter_topic",
@@ -43,6 +47,10 @@ REASONS = (
 )
 #: Set on a dead letter that had to leave out parts of the original to fit the size limit.
 DROPPED_HEADER = HEADER_PREFIX + "dropped"
+#: Set on a dead letter of a record whose header names were not all UTF-8: those names
+#: are written as text with ``\xNN`` escapes, and their bytes kept here as space-separated
+#: ``index:hex`` pairs (the header's position among the original headers).
+RAW_NAMES_HEADER = HEADER_PREFIX + "raw_header_names"
 _MAX_ERROR_TEXT = 2000
 
 
@@ -93,9 +101,31 @@ def dead_letter(
     extra = reason_headers(
         record, reason=reason, error=error, app=app, handler=handler, attempts=attempts, now=now
     )
+    headers = record.headers
+    if not all(name.isascii() for name, _ in headers):
+        headers, raw_names = _writable(headers)
+        if raw_names:
+            extra.append((RAW_NAMES_HEADER, raw_names))
     return OutgoingRecord(
-        topic=topic, key=record.key, value=record.value, headers=(*record.headers, *extra)
+        topic=topic, key=record.key, value=record.value, headers=(*headers, *extra)
     )
+
+
+def _writable(headers: Headers) -> tuple[list[tuple[str, bytes]], bytes]:
+    """``headers`` with every name that was not UTF-8 on the wire (escaped by the
+    transport, see :mod:`bus.transports.kafka_raw`) written as text, its bytes as
+    ``\\xNN``; and the original names of those, as ``index:hex`` pairs (b"" if none)."""
+    out: list[tuple[str, bytes]] = []
+    raw_names: list[str] = []
+    for i, (name, value) in enumerate(headers):
+        try:
+            name.encode()
+        except UnicodeEncodeError:
+            raw = name.encode("utf-8", "surrogateescape")
+            raw_names.append(f"{i}:{raw.hex()}")
+            name = raw.decode("utf-8", "backslashreplace")
+        out.append((name, value))
+    return out, " ".join(raw_names).encode()
 
 
 def without_original(out: OutgoingRecord, *, headers_too: bool = False) -> OutgoingRecord:

@@ -3,7 +3,8 @@
 - ``/metrics``: every metric of :mod:`bus.metrics`, Prometheus text format.
 - ``/healthz``: the event loop is responsive: 200 while a heartbeat task on the loop keeps
   waking up on time, 503 when it is, or last woke up, ``unhealthy_after_s`` late (a
-  handler that blocks the loop). Restart the process when it fails; a loop blocked for
+  handler that blocks the loop), or when ``liveness`` names a worker that stopped with an
+  error (``Runner.failure``). Restart the process when it fails; a loop blocked for
   good cannot answer at all, which the probe's timeout catches.
 - ``/readyz``: the process can do its work: 200 when the transport answers a probe and
   every worker joined its group; 503 otherwise. Take the process out of rotation, do not
@@ -66,7 +67,10 @@ def runner_readiness(runner: Runner, *, probe_timeout_s: float = 2.0) -> Readine
         checks["transport"] = f"{runner.transport.name} ok" if reachable else "no answer"
         ready = reachable
         for worker in runner.workers:
-            if worker.running:
+            if worker.running and worker.store_fault is not None:
+                checks[worker.app.name] = f"dedup store failing: {worker.store_fault}"
+                ready = False
+            elif worker.running:
                 checks[worker.app.name] = f"running, {len(worker.end_offsets())} partition(s)"
             else:
                 checks[worker.app.name] = "not running"
@@ -89,6 +93,7 @@ class HttpServer:
         port: int = 9400,
         metrics: Metrics | None = None,
         readiness: ReadinessCheck = _always_ready,
+        liveness: Callable[[], str | None] = lambda: None,
         heartbeat_interval_s: float = 0.25,
         unhealthy_after_s: float = 10.0,
     ) -> None:
@@ -96,6 +101,8 @@ class HttpServer:
         self.metrics = metrics or default_metrics()
         self._requested_port = port
         self._readiness = readiness
+        #: Why the process cannot do its work any more (a worker stopped), or None.
+        self._liveness = liveness
         self._interval_s = heartbeat_interval_s
         self._unhealthy_after_s = unhealthy_after_s
         self._last_beat = time.monotonic()
@@ -157,11 +164,13 @@ class HttpServer:
         beating = self._heartbeat is not None and not self._heartbeat.done()
         # late now (silent) or late at its last wake-up (lag): both mean a starved loop
         lag_s = self.metrics.event_loop_lag_s
-        healthy = beating and max(silent_s, lag_s) < self._unhealthy_after_s
+        stopped = self._liveness()
+        healthy = beating and max(silent_s, lag_s) < self._unhealthy_after_s and stopped is None
         body = {
             "healthy": healthy,
             "event_loop_lag_s": round(lag_s, 6),
             "last_heartbeat_s_ago": round(silent_s, 3),
+            "stopped": stopped,
         }
         return _json(body, 200 if healthy else 503)
 

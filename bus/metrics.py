@@ -160,6 +160,12 @@ CATALOG: tuple[MetricSpec, ...] = (
     _spec("bus_publish_duration_seconds", "histogram", "app",
           "Time to hand one handled record's outputs to the transport (memory: appended and "
           "acknowledged; Kafka: queued in the producer, acknowledged before the commit)."),
+    _spec("bus_worker_failures_total", "counter", "app",
+          "Workers that stopped with an error (their partitions are no longer consumed by "
+          "this process; /healthz fails until it restarts)."),
+    _spec("bus_store_faults_total", "counter", "app handler",
+          "Failures of bus's own dedup store (not the handler's): the record is kept, "
+          "retried with backoff and never dead-lettered for it; /readyz is 503 meanwhile."),
     _spec("bus_event_loop_lag_seconds", "gauge", "",
           "How late the HTTP server's heartbeat woke up last (a blocked loop raises it)."),
 )  # fmt: skip
@@ -282,6 +288,8 @@ class Metrics:
         self._dead_letters: dict[tuple[str, str, str], int] = {}
         self._errors: dict[tuple[str, str, str], int] = {}
         self._retries: dict[tuple[str, str], int] = {}
+        self._worker_failures: dict[str, int] = {}
+        self._store_faults: dict[tuple[str, str], int] = {}
         #: Metrics defined by packages on top of bus: name -> (spec, buckets), collector.
         self._defined: dict[str, tuple[tuple[MetricSpec, tuple[float, ...]], _Defined]] = {}
         #: Set by the HTTP server's heartbeat.
@@ -307,9 +315,11 @@ class Metrics:
         Why: Prometheus cannot see an increase of a series whose first sample is already
         above zero, so an alert on the first dead letter needs the series at 0 first.
         """
+        self._worker_failures.setdefault(app, 0)
         for topic, handler in routes:
             self.handler_stats(app, topic, handler)
             self._retries.setdefault((app, handler), 0)
+            self._store_faults.setdefault((app, handler), 0)
             for reason in DEAD_LETTER_REASONS:
                 self._dead_letters.setdefault((app, topic, reason), 0)
 
@@ -322,6 +332,14 @@ class Metrics:
         """A handler try failed with ``error`` (counted by its class name)."""
         key = (app, handler, type(error).__name__)
         self._errors[key] = self._errors.get(key, 0) + 1
+
+    def worker_failed(self, app: str) -> None:
+        """The worker of ``app`` stopped with an error."""
+        self._worker_failures[app] = self._worker_failures.get(app, 0) + 1
+
+    def store_fault(self, app: str, handler: str) -> None:
+        """A dedup store operation for ``handler`` failed (the record is retried)."""
+        self._store_faults[(app, handler)] = self._store_faults.get((app, handler), 0) + 1
 
     def handler_retry(self, app: str, handler: str) -> None:
         self._retries[(app, handler)] = self._retries.get((app, handler), 0) + 1
@@ -452,6 +470,12 @@ class Metrics:
         dead = _counter("bus_messages_dead_lettered_total")
         for labels, n in self._dead_letters.items():
             dead.add_metric(list(labels), n)
+        failures = _counter("bus_worker_failures_total")
+        for app, n in self._worker_failures.items():
+            failures.add_metric([app], n)
+        faults = _counter("bus_store_faults_total")
+        for (app, handler), n in self._store_faults.items():
+            faults.add_metric([app, handler], n)
         in_flight = _gauge("bus_messages_in_flight")
         lag = _gauge("bus_consumer_lag")
         for worker in self._watched:
@@ -464,7 +488,7 @@ class Metrics:
         loop = _gauge("bus_event_loop_lag_seconds")
         loop.add_metric([], self.event_loop_lag_s)
         yield from (consumed, produced, duration, publish_family, errors, retries, dead)
-        yield from (in_flight, lag, loop)
+        yield from (failures, faults, in_flight, lag, loop)
 
 
 class _HotPathCollector(Collector):

@@ -37,7 +37,7 @@ from bus.batches import Batches, Settlement
 from bus.clock import Sleep
 from bus.codec import decode, plain_envelope, plain_headers
 from bus.context import Context
-from bus.dedup.completions import Completions
+from bus.dedup.completions import Completions, StoreFaultError
 from bus.envelope import Envelope
 from bus.errors import BusError, DuplicateMessageError, RecordError, UnknownTypeError
 from bus.message import Message
@@ -256,21 +256,28 @@ class Pipeline:
         self, record: Record, tp: TopicPartition, env: Envelope, route: Route, message: Message
     ) -> tuple[Settlement, ...]:
         """A record with its Envelope (a handler that takes a Context, has dedup, or runs
-        in a span): its outputs for the tail, or nothing when it ended otherwise."""
-        if route.dedup is not None:
-            done = await self.completions.done_before(route, env)
-            if done is not None:
-                await self.completions.already_done(record, route, done)
-                return ()
-        ctx = Context(env, record, app=self.app.name, handler=route.name)
-        started = time.perf_counter()
+        in a span): its outputs for the tail, or nothing when it ended otherwise.
+
+        A :class:`StoreFaultError` (the dedup store failed, not the handler) leaves with
+        ``record`` on it: the worker puts it back and holds the lane."""
         try:
-            records = await self._try(route, message, ctx)  # the happy path: one plain call
-        except Exception as first:
-            failed = await self._after_first_try(record, tp, env, route, message, ctx, first)
-            if failed is None:
-                return ()
-            records = failed
+            if route.dedup is not None:
+                done = await self.completions.done_before(route, env)
+                if done is not None:
+                    await self.completions.already_done(record, route, done)
+                    return ()
+            ctx = Context(env, record, app=self.app.name, handler=route.name)
+            started = time.perf_counter()
+            try:
+                records = await self._try(route, message, ctx)  # the happy path: one plain call
+            except Exception as first:
+                failed = await self._after_first_try(record, tp, env, route, message, ctx, first)
+                if failed is None:
+                    return ()
+                records = failed
+        except StoreFaultError as fault:
+            fault.record = record
+            raise
         return ((record, (), records, started),)
 
     async def _after_first_try(
@@ -284,6 +291,8 @@ class Pipeline:
         first: Exception,
     ) -> list[OutgoingRecord] | None:
         """The outputs of a later try, or None: delayed, dead-lettered or a lost race."""
+        if isinstance(first, StoreFaultError):
+            raise first  # not the handler's failure: no retries, no dead letter
         if isinstance(first, DuplicateMessageError):
             await self.completions.lost_race(record, route, env)
             return None
@@ -301,6 +310,8 @@ class Pipeline:
             )
             return outputs
         except RetriesExhaustedError as failed:
+            if isinstance(failed.error, StoreFaultError):
+                raise failed.error from None
             if isinstance(failed.error, DuplicateMessageError):
                 await self.completions.lost_race(record, route, env)
             else:

@@ -89,6 +89,8 @@ class Runner:
         )
         self.clock = clock
         self.started = asyncio.Event()
+        #: App name -> the error its worker stopped with.
+        self.failures: dict[str, str] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every worker until ``stop`` is set; the transport lives as long as this call."""
@@ -101,13 +103,31 @@ class Runner:
                 await self.transport.ensure_topics(self.ensure_topics)
             async with asyncio.TaskGroup() as tg:
                 for worker in self.workers:
-                    tg.create_task(worker.run(stop), name=f"worker-{worker.app.name}")
+                    tg.create_task(self._run_worker(worker, stop), name=f"worker-{worker.app.name}")
                 tg.create_task(self._watch_transport(stop), name="transport-watch")
                 if self.dedup_retention_s > 0 and stores:
                     tg.create_task(self._purge_dedup(stores, stop), name="dedup-purge")
                 self.started.set()
         finally:
             await self._close(stores)
+
+    async def _run_worker(self, worker: Worker, stop: asyncio.Event) -> None:
+        try:
+            await worker.run(stop)
+        except Exception as exc:
+            # the task group then stops the other workers and run() raises; until the
+            # process exits, /healthz reads this (a stopped worker must never look alive)
+            self.failures[worker.app.name] = _describe(exc)
+            if worker.metrics is not None:
+                worker.metrics.worker_failed(worker.app.name)
+            log.error("app %s stopped with an error: %s", worker.app.name, _describe(exc))
+            raise
+
+    def failure(self) -> str | None:
+        """Why a worker stopped with an error (None: none did); ``/healthz`` reads it."""
+        if not self.failures:
+            return None
+        return "; ".join(f"app {app}: {why}" for app, why in sorted(self.failures.items()))
 
     async def _close(self, stores: Iterable[DedupStore[Any]]) -> None:
         """Close the stores and stop the transport within :data:`CLOSE_BUDGET_S`.
@@ -194,6 +214,13 @@ class Runner:
                 raise TimeoutError(f"apps still busy after {timeout_s}s")
             await asyncio.sleep(poll_s)
             streak = streak + 1 if self.idle(sleeping_is_idle=sleeping_is_idle) else 0
+
+
+def _describe(exc: BaseException) -> str:
+    """The errors inside ``exc`` (task groups wrap them), as ``Type: message`` lines."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

@@ -17,6 +17,9 @@ At-least-once: an offset is committed only once its handler finished and everyth
 emitted (or its dead letter) was acknowledged. A failed send is sent again (same record,
 same id: downstream deduplication recognises it) before its offset can be committed.
 
+A dedup store that fails (bus's own infrastructure, not the handler) holds the lane: the
+record stays at its head and is tried again with backoff; nothing is dead-lettered for it.
+
 Shutdown (``stop`` set): stop fetching, finish the record each lane is on, drop records
 buffered but not started (they are redelivered from the committed offset), wait for the
 acks, commit, leave the group; everything within ``shutdown_deadline_s``.
@@ -36,7 +39,7 @@ from bus import tracing
 from bus.app import App
 from bus.clock import Sleep
 from bus.commits import Committer
-from bus.dedup.completions import Completions
+from bus.dedup.completions import Completions, StoreFaultError
 from bus.errors import CommitFailedError
 from bus.ids import new_id
 from bus.metrics import Metrics, default_metrics
@@ -52,6 +55,10 @@ from bus.types import OffsetReset, Stamp
 __all__ = ["Worker", "WorkerSettings", "WorkerStats"]
 
 log = logging.getLogger("bus.worker")
+
+#: Backoff of a lane whose dedup store fails: first wait, doubled up to the longest.
+STORE_RETRY_FIRST_S = 0.1
+STORE_RETRY_MAX_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +155,8 @@ class Worker:
         self._background: list[asyncio.Task[None]] = []
         self._tasks_stop = asyncio.Event()
         self._last_fetch_empty = False
+        #: Lanes held because their dedup store fails: (why, current backoff in seconds).
+        self._store_faults: dict[TopicPartition, tuple[str, float]] = {}
         #: Set once shutdown starts: partitions assigned from then on get no lane.
         self._leaving = False
         self.running = False
@@ -378,23 +387,58 @@ class Worker:
         while True:
             while not lane.buffer:
                 if lane.closing:
+                    self._store_faults.pop(lane.tp, None)
                     return
                 lane.wake.clear()
                 await lane.wake.wait()
             if lane.retry and not await self._wait_until_due(lane):
                 continue
+            fault: StoreFaultError | None = None
             async with self._slots:
                 lane.turn = True
                 try:
                     await pipeline.process(lane.buffer, lane.tp, limit)
+                except StoreFaultError as exc:
+                    fault = exc
                 finally:
                     lane.turn = False
+            if fault is not None:
+                await self._hold_lane(lane, fault)
+                continue
+            if lane.tp in self._store_faults:
+                self._store_faults.pop(lane.tp)
+                log.info("app %s: dedup store answers again; %s[%d] goes on", self.app.name,
+                         lane.tp.topic, lane.tp.partition)  # fmt: skip
             self._tracker.settle(lane.tp)  # release what is acknowledged already
             if lane.paused and len(lane.buffer) < s.max_buffered_per_partition // 2:
                 lane.paused = False
                 if self._consumer is not None and not lane.closing:
                     self._consumer.resume([lane.tp])
             await asyncio.sleep(0)  # let other lanes and the fetch loop run
+
+    async def _hold_lane(self, lane: _Lane, fault: StoreFaultError) -> None:
+        """The dedup store failed on the lane's head record: keep it at the head and wait
+        (exponential backoff, up to :data:`STORE_RETRY_MAX_S`) before trying it again.
+        Nothing is dead-lettered for it; :attr:`store_fault` makes ``/readyz`` 503."""
+        if fault.record is not None and not lane.closing:
+            lane.buffer.appendleft(fault.record)
+        held = self._store_faults.get(lane.tp)
+        delay_s = STORE_RETRY_FIRST_S if held is None else min(held[1] * 2, STORE_RETRY_MAX_S)
+        self._store_faults[lane.tp] = (str(fault.error), delay_s)
+        if self.metrics is not None:
+            self.metrics.store_fault(self.app.name, fault.handler)
+        log.warning("app %s: %s; holding %s[%d], trying again in %.1fs", self.app.name, fault,
+                    lane.tp.topic, lane.tp.partition, delay_s)  # fmt: skip
+        deadline = time.monotonic() + delay_s
+        while not lane.closing and (left_s := deadline - time.monotonic()) > 0:
+            await self._nap(lane, left_s)
+
+    @property
+    def store_fault(self) -> str | None:
+        """Why a lane is held (its dedup store fails), or None; ``/readyz`` reads it."""
+        for why, _ in self._store_faults.values():
+            return why
+        return None
 
     async def _wait_until_due(self, lane: _Lane) -> bool:
         """Wait until the head record of a retry lane is due; False if the lane changed."""
@@ -404,15 +448,19 @@ class Worker:
         wait_s = state.due_ms / 1000 - self._clock().timestamp()
         if wait_s <= 0:
             return True
+        await self._nap(lane, wait_s)
+        return False
+
+    async def _nap(self, lane: _Lane, seconds: float) -> None:
+        """Sleep (counted) until ``seconds`` pass or the lane is woken (new records, closing)."""
         lane.wake.clear()
-        due = asyncio.ensure_future(self._counted_sleep(wait_s))
-        woken = asyncio.ensure_future(lane.wake.wait())  # early, by closing
+        due = asyncio.ensure_future(self._counted_sleep(seconds))
+        woken = asyncio.ensure_future(lane.wake.wait())
         try:
             await asyncio.wait((due, woken), return_when=asyncio.FIRST_COMPLETED)
         finally:
             due.cancel()
             woken.cancel()
-        return False
 
     async def _counted_sleep(self, seconds: float) -> None:
         """``sleep``, counted: :meth:`idle` tells waiting for time from working."""

@@ -26,13 +26,13 @@ from typing import Any
 from bus.context import Context
 from bus.dedup.base import DedupEntry, DedupKey, DedupStore
 from bus.envelope import Envelope
-from bus.errors import BusError
+from bus.errors import BusError, StoreError
 from bus.outcomes import Outcomes
 from bus.record import OutgoingRecord, Record
 from bus.routing import Route
 from bus.transports.base import Delivery
 
-__all__ = ["Completions"]
+__all__ = ["Completions", "StoreFaultError"]
 
 log = logging.getLogger("bus.worker")
 
@@ -40,6 +40,22 @@ log = logging.getLogger("bus.worker")
 def key_of(route: Route, env: Envelope) -> DedupKey:
     """A message's completion key for ``route``: handler, CloudEvents source and id."""
     return DedupKey(route.name, env.source, env.id)
+
+
+class StoreFaultError(Exception):
+    """The dedup store failed in bus's own work (reading a completion, opening or committing
+    the transaction), not in the handler: the worker keeps the record, holds its lane and
+    tries again after a backoff, instead of counting a handler failure (dead letters).
+
+    Internal to the worker (it never leaves bus): ``error`` is the store's StoreError,
+    ``record`` the record to try again (set by the pipeline).
+    """
+
+    def __init__(self, error: StoreError, handler: str) -> None:
+        super().__init__(f"dedup store of {handler} failed: {error}")
+        self.error = error
+        self.handler = handler
+        self.record: Record | None = None
 
 
 class Completions:
@@ -55,7 +71,10 @@ class Completions:
     async def done_before(self, route: Route, env: Envelope) -> DedupEntry | None:
         """The completion of this message by ``route``, if its store has one."""
         assert route.dedup is not None
-        return await route.dedup.get(key_of(route, env))
+        try:
+            return await route.dedup.get(key_of(route, env))
+        except StoreError as exc:
+            raise StoreFaultError(exc, route.name) from exc
 
     async def run_in_transaction(
         self,
@@ -67,13 +86,22 @@ class Completions:
         """One try inside the store's transaction: its effect and the completion row (with
         the outputs) commit together, or not at all."""
         assert route.dedup is not None
-        async with route.dedup.transaction(key_of(route, env)) as tx:
-            ctx.use_transaction(tx)
-            try:
-                records = await attempt()
-            finally:
-                ctx.use_transaction(None)
-            tx.complete(records)
+        in_handler = False
+        try:
+            async with route.dedup.transaction(key_of(route, env)) as tx:
+                ctx.use_transaction(tx)
+                try:
+                    records = await attempt()
+                except BaseException:
+                    in_handler = True  # the handler's failure, even if it was a StoreError
+                    raise
+                finally:
+                    ctx.use_transaction(None)
+                tx.complete(records)
+        except StoreError as exc:
+            if in_handler:
+                raise
+            raise StoreFaultError(exc, route.name) from exc
         return records
 
     def track(self, route: Route, env: Envelope, acks: list[Delivery]) -> None:

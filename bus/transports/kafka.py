@@ -61,6 +61,7 @@ from bus.partitioning import partition_for_key
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
 from bus.transports.base import RebalanceListener, TopicSpec, TopicState
 from bus.transports.kafka_delivery import KafkaDelivery, send_error
+from bus.transports.kafka_raw import read_past_undecodable
 from bus.types import OffsetReset
 
 __all__ = ["KafkaConsumer", "KafkaTransport", "client_options"]
@@ -513,6 +514,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         tps = frozenset(TopicPartition(tp.topic, tp.partition) for tp in revoked)
         self.consumer._owned -= tps
+        for tp in tps:
+            self.consumer._next.pop(tp, None)
         if tps and self.consumer.listener is not None:  # the first join revokes nothing
             await self.consumer.listener.on_partitions_revoked(tps)
 
@@ -539,7 +542,10 @@ class KafkaConsumer:
         self.topics = tuple(topics)
         self.group = group
         self.listener = listener
+        self.offset_reset = offset_reset
         self._owned: frozenset[TopicPartition] = frozenset()
+        #: The offset after the last record handed on, per partition (read_past_undecodable).
+        self._next: dict[TopicPartition, int] = {}
         c = transport.config
         self._consumer = AIOKafkaConsumer(
             **client_options(c),
@@ -593,19 +599,60 @@ class KafkaConsumer:
             self.transport._mark(False, f"fetch failed: {exc}")
             await asyncio.sleep(min(timeout_s, 1.0))
             return {}
+        except UnicodeDecodeError as exc:  # a header name aiokafka cannot decode
+            return await self._read_past_undecodable(exc, timeout_s)
         # records are no proof the broker answers now (aiokafka may have fetched them
         # before it went away): only a probe's round trip marks it reachable again
         out: dict[TopicPartition, list[Record]] = {}
         for tp, messages in raw.items():
             topic, partition = tp.topic, tp.partition
+            key = TopicPartition(topic, partition)
             # aiokafka's headers are a tuple already (tuple() would hand back the same object)
-            out[TopicPartition(topic, partition)] = [
+            out[key] = [
                 _new_record(
                     Record, (topic, partition, m.offset, m.key, m.value, m.headers, m.timestamp)
                 )
                 for m in messages
             ]
+            if messages:
+                self._next[key] = messages[-1].offset + 1
         return out
+
+    async def _read_past_undecodable(
+        self, error: UnicodeDecodeError, timeout_s: float
+    ) -> dict[TopicPartition, list[Record]]:
+        """The partitions aiokafka failed on, read raw (:mod:`bus.transports.kafka_raw`):
+        their undecodable records go on to the worker (which dead-letters them as
+        ``decode``) instead of stopping it; TransportError if none can be found."""
+        config = self.transport.config
+        try:
+            found = await read_past_undecodable(
+                self._consumer,
+                self._owned,
+                self._next,
+                earliest=self.offset_reset == "earliest",
+                max_bytes=max(config.max_request_bytes, 1_048_576),
+            )
+        except TransportError as exc:
+            log.warning("kafka: a fetched record is undecodable (%s); reading it raw failed "
+                        "(%s), trying again", error, exc)  # fmt: skip
+            await asyncio.sleep(min(timeout_s, 1.0))
+            return {}
+        except ValueError as exc:  # a legacy message set: no raw reading of it here
+            raise TransportError(
+                f"kafka: aiokafka cannot decode a fetched record ({error}) and bus cannot "
+                f"read it raw ({exc}); the consumer cannot move past it"
+            ) from exc
+        if not found:
+            raise TransportError(
+                f"kafka: aiokafka cannot decode a fetched record ({error}) and no partition "
+                "of this consumer holds one bus can read raw; the consumer cannot move past it"
+            ) from error
+        for tp, records in found.items():
+            log.warning("kafka: %s[%d] holds a record aiokafka cannot decode (%s); read "
+                        "%d record(s) at %d-%d raw", tp.topic, tp.partition, error,
+                        len(records), records[0].offset, records[-1].offset)  # fmt: skip
+        return found
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if self.group is None:
@@ -634,6 +681,7 @@ class KafkaConsumer:
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self._consumer.seek(KafkaTopicPartition(*tp), offset)
+        self._next[tp] = offset
 
     def pause(self, tps: Sequence[TopicPartition]) -> None:
         # a partition revoked meanwhile has nothing left to pause or resume

@@ -51,6 +51,8 @@ def exercised() -> Metrics:
     m.handler_stats("shop", "orders", NO_HANDLER).skipped += 1
     m.handler_error("shop", "take_order", ValueError("x"))
     m.handler_retry("shop", "take_order")
+    m.worker_failed("shop")
+    m.store_fault("shop", "take_order")
     m.dead_lettered("shop", "orders", "handler_failed")
     m.committed("shop", {TopicPartition("orders", 0): 7}, 0.001)
     m.watch(_Worker())
