@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,12 +41,12 @@ from bus.commits import Committer
 from bus.dedup.completions import Completions, StoreFaultError
 from bus.errors import CommitFailedError
 from bus.ids import new_id
+from bus.lanes import Lane
 from bus.metrics import Metrics, default_metrics
 from bus.offsets import OffsetTracker
 from bus.outcomes import Outcomes, WorkerStats
 from bus.pipeline import Pipeline
-from bus.record import Record, TopicPartition
-from bus.retry_topics import retry_state
+from bus.record import TopicPartition
 from bus.stamping import stamp, time_header, utc_now
 from bus.transports.base import Consumer, Transport
 from bus.types import OffsetReset, Stamp
@@ -57,8 +56,6 @@ __all__ = ["Worker", "WorkerSettings", "WorkerStats"]
 log = logging.getLogger("bus.worker")
 
 #: Backoff of a lane whose dedup store fails: first wait, doubled up to the longest.
-STORE_RETRY_FIRST_S = 0.1
-STORE_RETRY_MAX_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,22 +80,6 @@ class WorkerSettings:
     metrics: bool = True
     #: An OpenTelemetry span per handled message, when the ``otel`` extra is installed.
     tracing: bool = True
-
-
-class _Lane:
-    __slots__ = ("buffer", "closing", "paused", "retry", "task", "tp", "turn", "wake")
-
-    def __init__(self, tp: TopicPartition, *, retry: bool) -> None:
-        self.tp = tp
-        #: A retry-topic partition: records are taken one at a time, when due.
-        self.retry = retry
-        self.buffer: deque[Record] = deque()
-        self.wake = asyncio.Event()
-        self.closing = False
-        self.paused = False
-        self.task: asyncio.Task[None] | None = None
-        #: Records of this lane are being handled (taken from the buffer, not yet tracked).
-        self.turn = False
 
 
 class Worker:
@@ -146,7 +127,7 @@ class Worker:
         )
         #: Built in run(): tracing is decided then (the application may set a provider late).
         self.pipeline: Pipeline | None = None
-        self._lanes: dict[TopicPartition, _Lane] = {}
+        self._lanes: dict[TopicPartition, Lane] = {}
         self._retry_topics = frozenset(app.retry_topics)
         self._slots = asyncio.Semaphore(self.settings.max_concurrency)
         self._consumer: Consumer | None = None
@@ -156,7 +137,6 @@ class Worker:
         self._tasks_stop = asyncio.Event()
         self._last_fetch_empty = False
         #: Lanes held because their dedup store fails: (why, current backoff in seconds).
-        self._store_faults: dict[TopicPartition, tuple[str, float]] = {}
         #: Set once shutdown starts: partitions assigned from then on get no lane.
         self._leaving = False
         self.running = False
@@ -221,7 +201,7 @@ class Worker:
         """At stop, lanes drop what they have not started at once (no wait for the fetch)."""
         await stop.wait()
         for lane in self._lanes.values():
-            _close(lane)
+            lane.close()
 
     async def _shutdown(self, consumer: Consumer) -> None:
         deadline = time.monotonic() + self.settings.shutdown_deadline_s
@@ -345,7 +325,7 @@ class Worker:
             log.debug("app %s leaving: ignoring assignment %s", self.app.name, sorted(assigned))
             return
         for tp in assigned:
-            lane = _Lane(tp, retry=tp.topic in self._retry_topics)
+            lane = Lane(tp, retry=tp.topic in self._retry_topics)
             lane.task = self._tg.create_task(
                 self._lane_loop(lane), name=f"{self.app.name}-{tp.topic}-{tp.partition}"
             )
@@ -366,10 +346,10 @@ class Worker:
             self._tracker.forget(tp)
         log.debug("app %s revoked %s", self.app.name, sorted(revoked))
 
-    async def _close_lanes(self, lanes: list[_Lane], deadline: float) -> None:
+    async def _close_lanes(self, lanes: list[Lane], deadline: float) -> None:
         tasks = []
         for lane in lanes:
-            _close(lane)
+            lane.close()
             if lane.task is not None:
                 tasks.append(lane.task)
         if not tasks:
@@ -379,7 +359,7 @@ class Worker:
             task.cancel()
 
     # -- per-partition lanes --------------------------------------------------------------
-    async def _lane_loop(self, lane: _Lane) -> None:
+    async def _lane_loop(self, lane: Lane) -> None:
         s = self.settings
         pipeline = self.pipeline
         assert pipeline is not None
@@ -387,11 +367,10 @@ class Worker:
         while True:
             while not lane.buffer:
                 if lane.closing:
-                    self._store_faults.pop(lane.tp, None)
                     return
                 lane.wake.clear()
                 await lane.wake.wait()
-            if lane.retry and not await self._wait_until_due(lane):
+            if lane.retry and not await lane.due(self._clock, self._counted_sleep):
                 continue
             fault: StoreFaultError | None = None
             async with self._slots:
@@ -405,8 +384,8 @@ class Worker:
             if fault is not None:
                 await self._hold_lane(lane, fault)
                 continue
-            if lane.tp in self._store_faults:
-                self._store_faults.pop(lane.tp)
+            if lane.held is not None:
+                lane.held = None
                 log.info("app %s: dedup store answers again; %s[%d] goes on", self.app.name,
                          lane.tp.topic, lane.tp.partition)  # fmt: skip
             self._tracker.settle(lane.tp)  # release what is acknowledged already
@@ -416,51 +395,26 @@ class Worker:
                     self._consumer.resume([lane.tp])
             await asyncio.sleep(0)  # let other lanes and the fetch loop run
 
-    async def _hold_lane(self, lane: _Lane, fault: StoreFaultError) -> None:
+    async def _hold_lane(self, lane: Lane, fault: StoreFaultError) -> None:
         """The dedup store failed on the lane's head record: keep it at the head and wait
-        (exponential backoff, up to :data:`STORE_RETRY_MAX_S`) before trying it again.
-        Nothing is dead-lettered for it; :attr:`store_fault` makes ``/readyz`` 503."""
-        if fault.record is not None and not lane.closing:
-            lane.buffer.appendleft(fault.record)
-        held = self._store_faults.get(lane.tp)
-        delay_s = STORE_RETRY_FIRST_S if held is None else min(held[1] * 2, STORE_RETRY_MAX_S)
-        self._store_faults[lane.tp] = (str(fault.error), delay_s)
+        (exponential backoff, see :meth:`Lane.hold`) before trying it again. Nothing is
+        dead-lettered for it; :attr:`store_fault` makes ``/readyz`` 503."""
+        delay_s = lane.hold(fault.record, str(fault.error))
         if self.metrics is not None:
             self.metrics.store_fault(self.app.name, fault.handler)
         log.warning("app %s: %s; holding %s[%d], trying again in %.1fs", self.app.name, fault,
                     lane.tp.topic, lane.tp.partition, delay_s)  # fmt: skip
         deadline = time.monotonic() + delay_s
         while not lane.closing and (left_s := deadline - time.monotonic()) > 0:
-            await self._nap(lane, left_s)
+            await lane.nap(self._counted_sleep, left_s)
 
     @property
     def store_fault(self) -> str | None:
         """Why a lane is held (its dedup store fails), or None; ``/readyz`` reads it."""
-        for why, _ in self._store_faults.values():
-            return why
+        for lane in self._lanes.values():
+            if lane.held is not None:
+                return lane.held[0]
         return None
-
-    async def _wait_until_due(self, lane: _Lane) -> bool:
-        """Wait until the head record of a retry lane is due; False if the lane changed."""
-        state = retry_state(lane.buffer[0])
-        if state is None:
-            return True  # not written by bus: handled as a first try
-        wait_s = state.due_ms / 1000 - self._clock().timestamp()
-        if wait_s <= 0:
-            return True
-        await self._nap(lane, wait_s)
-        return False
-
-    async def _nap(self, lane: _Lane, seconds: float) -> None:
-        """Sleep (counted) until ``seconds`` pass or the lane is woken (new records, closing)."""
-        lane.wake.clear()
-        due = asyncio.ensure_future(self._counted_sleep(seconds))
-        woken = asyncio.ensure_future(lane.wake.wait())
-        try:
-            await asyncio.wait((due, woken), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            due.cancel()
-            woken.cancel()
 
     async def _counted_sleep(self, seconds: float) -> None:
         """``sleep``, counted: :meth:`idle` tells waiting for time from working."""
@@ -469,9 +423,3 @@ class Worker:
             await self._sleep(seconds)
         finally:
             self._sleeping -= 1
-
-
-def _close(lane: _Lane) -> None:
-    lane.closing = True
-    lane.buffer.clear()
-    lane.wake.set()
