@@ -19,7 +19,7 @@ Example::
 
 from bus.app import App, BackgroundTask, UnknownTypePolicy
 from bus.codec import decode, encode
-from bus.config import BusConfig
+from bus.config import BusConfig, Secret
 from bus.context import BatchContext, Context
 from bus.dead_letters import dead_letter, dead_letter_topic, without_original
 from bus.dedup import (
@@ -54,6 +54,7 @@ from bus.errors import (
     RecordError,
     RegistryError,
     SchemaVersionError,
+    SecurityError,
     StoreError,
     TopicNotFoundError,
     TransportClosedError,
@@ -144,6 +145,8 @@ __all__ = [
     "RetryPolicy",
     "Runner",
     "SchemaVersionError",
+    "Secret",
+    "SecurityError",
     "SqliteDatabase",
     "SqliteDedupStore",
     "SqliteTransaction",

@@ -238,7 +238,8 @@ def _with_store(
 ) -> T:
     from sagas.stores.url import store_from_url
 
-    store = store_from_url(SagaConfig.from_env(store=args.store).store)
+    sagas = SagaConfig.from_env(store=args.store)
+    store = store_from_url(sagas.store, password=sagas.store_password)
 
     async def go() -> T:
         await store.open()
@@ -332,7 +333,7 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
 
     catalog = load_definitions(args.definitions)
     sagas = SagaConfig.from_env(store=args.store)
-    store = store_from_url(sagas.store)
+    store = store_from_url(sagas.store, password=sagas.store_password)
     transport = make_transport(config, args)
     observer = default_saga_metrics()
     metrics = observer.metrics
