@@ -328,7 +328,10 @@ async def _serve(
     if not config.http:
         return await run
     server = HttpServer(
-        host=config.http_host, port=config.http_port, readiness=runner_readiness(runner)
+        host=config.http_host,
+        port=config.http_port,
+        readiness=runner_readiness(runner),
+        settings=config.http_settings(),
     )
     async with server:
         log.info("serving /metrics /healthz /readyz on %s", server.url)

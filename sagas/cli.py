@@ -366,7 +366,13 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
                 await coordinator.run(stop)
                 return
             port = config.http_port if args.http_port is None else args.http_port
-            server = HttpServer(host=config.http_host, port=port, metrics=metrics, readiness=ready)
+            server = HttpServer(
+                host=config.http_host,
+                port=port,
+                metrics=metrics,
+                readiness=ready,
+                settings=config.http_settings(),
+            )
             async with server:
                 log.info("serving /metrics /healthz /readyz on %s", server.url)
                 await coordinator.run(stop)
