@@ -20,7 +20,7 @@ Example::
 from bus.app import App, BackgroundTask, UnknownTypePolicy
 from bus.clock import VirtualClock
 from bus.codec import decode, encode
-from bus.config import BusConfig
+from bus.config import BusConfig, Secret
 from bus.context import BatchContext, Context
 from bus.dead_letters import dead_letter, dead_letter_topic, without_original
 from bus.dedup import (
@@ -55,6 +55,7 @@ from bus.errors import (
     RecordError,
     RegistryError,
     SchemaVersionError,
+    SecurityError,
     StoreError,
     TopicNotFoundError,
     TransportClosedError,
@@ -145,6 +146,8 @@ __all__ = [
     "RetryPolicy",
     "Runner",
     "SchemaVersionError",
+    "Secret",
+    "SecurityError",
     "SqliteDatabase",
     "SqliteDedupStore",
     "SqliteTransaction",

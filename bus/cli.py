@@ -332,6 +332,7 @@ async def _serve(
         port=config.http_port,
         readiness=runner_readiness(runner),
         liveness=runner.failure,
+        settings=config.http_settings(),
     )
     async with server:
         log.info("serving /metrics /healthz /readyz on %s", server.url)

@@ -29,11 +29,12 @@ from typing import Any
 import orjson
 
 from bus.envelope import Envelope
-from bus.errors import DecodeError
+from bus.errors import DecodeError, PayloadInvalidError
 from bus.types import Headers
 
 __all__ = [
     "CONTENT_TYPE_HEADER",
+    "MAX_JSON_DEPTH",
     "STRUCTURED_CONTENT_TYPE",
     "binary_headers",
     "decode",
@@ -45,6 +46,10 @@ __all__ = [
 
 CONTENT_TYPE_HEADER = "content-type"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+#: Deepest JSON nesting a payload may have (the top-level object is level 1): the limit
+#: of pydantic-core's JSON parser, which every payload goes through, read or not. A deeper
+#: record is dead-lettered as ``invalid`` (tests/fuzz/test_deep_nesting.py pins it).
+MAX_JSON_DEPTH = 200
 _PREFIX = "ce_"
 _KNOWN = frozenset(
     (
@@ -434,7 +439,14 @@ def _structured_data(data: Any, data_base64: Any, content_type: Any) -> bytes:
         return b""
     if isinstance(data, str) and not _is_json(content_type):
         return data.encode()  # JSON format 3.1.2: non-JSON data is the string itself
-    return orjson.dumps(data)
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError as exc:
+        # orjson re-encodes at most 254 levels: deeper data could never validate anyway
+        raise PayloadInvalidError(
+            f"structured CloudEvent data is JSON nested more than {MAX_JSON_DEPTH} levels "
+            f"deep, the limit of payload validation ({exc})"
+        ) from exc
 
 
 def _is_json(content_type: Any) -> bool:

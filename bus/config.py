@@ -17,6 +17,10 @@ win). Values are validated once, with an error naming the variable and what it a
 | ``BUS_HTTP`` | ``true`` | serve ``/metrics``, ``/healthz``, ``/readyz`` in ``bus run`` |
 | ``BUS_HTTP_HOST`` | ``127.0.0.1`` | address they listen on (``0.0.0.0`` in a container) |
 | ``BUS_HTTP_PORT`` | ``9400`` | their port (``0``: any free port, logged at start) |
+| ``BUS_HTTP_HEADER_TIMEOUT_S`` | ``10`` | seconds a request may take from its first byte to the end of its headers |
+| ``BUS_HTTP_IDLE_TIMEOUT_S`` | ``30`` | seconds a connection may stay open without a request (keep-alive) |
+| ``BUS_HTTP_MAX_CONNECTIONS`` | ``100`` | connections served at once; more are answered 503 and closed |
+| ``BUS_HTTP_READINESS_INTERVAL_S`` | ``2`` | ``/readyz`` probes the transport at most once per this many seconds |
 | ``BUS_OTEL`` | ``true`` | OpenTelemetry spans per handled message (when the ``otel`` extra is installed) |
 | ``BUS_GC_YOUNG`` | ``50000`` | allocations between young garbage collections; ``0`` keeps Python's (``bus.gc_tuning``) |
 | ``BUS_DEDUP_RETENTION_S`` | ``604800`` | seconds ``bus run`` keeps dedup completions (7 days; ``0``: forever) |
@@ -37,6 +41,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 from bus.errors import ConfigError
+from bus.http_connections import HttpSettings
 from bus.types import OffsetReset
 from bus.worker import WorkerSettings
 
@@ -66,6 +71,16 @@ class BusConfig:
     http_host: str = "127.0.0.1"
     #: 0 = any free port (the log says which).
     http_port: int = 9400
+    #: Seconds a request may take from its first byte to the end of its headers; then the
+    #: connection is closed (a slow or stalled client holds no descriptor for long).
+    http_header_timeout_s: float = 10.0
+    #: Seconds a connection may stay open without a request (keep-alive, or never used).
+    http_idle_timeout_s: float = 30.0
+    #: Connections the HTTP server serves at once; more are answered 503 and closed.
+    http_max_connections: int = 100
+    #: ``/readyz`` answers from a transport probe at most this many seconds old: one
+    #: broker round trip per interval however often it is called.
+    http_readiness_interval_s: float = 2.0
     #: OpenTelemetry spans per handled message, when the ``otel`` extra is installed.
     otel: bool = True
     #: Allocations between young garbage collections in ``bus run`` / ``bus sagas``
@@ -104,9 +119,23 @@ class BusConfig:
             problems.append("gc_young must be 0 (Python's default) or more allocations")
         if not 0 <= self.http_port <= 65535:
             problems.append("http_port must be 0-65535 (0 = any free port)")
+        for name in ("http_header_timeout_s", "http_idle_timeout_s", "http_max_connections"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive")
+        if self.http_readiness_interval_s < 0:
+            problems.append("http_readiness_interval_s must be 0 (probe every call) or more")
         if problems:
             raise ConfigError("bad settings: " + "; ".join(problems))
         return self
+
+    def http_settings(self) -> HttpSettings:
+        """The limits of the process's HTTP server (:class:`bus.http.HttpServer`)."""
+        return HttpSettings(
+            header_timeout_s=self.http_header_timeout_s,
+            idle_timeout_s=self.http_idle_timeout_s,
+            max_connections=self.http_max_connections,
+            readiness_interval_s=self.http_readiness_interval_s,
+        )
 
     def worker_settings(self) -> WorkerSettings:
         return replace(

@@ -17,7 +17,9 @@ pydantic, sqlite) are translated once, where they enter, with ``raise ... from e
     ├── TransportError           the transport failed (retryable)
     │   ├── TopicNotFoundError   the topic does not exist and is not auto-created
     │   ├── CommitFailedError    the partition was revoked: another member owns it now
-    │   └── MessageTooLargeError the record is above the configured size limit (permanent)
+    │   ├── MessageTooLargeError the record is above the configured size limit (permanent)
+    │   └── SecurityError        the broker refused our login, or its certificate failed
+    │                            verification (permanent: fix the credentials or CA)
     ├── TransportClosedError     the transport or consumer was used after stop()
     ├── StoreError               a database (SQLite, PostgreSQL) failed (retryable)
     │   └── SchemaVersionError   the database schema is newer than this code (permanent)
@@ -49,6 +51,7 @@ __all__ = [
     "RecordError",
     "RegistryError",
     "SchemaVersionError",
+    "SecurityError",
     "StoreError",
     "TopicNotFoundError",
     "TransportClosedError",
@@ -147,6 +150,16 @@ class CommitFailedError(TransportError):
 
 class MessageTooLargeError(TransportError):
     """The record is larger than the transport's configured limit."""
+
+    retryable = False
+
+
+class SecurityError(TransportError):
+    """The broker refused the client's credentials (authentication failed) or the TLS
+    handshake failed (the broker's certificate did not verify against the CA).
+
+    Retrying cannot help: the message names the cause and the settings to fix.
+    """
 
     retryable = False
 

@@ -8,9 +8,12 @@
   good cannot answer at all, which the probe's timeout catches.
 - ``/readyz``: the process can do its work: 200 when the transport answers a probe and
   every worker joined its group; 503 otherwise. Take the process out of rotation, do not
-  restart it.
+  restart it. Answered from a cached probe: at most one transport round trip per
+  ``readiness_interval_s``, however often it is called (concurrent calls share one probe).
 
-Both health bodies are JSON saying which check failed.
+Both health bodies are JSON saying which check failed. Every connection is held to the
+limits of :mod:`bus.http_connections` (header and idle timeouts, a connection cap): this
+server is the one place they live, for whatever it serves.
 
 Example::
 
@@ -28,12 +31,14 @@ from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bus.errors import ConfigError
+from bus.http_connections import GuardedConnections, HttpSettings
 from bus.metrics import Metrics, default_metrics
 from bus.runner import Runner
 
-__all__ = ["HttpServer", "Readiness", "runner_readiness"]
+__all__ = ["CachedReadiness", "HttpServer", "HttpSettings", "Readiness", "runner_readiness"]
 
 _METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -80,6 +85,45 @@ def runner_readiness(runner: Runner, *, probe_timeout_s: float = 2.0) -> Readine
     return check
 
 
+class CachedReadiness:
+    """A readiness check run at most once per ``interval_s``; callers in between get its
+    last answer, and callers during a probe wait for that probe, not a new one.
+
+    ``probes`` counts the checks run.
+    """
+
+    def __init__(self, check: ReadinessCheck, interval_s: float) -> None:
+        self._check = check
+        self._interval_s = interval_s
+        self._last: Readiness | None = None
+        self._at = 0.0
+        self._probe: asyncio.Task[Readiness] | None = None
+        self.probes = 0
+
+    async def __call__(self) -> Readiness:
+        if self._last is not None and time.monotonic() - self._at < self._interval_s:
+            return self._last
+        if self._probe is None:
+            self._probe = asyncio.create_task(self._run(), name="http-readiness-probe")
+        # shielded: a client that hangs up must not cancel the probe the others wait on
+        return await asyncio.shield(self._probe)
+
+    async def _run(self) -> Readiness:
+        try:
+            self.probes += 1
+            result = await self._check()
+            self._last, self._at = result, time.monotonic()
+            return result
+        finally:
+            self._probe = None
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(BaseException):
+                await self._probe
+
+
 class HttpServer:
     """The endpoints above on ``host:port`` (``port=0``: any free port, see :attr:`port`).
 
@@ -96,13 +140,17 @@ class HttpServer:
         liveness: Callable[[], str | None] = lambda: None,
         heartbeat_interval_s: float = 0.25,
         unhealthy_after_s: float = 10.0,
+        settings: HttpSettings | None = None,
     ) -> None:
         self.host = host
         self.metrics = metrics or default_metrics()
+        self.settings = settings or HttpSettings()
         self._requested_port = port
-        self._readiness = readiness
+        self.readiness = CachedReadiness(readiness, self.settings.readiness_interval_s)
         #: Why the process cannot do its work any more (a worker stopped), or None.
         self._liveness = liveness
+        self._connections: GuardedConnections | None = None
+        self._server: asyncio.Server | None = None
         self._interval_s = heartbeat_interval_s
         self._unhealthy_after_s = unhealthy_after_s
         self._last_beat = time.monotonic()
@@ -114,24 +162,35 @@ class HttpServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def connections(self) -> GuardedConnections:
+        """The connections and their counters (``connections.stats``), once started."""
+        if self._connections is None:
+            raise ConfigError("the HTTP server is not started: use 'async with HttpServer(...)'")
+        return self._connections
+
     async def __aenter__(self) -> HttpServer:
-        app = web.Application()
+        app = web.Application(middlewares=[self._track_requests])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.settings.idle_timeout_s)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port)
+        assert runner.server is not None
+        connections = GuardedConnections(runner.server, self.settings)
+        loop = asyncio.get_running_loop()
         try:
-            await site.start()
+            server = await loop.create_server(
+                connections, self.host, self._requested_port, reuse_address=True
+            )
         except OSError as exc:
             await runner.cleanup()
             raise ConfigError(
                 f"cannot serve HTTP on {self.host}:{self._requested_port}: {exc.strerror}; "
                 "choose another port with --http-port / BUS_HTTP_PORT (0 = any free port)"
             ) from exc
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
+        self._runner, self._server, self._connections = runner, server, connections
+        self.port = int(server.sockets[0].getsockname()[1])
         self._last_beat = time.monotonic()
         self._heartbeat = asyncio.create_task(self._beat(), name="http-heartbeat")
         return self
@@ -141,8 +200,21 @@ class HttpServer:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
+        await self.readiness.close()
+        if self._server is not None:
+            self._server.close()  # no new connections; the runner closes the open ones
         if self._runner is not None:
             await self._runner.cleanup()
+
+    @web.middleware
+    async def _track_requests(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # headers complete: the header timer of this connection stops until its next request
+        transport = request.transport
+        self.connections.request_started(transport)
+        try:
+            return await handler(request)
+        finally:
+            self.connections.request_done(transport)
 
     async def _beat(self) -> None:
         # why a task: a blocked loop cannot answer /healthz at all; the task also reports
@@ -175,7 +247,7 @@ class HttpServer:
         return _json(body, 200 if healthy else 503)
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        result = await self._readiness()
+        result = await self.readiness()
         return _json({"ready": result.ready, "checks": result.checks}, 200 if result.ready else 503)
 
 

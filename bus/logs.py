@@ -34,7 +34,7 @@ CONTEXT_FIELDS = ("app", "handler", "message_type", "message_id", "correlation_i
 _CONNECTION_NOISE = (
     "NodeNotReadyError",
     "KafkaConnectionError",
-    "Unable connect to node",
+    "Unable connect to",  # a node, or a bootstrap server (TLS faults: the transport says)
     "Unable to update metadata",
     "Connect call failed",
     "Marking the coordinator dead",

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from bus.codec import MAX_JSON_DEPTH
 from bus.errors import ConfigError, PayloadInvalidError
 from bus.registry import Registry, default_registry
 
@@ -156,7 +157,11 @@ def describe_validation_error(model: type[Message], exc: ValidationError) -> str
     parts = []
     for err in exc.errors(include_url=False):
         where = ".".join(str(p) for p in err["loc"]) or "(payload)"
-        parts.append(f"field '{where}': {err['msg']}")
+        what = err["msg"]
+        if err["type"] == "json_invalid" and "recursion limit" in what:
+            # pydantic says "recursion limit exceeded": say which limit, and that it is ours
+            what = f"JSON nested more than {MAX_JSON_DEPTH} levels deep ({what})"
+        parts.append(f"field '{where}': {what}")
     return f"{model.bus_type} ({model.__qualname__}) is invalid: " + "; ".join(parts)
 
 

@@ -240,7 +240,8 @@ def _with_store(
 ) -> T:
     from sagas.stores.url import store_from_url
 
-    store = store_from_url(SagaConfig.from_env(store=args.store).store)
+    sagas = SagaConfig.from_env(store=args.store)
+    store = store_from_url(sagas.store, password=sagas.store_password)
 
     async def go() -> T:
         await store.open()
@@ -336,7 +337,7 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
 
     catalog = load_definitions(args.definitions)
     sagas = SagaConfig.from_env(store=args.store)
-    store = store_from_url(sagas.store)
+    store = store_from_url(sagas.store, password=sagas.store_password)
     transport = make_transport(config, args)
     observer = default_saga_metrics()
     metrics = observer.metrics
@@ -376,7 +377,13 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
                 await runner.run(stop)
                 return
             port = config.http_port if args.http_port is None else args.http_port
-            server = HttpServer(host=config.http_host, port=port, metrics=metrics, readiness=ready)
+            server = HttpServer(
+                host=config.http_host,
+                port=port,
+                metrics=metrics,
+                readiness=ready,
+                settings=config.http_settings(),
+            )
             async with server:
                 log.info("serving /metrics /healthz /readyz on %s", server.url)
                 await runner.run(stop)

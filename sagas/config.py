@@ -8,6 +8,8 @@ password).
 | variable | default | meaning |
 |---|---|---|
 | ``BUS_SAGA_STORE`` | ``sqlite:sagas.db`` | saga store: ``sqlite:PATH``, ``postgresql://...`` or ``memory`` |
+| ``BUS_SAGA_STORE_PASSWORD`` | - | password of a ``postgresql://`` store, so the URL need not hold it |
+| ``BUS_SAGA_STORE_PASSWORD_FILE`` | - | or a file holding it (its first line), e.g. a mounted secret |
 | ``BUS_SAGA_RETENTION_S`` | ``0`` | seconds ``bus sagas run`` keeps ended sagas (``0``: forever) |
 | ``BUS_FAULT_POINT`` | - | crash tests only: end the process at this point of the saga outbox relay |
 
@@ -23,7 +25,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bus import ConfigError
+from bus import ConfigError, Secret
 from sagas.outbox import FAULT_POINTS
 
 __all__ = ["SagaConfig"]
@@ -41,6 +43,10 @@ class SagaConfig:
     #: Where ``bus sagas ...`` keeps saga state (``sqlite:PATH``, ``postgresql://...``,
     #: ``memory``); may hold a password, so it is never logged.
     store: str = "sqlite:sagas.db"
+    #: Password of a ``postgresql://`` store, kept out of its URL: a flag shows in ``ps``.
+    #: Unset: the URL's own password, else libpq's ``PGPASSWORD`` / ``PGPASSFILE``
+    #: (asyncpg reads those itself).
+    store_password: Secret | None = None
     #: Seconds ``bus sagas run`` keeps ended sagas (completed, compensated, failed,
     #: cancelled) after their last update, purging older ones hourly; 0 (the default)
     #: keeps them. Keep it above the trigger topics' retention: a trigger delivered again
@@ -73,6 +79,7 @@ class SagaConfig:
                 ) from None
         return cls(
             store=store or env.get("BUS_SAGA_STORE", defaults.store).strip(),
+            store_password=_store_password(env),
             retention_s=defaults.retention_s if retention_s is None else retention_s,
             # empty is unset: crash tests clear it with BUS_FAULT_POINT=
             fault_point=fault_point or env.get("BUS_FAULT_POINT", "").strip() or None,
@@ -93,3 +100,23 @@ class SagaConfig:
         if problems:
             raise ConfigError("bad saga settings: " + "; ".join(problems))
         return self
+
+
+def _store_password(env: Mapping[str, str]) -> Secret | None:
+    """``BUS_SAGA_STORE_PASSWORD``, or the first line of ``BUS_SAGA_STORE_PASSWORD_FILE``."""
+    password = env.get("BUS_SAGA_STORE_PASSWORD")
+    path = env.get("BUS_SAGA_STORE_PASSWORD_FILE", "").strip()
+    if password is not None and path:
+        raise ConfigError(
+            "bad environment: set BUS_SAGA_STORE_PASSWORD or BUS_SAGA_STORE_PASSWORD_FILE, not both"
+        )
+    if path:
+        try:
+            with open(path, encoding="utf-8") as file:
+                password = file.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(
+                f"bad environment: BUS_SAGA_STORE_PASSWORD_FILE: cannot read {path!r}: {why}"
+            ) from None
+    return None if password is None else Secret(password)

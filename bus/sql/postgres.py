@@ -56,6 +56,16 @@ def is_database_fault(exc: BaseException) -> bool:
     return isinstance(exc, _FAULTS)
 
 
+def _dsn_problem(exc: ValueError) -> str:
+    """What is wrong with a DSN, never echoing it: a misplaced character of a password
+    can end up in what asyncpg calls the port."""
+    if isinstance(exc, asyncpg.ClientConfigurationError):
+        return str(exc)  # asyncpg's own words name the option, e.g. an unknown sslmode
+    if "invalid literal for int()" in str(exc):
+        return "its port is not a number"
+    return "it cannot be parsed"
+
+
 class PostgresDatabase:
     """A pool of connections to one database: open, migrate, transactions."""
 
@@ -66,6 +76,7 @@ class PostgresDatabase:
         min_connections: int = 1,
         max_connections: int = 10,
         connect_timeout_s: float = 10.0,
+        password: str | None = None,
     ) -> None:
         if not 0 <= min_connections <= max_connections or max_connections < 1:
             raise ConfigError(
@@ -76,6 +87,9 @@ class PostgresDatabase:
         self.min_connections = min_connections
         self.max_connections = max_connections
         self.connect_timeout_s = connect_timeout_s
+        # Kept out of the DSN so it need not be in argv (``ps``); None: the DSN's, or
+        # libpq's PGPASSWORD / PGPASSFILE, which asyncpg reads itself.
+        self._password = password
         self._pool: Any = None
 
     def __repr__(self) -> str:
@@ -95,7 +109,10 @@ class PostgresDatabase:
         return self._pool
 
     async def open(self) -> None:
-        """Create the pool (connections opened now, so a wrong DSN fails here). Idempotent."""
+        """Create the pool (connections opened now, so a wrong DSN fails here). Idempotent.
+
+        A DSN that cannot be parsed is a :class:`ConfigError` saying "bad DSN".
+        """
         if self._pool is not None:
             return
         try:
@@ -104,7 +121,14 @@ class PostgresDatabase:
                 min_size=self.min_connections,
                 max_size=self.max_connections,
                 timeout=self.connect_timeout_s,
+                password=self._password,
             )
+        except ValueError as exc:  # asyncpg parses the DSN when it first connects
+            raise ConfigError(
+                f"bad DSN for PostgreSQL database {self._database_name()!r}: {_dsn_problem(exc)} "
+                "(expected postgresql://USER@HOST[:PORT]/DATABASE; the password may come "
+                "from the environment instead, see the README)"
+            ) from exc
         except BaseException as exc:
             if is_database_fault(exc) or isinstance(exc, asyncpg.PostgresError):
                 raise StoreError(

@@ -62,6 +62,7 @@ from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
 from bus.transports.base import RebalanceListener, TopicSpec, TopicState
 from bus.transports.kafka_delivery import KafkaDelivery, send_error
 from bus.transports.kafka_raw import read_past_undecodable
+from bus.transports.kafka_security import diagnose, login_failure
 from bus.types import OffsetReset
 
 __all__ = ["KafkaConsumer", "KafkaTransport", "client_options"]
@@ -136,10 +137,21 @@ def _connect_retrying(config: KafkaConfig, what: str) -> AsyncRetrying:
 
 
 async def _start_with_retries(client: Any, config: KafkaConfig, what: str) -> None:
+    """``client.start()``, retried while the broker is unreachable; a client that does not
+    start is stopped (aiokafka warns about an unclosed one at exit)."""
+    try:
+        await _start_retrying(client, config, what)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await client.stop()
+        raise
+
+
+async def _start_retrying(client: Any, config: KafkaConfig, what: str) -> None:
     try:
         async for attempt in _connect_retrying(config, what):
             with attempt:
-                await client.start()
+                await _start_once(client, config, what)
     except (KafkaConnectionError, KafkaTimeoutError, OSError) as exc:
         raise TransportError(
             f"kafka {what}: cannot reach {config.bootstrap_servers} after "
@@ -148,6 +160,23 @@ async def _start_with_retries(client: Any, config: KafkaConfig, what: str) -> No
         ) from exc
     except KafkaError as exc:
         raise TransportError(f"kafka {what}: start failed: {exc!r}") from exc
+
+
+async def _start_once(client: Any, config: KafkaConfig, what: str) -> None:
+    """``client.start()``; a refused login or a failed TLS handshake as a SecurityError,
+    which is not retried (:mod:`bus.transports.kafka_security`)."""
+    try:
+        await client.start()
+    except KafkaConnectionError as exc:
+        fault = await diagnose(config, what, client_options(config))
+        if fault is not None:
+            raise fault from exc
+        raise
+    except Exception as exc:
+        fault = login_failure(config, what, exc)
+        if fault is not None:
+            raise fault from exc
+        raise
 
 
 class KafkaTransport:

@@ -206,10 +206,18 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
     migrations = MIGRATIONS
 
     def __init__(
-        self, dsn: str, *, max_connections: int = 10, connect_timeout_s: float = 10.0
+        self,
+        dsn: str,
+        *,
+        max_connections: int = 10,
+        connect_timeout_s: float = 10.0,
+        password: str | None = None,
     ) -> None:
         self.database = PostgresDatabase(
-            dsn, max_connections=max_connections, connect_timeout_s=connect_timeout_s
+            dsn,
+            max_connections=max_connections,
+            connect_timeout_s=connect_timeout_s,
+            password=password,
         )
         self.states = StateCache()
 

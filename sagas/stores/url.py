@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bus import ConfigError
+from bus import ConfigError, Secret
 from sagas.stores.base import SagaStore
 from sagas.stores.memory import MemorySagaStore
 from sagas.stores.postgres import PostgresSagaStore
@@ -11,8 +11,9 @@ from sagas.stores.sqlite import SqliteSagaStore
 __all__ = ["store_from_url"]
 
 
-def store_from_url(url: str) -> SagaStore:
-    """The (unopened) store ``url`` names.
+def store_from_url(url: str, *, password: Secret | None = None) -> SagaStore:
+    """The (unopened) store ``url`` names; ``password`` is a ``postgresql://`` store's
+    (:attr:`sagas.config.SagaConfig.store_password`), if not in the URL.
 
     >>> store_from_url("sqlite:sagas.db")
     SqliteSagaStore('sagas.db')
@@ -25,7 +26,7 @@ def store_from_url(url: str) -> SagaStore:
             raise ConfigError("the saga store 'sqlite:' needs a file path, e.g. sqlite:sagas.db")
         return SqliteSagaStore(path)
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresSagaStore(url)
+        return PostgresSagaStore(url, password=None if password is None else password.reveal())
     raise ConfigError(
         f"unknown saga store {url.split('://')[0]!r}: use 'sqlite:PATH' (embedded default), "
         "'postgresql://user@host/db' or 'memory' (--store or BUS_SAGA_STORE)"

@@ -39,7 +39,7 @@ from bus import (
 )
 from bus.devbroker import DevBroker
 from bus.errors import StoreError
-from bus.http import HttpServer, runner_readiness
+from bus.http import HttpServer, HttpSettings, runner_readiness
 from bus.transports.kafka import KafkaTransport
 from tests.conftest import kafka_test_config, unique
 from tests.waiting import wait_until
@@ -121,7 +121,10 @@ async def test_a_failing_dedup_store_holds_the_lane_and_dead_letters_nothing(
     )  # fmt: skip
     stop = asyncio.Event()
     labels = {"app": app.name, "handler": "take"}
-    async with HttpServer(port=0, metrics=metrics, readiness=runner_readiness(runner)) as server:
+    # readiness probed on every call: this test is about the store fault, not the cache
+    fresh = HttpSettings(readiness_interval_s=0)
+    readiness = runner_readiness(runner)
+    async with HttpServer(port=0, metrics=metrics, readiness=readiness, settings=fresh) as server:
         task = asyncio.create_task(runner.run(stop))
         try:
             await wait_until(runner.started.is_set, timeout_s=30, what="the runner to start")

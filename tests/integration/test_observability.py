@@ -27,7 +27,7 @@ from bus import (
     decode,
 )
 from bus.devbroker import DevBroker
-from bus.http import HttpServer, runner_readiness
+from bus.http import HttpServer, HttpSettings, runner_readiness
 from bus.metrics import Metrics
 from bus.runner import Runner
 from tests.conftest import unique
@@ -130,7 +130,10 @@ async def test_http_serves_metrics_health_and_readiness_of_a_running_process() -
     metrics = Metrics()
     transport = MemoryTransport(MemoryBroker(default_partitions=1))
     runner = Runner([ticking_app()], transport, FAST, metrics=metrics)
-    async with HttpServer(port=0, metrics=metrics, readiness=runner_readiness(runner)) as server:
+    # a probe per call (no cache): this test watches readiness change from one call to the next
+    fresh = HttpSettings(readiness_interval_s=0.0)
+    ready = runner_readiness(runner)
+    async with HttpServer(port=0, metrics=metrics, readiness=ready, settings=fresh) as server:
         assert server.port != 0
         status, body = await get(f"{server.url}/readyz")
         assert status == 503, "not ready before the transport started"

@@ -19,7 +19,7 @@ PUBLIC = [
     "MetricSpec", "Metrics", "MigratedStore", "Migration", "OutgoingRecord", "PayloadInvalidError",
     "PermanentError", "PostgresDatabase", "PostgresDedupStore", "Publisher", "Readiness",
     "RebalanceListener", "Record", "RecordError", "RecordMetadata", "Registry", "RegistryError",
-    "ReplayPlan", "RetryPolicy", "Runner", "SchemaVersionError", "SqliteDatabase",
+    "ReplayPlan", "RetryPolicy", "Runner", "SchemaVersionError", "Secret", "SecurityError", "SqliteDatabase",
     "SqliteDedupStore", "SqliteTransaction", "StoreError", "TestBus", "TopicNotFoundError",
     "TopicPartition", "TopicSpec", "TopicState", "Transport", "TransportClosedError",
     "TransportError", "UnknownTypeError", "UnknownTypePolicy", "VirtualClock", "Worker",
