@@ -11,7 +11,6 @@ test module's constants).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sqlite3
@@ -19,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
@@ -215,22 +214,6 @@ def effects_from_store(state: SagaState) -> Counter[str]:
         if undo is not None:
             out[undo] += step.compensation_attempts
     return +out
-
-
-async def wait_until(
-    condition: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.25
-) -> float:
-    """Poll ``condition`` (sync or async) until truthy; the seconds it took."""
-    started = time.monotonic()
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what}: not within {timeout_s}s")
-        await asyncio.sleep(interval_s)
 
 
 async def published_commands(broker: DevBroker, idle_s: float = 1.5) -> Counter[str]:
