@@ -47,6 +47,7 @@ from bus.partitioning import partition_for_key
 from bus.record import OutgoingRecord
 from bus.transports.base import Delivery
 from bus.transports.kafka import KafkaTransport
+from tests.markers import read_to_markers
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -411,23 +412,18 @@ async def publish_paced(
 
 
 async def read_done(
-    transport: KafkaTransport, run: str, distinct: int, timeout_s: float
+    transport: KafkaTransport, run: str, timeout_s: float
 ) -> dict[tuple[str, int], set[str]]:
-    """The Done outputs: CloudEvents ids per (key, seq), reading until ``distinct`` pairs
-    arrived (or ``timeout_s``)."""
-    consumer = transport.consumer([topics(run)[1]], group=None)
-    await consumer.start()
+    """The Done outputs: CloudEvents ids per (key, seq), every copy on the topic.
+
+    Read to end markers (:func:`tests.markers.read_to_markers`): call it once the handler
+    processes are stopped, so that a late copy is counted however late it came.
+    """
     ids: dict[tuple[str, int], set[str]] = defaultdict(set)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(ids) < distinct and time.monotonic() < deadline:
-            for records in (await consumer.fetch(max_records=2000, timeout_s=0.2)).values():
-                for r in records:
-                    env = decode(r.headers, r.value)
-                    data = orjson.loads(env.data)
-                    ids[(data["key"], data["seq"])].add(env.id)
-    finally:
-        await consumer.stop()
+    for r in await read_to_markers(transport, topics(run)[1], timeout_s=timeout_s):
+        env = decode(r.headers, r.value)
+        data = orjson.loads(env.data)
+        ids[(data["key"], data["seq"])].add(env.id)
     return ids
 
 

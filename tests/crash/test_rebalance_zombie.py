@@ -112,7 +112,6 @@ async def test_members_coming_going_and_a_zombie_lose_and_double_nothing(
             interval_s=0.25,
         )
         drain_s = time.monotonic() - started_drain
-        outputs = await read_done(transport, run, size.events, timeout_s=60)
         crashed = fleet.crashed()
         zombie_pid = zombie_report.get("pid")
         if isinstance(zombie_pid, int):
@@ -127,6 +126,7 @@ async def test_members_coming_going_and_a_zombie_lose_and_double_nothing(
             )
         await fleet.wait_started()
         codes = fleet.stop_all()
+        outputs = await read_done(transport, run, timeout_s=60)
     finally:
         fleet.stop_all()
         await transport.stop()
