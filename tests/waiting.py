@@ -18,21 +18,43 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 __all__ = ["wait_until", "wait_until_blocking"]
 
 T = TypeVar("T")
 
 
+@overload
 async def wait_until(
-    observe: Callable[[], T | Awaitable[T]],
+    observe: Callable[[], Awaitable[T]],
     *,
     timeout_s: float,
     what: str,
-    until: Callable[[T], object] = bool,
+    until: Callable[[T], object] = ...,
+    interval_s: float = ...,
+) -> T: ...
+
+
+@overload
+async def wait_until(
+    observe: Callable[[], T],
+    *,
+    timeout_s: float,
+    what: str,
+    until: Callable[[T], object] = ...,
+    interval_s: float = ...,
+) -> T: ...
+
+
+async def wait_until(
+    observe: Callable[[], Any],
+    *,
+    timeout_s: float,
+    what: str,
+    until: Callable[[Any], object] = bool,
     interval_s: float = 0.05,
-) -> T:
+) -> Any:
     """Call ``observe`` (sync or async) every ``interval_s`` until ``until(value)`` holds;
     return that value. After ``timeout_s``: AssertionError naming ``what`` and the last
     value. An exception raised by ``observe`` ends the wait (a crashed process fails fast).
@@ -42,8 +64,8 @@ async def wait_until(
         value = observe()
         if inspect.isawaitable(value):
             value = await value
-        if until(value):  # type: ignore[arg-type]
-            return value  # type: ignore[return-value]
+        if until(value):
+            return value
         if time.monotonic() >= deadline:
             raise AssertionError(_timed_out(what, timeout_s, value))
         await asyncio.sleep(interval_s)
