@@ -108,7 +108,9 @@ async def test_the_relay_crashed_at_a_point_publishes_every_committed_command_on
                 all_terminal, timeout_s=120.0, what="every saga terminal", interval_s=0.5
             )
             settled_s = time.monotonic() - settling
-            await asyncio.sleep(2.0)  # late copies would show now
+            # late duplicates of replies or commands would show by then: wait until nothing
+            # is in flight any more (a count), not for a while
+            await h.wait_until_idle(broker, store_url, timeout_s=60)
         finally:
             h.stop(final)
         states = await h.sagas(store_url)

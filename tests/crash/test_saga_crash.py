@@ -130,7 +130,9 @@ async def _run(
             all_terminal, timeout_s=SETTLE_S, what="every saga terminal", interval_s=1.0
         )
         settled_s = time.monotonic() - settling
-        await asyncio.sleep(2.0)  # late duplicates of replies or commands would show now
+        # late duplicates of replies or commands would show by then: wait until nothing
+        # is in flight any more (a count), not for a while
+        await h.wait_until_idle(broker, store_url, timeout_s=60)
         states = await h.sagas(store_url)
         rows = h.effects(effects_db)
         published = await h.published_commands(broker)
