@@ -26,7 +26,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTopicPartition
 
-from bus import Publisher, decode
+from bus import Publisher, TopicPartition, decode
 from bus.devbroker import DevBroker
 from bus.transports.kafka import KafkaTransport, client_options
 from handlers.hr.contracts import EmployeeHired
@@ -256,23 +256,49 @@ class Activity:
     def idle(self) -> bool:
         return not (self.systems_behind or self.coordinator_behind or self.outbox_backlog)
 
+    def __repr__(self) -> str:  # what a timeout shows: the counts, not every partition
+        return (
+            f"Activity(records={sum(self.ends.values())}, systems_behind="
+            f"{self.systems_behind}, coordinator_behind={self.coordinator_behind}, "
+            f"outbox_backlog={self.outbox_backlog})"
+        )
+
 
 async def end_offsets(broker: DevBroker, topics: Iterable[str]) -> dict[tuple[str, int], int]:
-    """The end offset of every partition of ``topics`` that exists, now."""
-    config = kafka_test_config(broker.bootstrap_servers)
-    client = AIOKafkaConsumer(**client_options(config), group_id=None)
-    await client.start()
+    """The end offset (high watermark) of every partition of ``topics`` that exists, as
+    fetch responses give it: this broker's ListOffsets answers an offset inside the last
+    batch, below what a consumer of the whole partition commits."""
+    transport = KafkaTransport(kafka_test_config(broker.bootstrap_servers))
+    await transport.start()
     try:
-        existing = await client.topics()
+        wanted = sorted(set(topics) & set(await transport.list_topics()))
         tps = [
-            KafkaTopicPartition(topic, p)
-            for topic in sorted(set(topics) & existing)
-            for p in sorted(client.partitions_for_topic(topic) or ())
+            TopicPartition(topic, p)
+            for topic in wanted
+            for p in range(await transport.partitions_for(topic))
         ]
-        ends = await client.end_offsets(tps) if tps else {}
+        if not tps:
+            return {}
+        consumer = transport.consumer(wanted, group=None)
+        await consumer.start()
+        try:
+
+            async def known() -> dict[TopicPartition, int | None]:
+                await consumer.fetch(max_records=10_000, timeout_s=0.2)
+                return {tp: consumer.highwater(tp) for tp in tps}
+
+            ends = await wait_until(
+                known,
+                until=lambda got: None not in got.values(),
+                timeout_s=30,
+                what="every partition's high watermark",
+                interval_s=0,
+            )
+        finally:
+            await consumer.stop()
     finally:
-        await client.stop()
-    return {(tp.topic, tp.partition): end for tp, end in ends.items()}
+        await transport.stop()
+    return {(tp.topic, tp.partition): end for tp, end in ends.items() if end is not None}
 
 
 async def committed_offsets(
