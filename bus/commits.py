@@ -52,6 +52,7 @@ class Committer:
         """Re-send failed outputs, mark completions sent, commit the settled offsets (of
         ``only``, when given)."""
         o = self._outcomes
+        o.stats.commit_rounds += 1
         await self.resend_failed()
         await self._completions.mark_sent()
         offsets = o.tracker.settled()

@@ -47,7 +47,10 @@ class WorkerStats:
     duplicates: int = 0
     skipped: int = 0
     retries: int = 0
+    #: Offset commits made (a round with nothing new to commit makes none).
     commits: int = 0
+    #: Rounds of the commit loop (and commits on revoke and at stop), made or not.
+    commit_rounds: int = 0
     resent: int = 0
 
 

@@ -39,7 +39,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,6 +47,8 @@ from typing import Any, Literal
 
 import asyncpg
 import pytest
+
+from tests.waiting import wait_until_blocking
 
 DSN_VARIABLE = "BUS_TEST_POSTGRES_DSN"
 _PR_SET_PDEATHSIG = 1
@@ -190,23 +191,26 @@ class PostgresServer:
         assert self.process is not None
         assert self.root is not None
         isready = find_binary("pg_isready")
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        probe = [isready, "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+
+        def accepting() -> bool:
+            assert self.process is not None
             if self.process.poll() is not None:
                 code = self.process.returncode
                 self.process = None
                 raise PostgresUnavailableError(
                     f"postgres exited at start with code {code}: {self.log_tail()}"
                 )
-            probe = [isready, "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
-            if subprocess.run(probe, check=False).returncode == 0:
-                return
-            time.sleep(0.05)
-        self.stop(mode="immediate")
-        raise PostgresUnavailableError(
-            f"postgres did not accept connections on 127.0.0.1:{self.port} within "
-            f"{timeout_s}s: {self.log_tail()}"
-        )
+            return subprocess.run(probe, check=False).returncode == 0
+
+        try:
+            wait_until_blocking(accepting, timeout_s=timeout_s, what="postgres to accept")
+        except AssertionError:
+            self.stop(mode="immediate")
+            raise PostgresUnavailableError(
+                f"postgres did not accept connections on 127.0.0.1:{self.port} within "
+                f"{timeout_s}s: {self.log_tail()}"
+            ) from None
 
     def stop(self, mode: Literal["smart", "fast", "immediate"] = "fast") -> None:
         """Stop the server (``fast``: abort sessions, clean shutdown; ``immediate``: crash-like)."""

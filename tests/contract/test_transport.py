@@ -6,6 +6,7 @@ A backend joins by adding a factory to ``CLUSTERS`` in ``tests/conftest.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import pytest
@@ -22,6 +23,7 @@ from bus import (
     partition_for_key,
 )
 from tests.conftest import Cluster, unique
+from tests.waiting import wait_until
 
 
 class Listener:
@@ -46,12 +48,20 @@ async def make_topic(transport: Transport, partitions: int) -> str:
 async def read_all(consumer: Consumer, expected: int, timeout_s: float = 20.0) -> list[Record]:
     """Fetch until ``expected`` records arrived (fails on timeout)."""
     got: list[Record] = []
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while len(got) < expected:
-        assert asyncio.get_running_loop().time() < deadline, f"only {len(got)}/{expected} records"
-        batches = await consumer.fetch(max_records=500, timeout_s=0.2)
-        for records in batches.values():
+
+    async def fetched() -> int:
+        for records in (await consumer.fetch(max_records=500, timeout_s=0.2)).values():
             got.extend(records)
+        return len(got)
+
+    if expected:
+        await wait_until(
+            fetched,
+            until=lambda n: n >= expected,
+            timeout_s=timeout_s,
+            what=f"{expected} records",
+            interval_s=0,
+        )
     return got
 
 
@@ -62,16 +72,29 @@ async def wait_assigned(
 
     Returns the records those fetches read, so callers can count them.
     """
-    deadline = asyncio.get_running_loop().time() + timeout_s
     fetched: list[Record] = []
-    while True:
-        sets = [c.assignment() for c in consumers]
+
+    def settled(sets: list[frozenset[TopicPartition]]) -> bool:
         union = frozenset().union(*sets)
-        if len(union) == total and sum(len(s) for s in sets) == total and all(sets):
-            return fetched
-        assert asyncio.get_running_loop().time() < deadline, f"assignments never settled: {sets}"
-        results = await asyncio.gather(*(c.fetch(max_records=1, timeout_s=0.05) for c in consumers))
-        fetched.extend(r for batch in results for records in batch.values() for r in records)
+        return len(union) == total and sum(len(s) for s in sets) == total and all(sets)
+
+    async def assignments_after_a_fetch() -> list[frozenset[TopicPartition]]:
+        sets = [c.assignment() for c in consumers]
+        if not settled(sets):  # fetching drives the group protocol
+            results = await asyncio.gather(
+                *(c.fetch(max_records=1, timeout_s=0.05) for c in consumers)
+            )
+            fetched.extend(r for batch in results for records in batch.values() for r in records)
+        return sets
+
+    await wait_until(
+        assignments_after_a_fetch,
+        until=settled,
+        timeout_s=timeout_s,
+        what="assignments to settle",
+        interval_s=0,
+    )
+    return fetched
 
 
 async def publish_keyed(transport: Transport, topic: str, count: int, keys: int) -> None:
@@ -149,13 +172,17 @@ async def test_two_members_of_a_group_split_the_partitions(cluster: Cluster) -> 
     assert cb.assignment()
     await publish_keyed(a, topic, 300, keys=50)
     got: list[Record] = []
-    deadline = asyncio.get_running_loop().time() + 20
-    while len(got) < 300:
-        assert asyncio.get_running_loop().time() < deadline
+
+    async def fetched_by_both() -> int:
         for consumer in (ca, cb):
             for tp, records in (await consumer.fetch(max_records=100, timeout_s=0.05)).items():
                 assert tp in consumer.assignment()
                 got.extend(records)
+        return len(got)
+
+    await wait_until(
+        fetched_by_both, until=lambda n: n >= 300, timeout_s=20, what="300 records", interval_s=0
+    )
     assert sorted(int(r.value or b"0") for r in got) == list(range(300))
     await ca.stop()
     await cb.stop()
@@ -253,12 +280,21 @@ async def test_partitions_of_a_stopped_member_move_to_the_others_without_loss(
     got_b = await wait_assigned([cb], 4)
     # b committed nothing, so a rebalance may hand it its own records again (Kafka's eager
     # protocol resets positions to the committed offsets): count distinct records.
-    deadline = asyncio.get_running_loop().time() + 20
     values_b = {int(r.value or b"0") for r in got_b}
-    while len(values_b) < 100 - expected_a:
-        assert asyncio.get_running_loop().time() < deadline, f"only {len(values_b)} records"
-        for records in (await cb.fetch(max_records=500, timeout_s=0.2)).values():
-            values_b.update(int(r.value or b"0") for r in records)
+
+    async def distinct_values_of_b() -> int:
+        if len(values_b) < 100 - expected_a:
+            for records in (await cb.fetch(max_records=500, timeout_s=0.2)).values():
+                values_b.update(int(r.value or b"0") for r in records)
+        return len(values_b)
+
+    await wait_until(
+        distinct_values_of_b,
+        until=lambda n: n >= 100 - expected_a,
+        timeout_s=20,
+        what=f"{100 - expected_a} distinct records on b",
+        interval_s=0,
+    )
     values_a = [int(r.value or b"0") for r in got_a]
     assert sorted(values_a + sorted(values_b)) == list(range(100))
     assert not values_b & set(values_a), "records a committed were redelivered"
@@ -314,10 +350,22 @@ async def test_a_fetching_consumer_learns_the_end_of_every_partition_even_empty_
     consumer = t.consumer([topic], group=None)
     await consumer.start()
     await read_all(consumer, 5)
-    deadline = asyncio.get_running_loop().time() + 10
-    ends = {p: consumer.highwater(TopicPartition(topic, p)) for p in range(3)}
-    while None in ends.values() and asyncio.get_running_loop().time() < deadline:
-        await consumer.fetch(max_records=10, timeout_s=0.2)
+
+    async def ends_after_a_fetch() -> dict[int, int | None]:
         ends = {p: consumer.highwater(TopicPartition(topic, p)) for p in range(3)}
+        if None in ends.values():
+            await consumer.fetch(max_records=10, timeout_s=0.2)
+        return ends
+
+    # a timeout is not a failure here: the equality below says what was missing
+    with contextlib.suppress(AssertionError):
+        await wait_until(
+            ends_after_a_fetch,
+            until=lambda ends: None not in ends.values(),
+            timeout_s=10,
+            what="every partition's end offset known",
+            interval_s=0,
+        )
+    ends = {p: consumer.highwater(TopicPartition(topic, p)) for p in range(3)}
     assert ends == {0: 3, 1: 2, 2: 0}
     await consumer.stop()

@@ -48,6 +48,8 @@ from bus.record import OutgoingRecord
 from bus.stamping import utc_now
 from bus.transports.base import Delivery
 from bus.transports.kafka import KafkaTransport
+from tests.markers import read_to_markers
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEM_TYPE = "crash.effects.item.v1"
@@ -180,12 +182,17 @@ class Fleet:
     async def wait_started(self, timeout_s: float = 60.0) -> None:
         """Until every live process consumes: SIGTERM before ``bus run`` installed its
         handler would end it by the default action (exit -15), which is not a shutdown."""
-        deadline = time.monotonic() + timeout_s
-        for process in self.live:
-            while self.grep(process.pid, " consuming ") == 0:
-                assert process.poll() is None, self.log_tail(process.pid)
-                assert time.monotonic() < deadline, f"{process.pid} not consuming"
-                await asyncio.sleep(0.05)
+
+        def consuming(process: subprocess.Popen[bytes]) -> bool:
+            assert process.poll() is None, self.log_tail(process.pid)
+            return self.grep(process.pid, " consuming ") > 0
+
+        await wait_until(
+            lambda: [p.pid for p in self.live if not consuming(p)],
+            until=lambda waiting: not waiting,
+            timeout_s=timeout_s,
+            what="every handler process to consume (pids not yet consuming shown)",
+        )
 
     def stop_all(self) -> list[int]:
         for process in self.live:
@@ -309,19 +316,11 @@ class Tail:
         self.distinct = {(e.key, e.seq) for e in self.rows}
         return [e for e in self.rows if e.id not in seen]
 
-    async def wait_for(self, count: int, timeout_s: float) -> float:
-        """Seconds until ``count`` distinct (key, seq) effects exist; AssertionError after
-        ``timeout_s``."""
-        started = time.monotonic()
-        while True:
-            await self.poll()
-            if len(self.distinct) >= count:
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout_s:
-                raise AssertionError(
-                    f"only {len(self.distinct)} of {count} distinct effects after {timeout_s}s"
-                )
-            await asyncio.sleep(0.25)
+    async def distinct_count(self) -> int:
+        """Re-read every row; how many distinct (key, seq) effects exist (for
+        :func:`tests.waiting.wait_until`)."""
+        await self.poll()
+        return len(self.distinct)
 
 
 def plan(events: int, keys: int) -> list[tuple[str, int]]:
@@ -414,23 +413,18 @@ async def publish_paced(
 
 
 async def read_done(
-    transport: KafkaTransport, run: str, distinct: int, timeout_s: float
+    transport: KafkaTransport, run: str, timeout_s: float
 ) -> dict[tuple[str, int], set[str]]:
-    """The Done outputs: CloudEvents ids per (key, seq), reading until ``distinct`` pairs
-    arrived (or ``timeout_s``)."""
-    consumer = transport.consumer([topics(run)[1]], group=None)
-    await consumer.start()
+    """The Done outputs: CloudEvents ids per (key, seq), every copy on the topic.
+
+    Read to end markers (:func:`tests.markers.read_to_markers`): call it once the handler
+    processes are stopped, so that a late copy is counted however late it came.
+    """
     ids: dict[tuple[str, int], set[str]] = defaultdict(set)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(ids) < distinct and time.monotonic() < deadline:
-            for records in (await consumer.fetch(max_records=2000, timeout_s=0.2)).values():
-                for r in records:
-                    env = decode(r.headers, r.value)
-                    data = orjson.loads(env.data)
-                    ids[(data["key"], data["seq"])].add(env.id)
-    finally:
-        await consumer.stop()
+    for r in await read_to_markers(transport, topics(run)[1], timeout_s=timeout_s):
+        env = decode(r.headers, r.value)
+        data = orjson.loads(env.data)
+        ids[(data["key"], data["seq"])].add(env.id)
     return ids
 
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
 
 from bus.devbroker import DevBroker, _die_with_parent, free_port
+from tests.waiting import wait_until_blocking
 
 __all__ = ["S3Emulator", "s3_dev_broker"]
 
@@ -56,20 +56,29 @@ class S3Emulator:
         self.process = subprocess.Popen(
             self.command(), stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
         )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+
+        def answering() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(
-                    f"the S3 emulator exited at start with code {self.process.returncode}"
+                    f"the S3 emulator exited at start with code {process.returncode}"
                     + (f"; see {self.log_path}" if self.log_path else "")
                 )
             try:
                 with urllib.request.urlopen(self.endpoint + "/", timeout=0.5):
-                    return
+                    return True
             except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the S3 emulator did not answer on {self.endpoint} in {timeout_s}s")
+                return False
+
+        try:
+            wait_until_blocking(
+                answering, timeout_s=timeout_s, what="the S3 emulator to answer", interval_s=0.1
+            )
+        except AssertionError:
+            self.stop()
+            raise RuntimeError(
+                f"the S3 emulator did not answer on {self.endpoint} in {timeout_s}s"
+            ) from None
 
     def create_bucket(self, name: str) -> str:
         """Create bucket ``name`` (moto accepts unsigned requests); returns the name."""

@@ -11,23 +11,32 @@ test module's constants).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from bus import MemoryTransport, OutgoingRecord, Publisher, Record, decode, encode
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as KafkaTopicPartition
+
+from bus import (
+    MemoryTransport,
+    OutgoingRecord,
+    Publisher,
+    Record,
+    TopicPartition,
+    decode,
+    encode,
+)
 from bus.devbroker import DevBroker
-from bus.transports.kafka import KafkaTransport
+from bus.transports.kafka import KafkaTransport, client_options
 from handlers.hr.contracts import EmployeeHired
 from handlers.identity.contracts import CreateAccount, DeprovisionAccount
 from handlers.licensing.contracts import AssignLicenses, RevokeLicenses
@@ -38,7 +47,9 @@ from sagas.state import SagaState, StepStatus
 from sagas.stores.base import SagaQuery
 from sagas.stores.url import store_from_url
 from tests.conftest import kafka_test_config
+from tests.crash import saga_definitions
 from tests.crash.harness import FULL, _die_with_parent
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = "tests.crash.saga_definitions"
@@ -211,24 +222,9 @@ async def publish_records(broker: DevBroker, records: Iterable[OutgoingRecord]) 
         await transport.stop()
 
 
-async def dead_letters(broker: DevBroker, topic: str, idle_s: float = 1.5) -> list[Record]:
-    """Every record of ``topic``'s dead-letter topic (read from the start, no group)."""
-    transport = KafkaTransport(kafka_test_config(broker.bootstrap_servers))
-    await transport.start()
-    consumer = transport.consumer([f"{topic}.dlq"], group=None)
-    await consumer.start()
-    out: list[Record] = []
-    try:
-        last = time.monotonic()
-        while time.monotonic() - last < idle_s:
-            batch = await consumer.fetch(max_records=1000, timeout_s=0.2)
-            for records in batch.values():
-                out.extend(records)
-                last = time.monotonic()
-    finally:
-        await consumer.stop()
-        await transport.stop()
-    return out
+async def dead_letters(broker: DevBroker, topic: str) -> list[Record]:
+    """Every record of ``topic``'s dead-letter topic up to its end offsets at the call."""
+    return await records_to_end(broker, [f"{topic}.dlq"])
 
 
 def effects(path: Path) -> list[tuple[str, str, str, int]]:
@@ -266,25 +262,157 @@ def effects_from_store(state: SagaState) -> Counter[str]:
     return +out
 
 
-async def wait_until(
-    condition: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.25
-) -> float:
-    """Poll ``condition`` (sync or async) until truthy; the seconds it took."""
-    started = time.monotonic()
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what}: not within {timeout_s}s")
-        await asyncio.sleep(interval_s)
+#: The group of tests/crash/saga_handlers.py's app (the App's name), and what it consumes.
+SYSTEMS_GROUP = "saga-crash-systems"
+COMMAND_TYPES = (
+    CreateAccount,
+    DeprovisionAccount,
+    AssignLicenses,
+    RevokeLicenses,
+    GrantRepositoryAccess,
+    RevokeRepositoryAccess,
+    NotifyManager,
+    NotifyCancellation,
+    CreatePayrollRecord,
+)
 
 
-async def published_commands(broker: DevBroker, idle_s: float = 1.5) -> Counter[str]:
-    """How many records each command id has on the commands topics (read from the start,
-    no group, until ``idle_s`` passes without a record)."""
+#: The coordinator's consumer group (``bus sagas run``'s default).
+COORDINATOR_GROUP = "sagas"
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What could still change a saga run's outcome, at one moment."""
+
+    #: End offset per (topic, partition) of the command topics and the coordinator's topics.
+    ends: dict[tuple[str, int], int]
+    #: Records on the command topics the systems' group has not committed yet.
+    systems_behind: int
+    #: Records on its topics the coordinator's group has not committed yet.
+    coordinator_behind: int
+    #: Outbox rows not yet published.
+    outbox_backlog: int
+
+    @property
+    def idle(self) -> bool:
+        return not (self.systems_behind or self.coordinator_behind or self.outbox_backlog)
+
+    def __repr__(self) -> str:  # what a timeout shows: the counts, not every partition
+        return (
+            f"Activity(records={sum(self.ends.values())}, systems_behind="
+            f"{self.systems_behind}, coordinator_behind={self.coordinator_behind}, "
+            f"outbox_backlog={self.outbox_backlog})"
+        )
+
+
+async def end_offsets(broker: DevBroker, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """The end offset (high watermark) of every partition of ``topics`` that exists, as
+    fetch responses give it: this broker's ListOffsets answers an offset inside the last
+    batch, below what a consumer of the whole partition commits."""
+    transport = KafkaTransport(kafka_test_config(broker.bootstrap_servers))
+    await transport.start()
+    try:
+        wanted = sorted(set(topics) & set(await transport.list_topics()))
+        tps = [
+            TopicPartition(topic, p)
+            for topic in wanted
+            for p in range(await transport.partitions_for(topic))
+        ]
+        if not tps:
+            return {}
+        consumer = transport.consumer(wanted, group=None)
+        await consumer.start()
+        try:
+
+            async def known() -> dict[TopicPartition, int | None]:
+                await consumer.fetch(max_records=10_000, timeout_s=0.2)
+                return {tp: consumer.highwater(tp) for tp in tps}
+
+            ends = await wait_until(
+                known,
+                until=lambda got: None not in got.values(),
+                timeout_s=30,
+                what="every partition's high watermark",
+                interval_s=0,
+            )
+        finally:
+            await consumer.stop()
+    finally:
+        await transport.stop()
+    return {(tp.topic, tp.partition): end for tp, end in ends.items() if end is not None}
+
+
+async def committed_offsets(
+    broker: DevBroker, group: str, partitions: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """``group``'s committed offset of each partition (0: none). Asked by a consumer that
+    never subscribes, so it does not join the group (the admin's OffsetFetch is one this
+    broker answers in a form aiokafka cannot decode)."""
+    config = kafka_test_config(broker.bootstrap_servers)
+    client = AIOKafkaConsumer(**client_options(config), group_id=group, enable_auto_commit=False)
+    await client.start()
+    try:
+        return {
+            (topic, p): max(0, await client.committed(KafkaTopicPartition(topic, p)) or 0)
+            for topic, p in partitions
+        }
+    finally:
+        await client.stop()
+
+
+async def activity(broker: DevBroker, store_url: str) -> Activity:
+    """A snapshot of :class:`Activity` (committed offsets, end offsets, the outbox)."""
+    command_topics = {t.bus_topic for t in COMMAND_TYPES}
+    coordinator_topics = {t.bus_topic for t in saga_definitions.onboarding.consumed_types()}
+    ends = await end_offsets(broker, command_topics | coordinator_topics)
+
+    async def behind(group: str, topics: set[str]) -> int:
+        mine = {tp: end for tp, end in ends.items() if tp[0] in topics}
+        committed = await committed_offsets(broker, group, mine)
+        return sum(end - committed[tp] for tp, end in mine.items())
+
+    store = store_from_url(store_url)
+    await store.open()
+    try:
+        backlog = (await store.gauges()).outbox_backlog
+    finally:
+        await store.close()
+    return Activity(
+        ends=ends,
+        systems_behind=await behind(SYSTEMS_GROUP, command_topics),
+        coordinator_behind=await behind(COORDINATOR_GROUP, coordinator_topics),
+        outbox_backlog=backlog,
+    )
+
+
+async def wait_until_idle(broker: DevBroker, store_url: str, timeout_s: float) -> None:
+    """Until two snapshots in a row find nothing in flight and no record added between them:
+    every command handled, every reply consumed, the outbox empty. What a test waits for
+    instead of sleeping before it asserts that no late duplicate changed anything."""
+    snapshots: list[Activity] = []
+
+    async def last_two() -> tuple[Activity | None, Activity]:
+        snapshots.append(await activity(broker, store_url))
+        return (snapshots[-2] if len(snapshots) > 1 else None), snapshots[-1]
+
+    def settled(pair: tuple[Activity | None, Activity]) -> bool:
+        before, now = pair
+        return before is not None and before.idle and now.idle and before.ends == now.ends
+
+    await wait_until(
+        last_two,
+        until=settled,
+        timeout_s=timeout_s,
+        what="no command, reply or outbox row in flight (the last two snapshots shown)",
+        interval_s=0.5,
+    )
+
+
+async def published_commands(broker: DevBroker, timeout_s: float = 60.0) -> Counter[str]:
+    """How many records each command id has on the commands topics: every record up to
+    the end offsets at the call (read from the start, no group), not "until a quiet
+    while", so a late copy written before the call is always counted."""
     topics = sorted(
         {
             m.bus_topic
@@ -297,23 +425,42 @@ async def published_commands(broker: DevBroker, idle_s: float = 1.5) -> Counter[
             )
         }
     )
+    records = await records_to_end(broker, topics, timeout_s)
+    return Counter(decode(r.headers, r.value).id for r in records)
+
+
+async def records_to_end(
+    broker: DevBroker, topics: list[str], timeout_s: float = 60.0
+) -> list[Record]:
+    """Every record of ``topics`` up to their end offsets at the call (from the start,
+    no group)."""
+    ends = {tp: end for tp, end in (await end_offsets(broker, topics)).items() if end > 0}
     transport = KafkaTransport(kafka_test_config(broker.bootstrap_servers))
     await transport.start()
     consumer = transport.consumer(topics, group=None)
     await consumer.start()
-    seen: Counter[str] = Counter()
+    out: list[Record] = []
+    read_to: dict[tuple[str, int], int] = {}
+
+    async def partitions_left() -> int:
+        for tp, records in (await consumer.fetch(max_records=1000, timeout_s=0.2)).items():
+            out.extend(records)
+            if records:
+                read_to[(tp.topic, tp.partition)] = records[-1].offset + 1
+        return sum(1 for tp, end in ends.items() if read_to.get(tp, 0) < end)
+
     try:
-        last = time.monotonic()
-        while time.monotonic() - last < idle_s:
-            batch = await consumer.fetch(max_records=1000, timeout_s=0.2)
-            for records in batch.values():
-                for r in records:
-                    seen[decode(r.headers, r.value).id] += 1
-                    last = time.monotonic()
+        await wait_until(
+            partitions_left,
+            until=lambda left: left == 0,
+            timeout_s=timeout_s,
+            what=f"every record of {topics} up to the end offsets (partitions left shown)",
+            interval_s=0,
+        )
     finally:
         await consumer.stop()
         await transport.stop()
-    return seen
+    return out
 
 
 def check_outcome(

@@ -27,7 +27,6 @@ from bus import (
     Event,
     OutgoingRecord,
     Publisher,
-    Record,
     RetryPolicy,
     Runner,
     SqliteDedupStore,
@@ -39,6 +38,8 @@ from bus import (
 from bus.devbroker import DevBroker
 from bus.transports.kafka import KafkaTransport
 from tests.conftest import kafka_test_config, unique
+from tests.markers import read_to_markers
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 log = logging.getLogger(__name__)
@@ -150,36 +151,6 @@ async def send_on_time(
     return sent
 
 
-async def read_until_quiet(
-    transport: KafkaTransport, topic: str, *, at_least: int, quiet_s: float, timeout_s: float
-) -> list[Record]:
-    """Every record of ``topic``: at least ``at_least``, then until ``quiet_s`` brings none."""
-    consumer = transport.consumer([topic], group=None)
-    await consumer.start()
-    got: list[Record] = []
-    deadline = time.monotonic() + timeout_s
-    last_new = time.monotonic()
-    try:
-        while time.monotonic() < deadline:
-            batches = await consumer.fetch(max_records=1000, timeout_s=0.2)
-            for records in batches.values():
-                got.extend(records)
-                last_new = time.monotonic()
-            if len(got) >= at_least and time.monotonic() - last_new > quiet_s:
-                break
-    finally:
-        await consumer.stop()
-    return got
-
-
-async def wait_for(condition: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.slow
 async def test_three_copies_of_each_event_give_one_effect_and_one_downstream_event(
     kafka_broker: DevBroker, tmp_path: Path
@@ -206,19 +177,22 @@ async def test_three_copies_of_each_event_give_one_effect_and_one_downstream_eve
     records_total = EVENTS * len(COPIES_AT_S) + OTHER_SOURCE_EVENTS
     try:
         await asyncio.wait_for(runner.started.wait(), 30)
-        await wait_for(lambda: worker.running, 30, "the worker to join its group")
+        await wait_until(lambda: worker.running, timeout_s=30, what="the worker to join its group")
         sent = await send_on_time(transport, events(Publisher(transport, source=SHOP)))
-        await wait_for(
-            lambda: worker.stats.handled + worker.stats.duplicates >= records_total,
-            90,
-            f"{records_total} records handled or recognised as duplicates",
-        )
-        outputs = await read_until_quiet(
-            transport, CHARGED, at_least=EVENTS + OTHER_SOURCE_EVENTS, quiet_s=2.0, timeout_s=60
+        await wait_until(
+            lambda: worker.stats.handled + worker.stats.duplicates,
+            until=lambda n: n >= records_total,
+            timeout_s=90,
+            what=f"{records_total} records handled or recognised as duplicates",
         )
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+    try:
+        # the runner stopped gracefully, so every output it sent is acknowledged: reading
+        # to markers written now sees each one, a late re-send included
+        outputs = await read_to_markers(transport, CHARGED, timeout_s=60)
+    finally:
         await transport.stop()
 
     # the schedule held: each event's copies went out 500 ms and 550 ms after the first

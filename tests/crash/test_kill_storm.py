@@ -36,6 +36,7 @@ from tests.crash.harness import (
     publish_paced,
     read_done,
 )
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.crash, pytest.mark.kafka, pytest.mark.slow]
 
@@ -85,7 +86,12 @@ async def test_sigkilled_handlers_lose_nothing_and_dedup_doubles_nothing(
         publishing = asyncio.create_task(
             publish_paced(transport, run, items, duration_s=sum(intervals))
         )
-        await tail.wait_for(1, timeout_s=60)  # the group formed and handles
+        await wait_until(
+            tail.distinct_count,
+            timeout_s=60,
+            what="a first effect: the group formed and handles",
+            interval_s=0.25,
+        )
         for interval in intervals:
             await asyncio.sleep(interval)
             victim = fleet.live[rng.randrange(len(fleet.live))]
@@ -98,16 +104,22 @@ async def test_sigkilled_handlers_lose_nothing_and_dedup_doubles_nothing(
         published_s = await publishing
         effects_before_drain = len(tail.distinct)
         try:
-            await tail.wait_for(size.events, timeout_s=DRAIN_LIMIT_S * 2)
+            await wait_until(
+                tail.distinct_count,
+                until=lambda n: n >= size.events,
+                timeout_s=DRAIN_LIMIT_S * 2,
+                what=f"{size.events} distinct effects",
+                interval_s=0.25,
+            )
             drained = True
         except AssertionError:
             drained = False  # reported with what is missing, below
         drain_s = time.monotonic() - last_kill
-        outputs = await read_done(transport, run, size.events, timeout_s=60 if drained else 5)
         crashed = fleet.crashed()
         await fleet.wait_started()
         codes = fleet.stop_all()
         failures = fleet.failures(codes)
+        outputs = await read_done(transport, run, timeout_s=60)
     finally:
         fleet.stop_all()
         await transport.stop()

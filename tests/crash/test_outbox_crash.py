@@ -38,6 +38,7 @@ import pytest
 from bus.devbroker import DevBroker
 from sagas.outbox import FAULT_EXIT_CODE, FAULT_POINTS
 from tests.crash import saga_harness as h
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.crash, pytest.mark.kafka]
 log = logging.getLogger(__name__)
@@ -89,8 +90,9 @@ async def test_the_relay_crashed_at_a_point_publishes_every_committed_command_on
             assert f"injected crash at {point}" in text
         crashed_s = time.monotonic() - t0
         if point == "before_commit":
-            # every transaction rolled back: nothing stored, nothing ever published
-            await asyncio.sleep(1.0)
+            # every transaction rolled back: nothing stored, nothing ever published. The
+            # coordinators have exited, so neither can change any more; an effect needs a
+            # published command, so with none published no effect can come later either
             assert await h.sagas(store_url) == {}
             assert await h.published_commands(broker) == {}
             assert h.effects(effects_db) == []
@@ -101,8 +103,14 @@ async def test_the_relay_crashed_at_a_point_publishes_every_committed_command_on
                 states = await h.sagas(store_url)
                 return len(states) == len(plan) and all(s.terminal for s in states.values())
 
-            settled_s = await h.wait_until(all_terminal, 120.0, "every saga terminal", 0.5)
-            await asyncio.sleep(2.0)  # late copies would show now
+            settling = time.monotonic()
+            await wait_until(
+                all_terminal, timeout_s=120.0, what="every saga terminal", interval_s=0.5
+            )
+            settled_s = time.monotonic() - settling
+            # late duplicates of replies or commands would show by then: wait until nothing
+            # is in flight any more (a count), not for a while
+            await h.wait_until_idle(broker, store_url, timeout_s=60)
         finally:
             h.stop(final)
         states = await h.sagas(store_url)

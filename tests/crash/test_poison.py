@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -30,9 +29,12 @@ import pytest
 
 from bus import OutgoingRecord, Publisher, Record, TopicPartition, record_for
 from bus.devbroker import DevBroker
+from bus.partitioning import partition_for_key
 from bus.topics import desired_topics
 from bus.transports.kafka import KafkaTransport
 from tests.conftest import kafka_test_config, unique
+from tests.markers import read_to_markers
+from tests.waiting import wait_until
 
 # the app module takes its topic names from the environment when imported (as the
 # subprocess does): choose them before importing it
@@ -110,30 +112,47 @@ def bus_dlq(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
-async def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.1)
+async def publish_a_marker_per_partition(
+    transport: KafkaTransport, publisher: Publisher
+) -> set[int]:
+    """One ``ok`` job on each partition of the jobs topic; their ``n`` (from ``EVENTS``).
+
+    Once every marker is handled, each partition was consumed past whatever was on it
+    before: what a test waits for instead of sleeping when it asserts nothing more came.
+    """
+    partitions = await transport.partitions_for(JOBS)
+    keys: dict[int, str] = {}
+    for i in itertools.count():
+        keys.setdefault(partition_for_key(f"marker-{i}".encode(), partitions), f"marker-{i}")
+        if len(keys) == partitions:
+            break
+    markers = {EVENTS + p: key for p, key in keys.items()}
+    for n, key in markers.items():
+        await publisher.publish(Job(key=key, n=n, kind="ok"))
+    return set(markers)
 
 
 async def read_topic(
-    transport: KafkaTransport, topic: str, *, expected: int, quiet_s: float, timeout_s: float
+    transport: KafkaTransport, topic: str, *, expected: int, timeout_s: float
 ) -> list[Record]:
-    """The records of ``topic``: until ``expected`` arrived and ``quiet_s`` brought no more."""
+    """The records of ``topic`` from the start, until at least ``expected`` arrived."""
     consumer = transport.consumer([topic], group=None)
     await consumer.start()
     got: list[Record] = []
-    deadline = time.monotonic() + timeout_s
-    last_new = time.monotonic()
+
+    async def read() -> int:
+        for records in (await consumer.fetch(max_records=1000, timeout_s=0.2)).values():
+            got.extend(records)
+        return len(got)
+
     try:
-        while time.monotonic() < deadline:
-            for records in (await consumer.fetch(max_records=1000, timeout_s=0.2)).values():
-                got.extend(records)
-                last_new = time.monotonic()
-            if len(got) >= expected and time.monotonic() - last_new > quiet_s:
-                break
+        await wait_until(
+            read,
+            until=lambda n: n >= expected,
+            timeout_s=timeout_s,
+            what=f"{expected} records on {topic}",
+            interval_s=0,
+        )
     finally:
         await consumer.stop()
     return got
@@ -192,12 +211,20 @@ async def test_poison_jobs_are_dead_lettered_transient_ones_handled_and_replay_a
     try:
         # a warm-up job: once it is handled the member has joined, so latency is handling
         await publisher.publish(Job(key="warm-up", n=-1, kind="ok"))
-        await wait_until(lambda: len(lines(effects_file)) == 1, 60, "the warm-up job")
+        await wait_until(
+            lambda: len(lines(effects_file)),
+            until=lambda n: n == 1,
+            timeout_s=60,
+            what="the warm-up job",
+        )
 
         sent_at, records, partition_of, offset_of = await publish_steadily(transport, publisher)
-        dead = await read_topic(transport, DLQ, expected=len(POISON), quiet_s=2.0, timeout_s=90)
+        dead = await read_topic(transport, DLQ, expected=len(POISON), timeout_s=90)
         await wait_until(
-            lambda: len(lines(effects_file)) >= 1 + EVENTS - len(POISON), 30, "950 effects"
+            lambda: len(lines(effects_file)),
+            until=lambda n: n >= 1 + EVENTS - len(POISON),
+            timeout_s=30,
+            what="950 effects",
         )
         # -- 950 handled, once each; each try where and when the policy says -----------------
         effects = Counter(int(n) for n, _, _ in lines(effects_file)[1:])
@@ -303,14 +330,29 @@ async def test_poison_jobs_are_dead_lettered_transient_ones_handled_and_replay_a
         replayed = await asyncio.to_thread(bus_dlq, "replay", "--all", env=env)
         assert replayed.returncode == 0, replayed.stderr
         assert "replayed 50 dead letter(s); refused 0" in replayed.stdout
-        await wait_until(lambda: len(lines(effects_file)) >= before + len(POISON), 60, "replays")
-        await asyncio.sleep(2.0)  # anything more would arrive now
-        after = lines(effects_file)[before:]
+        await wait_until(
+            lambda: len(lines(effects_file)),
+            until=lambda n: n >= before + len(POISON),
+            timeout_s=60,
+            what="replays",
+        )
+        # a marker on every partition, after the replays: once each is handled, anything
+        # more the replays caused would have been handled before it
+        markers = await publish_a_marker_per_partition(transport, publisher)
+        await wait_until(
+            lambda: markers - {int(n) for n, _, _ in lines(effects_file)},
+            until=lambda missing: not missing,
+            timeout_s=60,
+            what="a marker handled on every partition (missing shown)",
+        )
+        after = [line for line in lines(effects_file)[before:] if int(line[0]) not in markers]
         assert Counter(int(n) for n, _, _ in after) == Counter(POISON)
         assert {int(pid) for _, _, pid in after} == {fixed.pid}
-        again = await read_topic(transport, DLQ, expected=len(POISON), quiet_s=1.0, timeout_s=30)
-        assert len(again) == len(POISON)  # no new dead letters
         assert stop(fixed) == 0
+        # both processes stopped gracefully (what they sent is acknowledged): read to the
+        # end, no more dead letters than the 50, neither from the first run nor the fix
+        every_letter = await read_to_markers(transport, DLQ, timeout_s=30)
+        assert sorted(r.header("ce_id") for r in every_letter) == sorted(by_id)
     finally:
         for process in (first, fixed):
             if process is not None and process.poll() is None:

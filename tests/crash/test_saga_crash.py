@@ -41,6 +41,7 @@ from bus.devbroker import DevBroker
 from tests.conftest import IN_CI
 from tests.crash import saga_harness as h
 from tests.postgres import PostgresServer
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.crash, pytest.mark.kafka]
 log = logging.getLogger(__name__)
@@ -106,11 +107,10 @@ async def _run(
         # loaded machine its start takes seconds, and a kill during the imports tests little.
         nonlocal coordinator, coordinator_log, pg_restart_at
         for _ in range(KILLS):
-            await h.wait_until(
+            await wait_until(
                 lambda path=coordinator_log: "coordinator of" in path.read_text(errors="replace"),
-                60.0,
-                "the coordinator up",
-                0.05,
+                timeout_s=60.0,
+                what="the coordinator up",
             )
             await asyncio.sleep(rng.uniform(0.0, MAX_UP_S))
             if postgres is not None and len(kill_times) == KILLS // 2:
@@ -132,8 +132,14 @@ async def _run(
             mine = [s for sid, s in states.items() if sid in by_id]
             return len(mine) == len(plan) and all(s.terminal for s in mine)
 
-        settled_s = await h.wait_until(all_terminal, SETTLE_S, "every saga terminal", 1.0)
-        await asyncio.sleep(2.0)  # late duplicates of replies or commands would show now
+        settling = time.monotonic()
+        await wait_until(
+            all_terminal, timeout_s=SETTLE_S, what="every saga terminal", interval_s=1.0
+        )
+        settled_s = time.monotonic() - settling
+        # late duplicates of replies or commands would show by then: wait until nothing
+        # is in flight any more (a count), not for a while
+        await h.wait_until_idle(broker, store_url, timeout_s=60)
         states = await h.sagas(store_url)
         rows = h.effects(effects_db)
         published = await h.published_commands(broker)

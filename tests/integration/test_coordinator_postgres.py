@@ -8,7 +8,6 @@ timer fired once.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -32,6 +31,7 @@ from sagas.definitions.onboarding import onboarding
 from sagas.stores import PostgresSagaStore
 from sagas.testing import VirtualClock
 from tests.integration.test_onboarding_handlers import World, hire
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -68,13 +68,28 @@ async def replicas(
 async def wait_for(
     store: PostgresSagaStore, ids: list[str], done: Callable[[SagaState], bool]
 ) -> list[SagaState]:
-    deadline = time.monotonic() + 60
-    while True:
-        states = [s for i in ids if (s := await _state(store, i)) is not None]
-        if len(states) == len(ids) and all(done(s) for s in states):
-            return states
-        assert time.monotonic() < deadline, [(s.saga_id, s.status) for s in states]
-        await asyncio.sleep(0.05)
+    async def states() -> list[SagaState]:
+        return [s for i in ids if (s := await _state(store, i)) is not None]
+
+    return await wait_until(
+        states,
+        until=lambda got: len(got) == len(ids) and all(done(s) for s in got),
+        timeout_s=60,
+        what=f"{len(ids)} sagas in the awaited state",
+    )
+
+
+def counting_timer_polls(coordinator: Coordinator) -> list[int]:
+    """Count how often ``coordinator`` polls its timers (one cell, updated in place)."""
+    polls = [0]
+    fire = coordinator.fire_due_timers
+
+    async def counted() -> int:
+        polls[0] += 1
+        return await fire()
+
+    coordinator.fire_due_timers = counted  # type: ignore[method-assign]
+    return polls
 
 
 async def _state(store: PostgresSagaStore, saga_id: str) -> SagaState | None:
@@ -112,6 +127,7 @@ async def test_two_replicas_fire_each_due_timer_once(postgres_dsn: str) -> None:
     clock = VirtualClock(datetime(2026, 6, 1, tzinfo=UTC))
     ids = [f"onboarding:e-{n}" for n in range(12)]
     async with replicas(postgres_dsn, broker, clock, apps=[]) as (a, b):
+        polls = [counting_timer_polls(a), counting_timer_polls(b)]
         hr = Publisher(a.transport, source="bus://hr")
         for n in range(12):
             await hr.publish(hire(f"e-{n}"))
@@ -122,6 +138,13 @@ async def test_two_replicas_fire_each_due_timer_once(postgres_dsn: str) -> None:
             ids,
             lambda s: s.steps["create_account"].attempts == 2,
         )
-        await asyncio.sleep(0.2)  # both replicas polled the timers again meanwhile
+        # no timer fires twice: both replicas polled the timers again since, twice each
+        seen = [p[0] for p in polls]
+        await wait_until(
+            lambda: [p[0] - before for p, before in zip(polls, seen, strict=True)],
+            until=lambda more: min(more) >= 2,
+            timeout_s=30,
+            what="both replicas to poll their timers twice more",
+        )
     assert a.stats.timers_fired + b.stats.timers_fired == 12
     assert all(s.status == SagaStatus.RUNNING for s in states)

@@ -7,7 +7,6 @@ import base64
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
@@ -28,6 +27,7 @@ from bus.devbroker import DevBroker
 from bus.dlq import REPLAYS_HEADER
 from bus.transports.kafka import KafkaTransport
 from tests.conftest import kafka_test_config, unique
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,11 +58,20 @@ async def read_all(transport: KafkaTransport, topic: str, expected: int) -> list
     consumer = transport.consumer([topic], group=None)
     await consumer.start()
     got: list[Record] = []
-    deadline = time.monotonic() + 30
+
+    async def fetched() -> int:
+        for records in (await consumer.fetch(max_records=100, timeout_s=0.2)).values():
+            got.extend(records)
+        return len(got)
+
     try:
-        while len(got) < expected and time.monotonic() < deadline:
-            for records in (await consumer.fetch(max_records=100, timeout_s=0.2)).values():
-                got.extend(records)
+        await wait_until(
+            fetched,
+            until=lambda n: n >= expected,
+            timeout_s=30,
+            what=f"{expected} records on {topic}",
+            interval_s=0,
+        )
     finally:
         await consumer.stop()
     assert len(got) == expected, f"{topic}: {len(got)} of {expected} records"

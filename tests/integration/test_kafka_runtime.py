@@ -25,6 +25,7 @@ from bus.transports.kafka import KafkaTransport, _direct_appender
 from handlers.hr.contracts import EmployeeHired
 from tests.conftest import kafka_test_config, unique
 from tests.integration.test_runtime import chain, hire
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,12 +178,13 @@ def _record(publisher: Publisher, message, topic: str):  # type: ignore[no-untyp
 
 
 async def _wait_for_effects(path: Path, count: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.exists() and len(path.read_text().splitlines()) >= count:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"fewer than {count} effects after {timeout_s}s")
+    await wait_until(
+        lambda: len(path.read_text().splitlines()) if path.exists() else 0,
+        until=lambda n: n >= count,
+        timeout_s=timeout_s,
+        what=f"{count} effects",
+        interval_s=0.1,
+    )
 
 
 async def test_start_retries_an_unreachable_broker_then_connects_when_it_comes(
@@ -192,7 +194,13 @@ async def test_start_retries_an_unreachable_broker_then_connects_when_it_comes(
     transport = KafkaTransport(kafka_test_config(late.bootstrap_servers, connect_timeout_s=30.0))
     assert transport.ready is False
     starting = asyncio.create_task(transport.start())
-    await asyncio.sleep(1.5)
+    # not a pause: two failed tries logged, so start() went on after a failure
+    await wait_until(
+        lambda: sum("unreachable" in r.getMessage() for r in caplog.records),
+        until=lambda tries: tries >= 2,
+        timeout_s=20,
+        what="two failed connection tries logged",
+    )
     assert not starting.done()
     assert transport.ready is False
     late.start()

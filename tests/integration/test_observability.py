@@ -31,6 +31,7 @@ from bus.http import HttpServer, HttpSettings, runner_readiness
 from bus.metrics import Metrics
 from bus.runner import Runner
 from tests.conftest import unique
+from tests.waiting import wait_until_blocking
 
 
 class Tick(Event, type="it.obs.tick.v1", topic="it.obs.ticks", key="key"):
@@ -335,13 +336,13 @@ def test_bus_trace_prints_a_process_from_kafka_topics(kafka_broker: DevBroker) -
         data = json.dumps({"key": "k1", "n": 7})
         sent = bus("publish", "it.echo.ping.v1", "--data", data, "-m", app, "--correlation-id", run)
         assert sent.returncode == 0, sent.stderr
-        deadline = time.monotonic() + 90
-        while True:
-            out = bus("trace", run, app)
-            if out.returncode == 0 and len(out.stdout.splitlines()) == 2:
-                break
-            assert time.monotonic() < deadline, out.stdout + out.stderr
-            time.sleep(1)
+        out = wait_until_blocking(
+            lambda: bus("trace", run, app),
+            until=lambda out: out.returncode == 0 and len(out.stdout.splitlines()) == 2,
+            timeout_s=90,
+            what="bus trace to show the ping and its pong",
+            interval_s=1,
+        )
     finally:
         runner.terminate()
         runner.wait(30)

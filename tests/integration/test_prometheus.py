@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.promql import RULES, dashboard_queries, executable
+from tests.waiting import wait_until_blocking
 
 pytestmark = pytest.mark.prometheus
 
@@ -80,12 +81,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.2)
+def scrapes_of_bus(prometheus: Prometheus) -> float:
+    """How many scrapes of the bus target Prometheus stored in the last five minutes."""
+    return prometheus.value('count_over_time(up{job="bus"}[5m])') or 0.0
+
+
+def wait_for_more_scrapes(prometheus: Prometheus, more: int) -> None:
+    """Until ``more`` scrapes after now are stored (so rates have points after the work)."""
+    before = scrapes_of_bus(prometheus)
+    wait_until_blocking(
+        lambda: scrapes_of_bus(prometheus),
+        until=lambda n: n >= before + more,
+        timeout_s=30,
+        what=f"{more} more scrapes (after {before})",
+        interval_s=0.2,
+    )
+
+
+def wait_for_value(prometheus: Prometheus, expr: str, value: float, what: str) -> None:
+    """Until ``expr`` has the single value ``value`` (the last one seen if not in 60 s)."""
+    wait_until_blocking(
+        lambda: prometheus.value(expr),
+        until=lambda got: got == value,
+        timeout_s=60,
+        what=f"{what} ({expr} == {value})",
+        interval_s=0.2,
+    )
 
 
 def test_promtool_checks_the_alert_rules_and_passes_their_unit_tests(tools: Tools) -> None:
@@ -160,7 +181,7 @@ def bus_process(tmp_path: Path) -> Iterator[tuple[int, Path, subprocess.Popen[by
                 port.append(int(found.group(1)))
             return bool(found)
 
-        wait_for("bus run to serve HTTP", serving, 30)
+        wait_until_blocking(serving, timeout_s=30, what="bus run to serve HTTP", interval_s=0.2)
         yield port[0], tmp_path / "gate", proc
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -207,7 +228,7 @@ def running_prometheus(tools: Tools, tmp_path: Path, port: int) -> Iterator[Prom
             return False
 
     try:
-        wait_for("Prometheus to be ready", ready, 60)
+        wait_until_blocking(ready, timeout_s=60, what="Prometheus to be ready", interval_s=0.2)
         yield server
     finally:
         proc.terminate()
@@ -230,13 +251,13 @@ def test_prometheus_scrapes_exactly_what_a_bus_process_did(
     prometheus: Prometheus, bus_process: tuple[int, Path, subprocess.Popen[bytes]]
 ) -> None:
     _, gate, _ = bus_process
-    wait_for("a first scrape of the idle process", lambda: prometheus.value('up{job="bus"}') == 1)
+    wait_for_value(prometheus, 'up{job="bus"}', 1, "a first scrape of the idle process")
     assert prometheus.value('sum(bus_messages_consumed_total{app="it-prom"})') == 0
     gate.touch()  # now the handlers run: every count rises from a scraped zero
 
     consumed = 'sum(bus_messages_consumed_total{app="it-prom"})'
-    wait_for(f"{PINGS} records counted", lambda: prometheus.value(consumed) == PINGS)
-    wait_for("lag 0 after the commit", lambda: prometheus.value('sum(bus_consumer_lag{app="it-prom"})') == 0)  # fmt: skip
+    wait_for_value(prometheus, consumed, PINGS, f"{PINGS} records counted")
+    wait_for_value(prometheus, 'sum(bus_consumer_lag{app="it-prom"})', 0, "lag 0 after the commit")
 
     app = 'app="it-prom"'
     expected = {
@@ -264,7 +285,7 @@ def test_prometheus_scrapes_exactly_what_a_bus_process_did(
             for a in alerts["alerts"]
         )
 
-    wait_for("the dead-letter alert to fire", firing, 30)
+    wait_until_blocking(firing, timeout_s=30, what="the dead-letter alert to fire", interval_s=0.2)
     groups = prometheus.get("/api/v1/rules")["data"]
     assert isinstance(groups, dict)
     health = {r["name"]: r["health"] for g in groups["groups"] for r in g["rules"]}
@@ -275,11 +296,11 @@ def test_every_dashboard_query_runs_on_prometheus_and_handler_panels_have_data(
     prometheus: Prometheus, bus_process: tuple[int, Path, subprocess.Popen[bytes]]
 ) -> None:
     _, gate, _ = bus_process
-    wait_for("a first scrape", lambda: prometheus.value('up{job="bus"}') == 1)
+    wait_for_value(prometheus, 'up{job="bus"}', 1, "a first scrape")
     gate.touch()
     consumed = 'sum(bus_messages_consumed_total{app="it-prom"})'
-    wait_for("the records handled", lambda: prometheus.value(consumed) == PINGS)
-    time.sleep(2.5)  # a few more scrapes, so rates have two points after the work
+    wait_for_value(prometheus, consumed, PINGS, "the records handled")
+    wait_for_more_scrapes(prometheus, 2)  # so rates have two points after the work
     empty = []
     for query in dashboard_queries():
         expr = executable(query.expr, rate_interval="1m")
@@ -311,7 +332,9 @@ def saga_process(tmp_path: Path) -> Iterator[tuple[int, Path]]:
                 port.append(int(found.group(1)))
             return bool(found)
 
-        wait_for("the saga process to serve HTTP", serving, 30)
+        wait_until_blocking(
+            serving, timeout_s=30, what="the saga process to serve HTTP", interval_s=0.2
+        )
         yield port[0], gate
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -330,15 +353,15 @@ def test_prometheus_scrapes_exactly_what_the_saga_coordinator_did(
     (payroll refuses), 1 fails (no account), 1 waits for an approval that never comes."""
     port, gate = saga_process
     with running_prometheus(tools, tmp_path, port) as prometheus:
-        wait_for("a first scrape of the idle process", lambda: prometheus.value('up{job="bus"}') == 1)  # fmt: skip
+        wait_for_value(prometheus, 'up{job="bus"}', 1, "a first scrape of the idle process")
         assert prometheus.value('sum(bus_sagas_started_total{saga="onboarding"})') is None
         gate.touch()
 
         s = 'saga="onboarding"'
         finished = f"sum(bus_sagas_finished_total{{{s}}})"
-        wait_for("7 sagas finished", lambda: prometheus.value(finished) == 7)
+        wait_for_value(prometheus, finished, 7, "7 sagas finished")
         running = f'bus_sagas_active{{{s},state="running"}}'
-        wait_for("the waiting saga counted", lambda: prometheus.value(running) == 1)
+        wait_for_value(prometheus, running, 1, "the waiting saga counted")
         steps = "bus_saga_step_duration_seconds_count"
         expected = {
             f"sum(bus_sagas_started_total{{{s}}})": 8,
@@ -371,7 +394,7 @@ def test_prometheus_scrapes_exactly_what_the_saga_coordinator_did(
         assert oldest is not None  # the saga awaiting approval ages
         assert oldest > 0
 
-        time.sleep(2.5)  # a few more scrapes, so rates have two points after the work
+        wait_for_more_scrapes(prometheus, 2)  # so rates have two points after the work
         empty = set()
         for query in dashboard_queries():
             if "sagas" not in query.where or query.expr.startswith("label_values("):

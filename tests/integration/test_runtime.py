@@ -42,6 +42,7 @@ from handlers.licensing.system import LicenseManager
 from handlers.notifications.contracts import ManagerNotified
 from handlers.notifications.handler import build_app as notifications_app
 from handlers.notifications.system import Mailer
+from tests.waiting import wait_until
 
 NO_WAIT = RetryPolicy(max_attempts=3, initial_delay_s=0, jitter_s=0)
 
@@ -432,18 +433,27 @@ async def test_an_offset_is_committed_only_after_emitted_messages_are_acknowledg
     stop = asyncio.Event()
     worker = Worker(echo_app("it-held"), transport, WorkerSettings(commit_interval_s=0.01))
     task = asyncio.create_task(worker.run(stop))
-    for _ in range(200):
-        if worker.stats.handled == 5:
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: worker.stats.handled, until=lambda n: n == 5, timeout_s=2, what="5 handled"
+    )
+    # the commit loop came round a few times since, with the outputs still unacknowledged
+    seen = worker.stats.commit_rounds
+    await wait_until(
+        lambda: worker.stats.commit_rounds - seen,
+        until=lambda n: n >= 3,
+        timeout_s=2,
+        what="3 commit rounds",
+    )
     assert worker.stats.handled == 5
     assert await _committed(broker, "it-held") == 0
     transport.release()
-    for _ in range(100):
-        if await _committed(broker, "it-held") == 5:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(
+        lambda: _committed(broker, "it-held"),
+        until=lambda n: n == 5,
+        timeout_s=1,
+        what="5 offsets committed",
+        interval_s=0.01,
+    )
     assert broker.group_committed("it-held") == {TopicPartition("it.runtime.pings", 0): 5}
     stop.set()
     await task
@@ -458,18 +468,19 @@ async def test_an_output_whose_send_failed_is_sent_again_before_its_offset_is_co
     stop = asyncio.Event()
     worker = Worker(echo_app("it-resend"), transport, WorkerSettings(commit_interval_s=0.01))
     task = asyncio.create_task(worker.run(stop))
-    for _ in range(200):
-        if worker.stats.resent:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(
+        lambda: worker.stats.resent, timeout_s=2, what="the output re-sent", interval_s=0.01
+    )
     assert worker.stats.resent == 1
     assert await _committed(broker, "it-resend") == 0
     transport.release()
-    for _ in range(100):
-        if await _committed(broker, "it-resend") == 1:
-            break
-        await asyncio.sleep(0.01)
-    assert await _committed(broker, "it-resend") == 1
+    await wait_until(
+        lambda: _committed(broker, "it-resend"),
+        until=lambda n: n == 1,
+        timeout_s=1,
+        what="the offset committed",
+        interval_s=0.01,
+    )
     # the original and the re-sent copy carry the same CloudEvent id: deduplicable downstream
     ids = {decode(r.headers, r.value).id for r in broker.records("it.runtime.pongs")}
     assert len(ids) == 1
@@ -506,8 +517,13 @@ async def test_shutdown_mid_stream_then_restart_handles_every_record_exactly_onc
     stop = asyncio.Event()
     first = Worker(build(), transport, WorkerSettings(commit_interval_s=0.01))
     task = asyncio.create_task(first.run(stop))
-    while len(effects) < stop_after:
-        await asyncio.sleep(0)
+    await wait_until(
+        lambda: len(effects),
+        until=lambda n: n >= stop_after,
+        timeout_s=10,
+        what=f"{stop_after} effects",
+        interval_s=0,
+    )
     stop.set()
     await task
     handled_first = len(effects)
@@ -517,8 +533,13 @@ async def test_shutdown_mid_stream_then_restart_handles_every_record_exactly_onc
     stop = asyncio.Event()
     second = Worker(build(), transport, WorkerSettings(commit_interval_s=0.01))
     task = asyncio.create_task(second.run(stop))
-    while broker.group_lag("it-restart", ["it.runtime.pings"]):
-        await asyncio.sleep(0.01)
+    await wait_until(
+        lambda: broker.group_lag("it-restart", ["it.runtime.pings"]),
+        until=lambda lag: not lag,
+        timeout_s=10,
+        what="lag 0",
+        interval_s=0.01,
+    )
     stop.set()
     await task
     assert sorted(effects) == list(range(2000))
@@ -545,16 +566,21 @@ async def test_two_workers_of_one_app_split_the_partitions_and_handle_everything
         await t.start()
     stop = asyncio.Event()
     settings = WorkerSettings(commit_interval_s=0.01)
-    tasks = [
-        asyncio.create_task(Worker(build(i), t, settings).run(stop))
-        for i, t in enumerate(transports)
-    ]
-    await asyncio.sleep(0.05)
+    workers = [Worker(build(i), t, settings) for i, t in enumerate(transports)]
+    tasks = [asyncio.create_task(w.run(stop)) for w in workers]
+    await wait_until(
+        lambda: [w.running for w in workers], until=all, timeout_s=5, what="both workers running"
+    )
     await Publisher(transports[0], source="t").publish_many(
         Ping(key=f"k{i}", n=i) for i in range(600)
     )
-    while broker.group_lag("it-pair", ["it.runtime.pings"]):
-        await asyncio.sleep(0.01)
+    await wait_until(
+        lambda: broker.group_lag("it-pair", ["it.runtime.pings"]),
+        until=lambda lag: not lag,
+        timeout_s=10,
+        what="lag 0",
+        interval_s=0.01,
+    )
     stop.set()
     await asyncio.gather(*tasks)
     assert sorted(n for _, n in effects) == list(range(600))
@@ -610,13 +636,21 @@ async def test_the_runner_purges_dedup_completions_older_than_the_retention(
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     await asyncio.wait_for(runner.started.wait(), 5)
-    for _ in range(100):
-        if await store.get(DedupKey("h", "/src", "old")) is None:
-            break
-        await asyncio.sleep(0.01)
-    assert await store.get(DedupKey("h", "/src", "old")) is None
+    await wait_until(
+        lambda: store.get(DedupKey("h", "/src", "old")),
+        until=lambda got: got is None,
+        timeout_s=1,
+        what="the old completion purged",
+        interval_s=0.01,
+    )
     assert await store.get(DedupKey("h", "/src", "recent")) is not None
-    await asyncio.sleep(0.15)  # a few more rounds: the failing store does not stop anything
+    # more rounds after a failed one: the failing store does not stop anything
+    await wait_until(
+        lambda: caplog.text.count("dedup purge of FailingPurge failed"),
+        until=lambda n: n >= 3,
+        timeout_s=5,
+        what="three purge rounds",
+    )
     assert not task.done()
     stop.set()
     await asyncio.wait_for(task, 5)
@@ -624,16 +658,36 @@ async def test_the_runner_purges_dedup_completions_older_than_the_retention(
     assert "1 completions before 2026-11-27T11:00:00+00:00 forgotten" in caplog.text
 
 
+class CountedPurge(MemoryDedupStore):
+    """Counts its purges (each forgets nothing, so the runner logs none of them)."""
+
+    purges = 0
+
+    async def purge(self, older_than: datetime) -> int:
+        self.purges += 1
+        return 0
+
+
 async def test_no_purge_runs_without_a_retention(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "bus.runner")
     app = deduplicating_app("kept", FailingPurge())  # a purge would log its failure
     runner = Runner([app], MemoryTransport(MemoryBroker()), dedup_purge_interval_s=0.01)
+    # the same schedule with a retention: once it purged a few times, so would the other
+    counted = CountedPurge()
+    control = Runner(
+        [deduplicating_app("control", counted)],
+        MemoryTransport(MemoryBroker()),
+        dedup_retention_s=3600,
+        dedup_purge_interval_s=0.01,
+    )
     stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
+    tasks = [asyncio.create_task(r.run(stop)) for r in (runner, control)]
     await asyncio.wait_for(runner.started.wait(), 5)
-    await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: counted.purges, until=lambda n: n >= 3, timeout_s=5, what="3 control purges"
+    )
     stop.set()
-    await asyncio.wait_for(task, 5)
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert "dedup purge" not in caplog.text
 
 
@@ -674,8 +728,9 @@ async def test_a_commit_that_hangs_does_not_hold_up_the_shutdown(
     task = asyncio.create_task(runner.run(stop))
     await asyncio.wait_for(runner.started.wait(), 5)
     await Publisher(transport, source="/test").publish(Ping(key="k", n=1))
-    while not broker.records("it.runtime.pongs"):
-        await asyncio.sleep(0.01)
+    await wait_until(
+        lambda: broker.records("it.runtime.pongs"), timeout_s=5, what="the pong", interval_s=0.01
+    )
     StuckCommitConsumer.stuck = True
     try:
         stop.set()

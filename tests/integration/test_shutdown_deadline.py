@@ -24,6 +24,7 @@ from bus import (
 )
 from bus.transports.base import Consumer, RebalanceListener
 from bus.types import OffsetReset
+from tests.waiting import wait_until
 
 
 class Tick(Event, type="it.shutdown.tick.v1", topic="it.shutdown.ticks", key="key"):
@@ -65,8 +66,7 @@ async def test_a_consumer_that_cannot_leave_does_not_hold_shutdown_past_its_dead
     worker = Worker(app, transport, WorkerSettings(shutdown_deadline_s=0.5, commit_interval_s=0.05))
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
-    while not handled:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: handled, timeout_s=10, what="the tick handled")
     stop.set()
     started = time.monotonic()
     await asyncio.wait_for(running, 5)  # hung forever before the fix
@@ -119,8 +119,7 @@ async def test_partitions_assigned_while_leaving_do_not_keep_the_worker_running(
     worker = Worker(app, transport, WorkerSettings(shutdown_deadline_s=1.0, commit_interval_s=0.05))
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
-    while not handled:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: handled, timeout_s=10, what="the tick handled")
     stop.set()
     await asyncio.wait_for(running, 5)  # hung forever before the fix
     await transport.stop()
