@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -31,6 +30,7 @@ from bus.transports.kafka import KafkaTransport
 from bus.transports.memory import MemoryTransport
 from tests.conftest import kafka_test_config, unique
 from tests.fuzz.raw_batches import RawRecord, produce_raw
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,14 +51,21 @@ def ping_record(topic: str, n: int, run: str) -> RawRecord:
 async def read_all(
     transport: KafkaTransport, topic: str, count: int, timeout_s: float
 ) -> list[Record]:
+    """The first ``count`` records of ``topic`` (read from the start, no group)."""
     consumer = transport.consumer([topic], group=None)
     await consumer.start()
     out: list[Record] = []
-    deadline = time.monotonic() + timeout_s
+
+    async def read() -> int:
+        for records in (await consumer.fetch(max_records=500, timeout_s=0.2)).values():
+            out.extend(records)
+        return len(out)
+
     try:
-        while len(out) < count and time.monotonic() < deadline:
-            for records in (await consumer.fetch(max_records=500, timeout_s=0.2)).values():
-                out.extend(records)
+        await wait_until(
+            read, until=lambda n: n >= count, timeout_s=timeout_s,
+            what=f"{count} records on {topic}", interval_s=0,
+        )  # fmt: skip
     finally:
         await consumer.stop()
     return out

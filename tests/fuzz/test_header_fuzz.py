@@ -26,11 +26,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bus import Record, TopicSpec
+from bus import TopicSpec
 from bus.devbroker import DevBroker
 from bus.transports.kafka import KafkaTransport
 from tests.conftest import kafka_test_config, unique
 from tests.fuzz.raw_batches import RawRecord, produce_raw
+from tests.markers import read_to_markers
+from tests.waiting import wait_until
 
 RECORDS = int(os.environ.get("BUS_FUZZ_HEADER_RECORDS", os.environ.get("BUS_FUZZ_RECORDS", "2000")))
 SEED = int(os.environ.get("BUS_FUZZ_SEED", "20261127"))
@@ -77,26 +79,28 @@ def fuzzed(rng: random.Random, n: int) -> tuple[RawRecord, bool]:
     return RawRecord(key, value, headers), False
 
 
-async def read_topics(
+async def outputs_so_far(
     transport: KafkaTransport, topics: list[str], expected: int, timeout_s: float,
     worker: subprocess.Popen[bytes],
-) -> dict[str, list[Record]]:  # fmt: skip
+) -> int:  # fmt: skip
+    """Wait until ``topics`` hold ``expected`` records in all (the worker must stay up)."""
     consumer = transport.consumer(topics, group=None)
     await consumer.start()
-    out: dict[str, list[Record]] = {t: [] for t in topics}
-    deadline = time.monotonic() + timeout_s
-    settled_at: float | None = None
+    seen = [0]
+
+    async def count() -> int:
+        assert worker.poll() is None, "the worker died"
+        for records in (await consumer.fetch(max_records=5000, timeout_s=0.2)).values():
+            seen[0] += len(records)
+        return seen[0]
+
     try:
-        while time.monotonic() < deadline and worker.poll() is None:
-            for tp, records in (await consumer.fetch(max_records=5000, timeout_s=0.2)).items():
-                out[tp.topic].extend(records)
-            if sum(map(len, out.values())) >= expected:
-                settled_at = settled_at or time.monotonic()
-                if time.monotonic() - settled_at > 1.0:  # a second more: catch duplicates
-                    break
+        return await wait_until(
+            count, until=lambda n: n >= expected, timeout_s=timeout_s,
+            what=f"{expected} outputs and dead letters", interval_s=0,
+        )  # fmt: skip
     finally:
         await consumer.stop()
-    return out
 
 
 @pytest.mark.kafka
@@ -140,13 +144,18 @@ async def test_a_worker_survives_fuzzed_header_names_and_values_on_kafka(
         for p, records in enumerate(by_partition):  # offsets 0.. in order, per partition
             batches = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
             await produce_raw(kafka_broker.bootstrap_servers, pings, p, batches)
-        got = await read_topics(
+        await outputs_so_far(
             transport, [pings + ".dlq", pongs], RECORDS, 120 + RECORDS / 100, worker
         )
         assert worker.poll() is None, "the worker died:\n" + log_path.read_text()[-3000:]
     finally:
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=60)
+    try:  # stopped gracefully: a late duplicate is on the topics by now, before the markers
+        got = {
+            t: await read_to_markers(transport, t, timeout_s=120) for t in (pings + ".dlq", pongs)
+        }
+    finally:
         await transport.stop()
     text = log_path.read_text(errors="replace")
     assert code == 0, text[-3000:]
