@@ -49,7 +49,7 @@ from bus import (
 from sagas.config import SagaConfig
 from sagas.definition import SagaDefinition
 from sagas.state import SagaStatus
-from sagas.stores.base import SagaQuery, SagaStore
+from sagas.stores.base import SagaQuery, SagaStore, StoredSaga, UnreadableSaga
 from sagas.versions import Catalog
 
 __all__ = ["load_definitions", "parse_since", "register"]
@@ -279,15 +279,31 @@ def _list(args: argparse.Namespace, config: BusConfig) -> int:
 
 
 def _show(args: argparse.Namespace, config: BusConfig) -> int:
-    from sagas.timeline import format_timeline, to_json
+    from sagas.timeline import format_quarantine, format_timeline, quarantine_json, to_json
 
-    stored = _with_store(args, config, lambda store: store.load(args.saga_id))
+    async def read(store: SagaStore) -> tuple[StoredSaga | UnreadableSaga | None, list[Any]]:
+        stored = await store.read(args.saga_id)
+        kept = await store.set_aside_inputs(saga_id=args.saga_id, limit=1000)
+        return stored, kept
+
+    stored, kept = _with_store(args, config, read)
     if stored is None:
         raise ConfigError(f"no saga {args.saga_id!r} in the store; 'bus sagas list' shows the ids")
+    if isinstance(stored, UnreadableSaga):  # the raw row, for the operator to fix
+        if args.json:
+            _dump(quarantine_json(stored, kept))
+        else:
+            print(format_quarantine(stored, kept))
+        return 0
     if args.json:
-        _dump(to_json(stored.state) | {"revision": stored.revision})
+        extra: dict[str, Any] = {}
+        if stored.quarantine is not None or kept:
+            extra = {"quarantine": stored.quarantine, "set_aside": len(kept)}
+        _dump(to_json(stored.state) | {"revision": stored.revision} | extra)
     else:
         print(format_timeline(stored.state))
+        if stored.quarantine is not None or kept:
+            print(f"  quarantined: {stored.quarantine}; {len(kept)} input(s) set aside")
     return 0
 
 

@@ -58,13 +58,18 @@ from sagas.operations import (
     inputs_for,
 )
 from sagas.outbox import FaultInjector, OutboxRelay
+from sagas.quarantine import kept_input
 from sagas.requests import request_action
 from sagas.state import SagaState
 from sagas.stores.base import (
     DueTimer,
     SagaStore,
     SagaWrite,
+    SetAside,
+    SetAsideInput,
     StoredSaga,
+    UnreadableSaga,
+    Write,
 )
 from sagas.timers import fire_due_timers
 from sagas.triggers import Cancel, Retry, TimerFired, Trigger
@@ -95,21 +100,38 @@ class CoordinatorStats:
     #: Triggers (other messages than the one that started it) naming a saga id in use:
     #: logged and ignored, since a saga id starts one instance only.
     refused_starts: int = 0
+    #: Inputs (records, fired timers) set aside for quarantined sagas; applied after a retry.
+    set_aside: int = 0
+    set_aside_applied: int = 0
 
 
 class _Pending:
     """One input for one saga, and what applying it found (the last try's, after a
     revision conflict)."""
 
-    __slots__ = ("applied", "catalog", "given", "now", "saga_id")
+    __slots__ = ("applied", "catalog", "given", "kept", "now", "record", "saga_id")
 
-    def __init__(self, catalog: Catalog, saga_id: str, given: SagaInput, now: datetime) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        saga_id: str,
+        given: SagaInput,
+        now: datetime,
+        record: Record | None = None,
+        kept: int = 0,
+    ) -> None:
         self.catalog, self.saga_id, self.given, self.now = catalog, saga_id, given, now
+        #: The record the input came in (kept aside if the saga is quarantined); the
+        #: set-aside input this is (its seq; 0: a live input).
+        self.record, self.kept = record, kept
         self.applied = Applied()
 
-    def change(self, stored: StoredSaga | None) -> SagaWrite | None:
-        self.applied = apply_input(self.catalog, stored, self.given, self.now)
-        return self.applied.write
+    def change(self, stored: StoredSaga | UnreadableSaga | None) -> Write | None:
+        self.applied = apply_input(self.catalog, stored, self.given, self.now, record=self.record)
+        write = self.applied.write
+        if self.kept and isinstance(write, SagaWrite):  # applied: delete it with the write
+            write = replace(write, set_aside_done=(self.kept,))
+        return write
 
 
 class Coordinator:
@@ -193,7 +215,7 @@ class Coordinator:
 
         @app.batch_handler(name="apply_saga_inputs", types=models)
         async def apply_saga_inputs(batch: list[Event], ctx: BatchContext) -> None:
-            await self.apply_events(ctx.envelopes, batch)
+            await self.apply_events(ctx.envelopes, batch, ctx.records)
 
         if background:
             self.tasks.add_to(app)
@@ -270,22 +292,29 @@ class Coordinator:
     async def tick(self) -> int:
         """The lifespan tasks' work once, in line: operator requests, due timers, the whole
         outbox. How much there was (the test kit calls it until it is 0)."""
-        work = await self.process_requests()
+        work = await self.process_requests() + await self.apply_set_aside()
         work += await self.fire_due_timers()
         return work + await self.relay.relay_all()
 
     # -- inputs: the batch handler ---------------------------------------------------------
 
-    async def apply_events(self, envelopes: Sequence[Envelope], messages: Sequence[Event]) -> None:
-        """Apply consumed events (a batch, in partition order) in one store transaction.
+    async def apply_events(
+        self,
+        envelopes: Sequence[Envelope],
+        messages: Sequence[Event],
+        records: Sequence[Record] | None = None,
+    ) -> None:
+        """Apply consumed events (a batch, in partition order) in one store transaction;
+        ``records``: the records they came in, kept aside for a quarantined saga.
 
         A store fault is retried here until the store works (the partition waits); any
         other error propagates: the Worker retries the batch, then isolates the culprit.
         """
         now = self.clock()
+        kept: Sequence[Record | None] = records or [None] * len(messages)
         pending = [
-            _Pending(self.catalog, saga_id, given, now)
-            for env, message in zip(envelopes, messages, strict=True)
+            _Pending(self.catalog, saga_id, given, now, record)
+            for env, message, record in zip(envelopes, messages, kept, strict=True)
             for saga_id, given in inputs_for(self.routes, env, message)
         ]
         self.stats.records += len(messages)
@@ -311,14 +340,24 @@ class Coordinator:
         if model is not None:
             message = model.from_json(env.data)
             assert isinstance(message, Event)
-            await self.apply_events([env], [message])
+            await self.apply_events([env], [message], [record])
 
     def _conflict(self, saga_id: str) -> None:
         self.stats.conflicts += 1
 
-    def _note(self, p: _Pending, write: SagaWrite | None) -> None:
+    def _note(self, p: _Pending, write: Write | None) -> None:
         """Count and report a stored input (after the commit)."""
         applied = p.applied
+        if isinstance(write, SetAside):
+            self.stats.set_aside += 1
+            log.warning(
+                "saga %s is quarantined (%s): %s set aside; fix its row, then 'bus sagas "
+                "retry %s' applies it", write.saga_id, write.reason,
+                "a timer" if write.timers_to_cancel else "an input", write.saga_id,
+            )  # fmt: skip
+            return
+        if p.kept and write is not None:
+            self.stats.set_aside_applied += 1
         if isinstance(p.given, StartSaga):
             if applied.refused_by is not None:
                 self._refused(p.given, applied.refused_by)
@@ -332,6 +371,7 @@ class Coordinator:
             return
         self.stats.transitions += 1
         timer = p.given.fired_timer is not None
+        assert isinstance(write, SagaWrite)
         report_change(self.observer, applied.before, write.state, timer=timer)
 
     def _refused(self, given: StartSaga, old: SagaState) -> None:
@@ -373,22 +413,54 @@ class Coordinator:
         """Load, decide, save - one :meth:`SagaStore.update`; the stored transition, or None
         when nothing changed or the saga does not exist."""
         given = DecideSaga(trigger, causation_id, None, fired_timer, request)
-        p = _Pending(self.catalog, saga_id, given, self.clock())
-        [(_, change)] = self._group_commit.fault_guarded([(saga_id, p.change)])
-        write = await self.store.update(saga_id, change, on_conflict=self._conflict)
+        return await self._apply(_Pending(self.catalog, saga_id, given, self.clock()))
+
+    async def _apply(self, p: _Pending) -> Transition | None:
+        assert isinstance(p.given, DecideSaga)
+        [(_, change)] = self._group_commit.fault_guarded([(p.saga_id, p.change)])
+        write = await self.store.update(p.saga_id, change, on_conflict=self._conflict)
         self._note(p, write)
         if write is None:
-            if fired_timer is not None:
-                await self.store.cancel_timers([fired_timer])
-            if request is not None:
-                await self.store.drop_request(request)
+            if p.given.fired_timer is not None:
+                await self.store.cancel_timers([p.given.fired_timer])
+            if p.given.request is not None:
+                await self.store.drop_request(p.given.request)
+            if p.kept:
+                await self.store.drop_set_aside([p.kept])
             return None
         self.tasks.outbox_filled.set()
         return p.applied.transition
 
+    async def apply_set_aside(self) -> int:
+        """Apply the inputs set aside for sagas an operator's retry released, in the order
+        they came, each deleted with its write; how many."""
+        items = await self.store.set_aside_inputs(limit=100)
+        for item in items:
+            await self._apply_kept(item)
+        return len(items)
+
+    async def _apply_kept(self, item: SetAsideInput) -> None:
+        now, record = self.clock(), kept_input(item)
+        if record is None:
+            timer = item.timer_id or ""
+            given = DecideSaga(TimerFired(timer), fired_timer=timer)
+            await self._apply(_Pending(self.catalog, item.saga_id, given, now, kept=item.seq))
+            return
+        env = decode(record.headers, record.value)  # it was read once: it reads again
+        model = self.routes.models.get(env.type)
+        message = None if model is None else model.from_json(env.data)
+        inputs = [] if message is None else inputs_for(self.routes, env, message)  # type: ignore[arg-type]
+        mine = [g for saga_id, g in inputs if saga_id == item.saga_id]
+        if not mine or not isinstance(mine[0], DecideSaga):
+            await self.store.drop_set_aside([item.seq])
+            return
+        await self._apply(_Pending(self.catalog, item.saga_id, mine[0], now, record, item.seq))
+
     async def due_work(self) -> int:
-        """Operator requests, then due timers; how many were carried out."""
-        return await self.process_requests() + await self.fire_due_timers()
+        """Operator requests, inputs set aside for released sagas, then due timers; how
+        many were carried out."""
+        work = await self.process_requests() + await self.apply_set_aside()
+        return work + await self.fire_due_timers()
 
     async def report_gauges(self) -> None:
         """Tell the observer the outbox backlog and the unfinished sagas (one query each)."""

@@ -25,14 +25,14 @@ from collections.abc import Callable, Sequence
 
 from bus import BusError
 from sagas.outbox import FaultInjector
-from sagas.stores.base import Change, SagaStore, SagaWrite, StoredSaga
+from sagas.stores.base import Change, SagaStore, StoredSaga, UnreadableSaga, Write
 
 __all__ = ["GroupCommit"]
 
 log = logging.getLogger("sagas.group_commit")
 
 Items = Sequence[tuple[str, Change]]
-_Waiting = tuple[Items, "asyncio.Future[list[SagaWrite | None]]"]
+_Waiting = tuple[Items, "asyncio.Future[list[Write | None]]"]
 #: Longest pause between two tries of a failing store, in seconds.
 MAX_BACKOFF_S = 5.0
 
@@ -56,9 +56,9 @@ class GroupCommit:
         self.transactions = 0
         self.retries = 0
 
-    async def write(self, items: Items) -> list[SagaWrite | None]:
+    async def write(self, items: Items) -> list[Write | None]:
         """``items``' writes, in order, once stored (with other callers' items, or alone)."""
-        done: asyncio.Future[list[SagaWrite | None]] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[list[Write | None]] = asyncio.get_running_loop().create_future()
         self._queue.append((items, done))
         if not self._writing:
             self._writing = True
@@ -93,7 +93,7 @@ class GroupCommit:
             done.set_result(writes[start : start + len(items)])
             start += len(items)
 
-    async def _write(self, items: Items) -> list[SagaWrite | None]:
+    async def _write(self, items: Items) -> list[Write | None]:
         """One :meth:`SagaStore.update_many`, tried again with backoff while the store
         fails; any other error is raised."""
         delay = 0.05
@@ -121,7 +121,7 @@ class GroupCommit:
         wrote: list[bool] = []
 
         def guarded(change: Change, last: bool) -> Change:
-            def run(stored: StoredSaga | None) -> SagaWrite | None:
+            def run(stored: StoredSaga | UnreadableSaga | None) -> Write | None:
                 write = change(stored)
                 wrote.append(write is not None)
                 if last and any(wrote):

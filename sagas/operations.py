@@ -22,13 +22,14 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bus import Envelope, Event, envelope_for, record_for
+from bus import Envelope, Event, Record, envelope_for, record_for
 from sagas.core import start
 from sagas.definition import SagaDefinition, Wait, awaited_by_step
 from sagas.effects import Transition
+from sagas.quarantine import quarantined, set_aside
 from sagas.state import SagaState
-from sagas.stores.base import OutboxEntry, SagaWrite, StoredSaga
-from sagas.triggers import Incoming, Trigger
+from sagas.stores.base import OutboxEntry, SagaWrite, StoredSaga, UnreadableSaga, Write
+from sagas.triggers import Incoming, Retry, Trigger
 from sagas.versions import Catalog, decide_versioned
 
 __all__ = [
@@ -79,7 +80,8 @@ class Applied:
     """What :func:`apply_input` found and did."""
 
     #: What to store; None: nothing changes (a duplicate, an unknown saga, a refused start).
-    write: SagaWrite | None = None
+    #: A :class:`~sagas.stores.base.SetAside` for a quarantined saga.
+    write: Write | None = None
     #: The state before (None: the saga was started, or does not exist).
     before: SagaState | None = None
     #: The core's transition (also when it changed nothing).
@@ -89,15 +91,25 @@ class Applied:
 
 
 def apply_input(
-    catalog: Catalog, stored: StoredSaga | None, given: SagaInput, now: datetime
+    catalog: Catalog,
+    stored: StoredSaga | UnreadableSaga | None,
+    given: SagaInput,
+    now: datetime,
+    *,
+    record: Record | None = None,
 ) -> Applied:
-    """The write ``given`` makes to the saga ``stored`` (None: not stored) at ``now``."""
+    """The write ``given`` makes to the saga ``stored`` (None: not stored) at ``now``;
+    ``record``: the record ``given`` came in, kept aside if the saga is quarantined."""
     if isinstance(given, StartSaga):
         return _start(stored, given, now)
     if stored is None:
         return Applied()
+    release = quarantined(stored)
+    if isinstance(stored, UnreadableSaga) or (release and not isinstance(given.trigger, Retry)):
+        # Kept aside until an operator's retry of the row (fixed by hand) lifts the quarantine.
+        return Applied(set_aside(stored, given.trigger, now, record=record, request=given.request))
     t = decide_versioned(catalog, stored.state, given.trigger, now)
-    if not t.changed:
+    if not t.changed and not release:
         return Applied(None, stored.state, t)
     fired = (given.fired_timer,) if given.fired_timer else ()
     write = SagaWrite(
@@ -107,11 +119,14 @@ def apply_input(
         t.timers_to_set,
         t.timers_to_cancel + fired,
         given.request,
+        release,
     )
     return Applied(write, stored.state, t)
 
 
-def _start(stored: StoredSaga | None, given: StartSaga, now: datetime) -> Applied:
+def _start(stored: StoredSaga | UnreadableSaga | None, given: StartSaga, now: datetime) -> Applied:
+    if isinstance(stored, UnreadableSaga):
+        return Applied()  # the saga exists; whether this trigger started it cannot be read
     if stored is not None:
         # The trigger came again (or another replica started it): nothing to do. Another
         # trigger with the same correlation key (a re-hire): refused, and said so.

@@ -19,9 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sagas.state import SagaState
+from sagas.stores.base import SetAsideInput, UnreadableSaga
 
-__all__ = ["TimelineRow", "format_duration", "format_table", "format_timeline", "summary",
-           "timeline_rows", "to_json"]  # fmt: skip
+__all__ = ["TimelineRow", "format_duration", "format_quarantine", "format_table",
+           "format_timeline", "quarantine_json", "summary", "timeline_rows",
+           "to_json"]  # fmt: skip
 
 _SENT = {"sent", "resent", "compensation_sent", "recompensation_sent", "waiting"}
 _SETTLED = {"completed", "failed", "compensated", "timed_out", "needs_attention"}
@@ -138,3 +140,45 @@ def to_json(state: SagaState) -> dict[str, Any]:
         for r in timeline_rows(state)
     ]
     return out
+
+
+def format_quarantine(saga: UnreadableSaga, kept: Sequence[SetAsideInput]) -> str:
+    """``bus sagas show`` of a saga whose state cannot be read: the raw row, why, and the
+    inputs set aside for it."""
+    lines = [
+        f"{saga.saga_id}  ({saga.name})  NEEDS_ATTENTION (quarantined)  revision {saga.revision}",
+        f"  why: {saga.quarantine or 'unreadable state (not yet quarantined)'}",
+        f"  error: {saga.error}",
+        f"  status column: {saga.status}; started {saga.started_at:%Y-%m-%d %H:%M:%S}Z,"
+        f" updated {saga.updated_at:%Y-%m-%d %H:%M:%S}Z",
+        "  state (raw, as stored):",
+        f"    {saga.raw}",
+        f"  set aside: {len(kept)} input(s)",
+    ]
+    lines += [f"    #{i.seq} {i.at:%Y-%m-%d %H:%M:%S}Z {_kept(i)}" for i in kept]
+    lines.append(f"  fix the state in the store, then: bus sagas retry {saga.saga_id}")
+    return "\n".join(lines)
+
+
+def quarantine_json(saga: UnreadableSaga, kept: Sequence[SetAsideInput]) -> dict[str, Any]:
+    """The raw row and its set-aside inputs as JSON (``bus sagas show --json``)."""
+    return {
+        "saga_id": saga.saga_id,
+        "name": saga.name,
+        "status": "needs_attention",
+        "quarantine": saga.quarantine,
+        "error": saga.error,
+        "revision": saga.revision,
+        "status_column": saga.status,
+        "started_at": saga.started_at.isoformat(),
+        "updated_at": saga.updated_at.isoformat(),
+        "raw_state": saga.raw,
+        "set_aside": [{"seq": i.seq, "at": i.at.isoformat(), "input": _kept(i)} for i in kept],
+    }
+
+
+def _kept(i: SetAsideInput) -> str:
+    if i.record is None:
+        return f"timer {i.timer_id}"
+    ce_type = dict(i.record.headers).get("ce_type", b"?").decode("latin-1")
+    return f"record {ce_type} from {i.record.topic}"

@@ -24,7 +24,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 
@@ -35,6 +35,7 @@ from sagas.state import SagaState, SagaStatus
 __all__ = [
     "ACTIVE",
     "COMPONENT",
+    "UNREADABLE",
     "Change",
     "ControlAction",
     "ControlRequest",
@@ -44,9 +45,16 @@ __all__ = [
     "SagaQuery",
     "SagaStore",
     "SagaWrite",
+    "SetAside",
+    "SetAsideInput",
     "StoreGauges",
     "StoredSaga",
+    "UnreadableSaga",
+    "UnreadableStateError",
+    "Write",
     "from_ms",
+    "listed_state",
+    "loaded",
     "to_ms",
     "update_by_revision",
 ]
@@ -63,6 +71,20 @@ class RevisionConflictError(StoreError):
     retryable = True
 
 
+class UnreadableStateError(StoreError):
+    """:meth:`SagaStore.load` found a saga row whose state cannot be read (``saga``: the raw
+    row). Not retryable: reading again gives the same; the coordinator quarantines it."""
+
+    retryable = False
+
+    def __init__(self, saga: UnreadableSaga) -> None:
+        super().__init__(
+            f"saga {saga.saga_id}: its stored state cannot be read ({saga.error}); it is "
+            "quarantined: fix the row, then 'bus sagas retry'"
+        )
+        self.saga = saga
+
+
 @dataclass(frozen=True, slots=True)
 class StoredSaga:
     """A saga's state as stored, with the revision a write must name to replace it."""
@@ -70,6 +92,71 @@ class StoredSaga:
     state: SagaState
     #: 1 for the first write, +1 per write.
     revision: int
+    #: Why the saga is quarantined (its inputs are set aside until an operator's retry);
+    #: None when it is not. A state fixed by hand is readable and still quarantined.
+    quarantine: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableSaga:
+    """A saga row whose state cannot be parsed: the row as stored, for the quarantine and
+    for ``bus sagas show``. The store hands it to a :data:`Change` instead of raising, so
+    one bad row holds back its own saga only."""
+
+    saga_id: str
+    revision: int
+    #: The row's columns (the state's own copy of them cannot be read).
+    name: str
+    status: str
+    started_at: datetime
+    updated_at: datetime
+    #: The state column, exactly as stored.
+    raw: str
+    #: Why it cannot be read (the parser's first error).
+    error: str
+    #: Why it is quarantined; None: not yet (the first input for it quarantines it).
+    quarantine: str | None = None
+
+    def stand_in(self) -> SagaState:
+        """A state to list it by: needs_attention, with the quarantine as its reason."""
+        why = self.quarantine or f"{UNREADABLE}: {self.error}"
+        return SagaState(
+            saga_id=self.saga_id, name=self.name, version=0,
+            status=SagaStatus.NEEDS_ATTENTION, data={}, steps={}, attention=why,
+            trigger_id="", started_at=self.started_at, updated_at=self.updated_at,
+        )  # fmt: skip
+
+
+#: The quarantine reason of a saga whose stored state cannot be read.
+UNREADABLE = "unreadable state"
+
+
+def listed_state(
+    stored: StoredSaga | UnreadableSaga,
+) -> SagaState:
+    """How :meth:`SagaStore.list_sagas` shows a saga: a quarantined one as needs_attention,
+    with the quarantine as its reason (an unreadable one by a stand-in state)."""
+    if isinstance(stored, UnreadableSaga):
+        return stored.stand_in()
+    if stored.quarantine is None:
+        return stored.state
+    return replace(stored.state, status=SagaStatus.NEEDS_ATTENTION, attention=stored.quarantine)
+
+
+@dataclass(frozen=True, slots=True)
+class SetAsideInput:
+    """An input for a quarantined saga, kept until an operator's retry applies it: the
+    record consumed (a reply, an awaited or cancelling event) or the timer that fired."""
+
+    saga_id: str
+    #: When it was set aside.
+    at: datetime
+    #: The consumed record, as read (topic, key, value, headers); None for a timer.
+    record: OutgoingRecord | None = None
+    #: The timer that fired; None for a record.
+    timer_id: str | None = None
+    #: Its place in the store's order (0 until stored).
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +212,31 @@ class SagaWrite:
     timers_to_cancel: tuple[str, ...] = ()
     #: The control request this write carries out (deleted with it).
     request_done: str | None = None
+    #: Lift the saga's quarantine (an operator's retry of a saga fixed by hand).
+    release: bool = False
+    #: Set-aside inputs this write applied (``SetAsideInput.seq``; deleted with it).
+    set_aside_done: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """The write of an input for a quarantined (or unreadable) saga: quarantine it if it
+    is not yet (status needs_attention, ``reason``), keep the input aside, and leave the
+    state column as it is - the raw row stays for the operator."""
+
+    saga_id: str
+    #: The revision loaded (the quarantine increments it, so concurrent writers conflict).
+    expected_revision: int
+    reason: str
+    inputs: tuple[SetAsideInput, ...] = ()
+    #: The fired timer moved aside (deleted from the timers).
+    timers_to_cancel: tuple[str, ...] = ()
+    #: An operator request answered by setting the saga aside (deleted with it).
+    request_done: str | None = None
+
+
+#: What a :data:`Change` stores.
+Write = SagaWrite | SetAside
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +270,11 @@ class StoreGauges:
     oldest_active: dict[str, datetime]
 
 
-#: What :meth:`SagaStore.update` does with a saga: its stored form (None: never saved) in,
-#: the write to store out (None: nothing to write). Pure: it may run more than once (after
-#: a conflict) and on the store's own thread (SQLite).
-Change = Callable[[StoredSaga | None], SagaWrite | None]
+#: What :meth:`SagaStore.update` does with a saga: its stored form (None: never saved; an
+#: :class:`UnreadableSaga`: its state cannot be read) in, the write to store out (None:
+#: nothing to write). Pure: it may run more than once (after a conflict) and on the
+#: store's own thread (SQLite).
+Change = Callable[[StoredSaga | UnreadableSaga | None], Write | None]
 
 
 @runtime_checkable
@@ -180,10 +293,15 @@ class SagaStore(Protocol):
     async def close(self) -> None: ...
 
     async def load(self, saga_id: str) -> StoredSaga | None:
-        """The saga's state and revision, or None if it was never saved."""
+        """The saga's state and revision, or None if it was never saved; raises
+        :class:`UnreadableStateError` if its state cannot be read."""
         ...
 
-    async def save(self, write: SagaWrite) -> int:
+    async def read(self, saga_id: str) -> StoredSaga | UnreadableSaga | None:
+        """:meth:`load`, with an unreadable row as :class:`UnreadableSaga` (the raw row)."""
+        ...
+
+    async def save(self, write: Write) -> int:
         """Store state, outbox rows and timer changes in one transaction; the new revision.
 
         Raises :class:`RevisionConflictError` (nothing written) when the stored revision is
@@ -193,7 +311,7 @@ class SagaStore(Protocol):
 
     async def update(
         self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
-    ) -> SagaWrite | None:
+    ) -> Write | None:
         """Load the saga, apply ``change``, save its write: the write stored, or None.
 
         The coordinator's hot path. A store may do it in one transaction (SQLite: one call
@@ -208,7 +326,7 @@ class SagaStore(Protocol):
         items: Sequence[tuple[str, Change]],
         *,
         on_conflict: Callable[[str], None] | None = None,
-    ) -> list[SagaWrite | None]:
+    ) -> list[Write | None]:
         """:meth:`update` each item in order (the coordinator's fetched batch); the writes.
 
         SQLite does them all in one transaction and one call (group commit: all or none);
@@ -251,7 +369,19 @@ class SagaStore(Protocol):
         ...
 
     async def list_sagas(self, query: SagaQuery) -> list[SagaState]:
-        """Sagas matching ``query``, most recently started first."""
+        """Sagas matching ``query``, most recently started first (a quarantined one as
+        :func:`listed_state` shows it)."""
+        ...
+
+    async def set_aside_inputs(
+        self, *, limit: int, saga_id: str | None = None
+    ) -> list[SetAsideInput]:
+        """Inputs set aside, in the order they came: those of ``saga_id``, or (None) those
+        of every saga whose quarantine was lifted, for the coordinator to apply."""
+        ...
+
+    async def drop_set_aside(self, seqs: Sequence[int]) -> None:
+        """Delete set-aside inputs that needed no write (unknown seqs are ignored)."""
         ...
 
     async def purge_finished(self, older_than: datetime) -> int:
@@ -275,11 +405,11 @@ async def update_by_revision(
     saga_id: str,
     change: Change,
     *,
-    load: Callable[[str], Awaitable[StoredSaga | None]],
-    save: Callable[[SagaWrite], Awaitable[int]],
+    load: Callable[[str], Awaitable[StoredSaga | UnreadableSaga | None]],
+    save: Callable[[Write], Awaitable[int]],
     max_conflicts: int = 20,
     on_conflict: Callable[[str], None] | None = None,
-) -> SagaWrite | None:
+) -> Write | None:
     """:meth:`SagaStore.update` by optimistic concurrency: load, change, save; on a
     :class:`RevisionConflictError` load the fresh state and change again."""
     for _ in range(max_conflicts):
@@ -309,3 +439,10 @@ def to_ms(t: datetime) -> int:
 
 def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def loaded(stored: StoredSaga | UnreadableSaga | None) -> StoredSaga | None:
+    """What :meth:`SagaStore.load` returns for what :meth:`SagaStore.read` found."""
+    if isinstance(stored, UnreadableSaga):
+        raise UnreadableStateError(stored)
+    return stored

@@ -8,11 +8,11 @@ exercised in every test.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 
-from sagas.state import TERMINAL, SagaState
+from sagas.state import TERMINAL, SagaState, SagaStatus
 from sagas.stores.base import (
     ACTIVE,
     Change,
@@ -22,8 +22,14 @@ from sagas.stores.base import (
     RevisionConflictError,
     SagaQuery,
     SagaWrite,
+    SetAside,
+    SetAsideInput,
     StoredSaga,
     StoreGauges,
+    UnreadableSaga,
+    Write,
+    listed_state,
+    loaded,
     update_by_revision,
 )
 
@@ -38,6 +44,7 @@ class _Row:
     name: str
     status: str
     updated_at: datetime
+    quarantine: str | None = None
 
 
 class MemorySagaStore:
@@ -57,6 +64,8 @@ class MemorySagaStore:
         self._outbox: dict[str, tuple[OutboxEntry, datetime | None]] = {}
         self._timers: dict[str, tuple[DueTimer, datetime | None]] = {}
         self._requests: dict[str, ControlRequest] = {}
+        self._set_aside: list[SetAsideInput] = []
+        self._seq = 0
 
     async def open(self) -> None:
         return None
@@ -77,15 +86,16 @@ class MemorySagaStore:
         await self.close()
 
     async def load(self, saga_id: str) -> StoredSaga | None:
-        row = self._sagas.get(saga_id)
-        if row is None:
-            return None
-        return StoredSaga(SagaState.from_json(row.json), row.revision)
+        return loaded(await self.read(saga_id))
 
-    async def save(self, write: SagaWrite) -> int:
+    async def read(self, saga_id: str) -> StoredSaga | UnreadableSaga | None:
+        row = self._sagas.get(saga_id)
+        return None if row is None else _decode(saga_id, row)
+
+    async def save(self, write: Write) -> int:
         # No await in here: the whole write happens in one step of the event loop, which
         # is what a transaction is for a single-threaded store.
-        saga_id = write.state.saga_id
+        saga_id = write.state.saga_id if isinstance(write, SagaWrite) else write.saga_id
         row = self._sagas.get(saga_id)
         current = 0 if row is None else row.revision
         if current != write.expected_revision:
@@ -94,10 +104,19 @@ class MemorySagaStore:
                 "load it again and decide again"
             )
         revision = current + 1
+        if isinstance(write, SetAside):
+            assert row is not None  # revision 0 is never a quarantined saga's
+            self._quarantine(row, write)
+            return revision
         s = write.state
+        quarantine = None if row is None or write.release else row.quarantine
         self._sagas[saga_id] = _Row(
-            s.to_json(), revision, s.started_at, s.name, s.status.value, s.updated_at
-        )
+            s.to_json(), revision, s.started_at, s.name, s.status.value, s.updated_at,
+            quarantine,
+        )  # fmt: skip
+        if write.set_aside_done:
+            done = set(write.set_aside_done)
+            self._set_aside = [i for i in self._set_aside if i.seq not in done]
         for entry in write.outbox:
             self._outbox.setdefault(entry.id, (entry, None))
         for timer_id in write.timers_to_cancel:
@@ -108,11 +127,23 @@ class MemorySagaStore:
             self._requests.pop(write.request_done, None)
         return revision
 
+    def _quarantine(self, row: _Row, write: SetAside) -> None:
+        row.revision += 1
+        row.status = SagaStatus.NEEDS_ATTENTION.value
+        row.quarantine = row.quarantine or write.reason
+        for i in write.inputs:
+            self._seq += 1
+            self._set_aside.append(replace(i, seq=self._seq))
+        for timer_id in write.timers_to_cancel:
+            self._timers.pop(timer_id, None)
+        if write.request_done is not None:
+            self._requests.pop(write.request_done, None)
+
     async def update(
         self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
-    ) -> SagaWrite | None:
+    ) -> Write | None:
         return await update_by_revision(
-            saga_id, change, load=self.load, save=self.save, on_conflict=on_conflict
+            saga_id, change, load=self.read, save=self.save, on_conflict=on_conflict
         )
 
     async def update_many(
@@ -120,7 +151,7 @@ class MemorySagaStore:
         items: Sequence[tuple[str, Change]],
         *,
         on_conflict: Callable[[str], None] | None = None,
-    ) -> list[SagaWrite | None]:
+    ) -> list[Write | None]:
         return [await self.update(i, change, on_conflict=on_conflict) for i, change in items]
 
     async def claim_outbox(
@@ -168,12 +199,12 @@ class MemorySagaStore:
         self._requests.pop(request_id, None)
 
     async def list_sagas(self, query: SagaQuery) -> list[SagaState]:
-        rows = sorted(self._sagas.values(), key=lambda r: r.started_at, reverse=True)
+        rows = sorted(self._sagas.items(), key=lambda r: r[1].started_at, reverse=True)
         out: list[SagaState] = []
-        for row in rows:
+        for saga_id, row in rows:
             if query.since is not None and row.started_at < query.since:
                 continue
-            state = SagaState.from_json(row.json)
+            state = listed_state(_decode(saga_id, row))
             if query.statuses and state.status not in query.statuses:
                 continue
             if query.name is not None and state.name != query.name:
@@ -182,6 +213,21 @@ class MemorySagaStore:
             if len(out) >= query.limit:
                 break
         return out
+
+    async def set_aside_inputs(
+        self, *, limit: int, saga_id: str | None = None
+    ) -> list[SetAsideInput]:
+        def wanted(i: SetAsideInput) -> bool:
+            if saga_id is not None:
+                return i.saga_id == saga_id
+            row = self._sagas.get(i.saga_id)
+            return row is None or row.quarantine is None  # released (or gone)
+
+        return [i for i in self._set_aside if wanted(i)][:limit]
+
+    async def drop_set_aside(self, seqs: Sequence[int]) -> None:
+        done = set(seqs)
+        self._set_aside = [i for i in self._set_aside if i.seq not in done]
 
     async def purge_finished(self, older_than: datetime) -> int:
         finished = {s.value for s in TERMINAL}
@@ -216,3 +262,13 @@ class MemorySagaStore:
         return StoreGauges(
             len(self._outbox), None if first is None else first[0].created_at, active, oldest
         )
+
+
+def _decode(saga_id: str, row: _Row) -> StoredSaga | UnreadableSaga:
+    try:
+        state = SagaState.from_json(row.json)
+    except ValueError as exc:  # pydantic's ValidationError: a row corrupted by hand
+        first = " ".join(str(exc).split())[:300]
+        return UnreadableSaga(saga_id, row.revision, row.name, row.status, row.started_at,
+                              row.updated_at, row.json, first, row.quarantine)  # fmt: skip
+    return StoredSaga(state, row.revision, row.quarantine)

@@ -32,18 +32,28 @@ from sagas.stores.base import (
     OutboxEntry,
     SagaQuery,
     SagaWrite,
+    SetAside,
+    SetAsideInput,
     StoredSaga,
     StoreGauges,
+    UnreadableSaga,
+    Write,
     from_ms,
+    listed_state,
+    loaded,
     to_ms,
     update_by_revision,
 )
 from sagas.stores.sql import (
+    STATE_COLUMNS,
     StateCache,
     decode_headers,
+    decode_state,
     encode_headers,
     gauges_from_rows,
     revision_conflict,
+    set_aside_from_row,
+    set_aside_row,
 )
 
 __all__ = ["MIGRATIONS", "PostgresSagaStore"]
@@ -70,6 +80,17 @@ MIGRATIONS = (
             " requested_at_ms BIGINT NOT NULL)",
         ),
     ),
+    Migration(
+        2,
+        "quarantine of unreadable sagas: saga_state.quarantine, saga_set_aside",
+        (
+            "ALTER TABLE saga_state ADD COLUMN quarantine TEXT",
+            "CREATE TABLE saga_set_aside (seq BIGSERIAL PRIMARY KEY, saga_id TEXT NOT NULL,"
+            " set_aside_at_ms BIGINT NOT NULL, timer_id TEXT, topic TEXT, key BYTEA,"
+            " value BYTEA, headers BYTEA)",
+            "CREATE INDEX saga_set_aside_saga ON saga_set_aside (saga_id, seq)",
+        ),
+    ),
 )
 
 _INSERT = (
@@ -93,8 +114,21 @@ _SET_TIMERS = (
 _CANCEL_TIMERS = "DELETE FROM saga_timers WHERE id = ANY($1::text[])"
 _DROP_REQUESTS = "DELETE FROM saga_requests WHERE id = ANY($1::text[])"
 _LOCK_AND_LOAD = (
-    "SELECT saga_id, state, revision FROM saga_state WHERE saga_id = ANY($1::text[])"
+    f"SELECT saga_id, {STATE_COLUMNS} FROM saga_state WHERE saga_id = ANY($1::text[])"
     " ORDER BY saga_id FOR UPDATE"
+)
+_QUARANTINE = (
+    "UPDATE saga_state SET status = 'needs_attention', quarantine = coalesce(quarantine, $1),"
+    " revision = revision + 1 WHERE saga_id = $2 AND revision = $3"
+)
+_RELEASE = "UPDATE saga_state SET quarantine = NULL WHERE saga_id = ANY($1::text[])"
+_SET_ASIDE = (
+    "INSERT INTO saga_set_aside (saga_id, set_aside_at_ms, timer_id, topic, key, value,"
+    " headers) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
+_DROP_SET_ASIDE = "DELETE FROM saga_set_aside WHERE seq = ANY($1::bigint[])"
+_SET_ASIDE_COLUMNS = (
+    "a.seq, a.saga_id, a.set_aside_at_ms, a.timer_id, a.topic, a.key, a.value, a.headers"
 )
 _INSERT_MANY = (
     "INSERT INTO saga_state (saga_id, name, status, revision, started_at_ms, updated_at_ms,"
@@ -128,28 +162,41 @@ class Effects:
     timers_to_set: tuple[TimerToSet, ...]
     timers_to_cancel: tuple[str, ...]
     requests_done: tuple[str, ...]
+    #: Inputs set aside for quarantined sagas; sagas released; set-aside inputs applied.
+    set_aside: tuple[SetAsideInput, ...] = ()
+    released: tuple[str, ...] = ()
+    set_aside_done: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, write: SagaWrite) -> Effects:
+    def of(cls, write: Write) -> Effects:
         """The effects of one write."""
         done = () if write.request_done is None else (write.request_done,)
-        return cls(write.outbox, write.timers_to_set, write.timers_to_cancel, done)
+        if isinstance(write, SetAside):
+            return cls((), (), write.timers_to_cancel, done, write.inputs)
+        released = (write.state.saga_id,) if write.release else ()
+        return cls(write.outbox, write.timers_to_set, write.timers_to_cancel, done, (),
+                   released, write.set_aside_done)  # fmt: skip
 
 
 class _Batch:
     """A batch's changes applied in memory, in input order, each on the state before it."""
 
-    def __init__(self, loaded: dict[str, StoredSaga | None]) -> None:
+    def __init__(self, loaded: dict[str, StoredSaga | UnreadableSaga | None]) -> None:
         self.loaded = loaded
         self.current = dict(loaded)
         #: saga id -> (its last state, its revision after the batch)
         self.final: dict[str, tuple[SagaState, int]] = {}
         self.writes: list[SagaWrite] = []
+        #: Inputs set aside for quarantined sagas (their state rows are not written).
+        self.aside: list[SetAside] = []
 
-    def apply(self, saga_id: str, change: Change) -> SagaWrite | None:
+    def apply(self, saga_id: str, change: Change) -> Write | None:
         write = change(self.current[saga_id])
         if write is None:
             return None
+        if isinstance(write, SetAside):
+            self.aside.append(write)
+            return write
         revision = write.expected_revision + 1
         self.current[saga_id] = StoredSaga(write.state, revision)
         self.final[saga_id] = (write.state, revision)
@@ -172,22 +219,28 @@ class _Batch:
                     cancel.append(timer_id)
             for t in w.timers_to_set:
                 timers[t.id] = t
+        cancel += [i for a in self.aside for i in a.timers_to_cancel]
+        done = [w.request_done for w in kept if w.request_done is not None]
+        done += [a.request_done for a in self.aside if a.request_done is not None]
         return Effects(
             tuple(e for w in kept for e in w.outbox),
             tuple(timers.values()),
             tuple(cancel),
-            tuple(w.request_done for w in kept if w.request_done is not None),
+            tuple(done),
+            tuple(i for a in self.aside for i in a.inputs),
+            tuple(w.state.saga_id for w in kept if w.release),
+            tuple(seq for w in kept for seq in w.set_aside_done),
         )
 
 
 async def _lock_and_load(
     conn: Any, saga_ids: list[str], states: StateCache
-) -> dict[str, StoredSaga | None]:
+) -> dict[str, StoredSaga | UnreadableSaga | None]:
     # Sorted ids and ORDER BY: replicas lock rows in one order, so they cannot deadlock.
     rows = await conn.fetch(_LOCK_AND_LOAD, saga_ids)
-    loaded: dict[str, StoredSaga | None] = dict.fromkeys(saga_ids)
-    for saga_id, state_json, revision in rows:
-        loaded[saga_id] = StoredSaga(states.parse(saga_id, revision, state_json), revision)
+    loaded: dict[str, StoredSaga | UnreadableSaga | None] = dict.fromkeys(saga_ids)
+    for row in rows:
+        loaded[row[0]] = decode_state(states, row[0], tuple(row)[1:])
     return loaded
 
 
@@ -225,15 +278,24 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
         return f"PostgresSagaStore({self.database!r})"
 
     async def load(self, saga_id: str) -> StoredSaga | None:
+        return loaded(await self.read(saga_id))
+
+    async def read(self, saga_id: str) -> StoredSaga | UnreadableSaga | None:
         async with self.database.connection() as conn:
             row = await conn.fetchrow(
-                "SELECT state, revision FROM saga_state WHERE saga_id = $1", saga_id
+                f"SELECT {STATE_COLUMNS} FROM saga_state WHERE saga_id = $1", saga_id
             )
-        if row is None:
-            return None
-        return StoredSaga(SagaState.from_json(row[0]), int(row[1]))
+        return None if row is None else decode_state(self.states, saga_id, tuple(row))
 
-    async def save(self, write: SagaWrite) -> int:
+    async def save(self, write: Write) -> int:
+        if isinstance(write, SetAside):
+            async with self.database.transaction() as conn:
+                args = (write.reason, write.saga_id, write.expected_revision)
+                if await conn.execute(_QUARANTINE, *args) != "UPDATE 1":
+                    raise revision_conflict(write)
+                await self._write_effects(conn, Effects.of(write))
+            self.states.remember((write,))
+            return write.expected_revision + 1
         s = write.state
         state_json = s.to_json()
         async with self.database.transaction() as conn:
@@ -274,12 +336,18 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
             )  # fmt: skip
         if write.requests_done:
             await conn.execute(_DROP_REQUESTS, list(write.requests_done))
+        if write.set_aside:
+            await conn.executemany(_SET_ASIDE, [set_aside_row(i) for i in write.set_aside])
+        if write.released:
+            await conn.execute(_RELEASE, list(write.released))
+        if write.set_aside_done:
+            await conn.execute(_DROP_SET_ASIDE, list(write.set_aside_done))
 
     async def update(
         self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
-    ) -> SagaWrite | None:
+    ) -> Write | None:
         return await update_by_revision(
-            saga_id, change, load=self.load, save=self.save, on_conflict=on_conflict
+            saga_id, change, load=self.read, save=self.save, on_conflict=on_conflict
         )
 
     async def update_many(
@@ -287,7 +355,7 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
         items: Sequence[tuple[str, Change]],
         *,
         on_conflict: Callable[[str], None] | None = None,
-    ) -> list[SagaWrite | None]:
+    ) -> list[Write | None]:
         # Group commit: the whole batch in one transaction of a few statements, whatever its
         # size - lock and load every saga it names, change them in memory in input order,
         # then write states, outbox rows, timers and requests in one bulk statement each.
@@ -301,6 +369,7 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
             results = [batch.apply(saga_id, change) for saga_id, change in items]
             lost = await self._write_batch(conn, batch)
         self.states.remember(w for w in batch.writes if w.state.saga_id not in lost)
+        self.states.remember(batch.aside)
         if not lost:
             return results
         # Another replica started these sagas first (between our lock and our insert): our
@@ -336,6 +405,9 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
             )  # fmt: skip
             if status != f"UPDATE {len(old)}":  # the rows are locked: only a bug gets here
                 raise StoreError(f"saga store: {status} of {len(old)} locked saga rows")
+        quarantined = {a.saga_id: a for a in batch.aside}  # once a saga: its row is locked
+        for a in quarantined.values():
+            await conn.execute(_QUARANTINE, a.reason, a.saga_id, batch.loaded_revision(a.saga_id))
         await self._write_effects(conn, batch.effects(lost))
         return lost
 
@@ -406,12 +478,36 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
             where.append(f"started_at_ms >= ${len(args)}")
         args.append(query.limit)
         sql = (
-            f"SELECT state FROM saga_state WHERE {' AND '.join(where)}"
+            f"SELECT saga_id, {STATE_COLUMNS} FROM saga_state WHERE {' AND '.join(where)}"
             f" ORDER BY started_at_ms DESC, saga_id LIMIT ${len(args)}"
         )
         async with self.database.connection() as conn:
             rows = await conn.fetch(sql, *args)
-        return [SagaState.from_json(r[0]) for r in rows]
+        return [listed_state(decode_state(self.states, r[0], tuple(r)[1:])) for r in rows]
+
+    async def set_aside_inputs(
+        self, *, limit: int, saga_id: str | None = None
+    ) -> list[SetAsideInput]:
+        if saga_id is None:  # the inputs of sagas released since (or gone)
+            sql = (
+                f"SELECT {_SET_ASIDE_COLUMNS} FROM saga_set_aside a LEFT JOIN saga_state s"
+                " ON s.saga_id = a.saga_id WHERE s.quarantine IS NULL ORDER BY a.seq LIMIT $1"
+            )
+            args: tuple[Any, ...] = (limit,)
+        else:
+            sql = (
+                f"SELECT {_SET_ASIDE_COLUMNS} FROM saga_set_aside a WHERE a.saga_id = $1"
+                " ORDER BY a.seq LIMIT $2"
+            )
+            args = (saga_id, limit)
+        async with self.database.connection() as conn:
+            rows = await conn.fetch(sql, *args)
+        return [set_aside_from_row(tuple(r)) for r in rows]
+
+    async def drop_set_aside(self, seqs: Sequence[int]) -> None:
+        if seqs:
+            async with self.database.connection() as conn:
+                await conn.execute(_DROP_SET_ASIDE, list(seqs))
 
     async def purge_finished(self, older_than: datetime) -> int:
         async with self.database.connection() as conn:

@@ -19,15 +19,30 @@ from typing import Any
 
 import orjson
 
+from bus import OutgoingRecord
 from sagas.state import SagaState
-from sagas.stores.base import RevisionConflictError, SagaWrite, StoreGauges, from_ms
+from sagas.stores.base import (
+    RevisionConflictError,
+    SagaWrite,
+    SetAsideInput,
+    StoredSaga,
+    StoreGauges,
+    UnreadableSaga,
+    Write,
+    from_ms,
+    to_ms,
+)
 
 __all__ = [
+    "STATE_COLUMNS",
     "StateCache",
     "decode_headers",
+    "decode_state",
     "encode_headers",
     "gauges_from_rows",
     "revision_conflict",
+    "set_aside_from_row",
+    "set_aside_row",
 ]
 
 
@@ -62,10 +77,13 @@ class StateCache:
             return kept[1]
         return SagaState.from_json(state_json)
 
-    def remember(self, writes: Iterable[SagaWrite | None]) -> None:
+    def remember(self, writes: Iterable[Write | None]) -> None:
         """Keep the states of committed ``writes`` (in order: the last of a saga wins)."""
         for w in writes:
             if w is None:
+                continue
+            if not isinstance(w, SagaWrite):  # a quarantine: its row is read afresh
+                self._states.pop(w.saga_id, None)
                 continue
             saga_id = w.state.saga_id
             self._states.pop(saga_id, None)
@@ -73,6 +91,52 @@ class StateCache:
                 self._states[saga_id] = (w.expected_revision + 1, w.state)
         while len(self._states) > self.size:
             del self._states[next(iter(self._states))]
+
+
+#: The saga_state columns :func:`decode_state` reads, in its order.
+STATE_COLUMNS = "state, revision, quarantine, name, status, started_at_ms, updated_at_ms"
+
+
+def decode_state(
+    states: StateCache, saga_id: str, row: Sequence[Any]
+) -> StoredSaga | UnreadableSaga:
+    """A saga row (:data:`STATE_COLUMNS`) as stored: parsed, or the raw row if its state
+    cannot be read (bad JSON, a field of the wrong type: one row must not stop the rest)."""
+    state_json, revision, quarantine = row[0], int(row[1]), row[2]
+    try:
+        state = states.parse(saga_id, revision, state_json)
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        return UnreadableSaga(
+            saga_id, revision, row[3], row[4], from_ms(int(row[5])), from_ms(int(row[6])),
+            str(state_json), _first_line(exc), quarantine,
+        )  # fmt: skip
+    return StoredSaga(state, revision, quarantine)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The parser's error in one line: pydantic's count and first error, not all of them."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[:3])[:300] or type(exc).__name__
+
+
+def set_aside_row(i: SetAsideInput) -> tuple[Any, ...]:
+    """The saga_set_aside columns (saga_id, set_aside_at_ms, timer_id, topic, key, value,
+    headers) of ``i``."""
+    r = i.record
+    if r is None:
+        return (i.saga_id, to_ms(i.at), i.timer_id, None, None, None, None)
+    return (i.saga_id, to_ms(i.at), i.timer_id, r.topic, r.key, r.value or b"",
+            encode_headers(r.headers))  # fmt: skip
+
+
+def set_aside_from_row(row: Sequence[Any]) -> SetAsideInput:
+    """A SetAsideInput from (seq, saga_id, set_aside_at_ms, timer_id, topic, key, value,
+    headers)."""
+    seq, saga_id, at_ms, timer_id, topic, key, value, headers = row
+    record = None
+    if topic is not None:
+        record = OutgoingRecord(topic, key, bytes(value), decode_headers(bytes(headers)))
+    return SetAsideInput(saga_id, from_ms(int(at_ms)), record, timer_id, int(seq))
 
 
 def encode_headers(headers: Sequence[tuple[str, bytes]]) -> bytes:
@@ -100,9 +164,10 @@ def gauges_from_rows(
     )
 
 
-def revision_conflict(write: SagaWrite) -> RevisionConflictError:
+def revision_conflict(write: Write) -> RevisionConflictError:
     """The error of a save whose state row is no longer at ``write.expected_revision``."""
+    saga_id = write.state.saga_id if isinstance(write, SagaWrite) else write.saga_id
     return RevisionConflictError(
-        f"saga {write.state.saga_id} is no longer at revision {write.expected_revision} "
+        f"saga {saga_id} is no longer at revision {write.expected_revision} "
         "(saved by another coordinator, or already started): load it again and decide again"
     )

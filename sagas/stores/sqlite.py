@@ -23,18 +23,27 @@ from sagas.stores.base import (
     DueTimer,
     OutboxEntry,
     SagaQuery,
-    SagaWrite,
+    SetAside,
+    SetAsideInput,
     StoredSaga,
     StoreGauges,
+    UnreadableSaga,
+    Write,
     from_ms,
+    listed_state,
+    loaded,
     to_ms,
 )
 from sagas.stores.sql import (
+    STATE_COLUMNS,
     StateCache,
     decode_headers,
+    decode_state,
     encode_headers,
     gauges_from_rows,
     revision_conflict,
+    set_aside_from_row,
+    set_aside_row,
 )
 
 __all__ = ["MIGRATIONS", "SqliteSagaStore"]
@@ -61,9 +70,20 @@ MIGRATIONS = (
             " reason TEXT NOT NULL, requested_at_ms INTEGER NOT NULL)",
         ),
     ),
+    Migration(
+        2,
+        "quarantine of unreadable sagas: saga_state.quarantine, saga_set_aside",
+        (
+            "ALTER TABLE saga_state ADD COLUMN quarantine TEXT",
+            "CREATE TABLE saga_set_aside (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " saga_id TEXT NOT NULL, set_aside_at_ms INTEGER NOT NULL, timer_id TEXT,"
+            " topic TEXT, key BLOB, value BLOB, headers BLOB)",
+            "CREATE INDEX saga_set_aside_saga ON saga_set_aside (saga_id, seq)",
+        ),
+    ),
 )
 
-_LOAD = "SELECT state, revision FROM saga_state WHERE saga_id = ?"
+_LOAD = f"SELECT {STATE_COLUMNS} FROM saga_state WHERE saga_id = ?"
 _INSERT = (
     "INSERT INTO saga_state (saga_id, name, status, revision, started_at_ms, updated_at_ms,"
     " state) VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT DO NOTHING"
@@ -81,6 +101,19 @@ _SET_TIMER = (
     " ON CONFLICT (id) DO UPDATE SET due_at_ms = excluded.due_at_ms, claimed_until_ms = 0"
 )
 _CANCEL_TIMER = "DELETE FROM saga_timers WHERE id = ?"
+_QUARANTINE = (
+    "UPDATE saga_state SET status = 'needs_attention', quarantine = coalesce(quarantine, ?),"
+    " revision = revision + 1 WHERE saga_id = ? AND revision = ?"
+)
+_RELEASE = "UPDATE saga_state SET quarantine = NULL WHERE saga_id = ?"
+_SET_ASIDE = (
+    "INSERT INTO saga_set_aside (saga_id, set_aside_at_ms, timer_id, topic, key, value,"
+    " headers) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_DROP_SET_ASIDE = "DELETE FROM saga_set_aside WHERE seq = ?"
+_SET_ASIDE_COLUMNS = (
+    "a.seq, a.saga_id, a.set_aside_at_ms, a.timer_id, a.topic, a.key, a.value, a.headers"
+)
 _DROP_REQUEST = "DELETE FROM saga_requests WHERE id = ?"
 
 
@@ -106,12 +139,13 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         return f"SqliteSagaStore({str(self.database.path)!r})"
 
     async def load(self, saga_id: str) -> StoredSaga | None:
-        row = await self.database.run(lambda c: c.execute(_LOAD, (saga_id,)).fetchone())
-        if row is None:
-            return None
-        return StoredSaga(SagaState.from_json(row[0]), int(row[1]))
+        return loaded(await self.read(saga_id))
 
-    async def save(self, write: SagaWrite) -> int:
+    async def read(self, saga_id: str) -> StoredSaga | UnreadableSaga | None:
+        row = await self.database.run(lambda c: c.execute(_LOAD, (saga_id,)).fetchone())
+        return None if row is None else decode_state(self.states, saga_id, row)
+
+    async def save(self, write: Write) -> int:
         if not await self.database.write(lambda c: _store(c, write)):
             raise revision_conflict(write)  # nothing was written: the state row decided first
         self.states.remember((write,))
@@ -119,7 +153,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
 
     async def update(
         self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
-    ) -> SagaWrite | None:
+    ) -> Write | None:
         # Load, change and save in one call on the database thread, inside one BEGIN
         # IMMEDIATE transaction: one thread hop per input instead of two, and no other
         # writer in between (so no revision conflict).
@@ -132,7 +166,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         items: Sequence[tuple[str, Change]],
         *,
         on_conflict: Callable[[str], None] | None = None,
-    ) -> list[SagaWrite | None]:
+    ) -> list[Write | None]:
         # Group commit: a whole fetched batch in one transaction and one thread hop; each
         # change sees the writes of the ones before it (the same saga twice in a batch).
         if not items:
@@ -235,12 +269,35 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
             where.append("started_at_ms >= ?")
             args.append(to_ms(query.since))
         sql = (
-            f"SELECT state FROM saga_state WHERE {' AND '.join(where)}"
+            f"SELECT saga_id, {STATE_COLUMNS} FROM saga_state WHERE {' AND '.join(where)}"
             " ORDER BY started_at_ms DESC, saga_id LIMIT ?"
         )
         args.append(query.limit)
         rows = await self.database.run(lambda c: c.execute(sql, args).fetchall())
-        return [SagaState.from_json(r[0]) for r in rows]
+        return [listed_state(decode_state(self.states, r[0], r[1:])) for r in rows]
+
+    async def set_aside_inputs(
+        self, *, limit: int, saga_id: str | None = None
+    ) -> list[SetAsideInput]:
+        if saga_id is None:  # the inputs of sagas released since (or gone)
+            sql = (
+                f"SELECT {_SET_ASIDE_COLUMNS} FROM saga_set_aside a LEFT JOIN saga_state s"
+                " ON s.saga_id = a.saga_id WHERE s.quarantine IS NULL ORDER BY a.seq LIMIT ?"
+            )
+            args: tuple[str | int, ...] = (limit,)
+        else:
+            sql = (
+                f"SELECT {_SET_ASIDE_COLUMNS} FROM saga_set_aside a WHERE a.saga_id = ?"
+                " ORDER BY a.seq LIMIT ?"
+            )
+            args = (saga_id, limit)
+        rows = await self.database.run(lambda c: c.execute(sql, args).fetchall())
+        return [set_aside_from_row(r) for r in rows]
+
+    async def drop_set_aside(self, seqs: Sequence[int]) -> None:
+        if seqs:
+            rows = [(s,) for s in seqs]
+            await self.database.write(lambda c: c.executemany(_DROP_SET_ASIDE, rows))
 
     async def purge_finished(self, older_than: datetime) -> int:
         statuses = [s.value for s in TERMINAL]
@@ -279,21 +336,18 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
 
 def _update(
     c: sqlite3.Connection, saga_id: str, change: Change, states: StateCache
-) -> SagaWrite | None:
+) -> Write | None:
     row = c.execute(_LOAD, (saga_id,)).fetchone()
-    if row is None:
-        stored = None
-    else:
-        revision = int(row[1])
-        stored = StoredSaga(states.parse(saga_id, revision, row[0]), revision)
-    write = change(stored)
+    write = change(None if row is None else decode_state(states, saga_id, row))
     if write is not None and not _store(c, write):
         raise revision_conflict(write)  # change() named a revision it was not given
     return write
 
 
-def _store(c: sqlite3.Connection, write: SagaWrite) -> bool:
+def _store(c: sqlite3.Connection, write: Write) -> bool:
     """Write state, outbox and timers; False (nothing written) on a revision mismatch."""
+    if isinstance(write, SetAside):
+        return _set_aside(c, write)
     s = write.state
     state_json = s.to_json()
     if write.expected_revision == 0:
@@ -317,6 +371,24 @@ def _store(c: sqlite3.Connection, write: SagaWrite) -> bool:
         c.executemany(_CANCEL_TIMER, [(i,) for i in write.timers_to_cancel])
     if write.timers_to_set:
         c.executemany(_SET_TIMER, [(t.id, t.saga_id, to_ms(t.at)) for t in write.timers_to_set])
+    if write.request_done is not None:
+        c.execute(_DROP_REQUEST, (write.request_done,))
+    if write.release:
+        c.execute(_RELEASE, (s.saga_id,))
+    if write.set_aside_done:
+        c.executemany(_DROP_SET_ASIDE, [(i,) for i in write.set_aside_done])
+    return True
+
+
+def _set_aside(c: sqlite3.Connection, write: SetAside) -> bool:
+    """Quarantine the saga (its state column untouched) and keep its inputs aside."""
+    args = (write.reason, write.saga_id, write.expected_revision)
+    if c.execute(_QUARANTINE, args).rowcount != 1:
+        return False
+    if write.inputs:
+        c.executemany(_SET_ASIDE, [set_aside_row(i) for i in write.inputs])
+    if write.timers_to_cancel:
+        c.executemany(_CANCEL_TIMER, [(i,) for i in write.timers_to_cancel])
     if write.request_done is not None:
         c.execute(_DROP_REQUEST, (write.request_done,))
     return True

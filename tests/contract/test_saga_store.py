@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bus import OutgoingRecord
 from sagas import SagaState, SagaStatus, TimerToSet
 from sagas.state import TERMINAL
 from sagas.stores import (
@@ -30,7 +31,13 @@ from sagas.stores import (
     StoredSaga,
     store_from_url,
 )
-from sagas.stores.base import Change
+from sagas.stores.base import (
+    Change,
+    SetAside,
+    SetAsideInput,
+    UnreadableSaga,
+    UnreadableStateError,
+)
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=10)
@@ -511,3 +518,122 @@ async def test_purge_finished_removes_only_ended_sagas_last_updated_before_the_c
     claimed = await store.claim_outbox(limit=10, now=cutoff, lease=timedelta(seconds=30))
     assert sorted(e.id for e in claimed) == ["c-ended", "c-late"]
     assert await store.purge_finished(cutoff) == 0
+
+
+# -- quarantine: a saga whose stored state cannot be read (issue 16, item 2) --------------
+
+BROKEN = '{"saga_id": "demo:1", "status": "runn'  # a row cut off, as a bad hand edit leaves it
+
+
+async def overwrite_state(store: SagaStore, saga_id: str, text: str) -> None:
+    """What an operator (or a bug) does to a row by hand: its state column replaced."""
+    if isinstance(store, MemorySagaStore):
+        store._sagas[saga_id].json = text
+    elif isinstance(store, SqliteSagaStore):
+        sql = "UPDATE saga_state SET state = ? WHERE saga_id = ?"
+        await store.database.write(lambda c: c.execute(sql, (text, saga_id)))
+    else:
+        assert isinstance(store, PostgresSagaStore)
+        async with store.database.connection() as conn:
+            await conn.execute("UPDATE saga_state SET state = $1 WHERE saga_id = $2", text, saga_id)
+
+
+def kept_reply(n: int) -> SetAsideInput:
+    headers = (("ce_id", f"r-{n}".encode()), ("ce_type", b"demo.done.v1"), ("raw", b"\x00\xff"))
+    record = OutgoingRecord("demo.replies", b"k-1", b'{"n":%d}' % n, headers)
+    return SetAsideInput("demo:1", T0 + timedelta(seconds=n), record=record)
+
+
+async def test_an_unreadable_state_reads_as_its_raw_row_and_lists_as_needing_attention(
+    backend: Backend,
+) -> None:
+    store = await backend.store()
+    await store.save(SagaWrite(state(), 0))
+    await store.save(SagaWrite(state("demo:2", started=T0 + timedelta(minutes=1)), 0))
+    await overwrite_state(store, "demo:1", BROKEN)
+    fresh = await backend.store()  # a coordinator starting on the row
+    unreadable = await fresh.read("demo:1")
+    assert isinstance(unreadable, UnreadableSaga)
+    assert (unreadable.raw, unreadable.revision, unreadable.name) == (BROKEN, 1, "demo")
+    assert unreadable.error
+    assert unreadable.quarantine is None
+    with pytest.raises(UnreadableStateError, match="demo:1"):
+        await fresh.load("demo:1")
+    listed = await fresh.list_sagas(SagaQuery())
+    assert [(s.saga_id, s.status) for s in listed] == [
+        ("demo:2", SagaStatus.RUNNING),
+        ("demo:1", SagaStatus.NEEDS_ATTENTION),
+    ]
+    assert (listed[1].attention or "").startswith("unreadable state: ")
+
+
+async def test_setting_aside_quarantines_the_saga_and_keeps_its_inputs_in_order(
+    backend: Backend,
+) -> None:
+    store = await backend.store()
+    timer = TimerToSet("t-1", "demo:1", T0)
+    await store.save(SagaWrite(state(), 0, timers_to_set=(timer,)))
+    await store.save(SagaWrite(state("demo:2"), 0))
+    await overwrite_state(store, "demo:1", BROKEN)
+    fresh = await backend.store()
+
+    def aside(*inputs: SetAsideInput, cancel: tuple[str, ...] = ()) -> Change:
+        def change(stored: StoredSaga | UnreadableSaga | None) -> SetAside | SagaWrite | None:
+            if isinstance(stored, UnreadableSaga):
+                reason = f"unreadable state: {stored.error}"
+                return SetAside("demo:1", stored.revision, reason, inputs, cancel)
+            assert stored is not None
+            return SagaWrite(state(stored.state.saga_id, step=1), stored.revision)
+
+        return change
+
+    timer_kept = SetAsideInput("demo:1", T0, timer_id="t-1")
+    await fresh.update("demo:1", aside(timer_kept, cancel=("t-1",)))
+    writes = await fresh.update_many(
+        [("demo:1", aside(kept_reply(1))), ("demo:2", aside()), ("demo:1", aside(kept_reply(2)))]
+    )
+    assert [type(w).__name__ for w in writes] == ["SetAside", "SagaWrite", "SetAside"]
+    quarantined = await fresh.read("demo:1")
+    assert isinstance(quarantined, UnreadableSaga)
+    assert (quarantined.quarantine or "").startswith("unreadable state: ")
+    assert quarantined.raw == BROKEN  # the row is kept as it was, for the operator
+    assert quarantined.revision > 1  # so a writer that loaded it before conflicts
+    assert await fresh.claim_due_timers(now=T0, limit=10, lease=LEASE) == []
+    kept = await fresh.set_aside_inputs(saga_id="demo:1", limit=10)
+    assert [replace(k, seq=0) for k in kept] == [timer_kept, kept_reply(1), kept_reply(2)]
+    assert [k.seq for k in kept] == sorted(k.seq for k in kept)
+    assert await fresh.set_aside_inputs(limit=10) == []  # nothing to apply until released
+    needing = await fresh.list_sagas(SagaQuery(statuses=(SagaStatus.NEEDS_ATTENTION,)))
+    assert [s.saga_id for s in needing] == ["demo:1"]
+    stale = SetAside("demo:1", 1, "unreadable state", (kept_reply(3),))
+    with pytest.raises(RevisionConflictError):
+        await fresh.save(stale)
+
+
+async def test_a_retry_of_the_fixed_row_releases_it_and_hands_out_its_inputs(
+    backend: Backend,
+) -> None:
+    store = await backend.store()
+    await store.save(SagaWrite(state(), 0))
+    await overwrite_state(store, "demo:1", BROKEN)
+    fresh = await backend.store()
+    unreadable = await fresh.read("demo:1")
+    assert isinstance(unreadable, UnreadableSaga)
+    inputs = (kept_reply(1), kept_reply(2))
+    await fresh.save(SetAside("demo:1", unreadable.revision, "unreadable state: x", inputs))
+    await overwrite_state(fresh, "demo:1", state().to_json())  # the operator's fix
+    fixed = await (await backend.store()).read("demo:1")
+    assert isinstance(fixed, StoredSaga)
+    assert fixed.state == state()
+    assert fixed.quarantine == "unreadable state: x"  # still held until the retry
+    await fresh.save(SagaWrite(state(step=1), fixed.revision, release=True))
+    released = await fresh.read("demo:1")
+    assert isinstance(released, StoredSaga)
+    assert released.quarantine is None
+    first, second = await fresh.set_aside_inputs(limit=10)
+    assert (first.record, second.record) == (inputs[0].record, inputs[1].record)
+    await fresh.save(SagaWrite(state(step=2), released.revision, set_aside_done=(first.seq,)))
+    assert await fresh.set_aside_inputs(limit=10) == [second]
+    await fresh.drop_set_aside([second.seq, 10**9])
+    assert await fresh.set_aside_inputs(limit=10) == []
+    assert await fresh.set_aside_inputs(saga_id="demo:1", limit=10) == []
