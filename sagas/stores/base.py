@@ -55,6 +55,7 @@ __all__ = [
     "from_ms",
     "listed_state",
     "loaded",
+    "parse_error",
     "to_ms",
     "update_by_revision",
 ]
@@ -439,6 +440,13 @@ def to_ms(t: datetime) -> int:
 
 def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def parse_error(exc: BaseException) -> str:
+    """A state parser's error in one line: pydantic's count and first error, no link."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    kept = [line for line in lines if line and not line.startswith("For further information")]
+    return " ".join(kept[:3])[:300] or type(exc).__name__
 
 
 def loaded(stored: StoredSaga | UnreadableSaga | None) -> StoredSaga | None:

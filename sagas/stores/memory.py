@@ -30,6 +30,7 @@ from sagas.stores.base import (
     Write,
     listed_state,
     loaded,
+    parse_error,
     update_by_revision,
 )
 
@@ -268,7 +269,6 @@ def _decode(saga_id: str, row: _Row) -> StoredSaga | UnreadableSaga:
     try:
         state = SagaState.from_json(row.json)
     except ValueError as exc:  # pydantic's ValidationError: a row corrupted by hand
-        first = " ".join(str(exc).split())[:300]
         return UnreadableSaga(saga_id, row.revision, row.name, row.status, row.started_at,
-                              row.updated_at, row.json, first, row.quarantine)  # fmt: skip
+                              row.updated_at, row.json, parse_error(exc), row.quarantine)  # fmt: skip
     return StoredSaga(state, row.revision, row.quarantine)

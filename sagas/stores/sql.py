@@ -30,6 +30,7 @@ from sagas.stores.base import (
     UnreadableSaga,
     Write,
     from_ms,
+    parse_error,
     to_ms,
 )
 
@@ -108,15 +109,9 @@ def decode_state(
     except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
         return UnreadableSaga(
             saga_id, revision, row[3], row[4], from_ms(int(row[5])), from_ms(int(row[6])),
-            str(state_json), _first_line(exc), quarantine,
+            str(state_json), parse_error(exc), quarantine,
         )  # fmt: skip
     return StoredSaga(state, revision, quarantine)
-
-
-def _first_line(exc: BaseException) -> str:
-    """The parser's error in one line: pydantic's count and first error, not all of them."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return " ".join(lines[:3])[:300] or type(exc).__name__
 
 
 def set_aside_row(i: SetAsideInput) -> tuple[Any, ...]:
