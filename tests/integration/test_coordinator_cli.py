@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -212,3 +213,27 @@ def test_purge_deletes_only_ended_sagas_older_than_asked(
     code, _, err = bus(capsys, "purge", "--older-than", "soon", "--store", store_url)
     assert code != 0
     assert "--older-than 'soon': use a duration like 90s" in err
+
+
+def test_an_unreadable_saga_is_listed_marked_shown_raw_and_not_cancelled(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = '{"saga_id": "onboarding:a-1", "sta'
+    with sqlite3.connect(store_url.removeprefix("sqlite:")) as db:
+        db.execute("UPDATE saga_state SET state = ? WHERE saga_id = 'onboarding:a-1'", (broken,))
+    code, out, _ = bus(capsys, "list", "--store", store_url)
+    assert code == 0
+    [line] = [x for x in out.splitlines() if x.startswith("onboarding:a-1")]
+    assert line.split()[1] == "needs_attention"
+    assert "unreadable state" in line
+    assert out.splitlines()[-1] == "2 sagas: 2 needs_attention"
+    code, out, _ = bus(capsys, "show", "onboarding:a-1", "--store", store_url)
+    assert code == 0
+    assert broken in out
+    assert "bus sagas retry onboarding:a-1" in out
+    code, out, _ = bus(capsys, "show", "onboarding:a-1", "--store", store_url, "--json")
+    assert json.loads(out)["raw_state"] == broken
+    for action in ("cancel", "retry"):  # nothing to do until the row is fixed
+        code, _, err = bus(capsys, action, "onboarding:a-1", "--store", store_url)
+        assert code == 2
+        assert "stored state cannot be read" in err
