@@ -17,6 +17,7 @@ PURE = [
     "render",
     "operations",
     "observer",
+    "quarantine",
 ]
 FORBIDDEN = {"asyncio", "sqlite3", "aiokafka", "asyncpg", "psycopg", "time", "random", "socket", "threading", "anyio"}  # fmt: skip
 
