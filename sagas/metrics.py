@@ -44,6 +44,10 @@ CATALOG: tuple[MetricSpec, ...] = (
                "Outbox entries saved and not yet published by the relay."),
     MetricSpec("bus_outbox_oldest_age_seconds", "gauge", ("store",),
                "Age of the oldest outbox entry not yet published (0 when empty)."),
+    MetricSpec("bus_saga_store_waits_total", "counter", ("outcome",),
+               "Saga store writes that waited, mostly for a saga row another replica holds "
+               "locked: longer than 2 s and written (outcome written), or given up at the "
+               "store's lock timeout and tried again alone (outcome lock_timeout)."),
 )  # fmt: skip
 _BY_NAME = {spec.name: spec for spec in CATALOG}
 
@@ -81,6 +85,7 @@ class SagaMetrics:
         self._timeouts = metrics.counter(spec["bus_saga_timeouts_total"])
         self._backlog = metrics.gauge(spec["bus_outbox_backlog"])
         self._outbox_age = metrics.gauge(spec["bus_outbox_oldest_age_seconds"])
+        self._store_waits = metrics.counter(spec["bus_saga_store_waits_total"])
         #: saga -> the states it was last reported with (a state no longer counted drops to 0)
         self._states: dict[str, set[str]] = {}
 
@@ -119,6 +124,10 @@ class SagaMetrics:
         """The relay's latest look at the outbox of ``store`` (e.g. "sqlite", "postgres")."""
         self._backlog.labels(store).set(backlog)
         self._outbox_age.labels(store).set(oldest_age_s)
+
+    def saga_store_waited(self, outcome: str, duration_s: float) -> None:
+        """A store write waited ``duration_s`` (outcome ``written`` or ``lock_timeout``)."""
+        self._store_waits.labels(outcome).inc()
 
 
 _default: SagaMetrics | None = None
