@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
+import pytest
+
 from bus import LockTimeoutError
+from sagas import group_commit
 from sagas.group_commit import GroupCommit
 from sagas.stores.base import Change, SagaWrite
 from sagas.stores.memory import MemorySagaStore
@@ -57,3 +60,30 @@ async def test_a_locked_saga_holds_back_its_own_caller_only_and_is_written_once_
 def noop(saga_id: str) -> tuple[str, Change]:
     """An input that changes nothing (the write path is what is tested)."""
     return saga_id, lambda stored: None
+
+
+class SlowStore(MemorySagaStore):
+    """A memory store whose writes take ``delay_s`` (a lock another replica held a while)."""
+
+    delay_s = 0.05
+
+    async def update_many(
+        self,
+        items: Sequence[tuple[str, Change]],
+        *,
+        on_conflict: Callable[[str], None] | None = None,
+    ) -> list[SagaWrite | None]:
+        await asyncio.sleep(self.delay_s)
+        return await super().update_many(items, on_conflict=on_conflict)
+
+
+async def test_a_write_that_waited_longer_than_the_slow_bound_is_logged_and_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(group_commit, "SLOW_WRITE_S", 0.01)
+    waits: list[tuple[str, float]] = []
+    group = GroupCommit(SlowStore(), on_wait=lambda outcome, s: waits.append((outcome, s)))
+    assert await group.write([noop("s:slow")]) == [None]
+    assert [outcome for outcome, _ in waits] == ["written"]
+    assert waits[0][1] >= SlowStore.delay_s
+    assert any("s:slow" in r.getMessage() for r in caplog.records)
