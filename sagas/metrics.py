@@ -51,6 +51,9 @@ CATALOG: tuple[MetricSpec, ...] = (
 )  # fmt: skip
 _BY_NAME = {spec.name: spec for spec in CATALOG}
 
+#: Outcomes of ``bus_saga_store_waits_total`` (:meth:`SagaMetrics.saga_store_waited`).
+STORE_WAIT_OUTCOMES = ("written", "lock_timeout")
+
 #: Upper bounds (seconds) of a whole saga's duration: a second to a week (people approve).
 SAGA_DURATION_BUCKETS_S = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400)
 
@@ -86,6 +89,8 @@ class SagaMetrics:
         self._backlog = metrics.gauge(spec["bus_outbox_backlog"])
         self._outbox_age = metrics.gauge(spec["bus_outbox_oldest_age_seconds"])
         self._store_waits = metrics.counter(spec["bus_saga_store_waits_total"])
+        for outcome in STORE_WAIT_OUTCOMES:  # exported at 0: the first wait is an increase
+            self._store_waits.labels(outcome)
         #: saga -> the states it was last reported with (a state no longer counted drops to 0)
         self._states: dict[str, set[str]] = {}
 
