@@ -22,6 +22,8 @@ pydantic, sqlite) are translated once, where they enter, with ``raise ... from e
     │                            verification (permanent: fix the credentials or CA)
     ├── TransportClosedError     the transport or consumer was used after stop()
     ├── StoreError               a database (SQLite, PostgreSQL) failed (retryable)
+    │   ├── LockTimeoutError     a row lock was not granted within the store's lock timeout:
+    │   │                        another transaction (a stalled replica?) holds it (retryable)
     │   └── SchemaVersionError   the database schema is newer than this code (permanent)
     └── DuplicateMessageError    the handler already completed this message (proof: the
                                  dedup store's unique key); acknowledge, do not run it again
@@ -45,6 +47,7 @@ __all__ = [
     "DefinitionError",
     "DuplicateMessageError",
     "HandlerResultError",
+    "LockTimeoutError",
     "MessageTooLargeError",
     "PayloadInvalidError",
     "PermanentError",
@@ -172,6 +175,17 @@ class StoreError(BusError):
     """A database behind a store failed (unreachable, locked too long); usually worth retrying."""
 
     retryable = True
+
+
+class LockTimeoutError(StoreError):
+    """A statement waited for a lock longer than the store's ``lock_timeout`` and gave up.
+
+    Another transaction holds the row - a replica stopped (SIGSTOP, a long GC pause, a
+    frozen VM) inside its transaction, or a long one. Retryable: the lock is released when
+    that transaction ends, at the latest when the server ends its idle session
+    (``idle_in_transaction_session_timeout``). Only the work touching the locked rows needs
+    to wait; retry it on its own rather than with unrelated work.
+    """
 
 
 class SchemaVersionError(StoreError):

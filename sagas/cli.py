@@ -241,7 +241,9 @@ def _with_store(
     from sagas.stores.url import store_from_url
 
     sagas = SagaConfig.from_env(store=args.store)
-    store = store_from_url(sagas.store, password=sagas.store_password)
+    store = store_from_url(
+        sagas.store, password=sagas.store_password, timeouts=sagas.store_timeouts()
+    )
 
     async def go() -> T:
         await store.open()
@@ -353,7 +355,9 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
 
     catalog = load_definitions(args.definitions)
     sagas = SagaConfig.from_env(store=args.store)
-    store = store_from_url(sagas.store, password=sagas.store_password)
+    store = store_from_url(
+        sagas.store, password=sagas.store_password, timeouts=sagas.store_timeouts()
+    )
     transport = make_transport(config, args)
     observer = default_saga_metrics()
     metrics = observer.metrics

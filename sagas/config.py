@@ -11,6 +11,9 @@ password).
 | ``BUS_SAGA_STORE_PASSWORD`` | - | password of a ``postgresql://`` store, so the URL need not hold it |
 | ``BUS_SAGA_STORE_PASSWORD_FILE`` | - | or a file holding it (its first line), e.g. a mounted secret |
 | ``BUS_SAGA_RETENTION_S`` | ``0`` | seconds ``bus sagas run`` keeps ended sagas (``0``: forever) |
+| ``BUS_SAGA_STORE_LOCK_TIMEOUT_S`` | ``5`` | a ``postgresql://`` store's ``lock_timeout`` (``0``: none) |
+| ``BUS_SAGA_STORE_STATEMENT_TIMEOUT_S`` | ``30`` | its ``statement_timeout`` (``0``: none) |
+| ``BUS_SAGA_STORE_IDLE_IN_TRANSACTION_TIMEOUT_S`` | ``60`` | its ``idle_in_transaction_session_timeout`` (``0``: none) |
 | ``BUS_FAULT_POINT`` | - | crash tests only: end the process at this point of the saga outbox relay |
 
 Example::
@@ -25,10 +28,18 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bus import ConfigError, Secret
+from bus import ConfigError, PostgresTimeouts, Secret
 from sagas.outbox import FAULT_POINTS
 
 __all__ = ["SagaConfig"]
+
+#: The PostgreSQL store's timeouts: field -> variable.
+_TIMEOUT_VARIABLES = {
+    "store_lock_timeout_s": "BUS_SAGA_STORE_LOCK_TIMEOUT_S",
+    "store_statement_timeout_s": "BUS_SAGA_STORE_STATEMENT_TIMEOUT_S",
+    "store_idle_in_transaction_timeout_s": "BUS_SAGA_STORE_IDLE_IN_TRANSACTION_TIMEOUT_S",
+}
+_DEFAULT_TIMEOUTS = PostgresTimeouts()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +63,15 @@ class SagaConfig:
     #: keeps them. Keep it above the trigger topics' retention: a trigger delivered again
     #: after its saga was purged starts the saga anew.
     retention_s: float = 0.0
+    #: Seconds a ``postgresql://`` store waits for a saga's row lock before giving up and
+    #: trying again later (only that saga's partition waits meanwhile); 0: forever. Bounds
+    #: how long a replica stopped inside its transaction holds the others back.
+    store_lock_timeout_s: float = _DEFAULT_TIMEOUTS.lock_timeout_s
+    #: Seconds one statement of a ``postgresql://`` store may run; 0: forever.
+    store_statement_timeout_s: float = _DEFAULT_TIMEOUTS.statement_timeout_s
+    #: Seconds a ``postgresql://`` store's session may idle inside a transaction before the
+    #: server ends it and releases its locks (a stopped replica's); 0: forever.
+    store_idle_in_transaction_timeout_s: float = _DEFAULT_TIMEOUTS.idle_in_transaction_timeout_s
     #: Crash tests only: the coordinator ends the process (``os._exit``) at this point
     #: (one of :data:`sagas.outbox.FAULT_POINTS`); unset in production.
     fault_point: str | None = None
@@ -81,6 +101,7 @@ class SagaConfig:
             store=store or env.get("BUS_SAGA_STORE", defaults.store).strip(),
             store_password=_store_password(env),
             retention_s=defaults.retention_s if retention_s is None else retention_s,
+            **_timeouts(env),
             # empty is unset: crash tests clear it with BUS_FAULT_POINT=
             fault_point=fault_point or env.get("BUS_FAULT_POINT", "").strip() or None,
         ).validated()
@@ -92,6 +113,7 @@ class SagaConfig:
             problems.append("store is empty (BUS_SAGA_STORE: sqlite:PATH, postgresql://...)")
         if self.retention_s < 0:
             problems.append("retention_s must be 0 (keep ended sagas) or more seconds")
+        problems += [f"store {p}" for p in self.store_timeouts().problems()]
         if self.fault_point is not None and self.fault_point not in FAULT_POINTS:
             problems.append(
                 f"fault point {self.fault_point!r} is unknown (BUS_FAULT_POINT); use one of "
@@ -100,6 +122,31 @@ class SagaConfig:
         if problems:
             raise ConfigError("bad saga settings: " + "; ".join(problems))
         return self
+
+    def store_timeouts(self) -> PostgresTimeouts:
+        """The timeouts of a ``postgresql://`` store (``store_from_url(..., timeouts=)``)."""
+        return PostgresTimeouts(
+            lock_timeout_s=self.store_lock_timeout_s,
+            statement_timeout_s=self.store_statement_timeout_s,
+            idle_in_transaction_timeout_s=self.store_idle_in_transaction_timeout_s,
+        )
+
+
+def _timeouts(env: Mapping[str, str]) -> dict[str, float]:
+    """The store timeouts set in ``env``, by field; every unparsable one named at once."""
+    values: dict[str, float] = {}
+    bad: list[str] = []
+    for field, variable in _TIMEOUT_VARIABLES.items():
+        text = env.get(variable)
+        if text is None:
+            continue
+        try:
+            values[field] = float(text)
+        except ValueError:
+            bad.append(f"{variable}: expected a number of seconds")
+    if bad:
+        raise ConfigError("bad environment: " + "; ".join(bad))
+    return values
 
 
 def _store_password(env: Mapping[str, str]) -> Secret | None:

@@ -178,7 +178,12 @@ class Coordinator:
         self.relay = OutboxRelay(store, transport, clock=clock, fault=self.fault)
         self.stats = CoordinatorStats()
         #: The batches of concurrent lanes, stored in one transaction.
-        self._group_commit = GroupCommit(store, on_conflict=self._conflict, fault=self.fault)
+        self._group_commit = GroupCommit(
+            store,
+            on_conflict=self._conflict,
+            fault=self.fault,
+            on_wait=self.observer.saga_store_waited,
+        )
         #: The app's lifespan tasks: relay, timers and requests, gauges, purge.
         self.tasks = SagaTasks(
             store,

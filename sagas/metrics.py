@@ -44,8 +44,15 @@ CATALOG: tuple[MetricSpec, ...] = (
                "Outbox entries saved and not yet published by the relay."),
     MetricSpec("bus_outbox_oldest_age_seconds", "gauge", ("store",),
                "Age of the oldest outbox entry not yet published (0 when empty)."),
+    MetricSpec("bus_saga_store_waits_total", "counter", ("outcome",),
+               "Saga store writes that waited, mostly for a saga row another replica holds "
+               "locked: longer than 2 s and written (outcome written), or given up at the "
+               "store's lock timeout and tried again alone (outcome lock_timeout)."),
 )  # fmt: skip
 _BY_NAME = {spec.name: spec for spec in CATALOG}
+
+#: Outcomes of ``bus_saga_store_waits_total`` (:meth:`SagaMetrics.saga_store_waited`).
+STORE_WAIT_OUTCOMES = ("written", "lock_timeout")
 
 #: Upper bounds (seconds) of a whole saga's duration: a second to a week (people approve).
 SAGA_DURATION_BUCKETS_S = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400)
@@ -81,6 +88,9 @@ class SagaMetrics:
         self._timeouts = metrics.counter(spec["bus_saga_timeouts_total"])
         self._backlog = metrics.gauge(spec["bus_outbox_backlog"])
         self._outbox_age = metrics.gauge(spec["bus_outbox_oldest_age_seconds"])
+        self._store_waits = metrics.counter(spec["bus_saga_store_waits_total"])
+        for outcome in STORE_WAIT_OUTCOMES:  # exported at 0: the first wait is an increase
+            self._store_waits.labels(outcome)
         #: saga -> the states it was last reported with (a state no longer counted drops to 0)
         self._states: dict[str, set[str]] = {}
 
@@ -119,6 +129,10 @@ class SagaMetrics:
         """The relay's latest look at the outbox of ``store`` (e.g. "sqlite", "postgres")."""
         self._backlog.labels(store).set(backlog)
         self._outbox_age.labels(store).set(oldest_age_s)
+
+    def saga_store_waited(self, outcome: str, duration_s: float) -> None:
+        """A store write waited ``duration_s`` (outcome ``written`` or ``lock_timeout``)."""
+        self._store_waits.labels(outcome).inc()
 
 
 _default: SagaMetrics | None = None

@@ -45,6 +45,10 @@ class SagaObserver(Protocol):
     def outbox_observed(self, store: str, *, backlog: int, oldest_age_s: float) -> None:
         """Unpublished outbox rows of the store, as last counted."""
 
+    def saga_store_waited(self, outcome: str, duration_s: float) -> None:
+        """A saga store write waited ``duration_s``: longer than a few seconds and went
+        through (``written``), or gave up on a row lock (``lock_timeout``, tried again)."""
+
 
 class NoObserver:
     """The observer of a coordinator given none: every hook does nothing."""
@@ -70,6 +74,9 @@ class NoObserver:
         pass
 
     def outbox_observed(self, store: str, *, backlog: int, oldest_age_s: float) -> None:
+        pass
+
+    def saga_store_waited(self, outcome: str, duration_s: float) -> None:
         pass
 
 

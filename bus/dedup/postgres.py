@@ -19,7 +19,7 @@ from bus.dedup.base import DedupEntry, DedupKey, duplicate_error
 from bus.dedup.outputs import decode_outputs, encode_outputs
 from bus.record import OutgoingRecord
 from bus.sql.migrations import Migration
-from bus.sql.postgres import PostgresDatabase
+from bus.sql.postgres import PostgresDatabase, PostgresTimeouts
 from bus.sql.store import MigratedStore
 from bus.stamping import utc_now
 
@@ -105,10 +105,17 @@ class PostgresDedupStore(MigratedStore[PostgresDatabase]):
         max_connections: int = 10,
         connect_timeout_s: float = 10.0,
         clock: Callable[[], datetime] = utc_now,
+        timeouts: PostgresTimeouts | None = None,
     ) -> None:
-        #: The database, for the handler's own reads and schema (``database.pool``).
+        #: The database, for the handler's own reads and schema (``database.pool``). Its
+        #: ``timeouts`` (default :class:`~bus.sql.postgres.PostgresTimeouts`) bound a claim
+        #: waiting on a stalled zombie's key (a retryable LockTimeoutError: the record is
+        #: tried again) and the handler's own statements and transaction too.
         self.database = PostgresDatabase(
-            dsn, max_connections=max_connections, connect_timeout_s=connect_timeout_s
+            dsn,
+            max_connections=max_connections,
+            connect_timeout_s=connect_timeout_s,
+            timeouts=timeouts,
         )
         self.clock = clock
 

@@ -6,8 +6,15 @@ faults into :class:`~bus.errors.StoreError` once.
 """
 
 from bus.sql.migrations import Migration
-from bus.sql.postgres import PostgresDatabase
+from bus.sql.postgres import PostgresDatabase, PostgresTimeouts
 from bus.sql.sqlite import SqliteDatabase, SqliteTransaction
 from bus.sql.store import MigratedStore
 
-__all__ = ["MigratedStore", "Migration", "PostgresDatabase", "SqliteDatabase", "SqliteTransaction"]
+__all__ = [
+    "MigratedStore",
+    "Migration",
+    "PostgresDatabase",
+    "PostgresTimeouts",
+    "SqliteDatabase",
+    "SqliteTransaction",
+]

@@ -6,6 +6,13 @@ connection lost, a deadlock or serialization failure - become a retryable
 :class:`~bus.errors.StoreError` here, once; errors in the caller's own SQL (a constraint of
 its table, a typo) propagate as asyncpg raised them.
 
+Every connection carries three server-side timeouts (:class:`PostgresTimeouts`), so a
+peer that stops inside its transaction - SIGSTOP, a frozen VM - holds others back for a
+bounded time only: a lock wait gives up after ``lock_timeout`` (a retryable
+:class:`~bus.errors.LockTimeoutError`), a statement after ``statement_timeout``, and the
+server ends a session idle inside a transaction after
+``idle_in_transaction_session_timeout``, releasing its locks.
+
 Migrations run in one transaction under a transaction-scoped advisory lock, so several
 processes starting at once apply them exactly once (PostgreSQL's DDL is transactional).
 
@@ -25,15 +32,16 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import asyncpg
 
-from bus.errors import ConfigError, StoreError
+from bus.errors import ConfigError, LockTimeoutError, StoreError
 from bus.sql.migrations import SCHEMA_VERSION_TABLE, Migration, pending
 
-__all__ = ["PostgresDatabase", "is_database_fault"]
+__all__ = ["PostgresDatabase", "PostgresTimeouts", "is_database_fault"]
 
 #: ``pg_advisory_xact_lock`` key held while migrating (any constant; "bus" in ASCII).
 _MIGRATION_LOCK = 0x627573
@@ -45,10 +53,64 @@ _DRIVER_FAULTS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, starting up, crash
     asyncpg.exceptions.TransactionRollbackError,  # deadlock, serialization failure
     asyncpg.exceptions.InsufficientResourcesError,  # disk full, too many connections
+    # the server ended our session, idle in a transaction too long (we were the stalled one)
+    asyncpg.exceptions.IdleInTransactionSessionTimeoutError,
+    # statement_timeout (57014) is a QueryCanceledError: an OperatorInterventionError above
 )
 #: The same plus the socket errors of connecting (our own calls only: an OSError raised in
 #: a caller's block may be its HTTP call, not the database).
 _FAULTS: tuple[type[BaseException], ...] = (OSError, TimeoutError, *_DRIVER_FAULTS)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostgresTimeouts:
+    """Server-side timeouts of every connection of a :class:`PostgresDatabase` (0: none).
+
+    Without them a peer stopped inside its transaction (SIGSTOP, a frozen VM, a GC pause)
+    holds its row locks, and everyone waiting on them, for as long as it is stopped.
+
+    Example::
+
+        PostgresDatabase(dsn, timeouts=PostgresTimeouts(lock_timeout_s=2.0))
+    """
+
+    #: Seconds a statement waits for a lock (a row another transaction holds) before it
+    #: gives up with :class:`~bus.errors.LockTimeoutError` (retryable). Default 5: a healthy
+    #: peer holds a saga's row for milliseconds, so a longer wait means a stalled one.
+    lock_timeout_s: float = 5.0
+    #: Seconds any one statement may run before the server cancels it (a retryable
+    #: StoreError). Default 30: bus's statements take milliseconds; a bound, not a budget.
+    statement_timeout_s: float = 30.0
+    #: Seconds a session may sit idle inside an open transaction before the server ends
+    #: it, rolling back and releasing its locks. Default 60: above any pause a healthy
+    #: process makes between two statements of one transaction (a dedup handler's own
+    #: calls run inside it), and bounds how long a stalled peer's locks last.
+    idle_in_transaction_timeout_s: float = 60.0
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values (none negative)."""
+        return [
+            f"{name} must be 0 (no timeout) or more seconds"
+            for name in ("lock_timeout_s", "statement_timeout_s", "idle_in_transaction_timeout_s")
+            if getattr(self, name) < 0
+        ]
+
+    def server_settings(self) -> dict[str, str]:
+        """The settings each connection starts with (milliseconds, as PostgreSQL takes them).
+
+        >>> PostgresTimeouts(lock_timeout_s=0.5).server_settings()["lock_timeout"]
+        '500'
+        """
+        return {
+            "lock_timeout": _ms(self.lock_timeout_s),
+            "statement_timeout": _ms(self.statement_timeout_s),
+            "idle_in_transaction_session_timeout": _ms(self.idle_in_transaction_timeout_s),
+        }
+
+
+def _ms(seconds: float) -> str:
+    # A positive value below 1 ms would round to 0, which PostgreSQL reads as "never".
+    return str(max(1, round(seconds * 1000)) if seconds > 0 else 0)
 
 
 def is_database_fault(exc: BaseException) -> bool:
@@ -77,12 +139,16 @@ class PostgresDatabase:
         max_connections: int = 10,
         connect_timeout_s: float = 10.0,
         password: str | None = None,
+        timeouts: PostgresTimeouts | None = None,
     ) -> None:
         if not 0 <= min_connections <= max_connections or max_connections < 1:
             raise ConfigError(
                 "PostgreSQL pool sizes need 0 <= min_connections <= max_connections and "
                 f"max_connections >= 1; got {min_connections} and {max_connections}"
             )
+        self.timeouts = timeouts or PostgresTimeouts()
+        if problems := self.timeouts.problems():
+            raise ConfigError("PostgreSQL timeouts: " + "; ".join(problems))
         self.dsn = dsn
         self.min_connections = min_connections
         self.max_connections = max_connections
@@ -122,6 +188,7 @@ class PostgresDatabase:
                 max_size=self.max_connections,
                 timeout=self.connect_timeout_s,
                 password=self._password,
+                server_settings=self.timeouts.server_settings(),
             )
         except ValueError as exc:  # asyncpg parses the DSN when it first connects
             raise ConfigError(
@@ -172,6 +239,12 @@ class PostgresDatabase:
             raise self.fault(exc) from exc
         try:
             yield conn
+        except asyncpg.exceptions.LockNotAvailableError as exc:
+            raise LockTimeoutError(
+                f"PostgreSQL database {self._database_name()!r}: a lock wait reached "
+                f"lock_timeout ({self.timeouts.lock_timeout_s:g}s): another transaction "
+                "(a stalled replica?) holds the row"
+            ) from exc
         except _DRIVER_FAULTS as exc:
             raise self.fault(exc) from exc
         finally:
@@ -198,6 +271,9 @@ class PostgresDatabase:
     async def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
         """Apply the pending ``migrations`` of ``component`` in one transaction; the version."""
         async with self.transaction() as conn:
+            # Another process migrating holds the lock for as long as its DDL takes, and
+            # DDL on a big table may run long: wait, here only, without the timeouts.
+            await conn.execute("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0")
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {SCHEMA_VERSION_TABLE} (component TEXT PRIMARY KEY,"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bus import MigratedStore, Migration, PostgresDatabase, StoreError
+from bus import MigratedStore, Migration, PostgresDatabase, PostgresTimeouts, StoreError
 from sagas.effects import TimerToSet
 from sagas.state import TERMINAL, SagaState
 from sagas.stores.base import (
@@ -265,12 +265,16 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
         max_connections: int = 10,
         connect_timeout_s: float = 10.0,
         password: str | None = None,
+        timeouts: PostgresTimeouts | None = None,
     ) -> None:
+        # ``timeouts`` bound how long a replica stopped inside its transaction holds the
+        # others back (a lock wait becomes a retryable LockTimeoutError; default 5 s).
         self.database = PostgresDatabase(
             dsn,
             max_connections=max_connections,
             connect_timeout_s=connect_timeout_s,
             password=password,
+            timeouts=timeouts,
         )
         self.states = StateCache()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bus import BusConfig, ConfigError
+from bus import BusConfig, ConfigError, PostgresTimeouts
 from sagas.config import SagaConfig
 
 
@@ -36,3 +36,32 @@ def test_bad_saga_settings_are_refused_with_every_problem_and_no_value() -> None
 def test_bus_config_knows_nothing_of_sagas() -> None:
     names = set(BusConfig.__dataclass_fields__)
     assert not {n for n in names if "saga" in n or "fault" in n}
+
+
+def test_the_postgres_store_timeouts_have_bounded_defaults_and_their_own_variables() -> None:
+    assert SagaConfig.from_env({}).store_timeouts() == PostgresTimeouts(
+        lock_timeout_s=5.0, statement_timeout_s=30.0, idle_in_transaction_timeout_s=60.0
+    )
+    config = SagaConfig.from_env(
+        {
+            "BUS_SAGA_STORE_LOCK_TIMEOUT_S": "1.5",
+            "BUS_SAGA_STORE_STATEMENT_TIMEOUT_S": "0",
+            "BUS_SAGA_STORE_IDLE_IN_TRANSACTION_TIMEOUT_S": "20",
+        }
+    )
+    assert config.store_timeouts().server_settings() == {
+        "lock_timeout": "1500",
+        "statement_timeout": "0",
+        "idle_in_transaction_session_timeout": "20000",
+    }
+
+
+def test_bad_store_timeouts_are_refused_naming_each_variable() -> None:
+    with pytest.raises(ConfigError) as refused:
+        SagaConfig.from_env(
+            {"BUS_SAGA_STORE_LOCK_TIMEOUT_S": "soon", "BUS_SAGA_STORE_STATEMENT_TIMEOUT_S": "x"}
+        )
+    assert "BUS_SAGA_STORE_LOCK_TIMEOUT_S: expected a number" in str(refused.value)
+    assert "BUS_SAGA_STORE_STATEMENT_TIMEOUT_S: expected a number" in str(refused.value)
+    with pytest.raises(ConfigError, match="lock_timeout_s must be 0"):
+        SagaConfig.from_env({"BUS_SAGA_STORE_LOCK_TIMEOUT_S": "-1"})

@@ -23,6 +23,7 @@ def exercised() -> Metrics:
     observer.saga_timeout_fired("onboarding", "approve")
     observer.sagas_active("onboarding", {"running": 2}, oldest_age_s=30.0)
     observer.outbox_observed("sqlite", backlog=3, oldest_age_s=1.5)
+    observer.saga_store_waited("lock_timeout", 5.0)
     return m
 
 
@@ -67,3 +68,10 @@ def test_two_observers_on_one_registry_record_into_the_same_metrics() -> None:
     SagaMetrics(m).saga_started("onboarding")
     SagaMetrics(m).saga_started("onboarding")
     assert m.sample("bus_sagas_started_total", {"saga": "onboarding"}) == 2
+
+
+def test_store_waits_start_at_zero_for_each_outcome_so_the_first_one_is_an_increase() -> None:
+    m = Metrics()
+    SagaMetrics(m).saga_store_waited("lock_timeout", 5.0)
+    assert m.sample("bus_saga_store_waits_total", {"outcome": "written"}) == 0
+    assert m.sample("bus_saga_store_waits_total", {"outcome": "lock_timeout"}) == 1
