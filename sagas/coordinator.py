@@ -45,6 +45,7 @@ from bus import (
     utc_now,
 )
 from sagas.effects import Transition
+from sagas.fence import InputFence
 from sagas.group_commit import GroupCommit
 from sagas.lifespan import SagaTasks
 from sagas.observer import NoObserver, SagaObserver, report_change
@@ -95,6 +96,8 @@ class CoordinatorStats:
     #: Triggers (other messages than the one that started it) naming a saga id in use:
     #: logged and ignored, since a saga id starts one instance only.
     refused_starts: int = 0
+    #: Rounds of due timers that waited for inputs on the topics to be applied first.
+    fence_waits: int = 0
 
 
 class _Pending:
@@ -157,6 +160,8 @@ class Coordinator:
         self.stats = CoordinatorStats()
         #: The batches of concurrent lanes, stored in one transaction.
         self._group_commit = GroupCommit(store, on_conflict=self._conflict, fault=self.fault)
+        #: Due timers fire once the inputs on the topics then are applied (sagas/fence.py).
+        self.fence = InputFence(interval_s=min(poll_interval_s, 0.05))
         #: The app's lifespan tasks: relay, timers and requests, gauges, purge.
         self.tasks = SagaTasks(
             store,
@@ -183,6 +188,7 @@ class Coordinator:
 
     def statistics(self) -> CoordinatorStats:
         self.stats.store_retries = self._group_commit.retries
+        self.stats.fence_waits = self.fence.waits
         return self.stats
 
     def build_app(self, *, background: bool = True) -> App:
@@ -195,6 +201,7 @@ class Coordinator:
         async def apply_saga_inputs(batch: list[Event], ctx: BatchContext) -> None:
             await self.apply_events(ctx.envelopes, batch)
 
+        app.on_start(self.fence.watch)
         if background:
             self.tasks.add_to(app)
         return app
@@ -346,7 +353,9 @@ class Coordinator:
     # -- timers and operator requests -------------------------------------------------------
 
     async def fire_due_timers(self) -> int:
-        n = await fire_due_timers(self.store, now=self.clock(), fire=self.fire_timer)
+        n = await fire_due_timers(
+            self.store, now=self.clock(), fire=self.fire_timer, ready=self.fence.caught_up
+        )
         self.stats.timers_fired += n
         return n
 
