@@ -131,7 +131,9 @@ def test_the_json_is_what_the_pydantic_models_wrote() -> None:
         '"history":[{"at":"2026-03-01T09:00:00Z","event":"started","step":null,"detail":""}]}'
     )
     # steps gained idempotency_key (re-sends after a reply timeout); rows without it still read
-    assert state.to_json() == written.replace('"error":null}', '"error":null,"idempotency_key":null}')
+    assert state.to_json() == written.replace(
+        '"error":null}', '"error":null,"idempotency_key":null}'
+    )
     assert SagaState.from_json(written) == state
 
 
