@@ -69,6 +69,7 @@ from bus.ids import new_id
 from bus.message import Command, Event, Message
 from bus.metrics import Metrics, MetricSpec, default_metrics
 from bus.partitioning import murmur2, partition_for_key
+from bus.progress import Fence
 from bus.publisher import Publisher, envelope_for, record_for
 from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
 from bus.registry import Registry, default_registry
@@ -120,6 +121,7 @@ __all__ = [
     "DuplicateMessageError",
     "Envelope",
     "Event",
+    "Fence",
     "HandlerResultError",
     "HttpServer",
     "LockTimeoutError",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from bus.dedup.base import DedupStore
 from bus.errors import DefinitionError
@@ -29,6 +29,9 @@ from bus.retries import RetryPolicy
 from bus.retry_topics import retry_topic
 from bus.routing import HandlerFunc, Route, batch_routes_for, route_for
 from bus.transports.base import TopicSpec
+
+if TYPE_CHECKING:
+    from bus.worker import Worker
 
 __all__ = ["App", "BackgroundTask", "UnknownTypePolicy"]
 
@@ -78,6 +81,7 @@ class App:
         self.dedup = dedup
         self._routes: dict[str, Route] = {}
         self._tasks: list[tuple[str, BackgroundTask]] = []
+        self._on_start: list[Callable[[Worker], None]] = []
         self._problems: list[str] = []
         if not _APP_NAME.match(name):
             self._problems.append(f"app name {name!r} may only use letters, digits, '.', '_', '-'")
@@ -213,6 +217,24 @@ class App:
         """
         self._tasks.append((name or str(getattr(func, "__name__", "task")), func))
         return func
+
+    def on_start(self, callback: Callable[[Worker], None]) -> Callable[[Worker], None]:
+        """Call ``callback(worker)`` when a :class:`~bus.worker.Worker` starts running this
+        app (it joined the group; its background tasks not started yet): for lifespan code
+        that asks the worker how far the input is handled (:meth:`Worker.behind`).
+
+        Example::
+
+            workers: list[Worker] = []
+            app.on_start(workers.append)
+        """
+        self._on_start.append(callback)
+        return callback
+
+    @property
+    def start_callbacks(self) -> tuple[Callable[[Worker], None], ...]:
+        """The :meth:`on_start` callbacks, in the order they were added."""
+        return tuple(self._on_start)
 
     @property
     def background_tasks(self) -> tuple[tuple[str, BackgroundTask], ...]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from bus.clock import Sleep
@@ -34,7 +34,8 @@ class Lane:
     """One partition's records and waits (see the module docstring)."""
 
     __slots__ = (
-        "buffer", "closing", "held", "paused", "retry", "task", "tp", "turn", "wake",
+        "buffer", "closing", "fetched_to", "handled_to", "held", "paused", "retry", "task",
+        "tp", "turn", "wake",
     )  # fmt: skip
 
     def __init__(self, tp: TopicPartition, *, retry: bool) -> None:
@@ -50,6 +51,24 @@ class Lane:
         self.turn = False
         #: Why and for how long (seconds) the lane is held by a failing store, or None.
         self.held: tuple[str, float] | None = None
+        #: The offset after the last record fetched into the buffer (None: none yet).
+        self.fetched_to: int | None = None
+        #: Every record before this offset has its outcome (None: none handled since the
+        #: partition was assigned); see :meth:`note_handled`.
+        self.handled_to: int | None = None
+
+    def take(self, records: Sequence[Record]) -> None:
+        """Buffer fetched ``records`` (in offset order) and wake the lane."""
+        self.buffer.extend(records)
+        if records:
+            self.fetched_to = records[-1].offset + 1
+        self.wake.set()
+
+    def note_handled(self) -> None:
+        """After a run of the buffer's head was handled: everything before the buffer's new
+        head (or, with the buffer empty, everything fetched) has its outcome."""
+        if not self.closing:  # a closed lane's buffer was dropped, not handled
+            self.handled_to = self.buffer[0].offset if self.buffer else self.fetched_to
 
     def close(self) -> None:
         """Stop taking records: what is buffered is dropped (redelivered from the commit)."""

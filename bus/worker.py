@@ -39,13 +39,14 @@ from bus.app import App
 from bus.clock import Sleep
 from bus.commits import Committer
 from bus.dedup.completions import Completions, StoreFaultError
-from bus.errors import CommitFailedError
+from bus.errors import CommitFailedError, ConfigError
 from bus.ids import new_id
 from bus.lanes import Lane
 from bus.metrics import Metrics, default_metrics
 from bus.offsets import OffsetTracker
 from bus.outcomes import Outcomes, WorkerStats
 from bus.pipeline import Pipeline
+from bus.progress import Fence, behind, take_fence
 from bus.record import TopicPartition
 from bus.stamping import stamp, time_header, utc_now
 from bus.transports.base import Consumer, Transport
@@ -183,6 +184,8 @@ class Worker:
                 ", ".join(self.app.topics),
                 self.app.group,
             )
+            for callback in self.app.start_callbacks:
+                callback(self)
             committer = tg.create_task(self._committer.loop(), name=f"{self.app.name}-commit")
             watcher = tg.create_task(self._stop_lanes_on(stop), name=f"{self.app.name}-stop")
             self._background = [
@@ -269,8 +272,7 @@ class Worker:
                 lane = self._lanes.get(tp)
                 if lane is None or lane.closing:
                     continue  # revoked meanwhile: the new owner reads them from the commit
-                lane.buffer.extend(records)
-                lane.wake.set()
+                lane.take(records)
                 if len(lane.buffer) >= s.max_buffered_per_partition and not lane.paused:
                     lane.paused = True
                     consumer.pause([tp])
@@ -310,6 +312,38 @@ class Worker:
         if consumer is None:
             return {}
         return {tp: consumer.highwater(tp) for tp in self._lanes}
+
+    # -- how far the input is handled (bus.progress) ---------------------------------------
+    def handled_offsets(self) -> dict[TopicPartition, int | None]:
+        """Owned partitions -> the offset before which every record has its outcome
+        (handled, skipped, delayed or dead-lettered); None: none since it was assigned."""
+        return {tp: lane.handled_to for tp, lane in self._lanes.items()}
+
+    async def fence(self) -> Fence:
+        """Where every partition of the app's topics ends now, asked of the broker."""
+        return await take_fence(self.transport, self._running_consumer(), self.app.topics)
+
+    async def behind(self, fence: Fence) -> dict[TopicPartition, tuple[int, int]]:
+        """The partitions the group has not handled up to ``fence`` yet, each with (handled
+        to, fence end): owned ones by this worker's progress, others by the group's
+        committed offsets. Empty: everything on the topics at the fence has its outcome.
+
+        Example::
+
+            fence = await worker.fence()
+            await wait_until(lambda: worker.behind(fence), until=lambda b: not b)
+        """
+        return await behind(fence, self._running_consumer(), self.handled_offsets())
+
+    @property
+    def stopping(self) -> bool:
+        """Shutdown has begun (or the worker never ran): its progress will not move on."""
+        return self._leaving or not self.running
+
+    def _running_consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise ConfigError(f"app {self.app.name}: the worker is not running")
+        return self._consumer
 
     def _stamp_from_clock(self) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
         """``codec.stamp`` from the worker's own clock and ids (tests pass theirs)."""
@@ -388,6 +422,7 @@ class Worker:
                 lane.held = None
                 log.info("app %s: dedup store answers again; %s[%d] goes on", self.app.name,
                          lane.tp.topic, lane.tp.partition)  # fmt: skip
+            lane.note_handled()
             self._tracker.settle(lane.tp)  # release what is acknowledged already
             if lane.paused and len(lane.buffer) < s.max_buffered_per_partition // 2:
                 lane.paused = False

@@ -45,6 +45,7 @@ from bus import (
     utc_now,
 )
 from sagas.effects import Transition
+from sagas.fence import InputFence
 from sagas.group_commit import GroupCommit
 from sagas.lifespan import SagaTasks
 from sagas.observer import NoObserver, SagaObserver, report_change
@@ -103,6 +104,8 @@ class CoordinatorStats:
     #: Inputs (records, fired timers) set aside for quarantined sagas; applied after a retry.
     set_aside: int = 0
     set_aside_applied: int = 0
+    #: Rounds of due timers that waited for inputs on the topics to be applied first.
+    fence_waits: int = 0
 
 
 class _Pending:
@@ -184,6 +187,8 @@ class Coordinator:
             fault=self.fault,
             on_wait=self.observer.saga_store_waited,
         )
+        #: Due timers fire once the inputs on the topics then are applied (sagas/fence.py).
+        self.fence = InputFence(interval_s=min(poll_interval_s, 0.05))
         #: The app's lifespan tasks: relay, timers and requests, gauges, purge.
         self.tasks = SagaTasks(
             store,
@@ -210,6 +215,7 @@ class Coordinator:
 
     def statistics(self) -> CoordinatorStats:
         self.stats.store_retries = self._group_commit.retries
+        self.stats.fence_waits = self.fence.waits
         return self.stats
 
     def build_app(self, *, background: bool = True) -> App:
@@ -222,6 +228,7 @@ class Coordinator:
         async def apply_saga_inputs(batch: list[Event], ctx: BatchContext) -> None:
             await self.apply_events(ctx.envelopes, batch, ctx.records)
 
+        app.on_start(self.fence.watch)
         if background:
             self.tasks.add_to(app)
         return app
@@ -391,7 +398,9 @@ class Coordinator:
     # -- timers and operator requests -------------------------------------------------------
 
     async def fire_due_timers(self) -> int:
-        n = await fire_due_timers(self.store, now=self.clock(), fire=self.fire_timer)
+        n = await fire_due_timers(
+            self.store, now=self.clock(), fire=self.fire_timer, ready=self.fence.caught_up
+        )
         self.stats.timers_fired += n
         return n
 

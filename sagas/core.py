@@ -247,36 +247,50 @@ class _Run:
         return command.model_validate(data.model_dump(include=_shared_fields(type(data), command)))
 
     def _send(
-        self, st: StepState, kind: CommandKind, attempt: int, message: Any, timeout: timedelta
+        self,
+        st: StepState,
+        kind: CommandKind,
+        attempt: int,
+        message: Any,
+        timeout: timedelta,
+        *,
+        after_timeout: bool = False,
     ) -> None:
         cid = command_id(self.s.saga_id, st.name, kind, attempt)
         st = self.own(st.name)
         st.command_ids.append(cid)
-        self.commands.append(CommandToSend(cid, st.name, message, kind, attempt))
+        # a re-send after a timeout repeats the attempt in flight: same key, so a handler's
+        # dedup recognises it if that attempt did land; any other send asks anew
+        key = st.idempotency_key if after_timeout and st.idempotency_key else cid
+        st.idempotency_key = key
+        self.commands.append(CommandToSend(cid, st.name, message, kind, attempt, key))
         self.arm(st, kind, attempt, self.now + timeout)
         what = "sent" if kind == "action" else "compensation_sent"
         self.log(
             what if attempt == 1 else f"re{what}",
             st.name,
-            f"{message.bus_type} attempt {attempt} id {cid}",
+            f"{message.bus_type} attempt {attempt} id {cid}"
+            + (f" key {key}" if key != cid else ""),
         )
 
-    def send_action(self, st: StepState) -> None:
+    def send_action(self, st: StepState, *, after_timeout: bool = False) -> None:
         spec = self.d.steps[st.name]
         assert isinstance(spec, Step)
         st = self.own(st.name)
         st.status = StepStatus.RUNNING
         st.started_at = st.started_at or self.now
         st.attempts += 1
-        self._send(st, "action", st.attempts, self._command(spec.command, spec.build), spec.timeout)
+        message = self._command(spec.command, spec.build)
+        self._send(st, "action", st.attempts, message, spec.timeout, after_timeout=after_timeout)
 
-    def send_compensation(self, st: StepState) -> None:
+    def send_compensation(self, st: StepState, *, after_timeout: bool = False) -> None:
         c = _compensation(self.d.steps[st.name])
         st = self.own(st.name)
         st.status = StepStatus.COMPENSATING
         st.compensation_attempts += 1
         message = self._command(c.command, c.build)
-        self._send(st, "compensation", st.compensation_attempts, message, c.timeout)
+        attempt = st.compensation_attempts
+        self._send(st, "compensation", attempt, message, c.timeout, after_timeout=after_timeout)
 
     def start_wait(self, st: StepState, spec: Wait) -> None:
         st = self.own(st.name)
@@ -385,14 +399,15 @@ class _Run:
         st.timer_at = None
         if st.status == StepStatus.COMPENSATING:
             self.log("timed_out", name, f"compensation attempt {st.compensation_attempts}")
-            self.compensation_failed(st, f"no reply within {_compensation(spec).timeout}")
+            why = f"no reply within {_compensation(spec).timeout}"
+            self.compensation_failed(st, why, after_timeout=True)
             return
         if isinstance(spec, Wait):
             self.fail_step(st, f"deadline {spec.deadline} passed")
         else:
             self.log("timed_out", name, f"attempt {st.attempts}")
             if st.attempts < st.attempt_limit:
-                self.send_action(st)
+                self.send_action(st, after_timeout=True)
                 return
             self.fail_step(st, f"no reply after {st.attempts} attempt(s) of {spec.timeout}")
         self.settled()
@@ -434,9 +449,9 @@ class _Run:
             self.s.status = SagaStatus.FAILED
         self.log(self.s.status.value, detail=self.s.reason or "")
 
-    def compensation_failed(self, st: StepState, why: str) -> None:
+    def compensation_failed(self, st: StepState, why: str, *, after_timeout: bool = False) -> None:
         if st.compensation_attempts < st.compensation_attempt_limit:
-            self.send_compensation(st)
+            self.send_compensation(st, after_timeout=after_timeout)
             return
         st = self.own(st.name)
         st.error = why

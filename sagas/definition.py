@@ -122,8 +122,10 @@ class Step:
              timeout=timedelta(seconds=30), max_attempts=3)
 
     Re-send policy: no reply within ``timeout`` re-sends the command with a *new* command
-    id (attempt n+1; the ids are deterministic from saga id, step and attempt), up to
-    ``max_attempts`` sends; then the step has failed and the saga compensates. A failure
+    id (attempt n+1; the ids are deterministic from saga id, step and attempt) and the
+    first attempt's id as its ``idempotencykey`` (a dedup handler matches it), up to
+    ``max_attempts`` sends; then the step has failed and the saga compensates. A timeout
+    fires only once the inputs on the topics then are applied (``sagas/fence.py``). A failure
     reply fails the step at once (it is a business answer, not a lost message).
     """
 

@@ -1,9 +1,13 @@
 """What the core asks the shell to do: the output of :func:`sagas.core.decide`.
 
 Ids are deterministic (uuid5 of saga id, step, kind and attempt): re-publishing a stored
-outbox row reuses its id, so handlers' dedup drops the copy; a deliberate re-send after a
-timeout is a new attempt with a new id, so dedup does not swallow it (the simulated
-systems are idempotent by business key, which makes the repeated effect harmless).
+outbox row reuses its id, so handlers' dedup drops the copy; a re-send is a new attempt
+with a new id. A re-send after a reply *timeout* keeps the ``idempotency_key`` of the
+attempt it repeats (the id of the first attempt of that chain), published as the
+CloudEvents extension ``idempotencykey``: a handler's dedup matches it, so a re-send whose
+first attempt did land is not applied twice, while one whose first attempt was
+dead-lettered (no completion) runs. A re-send after a failure reply or an operator retry
+starts a new chain (its own id as key): it asks for the work again on purpose.
 
 Example::
 
@@ -65,6 +69,14 @@ class CommandToSend:
     message: Command
     kind: CommandKind
     attempt: int
+    #: The attempt-independent key a handler's dedup matches (``idempotencykey``); the
+    #: same as ``id`` unless this is a re-send after a reply timeout.
+    idempotency_key: str = ""
+
+    @property
+    def key(self) -> str:
+        """The idempotency key: ``idempotency_key``, or the id itself."""
+        return self.idempotency_key or self.id
 
 
 @dataclass(frozen=True, slots=True)

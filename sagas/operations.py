@@ -32,6 +32,9 @@ from sagas.stores.base import OutboxEntry, SagaWrite, StoredSaga, UnreadableSaga
 from sagas.triggers import Incoming, Retry, Trigger
 from sagas.versions import Catalog, decide_versioned
 
+#: The CloudEvents extension a handler's dedup matches instead of the id (docs/dedup.md).
+_IDEMPOTENCY_KEY = "idempotencykey"
+
 __all__ = [
     "Applied",
     "DecideSaga",
@@ -147,7 +150,8 @@ def outbox_entries(
     traceparent: str | None = None,
 ) -> tuple[OutboxEntry, ...]:
     """The records of ``transition``'s commands, ready to store and publish; each carries a
-    ``traceparent`` (:func:`command_traceparent`)."""
+    ``traceparent`` (:func:`command_traceparent`), and a re-send after a reply timeout the
+    ``idempotencykey`` extension (:attr:`CommandToSend.idempotency_key`)."""
     state = transition.state
     source = f"bus://sagas/{state.name}"
     out = []
@@ -161,6 +165,8 @@ def outbox_entries(
             causationid=causation_id,
             traceparent=command_traceparent(state.saga_id, cmd.id, traceparent),
         )
+        if cmd.key != cmd.id:  # a re-send after a reply timeout: the key handlers' dedup match
+            env = env._replace(extensions={_IDEMPOTENCY_KEY: cmd.key})
         rec = record_for(cmd.message, env)
         out.append(
             OutboxEntry(

@@ -98,6 +98,9 @@ class StepState:
     completed_seq: int | None = None
     #: Why the step failed or why its compensation is stuck.
     error: str | None = None
+    #: The idempotency key of the command in flight: the id of the attempt that a chain
+    #: of re-sends after reply timeouts began with (None: no command sent yet).
+    idempotency_key: str | None = None
 
     def copy(self) -> StepState:
         """A copy whose id lists are its own (everything else in a step is immutable)."""

@@ -6,12 +6,18 @@ in the same transaction as the state. :func:`fire_due_timers` claims the timers 
 once) and hands each to ``fire``, which decides :class:`~sagas.triggers.TimerFired` and
 deletes the timer with the new state. A timer the core no longer arms changes nothing.
 
+Before firing a claimed batch it awaits ``ready`` (the coordinator's
+:class:`~sagas.fence.InputFence`): the inputs on the topics now are applied first, so a
+reply that came before its timeout fired always wins. ``ready`` False (shutting down):
+nothing fires, and the claimed timers are claimed again once their lease ends.
+
 Time is an input: the coordinator passes its clock, the test kit a virtual clock that the
 test advances, so a 3-day deadline passes in microseconds.
 
 Example::
 
-    fired = await fire_due_timers(store, now=clock(), fire=coordinator.fire_timer)
+    fired = await fire_due_timers(store, now=clock(), fire=coordinator.fire_timer,
+                                  ready=coordinator.fence.caught_up)
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ async def fire_due_timers(
     *,
     now: datetime,
     fire: Callable[[DueTimer], Awaitable[object]],
+    ready: Callable[[], Awaitable[bool]] | None = None,
     batch_size: int = 200,
     lease: timedelta = timedelta(seconds=30),
 ) -> int:
@@ -36,6 +43,8 @@ async def fire_due_timers(
     fired = 0
     while True:
         due = await store.claim_due_timers(now=now, limit=batch_size, lease=lease)
+        if due and ready is not None and not await ready():
+            return fired
         for timer in due:
             await fire(timer)
         fired += len(due)

@@ -8,12 +8,19 @@ import sqlite3
 from collections.abc import Hashable
 from typing import Any
 
-from bus.dedup.base import DedupEntry, DedupKey, DedupStore, DedupTransaction
+from bus.dedup.base import (
+    IDEMPOTENCY_KEY,
+    DedupEntry,
+    DedupKey,
+    DedupStore,
+    DedupTransaction,
+)
 from bus.dedup.memory import MemoryDedupStore
 from bus.dedup.postgres import PostgresDedupStore
 from bus.dedup.sqlite import SqliteDedupStore
 
 __all__ = [
+    "IDEMPOTENCY_KEY",
     "DedupEntry",
     "DedupKey",
     "DedupStore",

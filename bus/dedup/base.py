@@ -24,7 +24,20 @@ from typing import NamedTuple, Protocol, TypeVar, runtime_checkable
 from bus.errors import DuplicateMessageError
 from bus.record import OutgoingRecord
 
-__all__ = ["DedupEntry", "DedupKey", "DedupStore", "DedupTransaction", "duplicate_error"]
+__all__ = [
+    "IDEMPOTENCY_KEY",
+    "DedupEntry",
+    "DedupKey",
+    "DedupStore",
+    "DedupTransaction",
+    "duplicate_error",
+]
+
+#: The CloudEvents extension naming the effect a message asks for, across re-sends: a
+#: message that carries it is deduplicated by it instead of by its ``id``. Its value is the
+#: id of an earlier message of the same ``source`` asking for the same effect (the saga
+#: coordinator's re-send after a reply timeout carries its first attempt's id).
+IDEMPOTENCY_KEY = "idempotencykey"
 
 ConnectionT_co = TypeVar("ConnectionT_co", covariant=True)
 
@@ -41,7 +54,8 @@ class DedupKey(NamedTuple):
     handler: str
     #: The CloudEvents ``source`` of the consumed message.
     source: str
-    #: The CloudEvents ``id`` of the consumed message (unique per source only).
+    #: The CloudEvents ``id`` of the consumed message (unique per source only), or its
+    #: ``idempotencykey`` extension when it carries one (:data:`IDEMPOTENCY_KEY`).
     id: str
 
 

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bus.context import Context
-from bus.dedup.base import DedupEntry, DedupKey, DedupStore
+from bus.dedup.base import IDEMPOTENCY_KEY, DedupEntry, DedupKey, DedupStore
 from bus.envelope import Envelope
 from bus.errors import BusError, StoreError
 from bus.outcomes import Outcomes
@@ -38,8 +38,10 @@ log = logging.getLogger("bus.worker")
 
 
 def key_of(route: Route, env: Envelope) -> DedupKey:
-    """A message's completion key for ``route``: handler, CloudEvents source and id."""
-    return DedupKey(route.name, env.source, env.id)
+    """A message's completion key for ``route``: handler, CloudEvents source, and the
+    ``idempotencykey`` extension when the message carries one (a re-send that must match
+    the attempt it repeats), else its id."""
+    return DedupKey(route.name, env.source, env.extensions.get(IDEMPOTENCY_KEY) or env.id)
 
 
 class StoreFaultError(Exception):

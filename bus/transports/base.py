@@ -151,6 +151,13 @@ class Consumer(Protocol):
     def highwater(self, tp: TopicPartition) -> int | None:
         """The partition's end offset as last seen, for lag; None before the first fetch."""
 
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The end offsets (next offset to be written) of ``tps`` now, asked of the broker
+        (one round trip; any partition, owned or not)."""
+
+    async def beginning_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The offsets of the oldest records still kept in ``tps`` (retention), asked now."""
+
 
 @runtime_checkable
 class Transport(Protocol):

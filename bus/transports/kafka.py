@@ -724,3 +724,23 @@ class KafkaConsumer:
     def highwater(self, tp: TopicPartition) -> int | None:
         value = self._consumer.highwater(KafkaTopicPartition(*tp))
         return None if value is None else int(value)
+
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return await self._list_offsets(tps, self._consumer.end_offsets, "end")
+
+    async def beginning_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return await self._list_offsets(tps, self._consumer.beginning_offsets, "beginning")
+
+    async def _list_offsets(
+        self,
+        tps: Sequence[TopicPartition],
+        ask: Callable[[list[KafkaTopicPartition]], Awaitable[dict[KafkaTopicPartition, int]]],
+        which: str,
+    ) -> dict[TopicPartition, int]:
+        if not tps:
+            return {}
+        try:
+            found = await ask([KafkaTopicPartition(*tp) for tp in tps])
+        except KafkaError as exc:
+            raise TransportError(f"kafka: cannot list the {which} offsets: {exc!r}") from exc
+        return {TopicPartition(tp.topic, tp.partition): int(o) for tp, o in found.items()}

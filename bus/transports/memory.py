@@ -547,6 +547,12 @@ class MemoryConsumer:
     def highwater(self, tp: TopicPartition) -> int | None:
         return self.broker.end_offset(tp)
 
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.broker.end_offset(tp) for tp in tps}
+
+    async def beginning_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.broker.log_start(tp) for tp in tps}
+
     def position(self, tp: TopicPartition) -> int | None:
         return self._positions.get(tp)
 

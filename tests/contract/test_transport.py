@@ -369,3 +369,22 @@ async def test_a_fetching_consumer_learns_the_end_of_every_partition_even_empty_
     ends = {p: consumer.highwater(TopicPartition(topic, p)) for p in range(3)}
     assert ends == {0: 3, 1: 2, 2: 0}
     await consumer.stop()
+
+
+async def test_end_and_beginning_offsets_are_asked_now_for_any_partition(
+    cluster: Cluster,
+) -> None:
+    # the saga timers' fence (bus.progress) relies on this: fresh, not the last fetch's view
+    t = await cluster.client()
+    topic = await make_topic(t, 3)
+    consumer = t.consumer([topic], group=unique("offsets"))
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(3)]
+    assert await consumer.end_offsets(tps) == dict.fromkeys(tps, 0)
+    for i in range(5):
+        await t.publish(OutgoingRecord(topic, key=None, value=b"v", partition=i % 2))
+    # nothing fetched since: the answer comes from the broker, not the consumer's view
+    assert await consumer.end_offsets(tps) == {tps[0]: 3, tps[1]: 2, tps[2]: 0}
+    assert await consumer.beginning_offsets(tps) == dict.fromkeys(tps, 0)
+    assert await consumer.end_offsets([]) == {}
+    await consumer.stop()

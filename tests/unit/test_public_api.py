@@ -14,7 +14,7 @@ PUBLIC = [
     "Acked", "App", "BackgroundTask", "BatchContext", "BusConfig", "BusError", "Command", "CommitFailedError", "ConfigError",
     "Consumer", "Context", "DeadLetter", "DeadLetterFilter", "DecodeError", "DedupEntry",
     "DedupKey", "DedupStore", "DedupTransaction", "DefinitionError", "Delivery",
-    "DuplicateMessageError", "Envelope", "Event", "HandlerResultError", "HttpServer",
+    "DuplicateMessageError", "Envelope", "Event", "Fence", "HandlerResultError", "HttpServer",
     "LockTimeoutError",
     "MemoryBroker", "MemoryDedupStore", "MemoryTransport", "Message", "MessageTooLargeError",
     "MetricSpec", "Metrics", "MigratedStore", "Migration", "OutgoingRecord", "PayloadInvalidError",
