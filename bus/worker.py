@@ -38,10 +38,10 @@ from bus import tracing
 from bus.app import App
 from bus.clock import Sleep
 from bus.commits import Committer
-from bus.dedup.completions import Completions, StoreFaultError
-from bus.errors import CommitFailedError, ConfigError
+from bus.dedup.completions import Completions
+from bus.errors import ConfigError
 from bus.ids import new_id
-from bus.lanes import Lane
+from bus.lanes import Lanes
 from bus.metrics import Metrics, default_metrics
 from bus.offsets import OffsetTracker
 from bus.outcomes import Outcomes, WorkerStats
@@ -55,8 +55,6 @@ from bus.types import OffsetReset, Stamp
 __all__ = ["Worker", "WorkerSettings", "WorkerStats"]
 
 log = logging.getLogger("bus.worker")
-
-#: Backoff of a lane whose dedup store fails: first wait, doubled up to the longest.
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +107,6 @@ class Worker:
         self.stats = WorkerStats()
         self._clock = clock
         self._ids = ids
-        #: How backoffs and retry tiers wait (a VirtualClock's sleep in the test kit).
-        self._sleep = sleep
-        #: Waits in ``_sleep`` under way: idle "until time moves" when they are all that is left.
-        self._sleeping = 0
         #: The ce_id and ce_time headers of each emitted record: from one clock read when
         #: the clock and the ids are the defaults (``codec.stamp``), else from these two.
         self._stamp: Stamp = stamp if clock is utc_now and ids is new_id else self._stamp_from_clock
@@ -126,20 +120,21 @@ class Worker:
         self._committer = Committer(
             self.outcomes, self._completions, interval_s=self.settings.commit_interval_s
         )
+        s = self.settings
+        #: The partitions, a lane each; ``sleep``: how backoffs and retry tiers wait (a
+        #: VirtualClock's in the test kit).
+        self.lanes = Lanes(
+            app, self._tracker, self._committer, self.metrics, clock=clock, sleep=sleep,
+            max_concurrency=s.max_concurrency, records_per_turn=s.fetch_max_records,
+            max_buffered=s.max_buffered_per_partition,
+        )  # fmt: skip
         #: Built in run(): tracing is decided then (the application may set a provider late).
         self.pipeline: Pipeline | None = None
-        self._lanes: dict[TopicPartition, Lane] = {}
-        self._retry_topics = frozenset(app.retry_topics)
-        self._slots = asyncio.Semaphore(self.settings.max_concurrency)
         self._consumer: Consumer | None = None
-        self._tg: asyncio.TaskGroup | None = None
         #: The app's lifespan tasks (App.background) and the event that stops them.
         self._background: list[asyncio.Task[None]] = []
         self._tasks_stop = asyncio.Event()
         self._last_fetch_empty = False
-        #: Lanes held because their dedup store fails: (why, current backoff in seconds).
-        #: Set once shutdown starts: partitions assigned from then on get no lane.
-        self._leaving = False
         self.running = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -152,16 +147,16 @@ class Worker:
             self._completions,
             self._stamp,
             tracing_on=self.settings.tracing and tracing.enabled(),
-            sleep=self._counted_sleep,
+            sleep=self.lanes.counted_sleep,
         )
+        self.lanes.pipeline = self.pipeline
         consumer = self.transport.consumer(
             self.app.topics,
             group=self.app.group,
             offset_reset=self.settings.offset_reset,
             listener=self,
         )
-        self._consumer = consumer
-        self._committer.consumer = consumer
+        self._consumer = self.lanes.consumer = self._committer.consumer = consumer
         if self.metrics is not None:
             self.metrics.expect(
                 self.app.name, ((r.topic, r.name) for r in self.app.routes.values())
@@ -175,7 +170,7 @@ class Worker:
 
     async def _run(self, consumer: Consumer, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
-            self._tg = tg
+            self.lanes.tasks = tg
             await consumer.start()
             self.running = True
             log.info(
@@ -203,14 +198,11 @@ class Worker:
     async def _stop_lanes_on(self, stop: asyncio.Event) -> None:
         """At stop, lanes drop what they have not started at once (no wait for the fetch)."""
         await stop.wait()
-        for lane in self._lanes.values():
-            lane.close()
+        self.lanes.drop_unstarted()
 
     async def _shutdown(self, consumer: Consumer) -> None:
         deadline = time.monotonic() + self.settings.shutdown_deadline_s
-        self._leaving = True
-        lanes = list(self._lanes.values())
-        await self._close_lanes(lanes, deadline)
+        await self.lanes.close_all(deadline)
         await self._stop_background(deadline)
         await self._committer.await_acks(None, deadline)
         await self._committer.final_commit(deadline)
@@ -222,7 +214,7 @@ class Worker:
                 self.app.name,
                 abandoned,
             )
-        self._lanes.clear()
+        self.lanes.clear()
         # Leaving the group waits for a rebalance under way to finish first (aiokafka lets
         # the join the broker holds complete, up to the request timeout), which would overrun
         # the deadline; everything is committed by now, so leaving may be cut short: the
@@ -268,14 +260,7 @@ class Worker:
                 max_records=s.fetch_max_records, timeout_s=s.fetch_timeout_s
             )
             self._last_fetch_empty = not batches
-            for tp, records in batches.items():
-                lane = self._lanes.get(tp)
-                if lane is None or lane.closing:
-                    continue  # revoked meanwhile: the new owner reads them from the commit
-                lane.take(records)
-                if len(lane.buffer) >= s.max_buffered_per_partition and not lane.paused:
-                    lane.paused = True
-                    consumer.pause([tp])
+            self.lanes.feed(batches)
             if batches:
                 # the lanes' turn before the next fetch: the consumer hands over what it has
                 # prefetched without waiting, so this loop could fill every lane up to
@@ -290,12 +275,12 @@ class Worker:
         only the test moves time on)."""
         if not self._last_fetch_empty or self._tracker.in_flight():
             return False
-        pending = sum(1 for lane in self._lanes.values() if lane.buffer or lane.turn)
-        return pending == 0 or (sleeping_is_idle and pending <= self._sleeping)
+        pending = self.lanes.pending()
+        return pending == 0 or (sleeping_is_idle and pending <= self.lanes.sleeping)
 
     def sleeping(self) -> int:
         """Waits for time (backoffs, retry tiers) under way."""
-        return self._sleeping
+        return self.lanes.sleeping
 
     # -- what bus.metrics reads at scrape time (WorkerView) -------------------------------
     @property
@@ -304,20 +289,20 @@ class Worker:
 
     def in_flight(self) -> int:
         """Records fetched and not settled yet (buffered, being handled, or unacknowledged)."""
-        return sum(len(lane.buffer) for lane in self._lanes.values()) + self._tracker.in_flight()
+        return self.lanes.buffered() + self._tracker.in_flight()
 
     def end_offsets(self) -> dict[TopicPartition, int | None]:
         """Owned partitions and their end offsets as last seen."""
         consumer = self._consumer
         if consumer is None:
             return {}
-        return {tp: consumer.highwater(tp) for tp in self._lanes}
+        return {tp: consumer.highwater(tp) for tp in self.lanes.partitions()}
 
     # -- how far the input is handled (bus.progress) ---------------------------------------
     def handled_offsets(self) -> dict[TopicPartition, int | None]:
         """Owned partitions -> the offset before which every record has its outcome
         (handled, skipped, delayed or dead-lettered); None: none since it was assigned."""
-        return {tp: lane.handled_to for tp, lane in self._lanes.items()}
+        return self.lanes.handled_offsets()
 
     async def fence(self) -> Fence:
         """Where every partition of the app's topics ends now, asked of the broker."""
@@ -338,7 +323,7 @@ class Worker:
     @property
     def stopping(self) -> bool:
         """Shutdown has begun (or the worker never ran): its progress will not move on."""
-        return self._leaving or not self.running
+        return self.lanes.leaving or not self.running
 
     def _running_consumer(self) -> Consumer:
         if self._consumer is None:
@@ -349,112 +334,14 @@ class Worker:
         """``codec.stamp`` from the worker's own clock and ids (tests pass theirs)."""
         return ("ce_id", self._ids().encode()), time_header(self._clock())
 
-    # -- rebalance listener ---------------------------------------------------------------
+    # -- rebalance listener (the lanes follow the assignment) --------------------------
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
-        assert self._tg is not None
-        if self._leaving:
-            # A rebalance that completes while the consumer leaves (aiokafka finishes the
-            # join under way first): a lane started now would wait for records forever and
-            # keep the worker from returning. The partitions go to others once we left.
-            log.debug("app %s leaving: ignoring assignment %s", self.app.name, sorted(assigned))
-            return
-        for tp in assigned:
-            lane = Lane(tp, retry=tp.topic in self._retry_topics)
-            lane.task = self._tg.create_task(
-                self._lane_loop(lane), name=f"{self.app.name}-{tp.topic}-{tp.partition}"
-            )
-            self._lanes[tp] = lane
-        log.debug("app %s assigned %s", self.app.name, sorted(assigned))
+        self.lanes.assign(assigned)
 
     async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
-        deadline = time.monotonic() + self.settings.shutdown_deadline_s
-        lanes = [self._lanes.pop(tp) for tp in revoked if tp in self._lanes]
-        await self._close_lanes(lanes, deadline)
-        for tp in revoked:
-            await self._committer.await_acks(tp, deadline)
-        try:
-            await self._committer.commit(only=revoked)
-        except CommitFailedError as exc:
-            log.warning("app %s: commit on revoke failed: %s", self.app.name, exc)
-        for tp in revoked:
-            self._tracker.forget(tp)
-        log.debug("app %s revoked %s", self.app.name, sorted(revoked))
-
-    async def _close_lanes(self, lanes: list[Lane], deadline: float) -> None:
-        tasks = []
-        for lane in lanes:
-            lane.close()
-            if lane.task is not None:
-                tasks.append(lane.task)
-        if not tasks:
-            return
-        _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
-        for task in late:
-            task.cancel()
-
-    # -- per-partition lanes --------------------------------------------------------------
-    async def _lane_loop(self, lane: Lane) -> None:
-        s = self.settings
-        pipeline = self.pipeline
-        assert pipeline is not None
-        limit = 1 if lane.retry else s.fetch_max_records
-        while True:
-            while not lane.buffer:
-                if lane.closing:
-                    return
-                lane.wake.clear()
-                await lane.wake.wait()
-            if lane.retry and not await lane.due(self._clock, self._counted_sleep):
-                continue
-            fault: StoreFaultError | None = None
-            async with self._slots:
-                lane.turn = True
-                try:
-                    await pipeline.process(lane.buffer, lane.tp, limit)
-                except StoreFaultError as exc:
-                    fault = exc
-                finally:
-                    lane.turn = False
-            if fault is not None:
-                await self._hold_lane(lane, fault)
-                continue
-            if lane.held is not None:
-                lane.held = None
-                log.info("app %s: dedup store answers again; %s[%d] goes on", self.app.name,
-                         lane.tp.topic, lane.tp.partition)  # fmt: skip
-            lane.note_handled()
-            self._tracker.settle(lane.tp)  # release what is acknowledged already
-            if lane.paused and len(lane.buffer) < s.max_buffered_per_partition // 2:
-                lane.paused = False
-                if self._consumer is not None and not lane.closing:
-                    self._consumer.resume([lane.tp])
-            await asyncio.sleep(0)  # let other lanes and the fetch loop run
-
-    async def _hold_lane(self, lane: Lane, fault: StoreFaultError) -> None:
-        """The dedup store failed on the lane's head record: keep it at the head and wait
-        (exponential backoff, see :meth:`Lane.hold`) before trying it again. Nothing is
-        dead-lettered for it; :attr:`store_fault` makes ``/readyz`` 503."""
-        delay_s = lane.hold(fault.record, str(fault.error))
-        if self.metrics is not None:
-            self.metrics.store_fault(self.app.name, fault.handler)
-        log.warning("app %s: %s; holding %s[%d], trying again in %.1fs", self.app.name, fault,
-                    lane.tp.topic, lane.tp.partition, delay_s)  # fmt: skip
-        deadline = time.monotonic() + delay_s
-        while not lane.closing and (left_s := deadline - time.monotonic()) > 0:
-            await lane.nap(self._counted_sleep, left_s)
+        await self.lanes.revoke(revoked, self.settings.shutdown_deadline_s)
 
     @property
     def store_fault(self) -> str | None:
         """Why a lane is held (its dedup store fails), or None; ``/readyz`` reads it."""
-        for lane in self._lanes.values():
-            if lane.held is not None:
-                return lane.held[0]
-        return None
-
-    async def _counted_sleep(self, seconds: float) -> None:
-        """``sleep``, counted: :meth:`idle` tells waiting for time from working."""
-        self._sleeping += 1
-        try:
-            await self._sleep(seconds)
-        finally:
-            self._sleeping -= 1
+        return self.lanes.store_fault
