@@ -131,7 +131,7 @@ async def run(
             else:
                 await pipeline.process(deque(chunk), tp, len(chunk))
             transport.ack_all()
-            tracker.settle(tp)
+            tracker.advance(tp)
         transport.ack_all()
         per_pass.append((time.process_time() - start) / n)
     return per_pass

@@ -55,7 +55,7 @@ class Committer:
         o.stats.commit_rounds += 1
         await self.resend_failed()
         await self._completions.mark_sent()
-        offsets = o.tracker.settled()
+        offsets = o.tracker.committable()
         if only is not None:
             offsets = {tp: n for tp, n in offsets.items() if tp in only}
         if not offsets or self.consumer is None:
@@ -91,7 +91,7 @@ class Committer:
     async def resend_failed(self) -> None:
         """Send again every output whose acknowledgement failed, swapping in the new ack."""
         o = self._outcomes
-        failed = o.tracker.settle()
+        failed = o.tracker.advance()
         if failed:  # one line per round: an outage fails hundreds of sends at once
             log.warning(
                 "app %s: %d send(s) failed (first: to %s, %r); sending them again",

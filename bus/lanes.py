@@ -281,7 +281,7 @@ class Lanes:
                 log.info("app %s: dedup store answers again; %s[%d] goes on", self.app.name,
                          lane.tp.topic, lane.tp.partition)  # fmt: skip
             lane.note_handled()
-            self.tracker.settle(lane.tp)  # release what is acknowledged already
+            self.tracker.advance(lane.tp)  # release what is acknowledged already
             if lane.paused and len(lane.buffer) < self.max_buffered // 2:
                 lane.paused = False
                 if self.consumer is not None and not lane.closing:

@@ -10,7 +10,7 @@ Example::
 
     tracker = OffsetTracker()
     tracker.add(TopicPartition("t", 0), 7, [ack])
-    tracker.settled()   # {TopicPartition("t", 0): 8} once ack is done
+    tracker.committable()   # {TopicPartition("t", 0): 8} once ack is done
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class OffsetTracker:
             )
         )
 
-    def settle(self, tp: TopicPartition | None = None) -> list[Unacked]:
+    def advance(self, tp: TopicPartition | None = None) -> list[Unacked]:
         """Advance over the acknowledged prefix (of ``tp``, or of all); return failed sends.
 
         Settling often releases handled records (and their outputs) early; a failure stays
@@ -130,8 +130,8 @@ class OffsetTracker:
                 acks[index] = ack
                 return
 
-    def settled(self) -> dict[TopicPartition, int]:
-        """Committable offsets (next to read) per partition, after :meth:`settle`."""
+    def committable(self) -> dict[TopicPartition, int]:
+        """Committable offsets (next to read) per partition, after :meth:`advance`."""
         return dict(self._settled)
 
     def in_flight(self, tp: TopicPartition | None = None) -> int:

@@ -83,7 +83,8 @@ class Pipeline:
         #: record of a ctx or dedup handler costs more checked and then decoded than
         #: decoded at once, so an app without plain handlers (or with tracing) does not.
         self.check_plain = not tracing_on and any(r.plain for r in app.routes.values())
-        #: ``ce_type`` bytes -> plain route and its model's validator, filled as types arrive.
+        #: ``ce_type`` bytes -> plain route and its model's validator (``known`` in process()),
+        #: filled as types arrive.
         self._plain_routes: dict[bytes, tuple[Route, Callable[[bytes], Message]]] = {}
         #: Message classes handlers returned (a set lookup instead of an isinstance).
         self._output_types: set[type[Message]] = set()
@@ -115,31 +116,31 @@ class Pipeline:
             done += 1
             env: Envelope | None = None
             try:
-                named = plain_headers(record.headers) if check_plain else None
-                plain = None if named is None else plain_routes.get(named["ce_type"])
-                if plain is None:
+                headers = plain_headers(record.headers) if check_plain else None
+                known = None if headers is None else plain_routes.get(headers["ce_type"])
+                if known is None:
                     env = (
                         decode(record.headers, record.value)
-                        if named is None
-                        else plain_envelope(named, record.value)
+                        if headers is None
+                        else plain_envelope(headers, record.value)
                     )
                     route = self._route(env.type)
                     if route is None:
                         self._skip_or_raise(record, tp, env)
                         continue
-                    if named is not None and route.plain:
-                        plain = (route, route.message_type.json_validator())
-                        plain_routes[named["ce_type"]] = plain
+                    if headers is not None and route.plain:
+                        known = (route, route.message_type.json_validator())
+                        plain_routes[headers["ce_type"]] = known
                     message = route.message_type.from_json(env.data)
                 else:
-                    route, validate = plain
+                    route, validate = known
                     message = validate(record.value or b"")
             except RecordError as exc:
                 await outcomes.dead_letter(record, exc.reason, exc, handler=None, attempts=0)
                 continue
             except ValidationError as exc:  # a plain route's validator, called directly
-                assert plain is not None
-                invalid = plain[0].message_type.invalid_payload(exc)
+                assert known is not None
+                invalid = known[0].message_type.invalid_payload(exc)
                 invalid.__cause__ = exc
                 await outcomes.dead_letter(
                     record, invalid.reason, invalid, handler=None, attempts=0
@@ -158,13 +159,13 @@ class Pipeline:
                 started = perf_counter()
                 try:
                     result = await route.handler(message)
-                    if named is None:
+                    if headers is None:
                         assert env is not None
                         correlation, causation, trace = lineage(env)
                     else:
-                        causation = named["ce_id"]
-                        correlation = named.get("ce_correlationid") or causation
-                        trace = named.get("ce_traceparent")
+                        causation = headers["ce_id"]
+                        correlation = headers.get("ce_correlationid") or causation
+                        trace = headers.get("ce_traceparent")
                     # the usual single output: no list of messages (isinstance of a pydantic
                     # model class goes through ABCMeta's __instancecheck__, ~800 instructions)
                     if type(result) in output_types or is_new_output_type(result):
@@ -176,8 +177,8 @@ class Pipeline:
                         records = self._records(outputs, (correlation, causation, trace))
                 except Exception as first:
                     if env is None:
-                        assert named is not None
-                        env = plain_envelope(named, record.value)
+                        assert headers is not None
+                        env = plain_envelope(headers, record.value)
                     ctx = Context(env, record, app=self.app.name, handler=route.name)
                     failed = await self._after_first_try(
                         record, tp, env, route, message, ctx, first

@@ -107,7 +107,7 @@ def test_settled_offset_is_one_past_the_longest_fully_acked_prefix(
     next_offset = {TP: base, TP2: base}
 
     def check_never_past() -> None:
-        settled = tracker.settled()
+        settled = tracker.committable()
         for tp in (TP, TP2):
             expected = prefix_end(recs[tp])
             if expected is None:
@@ -119,8 +119,8 @@ def test_settled_offset_is_one_past_the_longest_fully_acked_prefix(
                 assert settled[tp] <= unsettled.offset  # never past an unacked record
 
     def settle_and_check() -> None:
-        failures = tracker.settle()
-        settled = tracker.settled()
+        failures = tracker.advance()
+        settled = tracker.committable()
         expected_failures = set()
         for tp in (TP, TP2):
             expected = prefix_end(recs[tp])
@@ -193,9 +193,9 @@ def test_settled_offset_is_one_past_the_longest_fully_acked_prefix(
                     fresh = FakeAck.ok()
                     rec.acks[a] = fresh
                     tracker.replace_ack(tp, rec.offset, a, fresh)
-    assert tracker.settle() == []
+    assert tracker.advance() == []
     for tp in (TP, TP2):
-        assert tracker.settled().get(tp) == (recs[tp][-1].offset + 1 if recs[tp] else None)
+        assert tracker.committable().get(tp) == (recs[tp][-1].offset + 1 if recs[tp] else None)
         assert tracker.in_flight(tp) == 0
     assert tracker.in_flight() == 0
 
@@ -206,12 +206,12 @@ def test_settled_never_passes_the_first_unacked_record(acked: list[bool], base: 
     acks = [FakeAck.ok() if done else FakeAck() for done in acked]
     for i, ack in enumerate(acks):
         tracker.add(TP, base + i, [ack], [out(TP, base + i, 0)])
-    assert tracker.settle() == []
+    assert tracker.advance() == []
     prefix = next((i for i, done in enumerate(acked) if not done), len(acked))
     if prefix == 0:
-        assert TP not in tracker.settled()
+        assert TP not in tracker.committable()
     else:
-        assert tracker.settled()[TP] == base + prefix
+        assert tracker.committable()[TP] == base + prefix
     assert tracker.in_flight(TP) == len(acked) - prefix
 
 
@@ -224,23 +224,23 @@ def test_failed_ack_is_reported_and_blocks_until_replaced() -> None:
     tracker.add(TP, 10, [FakeAck.ok(), FakeAck.failed(error)], [out(TP, 10, 0), out(TP, 10, 1)])
     tracker.add(TP, 11, [FakeAck.ok()], [out(TP, 11, 0)])
 
-    failures = tracker.settle()
+    failures = tracker.advance()
     assert failures == [Unacked(TP, 10, 1, out(TP, 10, 1), error)]
-    assert TP not in tracker.settled()
+    assert TP not in tracker.committable()
     assert tracker.in_flight(TP) == 2
 
     # Still failed: reported again on every settle, still blocking.
-    assert len(tracker.settle()) == 1
-    assert TP not in tracker.settled()
+    assert len(tracker.advance()) == 1
+    assert TP not in tracker.committable()
 
     resent = FakeAck()
     tracker.replace_ack(TP, 10, 1, resent)
-    assert tracker.settle() == []
-    assert TP not in tracker.settled()  # the re-send is in flight
+    assert tracker.advance() == []
+    assert TP not in tracker.committable()  # the re-send is in flight
 
     resent.succeed()
-    assert tracker.settle() == []
-    assert tracker.settled() == {TP: 12}
+    assert tracker.advance() == []
+    assert tracker.committable() == {TP: 12}
     assert tracker.in_flight(TP) == 0
 
 
@@ -248,16 +248,16 @@ def test_failed_ack_in_one_partition_does_not_block_another() -> None:
     tracker = OffsetTracker()
     tracker.add(TP, 0, [FakeAck.failed()], [out(TP, 0, 0)])
     tracker.add(TP2, 0, [FakeAck.ok()], [out(TP2, 0, 0)])
-    failures = tracker.settle()
+    failures = tracker.advance()
     assert [(f.tp, f.offset) for f in failures] == [(TP, 0)]
-    assert tracker.settled() == {TP2: 1}
+    assert tracker.committable() == {TP2: 1}
 
 
 def test_every_failed_output_of_the_head_record_is_reported() -> None:
     tracker = OffsetTracker()
     acks = [FakeAck.failed(), FakeAck(), FakeAck.failed()]
     tracker.add(TP, 3, acks, [out(TP, 3, i) for i in range(3)])
-    assert [f.index for f in tracker.settle()] == [0, 2]
+    assert [f.index for f in tracker.advance()] == [0, 2]
 
 
 def test_once_the_head_failed_every_failed_output_behind_it_is_reported() -> None:
@@ -265,8 +265,8 @@ def test_once_the_head_failed_every_failed_output_behind_it_is_reported() -> Non
     tracker.add(TP, 0, [FakeAck.failed()], [out(TP, 0, 0)])
     tracker.add(TP, 1, [FakeAck()], [out(TP, 1, 0)])  # still in flight: not asked
     tracker.add(TP, 2, [FakeAck.ok(), FakeAck.failed()], [out(TP, 2, 0), out(TP, 2, 1)])
-    assert [(f.offset, f.index) for f in tracker.settle()] == [(0, 0), (2, 1)]
-    assert TP not in tracker.settled()
+    assert [(f.offset, f.index) for f in tracker.advance()] == [(0, 0), (2, 1)]
+    assert TP not in tracker.committable()
 
 
 def test_failures_behind_a_pending_head_wait_until_it_is_done() -> None:
@@ -274,10 +274,10 @@ def test_failures_behind_a_pending_head_wait_until_it_is_done() -> None:
     head = FakeAck()
     tracker.add(TP, 0, [head], [out(TP, 0, 0)])
     tracker.add(TP, 1, [FakeAck.failed()], [out(TP, 1, 0)])
-    assert tracker.settle() == []  # the common case stays a look at the head only
+    assert tracker.advance() == []  # the common case stays a look at the head only
     head.succeed()
-    assert [f.offset for f in tracker.settle()] == [1]
-    assert tracker.settled() == {TP: 1}
+    assert [f.offset for f in tracker.advance()] == [1]
+    assert tracker.committable() == {TP: 1}
 
 
 def test_replace_ack_for_an_unknown_offset_is_a_no_op() -> None:
@@ -285,14 +285,14 @@ def test_replace_ack_for_an_unknown_offset_is_a_no_op() -> None:
     tracker.add(TP, 5, [FakeAck()], [out(TP, 5, 0)])
     tracker.replace_ack(TP, 99, 0, FakeAck.ok())
     tracker.replace_ack(TP2, 5, 0, FakeAck.ok())
-    assert tracker.settle() == []
-    assert tracker.settled() == {}
+    assert tracker.advance() == []
+    assert tracker.committable() == {}
 
 
 def test_pending_acks_are_never_asked_for_their_exception() -> None:
     tracker = OffsetTracker()
     tracker.add(TP, 0, [FakeAck(), FakeAck.ok()], [out(TP, 0, 0), out(TP, 0, 1)])
-    assert tracker.settle() == []  # FakeAck.exception() raises if called while pending
+    assert tracker.advance() == []  # FakeAck.exception() raises if called while pending
 
 
 async def test_asyncio_futures_work_as_acks() -> None:
@@ -302,12 +302,12 @@ async def test_asyncio_futures_work_as_acks() -> None:
     tracker = OffsetTracker()
     tracker.add(TP, 0, [ok], [out(TP, 0, 0)])
     tracker.add(TP, 1, [bad], [out(TP, 1, 0)])
-    assert tracker.settle() == []
+    assert tracker.advance() == []
     ok.set_result(None)
     error = ConnectionError("gone")
     bad.set_exception(error)
-    failures = tracker.settle()
-    assert tracker.settled() == {TP: 1}
+    failures = tracker.advance()
+    assert tracker.committable() == {TP: 1}
     assert [(f.offset, f.error) for f in failures] == [(1, error)]
 
 
@@ -317,7 +317,7 @@ async def test_asyncio_futures_work_as_acks() -> None:
 def test_record_without_acks_settles_immediately_when_nothing_is_pending() -> None:
     tracker = OffsetTracker()
     tracker.add(TP, 41)
-    assert tracker.settled() == {TP: 42}  # no settle() needed
+    assert tracker.committable() == {TP: 42}  # no settle() needed
     assert tracker.in_flight(TP) == 0
 
 
@@ -326,29 +326,29 @@ def test_record_without_acks_waits_behind_a_pending_record() -> None:
     first = FakeAck()
     tracker.add(TP, 0, [first], [out(TP, 0, 0)])
     tracker.add(TP, 1)
-    assert TP not in tracker.settled()
-    assert tracker.settle() == []
-    assert TP not in tracker.settled()
+    assert TP not in tracker.committable()
+    assert tracker.advance() == []
+    assert TP not in tracker.committable()
     assert tracker.in_flight(TP) == 2
     first.succeed()
-    tracker.settle()
-    assert tracker.settled() == {TP: 2}
+    tracker.advance()
+    assert tracker.committable() == {TP: 2}
 
 
 def test_record_without_acks_settles_immediately_once_the_queue_has_drained() -> None:
     tracker = OffsetTracker()
     tracker.add(TP, 0, [FakeAck.ok()], [out(TP, 0, 0)])
-    tracker.settle()
-    assert tracker.settled() == {TP: 1}
+    tracker.advance()
+    assert tracker.committable() == {TP: 1}
     tracker.add(TP, 1)
-    assert tracker.settled() == {TP: 2}
+    assert tracker.committable() == {TP: 2}
 
 
 def test_record_without_acks_is_not_blocked_by_another_partition() -> None:
     tracker = OffsetTracker()
     tracker.add(TP2, 0, [FakeAck()], [out(TP2, 0, 0)])
     tracker.add(TP, 7)
-    assert tracker.settled() == {TP: 8}
+    assert tracker.committable() == {TP: 8}
 
 
 # --- forget / committed / in_flight ------------------------------------------------
@@ -360,19 +360,19 @@ def test_forget_drops_pending_and_settled_state_of_the_partition() -> None:
     tracker.add(TP, 1, [FakeAck()], [out(TP, 1, 0)])
     tracker.add(TP2, 0)
     tracker.forget(TP)
-    assert tracker.settled() == {TP2: 1}
+    assert tracker.committable() == {TP2: 1}
     assert tracker.in_flight(TP) == 0
     assert tracker.in_flight() == 0
-    assert tracker.settle() == []
+    assert tracker.advance() == []
     # Reassigned later: starts clean.
     tracker.add(TP, 5)
-    assert tracker.settled()[TP] == 6
+    assert tracker.committable()[TP] == 6
 
 
 def test_forget_of_unknown_partition_is_harmless() -> None:
     tracker = OffsetTracker()
     tracker.forget(TP)
-    assert tracker.settled() == {}
+    assert tracker.committable() == {}
 
 
 def test_committed_removes_only_equal_offsets() -> None:
@@ -380,34 +380,34 @@ def test_committed_removes_only_equal_offsets() -> None:
     tracker.add(TP, 9)
     tracker.add(TP2, 19)
     tracker.committed({TP: 10, TP2: 5, TopicPartition("other", 0): 3})
-    assert tracker.settled() == {TP2: 20}
+    assert tracker.committable() == {TP2: 20}
 
 
 def test_committed_then_newer_settle_reports_the_newer_offset() -> None:
     tracker = OffsetTracker()
     tracker.add(TP, 0)
-    tracker.committed(tracker.settled())
-    assert tracker.settled() == {}
-    assert tracker.settle() == []
-    assert tracker.settled() == {}  # nothing new: nothing to commit again
+    tracker.committed(tracker.committable())
+    assert tracker.committable() == {}
+    assert tracker.advance() == []
+    assert tracker.committable() == {}  # nothing new: nothing to commit again
     tracker.add(TP, 1)
-    assert tracker.settled() == {TP: 2}
+    assert tracker.committable() == {TP: 2}
 
 
 def test_committed_of_a_stale_offset_keeps_the_newer_one() -> None:
     tracker = OffsetTracker()
     tracker.add(TP, 0)
-    stale = tracker.settled()
+    stale = tracker.committable()
     tracker.add(TP, 1)
     tracker.committed(stale)
-    assert tracker.settled() == {TP: 2}
+    assert tracker.committable() == {TP: 2}
 
 
 def test_settled_returns_a_copy() -> None:
     tracker = OffsetTracker()
     tracker.add(TP, 0)
-    tracker.settled().clear()
-    assert tracker.settled() == {TP: 1}
+    tracker.committable().clear()
+    assert tracker.committable() == {TP: 1}
 
 
 def test_in_flight_counts_per_partition_and_in_total() -> None:
@@ -427,8 +427,8 @@ def test_record_settles_only_when_all_its_acks_are_done(n_acks: int) -> None:
     acks = [FakeAck() for _ in range(n_acks)]
     tracker.add(TP, 0, acks, [out(TP, 0, i) for i in range(n_acks)])
     for ack in acks:
-        assert tracker.settle() == []
-        assert TP not in tracker.settled()
+        assert tracker.advance() == []
+        assert TP not in tracker.committable()
         ack.succeed()
-    tracker.settle()
-    assert tracker.settled() == {TP: 1}
+    tracker.advance()
+    assert tracker.committable() == {TP: 1}
