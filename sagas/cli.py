@@ -60,7 +60,8 @@ TransportFactory = Callable[[BusConfig, argparse.Namespace], Transport]
 
 DEFAULT_DEFINITIONS = "sagas.definitions.onboarding"
 _STORE_HELP = (
-    "saga store: sqlite:PATH, postgresql://..., memory (BUS_SAGA_STORE; default sqlite:sagas.db)"
+    "saga store: sqlite:PATH, postgresql://..., memory (BUS_SAGA_STORE; default "
+    "sqlite:sagas.db in the working directory)"
 )
 
 
@@ -238,10 +239,11 @@ def parse_since(text: str, *, now: datetime, flag: str = "--since") -> datetime:
 def _with_store(
     args: argparse.Namespace, config: BusConfig, fn: Callable[[SagaStore], Awaitable[T]]
 ) -> T:
-    from sagas.stores.url import store_from_url
+    from sagas.stores.url import existing_store_from_url
 
     sagas = SagaConfig.from_env(store=args.store)
-    store = store_from_url(
+    # these commands read, or change sagas that exist: never create a store
+    store = existing_store_from_url(
         sagas.store, password=sagas.store_password, timeouts=sagas.store_timeouts()
     )
 

@@ -150,14 +150,45 @@ def test_graph_prints_the_mermaid_diagram(capsys: pytest.CaptureFixture[str]) ->
     assert "no saga named 'offboarding' (known: onboarding)" in err
 
 
+async def _create_store(path: Path) -> None:
+    async with SqliteSagaStore(path):
+        pass
+
+
 def test_the_store_comes_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("BUS_SAGA_STORE", f"sqlite:{tmp_path / 'env.db'}")
+    asyncio.run(_create_store(tmp_path / "env.db"))  # as 'bus sagas run' does
     code, out, _ = bus(capsys, "list")
     assert code == 0
     assert out.splitlines()[-1] == "0 sagas: none"
-    assert (tmp_path / "env.db").exists()
+
+
+@pytest.mark.parametrize("action", ["list", "show onboarding:a-1", "purge --older-than 1d"])
+def test_reading_commands_never_create_a_store_and_name_the_missing_one(
+    action: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    typo = tmp_path / "sgas.db"
+    code, out, err = bus(capsys, *action.split(), "--store", f"sqlite:{typo}")
+    assert code == 2
+    assert out == ""
+    assert err == (
+        f"bus: error: no saga store at {typo} (sqlite:{typo}): run 'bus sagas run' first "
+        "or pass --store\n"
+    )
+    assert not typo.exists()
+
+
+def test_the_default_store_is_named_by_its_absolute_path_when_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("BUS_SAGA_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = bus(capsys, "list")
+    assert code == 2
+    assert f"no saga store at {tmp_path / 'sagas.db'} (sqlite:sagas.db)" in err
+    assert not (tmp_path / "sagas.db").exists()
 
 
 def test_bus_sagas_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
