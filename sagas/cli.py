@@ -277,7 +277,7 @@ def _list(args: argparse.Namespace, config: BusConfig) -> int:
     if args.json:
         _dump([s.to_dict(history=False) for s in states])
     else:
-        print(format_table(states))
+        print(format_table(states, now=utc_now()))
         print(summary(states))
     return 0
 

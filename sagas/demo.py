@@ -40,6 +40,7 @@ from bus import (
     TopicSpec,
     Transport,
     WorkerSettings,
+    utc_now,
 )
 from handlers.hr.contracts import EmployeeHired, PrivilegedAccessApproved
 from handlers.identity.handler import build_command_app as identity_commands
@@ -189,7 +190,7 @@ async def run_demo(
     elapsed = time.monotonic() - started
     for state in states:
         print(format_timeline(state), end="\n\n", file=out)
-    print(format_table(states), end="\n\n", file=out)
+    print(format_table(states, now=utc_now()), end="\n\n", file=out)
     print(systems.report(), file=out)
     unexpected = [
         f"{s.saga_id} is {s.status.value}, expected {scenario.expected(s.saga_id.split(':', 1)[1]).value}"

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sagas.state import SagaState
+from sagas.state import SagaState, SagaStatus
 from sagas.stores.base import SetAsideInput, UnreadableSaga
 
-__all__ = ["TimelineRow", "format_duration", "format_quarantine", "format_table",
+__all__ = ["WHY_WIDTH", "TimelineRow", "age", "clip", "format_duration", "format_quarantine", "format_table",
            "format_timeline", "quarantine_json", "summary", "timeline_rows",
            "to_json"]  # fmt: skip
 
@@ -83,6 +83,8 @@ def format_timeline(state: SagaState) -> str:
     if state.attention:
         lines.append(f"  needs attention: {state.attention}")
     for r in timeline_rows(state):
+        if r.event == "compensating" and state.status == SagaStatus.FAILED:
+            continue  # it ended failed: there was nothing to undo, so no compensating phase
         waited = f" ({format_duration(r.waited)})" if r.waited is not None else ""
         lines.append(
             f"  +{format_duration(r.offset):>7}  {r.step or '-':<24} {r.event:<19} {r.detail}{waited}"
@@ -92,8 +94,23 @@ def format_timeline(state: SagaState) -> str:
     return "\n".join(lines)
 
 
-def format_table(states: Sequence[SagaState]) -> str:
-    """The ``bus sagas list`` table, one saga a line."""
+#: Widest WHY cell of ``bus sagas list``; a longer reason ends in an ellipsis.
+WHY_WIDTH = 60
+
+
+def clip(text: str, width: int) -> str:
+    """``text``, or its first ``width - 1`` characters and ``…`` when longer."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def age(state: SagaState, now: datetime) -> timedelta:
+    """How long the saga has lasted: start to end when it ended, start to ``now`` when not
+    (a saga waiting for approval is as old as the wait, not as its last update)."""
+    return (state.updated_at if state.terminal else now) - state.started_at
+
+
+def format_table(states: Sequence[SagaState], *, now: datetime) -> str:
+    """The ``bus sagas list`` table, one saga a line; DURATION by :func:`age` at ``now``."""
     header = ("SAGA", "STATUS", "STEPS", "STARTED", "DURATION", "WHY")
     rows = [header]
     for s in states:
@@ -106,8 +123,8 @@ def format_table(states: Sequence[SagaState]) -> str:
                 s.status.value,
                 " ".join(f"{n} {status}" for status, n in counts.items()),
                 f"{s.started_at:%Y-%m-%d %H:%M:%S}",
-                format_duration(s.updated_at - s.started_at),
-                (s.attention or s.reason or "")[:60],
+                format_duration(age(s, now)),
+                clip(s.attention or s.reason or "", WHY_WIDTH),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
