@@ -34,6 +34,7 @@ import orjson
 
 from bus import (
     App,
+    BusError,
     ConfigError,
     Publisher,
     Runner,
@@ -60,7 +61,8 @@ from sagas.stores.base import SagaStore
 from sagas.timeline import format_table, format_timeline, summary
 from sagas.versions import Catalog
 
-__all__ = ["DEFAULT_SCENARIO", "Scenario", "Systems", "load_scenario", "run_demo"]
+__all__ = ["DEFAULT_SCENARIO", "DemoTimeoutError", "Scenario", "Systems", "load_scenario", "run_demo",
+           "still_running"]  # fmt: skip
 
 log = logging.getLogger("sagas.demo")
 
@@ -173,20 +175,32 @@ async def run_demo(
     ids = [onboarding.saga_id_for(h) for h in scenario.hires]
     stop_apps, stop_coordinator = asyncio.Event(), asyncio.Event()
     started = time.monotonic()
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(runner.run(stop_apps))
-        await runner.started.wait()
-        saga_loop = tg.create_task(coordinator.run(stop_coordinator))
-        try:
-            hr = Publisher(transport, source="bus://hr")
-            for hired in scenario.hires:
-                await hr.publish(hired)
-            states = await _wait_for_the_end(hr, store, scenario, ids, started + timeout_s)
-        finally:
-            # The coordinator first: the runner stops the transport it publishes on.
-            stop_coordinator.set()
-            await asyncio.wait([saga_loop])
-            stop_apps.set()
+    states: list[SagaState] = []
+    late: ConfigError | None = None
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(runner.run(stop_apps))
+            await runner.started.wait()
+            saga_loop = tg.create_task(coordinator.run(stop_coordinator))
+            try:
+                hr = Publisher(transport, source="bus://hr")
+                for hired in scenario.hires:
+                    await hr.publish(hired)
+                states = await _wait_for_the_end(hr, store, scenario, ids, started + timeout_s)
+            except DemoTimeoutError as exc:
+                late = exc  # raised once everything stopped: one error, not a group of them
+            finally:
+                # The coordinator first: the runner stops the transport it publishes on.
+                stop_coordinator.set()
+                await asyncio.wait([saga_loop])
+                stop_apps.set()
+    except BaseExceptionGroup as group:
+        error = _first_bus_error(group)
+        if error is None:
+            raise
+        raise error from group
+    if late is not None:
+        raise late
     elapsed = time.monotonic() - started
     for state in states:
         print(format_timeline(state), end="\n\n", file=out)
@@ -230,9 +244,51 @@ async def _wait_for_the_end(
         if len(states) == len(ids) and all(s.terminal for s in states):
             return states
         if time.monotonic() > deadline:
-            busy = [f"{s.saga_id} {s.status.value}" for s in states if not s.terminal]
-            raise ConfigError(
-                f"the demo did not finish in time; still running: {busy or 'not started'} "
-                "(is the transport reachable? --log-level DEBUG shows every record)"
-            )
+            raise DemoTimeoutError(still_running(ids, states))
         await asyncio.sleep(0.02)
+
+
+class DemoTimeoutError(ConfigError):
+    """The demo's sagas did not all end within ``--timeout-s``."""
+
+
+def still_running(ids: Sequence[str], states: Sequence[SagaState]) -> str:
+    """What the demo still waits for, in one sentence: each live saga with its busy steps,
+    then the hires whose saga never started.
+
+    >>> still_running(["onboarding:e-1"], [])
+    'the demo did not finish in time: not started: onboarding:e-1 (is the transport reachable? --log-level DEBUG shows every record)'
+    """
+    seen = {s.saga_id for s in states}
+    busy = []
+    for s in states:
+        if s.terminal:
+            continue
+        steps = [n for n, st in s.steps.items() if st.status in _BUSY]
+        busy.append(f"{s.saga_id} {s.status.value}" + (f" at {', '.join(steps)}" if steps else ""))
+    parts = [f"still running: {'; '.join(busy)}"] if busy else []
+    missing = [i for i in ids if i not in seen]
+    if missing:
+        parts.append(f"not started: {', '.join(missing)}")
+    return (
+        f"the demo did not finish in time: {'; '.join(parts)} "
+        "(is the transport reachable? --log-level DEBUG shows every record)"
+    )
+
+
+_BUSY = {StepStatus.RUNNING, StepStatus.COMPENSATING}
+
+
+def _first_bus_error(group: BaseExceptionGroup[BaseException]) -> BusError | None:
+    """The first bus error in ``group`` (a task that failed to start or run), if any: the
+    command line prints a bus error as one line, where a group prints as a traceback."""
+    for leaf in _leaves(group):
+        if isinstance(leaf, BusError):
+            return leaf
+    return None
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for e in error.exceptions for leaf in _leaves(e)]
+    return [error]
