@@ -418,21 +418,22 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
 
 
 def _demo(args: argparse.Namespace, config: BusConfig, make_transport: TransportFactory) -> int:
-    from sagas.demo import DEFAULT_SCENARIO, load_scenario, run_demo
+    from sagas.demo import DEFAULT_SCENARIO, isolated, load_scenario, run_demo
     from sagas.stores.url import store_from_url
 
     scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
     fault_point = SagaConfig.from_env().fault_point
     if args.log_level is None:  # the timelines tell the story; handler logs only on demand
         logging.getLogger("bus").setLevel(logging.WARNING)
-    transport = make_transport(config, args)
+    run_id = new_id()[-6:]
+    transport = isolated(make_transport(config, args), run_id)
 
     async def go(url: str) -> int:
         store = store_from_url(url)
         await store.open()
         try:
             return await run_demo(
-                scenario.with_suffix("" if args.store is None else f"-{new_id()[-6:]}"),
+                scenario.with_suffix("" if args.store is None else f"-{run_id}"),
                 store=store,
                 transport=transport,
                 partitions=config.partitions,

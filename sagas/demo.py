@@ -36,6 +36,7 @@ from bus import (
     App,
     BusError,
     ConfigError,
+    NamespacedTransport,
     Publisher,
     Runner,
     TopicSpec,
@@ -141,6 +142,20 @@ class Systems:
             f"{len(self.host.grants)} repository user(s), {len(self.payroll.records)} payroll "
             f"record(s), {len(self.mailer.sent)} mail(s) to managers"
         )
+
+
+def isolated(transport: Transport, run_id: str) -> Transport:
+    """``transport`` with the demo's topics and consumer groups under ``demo-<run_id>.``
+    on a shared log (Kafka), so the demo neither reads the hires real apps published nor
+    shares a consumer group with a running coordinator or handler; a memory transport is
+    the demo's own already.
+
+    >>> isolated(MemoryTransport(MemoryBroker()), "1").name
+    'memory'
+    """
+    if transport.name == "memory":
+        return transport
+    return NamespacedTransport(transport, prefix=f"demo-{run_id}.")
 
 
 async def run_demo(
