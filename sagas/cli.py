@@ -353,7 +353,7 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
     graceful shutdown on SIGTERM/SIGINT, lag metrics, ``/metrics``, ``/readyz``."""
     from sagas.coordinator import Coordinator
     from sagas.metrics import default_saga_metrics
-    from sagas.stores.url import store_from_url
+    from sagas.stores.url import describe_store, store_from_url
 
     catalog = load_definitions(args.definitions)
     sagas = SagaConfig.from_env(store=args.store)
@@ -379,9 +379,15 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
     specs = [TopicSpec(t, partitions=config.partitions) for t in sorted(topics)]
     runner = Runner([coordinator.app], transport, config.worker_settings(), ensure_topics=specs)
 
+    # what this coordinator serves, so a probe or an operator sees it is the right one
+    serves = {
+        "definitions": ", ".join(f"{d.name} v{d.version}" for d in catalog),
+        "store": describe_store(sagas.store),
+    }
+
     async def ready() -> Readiness:
         reachable = await transport.probe(timeout_s=2.0)
-        checks = {"transport": "ok" if reachable else "no answer"}
+        checks = {"transport": "ok" if reachable else "no answer", **serves}
         joined = all(w.running for w in runner.workers)
         if not joined:
             checks[coordinator.app.name] = "not running"
@@ -394,7 +400,10 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
             loop.add_signal_handler(sig, stop.set)
         await store.open()
         try:
-            log.info("coordinator of %s on %s, store %r", catalog.names(), transport.name, store)
+            log.info(
+                "coordinator of %s on %s, store %s",
+                serves["definitions"], transport.name, serves["store"],
+            )  # fmt: skip
             if args.no_http or not config.http:
                 await runner.run(stop)
                 return
@@ -425,6 +434,7 @@ def _demo(args: argparse.Namespace, config: BusConfig, make_transport: Transport
     fault_point = SagaConfig.from_env().fault_point
     if args.log_level is None:  # the timelines tell the story; handler logs only on demand
         logging.getLogger("bus").setLevel(logging.WARNING)
+        logging.getLogger("sagas").setLevel(logging.WARNING)
     run_id = new_id()[-6:]
     transport = isolated(make_transport(config, args), run_id)
 

@@ -9,6 +9,7 @@ say so, not create an empty database that shows "0 sagas".
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from bus import ConfigError, PostgresTimeouts, Secret
 from sagas.stores.base import SagaStore
@@ -16,7 +17,7 @@ from sagas.stores.memory import MemorySagaStore
 from sagas.stores.postgres import PostgresSagaStore
 from sagas.stores.sqlite import SqliteSagaStore
 
-__all__ = ["existing_store_from_url", "sqlite_path", "store_from_url"]
+__all__ = ["describe_store", "existing_store_from_url", "sqlite_path", "store_from_url"]
 
 
 def store_from_url(
@@ -76,3 +77,24 @@ def existing_store_from_url(
             "or pass --store"
         )
     return store_from_url(url, password=password, timeouts=timeouts)
+
+
+def describe_store(url: str) -> str:
+    """``url`` fit to show (``/readyz``, logs): a password left out, a SQLite path absolute.
+
+    >>> describe_store("postgresql://bus:s3cret@db:5432/sagas")
+    'postgresql://bus@db:5432/sagas'
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        return f"sqlite:{Path(path).absolute()}"
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))

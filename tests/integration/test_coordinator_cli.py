@@ -201,8 +201,9 @@ def test_bus_sagas_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path
     )
     try:
         assert proc.stderr is not None
-        url = ""
+        url, logged = "", ""
         for line in proc.stderr:
+            logged += line
             if "serving /metrics /healthz /readyz on " in line:
                 url = line.rsplit(" on ", 1)[1].strip()
                 break
@@ -210,9 +211,14 @@ def test_bus_sagas_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path
         with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
             assert response.status == 200
         with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
-            assert json.loads(response.read())["checks"] == {"transport": "ok"}
+            assert json.loads(response.read())["checks"] == {
+                "transport": "ok",
+                "definitions": "onboarding v1",
+                "store": f"sqlite:{tmp_path / 's.db'}",
+            }
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+        assert f"coordinator of onboarding v1 on memory, store sqlite:{tmp_path / 's.db'}" in logged
     finally:
         if proc.poll() is None:
             proc.kill()

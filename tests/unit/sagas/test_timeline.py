@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from sagas.observer import end_line, start_line
 from sagas.state import HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
+from sagas.stores.url import describe_store
 from sagas.timeline import WHY_WIDTH, format_table, format_timeline
 
 START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -61,3 +64,24 @@ def test_a_failed_saga_with_nothing_to_undo_shows_no_compensating_line() -> None
     compensated = state(SagaStatus.COMPENSATED, reason="step x failed")
     compensated.history = failed.history[:3]
     assert "compensating" in format_timeline(compensated)
+
+
+def test_the_coordinator_logs_a_start_and_an_end_line_with_id_definition_and_outcome() -> None:
+    running = state(SagaStatus.RUNNING)
+    ended = state(SagaStatus.COMPENSATED, reason="step create_payroll_record failed", updated_s=2)
+    assert start_line(running) == "saga onboarding:e-1 started (onboarding v1)"
+    assert end_line(running, ended) == (
+        "saga onboarding:e-1 ended compensated (onboarding v1) after 2.00s: "
+        "step create_payroll_record failed"
+    )
+    assert end_line(ended, ended) is None  # already ended: said once
+    assert end_line(None, running) is None
+
+
+def test_a_store_is_shown_without_its_password_and_by_its_absolute_path() -> None:
+    assert (
+        describe_store("postgresql://bus:s3cret@db:5432/sagas") == "postgresql://bus@db:5432/sagas"
+    )
+    assert describe_store("postgresql://bus@db/sagas") == "postgresql://bus@db/sagas"
+    assert describe_store("sqlite:sagas.db") == f"sqlite:{Path('sagas.db').absolute()}"
+    assert describe_store("memory") == "memory"
