@@ -48,7 +48,7 @@ from bus import (
 )
 from sagas.config import SagaConfig
 from sagas.definition import SagaDefinition
-from sagas.state import SagaStatus
+from sagas.state import SagaState, SagaStatus
 from sagas.stores.base import SagaQuery, SagaStore, StoredSaga, UnreadableSaga
 from sagas.versions import Catalog
 
@@ -115,6 +115,8 @@ def register(
     )
     show.add_argument("saga_id", metavar="ID")
     _json_flag(show)
+    _verbose_flag(show)
+    _definitions_flag(show)
     _store_flag(show)
     show.set_defaults(command=_show)
 
@@ -167,6 +169,7 @@ def register(
     demo.add_argument("--scenario", type=Path, help="scenario file (default: the bundled one)")
     demo.add_argument("--store", help="saga store (default: a fresh SQLite file)")
     demo.add_argument("--timeout-s", type=float, default=60.0, help="give up after (60)")
+    _verbose_flag(demo)
     transport_flags(demo)
     demo.set_defaults(command=lambda a, c: _demo(a, c, make_transport))
 
@@ -177,6 +180,12 @@ def _store_flag(parser: argparse.ArgumentParser) -> None:
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="JSON instead of text")
+
+
+def _verbose_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show the ids of messages in timelines"
+    )
 
 
 def _definitions_flag(parser: argparse.ArgumentParser) -> None:
@@ -283,6 +292,8 @@ def _list(args: argparse.Namespace, config: BusConfig) -> int:
 
 
 def _show(args: argparse.Namespace, config: BusConfig) -> int:
+    from sagas.console import echo
+    from sagas.story import story
     from sagas.timeline import format_quarantine, format_timeline, quarantine_json, to_json
 
     async def read(store: SagaStore) -> tuple[StoredSaga | UnreadableSaga | None, list[Any]]:
@@ -305,10 +316,20 @@ def _show(args: argparse.Namespace, config: BusConfig) -> int:
             extra = {"quarantine": stored.quarantine, "set_aside": len(kept)}
         _dump(to_json(stored.state) | {"revision": stored.revision} | extra)
     else:
-        print(format_timeline(stored.state))
+        told = story(_definition_of(args.definitions, stored.state), stored.state)
+        echo(format_timeline(stored.state, story=told, verbose=args.verbose), out=sys.stdout)
         if stored.quarantine is not None or kept:
             print(f"  quarantined: {stored.quarantine}; {len(kept)} input(s) set aside")
     return 0
+
+
+def _definition_of(targets: list[str] | None, state: SagaState) -> SagaDefinition | None:
+    """The definition ``state`` runs on, for its story; None when it cannot be loaded
+    (the generic story is told then: ``show`` reads the store, whatever the code)."""
+    try:
+        return load_definitions(targets).get(state.name, state.version)
+    except ConfigError:
+        return None
 
 
 def _request(args: argparse.Namespace, config: BusConfig, action: str) -> int:
@@ -449,6 +470,7 @@ def _demo(args: argparse.Namespace, config: BusConfig, make_transport: Transport
                 partitions=config.partitions,
                 timeout_s=args.timeout_s,
                 fault_point=fault_point,
+                verbose=args.verbose,
             )
         finally:
             await store.close()

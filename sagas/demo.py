@@ -55,10 +55,12 @@ from handlers.payroll.handler import build_app as payroll_app
 from handlers.payroll.system import Payroll
 from handlers.repositories.handler import build_app as repositories_app
 from handlers.repositories.system import CodeHost
+from sagas.console import echo
 from sagas.coordinator import Coordinator
 from sagas.definitions.onboarding import onboarding
 from sagas.state import SagaState, SagaStatus, StepStatus
 from sagas.stores.base import SagaStore
+from sagas.story import story
 from sagas.timeline import format_table, format_timeline, summary
 from sagas.versions import Catalog
 
@@ -77,8 +79,10 @@ class Scenario:
     hires: tuple[EmployeeHired, ...]
     #: employee id -> approver, sent when the saga waits for approval.
     approvals: dict[str, str] = field(default_factory=dict)
-    payroll_rejects: frozenset[str] = frozenset()
-    identity_refuses: frozenset[str] = frozenset()
+    #: employee id -> why payroll refuses the record.
+    payroll_rejects: dict[str, str] = field(default_factory=dict)
+    #: employee id -> why the directory refuses the account.
+    identity_refuses: dict[str, str] = field(default_factory=dict)
 
     def with_suffix(self, suffix: str) -> Scenario:
         """The same scenario with ``suffix`` appended to every employee id."""
@@ -90,8 +94,8 @@ class Scenario:
         return Scenario(
             hires,
             {k + suffix: v for k, v in self.approvals.items()},
-            frozenset(k + suffix for k in self.payroll_rejects),
-            frozenset(k + suffix for k in self.identity_refuses),
+            {k + suffix: v for k, v in self.payroll_rejects.items()},
+            {k + suffix: v for k, v in self.identity_refuses.items()},
         )
 
     def expected(self, employee_id: str) -> SagaStatus:
@@ -109,11 +113,20 @@ def load_scenario(path: Path) -> Scenario:
         return Scenario(
             tuple(EmployeeHired.model_validate(h) for h in raw["hires"]),
             dict(raw.get("approvals", {})),
-            frozenset(raw.get("payroll_rejects", ())),
-            frozenset(raw.get("identity_refuses", ())),
+            _reasons(raw.get("payroll_rejects", {}), "payroll refuses the record"),
+            _reasons(raw.get("identity_refuses", {}), "the directory refuses the account"),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read the demo scenario {path}: {exc}") from exc
+
+
+def _reasons(raw: object, default: str) -> dict[str, str]:
+    """``{"e-1": "why"}``, or a list of ids (each with ``default`` as the reason)."""
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return dict.fromkeys(map(str, raw), default)
+    raise TypeError(f"expected a list of employee ids or an object of reasons, not {raw!r}")
 
 
 @dataclass
@@ -168,14 +181,18 @@ async def run_demo(
     timeout_s: float = 60.0,
     fault_point: str | None = None,
     out: TextIO = sys.stdout,
+    verbose: bool = False,
 ) -> int:
-    """Onboard every hire of ``scenario``; print timelines and a summary; 0 if as expected.
+    """Onboard every hire of ``scenario``; print each one's story and timeline (message
+    ids when ``verbose``), a table and a summary; 0 if every saga ended as expected.
 
     ``store`` must be open; ``transport`` is started and stopped here (by the runner).
     """
     systems = Systems()
     systems.payroll.reject.update(scenario.payroll_rejects)
+    systems.payroll.reject_reasons.update(scenario.payroll_rejects)
     systems.directory.refuse.update(scenario.identity_refuses)
+    systems.directory.refusal_reasons.update(scenario.identity_refuses)
     coordinator = Coordinator(
         Catalog([onboarding]), store, transport, poll_interval_s=0.05, fault_point=fault_point
     )
@@ -218,8 +235,9 @@ async def run_demo(
         raise late
     elapsed = time.monotonic() - started
     for state in states:
-        print(format_timeline(state), end="\n\n", file=out)
-    print(format_table(states, now=utc_now()), end="\n\n", file=out)
+        text = format_timeline(state, story=story(onboarding, state), verbose=verbose)
+        echo(text, out=out, end="\n\n")
+    echo(format_table(states, now=utc_now()), out=out, end="\n\n")
     print(systems.report(), file=out)
     unexpected = [
         f"{s.saga_id} is {s.status.value}, expected {scenario.expected(s.saga_id.split(':', 1)[1]).value}"

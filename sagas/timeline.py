@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -71,23 +72,28 @@ def format_duration(d: timedelta) -> str:
     return f"{int(s // 86400)}d{int(s % 86400 // 3600):02d}h"
 
 
-def format_timeline(state: SagaState) -> str:
-    """The ``bus sagas show`` text: header, why, every line, and each step's final status."""
+def format_timeline(state: SagaState, *, story: str | None = None, verbose: bool = False) -> str:
+    """The ``bus sagas show`` text: the ``story`` (:func:`sagas.story.story`) first, then
+    the header, why, every line, and each step's final status. Message ids only when
+    ``verbose`` (the ids of commands and replies, for a search in the logs or the topics)."""
     total = state.updated_at - state.started_at
-    lines = [
+    plain = _as_is if verbose else _without_ids
+    lines = [story] if story else []
+    lines.append(
         f"{state.saga_id}  ({state.name} v{state.version})  {state.status.value.upper()}"
-        f"  started {state.started_at:%Y-%m-%d %H:%M:%S}Z, {format_duration(total)}",
-    ]
+        f"  started {state.started_at:%Y-%m-%d %H:%M:%S}Z, {format_duration(total)}"
+    )
     if state.reason:
-        lines.append(f"  why: {state.reason}")
+        lines.append(f"  why: {plain(state.reason)}")
     if state.attention:
-        lines.append(f"  needs attention: {state.attention}")
+        lines.append(f"  needs attention: {plain(state.attention)}")
     for r in timeline_rows(state):
         if r.event == "compensating" and state.status == SagaStatus.FAILED:
             continue  # it ended failed: there was nothing to undo, so no compensating phase
         waited = f" ({format_duration(r.waited)})" if r.waited is not None else ""
         lines.append(
-            f"  +{format_duration(r.offset):>7}  {r.step or '-':<24} {r.event:<19} {r.detail}{waited}"
+            f"  +{format_duration(r.offset):>7}  {r.step or '-':<24} {r.event:<19} "
+            f"{plain(r.detail)}{waited}".rstrip()
         )
     steps = ", ".join(f"{s.name} {s.status.value}" for s in state.steps.values())
     lines.append(f"  steps: {steps}")
@@ -109,6 +115,17 @@ def age(state: SagaState, now: datetime) -> timedelta:
     return (state.updated_at if state.terminal else now) - state.started_at
 
 
+_ID = re.compile(r" ?(?:id )?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _without_ids(text: str) -> str:
+    return _ID.sub("", text)
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
 def format_table(states: Sequence[SagaState], *, now: datetime) -> str:
     """The ``bus sagas list`` table, one saga a line; DURATION by :func:`age` at ``now``."""
     header = ("SAGA", "STATUS", "STEPS", "STARTED", "DURATION", "WHY")
@@ -124,7 +141,7 @@ def format_table(states: Sequence[SagaState], *, now: datetime) -> str:
                 " ".join(f"{n} {status}" for status, n in counts.items()),
                 f"{s.started_at:%Y-%m-%d %H:%M:%S}",
                 format_duration(age(s, now)),
-                clip(s.attention or s.reason or "", WHY_WIDTH),
+                clip(_without_ids(s.attention or s.reason or ""), WHY_WIDTH),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

@@ -89,7 +89,13 @@ def test_show_tells_the_timeline_and_why(
 ) -> None:
     code, out, _ = bus(capsys, "show", "onboarding:a-2", "--store", store_url)
     assert code == 0
-    assert out.startswith("onboarding:a-2  (onboarding v1)  NEEDS_ATTENTION")
+    story, header = out.splitlines()[:2]
+    assert story == (
+        "Person a-2 (sales, employee, admin): account a-2 created -> needs attention: "
+        "compensation of step create_account failed after 3 attempt(s): no reply within "
+        "0:01:00; fix the cause, then retry the saga"
+    )
+    assert header.startswith("onboarding:a-2  (onboarding v1)  NEEDS_ATTENTION")
     assert "why: hire called off" in out
     assert "needs attention: compensation of step create_account failed after 3 attempt(s)" in out
     assert "identity.account.deprovision.v1 attempt 3" in out
