@@ -95,6 +95,7 @@ from bus.transports.base import (
     Transport,
 )
 from bus.transports.memory import MemoryBroker, MemoryTransport
+from bus.transports.namespace import NamespacedTransport
 from bus.worker import Worker, WorkerSettings, WorkerStats
 
 __all__ = [
@@ -134,6 +135,7 @@ __all__ = [
     "Metrics",
     "MigratedStore",
     "Migration",
+    "NamespacedTransport",
     "OutgoingRecord",
     "PayloadInvalidError",
     "PermanentError",

@@ -48,7 +48,7 @@ from bus import (
 )
 from sagas.config import SagaConfig
 from sagas.definition import SagaDefinition
-from sagas.state import SagaStatus
+from sagas.state import SagaState, SagaStatus
 from sagas.stores.base import SagaQuery, SagaStore, StoredSaga, UnreadableSaga
 from sagas.versions import Catalog
 
@@ -60,7 +60,8 @@ TransportFactory = Callable[[BusConfig, argparse.Namespace], Transport]
 
 DEFAULT_DEFINITIONS = "sagas.definitions.onboarding"
 _STORE_HELP = (
-    "saga store: sqlite:PATH, postgresql://..., memory (BUS_SAGA_STORE; default sqlite:sagas.db)"
+    "saga store: sqlite:PATH, postgresql://..., memory (BUS_SAGA_STORE; default "
+    "sqlite:sagas.db in the working directory)"
 )
 
 
@@ -114,6 +115,8 @@ def register(
     )
     show.add_argument("saga_id", metavar="ID")
     _json_flag(show)
+    _verbose_flag(show)
+    _definitions_flag(show)
     _store_flag(show)
     show.set_defaults(command=_show)
 
@@ -166,6 +169,7 @@ def register(
     demo.add_argument("--scenario", type=Path, help="scenario file (default: the bundled one)")
     demo.add_argument("--store", help="saga store (default: a fresh SQLite file)")
     demo.add_argument("--timeout-s", type=float, default=60.0, help="give up after (60)")
+    _verbose_flag(demo)
     transport_flags(demo)
     demo.set_defaults(command=lambda a, c: _demo(a, c, make_transport))
 
@@ -176,6 +180,12 @@ def _store_flag(parser: argparse.ArgumentParser) -> None:
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="JSON instead of text")
+
+
+def _verbose_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show the ids of messages in timelines"
+    )
 
 
 def _definitions_flag(parser: argparse.ArgumentParser) -> None:
@@ -238,10 +248,11 @@ def parse_since(text: str, *, now: datetime, flag: str = "--since") -> datetime:
 def _with_store(
     args: argparse.Namespace, config: BusConfig, fn: Callable[[SagaStore], Awaitable[T]]
 ) -> T:
-    from sagas.stores.url import store_from_url
+    from sagas.stores.url import existing_store_from_url
 
     sagas = SagaConfig.from_env(store=args.store)
-    store = store_from_url(
+    # these commands read, or change sagas that exist: never create a store
+    store = existing_store_from_url(
         sagas.store, password=sagas.store_password, timeouts=sagas.store_timeouts()
     )
 
@@ -275,12 +286,14 @@ def _list(args: argparse.Namespace, config: BusConfig) -> int:
     if args.json:
         _dump([s.to_dict(history=False) for s in states])
     else:
-        print(format_table(states))
+        print(format_table(states, now=utc_now()))
         print(summary(states))
     return 0
 
 
 def _show(args: argparse.Namespace, config: BusConfig) -> int:
+    from sagas.console import echo
+    from sagas.story import story
     from sagas.timeline import format_quarantine, format_timeline, quarantine_json, to_json
 
     async def read(store: SagaStore) -> tuple[StoredSaga | UnreadableSaga | None, list[Any]]:
@@ -303,10 +316,20 @@ def _show(args: argparse.Namespace, config: BusConfig) -> int:
             extra = {"quarantine": stored.quarantine, "set_aside": len(kept)}
         _dump(to_json(stored.state) | {"revision": stored.revision} | extra)
     else:
-        print(format_timeline(stored.state))
+        told = story(_definition_of(args.definitions, stored.state), stored.state)
+        echo(format_timeline(stored.state, story=told, verbose=args.verbose), out=sys.stdout)
         if stored.quarantine is not None or kept:
             print(f"  quarantined: {stored.quarantine}; {len(kept)} input(s) set aside")
     return 0
+
+
+def _definition_of(targets: list[str] | None, state: SagaState) -> SagaDefinition | None:
+    """The definition ``state`` runs on, for its story; None when it cannot be loaded
+    (the generic story is told then: ``show`` reads the store, whatever the code)."""
+    try:
+        return load_definitions(targets).get(state.name, state.version)
+    except ConfigError:
+        return None
 
 
 def _request(args: argparse.Namespace, config: BusConfig, action: str) -> int:
@@ -351,7 +374,7 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
     graceful shutdown on SIGTERM/SIGINT, lag metrics, ``/metrics``, ``/readyz``."""
     from sagas.coordinator import Coordinator
     from sagas.metrics import default_saga_metrics
-    from sagas.stores.url import store_from_url
+    from sagas.stores.url import describe_store, store_from_url
 
     catalog = load_definitions(args.definitions)
     sagas = SagaConfig.from_env(store=args.store)
@@ -377,9 +400,15 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
     specs = [TopicSpec(t, partitions=config.partitions) for t in sorted(topics)]
     runner = Runner([coordinator.app], transport, config.worker_settings(), ensure_topics=specs)
 
+    # what this coordinator serves, so a probe or an operator sees it is the right one
+    serves = {
+        "definitions": ", ".join(f"{d.name} v{d.version}" for d in catalog),
+        "store": describe_store(sagas.store),
+    }
+
     async def ready() -> Readiness:
         reachable = await transport.probe(timeout_s=2.0)
-        checks = {"transport": "ok" if reachable else "no answer"}
+        checks = {"transport": "ok" if reachable else "no answer", **serves}
         joined = all(w.running for w in runner.workers)
         if not joined:
             checks[coordinator.app.name] = "not running"
@@ -392,7 +421,10 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
             loop.add_signal_handler(sig, stop.set)
         await store.open()
         try:
-            log.info("coordinator of %s on %s, store %r", catalog.names(), transport.name, store)
+            log.info(
+                "coordinator of %s on %s, store %s",
+                serves["definitions"], transport.name, serves["store"],
+            )  # fmt: skip
             if args.no_http or not config.http:
                 await runner.run(stop)
                 return
@@ -416,26 +448,29 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
 
 
 def _demo(args: argparse.Namespace, config: BusConfig, make_transport: TransportFactory) -> int:
-    from sagas.demo import DEFAULT_SCENARIO, load_scenario, run_demo
+    from sagas.demo import DEFAULT_SCENARIO, isolated, load_scenario, run_demo
     from sagas.stores.url import store_from_url
 
     scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
     fault_point = SagaConfig.from_env().fault_point
     if args.log_level is None:  # the timelines tell the story; handler logs only on demand
         logging.getLogger("bus").setLevel(logging.WARNING)
-    transport = make_transport(config, args)
+        logging.getLogger("sagas").setLevel(logging.WARNING)
+    run_id = new_id()[-6:]
+    transport = isolated(make_transport(config, args), run_id)
 
     async def go(url: str) -> int:
         store = store_from_url(url)
         await store.open()
         try:
             return await run_demo(
-                scenario.with_suffix("" if args.store is None else f"-{new_id()[-6:]}"),
+                scenario.with_suffix("" if args.store is None else f"-{run_id}"),
                 store=store,
                 transport=transport,
                 partitions=config.partitions,
                 timeout_s=args.timeout_s,
                 fault_point=fault_point,
+                verbose=args.verbose,
             )
         finally:
             await store.close()

@@ -48,7 +48,7 @@ from sagas.effects import Transition
 from sagas.fence import InputFence
 from sagas.group_commit import GroupCommit
 from sagas.lifespan import SagaTasks
-from sagas.observer import NoObserver, SagaObserver, report_change
+from sagas.observer import NoObserver, SagaObserver, end_line, report_change, start_line
 from sagas.operations import (
     Applied,
     DecideSaga,
@@ -377,6 +377,7 @@ class Coordinator:
                 self.stats.started += 1
                 self.observer.saga_started(write.state.name)
                 report_change(self.observer, None, write.state)
+                self._log_lifecycle(None, write.state)
             return
         if write is None:
             self.stats.unchanged += 1
@@ -385,6 +386,19 @@ class Coordinator:
         timer = p.given.fired_timer is not None
         assert isinstance(write, SagaWrite)
         report_change(self.observer, applied.before, write.state, timer=timer)
+        self._log_lifecycle(applied.before, write.state)
+
+    @staticmethod
+    def _log_lifecycle(before: SagaState | None, after: SagaState) -> None:
+        """One INFO line when a saga starts and one when it ends (operators follow sagas
+        in the logs without a query); nothing is formatted when INFO is off."""
+        if not log.isEnabledFor(logging.INFO):
+            return
+        if before is None:
+            log.info(start_line(after))
+        line = end_line(before, after)
+        if line is not None:
+            log.info(line)
 
     def _refused(self, given: StartSaga, old: SagaState) -> None:
         self.stats.refused_starts += 1

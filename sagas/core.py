@@ -389,7 +389,9 @@ class _Run:
         if any(incoming.type == t.bus_type for t in ok):
             self.complete_step(st, incoming)
         else:
-            self.fail_step(st, f"failure reply {incoming.type} {incoming.message_id}")
+            why = f"failure reply {incoming.type} {incoming.message_id}"
+            reason = getattr(incoming.data, "reason", None)  # the business answer, kept
+            self.fail_step(st, f"{why}: {reason}" if isinstance(reason, str) and reason else why)
         self.settled()
 
     def on_timeout(self, name: str) -> None:

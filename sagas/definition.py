@@ -56,6 +56,8 @@ Builder = Callable[[Any], Command]
 Updater = Callable[[Any, Any], Any]
 #: A named predicate on the saga data; False skips the stage.
 Predicate = Callable[[Any], bool]
+#: ``(data, state) -> sentence``: an instance told in business terms (see :mod:`sagas.story`).
+Describe = Callable[[Any, Any], str]
 
 
 def _as_tuple(types: type[Event] | Sequence[type[Event]] | None) -> tuple[type[Event], ...]:
@@ -270,6 +272,10 @@ class SagaDefinition:
     stages: Sequence[Stage]
     #: Events that cancel a running instance (what completed is compensated).
     cancel_on: Sequence[type[Event]] = ()
+    #: Tells an instance in one business sentence from its data (the definition's model)
+    #: and its :class:`~sagas.state.SagaState`, for ``bus sagas show`` and the demo; pure.
+    #: None: :func:`sagas.story.story` tells the steps' outcomes instead.
+    describe: Describe | None = None
     #: Step name -> step, built once (members of parallel groups included).
     steps: dict[str, Step | Wait] = field(init=False, repr=False, compare=False)
 

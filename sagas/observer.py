@@ -14,7 +14,7 @@ from typing import Protocol
 
 from sagas.state import SagaState, SagaStatus
 
-__all__ = ["NoObserver", "SagaObserver", "report_change"]
+__all__ = ["NoObserver", "SagaObserver", "end_line", "report_change", "start_line"]
 
 
 class SagaObserver(Protocol):
@@ -130,3 +130,27 @@ def _last_start(state: SagaState, step: str, before: int) -> datetime | None:
         if h.step == step and h.event in _STARTS:
             return h.at
     return None
+
+
+def start_line(state: SagaState) -> str:
+    """The coordinator's INFO line for a saga it started.
+
+    ``saga onboarding:e-1 started (onboarding v1)``
+    """
+    return f"saga {state.saga_id} started ({state.name} v{state.version})"
+
+
+def end_line(before: SagaState | None, after: SagaState) -> str | None:
+    """The coordinator's INFO line for a saga this change ended, else None: id, definition,
+    outcome, how long it ran and why it did not complete.
+
+    ``saga onboarding:e-3 ended compensated (onboarding v1) after 1.20s: step ... failed``
+    """
+    if not after.terminal or (before is not None and before.status == after.status):
+        return None
+    seconds = (after.updated_at - after.started_at).total_seconds()
+    why = f": {after.reason}" if after.reason else ""
+    return (
+        f"saga {after.saga_id} ended {after.status.value} ({after.name} v{after.version}) "
+        f"after {seconds:.2f}s{why}"
+    )

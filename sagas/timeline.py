@@ -13,15 +13,16 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sagas.state import SagaState
+from sagas.state import SagaState, SagaStatus
 from sagas.stores.base import SetAsideInput, UnreadableSaga
 
-__all__ = ["TimelineRow", "format_duration", "format_quarantine", "format_table",
+__all__ = ["WHY_WIDTH", "TimelineRow", "age", "clip", "format_duration", "format_quarantine", "format_table",
            "format_timeline", "quarantine_json", "summary", "timeline_rows",
            "to_json"]  # fmt: skip
 
@@ -71,29 +72,62 @@ def format_duration(d: timedelta) -> str:
     return f"{int(s // 86400)}d{int(s % 86400 // 3600):02d}h"
 
 
-def format_timeline(state: SagaState) -> str:
-    """The ``bus sagas show`` text: header, why, every line, and each step's final status."""
+def format_timeline(state: SagaState, *, story: str | None = None, verbose: bool = False) -> str:
+    """The ``bus sagas show`` text: the ``story`` (:func:`sagas.story.story`) first, then
+    the header, why, every line, and each step's final status. Message ids only when
+    ``verbose`` (the ids of commands and replies, for a search in the logs or the topics)."""
     total = state.updated_at - state.started_at
-    lines = [
+    plain = _as_is if verbose else _without_ids
+    lines = [story] if story else []
+    lines.append(
         f"{state.saga_id}  ({state.name} v{state.version})  {state.status.value.upper()}"
-        f"  started {state.started_at:%Y-%m-%d %H:%M:%S}Z, {format_duration(total)}",
-    ]
+        f"  started {state.started_at:%Y-%m-%d %H:%M:%S}Z, {format_duration(total)}"
+    )
     if state.reason:
-        lines.append(f"  why: {state.reason}")
+        lines.append(f"  why: {plain(state.reason)}")
     if state.attention:
-        lines.append(f"  needs attention: {state.attention}")
+        lines.append(f"  needs attention: {plain(state.attention)}")
     for r in timeline_rows(state):
+        if r.event == "compensating" and state.status == SagaStatus.FAILED:
+            continue  # it ended failed: there was nothing to undo, so no compensating phase
         waited = f" ({format_duration(r.waited)})" if r.waited is not None else ""
         lines.append(
-            f"  +{format_duration(r.offset):>7}  {r.step or '-':<24} {r.event:<19} {r.detail}{waited}"
+            f"  +{format_duration(r.offset):>7}  {r.step or '-':<24} {r.event:<19} "
+            f"{plain(r.detail)}{waited}".rstrip()
         )
     steps = ", ".join(f"{s.name} {s.status.value}" for s in state.steps.values())
     lines.append(f"  steps: {steps}")
     return "\n".join(lines)
 
 
-def format_table(states: Sequence[SagaState]) -> str:
-    """The ``bus sagas list`` table, one saga a line."""
+#: Widest WHY cell of ``bus sagas list``; a longer reason ends in an ellipsis.
+WHY_WIDTH = 60
+
+
+def clip(text: str, width: int) -> str:
+    """``text``, or its first ``width - 1`` characters and ``…`` when longer."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def age(state: SagaState, now: datetime) -> timedelta:
+    """How long the saga has lasted: start to end when it ended, start to ``now`` when not
+    (a saga waiting for approval is as old as the wait, not as its last update)."""
+    return (state.updated_at if state.terminal else now) - state.started_at
+
+
+_ID = re.compile(r" ?(?:id )?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _without_ids(text: str) -> str:
+    return _ID.sub("", text)
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+def format_table(states: Sequence[SagaState], *, now: datetime) -> str:
+    """The ``bus sagas list`` table, one saga a line; DURATION by :func:`age` at ``now``."""
     header = ("SAGA", "STATUS", "STEPS", "STARTED", "DURATION", "WHY")
     rows = [header]
     for s in states:
@@ -106,8 +140,8 @@ def format_table(states: Sequence[SagaState]) -> str:
                 s.status.value,
                 " ".join(f"{n} {status}" for status, n in counts.items()),
                 f"{s.started_at:%Y-%m-%d %H:%M:%S}",
-                format_duration(s.updated_at - s.started_at),
-                (s.attention or s.reason or "")[:60],
+                format_duration(age(s, now)),
+                clip(_without_ids(s.attention or s.reason or ""), WHY_WIDTH),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

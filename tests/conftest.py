@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import settings
 
-from bus import MemoryBroker, MemoryTransport, Transport
+from bus import MemoryBroker, MemoryTransport, NamespacedTransport, Transport
 from bus.config import KafkaConfig
 from bus.devbroker import DevBroker
 from bus.transports.kafka import KafkaTransport
@@ -81,10 +81,22 @@ def _kafka_cluster(broker: DevBroker) -> Cluster:
     return Cluster("kafka", lambda: KafkaTransport(config), config.max_request_bytes)
 
 
-@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
+def _namespaced_cluster() -> Cluster:
+    """The memory log seen through a topic and group prefix (bus/transports/namespace.py)."""
+    broker = MemoryBroker(default_partitions=1, max_record_bytes=1_048_576)
+    return Cluster(
+        "namespaced",
+        lambda: NamespacedTransport(MemoryTransport(broker), prefix="ns-1."),
+        broker.max_record_bytes,
+    )
+
+
+@pytest.fixture(params=["memory", "namespaced", pytest.param("kafka", marks=pytest.mark.kafka)])
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
     if request.param == "kafka":
         c = _kafka_cluster(request.getfixturevalue("kafka_broker"))
+    elif request.param == "namespaced":
+        c = _namespaced_cluster()
     else:
         c = _memory_cluster()
     yield c

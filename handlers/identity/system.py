@@ -22,6 +22,8 @@ class Directory:
     accounts: dict[str, str] = field(default_factory=dict)
     fail_next: int = 0
     refuse: set[str] = field(default_factory=set)
+    #: Why the account of a refused employee id is refused (default: a generic reason).
+    refusal_reasons: dict[str, str] = field(default_factory=dict)
 
     def create_account(self, employee_id: str, full_name: str) -> str:
         """Create (or return the existing) login for ``employee_id``: idempotent by id."""
@@ -29,7 +31,11 @@ class Directory:
             self.fail_next -= 1
             raise DirectoryUnavailableError("directory did not answer")
         if employee_id in self.refuse:
-            raise AccountRefusedError(f"the directory refuses an account for {employee_id}")
+            raise AccountRefusedError(
+                self.refusal_reasons.get(
+                    employee_id, f"the directory refuses an account for {employee_id}"
+                )
+            )
         if employee_id not in self.accounts:
             base = re.sub(r"[^a-z]+", ".", full_name.lower()).strip(".") or "user"
             login, n = base, 1

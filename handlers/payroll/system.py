@@ -27,6 +27,8 @@ class Payroll:
     records: dict[str, tuple[str, str, date]] = field(default_factory=dict)
     #: Employee ids whose record is refused.
     reject: set[str] = field(default_factory=set)
+    #: Why the record of a rejected employee id is refused (default: a generic reason).
+    reject_reasons: dict[str, str] = field(default_factory=dict)
     #: Probability that a call raises PayrollUnavailableError.
     failure_rate: float = 0.0
     rng: random.Random = field(default_factory=lambda: random.Random(0))
@@ -36,7 +38,9 @@ class Payroll:
         if self.failure_rate and self.rng.random() < self.failure_rate:
             raise PayrollUnavailableError("payroll did not answer")
         if employee_id in self.reject:
-            raise PayrollRejectedError(f"payroll refuses a record for {employee_id}")
+            raise PayrollRejectedError(
+                self.reject_reasons.get(employee_id, f"payroll refuses a record for {employee_id}")
+            )
         if employee_id not in self.records:
             self.records[employee_id] = (f"pr-{len(self.records) + 1:05d}", full_name, start_date)
         return self.records[employee_id][0]

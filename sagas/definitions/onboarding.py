@@ -60,6 +60,8 @@ from handlers.repositories.contracts import (
     RevokeRepositoryAccess,
 )
 from sagas.definition import Compensation, Parallel, SagaDefinition, Step, Wait
+from sagas.state import SagaState
+from sagas.story import failed_step, failure_reason, outcome
 
 __all__ = ["Onboarding", "onboarding"]
 
@@ -132,6 +134,54 @@ def _called_off(d: Onboarding) -> NotifyCancellation:
     return NotifyCancellation(employee_id=d.employee_id, manager_email=d.manager_email, text=text)
 
 
+#: What a failed step means for the hire, and what undoing a step did.
+_FAILED = {
+    "create_account": "account refused",
+    "manager_approval": "privileged access not approved",
+    "assign_licenses": "licenses refused",
+    "grant_repository_access": "repository access denied",
+    "notify_manager": "manager not reached",
+    "create_payroll_record": "payroll refused",
+}
+_UNDONE = {
+    "create_account": "account removed",
+    "assign_licenses": "licenses revoked",
+    "grant_repository_access": "repository access revoked",
+    "notify_manager": "manager told",
+}
+
+
+def describe(d: Onboarding, state: SagaState) -> str:
+    """The onboarding in business terms: who, what they got, what failed, what was undone.
+
+    ``Alan Turing (research, employee): account aturing created; licenses google-workspace,
+    slack; manager notified; payroll refused: missing tax id -> compensated: manager told,
+    licenses revoked, account removed``
+    """
+    facts = []
+    if d.login:
+        facts.append(f"account {d.login} created")
+    if d.approved_by:
+        facts.append(f"approved by {d.approved_by}")
+    if d.products:
+        facts.append(f"licenses {', '.join(d.products)}")
+    if d.repositories:
+        facts.append(f"repositories {', '.join(d.repositories)}")
+    notified = state.steps.get("notify_manager")
+    if notified is not None and notified.completed_at is not None:
+        facts.append(f"manager {d.manager_email} notified")
+    if d.payroll_id:
+        facts.append(f"payroll record {d.payroll_id}")
+    failed = failed_step(state)
+    if failed is not None:
+        reason = failure_reason(failed)
+        facts.append(
+            _FAILED.get(failed.name, f"{failed.name} failed") + (f": {reason}" if reason else "")
+        )
+    who = f"{d.full_name} ({d.department}, {d.employment_type}{', admin' if is_privileged(d) else ''})"
+    return f"{who}: {'; '.join(facts) or 'nothing done yet'}{outcome(state, _UNDONE)}"
+
+
 create_account = Step(
     "create_account",
     command=CreateAccount,
@@ -202,4 +252,5 @@ onboarding = SagaDefinition(
         create_payroll_record,
     ],
     cancel_on=[HireWithdrawn],
+    describe=describe,
 )

@@ -89,7 +89,13 @@ def test_show_tells_the_timeline_and_why(
 ) -> None:
     code, out, _ = bus(capsys, "show", "onboarding:a-2", "--store", store_url)
     assert code == 0
-    assert out.startswith("onboarding:a-2  (onboarding v1)  NEEDS_ATTENTION")
+    story, header = out.splitlines()[:2]
+    assert story == (
+        "Person a-2 (sales, employee, admin): account a-2 created -> needs attention: "
+        "compensation of step create_account failed after 3 attempt(s): no reply within "
+        "0:01:00; fix the cause, then retry the saga"
+    )
+    assert header.startswith("onboarding:a-2  (onboarding v1)  NEEDS_ATTENTION")
     assert "why: hire called off" in out
     assert "needs attention: compensation of step create_account failed after 3 attempt(s)" in out
     assert "identity.account.deprovision.v1 attempt 3" in out
@@ -150,14 +156,45 @@ def test_graph_prints_the_mermaid_diagram(capsys: pytest.CaptureFixture[str]) ->
     assert "no saga named 'offboarding' (known: onboarding)" in err
 
 
+async def _create_store(path: Path) -> None:
+    async with SqliteSagaStore(path):
+        pass
+
+
 def test_the_store_comes_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("BUS_SAGA_STORE", f"sqlite:{tmp_path / 'env.db'}")
+    asyncio.run(_create_store(tmp_path / "env.db"))  # as 'bus sagas run' does
     code, out, _ = bus(capsys, "list")
     assert code == 0
     assert out.splitlines()[-1] == "0 sagas: none"
-    assert (tmp_path / "env.db").exists()
+
+
+@pytest.mark.parametrize("action", ["list", "show onboarding:a-1", "purge --older-than 1d"])
+def test_reading_commands_never_create_a_store_and_name_the_missing_one(
+    action: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    typo = tmp_path / "sgas.db"
+    code, out, err = bus(capsys, *action.split(), "--store", f"sqlite:{typo}")
+    assert code == 2
+    assert out == ""
+    assert err == (
+        f"bus: error: no saga store at {typo} (sqlite:{typo}): run 'bus sagas run' first "
+        "or pass --store\n"
+    )
+    assert not typo.exists()
+
+
+def test_the_default_store_is_named_by_its_absolute_path_when_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("BUS_SAGA_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = bus(capsys, "list")
+    assert code == 2
+    assert f"no saga store at {tmp_path / 'sagas.db'} (sqlite:sagas.db)" in err
+    assert not (tmp_path / "sagas.db").exists()
 
 
 def test_bus_sagas_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -170,8 +207,9 @@ def test_bus_sagas_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path
     )
     try:
         assert proc.stderr is not None
-        url = ""
+        url, logged = "", ""
         for line in proc.stderr:
+            logged += line
             if "serving /metrics /healthz /readyz on " in line:
                 url = line.rsplit(" on ", 1)[1].strip()
                 break
@@ -179,9 +217,14 @@ def test_bus_sagas_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path
         with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
             assert response.status == 200
         with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
-            assert json.loads(response.read())["checks"] == {"transport": "ok"}
+            assert json.loads(response.read())["checks"] == {
+                "transport": "ok",
+                "definitions": "onboarding v1",
+                "store": f"sqlite:{tmp_path / 's.db'}",
+            }
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+        assert f"coordinator of onboarding v1 on memory, store sqlite:{tmp_path / 's.db'}" in logged
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -18,6 +18,7 @@ PURE = [
     "operations",
     "observer",
     "quarantine",
+    "story",
 ]
 FORBIDDEN = {"asyncio", "sqlite3", "aiokafka", "asyncpg", "psycopg", "time", "random", "socket", "threading", "anyio"}  # fmt: skip
 
