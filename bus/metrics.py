@@ -1,6 +1,6 @@
 """Every metric bus exports, defined here and nowhere else (Prometheus conventions).
 
-:data:`CATALOG` lists each metric once: name, type, labels, meaning. The README's table,
+:data:`CATALOG` lists each metric once: name, type, labels, meaning. docs/operating.md's table,
 the dashboards and alert rules (``deploy/``) and the tests all check against it.
 
 Two kinds of recording, chosen by cost:
@@ -83,7 +83,7 @@ DEAD_LETTER_REASONS = (
 
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
-    """One exported metric, as the README's table shows it.
+    """One exported metric, as docs/operating.md's table shows it.
 
     Example::
 

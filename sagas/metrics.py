@@ -1,7 +1,7 @@
 """The saga metrics: defined here, on bus's registry, through its public metrics API.
 
 :data:`CATALOG` lists each saga metric once (bus's own are ``bus.metrics.CATALOG``); the
-README's table, the dashboards and alert rules in ``deploy/`` and the tests check against
+table of docs/operating.md, the dashboards and alert rules in ``deploy/`` and the tests check against
 both. :class:`SagaMetrics` is the coordinator's :class:`~sagas.coordinator.SagaObserver`
 that records them. The names keep bus's ``bus_`` prefix and naming rules: one process
 serves them all on one ``/metrics``.

@@ -95,7 +95,7 @@ def topics(run: str) -> tuple[str, str]:
 
 
 async def create_topics(transport: KafkaTransport, run: str, partitions: int) -> None:
-    """Explicitly: Tansu's auto-creation is not relied on (README, the test broker)."""
+    """Explicitly: Tansu's auto-creation is not relied on (docs/testing.md, the test broker)."""
     items, done = topics(run)
     await transport.ensure_topics(
         [

@@ -175,7 +175,7 @@ async def freeze_and_wake_a_member(
     partitions it was working on (it missed its heartbeats meanwhile)."""
     # First the group must handle again: after a member left it may still be rebalancing
     # (Tansu keeps a leader that left as the leader of the next generation, and the
-    # others' SyncGroup fails for about 30 s; see the README's broker notes).
+    # others' SyncGroup fails for about 30 s; see docs/testing.md's broker notes).
     await tail.poll()
     live = {p.pid: p for p in fleet.live}
 

@@ -228,7 +228,7 @@ async def test_this_broker_refuses_an_idempotent_producer_with_a_clear_error(
 ) -> None:
     # Tansu answers aiokafka's InitProducerId v0 with UnknownError: idempotence and
     # transactions stay options for Apache Kafka. If this starts passing start(), Tansu
-    # gained support: update the README's broker notes.
+    # gained support: update docs/testing.md's broker notes.
     config = kafka_test_config(kafka_broker.bootstrap_servers, enable_idempotence=True)
     transport = KafkaTransport(config)
     with pytest.raises(TransportError, match="start failed"):
