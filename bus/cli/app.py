@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -19,9 +20,8 @@ from typing import Any
 import typer
 from typer import _click as click
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
-from typer.core import TyperGroup
 
-from bus.cli import dev, dlq, publish, run, schema, topics, trace
+from bus.cli.options import Group
 from bus.cli.output import error
 from bus.cli.plugins import load_plugin, plugin_names
 
@@ -34,34 +34,53 @@ _HELP = (
 _EPILOG = "Settings also come from BUS_* environment variables (flags win); see the README."
 
 
-class _BusGroup(TyperGroup):
-    """The root group: bus's own commands, then the plugins', loaded when one runs."""
+#: bus's commands: name -> (the module that registers it, its line in `bus --help`). A
+#: module is imported, and its Typer command built, only when its command runs: building
+#: every command's parameters from its signature costs more than the rest of `bus --help`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("bus.cli.run", "run one or more apps in this process"),
+    "publish": ("bus.cli.publish", "validate and publish messages"),
+    "schema": ("bus.cli.schema", "message schemas: export"),
+    "topics": ("bus.cli.topics", "topic provisioning: ensure"),
+    "trace": ("bus.cli.trace", "print the causal tree of one process's messages"),
+    "dlq": ("bus.cli.dlq", "inspect and replay dead letters: list, show, replay"),
+    "dev": ("bus.cli.dev", "local development helpers: broker"),
+}
+
+
+class _BusGroup(Group):
+    """The root group: bus's commands, then the plugins', each loaded when it runs."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        own = super().list_commands(ctx)
-        return [*own, *(name for name in plugin_names() if name not in own)]
+        return [*COMMANDS, *(name for name in plugin_names() if name not in COMMANDS)]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        command = super().get_command(ctx, cmd_name)
-        if command is not None or cmd_name not in plugin_names():
-            return command
+        if cmd_name in COMMANDS:
+            return _load_command(cmd_name)
+        if cmd_name not in plugin_names():
+            return None
         group = load_plugin(cmd_name)
         return None if group is None else typer.main.get_group(group)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        # a plugin is listed without importing it: `bus --help` stays fast
-        rows: list[tuple[str, str]] = []
-        names = self.list_commands(ctx)
-        limit = formatter.width - 6 - max(map(len, names), default=0)
-        for name in names:
-            command = super().get_command(ctx, name)
-            if command is None:
-                rows.append((name, f"commands of the {name} package: bus {name} --help"))
-            elif not command.hidden:
-                rows.append((name, command.get_short_help_str(limit)))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+        rows = [(name, short) for name, (_, short) in COMMANDS.items()]
+        rows += [
+            (name, f"commands of the {name} package: bus {name} --help")
+            for name in plugin_names()
+            if name not in COMMANDS
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _load_command(name: str) -> click.Command:
+    module = importlib.import_module(COMMANDS[name][0])
+    holder = typer.Typer(cls=Group, rich_markup_mode=None)
+    holder.callback()(lambda: None)  # a group even when the module adds a single command
+    module.register(holder)
+    command = typer.main.get_group(holder).commands[name]
+    command.short_help = command.short_help or COMMANDS[name][1]
+    return command
 
 
 def _version(value: bool) -> None:
@@ -73,7 +92,7 @@ def _version(value: bool) -> None:
 
 
 def build() -> typer.Typer:
-    """The ``bus`` app with every command of bus (plugins join when invoked)."""
+    """The ``bus`` root; its commands (:data:`COMMANDS`, plugins) join when invoked."""
     app = typer.Typer(
         name="bus",
         help=_HELP,
@@ -98,8 +117,6 @@ def build() -> typer.Typer:
     ) -> None:
         """Typed CloudEvents on Kafka."""
 
-    for module in (run, publish, schema, topics, trace, dlq, dev):
-        module.register(app)
     return app
 
 

@@ -7,7 +7,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import sys
 from collections.abc import Awaitable, Callable
@@ -76,6 +75,7 @@ def read_messages(path: Path) -> list[Inbound]:
 
 def with_transport(transport: Transport, work: Callable[[Transport], Awaitable[T]]) -> T:
     """Start ``transport``, run ``work`` on it, stop it on every path (one event loop)."""
+    import asyncio
 
     async def run() -> T:
         try:

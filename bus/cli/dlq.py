@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bus.cli.common import with_transport
-from bus.cli.options import TransportOptions, bus_config, make_transport, transport_options
+from bus.cli.options import Group, TransportOptions, bus_config, make_transport, transport_options
 from bus.cli.output import print_table, progress
 from bus.errors import ConfigError
 
@@ -105,6 +105,7 @@ class _Filters:
 
 def register(app: typer.Typer) -> None:
     group = typer.Typer(
+        cls=Group,
         help="Inspect and replay dead letters. They are read from every *.dlq topic (or "
         "those named with --topic) up to their end when the command starts. IDs are the "
         "CloudEvents id, else <dlq-topic>:<partition>:<offset>. Kafka only. See docs/dlq.md.",

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer import _click as click
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from bus.config import BusConfig
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ONE_SHOT_CONNECT_TIMEOUT_S",
+    "Group",
     "TransportOptions",
     "bus_config",
     "make_transport",
@@ -47,7 +51,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: that is starting; a person at a prompt wants to hear about a typo quickly.
 ONE_SHOT_CONNECT_TIMEOUT_S = 10.0
 
+#: The start of the Kafka transport's log line (logger bus.kafka) per failed connection attempt.
+_CONNECT_RETRY = "kafka %s: broker %s unreachable"
 _KAFKA_PANEL = "Kafka (every BUS_KAFKA_* variable also applies; flags win)"
+
+
+class Group(TyperGroup):
+    """A command group whose flags cost no pydantic import while parsing ``bus dlq --help``.
+
+    Typer coerces a parameter's value through pydantic unless it is a bool; ``--help`` and
+    the completion flags default to None, so merely passing through a group would import
+    pydantic (a tenth of a second). A bool default of False means the same to them.
+    """
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        for param in params:
+            if param.name in ("install_completion", "show_completion") and param.default is None:
+                param.default = False
+        return params
+
+    def get_help_option(self, ctx: click.Context) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None and option.default is None:
+            option.default = False
+        return option
 
 
 class TransportChoice(StrEnum):
@@ -254,11 +282,24 @@ def bus_config(options: object, **overrides: Any) -> BusConfig:
         log_json=True if getattr(options, "log_json", False) else None,
         **overrides,
     )
-    # a one-shot command's output is its answer: INFO lines ("producer connected") are
-    # noise there, unless the operator asks for them
-    level = "WARNING" if one_shot and log_level is None else config.log_level
-    configure_logging(level=level, json=config.log_json)
+    # a one-shot command's output is its answer: INFO lines ("producer connected") and the
+    # line per connection attempt are noise there (an unreachable broker ends the command
+    # with one error line saying so), unless the operator asks for them with --log-level
+    quiet = one_shot and log_level is None
+    configure_logging(level="WARNING" if quiet else config.log_level, json=config.log_json)
+    if quiet:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_not_connect_retries)
     return config
+
+
+def _not_connect_retries(record: logging.LogRecord) -> bool:
+    """False for the Kafka transport's "broker unreachable; retrying" line per attempt."""
+    return not (
+        record.name == "bus.kafka"
+        and isinstance(record.msg, str)
+        and record.msg.startswith(_CONNECT_RETRY)
+    )
 
 
 def make_transport(config: BusConfig, options: object) -> Transport:
@@ -280,8 +321,3 @@ def make_transport(config: BusConfig, options: object) -> Transport:
         default_partitions=config.partitions, retention_records=config.memory_retention_records
     )
     return MemoryTransport(broker)
-
-
-def option_names() -> list[str]:
-    """The parameter names :func:`transport_options` adds (a plugin's Namespace gets them)."""
-    return [f.name for f in fields(TransportOptions)]

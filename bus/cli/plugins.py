@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from bus.cli.options import TransportOptions, bus_config, make_transport, transport_options
+from bus.cli.options import Group, TransportOptions, bus_config, make_transport, transport_options
 from bus.cli.output import warning
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def load_plugin(name: str) -> typer.Typer | None:
     for entry in importlib.metadata.entry_points(group=GROUP, name=name):
         try:
             register = entry.load()
-            app = typer.Typer(name=name, no_args_is_help=True, rich_markup_mode=None)
+            app = typer.Typer(name=name, cls=Group, no_args_is_help=True, rich_markup_mode=None)
             register(
                 app,
                 transport_options=transport_options(one_shot=False),

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from bus.cli.common import import_module
+from bus.cli.options import Group
 from bus.cli.publish import ModulesOption
 from bus.errors import ConfigError
 
@@ -20,7 +21,7 @@ __all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Message schemas.", no_args_is_help=True)
+    group = typer.Typer(cls=Group, help="Message schemas.", no_args_is_help=True)
     group.command(
         "export",
         help="Import the modules, then write one <type>.json per registered type.",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bus.cli.common import TARGET_HELP, load_apps, with_transport
-from bus.cli.options import TransportOptions, bus_config, make_transport, transport_options
+from bus.cli.options import Group, TransportOptions, bus_config, make_transport, transport_options
 from bus.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ MEMORY_IS_LOCAL = (
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Topic provisioning.", no_args_is_help=True)
+    group = typer.Typer(cls=Group, help="Topic provisioning.", no_args_is_help=True)
     group.command(
         "ensure",
         help="Create every topic the apps consume, emit to or dead-letter to that does not "
@@ -48,6 +48,7 @@ def ensure(
         bool,
         typer.Option("--check", help="create nothing; exit 1 if anything is missing or differs"),
     ] = False,
+    json: Annotated[bool, typer.Option("--json", help="one JSON object instead of lines")] = False,
     *,
     options: TransportOptions,
 ) -> int:
@@ -71,10 +72,32 @@ def ensure(
 
     result = with_transport(transport, provision)
     verb = "missing" if check else "created"
-    _print_plan(verb, result.create, result.matching, result.differences)
+    if json:
+        _print_json(verb, result)
+    else:
+        _print_plan(verb, result.create, result.matching, result.differences)
     if check and (result.create or result.differences):
         return 1
     return 0
+
+
+def _print_json(verb: str, result: TopicPlan) -> None:
+    import orjson
+
+    doc = {
+        verb: [
+            {
+                "name": spec.name,
+                "partitions": spec.partitions,
+                "replication_factor": spec.replication_factor,
+                "config": dict(spec.config),
+            }
+            for spec in result.create
+        ],
+        "ok": list(result.matching),
+        "differs": list(result.differences),
+    }
+    print(orjson.dumps(doc).decode())
 
 
 def _print_plan(

@@ -51,6 +51,9 @@ def trace(
         list[str] | None,
         typer.Option(metavar="TOPIC", help="another topic to read (repeatable)"),
     ] = None,
+    json: Annotated[
+        bool, typer.Option("--json", help="the hops as a JSON array instead of a tree")
+    ] = False,
     *,
     options: TransportOptions,
 ) -> int:
@@ -76,6 +79,11 @@ def trace(
     if not hops:
         print(f"no message with correlation id {correlation_id}", file=sys.stderr)
         return 1
+    if json:
+        import orjson
+
+        print(orjson.dumps(hops).decode())  # dataclasses and datetimes, as orjson writes them
+        return 0
     for line in render(build_tree(hops)):
         print(line)
     return 0
