@@ -190,7 +190,7 @@ def show(
 @transport_options(one_shot=True)
 def replay(
     ids: Annotated[
-        list[str] | None, typer.Argument(metavar="[ID]...", help="IDs or locations to replay")
+        list[str] | None, typer.Argument(metavar="ID", help="IDs or locations to replay")
     ] = None,
     topic: TopicOption = None,
     type: TypeFilter = None,

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
 @transport_options(one_shot=False)
 def run(
-    targets: Annotated[list[str], typer.Argument(metavar="MODULE[:ATTR]...", help=TARGET_HELP)],
+    targets: Annotated[list[str], typer.Argument(metavar="MODULE[:ATTR]", help=TARGET_HELP)],
     publish: Annotated[
         Path | None,
         typer.Option(
@@ -47,7 +47,10 @@ def run(
         ),
     ] = None,
     exit_when_idle: Annotated[
-        bool, typer.Option(help="stop once every app has handled and committed everything")
+        bool,
+        typer.Option(
+            "--exit-when-idle", help="stop once every app has handled and committed everything"
+        ),
     ] = False,
     shutdown_deadline_s: Annotated[
         float | None,

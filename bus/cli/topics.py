@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
 
 @transport_options(one_shot=True)
 def ensure(
-    targets: Annotated[list[str], typer.Argument(metavar="MODULE[:ATTR]...", help=TARGET_HELP)],
+    targets: Annotated[list[str], typer.Argument(metavar="MODULE[:ATTR]", help=TARGET_HELP)],
     check: Annotated[
         bool,
         typer.Option("--check", help="create nothing; exit 1 if anything is missing or differs"),

@@ -45,7 +45,7 @@ def trace(
     correlation_id: Annotated[str, typer.Argument(metavar="CORRELATION_ID")],
     targets: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[MODULE[:ATTR]]...", help="apps whose topics to read"),
+        typer.Argument(metavar="MODULE[:ATTR]", help="apps whose topics to read"),
     ] = None,
     topic: Annotated[
         list[str] | None,
