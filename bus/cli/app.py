@@ -158,5 +158,5 @@ def _usage_error(exc: UsageError) -> int:
         hint = f" (see '{ctx.command_path} --help')"
     else:
         hint = ""
-    error(f"{exc.format_message()}{hint}")
+    error(f"{exc.format_message().rstrip('.')}{hint}")
     return 2
