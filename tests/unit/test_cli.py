@@ -162,3 +162,22 @@ def test_bus_help_imports_no_runtime_and_no_rich() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1]) == []
+
+
+def test_the_lazy_public_names_match_the_imports_type_checkers_see() -> None:
+    import ast
+
+    import bus
+
+    tree = ast.parse((ROOT / "bus" / "__init__.py").read_text())
+    [block] = [
+        n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"
+    ]
+    typed = {
+        alias.name: node.module
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert typed == bus._LAZY
+    assert sorted(typed) == sorted(bus.__all__)
