@@ -17,86 +17,188 @@ Example::
         ctx.logger.info("welcome %s", event.employee_id)
 """
 
-from bus.app import App, BackgroundTask, UnknownTypePolicy
-from bus.clock import VirtualClock
-from bus.codec import decode, encode
-from bus.config import BusConfig, Secret
-from bus.context import BatchContext, Context
-from bus.dead_letters import dead_letter, dead_letter_topic, without_original
-from bus.dedup import (
-    DedupEntry,
-    DedupKey,
-    DedupStore,
-    DedupTransaction,
-    MemoryDedupStore,
-    PostgresDedupStore,
-    SqliteDedupStore,
-)
-from bus.dlq import (
-    DeadLetter,
-    DeadLetterFilter,
-    ReplayPlan,
-    plan_replay,
-    read_dead_letters,
-    replay_dead_letters,
-)
-from bus.envelope import Envelope
-from bus.errors import (
-    BusError,
-    CommitFailedError,
-    ConfigError,
-    DecodeError,
-    DefinitionError,
-    DuplicateMessageError,
-    HandlerResultError,
-    LockTimeoutError,
-    MessageTooLargeError,
-    PayloadInvalidError,
-    PermanentError,
-    RecordError,
-    RegistryError,
-    SchemaVersionError,
-    SecurityError,
-    StoreError,
-    TopicNotFoundError,
-    TransportClosedError,
-    TransportError,
-    UnknownTypeError,
-)
-from bus.gc_tuning import tune_gc
-from bus.http import HttpServer, Readiness
-from bus.ids import new_id
-from bus.message import Command, Event, Message
-from bus.metrics import Metrics, MetricSpec, default_metrics
-from bus.partitioning import murmur2, partition_for_key
-from bus.progress import Fence
-from bus.publisher import Publisher, envelope_for, record_for
-from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
-from bus.registry import Registry, default_registry
-from bus.retries import RetryPolicy
-from bus.runner import Runner
-from bus.sql import (
-    MigratedStore,
-    Migration,
-    PostgresDatabase,
-    PostgresTimeouts,
-    SqliteDatabase,
-    SqliteTransaction,
-)
-from bus.stamping import utc_now
-from bus.testing import TestBus
-from bus.transports.base import (
-    Acked,
-    Consumer,
-    Delivery,
-    RebalanceListener,
-    TopicSpec,
-    TopicState,
-    Transport,
-)
-from bus.transports.memory import MemoryBroker, MemoryTransport
-from bus.transports.namespace import NamespacedTransport
-from bus.worker import Worker, WorkerSettings, WorkerStats
+from typing import TYPE_CHECKING
+
+# Names load on first use (PEP 562): `import bus` stays cheap for the `bus` command's
+# start-up (`bus --help` imports no aiokafka, aiohttp or pydantic). For type checkers the
+# imports are the ones below; _LAZY says the same at run time (tests/unit/test_public_api.py
+# checks both against __all__).
+if TYPE_CHECKING:
+    from bus.app import App, BackgroundTask, UnknownTypePolicy
+    from bus.clock import VirtualClock
+    from bus.codec import decode, encode
+    from bus.config import BusConfig, Secret
+    from bus.context import BatchContext, Context
+    from bus.dead_letters import dead_letter, dead_letter_topic, without_original
+    from bus.dedup import (
+        DedupEntry,
+        DedupKey,
+        DedupStore,
+        DedupTransaction,
+        MemoryDedupStore,
+        PostgresDedupStore,
+        SqliteDedupStore,
+    )
+    from bus.dlq import (
+        DeadLetter,
+        DeadLetterFilter,
+        ReplayPlan,
+        plan_replay,
+        read_dead_letters,
+        replay_dead_letters,
+    )
+    from bus.envelope import Envelope
+    from bus.errors import (
+        BusError,
+        CommitFailedError,
+        ConfigError,
+        DecodeError,
+        DefinitionError,
+        DuplicateMessageError,
+        HandlerResultError,
+        LockTimeoutError,
+        MessageTooLargeError,
+        PayloadInvalidError,
+        PermanentError,
+        RecordError,
+        RegistryError,
+        SchemaVersionError,
+        SecurityError,
+        StoreError,
+        TopicNotFoundError,
+        TransportClosedError,
+        TransportError,
+        UnknownTypeError,
+    )
+    from bus.gc_tuning import tune_gc
+    from bus.http import HttpServer, Readiness
+    from bus.ids import new_id
+    from bus.message import Command, Event, Message
+    from bus.metrics import Metrics, MetricSpec, default_metrics
+    from bus.partitioning import murmur2, partition_for_key
+    from bus.progress import Fence
+    from bus.publisher import Publisher, envelope_for, record_for
+    from bus.record import OutgoingRecord, Record, RecordMetadata, TopicPartition
+    from bus.registry import Registry, default_registry
+    from bus.retries import RetryPolicy
+    from bus.runner import Runner
+    from bus.sql import (
+        MigratedStore,
+        Migration,
+        PostgresDatabase,
+        PostgresTimeouts,
+        SqliteDatabase,
+        SqliteTransaction,
+    )
+    from bus.stamping import utc_now
+    from bus.testing import TestBus
+    from bus.transports.base import (
+        Acked,
+        Consumer,
+        Delivery,
+        RebalanceListener,
+        TopicSpec,
+        TopicState,
+        Transport,
+    )
+    from bus.transports.memory import MemoryBroker, MemoryTransport
+    from bus.transports.namespace import NamespacedTransport
+    from bus.worker import Worker, WorkerSettings, WorkerStats
+
+_LAZY: dict[str, str] = {
+    "App": "bus.app",
+    "BackgroundTask": "bus.app",
+    "UnknownTypePolicy": "bus.app",
+    "VirtualClock": "bus.clock",
+    "decode": "bus.codec",
+    "encode": "bus.codec",
+    "BusConfig": "bus.config",
+    "Secret": "bus.config",
+    "BatchContext": "bus.context",
+    "Context": "bus.context",
+    "dead_letter": "bus.dead_letters",
+    "dead_letter_topic": "bus.dead_letters",
+    "without_original": "bus.dead_letters",
+    "DedupEntry": "bus.dedup",
+    "DedupKey": "bus.dedup",
+    "DedupStore": "bus.dedup",
+    "DedupTransaction": "bus.dedup",
+    "MemoryDedupStore": "bus.dedup",
+    "PostgresDedupStore": "bus.dedup",
+    "SqliteDedupStore": "bus.dedup",
+    "DeadLetter": "bus.dlq",
+    "DeadLetterFilter": "bus.dlq",
+    "ReplayPlan": "bus.dlq",
+    "plan_replay": "bus.dlq",
+    "read_dead_letters": "bus.dlq",
+    "replay_dead_letters": "bus.dlq",
+    "Envelope": "bus.envelope",
+    "BusError": "bus.errors",
+    "CommitFailedError": "bus.errors",
+    "ConfigError": "bus.errors",
+    "DecodeError": "bus.errors",
+    "DefinitionError": "bus.errors",
+    "DuplicateMessageError": "bus.errors",
+    "HandlerResultError": "bus.errors",
+    "LockTimeoutError": "bus.errors",
+    "MessageTooLargeError": "bus.errors",
+    "PayloadInvalidError": "bus.errors",
+    "PermanentError": "bus.errors",
+    "RecordError": "bus.errors",
+    "RegistryError": "bus.errors",
+    "SchemaVersionError": "bus.errors",
+    "SecurityError": "bus.errors",
+    "StoreError": "bus.errors",
+    "TopicNotFoundError": "bus.errors",
+    "TransportClosedError": "bus.errors",
+    "TransportError": "bus.errors",
+    "UnknownTypeError": "bus.errors",
+    "tune_gc": "bus.gc_tuning",
+    "HttpServer": "bus.http",
+    "Readiness": "bus.http",
+    "new_id": "bus.ids",
+    "Command": "bus.message",
+    "Event": "bus.message",
+    "Message": "bus.message",
+    "Metrics": "bus.metrics",
+    "MetricSpec": "bus.metrics",
+    "default_metrics": "bus.metrics",
+    "murmur2": "bus.partitioning",
+    "partition_for_key": "bus.partitioning",
+    "Fence": "bus.progress",
+    "Publisher": "bus.publisher",
+    "envelope_for": "bus.publisher",
+    "record_for": "bus.publisher",
+    "OutgoingRecord": "bus.record",
+    "Record": "bus.record",
+    "RecordMetadata": "bus.record",
+    "TopicPartition": "bus.record",
+    "Registry": "bus.registry",
+    "default_registry": "bus.registry",
+    "RetryPolicy": "bus.retries",
+    "Runner": "bus.runner",
+    "MigratedStore": "bus.sql",
+    "Migration": "bus.sql",
+    "PostgresDatabase": "bus.sql",
+    "PostgresTimeouts": "bus.sql",
+    "SqliteDatabase": "bus.sql",
+    "SqliteTransaction": "bus.sql",
+    "utc_now": "bus.stamping",
+    "TestBus": "bus.testing",
+    "Acked": "bus.transports.base",
+    "Consumer": "bus.transports.base",
+    "Delivery": "bus.transports.base",
+    "RebalanceListener": "bus.transports.base",
+    "TopicSpec": "bus.transports.base",
+    "TopicState": "bus.transports.base",
+    "Transport": "bus.transports.base",
+    "MemoryBroker": "bus.transports.memory",
+    "MemoryTransport": "bus.transports.memory",
+    "NamespacedTransport": "bus.transports.namespace",
+    "Worker": "bus.worker",
+    "WorkerSettings": "bus.worker",
+    "WorkerStats": "bus.worker",
+}
 
 __all__ = [
     "Acked",
@@ -192,3 +294,18 @@ __all__ = [
     "utc_now",
     "without_original",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:  # an AttributeError lets `from bus import tracing` import the module
+        raise AttributeError(f"module 'bus' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

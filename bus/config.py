@@ -162,7 +162,11 @@ class BusConfig:
 
 
 def _settings_from_env(
-    cls: type[Any], prefix: str, env: Mapping[str, str] | None, overrides: Mapping[str, Any]
+    cls: type[Any],
+    prefix: str,
+    env: Mapping[str, str] | None,
+    overrides: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Field values of dataclass ``cls`` from ``<prefix><FIELD>`` variables, then overrides.
 
@@ -170,7 +174,7 @@ def _settings_from_env(
     are secrets).
     """
     env = os.environ if env is None else env
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(defaults or {})
     problems: list[str] = []
     for f in fields(cls):
         var = prefix + f.name.upper()
@@ -300,9 +304,20 @@ class KafkaConfig:
     default_replication_factor: int = 1
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> KafkaConfig:
-        """Settings from ``BUS_KAFKA_*`` in ``env`` (default ``os.environ``), then overrides."""
-        values = _settings_from_env(cls, "BUS_KAFKA_", env, overrides)
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> KafkaConfig:
+        """Settings from ``defaults``, then ``BUS_KAFKA_*`` in ``env`` (default
+        ``os.environ``), then ``overrides`` that are not None.
+
+        ``defaults`` replace the class's defaults for one kind of caller (a one-shot CLI
+        command's short ``connect_timeout_s``) while a variable still wins over them.
+        """
+        values = _settings_from_env(cls, "BUS_KAFKA_", env, overrides, defaults)
         if isinstance(values.get("sasl_password"), str):
             values["sasl_password"] = Secret(values["sasl_password"])
         return cls(**values).validated()

@@ -68,7 +68,7 @@ class Runner:
         if not apps:
             problems.append("no apps to run")
         if problems:
-            raise DefinitionError("the apps to run", problems)
+            raise DefinitionError("the set of apps to run", problems)
         self.apps = list(apps)
         self.transport = transport
         self.workers = [

@@ -1,8 +1,9 @@
 """``bus sagas ...``: run the coordinator, inspect sagas, cancel, retry, draw, demo.
 
 bus cannot import sagas (layering), so this module registers its commands through the
-``bus.cli`` entry point (pyproject.toml): bus calls :func:`register` with its subparsers
-and two helpers, its transport flags and the transport they select.
+``bus.cli`` entry point (pyproject.toml): bus calls :func:`register` with its Typer group
+and three helpers: its transport flags, the transport they select, and ``invoke``, which
+runs a command body with its arguments and settings.
 
 Every command but ``graph`` talks to the saga store only: ``--store URL`` or
 ``BUS_SAGA_STORE`` (``sqlite:PATH``, ``postgresql://...``). ``cancel`` and ``retry`` queue a
@@ -29,9 +30,10 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
+import typer
 
 from bus import (
     BusConfig,
@@ -56,146 +58,212 @@ __all__ = ["load_definitions", "parse_since", "register"]
 
 log = logging.getLogger("sagas.cli")
 T = TypeVar("T")
+Command = Callable[..., int]
 TransportFactory = Callable[[BusConfig, argparse.Namespace], Transport]
+#: bus's ``invoke(body, options=None, **params)``: ``body(args, config)``'s exit code.
+Invoke = Callable[..., int]
 
 DEFAULT_DEFINITIONS = "sagas.definitions.onboarding"
 _STORE_HELP = (
     "saga store: sqlite:PATH, postgresql://..., memory (BUS_SAGA_STORE; default "
     "sqlite:sagas.db in the working directory)"
 )
+StoreOption = Annotated[str | None, typer.Option(help=_STORE_HELP, show_default=False)]
+JsonOption = Annotated[bool, typer.Option("--json", help="JSON instead of text")]
+SagaIdArgument = Annotated[str, typer.Argument(metavar="ID")]
+VerboseOption = Annotated[
+    bool, typer.Option("-v", "--verbose", help="show the ids of messages in timelines")
+]
+DefinitionsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-d",
+        "--definitions",
+        metavar="MODULE[:ATTR]",
+        help=f"module defining SagaDefinitions (repeatable; default {DEFAULT_DEFINITIONS})",
+        show_default=False,
+    ),
+]
 
 
 def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    app: typer.Typer,
     *,
-    transport_flags: Callable[[argparse.ArgumentParser], None],
+    transport_options: Callable[[Command], Command],
     make_transport: TransportFactory,
+    invoke: Invoke,
 ) -> None:
-    """Add ``bus sagas`` and its actions to bus's command line."""
-    sagas = sub.add_parser(
-        "sagas",
-        help="saga orchestration: run, list, show, cancel, retry, purge, graph, demo",
-        description="Run the saga coordinator and inspect, cancel or retry saga instances.",
-    )
-    actions = sagas.add_subparsers(metavar="ACTION")
+    """Add ``bus sagas``'s actions to ``app``, bus's ``sagas`` group (``bus.cli`` entry
+    point): bus hands over its transport flags, the transport they select, and ``invoke``,
+    which runs a command body below with an ``argparse.Namespace`` and the settings."""
+    app.info.help = "Run the saga coordinator and inspect, cancel or retry saga instances."
+    app.info.short_help = "saga orchestration: run, list, show, cancel, retry, purge, graph, demo"
 
-    run = actions.add_parser(
+    @app.command(
         "run",
-        help="run the coordinator until SIGTERM/SIGINT",
-        description="Consume the sagas' triggers and replies, store state, publish commands, "
-        "fire timers. Several replicas may share one PostgreSQL store.",
+        help="Consume the sagas' triggers and replies, store state, publish commands, fire "
+        "timers. Several replicas may share one PostgreSQL store.",
+        short_help="run the coordinator until SIGTERM/SIGINT",
     )
-    _definitions_flag(run)
-    _store_flag(run)
-    run.add_argument("--group", default="sagas", help="consumer group (default: sagas)")
-    run.add_argument(
-        "--http-port", type=int, help="port of /metrics, /healthz, /readyz (BUS_HTTP_PORT)"
-    )
-    run.add_argument("--no-http", action="store_true", help="serve no HTTP endpoints")
-    transport_flags(run)
-    run.set_defaults(command=lambda a, c: _run(a, c, make_transport))
+    @transport_options
+    def run(
+        definitions: DefinitionsOption = None,
+        store: StoreOption = None,
+        group: Annotated[str, typer.Option(help="consumer group")] = "sagas",
+        http_port: Annotated[
+            int | None,
+            typer.Option(help="port of /metrics, /healthz, /readyz (BUS_HTTP_PORT)"),
+        ] = None,
+        no_http: Annotated[bool, typer.Option("--no-http", help="serve no HTTP endpoints")] = False,
+        *,
+        options: object,
+    ) -> int:
+        return invoke(
+            lambda a, c: _run(a, c, make_transport),
+            options,
+            definitions=definitions,
+            store=store,
+            group=group,
+            http_port=http_port,
+            no_http=no_http,
+        )
 
-    listing = actions.add_parser("list", help="sagas as a table (newest first)")
-    listing.add_argument(
-        "--state",
-        action="append",
-        choices=[s.value for s in SagaStatus],
-        help="only sagas in this status (repeatable)",
-    )
-    listing.add_argument("--saga", help="only sagas of this definition name")
-    listing.add_argument("--since", help="only sagas started since: 90s, 15m, 2h, 3d or ISO time")
-    listing.add_argument("--limit", type=int, default=100, help="at most this many (100)")
-    _json_flag(listing)
-    _store_flag(listing)
-    listing.set_defaults(command=_list)
+    _store_commands(app, invoke)
 
-    show = actions.add_parser(
+    @app.command(
+        "demo",
+        help="Handler apps + coordinator + HR on one transport. Default: the memory transport "
+        "and a fresh SQLite file (no broker, no server); --transport kafka and --store "
+        "postgresql://... run the same code on Kafka and PostgreSQL.",
+        short_help="onboard several hires end to end in one process and print their timelines",
+    )
+    @transport_options
+    def demo(
+        scenario: Annotated[
+            Path | None, typer.Option(help="scenario file (default: the bundled one)")
+        ] = None,
+        store: Annotated[
+            str | None, typer.Option(help="saga store (default: a fresh SQLite file)")
+        ] = None,
+        timeout_s: Annotated[float, typer.Option(help="give up after, seconds")] = 60.0,
+        verbose: VerboseOption = False,
+        *,
+        options: object,
+    ) -> int:
+        return invoke(
+            lambda a, c: _demo(a, c, make_transport),
+            options,
+            scenario=scenario,
+            store=store,
+            timeout_s=timeout_s,
+            verbose=verbose,
+        )
+
+
+def _store_commands(app: typer.Typer, invoke: Invoke) -> None:
+    """The actions that talk to the saga store only (and ``graph``, to neither)."""
+
+    @app.command(
+        "list",
+        help="Sagas as a table (newest first).",
+        short_help="sagas as a table (newest first)",
+    )
+    def listing(
+        state: Annotated[
+            list[SagaStatus] | None,
+            typer.Option(help="only sagas in this status (repeatable)", show_default=False),
+        ] = None,
+        saga: Annotated[str | None, typer.Option(help="only sagas of this definition name")] = None,
+        since: Annotated[
+            str | None, typer.Option(help="only sagas started since: 90s, 15m, 2h, 3d or ISO time")
+        ] = None,
+        limit: Annotated[int, typer.Option(help="at most this many")] = 100,
+        json: JsonOption = False,
+        store: StoreOption = None,
+    ) -> int:
+        states = None if state is None else [s.value for s in state]
+        return invoke(
+            _list, state=states, saga=saga, since=since, limit=limit, json=json, store=store
+        )
+
+    @app.command(
         "show",
-        help="a saga's timeline: steps, commands, replies, times, compensations, why",
+        help="A saga's timeline: steps, commands, replies, times, compensations, why.",
+        short_help="a saga's timeline: steps, commands, replies, times, compensations, why",
     )
-    show.add_argument("saga_id", metavar="ID")
-    _json_flag(show)
-    _verbose_flag(show)
-    _definitions_flag(show)
-    _store_flag(show)
-    show.set_defaults(command=_show)
+    def show(
+        saga_id: SagaIdArgument,
+        json: JsonOption = False,
+        verbose: VerboseOption = False,
+        definitions: DefinitionsOption = None,
+        store: StoreOption = None,
+    ) -> int:
+        return invoke(
+            _show,
+            saga_id=saga_id,
+            json=json,
+            verbose=verbose,
+            definitions=definitions,
+            store=store,
+        )
 
     for action, what in (
         ("cancel", "cancel a running saga: what completed is compensated"),
         ("retry", "retry a saga in needs_attention: re-send what it awaits"),
     ):
-        p = actions.add_parser(
+        app.command(
             action,
-            help=what,
-            description=f"{what[0].upper()}{what[1:]}. Queues a request the coordinator "
-            "carries out (it must be running).",
-        )
-        p.add_argument("saga_id", metavar="ID")
-        p.add_argument("--reason", default=f"{action} requested by operator")
-        _store_flag(p)
-        p.set_defaults(command=lambda a, c, action=action: _request(a, c, action))
+            help=f"{what[0].upper()}{what[1:]}. Queues a request the coordinator carries out "
+            "(it must be running).",
+            short_help=what,
+        )(_request_command(action, invoke))
 
-    purge = actions.add_parser(
+    @app.command(
         "purge",
-        help="delete sagas that ended (completed, compensated, failed, cancelled) long ago",
-        description="Delete the sagas that ended and were last updated before --older-than. "
-        "Running, compensating and needs_attention sagas stay, whatever their age. A trigger "
-        "delivered again after its saga was purged starts it anew: keep sagas longer than "
-        "the trigger topics keep records. 'bus sagas run' does this by itself with "
-        "BUS_SAGA_RETENTION_S.",
+        help="Delete the sagas that ended and were last updated before --older-than. Running, "
+        "compensating and needs_attention sagas stay, whatever their age. A trigger delivered "
+        "again after its saga was purged starts it anew: keep sagas longer than the trigger "
+        "topics keep records. 'bus sagas run' does this by itself with BUS_SAGA_RETENTION_S.",
+        short_help="delete sagas that ended (completed, compensated, failed, cancelled) long ago",
     )
-    purge.add_argument(
-        "--older-than",
-        required=True,
-        metavar="AGE",
-        help="ended and last updated before: 90s, 15m, 2h, 30d or an ISO time",
+    def purge(
+        older_than: Annotated[
+            str,
+            typer.Option(
+                metavar="AGE",
+                help="ended and last updated before: 90s, 15m, 2h, 30d or an ISO time",
+            ),
+        ],
+        store: StoreOption = None,
+    ) -> int:
+        return invoke(_purge, older_than=older_than, store=store)
+
+    @app.command(
+        "graph",
+        help="A saga definition as a Mermaid state diagram.",
+        short_help="a saga definition as a Mermaid state diagram",
     )
-    _store_flag(purge)
-    purge.set_defaults(command=_purge)
-
-    graph = actions.add_parser("graph", help="a saga definition as a Mermaid state diagram")
-    graph.add_argument("name", metavar="NAME")
-    graph.add_argument("--version", type=int, help="definition version (default: the latest)")
-    _definitions_flag(graph)
-    graph.set_defaults(command=_graph)
-
-    demo = actions.add_parser(
-        "demo",
-        help="onboard several hires end to end in one process and print their timelines",
-        description="Handler apps + coordinator + HR on one transport. Default: the memory "
-        "transport and a fresh SQLite file (no broker, no server); --transport kafka and "
-        "--store postgresql://... run the same code on Kafka and PostgreSQL.",
-    )
-    demo.add_argument("--scenario", type=Path, help="scenario file (default: the bundled one)")
-    demo.add_argument("--store", help="saga store (default: a fresh SQLite file)")
-    demo.add_argument("--timeout-s", type=float, default=60.0, help="give up after (60)")
-    _verbose_flag(demo)
-    transport_flags(demo)
-    demo.set_defaults(command=lambda a, c: _demo(a, c, make_transport))
+    def graph(
+        name: Annotated[str, typer.Argument(metavar="NAME")],
+        version: Annotated[
+            int | None, typer.Option(help="definition version (default: the latest)")
+        ] = None,
+        definitions: DefinitionsOption = None,
+    ) -> int:
+        return invoke(_graph, name=name, version=version, definitions=definitions)
 
 
-def _store_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", help=_STORE_HELP)
+def _request_command(action: str, invoke: Invoke) -> Callable[..., int]:
+    def request(
+        saga_id: SagaIdArgument,
+        reason: Annotated[str, typer.Option()] = f"{action} requested by operator",
+        store: StoreOption = None,
+    ) -> int:
+        return invoke(
+            lambda a, c: _request(a, c, action), saga_id=saga_id, reason=reason, store=store
+        )
 
-
-def _json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="JSON instead of text")
-
-
-def _verbose_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="show the ids of messages in timelines"
-    )
-
-
-def _definitions_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-d",
-        "--definitions",
-        action="append",
-        metavar="MODULE[:ATTR]",
-        help=f"module defining SagaDefinitions (repeatable; default {DEFAULT_DEFINITIONS})",
-    )
+    return request
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -5,10 +5,10 @@ Three modules, read in this order:
 - ``letters.py`` (pure): a dead-letter :class:`~bus.record.Record` as a :class:`DeadLetter`,
   :class:`DeadLetterFilter`, and the replay decisions (:func:`plan_replay`,
   :func:`replay_record`);
-- ``render.py`` (pure): the table, the detail, JSON, the progress bar;
+- ``render.py`` (pure): the table's cells, the detail, JSON;
 - ``io.py`` (shell): :func:`read_dead_letters` reads a snapshot of the dead-letter topics
   through a :class:`~bus.transports.base.Transport`, :func:`replay_dead_letters` sends
-  replays. ``bus dlq`` (``bus/cli.py``) is the command line on top.
+  replays. ``bus dlq`` (``bus/cli/dlq.py``) is the command line on top.
 
 Every name is re-exported here, so ``from bus.dlq import ...`` is the one import.
 
@@ -30,7 +30,7 @@ Example::
 
     letters = await read_dead_letters(transport, ["hr.events.dlq"])
     wanted = [d for d in letters if DeadLetterFilter(reason="invalid").matches(d)]
-    print(format_table(wanted))
+    print(format_detail(wanted[0]))
 """
 
 from bus.dlq.io import list_dead_letter_topics, read_dead_letters, replay_dead_letters
@@ -46,24 +46,24 @@ from bus.dlq.letters import (
     plan_replay,
     replay_record,
 )
-from bus.dlq.render import format_detail, format_table, progress_bar, to_json
+from bus.dlq.render import TABLE_HEADERS, format_detail, table_rows, to_json
 
 __all__ = [
     "DEFAULT_MAX_REPLAYS",
     "DLQ_SUFFIX",
     "REPLAYS_HEADER",
+    "TABLE_HEADERS",
     "DeadLetter",
     "DeadLetterFilter",
     "ReplayPlan",
     "format_detail",
-    "format_table",
     "list_dead_letter_topics",
     "newest_copies",
     "parse_since",
     "plan_replay",
-    "progress_bar",
     "read_dead_letters",
     "replay_dead_letters",
     "replay_record",
+    "table_rows",
     "to_json",
 ]

@@ -1,9 +1,10 @@
-"""Dead letters as text: the ``bus dlq list`` table, the ``show`` detail, ``--json`` and the
-replay progress bar. Pure: strings and dicts from :class:`~bus.dlq.letters.DeadLetter`.
+"""Dead letters as text: the cells of the ``bus dlq list`` table, the ``show`` detail and
+``--json``. Pure: strings and dicts from :class:`~bus.dlq.letters.DeadLetter`.
 
 Example::
 
-    print(format_table(letters))
+    for row in table_rows(letters):
+        print("  ".join(row))
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import orjson
 
 from bus.dlq.letters import DeadLetter
 
-__all__ = ["format_detail", "format_table", "progress_bar", "to_json"]
+__all__ = ["TABLE_HEADERS", "format_detail", "table_rows", "to_json"]
 
 
 def _short(text: str | None, width: int) -> str:
@@ -29,10 +30,14 @@ def _time_text(t: datetime | None) -> str:
     return "-" if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def format_table(letters: Sequence[DeadLetter], *, error_width: int = 80) -> str:
-    """A text table of ``letters``, one line each, oldest first, with a header line."""
-    head = ("ID", "TIME", "TOPIC", "TYPE", "REASON", "HANDLER", "REPLAYS", "ERROR")
-    rows = [
+#: The columns of ``bus dlq list``.
+TABLE_HEADERS = ("ID", "TIME", "TOPIC", "TYPE", "REASON", "HANDLER", "REPLAYS", "ERROR")
+
+
+def table_rows(letters: Sequence[DeadLetter], *, error_width: int = 80) -> list[tuple[str, ...]]:
+    """The cells of ``bus dlq list`` (under :data:`TABLE_HEADERS`), one row per dead
+    letter, oldest first; the CLI draws them (a Rich table on a terminal)."""
+    return [
         (
             d.id,
             _time_text(d.time),
@@ -45,12 +50,6 @@ def format_table(letters: Sequence[DeadLetter], *, error_width: int = 80) -> str
         )
         for d in sorted(letters, key=_age)
     ]
-    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head) - 1)]
-    lines = []
-    for row in (head, *rows):
-        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
-        lines.append("  ".join([*cells, row[-1]]).rstrip())
-    return "\n".join(lines)
 
 
 def _age(d: DeadLetter) -> tuple[float, str, int, int]:
@@ -169,11 +168,3 @@ def _is_json(raw: bytes | None) -> bool:
 
 def _dash(value: int | None) -> str:
     return "-" if value is None else str(value)
-
-
-def progress_bar(done: int, total: int, *, width: int = 30) -> str:
-    """``[#######.......]  120/500  24%``: one line, redrawn with ``\\r`` on a terminal."""
-    total = max(total, 0)
-    fraction = 1.0 if total == 0 else min(done / total, 1.0)
-    filled = int(fraction * width)
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {fraction:4.0%}"

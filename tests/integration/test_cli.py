@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from bus.cli import main
 from bus.dead_letters import REASONS
+from bus.devbroker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BUS = [sys.executable, "-m", "bus"]
@@ -175,3 +177,68 @@ def test_dlq_filters_accept_every_reason_the_runtime_writes(
         assert main(["dlq", "list", "--reason", reason]) == 2
         assert "lives inside one process" in capsys.readouterr().err
     assert "permanent_error" in REASONS
+
+
+def test_a_taken_http_port_fails_in_one_line_and_port_0_picks_a_free_one_it_prints() -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    with taken:
+        port = taken.getsockname()[1]
+        out = bus("run", "handlers.demo:apps", "--exit-when-idle", "--http-port", str(port))
+    assert out.returncode == 2
+    assert f"bus: error: cannot serve HTTP on 127.0.0.1:{port}" in out.stderr
+    assert "--http-port" in out.stderr
+    assert "RuntimeWarning" not in out.stderr  # no coroutine left un-awaited behind
+    assert "never awaited" not in out.stderr
+    free = bus(
+        "run",
+        "handlers.demo:apps",
+        "--publish",
+        "handlers/demo_hires.ndjson",
+        "--exit-when-idle",
+        "--http-port",
+        "0",
+    )
+    assert free.returncode == 0, free.stderr
+    [line] = [x for x in free.stderr.splitlines() if "serving /metrics" in x]
+    chosen = int(line.rsplit(":", 1)[1])
+    assert chosen not in (0, 9400)
+
+
+def test_a_one_shot_kafka_command_gives_up_on_an_unreachable_broker_in_one_error_line() -> None:
+    env = {"BUS_TRANSPORT": "kafka", "BUS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    for command in (
+        ["dlq", "list"],
+        ["trace", "some-id", "--topic", "hr.events"],
+        ["topics", "ensure", "handlers.demo:apps"],
+        ["publish", "--file", "handlers/demo_hires.ndjson", "-m", "handlers.hr.contracts"],
+    ):
+        started = time.monotonic()
+        out = bus(*command, "--connect-timeout", "1", env=env)
+        assert time.monotonic() - started < 30, command
+        assert out.returncode == 2, out.stderr
+        [line] = out.stderr.splitlines()
+        assert line.startswith("bus: error: kafka producer: cannot reach 127.0.0.1:")
+        assert "after 1s" in line
+        assert "Unclosed" not in out.stderr
+
+
+def test_one_shot_commands_default_to_a_short_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BUS_KAFKA_CONNECT_TIMEOUT_S", raising=False)
+    from bus.cli.options import ONE_SHOT_CONNECT_TIMEOUT_S, TransportOptions, make_transport
+    from bus.config import BusConfig
+    from bus.transports.kafka import KafkaTransport
+
+    config = BusConfig(transport="kafka")
+    one_shot = make_transport(config, TransportOptions(one_shot=True))
+    serving = make_transport(config, TransportOptions(one_shot=False))
+    assert isinstance(one_shot, KafkaTransport)
+    assert isinstance(serving, KafkaTransport)
+    assert one_shot.config.connect_timeout_s == ONE_SHOT_CONNECT_TIMEOUT_S == 10
+    assert serving.config.connect_timeout_s == 60
+    flagged = make_transport(config, TransportOptions(one_shot=True, connect_timeout_s=3))
+    assert isinstance(flagged, KafkaTransport)
+    assert flagged.config.connect_timeout_s == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -103,3 +104,32 @@ def test_publish_to_an_unreachable_broker_fails_with_a_clear_error() -> None:
     assert out.returncode == 2
     assert "cannot reach" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+async def test_one_shot_commands_close_their_clients_and_read_only_ones_log_no_connect_line(
+    kafka_broker: DevBroker,
+) -> None:
+    env = {"BUS_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers, "BUS_TRANSPORT": "kafka"}
+    published = bus(
+        "publish", "--file", "handlers/demo_hires.ndjson", "-m", "handlers.hr.contracts", env=env
+    )
+    assert published.returncode == 0, published.stderr
+    read_only = {
+        "dlq list": bus("dlq", "list", env=env),
+        "dlq list --json": bus("dlq", "list", "--json", env=env),
+        "trace": bus("trace", "no-such-process", "--topic", "hr.events", env=env),
+        "topics ensure --check": bus(
+            "topics", "ensure", "handlers.demo:apps", "--check", "--json", env=env
+        ),
+    }
+    assert read_only["dlq list"].returncode == 0, read_only["dlq list"].stderr
+    assert isinstance(json.loads(read_only["dlq list --json"].stdout), list)
+    assert read_only["trace"].returncode == 1  # nothing with that correlation id
+    check = json.loads(read_only["topics ensure --check"].stdout)
+    assert set(check) == {"missing", "ok", "differs"}
+    for name, out in {**read_only, "publish": published}.items():
+        assert "Unclosed" not in out.stderr, name
+        assert "Traceback" not in out.stderr, name
+    for name, out in read_only.items():
+        assert "producer connected" not in out.stderr, name
+        assert "INFO" not in out.stderr, name

@@ -1,0 +1,151 @@
+"""``bus publish``: validate messages against their registered models, then publish them.
+Nothing is sent if any message is invalid.
+
+Example::
+
+    bus publish --file hires.ndjson -m handlers.hr.contracts --transport kafka
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bus.cli.common import import_module, read_messages, with_transport
+from bus.cli.options import TransportOptions, bus_config, make_transport, transport_options
+from bus.cli.output import progress
+from bus.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bus.ingest import Inbound
+    from bus.publisher import Publisher
+    from bus.transports.base import Transport
+
+__all__ = ["ModulesOption", "publish_all", "register"]
+
+MEMORY_IS_LOCAL = (
+    "the memory transport lives inside one process, so publishing to it from another "
+    "process cannot reach any app. Use 'bus run APP --publish FILE' to feed apps running "
+    "on the embedded transport, the Publisher API inside the same process, or "
+    "'--transport kafka' against a broker"
+)
+
+ModulesOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-m",
+        "--module",
+        metavar="MODULE",
+        help="module to import first: it defines message types or apps (repeatable)",
+        show_default=False,
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "publish",
+        help="Validate messages against their registered models, then publish them. "
+        "Nothing is sent if any message is invalid.",
+        short_help="validate and publish messages",
+    )(publish)
+
+
+@transport_options(one_shot=True)
+def publish(
+    type_name: Annotated[
+        str | None,
+        typer.Argument(metavar="TYPE", help="message type name, e.g. hr.employee.hired.v1"),
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(metavar="JSON", help="the message data as JSON")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help='NDJSON file: {"type": ..., "data": {...}} per line'),
+    ] = None,
+    correlation_id: Annotated[
+        str | None, typer.Option(help="process id to continue (default: a new one per message)")
+    ] = None,
+    module: ModulesOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the records that would be sent; send nothing")
+    ] = False,
+    *,
+    options: TransportOptions,
+) -> int:
+    from bus.ingest import Inbound, parse_message
+    from bus.registry import default_registry
+
+    config = bus_config(options)
+    for name in module or ():
+        import_module(name)
+    if bool(file) == bool(type_name):
+        raise ConfigError("give either TYPE --data JSON, or --file FILE")
+    if len(default_registry) == 0:
+        raise ConfigError(
+            "no message types are registered: pass -m MODULE, the module that defines "
+            "them (e.g. -m handlers.hr.contracts)"
+        )
+    if file:
+        inbound = read_messages(file)
+    else:
+        assert type_name is not None
+        if data is None:
+            raise ConfigError("TYPE needs --data JSON (the message data)")
+        inbound = [Inbound(parse_message(type_name, data, default_registry), correlation_id)]
+    if dry_run:
+        _print_records(inbound)
+        return 0
+    if config.transport == "memory":
+        raise ConfigError(MEMORY_IS_LOCAL)
+
+    async def send(transport: Transport) -> None:
+        from bus.publisher import Publisher
+
+        with progress("publishing", total=len(inbound)) as update:
+            await publish_all(Publisher(transport, source="bus://cli"), inbound, update)
+
+    with_transport(make_transport(config, options), send)
+    print(f"published {len(inbound)} message(s)")
+    return 0
+
+
+async def publish_all(
+    publisher: Publisher,
+    inbound: list[Inbound],
+    on_progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Publish ``inbound`` in order, each acknowledged before the next is sent."""
+    for done, item in enumerate(inbound, start=1):
+        await publisher.publish(
+            item.message, correlationid=item.correlationid, subject=item.subject
+        )
+        if on_progress is not None:
+            on_progress(done, len(inbound))
+
+
+def _print_records(inbound: list[Inbound]) -> None:
+    import orjson
+
+    from bus.codec import encode
+    from bus.publisher import Publisher, record_for
+    from bus.transports.memory import MemoryTransport
+
+    publisher = Publisher(MemoryTransport(), source="bus://cli")
+    for item in inbound:
+        env = publisher.envelope(
+            item.message, correlationid=item.correlationid, subject=item.subject
+        )
+        record = record_for(item.message, env)
+        headers, _ = encode(env)
+        doc = {
+            "topic": record.topic,
+            "key": None if record.key is None else record.key.decode(),
+            "headers": {k: v.decode() for k, v in headers},
+            "value": orjson.loads(record.value or b"null"),
+        }
+        print(orjson.dumps(doc).decode())
