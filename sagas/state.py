@@ -25,7 +25,15 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import TypeAdapter
 
-__all__ = ["TERMINAL", "HistoryEntry", "SagaState", "SagaStatus", "StepState", "StepStatus"]
+__all__ = [
+    "TERMINAL",
+    "EarlySignal",
+    "HistoryEntry",
+    "SagaState",
+    "SagaStatus",
+    "StepState",
+    "StepStatus",
+]
 
 T = TypeVar("T")
 
@@ -120,6 +128,26 @@ class HistoryEntry:
 
 
 @dataclass(slots=True, kw_only=True)
+class EarlySignal:
+    """An event for a :class:`~sagas.definition.Wait` that came before the saga reached it.
+
+    Kept in the saga's state (so every store keeps it, through crashes) and applied when
+    the wait starts; a second delivery of the same event id is not kept twice.
+    """
+
+    #: The wait it is for.
+    step: str
+    #: CloudEvents ``type`` and ``id`` of the event.
+    type: str
+    message_id: str
+    #: The event's ``model_dump(mode="json")`` (validated again when applied).
+    data: dict[str, Any]
+    #: When it came.
+    at: datetime
+    causation_id: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
 class SagaState:
     """One saga instance: its definition version, status, data, steps and timeline.
 
@@ -150,6 +178,9 @@ class SagaState:
     resume_status: SagaStatus | None = None
     #: Completions so far (source of StepState.completed_seq).
     completions: int = 0
+    #: Events for waits not yet started, in arrival order (applied when the wait starts;
+    #: replaced, never changed in place, by the core).
+    early: list[EarlySignal] = field(default_factory=list)
     #: Id of the trigger message.
     trigger_id: str
     started_at: datetime
@@ -244,14 +275,17 @@ _copy_step = _copier(StepState, own={"command_ids": "list", "reply_ids": "list"}
 _private_copy = _copier(SagaState, own={"steps": "dict", "history": "list"})
 _step_fields = _dumper(StepState)
 _history_fields = _dumper(HistoryEntry)
+_signal_fields = _dumper(EarlySignal)
 _state_fields = _dumper(
     SagaState,
     nested={
         "steps": "{name: step(st) for name, st in o.steps.items()}",
+        "early": "[signal(e) for e in o.early]",
         "history": "[entry(h) for h in o.history]",
     },
     step=_step_fields,
     entry=_history_fields,
+    signal=_signal_fields,
 )
 
 _ADAPTER: TypeAdapter[SagaState] = TypeAdapter(SagaState)

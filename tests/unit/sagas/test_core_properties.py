@@ -229,8 +229,13 @@ class World:
         msg = Incoming(cls.bus_type, f"ext-{self.n}", self.s.saga_id, cls())
         awaited = self.s.steps[name].status == StepStatus.RUNNING
         active = self.s.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
-        if self.feed(msg, must_not_change=not (awaited and active)).changed:
+        # before its wait starts, a running saga keeps the event for it
+        early = self.s.steps[name].status == StepStatus.PENDING
+        early = early and self.s.status == SagaStatus.RUNNING
+        if self.feed(msg, must_not_change=not ((awaited and active) or early)).changed:
             self.delivered.append(msg)  # accepted: delivering it again is a duplicate
+        if early:
+            assert msg.message_id in [e.message_id for e in self.s.early]
 
     def fire(self, timer: str) -> None:
         self.now = max(self.now, self.timers[timer])
@@ -331,7 +336,29 @@ def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject
     if any(h.event == "resent" for h in w.s.history):
         event("re-sent a command")
     check_outcome(w)
+    check_early_signals(w)
     check_replay(w)
+
+
+def check_early_signals(w: World) -> None:
+    """An early signal is never lost: applied when its wait started, superseded there by an
+    earlier one (in the timeline), or still kept because the saga never reached its wait."""
+    s = w.s
+    kept = [h for h in s.history if h.event == "kept_early"]
+    still = {e.message_id for e in s.early}
+    for h in kept:
+        assert h.step is not None
+        message_id = h.detail.split()[-1]
+        step = s.steps[h.step]
+        applied = message_id in step.reply_ids
+        superseded = any(
+            x.event == "superseded" and x.step == h.step and x.detail.split()[1] == message_id
+            for x in s.history
+        )
+        waiting = message_id in still and step.status in (StepStatus.PENDING, StepStatus.SKIPPED)
+        assert [applied, superseded, waiting].count(True) == 1, (h.detail, step, s.early)
+    if kept:
+        event("kept an early signal")
 
 
 def check_outcome(w: World) -> None:

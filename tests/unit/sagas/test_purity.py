@@ -13,6 +13,7 @@ PURE = [
     "triggers",
     "effects",
     "core",
+    "run",
     "versions",
     "render",
     "operations",

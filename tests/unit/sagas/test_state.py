@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from sagas import SagaState, SagaStatus
-from sagas.state import HistoryEntry, StepState, StepStatus
+from sagas.state import EarlySignal, HistoryEntry, StepState, StepStatus
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -49,6 +49,16 @@ def every_field_set() -> SagaState:
         cause="failure",
         resume_status=SagaStatus.COMPENSATING,
         completions=5,
+        early=[
+            EarlySignal(
+                step="approval",
+                type="hr.approved.v1",
+                message_id="a-1",
+                data={"employee_id": "e-1"},
+                at=T0,
+                causation_id="c-0",
+            )
+        ],
         trigger_id="m-1",
         started_at=T0,
         updated_at=T0 + timedelta(minutes=1),
@@ -130,10 +140,11 @@ def test_the_json_is_what_the_pydantic_models_wrote() -> None:
         '"started_at":"2026-03-01T09:00:00Z","updated_at":"2026-03-01T09:00:00Z",'
         '"history":[{"at":"2026-03-01T09:00:00Z","event":"started","step":null,"detail":""}]}'
     )
-    # steps gained idempotency_key (re-sends after a reply timeout); rows without it still read
+    # steps gained idempotency_key (re-sends after a reply timeout), the state early (kept
+    # signals); rows without them still read
     assert state.to_json() == written.replace(
         '"error":null}', '"error":null,"idempotency_key":null}'
-    )
+    ).replace('"completions":0,', '"completions":0,"early":[],')
     assert SagaState.from_json(written) == state
 
 

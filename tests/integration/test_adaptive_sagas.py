@@ -1,0 +1,115 @@
+"""Sagas that adapt, through the coordinator on SQLite and PostgreSQL, across restarts.
+
+Each test runs a saga in the test kit (memory transport, virtual clock) on a durable store,
+stops the kit part-way (a coordinator restart: only the store is kept) and finishes the
+saga on a new kit over the same database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from bus import Command, Event, Registry
+from sagas import Compensation, SagaDefinition, SagaStatus, Step, Wait
+from sagas.stores import SagaStore, store_from_url
+from sagas.testing import SagaTestKit
+
+REG = Registry()
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+
+class Hired(Event, type="test.adapt.hired.v1", topic="adapt.events", key="who", registry=REG):
+    who: str
+    country: str = "us"
+
+
+class Open(Command, type="test.adapt.open.v1", topic="adapt.commands", key="who", registry=REG):
+    who: str
+
+
+class Opened(Event, type="test.adapt.opened.v1", topic="adapt.events", registry=REG):
+    pass
+
+
+class Close(Command, type="test.adapt.close.v1", topic="adapt.commands", key="who", registry=REG):
+    who: str
+
+
+class Closed(Event, type="test.adapt.closed.v1", topic="adapt.events", registry=REG):
+    pass
+
+
+class Approved(Event, type="test.adapt.approved.v1", topic="adapt.events", key="who", registry=REG):
+    who: str
+
+
+class Person(BaseModel):
+    who: str
+    country: str = "us"
+
+
+def person(e: Hired) -> Person:
+    return Person(who=e.who, country=e.country)
+
+
+OPEN = Step(
+    "open",
+    command=Open,
+    success=Opened,
+    compensation=Compensation(Close, success=Closed),
+    timeout=timedelta(seconds=30),
+    max_attempts=2,
+)
+
+EARLY = SagaDefinition(
+    name="adapt_early",
+    version=1,
+    trigger=Hired,
+    correlation_key="who",
+    data=Person,
+    start=person,
+    stages=[OPEN, Wait("approval", event=Approved, deadline=timedelta(days=1))],
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SagaStore]:
+    url = (
+        f"sqlite:{tmp_path / 'sagas.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_dsn")
+    )
+    return lambda: store_from_url(url)
+
+
+async def test_an_approval_before_its_wait_survives_a_restart_and_completes_it(
+    open_store: Callable[[], SagaStore],
+) -> None:
+    saga = "adapt_early:ada"
+    async with SagaTestKit(EARLY, store=open_store(), start=T0) as kit:
+        await kit.publish(Hired(who="ada"))
+        await kit.drain()
+        await kit.publish(Approved(who="ada"))
+        await kit.publish(Approved(who="ada"))  # another one: kept as well (its own id)
+        await kit.drain()
+        state = await kit.state(saga)
+        assert len(state.early) == 2
+        assert state.steps["approval"].status == "pending"
+    async with SagaTestKit(EARLY, store=open_store(), start=T0) as kit:
+        await kit.reply(Opened(), saga_id=saga)
+        await kit.drain()
+        assert await kit.status(saga) == SagaStatus.COMPLETED
+        events = [e for e, step in await kit.timeline(saga) if step == "approval"]
+        assert events == [
+            "kept_early",
+            "kept_early",
+            "waiting",
+            "superseded",
+            "applied_early",
+            "completed",
+        ]
