@@ -95,6 +95,12 @@ def decide(
         run = Run(definition, _private_copy(state), now)
         run.retry(trigger.reason)
         return run.transition()
+    if isinstance(trigger, Incoming) and trigger.correlation_id == state.saga_id:
+        late = _late_reply(definition, state, trigger)
+        if late is not None:  # in any status: it is part of the saga's record
+            run = Run(definition, _private_copy(state), now)
+            run.note_late_reply(late, trigger)
+            return run.transition()
     if state.status != SagaStatus.RUNNING and state.status != SagaStatus.COMPENSATING:
         return unchanged  # terminal or parked: only Retry moves a parked instance
     if isinstance(trigger, Cancel):
@@ -170,6 +176,20 @@ def _awaiting(definition: SagaDefinition, state: SagaState, type_name: str) -> s
         else:
             continue
         if any(t.bus_type == type_name for t in types):
+            return st.name
+    return None
+
+
+def _late_reply(definition: SagaDefinition, state: SagaState, trigger: Incoming) -> str | None:
+    """The step given up as uncertain (out of attempts) that ``trigger`` is a reply to, if
+    it is a new one."""
+    for st in state.steps.values():
+        if not st.uncertain or trigger.message_id in st.reply_ids:
+            continue
+        spec = definition.steps[st.name]
+        if isinstance(spec, Step) and any(
+            t.bus_type == trigger.type for t in spec.success + spec.failure
+        ):
             return st.name
     return None
 

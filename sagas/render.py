@@ -75,7 +75,11 @@ def render_mermaid(definition: SagaDefinition) -> str:
         if isinstance(stage, Step):
             out += _step_lines(stage, "    ")
             out.append(f"    {stage.name} --> {nxt} : {_types(stage.success)}")
-            out.append(f"    {stage.name} --> {undo_target(stage)} : fails or times out")
+            if stage.compensation is None:
+                out.append(f"    {stage.name} --> {undo_target(stage)} : fails or times out")
+            else:  # out of attempts it may have taken effect: undone too (uncertain)
+                out.append(f"    {stage.name} --> {undo_target(stage)} : fails")
+                out.append(f"    {stage.name} --> undo_{stage.name} : times out")
         elif isinstance(stage, Wait):
             out.append(f"    {stage.name} : wait for {_types(stage.event)}")
             out.append(f"    {stage.name} : deadline {_duration(stage.deadline)}")

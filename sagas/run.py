@@ -45,9 +45,13 @@ class Run:
         self.timers: list[TimerToSet] = []
         self.cancelled: list[str] = []
         self._data: BaseModel | None = None
+        #: The transition only notes something in the timeline (a late reply): the saga's
+        #: own progress, and so ``updated_at``, is unchanged.
+        self.noted_only = False
 
     def transition(self) -> Transition:
-        self.s.updated_at = self.now
+        if not self.noted_only:
+            self.s.updated_at = self.now
         return Transition(self.s, tuple(self.commands), tuple(self.timers), tuple(self.cancelled))
 
     # -- data, history, timers ---------------------------------------------------------
@@ -313,8 +317,34 @@ class Run:
             if st.attempts < st.attempt_limit:
                 self.send_action(st, after_timeout=True)
                 return
-            self.fail_step(st, f"no reply after {st.attempts} attempt(s) of {spec.timeout}")
+            self.give_up(st, f"no reply after {st.attempts} attempt(s) of {spec.timeout}")
         self.settled()
+
+    def give_up(self, st: StepState, why: str) -> None:
+        """A step out of attempts failed, but any of its commands may have taken effect
+        (a lost reply, a slow handler): it is *uncertain*, and compensated like a completed
+        step, in the order it settled (compensations are safe for what never happened)."""
+        st = self.own(st.name)
+        st.uncertain = True
+        self.s.completions += 1
+        st.completed_seq = self.s.completions
+        self.fail_step(st, why)
+
+    def note_late_reply(self, name: str, incoming: Incoming) -> None:
+        """A reply to a step given up as uncertain, after the saga decided: recorded (its id
+        too, so a duplicate changes nothing), the decision stands; a success means the
+        effect did happen, which the step's compensation undoes (or has undone)."""
+        st = self.own(name)
+        st.reply_ids.append(incoming.message_id)
+        spec = self.d.steps[name]
+        assert isinstance(spec, Step)
+        if any(incoming.type == t.bus_type for t in spec.success):
+            undo = "its compensation undoes it" if spec.compensation else "nothing undoes it"
+            what = f"it took effect after all; {undo}"
+        else:
+            what = "it did not take effect"
+        self.log("late_reply", name, f"{incoming.type} {incoming.message_id}: {what}")
+        self.noted_only = True
 
     # -- undoing -----------------------------------------------------------------------
 
@@ -338,7 +368,11 @@ class Run:
         todo = [
             st
             for st in self.s.steps.values()
-            if st.status == StepStatus.COMPLETED and _compensable(self.d.steps[st.name])
+            if (
+                st.status == StepStatus.COMPLETED
+                or (st.status == StepStatus.FAILED and st.uncertain)
+            )
+            and _compensable(self.d.steps[st.name])
         ]
         if todo:
             st = self.own(max(todo, key=lambda s: s.completed_seq or 0).name)

@@ -109,6 +109,9 @@ class StepState:
     #: The idempotency key of the command in flight: the id of the attempt that a chain
     #: of re-sends after reply timeouts began with (None: no command sent yet).
     idempotency_key: str | None = None
+    #: Out of attempts with no reply: it failed, yet one of its commands may have taken
+    #: effect, so it is compensated like a completed step (a late reply is recorded).
+    uncertain: bool = False
 
     def copy(self) -> StepState:
         """A copy whose id lists are its own (everything else in a step is immutable)."""

@@ -113,3 +113,35 @@ async def test_an_approval_before_its_wait_survives_a_restart_and_completes_it(
             "applied_early",
             "completed",
         ]
+
+
+UNSURE = SagaDefinition(
+    name="adapt_unsure",
+    version=1,
+    trigger=Hired,
+    correlation_key="who",
+    data=Person,
+    start=person,
+    stages=[OPEN],
+)
+
+
+async def test_a_step_out_of_attempts_is_undone_and_its_late_reply_noted_after_a_restart(
+    open_store: Callable[[], SagaStore],
+) -> None:
+    saga = "adapt_unsure:ada"
+    async with SagaTestKit(UNSURE, store=open_store(), start=T0) as kit:
+        await kit.publish(Hired(who="ada"))
+        await kit.drain()
+        await kit.advance(timedelta(seconds=30))  # re-sent
+        await kit.advance(timedelta(seconds=30))  # given up: uncertain, so undone
+        assert kit.commands() == [Open(who="ada"), Open(who="ada"), Close(who="ada")]
+        await kit.reply(Closed(), saga_id=saga)
+        await kit.drain()
+        assert await kit.status(saga) == SagaStatus.COMPENSATED
+    async with SagaTestKit(UNSURE, store=open_store(), start=T0) as kit:
+        await kit.reply(Opened(), saga_id=saga)  # the first attempt did land, late
+        await kit.drain()
+        state = await kit.state(saga)
+        assert state.status == SagaStatus.COMPENSATED
+        assert (state.history[-1].event, state.history[-1].step) == ("late_reply", "open")

@@ -203,6 +203,13 @@ class World:
             assert t.state is before
             assert (t.commands, t.timers_to_set, t.timers_to_cancel) == ((), (), ())
         assert SagaState.from_dict(t.state.to_dict()) == t.state
+        if t.changed and t.state.status == before.status and t.state is not before:
+            added = [h.event for h in t.state.history[len(before.history) :]]
+            if added == ["late_reply"]:  # a reply to a step given up: only noted
+                assert t.state.updated_at == before.updated_at
+                assert (t.commands, t.timers_to_set, t.timers_to_cancel) == ((), (), ())
+                self.absorb(t)
+                return t
         if before.terminal:
             assert not t.changed, "a terminal saga changed"
         self.absorb(t)
@@ -213,14 +220,20 @@ class World:
         if cmd.kind == "action":
             cls = DONE[i] if ok else BROKE[i]
             awaited = self.s.steps[cmd.step].status == StepStatus.RUNNING
+            # a step given up (out of attempts) notes a late reply in any saga status
+            late = self.s.steps[cmd.step].uncertain
         else:
+            late = False
             cls = UNDONE[i] if ok else STUCK[i]
             awaited = self.s.steps[cmd.step].status == StepStatus.COMPENSATING
         self.n += 1
         msg = Incoming(cls.bus_type, f"reply-{self.n}", self.s.saga_id, cls(), causation_id=cmd.id)
         active = self.s.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
-        if self.feed(msg, must_not_change=not (awaited and active)).changed:
+        before = len(self.s.history)
+        if self.feed(msg, must_not_change=not ((awaited and active) or late)).changed:
             self.delivered.append(msg)  # accepted: delivering it again is a duplicate
+        if late:
+            assert [h.event for h in self.s.history[before:]] == ["late_reply"]
 
     def wait_event(self, name: str, ok: bool) -> None:
         i = _slot(name)
@@ -335,6 +348,8 @@ def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject
         event("went through needs_attention")
     if any(h.event == "resent" for h in w.s.history):
         event("re-sent a command")
+    if any(h.event == "late_reply" for h in w.s.history):
+        event("noted a late reply")
     check_outcome(w)
     check_early_signals(w)
     check_replay(w)
@@ -393,8 +408,13 @@ def check_outcome(w: World) -> None:
             assert s.status == SagaStatus.FAILED
             assert not expected
             assert s.cause == "failure"
-        if s.cause == "failure":
-            assert any(x.status == StepStatus.FAILED for x in steps.values())
+        if s.cause == "failure":  # a step failed, or ran out of attempts and was undone
+            assert any(x.status == StepStatus.FAILED or x.uncertain for x in steps.values())
+        # a step out of attempts may have taken effect: compensated like a completed one
+        for n, x in steps.items():
+            if x.uncertain:
+                assert x.completed_seq is not None
+                assert n in expected or n not in compensable
     # No step is left mid-flight, every command id is unique.
     assert not any(
         x.status in (StepStatus.RUNNING, StepStatus.COMPENSATING) for x in steps.values()

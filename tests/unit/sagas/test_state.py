@@ -35,6 +35,7 @@ def every_field_set() -> SagaState:
         completed_seq=1,
         error="boom",
         idempotency_key="k-1",
+        uncertain=True,
     )
     return SagaState(
         saga_id="onboarding:e-1",
@@ -140,10 +141,10 @@ def test_the_json_is_what_the_pydantic_models_wrote() -> None:
         '"started_at":"2026-03-01T09:00:00Z","updated_at":"2026-03-01T09:00:00Z",'
         '"history":[{"at":"2026-03-01T09:00:00Z","event":"started","step":null,"detail":""}]}'
     )
-    # steps gained idempotency_key (re-sends after a reply timeout), the state early (kept
-    # signals); rows without them still read
+    # steps gained idempotency_key (re-sends after a reply timeout) and uncertain, the state
+    # early (kept signals); rows without them still read
     assert state.to_json() == written.replace(
-        '"error":null}', '"error":null,"idempotency_key":null}'
+        '"error":null}', '"error":null,"idempotency_key":null,"uncertain":false}'
     ).replace('"completions":0,', '"completions":0,"early":[],')
     assert SagaState.from_json(written) == state
 
