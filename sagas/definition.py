@@ -2,8 +2,9 @@
 
 A definition names its trigger event, its correlation key, a pydantic model for its data,
 and its stages, run in order. A stage is a :class:`Step` (send a command, await a reply),
-a :class:`Parallel` group of steps (all must succeed) or a :class:`Wait` for an external
-event until a deadline. Every stage may carry ``when=``, a *named* predicate on the saga
+a :class:`Parallel` group of steps (all must succeed), a :class:`Wait` for an external
+event until a deadline, or a :class:`Choice` of one path among several, picked by a named
+function of the data. Every stage may carry ``when=``, a *named* predicate on the saga
 data (its name labels the branch in the diagram)::
 
     def is_engineer(data: Onboarding) -> bool:
@@ -39,6 +40,7 @@ from pydantic import BaseModel
 from bus import Command, DefinitionError, Event, Message
 
 __all__ = [
+    "Choice",
     "Compensation",
     "Parallel",
     "SagaDefinition",
@@ -56,6 +58,8 @@ Builder = Callable[[Any], Command]
 Updater = Callable[[Any, Any], Any]
 #: A named predicate on the saga data; False skips the stage.
 Predicate = Callable[[Any], bool]
+#: A named function of the saga data naming the branch of a :class:`Choice` to take.
+Chooser = Callable[[Any], str]
 
 
 def _as_tuple(types: type[Event] | Sequence[type[Event]] | None) -> tuple[type[Event], ...]:
@@ -242,7 +246,68 @@ class Wait:
         object.__setattr__(self, "when", when)
 
 
-Stage = Step | Parallel | Wait
+#: A stage a :class:`Choice`'s branch may hold (choices do not nest).
+PathStage = Step | Parallel | Wait
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Choice:
+    """One path among several, picked by a named function of the saga data when reached.
+
+    Example::
+
+        def payroll_country(data: Hire) -> str:
+            return data.country
+
+        Choice("payroll", by=payroll_country,
+               branches={"us": [us_payroll], "de": [de_payroll, de_tax_id]},
+               default=[manual_payroll])
+
+    ``by`` returns a branch key; a key not in ``branches`` takes ``default`` (empty: go
+    on). The key taken is kept in the state (``SagaState.branches``) and the timeline
+    (``branch``); the steps of the other paths are skipped, so compensation undoes exactly
+    the path taken, last completed first. A branch holds steps, groups and waits, not
+    another choice.
+    """
+
+    #: Unique within the definition (with the step names); lowercase ``snake_case``.
+    name: str
+    #: A *named* function of the saga data returning the branch key (it labels the diagram).
+    by: Chooser
+    #: Branch key -> the stages of that path, run in order.
+    branches: dict[str, tuple[PathStage, ...]]
+    #: The path for any other key; empty by default.
+    default: tuple[PathStage, ...]
+    #: A named predicate on the saga data; False skips every path.
+    when: Predicate | None
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        by: Chooser,
+        branches: dict[str, Sequence[PathStage]],
+        default: Sequence[PathStage] = (),
+        when: Predicate | None = None,
+    ) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "by", by)
+        paths = branches.items() if isinstance(branches, dict) else ()
+        object.__setattr__(self, "branches", {k: tuple(v) for k, v in paths})
+        object.__setattr__(self, "default", tuple(default))
+        object.__setattr__(self, "when", when)
+
+    def path(self, key: str) -> tuple[PathStage, ...]:
+        """The stages of branch ``key`` (``default`` for a key without a branch)."""
+        return self.branches.get(key, self.default)
+
+    def paths(self) -> Iterator[tuple[str | None, tuple[PathStage, ...]]]:
+        """(key, stages) of every branch, then (None, default)."""
+        yield from self.branches.items()
+        yield None, self.default
+
+
+Stage = Step | Parallel | Wait | Choice
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,12 +349,15 @@ class SagaDefinition:
         object.__setattr__(self, "steps", {s.name: s for s in self.iter_steps()})
 
     def iter_steps(self) -> Iterator[Step | Wait]:
-        """Every step and wait, in declaration order, members of groups included."""
+        """Every step and wait, in declaration order, members of groups and the stages of
+        every branch of a choice included."""
         for stage in self.stages:
-            if isinstance(stage, Parallel):
-                yield from stage.steps
+            if isinstance(stage, Choice):
+                for _, path in stage.paths():
+                    for inner in path:
+                        yield from _steps_of(inner)
             else:
-                yield stage
+                yield from _steps_of(stage)
 
     def saga_id_for(self, message: Message) -> str:
         """The saga id of the instance ``message`` belongs to: ``<name>:<key value>``.
@@ -328,6 +396,13 @@ class SagaDefinition:
             for t in types:
                 out.setdefault(t.bus_type, step)
         return out
+
+
+def _steps_of(stage: PathStage) -> Iterator[Step | Wait]:
+    if isinstance(stage, Parallel):
+        yield from stage.steps
+    elif isinstance(stage, Step | Wait):  # anything else is a problem validation reports
+        yield stage
 
 
 def awaited_by_step(d: SagaDefinition) -> Iterator[tuple[str, tuple[type[Event], ...]]]:

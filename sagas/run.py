@@ -21,7 +21,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from bus import ConfigError
-from sagas.definition import Compensation, Parallel, SagaDefinition, Stage, Step, Wait
+from sagas.definition import (
+    Choice,
+    Compensation,
+    Parallel,
+    PathStage,
+    SagaDefinition,
+    Step,
+    Wait,
+)
 from sagas.effects import CommandKind, CommandToSend, TimerToSet, Transition, command_id, timer_id
 from sagas.state import EarlySignal, HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
 from sagas.triggers import Incoming
@@ -216,19 +224,69 @@ class Run:
     def advance(self) -> None:
         """Start the next stages until one is in flight or the saga is complete."""
         while self.s.status == SagaStatus.RUNNING:
-            if self.s.stage >= len(self.d.stages):
+            stage = self.current()
+            if stage is None:
                 self.s.status = SagaStatus.COMPLETED
                 self.log("completed")
                 return
-            steps = [self.s.steps[m.name] for m in members(self.d.stages[self.s.stage])]
+            steps = [self.s.steps[m.name] for m in members(stage)]
             if any(st.status == StepStatus.RUNNING for st in steps):
                 return
             if all(st.status == StepStatus.PENDING for st in steps):
-                self.launch(self.d.stages[self.s.stage])
+                self.launch(stage)
                 continue
-            self.s.stage += 1  # every member completed or skipped
+            # every member completed or skipped
+            if isinstance(self.d.stages[self.s.stage], Choice):
+                self.s.substage += 1
+            else:
+                self.s.stage += 1
 
-    def launch(self, stage: Stage) -> None:
+    def current(self) -> PathStage | None:
+        """The stage being run (inside the path a choice took), None past the last one;
+        a choice reached is decided here."""
+        while self.s.stage < len(self.d.stages):
+            top = self.d.stages[self.s.stage]
+            if not isinstance(top, Choice):
+                return top
+            if top.name not in self.s.branches and not self.choose(top):
+                self.s.stage += 1  # its when= is false: every path skipped
+                continue
+            path = top.path(self.s.branches[top.name])
+            if self.s.substage < len(path):
+                return path[self.s.substage]
+            self.s.stage += 1
+            self.s.substage = 0
+        return None
+
+    def choose(self, choice: Choice) -> bool:
+        """Take the path ``choice.by`` names (False: ``when=`` skipped the choice); the
+        steps of every other path are skipped, so they are never run nor undone."""
+        skipped = choice.when is not None and not choice.when(self.data)
+        if skipped:
+            assert choice.when is not None
+            self.log("skipped", choice.name, f"{choice.when.__name__} is false")
+            taken: tuple[PathStage, ...] = ()
+        else:
+            key = choice.by(self.data)
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"saga {self.d.name!r}: choice {choice.name!r} by= returned {key!r}, "
+                    "expected a branch key (str)"
+                )
+            self.s.branches = {**self.s.branches, choice.name: key}
+            self.s.substage = 0
+            taken = choice.path(key)
+            how = "" if key in choice.branches else ", no such branch: default"
+            self.log("branch", choice.name, f"{key} ({choice.by.__name__}{how})")
+        on_path = {m.name for stage in taken for m in members(stage)}
+        for _, path in choice.paths():
+            for stage in path:
+                for m in members(stage):
+                    if m.name not in on_path and self.s.steps[m.name].status == StepStatus.PENDING:
+                        self.own(m.name).status = StepStatus.SKIPPED
+        return not skipped
+
+    def launch(self, stage: PathStage) -> None:
         if stage.when is not None and not stage.when(self.data):
             for m in members(stage):
                 self.skip(m, stage.when.__name__)
@@ -441,7 +499,7 @@ def _shared_fields(data: type[BaseModel], command: type[BaseModel]) -> set[str]:
     return set(data.model_fields) & set(command.model_fields)
 
 
-def members(stage: Stage) -> tuple[Step | Wait, ...]:
+def members(stage: PathStage) -> tuple[Step | Wait, ...]:
     """The steps of a stage: a group's members, or the stage itself."""
     return tuple(stage.steps) if isinstance(stage, Parallel) else (stage,)
 

@@ -171,6 +171,10 @@ class SagaState:
     steps: dict[str, StepState]
     #: Index of the stage being run.
     stage: int = 0
+    #: Within a :class:`~sagas.definition.Choice` being run: the index in the path taken.
+    substage: int = 0
+    #: Choice name -> the branch key it took (replaced, never changed in place).
+    branches: dict[str, str] = field(default_factory=dict)
     #: Why the saga is compensating or ended failed, compensated or cancelled.
     reason: str | None = None
     #: Why the saga needs attention (None otherwise); a retry clears it.

@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 from bus import Command, Event, Registry
-from sagas import Compensation, SagaDefinition, SagaStatus, Step, Wait
+from sagas import Choice, Compensation, SagaDefinition, SagaStatus, Step, Wait
 from sagas.stores import SagaStore, store_from_url
 from sagas.testing import SagaTestKit
 
@@ -145,3 +145,101 @@ async def test_a_step_out_of_attempts_is_undone_and_its_late_reply_noted_after_a
         state = await kit.state(saga)
         assert state.status == SagaStatus.COMPENSATED
         assert (state.history[-1].event, state.history[-1].step) == ("late_reply", "open")
+
+
+class PayDe(Command, type="test.adapt.pay-de.v1", topic="adapt.commands", key="who", registry=REG):
+    who: str
+
+
+class PaidDe(Event, type="test.adapt.paid-de.v1", topic="adapt.events", registry=REG):
+    pass
+
+
+class UnpayDe(
+    Command, type="test.adapt.unpay-de.v1", topic="adapt.commands", key="who", registry=REG
+):
+    who: str
+
+
+class UnpaidDe(Event, type="test.adapt.unpaid-de.v1", topic="adapt.events", registry=REG):
+    pass
+
+
+class PayUs(Command, type="test.adapt.pay-us.v1", topic="adapt.commands", key="who", registry=REG):
+    who: str
+
+
+class PaidUs(Event, type="test.adapt.paid-us.v1", topic="adapt.events", registry=REG):
+    pass
+
+
+class Notify(Command, type="test.adapt.notify.v1", topic="adapt.commands", key="who", registry=REG):
+    who: str
+
+
+class Refused(Event, type="test.adapt.refused.v1", topic="adapt.events", registry=REG):
+    pass
+
+
+class Notified(Event, type="test.adapt.notified.v1", topic="adapt.events", registry=REG):
+    pass
+
+
+def payroll_country(data: Person) -> str:
+    return data.country
+
+
+BRANCHED = SagaDefinition(
+    name="adapt_branch",
+    version=1,
+    trigger=Hired,
+    correlation_key="who",
+    data=Person,
+    start=person,
+    stages=[
+        OPEN,
+        Choice(
+            "payroll",
+            by=payroll_country,
+            branches={
+                "de": [
+                    Step(
+                        "pay_de",
+                        command=PayDe,
+                        success=PaidDe,
+                        compensation=Compensation(UnpayDe, success=UnpaidDe),
+                    )
+                ],
+                "us": [Step("pay_us", command=PayUs, success=PaidUs)],
+            },
+        ),
+        Step("notify", command=Notify, success=Notified, failure=Refused),
+    ],
+)
+
+
+async def test_a_choice_takes_its_branch_across_a_restart_and_undoes_only_that_path(
+    open_store: Callable[[], SagaStore],
+) -> None:
+    saga = "adapt_branch:bo"
+    async with SagaTestKit(BRANCHED, store=open_store(), start=T0) as kit:
+        await kit.publish(Hired(who="bo", country="de"))
+        await kit.drain()
+        await kit.reply(Opened(), saga_id=saga)
+        await kit.drain()
+        assert kit.commands() == [Open(who="bo"), PayDe(who="bo")]
+    async with SagaTestKit(BRANCHED, store=open_store(), start=T0) as kit:
+        await kit.reply(PaidDe(), saga_id=saga)
+        await kit.drain()
+        await kit.reply(Refused(), saga_id=saga)
+        await kit.drain()
+        await kit.reply(UnpaidDe(), saga_id=saga)
+        await kit.drain()
+        await kit.reply(Closed(), saga_id=saga)
+        await kit.drain()
+        assert kit.commands() == [Notify(who="bo"), UnpayDe(who="bo"), Close(who="bo")]
+        state = await kit.state(saga)
+        assert state.status == SagaStatus.COMPENSATED
+        assert state.branches == {"payroll": "de"}
+        assert state.steps["pay_us"].status == "skipped"
+        assert ("branch", "payroll") in await kit.timeline(saga)

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from bus import Command, Event, Registry
 from sagas import (
     Cancel,
+    Choice,
     CommandToSend,
     Compensation,
     Incoming,
@@ -92,6 +93,18 @@ def never(data: Data) -> bool:
     return False
 
 
+def pick_a(data: Data) -> str:
+    return "a"
+
+
+def pick_b(data: Data) -> str:
+    return "b"
+
+
+def pick_other(data: Data) -> str:
+    return "other"  # no such branch: the default path
+
+
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -122,23 +135,36 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
             when=draw(st.sampled_from([None, None, always, never])),
         )
 
+    def wait(i: int) -> Wait:
+        return Wait(
+            f"s{i}",
+            event=DONE[i],
+            rejected=BROKE[i],
+            deadline=timedelta(seconds=draw(st.integers(1, 10))),
+            when=draw(st.sampled_from([None, always, never])),
+        )
+
+    def path() -> list[Step | Wait]:
+        out: list[Step | Wait] = []
+        for _ in range(draw(st.integers(0, 2))):
+            j = next(slots, None)
+            if j is not None:
+                out.append(wait(j) if draw(st.integers(0, 3)) == 0 else step(j))
+        return out
+
     for _ in range(draw(st.integers(1, 5))):
-        kind = draw(st.sampled_from(["step", "step", "group", "wait"]))
+        kind = draw(st.sampled_from(["step", "step", "group", "wait", "choice"]))
         i = next(slots, None)
         if i is None:
             break
         if kind == "step":
             stages.append(step(i))
         elif kind == "wait":
-            stages.append(
-                Wait(
-                    f"s{i}",
-                    event=DONE[i],
-                    rejected=BROKE[i],
-                    deadline=timedelta(seconds=draw(st.integers(1, 10))),
-                    when=draw(st.sampled_from([None, always, never])),
-                )
-            )
+            stages.append(wait(i))
+        elif kind == "choice":
+            branches = {"a": [step(i)], "b": path()}
+            by = draw(st.sampled_from([pick_a, pick_b, pick_other]))
+            stages.append(Choice(f"c{i}", by=by, branches=branches, default=path()))
         else:
             members = [step(i)]
             for _ in range(draw(st.integers(1, 2))):
@@ -421,6 +447,18 @@ def check_outcome(w: World) -> None:
     )
     ids = [c.id for c in w.sent]
     assert len(ids) == len(set(ids))
+    # Choices: only the path taken ever ran (so only it is undone)
+    for stage in d.stages:
+        if isinstance(stage, Choice):
+            key = s.branches.get(stage.name)
+            on_path = set() if key is None else {m.name for m in stage.path(key)}
+            for _, p in stage.paths():
+                for m in p:
+                    if m.name not in on_path:
+                        assert steps[m.name].status in (StepStatus.PENDING, StepStatus.SKIPPED)
+                        assert not any(c.step == m.name for c in w.sent)
+            if key is not None:
+                event(f"took a branch ({key})")
     # Terminal is final: anything more changes nothing.
     w.feed(Cancel(), must_not_change=True)
     w.feed(Retry(), must_not_change=True)

@@ -45,6 +45,8 @@ def every_field_set() -> SagaState:
         data={"employee_id": "e-1", "nested": {"a": [1, 2.5, None, True]}},
         steps={"create_account": step},
         stage=3,
+        substage=1,
+        branches={"payroll": "us"},
         reason="step x failed",
         attention="compensation stuck",
         cause="failure",
@@ -142,10 +144,12 @@ def test_the_json_is_what_the_pydantic_models_wrote() -> None:
         '"history":[{"at":"2026-03-01T09:00:00Z","event":"started","step":null,"detail":""}]}'
     )
     # steps gained idempotency_key (re-sends after a reply timeout) and uncertain, the state
-    # early (kept signals); rows without them still read
+    # early (kept signals), substage and branches (choices); rows without them still read
     assert state.to_json() == written.replace(
         '"error":null}', '"error":null,"idempotency_key":null,"uncertain":false}'
-    ).replace('"completions":0,', '"completions":0,"early":[],')
+    ).replace('"completions":0,', '"completions":0,"early":[],').replace(
+        '"stage":0,', '"stage":0,"substage":0,"branches":{},'
+    )
     assert SagaState.from_json(written) == state
 
 
