@@ -14,7 +14,16 @@ Example::
 """
 
 from sagas.core import decide, start
-from sagas.definition import Choice, Compensation, Parallel, SagaDefinition, Stage, Step, Wait
+from sagas.definition import (
+    Choice,
+    Compensation,
+    Delay,
+    Parallel,
+    SagaDefinition,
+    Stage,
+    Step,
+    Wait,
+)
 from sagas.effects import CommandToSend, TimerToSet, Transition, command_id, timer_id
 from sagas.render import render_mermaid
 from sagas.state import TERMINAL, HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
@@ -28,6 +37,7 @@ __all__ = [
     "Choice",
     "CommandToSend",
     "Compensation",
+    "Delay",
     "HistoryEntry",
     "Incoming",
     "Parallel",

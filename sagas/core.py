@@ -165,12 +165,10 @@ def _awaiting(definition: SagaDefinition, state: SagaState, type_name: str) -> s
     """The step that awaits an event of ``type_name`` right now, if any."""
     for st in state.steps.values():
         spec = definition.steps[st.name]
-        if st.status == StepStatus.RUNNING:
-            types = (
-                spec.event + spec.rejected
-                if isinstance(spec, Wait)
-                else spec.success + spec.failure
-            )
+        if st.status == StepStatus.RUNNING and isinstance(spec, Wait):
+            types = spec.event + spec.rejected
+        elif st.status == StepStatus.RUNNING and isinstance(spec, Step) and st.attempts:
+            types = spec.success + spec.failure
         elif st.status == StepStatus.COMPENSATING and isinstance(spec, Step) and spec.compensation:
             types = spec.compensation.success + spec.compensation.failure
         else:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -42,6 +42,7 @@ from bus import Command, DefinitionError, Event, Message
 __all__ = [
     "Choice",
     "Compensation",
+    "Delay",
     "Parallel",
     "SagaDefinition",
     "Stage",
@@ -60,6 +61,9 @@ Updater = Callable[[Any, Any], Any]
 Predicate = Callable[[Any], bool]
 #: A named function of the saga data naming the branch of a :class:`Choice` to take.
 Chooser = Callable[[Any], str]
+#: A named function of the saga data and the time now giving a time (timezone-aware):
+#: ``(data, now) -> datetime``.
+Schedule = Callable[[Any, datetime], datetime]
 
 
 def _as_tuple(types: type[Event] | Sequence[type[Event]] | None) -> tuple[type[Event], ...]:
@@ -153,6 +157,9 @@ class Step:
     max_attempts: int
     #: A named predicate on the saga data; False skips the step.
     when: Predicate | None
+    #: ``(data, now) -> datetime``: the step's command is not sent before then (a timer
+    #: holds it, durably); None: sent when the step is reached.
+    not_before: Schedule | None
 
     def __init__(
         self,
@@ -167,9 +174,11 @@ class Step:
         timeout: timedelta = timedelta(minutes=1),
         max_attempts: int = 3,
         when: Predicate | None = None,
+        not_before: Schedule | None = None,
     ) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "command", command)
+        object.__setattr__(self, "not_before", not_before)
         object.__setattr__(self, "build", build)
         object.__setattr__(self, "success", _as_tuple(success))
         object.__setattr__(self, "failure", _as_tuple(failure))
@@ -246,8 +255,34 @@ class Wait:
         object.__setattr__(self, "when", when)
 
 
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """Wait until a time computed from the saga data and the time now.
+
+    Example::
+
+        def week_before_start(data: Hire, now: datetime) -> datetime:
+            return datetime.combine(data.start_date, time(9), UTC) - timedelta(days=5)
+
+        Delay("until_week_before", until=week_before_start)
+
+    A durable timer holds the saga until then (it survives restarts, like a reply
+    timeout); a time already past goes on at once. A cancel or a failure elsewhere stops
+    the delay (nothing to undo).
+    """
+
+    #: Unique within the definition; lowercase ``snake_case``.
+    name: str
+    #: A *named* ``(data, now) -> datetime`` (timezone-aware); it labels the diagram.
+    until: Schedule
+    #: A named predicate on the saga data; False skips the delay.
+    when: Predicate | None = None
+
+
+#: What a stage holds and the state tracks: a step, a wait or a delay.
+Member = Step | Wait | Delay
 #: A stage a :class:`Choice`'s branch may hold (choices do not nest).
-PathStage = Step | Parallel | Wait
+PathStage = Step | Parallel | Wait | Delay
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -307,7 +342,7 @@ class Choice:
         yield None, self.default
 
 
-Stage = Step | Parallel | Wait | Choice
+Stage = Step | Parallel | Wait | Delay | Choice
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +371,7 @@ class SagaDefinition:
     #: Events that cancel a running instance (what completed is compensated).
     cancel_on: Sequence[type[Event]] = ()
     #: Step name -> step, built once (members of parallel groups included).
-    steps: dict[str, Step | Wait] = field(init=False, repr=False, compare=False)
+    steps: dict[str, Member] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -348,7 +383,7 @@ class SagaDefinition:
             raise DefinitionError(f"saga definition {self.name!r} v{self.version}", problems)
         object.__setattr__(self, "steps", {s.name: s for s in self.iter_steps()})
 
-    def iter_steps(self) -> Iterator[Step | Wait]:
+    def iter_steps(self) -> Iterator[Member]:
         """Every step and wait, in declaration order, members of groups and the stages of
         every branch of a choice included."""
         for stage in self.stages:
@@ -398,10 +433,10 @@ class SagaDefinition:
         return out
 
 
-def _steps_of(stage: PathStage) -> Iterator[Step | Wait]:
+def _steps_of(stage: PathStage) -> Iterator[Member]:
     if isinstance(stage, Parallel):
         yield from stage.steps
-    elif isinstance(stage, Step | Wait):  # anything else is a problem validation reports
+    elif isinstance(stage, Step | Wait | Delay):  # anything else is a problem validation reports
         yield stage
 
 
@@ -410,7 +445,7 @@ def awaited_by_step(d: SagaDefinition) -> Iterator[tuple[str, tuple[type[Event],
     for s in d.iter_steps():
         if isinstance(s, Wait):
             yield s.name, s.event + s.rejected
-        else:
+        elif isinstance(s, Step):
             yield s.name, s.success + s.failure
             if s.compensation is not None:
                 yield s.name, s.compensation.success + s.compensation.failure

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sagas.definition import Choice, Parallel, SagaDefinition, Stage, Step, Wait
+from sagas.definition import Choice, Delay, Parallel, SagaDefinition, Stage, Step, Wait
 
 __all__ = ["render_mermaid"]
 
@@ -37,7 +37,10 @@ def _duration(d: timedelta) -> str:
 
 def _step_lines(s: Step, indent: str) -> list[str]:
     retry = f"timeout {_duration(s.timeout)} x{s.max_attempts}"
-    return [f"{indent}{s.name} : {s.command.__name__} ({retry})"]
+    out = [f"{indent}{s.name} : {s.command.__name__} ({retry})"]
+    if s.not_before is not None:
+        out.append(f"{indent}{s.name} : not before {s.not_before.__name__}")
+    return out
 
 
 def _entry(stage: Stage) -> str:
@@ -107,6 +110,9 @@ def _sequence_lines(
             else:  # out of attempts it may have taken effect: undone too (uncertain)
                 out += [f"    {stage.name} --> {t} : fails" for t in undo]
                 out.append(f"    {stage.name} --> undo_{stage.name} : times out")
+        elif isinstance(stage, Delay):
+            out.append(f"    {stage.name} : wait until {stage.until.__name__}")
+            out.append(f"    {stage.name} --> {nxt} : time reached")
         elif isinstance(stage, Wait):
             out.append(f"    {stage.name} : wait for {_types(stage.event)}")
             out.append(f"    {stage.name} : deadline {_duration(stage.deadline)}")

@@ -1,9 +1,10 @@
 """One transition being computed: :class:`Run` changes a private copy of a saga's state.
 
 :mod:`sagas.core` routes an input to one of its methods (a reply, a timeout, a cancel, a
-retry); the methods move the saga forward (:meth:`Run.advance`), or back
+retry, a deadline); the methods move the saga forward (:meth:`Run.advance`), or back
 (:meth:`Run.unwind`, :meth:`Run.compensate_next`), and collect the commands and timers
-that the shell stores with the new state. Pure: no I/O, no clock (``now`` is given).
+that the shell stores with the new state (the mechanics are :class:`sagas.draft.Draft`'s).
+Pure: no I/O, no clock (``now`` is given).
 
 Example::
 
@@ -14,151 +15,19 @@ Example::
 
 from __future__ import annotations
 
-import functools
-from datetime import datetime, timedelta
-from typing import Any
-
-from pydantic import BaseModel
+from datetime import datetime
 
 from bus import ConfigError
-from sagas.definition import (
-    Choice,
-    Compensation,
-    Parallel,
-    PathStage,
-    SagaDefinition,
-    Step,
-    Wait,
-)
-from sagas.effects import CommandKind, CommandToSend, TimerToSet, Transition, command_id, timer_id
-from sagas.state import EarlySignal, HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
+from sagas.definition import Choice, Delay, Member, PathStage, Schedule, Step, Wait
+from sagas.draft import BUSY, Draft, compensable, compensation, members
+from sagas.state import SagaStatus, StepState, StepStatus
 from sagas.triggers import Incoming
 
 __all__ = ["Run", "members"]
 
 
-class Run:
-    """One transition being computed, on a private copy of the state."""
-
-    def __init__(
-        self, definition: SagaDefinition, state: SagaState, now: datetime, *, fresh: bool = False
-    ) -> None:
-        self.d = definition
-        self.s = state
-        self.now = now
-        self.commands: list[CommandToSend] = []
-        #: Steps this transition copied (the others are still the input state's, read-only);
-        #: ``fresh``: the state was built for this transition, so every step is its own.
-        self._owned: set[str] = set(state.steps) if fresh else set()
-        self.timers: list[TimerToSet] = []
-        self.cancelled: list[str] = []
-        self._data: BaseModel | None = None
-        #: The transition only notes something in the timeline (a late reply): the saga's
-        #: own progress, and so ``updated_at``, is unchanged.
-        self.noted_only = False
-
-    def transition(self) -> Transition:
-        if not self.noted_only:
-            self.s.updated_at = self.now
-        return Transition(self.s, tuple(self.commands), tuple(self.timers), tuple(self.cancelled))
-
-    # -- data, history, timers ---------------------------------------------------------
-
-    @property
-    def data(self) -> BaseModel:
-        if self._data is None:
-            self._data = self.d.data.model_validate(self.s.data)
-        return self._data
-
-    def set_data(self, data: Any) -> None:
-        if not isinstance(data, self.d.data):
-            raise ConfigError(
-                f"saga {self.d.name!r}: update= returned {type(data).__qualname__}, "
-                f"expected {self.d.data.__qualname__}"
-            )
-        self._data = data
-        self.s.data = data.model_dump(mode="json")
-
-    def own(self, name: str) -> StepState:
-        """Step ``name``, copied first if it is still the input state's: call before any
-        change to a step, and change only what it returns."""
-        st = self.s.steps[name]
-        if name not in self._owned:
-            st = self.s.steps[name] = st.copy()
-            self._owned.add(name)
-        return st
-
-    def log(self, event: str, step: str | None = None, detail: str = "") -> None:
-        self.s.history.append(HistoryEntry(at=self.now, event=event, step=step, detail=detail))
-
-    def arm(self, st: StepState, kind: str, attempt: int, at: datetime) -> None:
-        st = self.own(st.name)
-        self.disarm(st)
-        st.timer_id = timer_id(self.s.saga_id, st.name, kind, attempt)
-        st.timer_at = at
-        self.timers.append(TimerToSet(st.timer_id, self.s.saga_id, at))
-
-    def disarm(self, st: StepState) -> None:
-        st = self.own(st.name)
-        if st.timer_id is not None:
-            self.cancelled.append(st.timer_id)
-        st.timer_id = None
-        st.timer_at = None
-
-    # -- sending -----------------------------------------------------------------------
-
-    def _command(self, cls: type[Any], build: Any) -> Any:
-        if build is not None:
-            return build(self.data)
-        data = self.data
-        command: type[BaseModel] = cls
-        return command.model_validate(data.model_dump(include=_shared_fields(type(data), command)))
-
-    def _send(
-        self,
-        st: StepState,
-        kind: CommandKind,
-        attempt: int,
-        message: Any,
-        timeout: timedelta,
-        *,
-        after_timeout: bool = False,
-    ) -> None:
-        cid = command_id(self.s.saga_id, st.name, kind, attempt)
-        st = self.own(st.name)
-        st.command_ids.append(cid)
-        # a re-send after a timeout repeats the attempt in flight: same key, so a handler's
-        # dedup recognises it if that attempt did land; any other send asks anew
-        key = st.idempotency_key if after_timeout and st.idempotency_key else cid
-        st.idempotency_key = key
-        self.commands.append(CommandToSend(cid, st.name, message, kind, attempt, key))
-        self.arm(st, kind, attempt, self.now + timeout)
-        what = "sent" if kind == "action" else "compensation_sent"
-        self.log(
-            what if attempt == 1 else f"re{what}",
-            st.name,
-            f"{message.bus_type} attempt {attempt} id {cid}"
-            + (f" key {key}" if key != cid else ""),
-        )
-
-    def send_action(self, st: StepState, *, after_timeout: bool = False) -> None:
-        spec = self.d.steps[st.name]
-        assert isinstance(spec, Step)
-        st = self.own(st.name)
-        st.status = StepStatus.RUNNING
-        st.started_at = st.started_at or self.now
-        st.attempts += 1
-        message = self._command(spec.command, spec.build)
-        self._send(st, "action", st.attempts, message, spec.timeout, after_timeout=after_timeout)
-
-    def send_compensation(self, st: StepState, *, after_timeout: bool = False) -> None:
-        c = _compensation(self.d.steps[st.name])
-        st = self.own(st.name)
-        st.status = StepStatus.COMPENSATING
-        st.compensation_attempts += 1
-        message = self._command(c.command, c.build)
-        attempt = st.compensation_attempts
-        self._send(st, "compensation", attempt, message, c.timeout, after_timeout=after_timeout)
+class Run(Draft):
+    """One transition being computed: the flow (forward, back, retry) on a :class:`Draft`."""
 
     def start_wait(self, st: StepState, spec: Wait) -> None:
         st = self.own(st.name)
@@ -173,40 +42,6 @@ class Run:
             self.settle_wait(st, early)  # it came already: no deadline to arm
             return
         self.arm(st, "deadline", 1, self.now + spec.deadline)
-
-    # -- early signals -----------------------------------------------------------------
-
-    def keep_early(self, name: str, incoming: Incoming) -> None:
-        """Keep an event for wait ``name``, which has not started: it is applied then."""
-        signal = EarlySignal(
-            step=name,
-            type=incoming.type,
-            message_id=incoming.message_id,
-            data=incoming.data.model_dump(mode="json"),
-            at=self.now,
-            causation_id=incoming.causation_id,
-        )
-        self.s.early = [*self.s.early, signal]
-        self.log("kept_early", name, f"{incoming.type} {incoming.message_id}")
-
-    def take_early(self, name: str, spec: Wait) -> Incoming | None:
-        """The first event kept for wait ``name`` (the others for it are dropped, logged:
-        the wait settles on the first, as it would have had they come in time)."""
-        mine = [e for e in self.s.early if e.step == name]
-        if not mine:
-            return None
-        self.s.early = [e for e in self.s.early if e.step != name]
-        for e in mine[1:]:
-            self.log("superseded", name, f"{e.type} {e.message_id} came after {mine[0].message_id}")
-        first = mine[0]
-        cls = next(t for t in spec.event + spec.rejected if t.bus_type == first.type)
-        message = cls.model_validate(first.data)
-        self.log(
-            "applied_early",
-            name,
-            f"{first.type} {first.message_id} kept since {first.at:%Y-%m-%dT%H:%M:%SZ}",
-        )
-        return Incoming(first.type, first.message_id, self.s.saga_id, message, first.causation_id)
 
     def settle_wait(self, st: StepState, incoming: Incoming) -> None:
         """Complete or fail a wait on its event (without moving on: the caller does)."""
@@ -295,16 +130,64 @@ class Run:
             st = self.s.steps[m.name]
             if isinstance(m, Wait):
                 self.start_wait(st, m)
+            elif isinstance(m, Delay):
+                self.start_delay(st, m)
             elif m.when is not None and not m.when(self.data):
                 self.skip(m, m.when.__name__)
             else:
                 st = self.own(m.name)
                 st.attempt_limit = m.max_attempts
-                self.send_action(st)
+                at = self.time_of(m.not_before, m.name) if m.not_before else None
+                if at is not None and at > self.now:
+                    self.hold(st, at, m)
+                else:
+                    self.send_action(st)
 
-    def skip(self, m: Step | Wait, predicate: str) -> None:
+    def skip(self, m: Member, predicate: str) -> None:
         self.own(m.name).status = StepStatus.SKIPPED
         self.log("skipped", m.name, f"{predicate} is false")
+
+    # -- time from the data ------------------------------------------------------------
+
+    def time_of(self, schedule: Schedule, name: str) -> datetime:
+        at = schedule(self.data, self.now)
+        if not isinstance(at, datetime) or at.tzinfo is None:
+            raise ConfigError(
+                f"saga {self.d.name!r}: {schedule.__name__} for {name!r} returned {at!r}, "
+                "expected a timezone-aware datetime"
+            )
+        return at
+
+    def start_delay(self, st: StepState, spec: Delay) -> None:
+        """Hold the saga until ``spec.until`` (a durable timer), or go on if it passed."""
+        at = self.time_of(spec.until, spec.name)
+        st = self.own(st.name)
+        st.started_at = self.now
+        st.attempts = 1
+        if at <= self.now:
+            self.log("waiting", st.name, f"until {at:%Y-%m-%dT%H:%M:%SZ} ({spec.until.__name__})")
+            self.delay_done(st, "the time had passed")
+            return
+        st.status = StepStatus.RUNNING
+        self.arm(st, "delay", 1, at)
+        self.log("waiting", st.name, f"until {at:%Y-%m-%dT%H:%M:%SZ} ({spec.until.__name__})")
+
+    def delay_done(self, st: StepState, why: str) -> None:
+        st = self.own(st.name)
+        st.status = StepStatus.COMPLETED
+        st.completed_at = self.now
+        self.s.completions += 1
+        st.completed_seq = self.s.completions
+        self.log("completed", st.name, why)
+
+    def hold(self, st: StepState, at: datetime, spec: Step) -> None:
+        """A step whose ``not_before`` is still ahead: running, no command yet (attempts 0);
+        a durable timer sends it then."""
+        st = self.own(st.name)
+        st.status = StepStatus.RUNNING
+        self.arm(st, "not_before", 1, at)
+        name = spec.not_before.__name__ if spec.not_before else "not_before"
+        self.log("scheduled", st.name, f"not before {at:%Y-%m-%dT%H:%M:%SZ} ({name})")
 
     def complete_step(self, st: StepState, incoming: Incoming) -> None:
         st = self.own(st.name)
@@ -314,7 +197,7 @@ class Run:
         st.completed_seq = self.s.completions
         self.log("completed", st.name, f"{incoming.type} {incoming.message_id}")
         spec = self.d.steps[st.name]
-        if spec.update is not None:
+        if not isinstance(spec, Delay) and spec.update is not None:
             self.set_data(spec.update(self.data, incoming.data))
 
     def fail_step(self, st: StepState, why: str) -> None:
@@ -333,7 +216,7 @@ class Run:
             self.compensate_next()
 
     def _in_flight(self) -> bool:
-        return any(st.status in _BUSY for st in self.s.steps.values())
+        return any(st.status in BUSY for st in self.s.steps.values())
 
     # -- events ------------------------------------------------------------------------
 
@@ -343,7 +226,7 @@ class Run:
         st.reply_ids.append(incoming.message_id)
         self.disarm(st)
         if st.status == StepStatus.COMPENSATING:
-            if any(incoming.type == t.bus_type for t in _compensation(spec).success):
+            if any(incoming.type == t.bus_type for t in compensation(spec).success):
                 st.status = StepStatus.COMPENSATED
                 st.compensated_at = self.now
                 self.log("compensated", name, f"{incoming.type} {incoming.message_id}")
@@ -351,6 +234,7 @@ class Run:
             else:
                 self.compensation_failed(st, f"failure reply {incoming.type}")
             return
+        assert not isinstance(spec, Delay)  # a delay awaits no event
         ok = spec.event if isinstance(spec, Wait) else spec.success
         if any(incoming.type == t.bus_type for t in ok):
             self.complete_step(st, incoming)
@@ -365,11 +249,16 @@ class Run:
         st.timer_at = None
         if st.status == StepStatus.COMPENSATING:
             self.log("timed_out", name, f"compensation attempt {st.compensation_attempts}")
-            why = f"no reply within {_compensation(spec).timeout}"
+            why = f"no reply within {compensation(spec).timeout}"
             self.compensation_failed(st, why, after_timeout=True)
             return
         if isinstance(spec, Wait):
             self.fail_step(st, f"deadline {spec.deadline} passed")
+        elif isinstance(spec, Delay):
+            self.delay_done(st, "the time came")
+        elif st.attempts == 0:  # held until its not_before: now send it
+            self.send_action(st)
+            return
         else:
             self.log("timed_out", name, f"attempt {st.attempts}")
             if st.attempts < st.attempt_limit:
@@ -413,7 +302,7 @@ class Run:
         self.s.reason = reason
         self.log("cancelling" if cause == "cancel" else "compensating", detail=reason)
         for st in self.s.steps.values():
-            if st.status == StepStatus.RUNNING and isinstance(self.d.steps[st.name], Wait):
+            if st.status == StepStatus.RUNNING and _idle(self.d.steps[st.name], st):
                 st = self.own(st.name)
                 st.status = StepStatus.ABANDONED
                 self.disarm(st)
@@ -430,11 +319,11 @@ class Run:
                 st.status == StepStatus.COMPLETED
                 or (st.status == StepStatus.FAILED and st.uncertain)
             )
-            and _compensable(self.d.steps[st.name])
+            and compensable(self.d.steps[st.name])
         ]
         if todo:
             st = self.own(max(todo, key=lambda s: s.completed_seq or 0).name)
-            st.compensation_attempt_limit = _compensation(self.d.steps[st.name]).max_attempts
+            st.compensation_attempt_limit = compensation(self.d.steps[st.name]).max_attempts
             self.send_compensation(st)
             return
         if self.s.cause == "cancel":
@@ -467,15 +356,21 @@ class Run:
         self.log("retried", detail=reason)
         for st in self.s.steps.values():
             spec = self.d.steps[st.name]
-            st = self.own(st.name) if st.status in _BUSY else st
+            st = self.own(st.name) if st.status in BUSY else st
             if st.status == StepStatus.RUNNING and isinstance(spec, Wait):
                 st.attempts += 1
                 self.arm(st, "deadline", st.attempts, st.timer_at or self.now)
+            elif st.status == StepStatus.RUNNING and isinstance(spec, Delay):
+                st.attempts += 1
+                self.arm(st, "delay", st.attempts, st.timer_at or self.now)
+            elif st.status == StepStatus.RUNNING and isinstance(spec, Step) and not st.attempts:
+                # held: armed again under its own id (a store moves a timer set again)
+                self.arm(st, "not_before", 1, st.timer_at or self.now)
             elif st.status == StepStatus.RUNNING and isinstance(spec, Step):
                 st.attempt_limit = st.attempts + spec.max_attempts
                 self.send_action(st)
             elif st.status == StepStatus.COMPENSATING:
-                extra = _compensation(spec).max_attempts
+                extra = compensation(spec).max_attempts
                 st.compensation_attempt_limit = st.compensation_attempts + extra
                 self.send_compensation(st)
         if not self._in_flight():
@@ -488,27 +383,7 @@ class Run:
             self.compensate_next()
 
 
-_BUSY = (StepStatus.RUNNING, StepStatus.COMPENSATING)
-
-
-@functools.cache
-def _shared_fields(data: type[BaseModel], command: type[BaseModel]) -> set[str]:
-    """The fields a command without ``build=`` takes from the saga data: those both have
-    (dumping only them: the whole data model was dumped for each command before). Shared
-    between calls: never change it."""
-    return set(data.model_fields) & set(command.model_fields)
-
-
-def members(stage: PathStage) -> tuple[Step | Wait, ...]:
-    """The steps of a stage: a group's members, or the stage itself."""
-    return tuple(stage.steps) if isinstance(stage, Parallel) else (stage,)
-
-
-def _compensable(spec: Step | Wait) -> bool:
-    return isinstance(spec, Step) and spec.compensation is not None
-
-
-def _compensation(spec: Step | Wait) -> Compensation:
-    if isinstance(spec, Step) and spec.compensation is not None:
-        return spec.compensation
-    raise AssertionError(f"{spec.name} has no compensation")  # the callers checked it
+def _idle(spec: Member, st: StepState) -> bool:
+    """A running member with nothing in flight, stopped when the saga unwinds: a wait, a
+    delay, or a step held until its ``not_before`` (no command sent)."""
+    return isinstance(spec, Wait | Delay) or st.attempts == 0

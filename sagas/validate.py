@@ -18,6 +18,7 @@ from bus import Command, Event, Message
 from sagas.definition import (
     NAME_PATTERN,
     Choice,
+    Delay,
     Parallel,
     SagaDefinition,
     Step,
@@ -78,6 +79,7 @@ def _step_problems(s: Step, data: type[BaseModel]) -> list[str]:
     problems += _callable_problems(f"{where} build", s.build, named=False)
     problems += _callable_problems(f"{where} update", s.update, named=False)
     problems += _callable_problems(f"{where} when", s.when, named=True)
+    problems += _callable_problems(f"{where} not_before", s.not_before, named=True)
     if s.timeout <= timedelta(0):
         problems.append(f"{where}: timeout must be positive, got {s.timeout}")
     if s.max_attempts < 1:
@@ -170,8 +172,15 @@ def _stage_problems(stage: object, d: SagaDefinition, names: list[str]) -> list[
     elif isinstance(stage, Wait):
         names.append(stage.name)
         problems += _wait_problems(stage)
+    elif isinstance(stage, Delay):
+        names.append(stage.name)
+        where = f"delay {stage.name!r}"
+        if stage.until is None:
+            problems.append(f"{where}: no until=; pass a named (data, now) -> datetime")
+        problems += _callable_problems(f"{where} until", stage.until, named=True)
+        problems += _callable_problems(f"{where} when", stage.when, named=True)
     else:
-        problems.append(f"stage {stage!r} is not a Step, Parallel, Wait or Choice")
+        problems.append(f"stage {stage!r} is not a Step, Parallel, Wait, Delay or Choice")
     return problems
 
 

@@ -8,14 +8,14 @@ saga on a new kit over the same database.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
 from bus import Command, Event, Registry
-from sagas import Choice, Compensation, SagaDefinition, SagaStatus, Step, Wait
+from sagas import Choice, Compensation, Delay, SagaDefinition, SagaStatus, Step, Wait
 from sagas.stores import SagaStore, store_from_url
 from sagas.testing import SagaTestKit
 
@@ -243,3 +243,66 @@ async def test_a_choice_takes_its_branch_across_a_restart_and_undoes_only_that_p
         assert state.branches == {"payroll": "de"}
         assert state.steps["pay_us"].status == "skipped"
         assert ("branch", "payroll") in await kit.timeline(saga)
+
+
+class Dated(BaseModel):
+    who: str
+    country: str = "us"
+    start_day: int = 20  # day of May 2026
+
+
+def dated(e: Hired) -> Dated:
+    return Dated(who=e.who, country=e.country)
+
+
+def five_days_before_start(data: Dated, now: datetime) -> datetime:
+    return datetime.combine(datetime(2026, 5, data.start_day).date(), time(9), UTC) - timedelta(
+        days=5
+    )
+
+
+def start_day_morning(data: Dated, now: datetime) -> datetime:
+    return datetime.combine(datetime(2026, 5, data.start_day).date(), time(8), UTC)
+
+
+TIMED = SagaDefinition(
+    name="adapt_timed",
+    version=1,
+    trigger=Hired,
+    correlation_key="who",
+    data=Dated,
+    start=dated,
+    stages=[
+        Delay("week_before", until=five_days_before_start),
+        Step("open", command=Open, success=Opened),
+        Step("notify", command=Notify, success=Notified, not_before=start_day_morning),
+    ],
+)
+
+
+async def test_a_delay_and_a_held_step_fire_on_time_across_restarts(
+    open_store: Callable[[], SagaStore],
+) -> None:
+    saga = "adapt_timed:cy"
+    async with SagaTestKit(TIMED, store=open_store(), start=T0) as kit:
+        await kit.publish(Hired(who="cy"))
+        await kit.drain()
+        await kit.advance(timedelta(days=10))  # May 14, 09:00: a day early
+        assert kit.commands() == []
+    # restarted on May 15, 09:00: the stored timer is due
+    async with SagaTestKit(TIMED, store=open_store(), start=T0 + timedelta(days=11)) as kit:
+        await kit.drain()
+        assert kit.commands() == [Open(who="cy")]
+        await kit.reply(Opened(), saga_id=saga)
+        await kit.drain()
+        state = await kit.state(saga)
+        assert state.steps["notify"].status == "running"
+        assert state.steps["notify"].attempts == 0  # held until the start day
+        await kit.advance(timedelta(days=4, hours=22, minutes=59))
+        assert kit.commands() == [Open(who="cy")]
+    async with SagaTestKit(TIMED, store=open_store(), start=T0 + timedelta(days=16)) as kit:
+        await kit.drain()  # May 20, 09:00: past 08:00
+        assert kit.commands() == [Notify(who="cy")]
+        await kit.reply(Notified(), saga_id=saga)
+        await kit.drain()
+        assert await kit.status(saga) == SagaStatus.COMPLETED

@@ -29,6 +29,7 @@ from sagas import (
     Choice,
     CommandToSend,
     Compensation,
+    Delay,
     Incoming,
     Parallel,
     Retry,
@@ -108,6 +109,14 @@ def pick_other(data: Data) -> str:
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def in_two_seconds(data: Data, now: datetime) -> datetime:
+    return now + timedelta(seconds=2)
+
+
+def long_ago(data: Data, now: datetime) -> datetime:
+    return T0 - timedelta(days=1)  # already passed: go on at once
+
+
 @st.composite
 def definitions(draw: st.DrawFn) -> SagaDefinition:
     slots = iter(range(MAX_STEPS))
@@ -133,6 +142,7 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
             timeout=timedelta(seconds=draw(st.integers(1, 5))),
             max_attempts=draw(st.integers(1, 3)),
             when=draw(st.sampled_from([None, None, always, never])),
+            not_before=draw(st.sampled_from([None, None, None, in_two_seconds, long_ago])),
         )
 
     def wait(i: int) -> Wait:
@@ -153,7 +163,7 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
         return out
 
     for _ in range(draw(st.integers(1, 5))):
-        kind = draw(st.sampled_from(["step", "step", "group", "wait", "choice"]))
+        kind = draw(st.sampled_from(["step", "step", "group", "wait", "choice", "delay"]))
         i = next(slots, None)
         if i is None:
             break
@@ -161,6 +171,9 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
             stages.append(step(i))
         elif kind == "wait":
             stages.append(wait(i))
+        elif kind == "delay":
+            until = draw(st.sampled_from([in_two_seconds, long_ago]))
+            stages.append(Delay(f"s{i}", until=until, when=draw(st.sampled_from([None, never]))))
         elif kind == "choice":
             branches = {"a": [step(i)], "b": path()}
             by = draw(st.sampled_from([pick_a, pick_b, pick_other]))
@@ -376,6 +389,10 @@ def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject
         event("re-sent a command")
     if any(h.event == "late_reply" for h in w.s.history):
         event("noted a late reply")
+    if any(h.event == "scheduled" for h in w.s.history):
+        event("held a step until its not_before")
+    if any(h.event == "completed" and h.detail == "the time came" for h in w.s.history):
+        event("a delay's timer fired")
     check_outcome(w)
     check_early_signals(w)
     check_replay(w)

@@ -14,6 +14,7 @@ PURE = [
     "effects",
     "core",
     "run",
+    "draft",
     "versions",
     "render",
     "operations",
