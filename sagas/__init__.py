@@ -17,6 +17,7 @@ from sagas.core import decide, start
 from sagas.definition import (
     Choice,
     Compensation,
+    Deadline,
     Delay,
     Parallel,
     SagaDefinition,
@@ -37,6 +38,7 @@ __all__ = [
     "Choice",
     "CommandToSend",
     "Compensation",
+    "Deadline",
     "Delay",
     "HistoryEntry",
     "Incoming",

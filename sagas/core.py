@@ -70,6 +70,8 @@ def start(
         history=[HistoryEntry(at=now, event="started", detail=f"{trigger.bus_type} {message_id}")],
     )
     run = Run(definition, state, now, fresh=True)
+    if definition.deadline is not None:
+        run.set_deadline(definition.deadline)
     run.advance()
     return run.transition()
 
@@ -101,6 +103,12 @@ def decide(
             run = Run(definition, _private_copy(state), now)
             run.note_late_reply(late, trigger)
             return run.transition()
+    if isinstance(trigger, TimerFired) and trigger.timer_id == state.deadline_timer:
+        if state.terminal or definition.deadline is None:
+            return unchanged
+        run = Run(definition, _private_copy(state), now)  # late in any live status
+        run.on_deadline(definition.deadline)
+        return run.transition()
     if state.status != SagaStatus.RUNNING and state.status != SagaStatus.COMPENSATING:
         return unchanged  # terminal or parked: only Retry moves a parked instance
     if isinstance(trigger, Cancel):

@@ -42,6 +42,7 @@ from bus import Command, DefinitionError, Event, Message
 __all__ = [
     "Choice",
     "Compensation",
+    "Deadline",
     "Delay",
     "Parallel",
     "SagaDefinition",
@@ -279,6 +280,47 @@ class Delay:
     when: Predicate | None = None
 
 
+@dataclass(frozen=True, slots=True, init=False)
+class Deadline:
+    """When a whole saga is late, and what happens then.
+
+    Example::
+
+        def start_day(data: Hire, now: datetime) -> datetime:
+            return datetime.combine(data.start_date, time(9), UTC)
+
+        SagaDefinition(..., deadline=Deadline(at=start_day, escalate=NotifyLateOnboarding))
+
+    ``at`` is computed from the data when the saga starts (``now`` = its start); a durable
+    timer fires then. If the saga has not ended, it is marked ``late`` (state, timeline,
+    ``bus sagas list`` data, ``bus_sagas_late_total``), the ``escalate`` command is sent
+    once (no reply awaited), and - only with ``compensate=True`` - a running saga stops and
+    undoes what completed (cause ``deadline``). Otherwise it goes on, late.
+    """
+
+    #: ``(data, now) -> datetime`` (timezone-aware), a *named* function.
+    at: Schedule
+    #: The command sent when the deadline passes (None: only the flag and the metric).
+    escalate: type[Command] | None
+    #: Builds it from the saga data; default: its fields taken by name from the data.
+    build: Builder | None
+    #: True: a running saga compensates when late; False (default): it goes on.
+    compensate: bool
+
+    def __init__(
+        self,
+        *,
+        at: Schedule,
+        escalate: type[Command] | None = None,
+        build: Builder | None = None,
+        compensate: bool = False,
+    ) -> None:
+        object.__setattr__(self, "at", at)
+        object.__setattr__(self, "escalate", escalate)
+        object.__setattr__(self, "build", build)
+        object.__setattr__(self, "compensate", compensate)
+
+
 #: What a stage holds and the state tracks: a step, a wait or a delay.
 Member = Step | Wait | Delay
 #: A stage a :class:`Choice`'s branch may hold (choices do not nest).
@@ -370,6 +412,8 @@ class SagaDefinition:
     stages: Sequence[Stage]
     #: Events that cancel a running instance (what completed is compensated).
     cancel_on: Sequence[type[Event]] = ()
+    #: When the whole saga is late, and what then (None: never late).
+    deadline: Deadline | None = None
     #: Step name -> step, built once (members of parallel groups included).
     steps: dict[str, Member] = field(init=False, repr=False, compare=False)
 
@@ -422,6 +466,8 @@ class SagaDefinition:
                 out.setdefault(s.command.bus_type, s.command)
                 if s.compensation is not None:
                     out.setdefault(s.compensation.command.bus_type, s.compensation.command)
+        if self.deadline is not None and self.deadline.escalate is not None:
+            out.setdefault(self.deadline.escalate.bus_type, self.deadline.escalate)
         return tuple(out.values())
 
     def awaited_types(self) -> dict[str, str]:

@@ -54,6 +54,9 @@ class Draft:
     def transition(self) -> Transition:
         if not self.noted_only:
             self.s.updated_at = self.now
+        if self.s.terminal and self.s.deadline_timer is not None:
+            self.drop_timer(self.s.deadline_timer)  # ended in time: never late
+            self.s.deadline_timer = None
         return Transition(self.s, tuple(self.commands), tuple(self.timers), tuple(self.cancelled))
 
     # -- data, history, timers ---------------------------------------------------------
@@ -92,6 +95,14 @@ class Draft:
         st.timer_at = at
         self.timers.append(TimerToSet(st.timer_id, self.s.saga_id, at))
 
+    def drop_timer(self, timer: str) -> None:
+        """Cancel ``timer``; one set in this very transition is just not set (a store
+        cancels before it sets, so both in one write would leave it set)."""
+        kept = [t for t in self.timers if t.id != timer]
+        if len(kept) == len(self.timers):
+            self.cancelled.append(timer)
+        self.timers = kept
+
     def disarm(self, st: StepState) -> None:
         st = self.own(st.name)
         if st.timer_id is not None:
@@ -101,7 +112,7 @@ class Draft:
 
     # -- sending -----------------------------------------------------------------------
 
-    def _command(self, cls: type[Any], build: Any) -> Any:
+    def command_of(self, cls: type[Any], build: Any) -> Any:
         if build is not None:
             return build(self.data)
         data = self.data
@@ -142,7 +153,7 @@ class Draft:
         st.status = StepStatus.RUNNING
         st.started_at = st.started_at or self.now
         st.attempts += 1
-        message = self._command(spec.command, spec.build)
+        message = self.command_of(spec.command, spec.build)
         self._send(st, "action", st.attempts, message, spec.timeout, after_timeout=after_timeout)
 
     def send_compensation(self, st: StepState, *, after_timeout: bool = False) -> None:
@@ -150,7 +161,7 @@ class Draft:
         st = self.own(st.name)
         st.status = StepStatus.COMPENSATING
         st.compensation_attempts += 1
-        message = self._command(c.command, c.build)
+        message = self.command_of(c.command, c.build)
         attempt = st.compensation_attempts
         self._send(st, "compensation", attempt, message, c.timeout, after_timeout=after_timeout)
 

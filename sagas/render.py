@@ -82,6 +82,11 @@ def render_mermaid(definition: SagaDefinition, *, taken: Mapping[str, str] | Non
     out.append("    note right of completed")
     out.append(f"        {cancel} while running: in-flight steps settle,")
     out.append("        then completed steps are undone, then cancelled")
+    if d.deadline is not None:
+        dl = d.deadline
+        then = f"sends {dl.escalate.__name__}, " if dl.escalate else ""
+        then += "compensates" if dl.compensate else "goes on"
+        out.append(f"        late after {dl.at.__name__}: {then}")
     out.append("    end note")
     for end in ("completed", "compensated", "failed", "cancelled"):
         out.append(f"    {end} --> [*]")

@@ -16,14 +16,23 @@ Example::
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from bus import ConfigError
-from sagas.definition import Choice, Delay, Member, PathStage, Schedule, Step, Wait
+from sagas.definition import Choice, Deadline, Delay, Member, PathStage, Schedule, Step, Wait
 from sagas.draft import BUSY, Draft, compensable, compensation, members
+from sagas.effects import CommandToSend, TimerToSet, command_id, timer_id
 from sagas.state import SagaStatus, StepState, StepStatus
 from sagas.triggers import Incoming
 
-__all__ = ["Run", "members"]
+__all__ = ["SAGA_TIMERS", "Run", "members"]
+
+#: The "step" name of the saga's own timers and commands (its deadline, the escalation):
+#: not a valid step name, so it never collides with one.
+SAGA_TIMERS = "_saga"
+
+#: What started compensation (``SagaState.cause``).
+Cause = Literal["failure", "cancel", "deadline"]
 
 
 class Run(Draft):
@@ -293,12 +302,36 @@ class Run(Draft):
         self.log("late_reply", name, f"{incoming.type} {incoming.message_id}: {what}")
         self.noted_only = True
 
+    # -- the saga's deadline ------------------------------------------------------------
+
+    def set_deadline(self, deadline: Deadline) -> None:
+        at = self.time_of(deadline.at, "deadline")
+        self.s.deadline_at = at
+        self.s.deadline_timer = timer_id(self.s.saga_id, SAGA_TIMERS, "deadline", 1)
+        self.timers.append(TimerToSet(self.s.deadline_timer, self.s.saga_id, at))
+        self.log("deadline", detail=f"late after {at:%Y-%m-%dT%H:%M:%SZ} ({deadline.at.__name__})")
+
+    def on_deadline(self, deadline: Deadline) -> None:
+        """The saga is late: flag it, escalate once, and compensate only if told to."""
+        self.s.deadline_timer = None  # it fired
+        self.s.late = True
+        at = self.s.deadline_at or self.now
+        why = f"deadline {at:%Y-%m-%dT%H:%M:%SZ} passed while {self.s.status.value}"
+        self.log("late", detail=why)
+        if deadline.escalate is not None:
+            message = self.command_of(deadline.escalate, deadline.build)
+            cid = command_id(self.s.saga_id, SAGA_TIMERS, "escalation", 1)
+            self.commands.append(CommandToSend(cid, SAGA_TIMERS, message, "escalation", 1, cid))
+            self.log("escalated", detail=f"{message.bus_type} id {cid}")
+        if deadline.compensate and self.s.status == SagaStatus.RUNNING:
+            self.unwind("deadline", why)
+
     # -- undoing -----------------------------------------------------------------------
 
-    def unwind(self, cause: str, reason: str) -> None:
+    def unwind(self, cause: Cause, reason: str) -> None:
         """Stop going forward; compensate once the steps in flight settle."""
         self.s.status = SagaStatus.COMPENSATING
-        self.s.cause = "cancel" if cause == "cancel" else "failure"
+        self.s.cause = cause
         self.s.reason = reason
         self.log("cancelling" if cause == "cancel" else "compensating", detail=reason)
         for st in self.s.steps.values():

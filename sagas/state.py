@@ -179,12 +179,18 @@ class SagaState:
     reason: str | None = None
     #: Why the saga needs attention (None otherwise); a retry clears it.
     attention: str | None = None
-    #: What started compensation: a step's failure or a cancel.
-    cause: Literal["failure", "cancel"] | None = None
+    #: What started compensation: a step's failure, a cancel, or the saga's deadline.
+    cause: Literal["failure", "cancel", "deadline"] | None = None
     #: The status to go back to when a needs_attention instance is retried.
     resume_status: SagaStatus | None = None
     #: Completions so far (source of StepState.completed_seq).
     completions: int = 0
+    #: When the saga's deadline passes (None: its definition has none).
+    deadline_at: datetime | None = None
+    #: The deadline's timer while armed (cancelled when the saga ends first).
+    deadline_timer: str | None = None
+    #: The deadline passed before the saga ended (it stays true).
+    late: bool = False
     #: Events for waits not yet started, in arrival order (applied when the wait starts;
     #: replaced, never changed in place, by the core).
     early: list[EarlySignal] = field(default_factory=list)

@@ -103,7 +103,7 @@ def format_table(states: Sequence[SagaState]) -> str:
         rows.append(
             (
                 s.saga_id,
-                s.status.value,
+                s.status.value + (" (late)" if s.late else ""),
                 " ".join(f"{n} {status}" for status, n in counts.items()),
                 f"{s.started_at:%Y-%m-%d %H:%M:%S}",
                 format_duration(s.updated_at - s.started_at),

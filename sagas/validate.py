@@ -131,6 +131,14 @@ def problems_of(d: SagaDefinition) -> list[str]:
     problems += _callable_problems("start", d.start, named=False)
     for t in d.cancel_on:
         problems += _type_problems("cancel_on", t, Event)
+    if d.deadline is not None:
+        dl = d.deadline
+        problems += _callable_problems("deadline at", dl.at, named=True)
+        if dl.escalate is not None:
+            problems += _type_problems("deadline escalate", dl.escalate, Command)
+            if dl.build is None and isinstance(d.data, type):
+                problems += _build_problems("deadline escalate", dl.escalate, d.data)
+        problems += _callable_problems("deadline build", dl.build, named=False)
     if not d.stages:
         problems.append("no stages: a saga needs at least one Step, Parallel or Wait")
     names: list[str] = []

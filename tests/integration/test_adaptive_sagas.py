@@ -14,9 +14,19 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from bus import Command, Event, Registry
-from sagas import Choice, Compensation, Delay, SagaDefinition, SagaStatus, Step, Wait
-from sagas.stores import SagaStore, store_from_url
+from bus import Command, Event, Metrics, Registry
+from sagas import (
+    Choice,
+    Compensation,
+    Deadline,
+    Delay,
+    SagaDefinition,
+    SagaStatus,
+    Step,
+    Wait,
+)
+from sagas.metrics import SagaMetrics
+from sagas.stores import SagaQuery, SagaStore, store_from_url
 from sagas.testing import SagaTestKit
 
 REG = Registry()
@@ -306,3 +316,50 @@ async def test_a_delay_and_a_held_step_fire_on_time_across_restarts(
         await kit.reply(Notified(), saga_id=saga)
         await kit.drain()
         assert await kit.status(saga) == SagaStatus.COMPLETED
+
+
+class Escalate(
+    Command, type="test.adapt.escalate.v1", topic="adapt.commands", key="who", registry=REG
+):
+    who: str
+
+
+def start_day_nine(data: Dated, now: datetime) -> datetime:
+    return datetime.combine(datetime(2026, 5, data.start_day).date(), time(9), UTC)
+
+
+DEADLINED = SagaDefinition(
+    name="adapt_deadline",
+    version=1,
+    trigger=Hired,
+    correlation_key="who",
+    data=Dated,
+    start=dated,
+    stages=[Wait("approval", event=Approved, deadline=timedelta(days=30))],
+    deadline=Deadline(at=start_day_nine, escalate=Escalate),
+)
+
+
+async def test_a_late_saga_escalates_once_is_listed_late_and_counted_across_a_restart(
+    open_store: Callable[[], SagaStore],
+) -> None:
+    saga = "adapt_deadline:di"
+    async with SagaTestKit(DEADLINED, store=open_store(), start=T0) as kit:
+        await kit.publish(Hired(who="di"))
+        await kit.drain()
+        assert not (await kit.state(saga)).late
+    metrics = Metrics()
+    later = T0 + timedelta(days=16)  # May 20, 09:00: the deadline is due
+    observer = SagaMetrics(metrics)
+    async with SagaTestKit(DEADLINED, store=open_store(), start=later, observer=observer) as kit:
+        await kit.drain()
+        await kit.advance(timedelta(hours=1))  # nothing more: escalated once
+        assert kit.commands() == [Escalate(who="di")]
+        [listed] = await kit.store.list_sagas(SagaQuery(name="adapt_deadline"))
+        assert listed.to_dict(history=False)["late"] is True  # bus sagas list --json
+        assert listed.status == SagaStatus.RUNNING  # not told to compensate: goes on
+        assert metrics.sample("bus_sagas_late_total", {"saga": "adapt_deadline"}) == 1
+        await kit.publish(Approved(who="di"))
+        await kit.drain()
+        state = await kit.state(saga)
+        assert (state.status, state.late) == (SagaStatus.COMPLETED, True)

@@ -29,6 +29,7 @@ from sagas import (
     Choice,
     CommandToSend,
     Compensation,
+    Deadline,
     Delay,
     Incoming,
     Parallel,
@@ -113,6 +114,14 @@ def in_two_seconds(data: Data, now: datetime) -> datetime:
     return now + timedelta(seconds=2)
 
 
+def in_five_seconds(data: Data, now: datetime) -> datetime:
+    return now + timedelta(seconds=5)
+
+
+class Escalate(Command, type="test.saga.escalate.v1", topic="t.x", registry=REGISTRY):
+    id: str
+
+
 def long_ago(data: Data, now: datetime) -> datetime:
     return T0 - timedelta(days=1)  # already passed: go on at once
 
@@ -186,6 +195,10 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
                     members.append(step(j))
             when = draw(st.sampled_from([None, None, never]))
             stages.append(Parallel(f"g{i}", steps=members, when=when))
+    deadline = None
+    if draw(st.integers(0, 2)) == 0:
+        escalate = draw(st.sampled_from([None, Escalate]))
+        deadline = Deadline(at=in_five_seconds, escalate=escalate, compensate=draw(st.booleans()))
     return SagaDefinition(
         name="prop",
         version=1,
@@ -195,6 +208,7 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
         start=lambda e: Data(id=e.id),
         stages=stages,
         cancel_on=[Stop],
+        deadline=deadline,
     )
 
 
@@ -224,7 +238,7 @@ class World:
 
     def absorb(self, t: Transition) -> None:
         self.t = t
-        self.outstanding += t.commands
+        self.outstanding += [c for c in t.commands if c.kind != "escalation"]  # no reply
         self.sent += t.commands
         for timer in t.timers_to_set:
             self.timers[timer.id] = timer.at
@@ -296,8 +310,13 @@ class World:
             for s in self.s.steps.values()
         )
         active = self.s.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
-        self.feed(TimerFired(timer), must_not_change=not (armed and active))
+        # the saga's deadline counts in any live status (late while parked, too)
+        late = timer == self.s.deadline_timer and not self.s.terminal
+        self.feed(TimerFired(timer), must_not_change=not ((armed and active) or late))
         self.fired.append(timer)
+        if late:
+            assert self.s.late
+            assert self.s.deadline_timer is None
 
     def drain_step(self, ok: bool) -> None:
         """Drive towards the end: retry, answer compensations (``ok``), fire timers."""
@@ -446,11 +465,15 @@ def check_outcome(w: World) -> None:
             assert s.cause == "cancel"
         elif s.status == SagaStatus.COMPENSATED:
             assert expected
-            assert s.cause == "failure"
+            assert s.cause in ("failure", "deadline")
         else:
             assert s.status == SagaStatus.FAILED
             assert not expected
-            assert s.cause == "failure"
+            assert s.cause in ("failure", "deadline")
+        if s.cause == "deadline":  # only where the definition says so
+            assert d.deadline is not None
+            assert d.deadline.compensate
+            assert s.late
         if s.cause == "failure":  # a step failed, or ran out of attempts and was undone
             assert any(x.status == StepStatus.FAILED or x.uncertain for x in steps.values())
         # a step out of attempts may have taken effect: compensated like a completed one
@@ -464,6 +487,15 @@ def check_outcome(w: World) -> None:
     )
     ids = [c.id for c in w.sent]
     assert len(ids) == len(set(ids))
+    # The deadline: late at most once, escalated once if late and told to; never armed
+    # once ended
+    lates = [h for h in s.history if h.event == "late"]
+    assert len(lates) == int(s.late)
+    escalations = [c for c in w.sent if c.kind == "escalation"]
+    assert len(escalations) == (int(s.late) if d.deadline and d.deadline.escalate else 0)
+    assert s.deadline_timer is None
+    if s.late:
+        event("late")
     # Choices: only the path taken ever ran (so only it is undone)
     for stage in d.stages:
         if isinstance(stage, Choice):

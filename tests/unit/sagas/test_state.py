@@ -52,6 +52,9 @@ def every_field_set() -> SagaState:
         cause="failure",
         resume_status=SagaStatus.COMPENSATING,
         completions=5,
+        deadline_at=T0 + timedelta(days=3),
+        deadline_timer="onboarding:e-1/_saga/deadline/1",
+        late=True,
         early=[
             EarlySignal(
                 step="approval",
@@ -144,12 +147,14 @@ def test_the_json_is_what_the_pydantic_models_wrote() -> None:
         '"history":[{"at":"2026-03-01T09:00:00Z","event":"started","step":null,"detail":""}]}'
     )
     # steps gained idempotency_key (re-sends after a reply timeout) and uncertain, the state
-    # early (kept signals), substage and branches (choices); rows without them still read
+    # early (kept signals), substage and branches (choices), deadline_at, deadline_timer and
+    # late (the saga's deadline); rows without them still read
     assert state.to_json() == written.replace(
         '"error":null}', '"error":null,"idempotency_key":null,"uncertain":false}'
-    ).replace('"completions":0,', '"completions":0,"early":[],').replace(
-        '"stage":0,', '"stage":0,"substage":0,"branches":{},'
-    )
+    ).replace(
+        '"completions":0,',
+        '"completions":0,"deadline_at":null,"deadline_timer":null,"late":false,"early":[],',
+    ).replace('"stage":0,', '"stage":0,"substage":0,"branches":{},')
     assert SagaState.from_json(written) == state
 
 
