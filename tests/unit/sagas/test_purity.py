@@ -8,6 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 PURE = [
     "definition",
+    "stages",
     "validate",
     "state",
     "triggers",
