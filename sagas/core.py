@@ -111,6 +111,16 @@ def decide(
         return run.transition()
     if state.status != SagaStatus.RUNNING and state.status != SagaStatus.COMPENSATING:
         return unchanged  # terminal or parked: only Retry moves a parked instance
+    return _decide_live(definition, state, trigger, now)
+
+
+def _decide_live(
+    definition: SagaDefinition, state: SagaState, trigger: Trigger, now: datetime
+) -> Transition:
+    """:func:`decide` for a running or compensating saga: a cancel, a timer or an event."""
+    unchanged = Transition(state=state, changed=False)
+    if isinstance(trigger, Retry):
+        return unchanged  # decide handled it
     if isinstance(trigger, Cancel):
         if state.status != SagaStatus.RUNNING:
             return unchanged
