@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from bus import Command, Event, Registry
@@ -155,3 +157,35 @@ def test_a_state_stored_before_early_signals_existed_still_reads() -> None:
     raw = _started().to_dict()
     del raw["early"]
     assert SagaState.from_dict(raw).early == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    order=st.permutations(["reply", "a-1", "a-2", "x-1"]),
+    dups=st.lists(st.sampled_from(["reply", "a-1", "a-2", "x-1"]), max_size=4),
+    stored=st.booleans(),
+)
+def test_the_first_approval_or_rejection_settles_the_wait_whatever_the_order(
+    order: list[str], dups: list[str], stored: bool
+) -> None:
+    """Replies, approvals and rejections in any order, some again: the wait is settled by
+    the first of its events to arrive (kept if early), exactly once, and never lost."""
+    events = {
+        "reply": _event(Opened(), "r-1"),
+        "a-1": _event(Approved(who="ada", by="first"), "a-1"),
+        "a-2": _event(Approved(who="ada", by="second"), "a-2"),
+        "x-1": _event(Rejected(who="ada"), "x-1"),
+    }
+    s = _started()
+    for name in [*order, *dups]:
+        s = decide(FLOW, s, events[name], T0).state
+        if stored:  # through the stores' JSON, as a coordinator restart would read it
+            s = SagaState.from_json(s.to_json())
+    first = next(n for n in order if n != "reply")
+    assert s.steps["approval"].reply_ids == [first]
+    assert s.early == []
+    if first == "x-1":
+        assert s.status == SagaStatus.COMPENSATING  # rejected: the account is undone
+    else:
+        assert s.status == SagaStatus.COMPLETED
+        assert s.data["approver"] == {"a-1": "first", "a-2": "second"}[first]
