@@ -14,7 +14,17 @@ Example::
 """
 
 from sagas.core import decide, start
-from sagas.definition import Compensation, Parallel, SagaDefinition, Stage, Step, Wait
+from sagas.definition import (
+    Choice,
+    Compensation,
+    Deadline,
+    Delay,
+    Parallel,
+    SagaDefinition,
+    Stage,
+    Step,
+    Wait,
+)
 from sagas.effects import CommandToSend, TimerToSet, Transition, command_id, timer_id
 from sagas.render import render_mermaid
 from sagas.state import TERMINAL, HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
@@ -25,8 +35,11 @@ __all__ = [
     "TERMINAL",
     "Cancel",
     "Catalog",
+    "Choice",
     "CommandToSend",
     "Compensation",
+    "Deadline",
+    "Delay",
     "HistoryEntry",
     "Incoming",
     "Parallel",

@@ -2,8 +2,9 @@
 
 A definition names its trigger event, its correlation key, a pydantic model for its data,
 and its stages, run in order. A stage is a :class:`Step` (send a command, await a reply),
-a :class:`Parallel` group of steps (all must succeed) or a :class:`Wait` for an external
-event until a deadline. Every stage may carry ``when=``, a *named* predicate on the saga
+a :class:`Parallel` group of steps (all must succeed), a :class:`Wait` for an external
+event until a deadline, or a :class:`Choice` of one path among several, picked by a named
+function of the data. Every stage may carry ``when=``, a *named* predicate on the saga
 data (its name labels the branch in the diagram)::
 
     def is_engineer(data: Onboarding) -> bool:
@@ -28,223 +29,51 @@ first message.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
 from bus import Command, DefinitionError, Event, Message
+from sagas.stages import (
+    NAME_PATTERN,
+    Choice,
+    Compensation,
+    Deadline,
+    Delay,
+    Member,
+    Parallel,
+    PathStage,
+    Schedule,
+    Stage,
+    Step,
+    Wait,
+    steps_of,
+)
 
+# The stage kinds live in sagas.stages; they are imported from here as well (one place to
+# import the DSL from).
 __all__ = [
+    "NAME_PATTERN",
+    "Choice",
     "Compensation",
+    "Deadline",
+    "Delay",
+    "Describe",
+    "Member",
     "Parallel",
+    "PathStage",
     "SagaDefinition",
+    "Schedule",
     "Stage",
     "Step",
     "Wait",
+    "awaited_by_step",
 ]
 
-#: What saga and step names look like (they name Mermaid states).
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
-
-#: Builds a command from the saga data (an instance of the definition's data model).
-Builder = Callable[[Any], Command]
-#: Returns the saga data updated by a reply event: ``(data, event) -> data``.
-Updater = Callable[[Any, Any], Any]
-#: A named predicate on the saga data; False skips the stage.
-Predicate = Callable[[Any], bool]
 #: ``(data, state) -> sentence``: an instance told in business terms (see :mod:`sagas.story`).
 Describe = Callable[[Any, Any], str]
-
-
-def _as_tuple(types: type[Event] | Sequence[type[Event]] | None) -> tuple[type[Event], ...]:
-    if types is None:
-        return ()
-    if isinstance(types, type):
-        return (types,)
-    return tuple(types)
-
-
-@dataclass(frozen=True, slots=True, init=False)
-class Compensation:
-    """The command that undoes a completed step, and the replies that confirm it.
-
-    Example::
-
-        Compensation(RevokeLicenses, success=LicensesRevoked, timeout=timedelta(minutes=1))
-
-    A failure reply or a timeout re-sends it, up to ``max_attempts`` sends in all; then the
-    saga goes to ``needs_attention`` (an operator fixes the cause and calls retry).
-    """
-
-    #: The compensation command class.
-    command: type[Command]
-    #: Builds the command from the saga data; default: the command's fields taken by name
-    #: from the saga data.
-    build: Builder | None
-    #: Reply events meaning "undone".
-    success: tuple[type[Event], ...]
-    #: Reply events meaning "could not undo" (re-sent like a timeout).
-    failure: tuple[type[Event], ...]
-    #: How long to wait for a reply before re-sending.
-    timeout: timedelta
-    #: Sends in all, first included (>= 1).
-    max_attempts: int
-
-    def __init__(
-        self,
-        command: type[Command],
-        *,
-        success: type[Event] | Sequence[type[Event]],
-        failure: type[Event] | Sequence[type[Event]] | None = None,
-        build: Builder | None = None,
-        timeout: timedelta = timedelta(minutes=1),
-        max_attempts: int = 3,
-    ) -> None:
-        object.__setattr__(self, "command", command)
-        object.__setattr__(self, "build", build)
-        object.__setattr__(self, "success", _as_tuple(success))
-        object.__setattr__(self, "failure", _as_tuple(failure))
-        object.__setattr__(self, "timeout", timeout)
-        object.__setattr__(self, "max_attempts", max_attempts)
-
-
-@dataclass(frozen=True, slots=True, init=False)
-class Step:
-    """Send a command built from the saga data; a reply event says how it went.
-
-    Example::
-
-        Step("assign_licenses", command=AssignLicenses, success=LicensesGranted,
-             failure=LicenseGrantFailed, update=remember_products,
-             compensation=Compensation(RevokeLicenses, success=LicensesRevoked),
-             timeout=timedelta(seconds=30), max_attempts=3)
-
-    Re-send policy: no reply within ``timeout`` re-sends the command with a *new* command
-    id (attempt n+1; the ids are deterministic from saga id, step and attempt) and the
-    first attempt's id as its ``idempotencykey`` (a dedup handler matches it), up to
-    ``max_attempts`` sends; then the step has failed and the saga compensates. A timeout
-    fires only once the inputs on the topics then are applied (``sagas/fence.py``). A failure
-    reply fails the step at once (it is a business answer, not a lost message).
-    """
-
-    #: Unique within the definition; lowercase ``snake_case`` (it names diagram states).
-    name: str
-    #: The command class sent.
-    command: type[Command]
-    #: Builds the command from the saga data; default: fields taken by name from the data.
-    build: Builder | None
-    #: Reply events meaning success (at least one).
-    success: tuple[type[Event], ...]
-    #: Reply events meaning failure.
-    failure: tuple[type[Event], ...]
-    #: ``(data, reply) -> data``: how a success reply updates the saga data; default none.
-    update: Updater | None
-    #: How to undo the step once completed; None when nothing needs undoing.
-    compensation: Compensation | None
-    #: How long to wait for a reply before re-sending.
-    timeout: timedelta
-    #: Sends in all, first included (>= 1).
-    max_attempts: int
-    #: A named predicate on the saga data; False skips the step.
-    when: Predicate | None
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        command: type[Command],
-        success: type[Event] | Sequence[type[Event]],
-        failure: type[Event] | Sequence[type[Event]] | None = None,
-        build: Builder | None = None,
-        update: Updater | None = None,
-        compensation: Compensation | None = None,
-        timeout: timedelta = timedelta(minutes=1),
-        max_attempts: int = 3,
-        when: Predicate | None = None,
-    ) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "command", command)
-        object.__setattr__(self, "build", build)
-        object.__setattr__(self, "success", _as_tuple(success))
-        object.__setattr__(self, "failure", _as_tuple(failure))
-        object.__setattr__(self, "update", update)
-        object.__setattr__(self, "compensation", compensation)
-        object.__setattr__(self, "timeout", timeout)
-        object.__setattr__(self, "max_attempts", max_attempts)
-        object.__setattr__(self, "when", when)
-
-
-@dataclass(frozen=True, slots=True)
-class Parallel:
-    """Steps sent together; the group succeeds when all succeed.
-
-    Example::
-
-        Parallel("access", steps=[assign_licenses, grant_repositories])
-
-    When one fails, the others still in flight are allowed to settle (reply or time out),
-    then every completed step - in this group and before it - is compensated in reverse
-    order of completion. Members may carry their own ``when=``.
-    """
-
-    #: Unique within the definition; lowercase ``snake_case``.
-    name: str
-    #: The member steps (plain :class:`Step` only).
-    steps: Sequence[Step]
-    #: A named predicate on the saga data; False skips the whole group.
-    when: Predicate | None = None
-
-
-@dataclass(frozen=True, slots=True, init=False)
-class Wait:
-    """Wait for an external event (a manager's approval) until a deadline.
-
-    Example::
-
-        Wait("manager_approval", event=AccessApproved, rejected=AccessRejected,
-             deadline=timedelta(days=3), when=is_privileged)
-
-    The awaited event reaches the saga by its correlation id or, for an event from outside
-    the saga, by the definition's correlation key field (the coordinator resolves it). A
-    rejection or the deadline fails the step and the saga compensates.
-    """
-
-    #: Unique within the definition; lowercase ``snake_case``.
-    name: str
-    #: Events meaning "go on".
-    event: tuple[type[Event], ...]
-    #: Events meaning "stop" (the saga compensates).
-    rejected: tuple[type[Event], ...]
-    #: How long to wait after the stage starts.
-    deadline: timedelta
-    #: ``(data, event) -> data`` for the go-on event; default none.
-    update: Updater | None
-    #: A named predicate on the saga data; False skips the wait.
-    when: Predicate | None
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        event: type[Event] | Sequence[type[Event]],
-        deadline: timedelta,
-        rejected: type[Event] | Sequence[type[Event]] | None = None,
-        update: Updater | None = None,
-        when: Predicate | None = None,
-    ) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "event", _as_tuple(event))
-        object.__setattr__(self, "rejected", _as_tuple(rejected))
-        object.__setattr__(self, "deadline", deadline)
-        object.__setattr__(self, "update", update)
-        object.__setattr__(self, "when", when)
-
-
-Stage = Step | Parallel | Wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,8 +105,10 @@ class SagaDefinition:
     #: and its :class:`~sagas.state.SagaState`, for ``bus sagas show`` and the demo; pure.
     #: None: :func:`sagas.story.story` tells the steps' outcomes instead.
     describe: Describe | None = None
+    #: When the whole saga is late, and what then (None: never late).
+    deadline: Deadline | None = None
     #: Step name -> step, built once (members of parallel groups included).
-    steps: dict[str, Step | Wait] = field(init=False, repr=False, compare=False)
+    steps: dict[str, Member] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -289,13 +120,16 @@ class SagaDefinition:
             raise DefinitionError(f"saga definition {self.name!r} v{self.version}", problems)
         object.__setattr__(self, "steps", {s.name: s for s in self.iter_steps()})
 
-    def iter_steps(self) -> Iterator[Step | Wait]:
-        """Every step and wait, in declaration order, members of groups included."""
+    def iter_steps(self) -> Iterator[Member]:
+        """Every step and wait, in declaration order, members of groups and the stages of
+        every branch of a choice included."""
         for stage in self.stages:
-            if isinstance(stage, Parallel):
-                yield from stage.steps
+            if isinstance(stage, Choice):
+                for _, path in stage.paths():
+                    for inner in path:
+                        yield from steps_of(inner)
             else:
-                yield stage
+                yield from steps_of(stage)
 
     def saga_id_for(self, message: Message) -> str:
         """The saga id of the instance ``message`` belongs to: ``<name>:<key value>``.
@@ -325,6 +159,8 @@ class SagaDefinition:
                 out.setdefault(s.command.bus_type, s.command)
                 if s.compensation is not None:
                     out.setdefault(s.compensation.command.bus_type, s.compensation.command)
+        if self.deadline is not None and self.deadline.escalate is not None:
+            out.setdefault(self.deadline.escalate.bus_type, self.deadline.escalate)
         return tuple(out.values())
 
     def awaited_types(self) -> dict[str, str]:
@@ -341,7 +177,7 @@ def awaited_by_step(d: SagaDefinition) -> Iterator[tuple[str, tuple[type[Event],
     for s in d.iter_steps():
         if isinstance(s, Wait):
             yield s.name, s.event + s.rejected
-        else:
+        elif isinstance(s, Step):
             yield s.name, s.success + s.failure
             if s.compensation is not None:
                 yield s.name, s.compensation.success + s.compensation.failure

@@ -28,7 +28,8 @@ from sagas.state import SagaState
 
 __all__ = ["CommandToSend", "TimerToSet", "Transition", "command_id", "timer_id"]
 
-CommandKind = Literal["action", "compensation"]
+#: ``escalation``: the command a saga's deadline sends (step ``_saga``, no reply awaited).
+CommandKind = Literal["action", "compensation", "escalation"]
 
 #: Namespace of saga command ids (uuid5): fixed forever, or ids would change on upgrade.
 _NAMESPACE = uuid.UUID("6f1c2a52-8f1e-4c1e-9a43-2b0b7f3e5d10")

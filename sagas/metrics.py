@@ -40,6 +40,9 @@ CATALOG: tuple[MetricSpec, ...] = (
                "Time from a saga's start to its terminal status."),
     MetricSpec("bus_saga_timeouts_total", "counter", ("saga", "step"),
                "Step deadlines that fired."),
+    MetricSpec("bus_sagas_late_total", "counter", ("saga",),
+               "Saga instances whose deadline (SagaDefinition deadline=) passed before they "
+               "ended."),
     MetricSpec("bus_outbox_backlog", "gauge", ("store",),
                "Outbox entries saved and not yet published by the relay."),
     MetricSpec("bus_outbox_oldest_age_seconds", "gauge", ("store",),
@@ -86,6 +89,7 @@ class SagaMetrics:
             spec["bus_saga_duration_seconds"], buckets=SAGA_DURATION_BUCKETS_S
         )
         self._timeouts = metrics.counter(spec["bus_saga_timeouts_total"])
+        self._late = metrics.counter(spec["bus_sagas_late_total"])
         self._backlog = metrics.gauge(spec["bus_outbox_backlog"])
         self._outbox_age = metrics.gauge(spec["bus_outbox_oldest_age_seconds"])
         self._store_waits = metrics.counter(spec["bus_saga_store_waits_total"])
@@ -112,6 +116,10 @@ class SagaMetrics:
 
     def saga_timeout_fired(self, saga: str, step: str) -> None:
         self._timeouts.labels(saga, step).inc()
+
+    def saga_late(self, saga: str) -> None:
+        """A saga instance's deadline passed before it ended."""
+        self._late.labels(saga).inc()
 
     def sagas_active(
         self, saga: str, by_state: Mapping[str, int], *, oldest_age_s: float = 0.0

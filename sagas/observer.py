@@ -37,6 +37,9 @@ class SagaObserver(Protocol):
 
     def saga_timeout_fired(self, saga: str, step: str) -> None: ...
 
+    def saga_late(self, saga: str) -> None:
+        """The saga's deadline passed before it ended (once per instance)."""
+
     def sagas_active(
         self, saga: str, by_state: Mapping[str, int], *, oldest_age_s: float = 0.0
     ) -> None:
@@ -66,6 +69,9 @@ class NoObserver:
         pass
 
     def saga_timeout_fired(self, saga: str, step: str) -> None:
+        pass
+
+    def saga_late(self, saga: str) -> None:
         pass
 
     def sagas_active(
@@ -103,6 +109,8 @@ def report_change(
     seen = 0 if before is None else len(before.history)
     timed_out: set[str] = set()
     for h in after.history[seen:]:
+        if h.event == "late":
+            observer.saga_late(name)
         outcome = _OUTCOMES.get(h.event)
         if h.step is None or outcome is None:
             continue

@@ -25,7 +25,15 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import TypeAdapter
 
-__all__ = ["TERMINAL", "HistoryEntry", "SagaState", "SagaStatus", "StepState", "StepStatus"]
+__all__ = [
+    "TERMINAL",
+    "EarlySignal",
+    "HistoryEntry",
+    "SagaState",
+    "SagaStatus",
+    "StepState",
+    "StepStatus",
+]
 
 T = TypeVar("T")
 
@@ -101,6 +109,9 @@ class StepState:
     #: The idempotency key of the command in flight: the id of the attempt that a chain
     #: of re-sends after reply timeouts began with (None: no command sent yet).
     idempotency_key: str | None = None
+    #: Out of attempts with no reply: it failed, yet one of its commands may have taken
+    #: effect, so it is compensated like a completed step (a late reply is recorded).
+    uncertain: bool = False
 
     def copy(self) -> StepState:
         """A copy whose id lists are its own (everything else in a step is immutable)."""
@@ -117,6 +128,26 @@ class HistoryEntry:
     event: str
     step: str | None = None
     detail: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class EarlySignal:
+    """An event for a :class:`~sagas.definition.Wait` that came before the saga reached it.
+
+    Kept in the saga's state (so every store keeps it, through crashes) and applied when
+    the wait starts; a second delivery of the same event id is not kept twice.
+    """
+
+    #: The wait it is for.
+    step: str
+    #: CloudEvents ``type`` and ``id`` of the event.
+    type: str
+    message_id: str
+    #: The event's ``model_dump(mode="json")`` (validated again when applied).
+    data: dict[str, Any]
+    #: When it came.
+    at: datetime
+    causation_id: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -140,16 +171,29 @@ class SagaState:
     steps: dict[str, StepState]
     #: Index of the stage being run.
     stage: int = 0
+    #: Within a :class:`~sagas.definition.Choice` being run: the index in the path taken.
+    substage: int = 0
+    #: Choice name -> the branch key it took (replaced, never changed in place).
+    branches: dict[str, str] = field(default_factory=dict)
     #: Why the saga is compensating or ended failed, compensated or cancelled.
     reason: str | None = None
     #: Why the saga needs attention (None otherwise); a retry clears it.
     attention: str | None = None
-    #: What started compensation: a step's failure or a cancel.
-    cause: Literal["failure", "cancel"] | None = None
+    #: What started compensation: a step's failure, a cancel, or the saga's deadline.
+    cause: Literal["failure", "cancel", "deadline"] | None = None
     #: The status to go back to when a needs_attention instance is retried.
     resume_status: SagaStatus | None = None
     #: Completions so far (source of StepState.completed_seq).
     completions: int = 0
+    #: When the saga's deadline passes (None: its definition has none).
+    deadline_at: datetime | None = None
+    #: The deadline's timer while armed (cancelled when the saga ends first).
+    deadline_timer: str | None = None
+    #: The deadline passed before the saga ended (it stays true).
+    late: bool = False
+    #: Events for waits not yet started, in arrival order (applied when the wait starts;
+    #: replaced, never changed in place, by the core).
+    early: list[EarlySignal] = field(default_factory=list)
     #: Id of the trigger message.
     trigger_id: str
     started_at: datetime
@@ -244,14 +288,17 @@ _copy_step = _copier(StepState, own={"command_ids": "list", "reply_ids": "list"}
 _private_copy = _copier(SagaState, own={"steps": "dict", "history": "list"})
 _step_fields = _dumper(StepState)
 _history_fields = _dumper(HistoryEntry)
+_signal_fields = _dumper(EarlySignal)
 _state_fields = _dumper(
     SagaState,
     nested={
         "steps": "{name: step(st) for name, st in o.steps.items()}",
+        "early": "[signal(e) for e in o.early]",
         "history": "[entry(h) for h in o.history]",
     },
     step=_step_fields,
     entry=_history_fields,
+    signal=_signal_fields,
 )
 
 _ADAPTER: TypeAdapter[SagaState] = TypeAdapter(SagaState)

@@ -137,7 +137,7 @@ def format_table(states: Sequence[SagaState], *, now: datetime) -> str:
         rows.append(
             (
                 s.saga_id,
-                s.status.value,
+                s.status.value + (" (late)" if s.late else ""),
                 " ".join(f"{n} {status}" for status, n in counts.items()),
                 f"{s.started_at:%Y-%m-%d %H:%M:%S}",
                 format_duration(age(s, now)),

@@ -15,7 +15,16 @@ from datetime import timedelta
 from pydantic import BaseModel
 
 from bus import Command, Event, Message
-from sagas.definition import NAME_PATTERN, Parallel, SagaDefinition, Step, Wait, awaited_by_step
+from sagas.definition import (
+    NAME_PATTERN,
+    Choice,
+    Delay,
+    Parallel,
+    SagaDefinition,
+    Step,
+    Wait,
+    awaited_by_step,
+)
 
 __all__ = ["problems_of"]
 
@@ -70,6 +79,7 @@ def _step_problems(s: Step, data: type[BaseModel]) -> list[str]:
     problems += _callable_problems(f"{where} build", s.build, named=False)
     problems += _callable_problems(f"{where} update", s.update, named=False)
     problems += _callable_problems(f"{where} when", s.when, named=True)
+    problems += _callable_problems(f"{where} not_before", s.not_before, named=True)
     if s.timeout <= timedelta(0):
         problems.append(f"{where}: timeout must be positive, got {s.timeout}")
     if s.max_attempts < 1:
@@ -121,30 +131,22 @@ def problems_of(d: SagaDefinition) -> list[str]:
     problems += _callable_problems("start", d.start, named=False)
     for t in d.cancel_on:
         problems += _type_problems("cancel_on", t, Event)
+    if d.deadline is not None:
+        dl = d.deadline
+        problems += _callable_problems("deadline at", dl.at, named=True)
+        if dl.escalate is not None:
+            problems += _type_problems("deadline escalate", dl.escalate, Command)
+            if dl.build is None and isinstance(d.data, type):
+                problems += _build_problems("deadline escalate", dl.escalate, d.data)
+        problems += _callable_problems("deadline build", dl.build, named=False)
     if not d.stages:
         problems.append("no stages: a saga needs at least one Step, Parallel or Wait")
     names: list[str] = []
     for stage in d.stages:
-        names.append(stage.name)
-        if isinstance(stage, Parallel):
-            problems += _callable_problems(f"group {stage.name!r} when", stage.when, named=True)
-            if not stage.steps:
-                problems.append(f"group {stage.name!r}: no steps")
-            for member in stage.steps:
-                if not isinstance(member, Step):
-                    problems.append(
-                        f"group {stage.name!r}: {member!r} is not a Step "
-                        "(waits and groups cannot nest in a group)"
-                    )
-                    continue
-                names.append(member.name)
-                problems += _step_problems(member, d.data)
-        elif isinstance(stage, Step):
-            problems += _step_problems(stage, d.data)
-        elif isinstance(stage, Wait):
-            problems += _wait_problems(stage)
+        if isinstance(stage, Choice):
+            problems += _choice_problems(stage, d, names)
         else:
-            problems.append(f"stage {stage!r} is not a Step, Parallel or Wait")
+            problems += _stage_problems(stage, d, names)
     for n in names:
         if not isinstance(n, str) or not NAME_PATTERN.match(n):
             problems.append(f"step name {n!r} must be lowercase snake_case")
@@ -152,6 +154,62 @@ def problems_of(d: SagaDefinition) -> list[str]:
         problems.append(f"step name {n!r} is used {names.count(n)} times; names must be unique")
     problems += _ambiguity_problems(d)
     problems += _routing_problems(d)
+    return problems
+
+
+def _stage_problems(stage: object, d: SagaDefinition, names: list[str]) -> list[str]:
+    """The problems of one stage (not a choice); its names are added to ``names``."""
+    problems: list[str] = []
+    if isinstance(stage, Parallel):
+        names.append(stage.name)
+        problems += _callable_problems(f"group {stage.name!r} when", stage.when, named=True)
+        if not stage.steps:
+            problems.append(f"group {stage.name!r}: no steps")
+        for member in stage.steps:
+            if not isinstance(member, Step):
+                problems.append(
+                    f"group {stage.name!r}: {member!r} is not a Step "
+                    "(waits and groups cannot nest in a group)"
+                )
+                continue
+            names.append(member.name)
+            problems += _step_problems(member, d.data)
+    elif isinstance(stage, Step):
+        names.append(stage.name)
+        problems += _step_problems(stage, d.data)
+    elif isinstance(stage, Wait):
+        names.append(stage.name)
+        problems += _wait_problems(stage)
+    elif isinstance(stage, Delay):
+        names.append(stage.name)
+        where = f"delay {stage.name!r}"
+        if stage.until is None:
+            problems.append(f"{where}: no until=; pass a named (data, now) -> datetime")
+        problems += _callable_problems(f"{where} until", stage.until, named=True)
+        problems += _callable_problems(f"{where} when", stage.when, named=True)
+    else:
+        problems.append(f"stage {stage!r} is not a Step, Parallel, Wait, Delay or Choice")
+    return problems
+
+
+def _choice_problems(c: Choice, d: SagaDefinition, names: list[str]) -> list[str]:
+    where = f"choice {c.name!r}"
+    names.append(c.name)
+    problems = _callable_problems(f"{where} by", c.by, named=True)
+    problems += _callable_problems(f"{where} when", c.when, named=True)
+    if c.by is None:
+        problems.append(f"{where}: no by=; pass a named function of the data")
+    if not c.branches:
+        problems.append(f"{where}: no branches; pass branches={{key: [stages]}}")
+    for key, path in c.paths():
+        label = f"{where} default" if key is None else f"{where} branch {key!r}"
+        if key is not None and not (isinstance(key, str) and key):
+            problems.append(f"{label}: branch keys must be non-empty strings")
+        for stage in path:
+            if isinstance(stage, Choice):
+                problems.append(f"{label}: choice {stage.name!r} cannot nest in a choice")
+                continue
+            problems += _stage_problems(stage, d, names)
     return problems
 
 

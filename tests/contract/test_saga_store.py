@@ -17,7 +17,7 @@ import pytest
 
 from bus import OutgoingRecord
 from sagas import SagaState, SagaStatus, TimerToSet
-from sagas.state import TERMINAL
+from sagas.state import TERMINAL, EarlySignal, StepState, StepStatus
 from sagas.stores import (
     ControlRequest,
     MemorySagaStore,
@@ -128,6 +128,32 @@ async def test_a_new_saga_is_stored_at_revision_1_and_loads_equal(backend: Backe
     assert stored is not None
     assert stored.revision == 1
     assert stored.state == state()
+
+
+async def test_what_adaptive_sagas_keep_in_the_state_survives_reopening_the_store(
+    durable_backend: Backend,
+) -> None:
+    # early signals, the branches taken, the deadline and late flag, uncertain steps: all in
+    # the state column, so no schema change; a reopened store (a restart) reads them back
+    adaptive = replace(
+        state(),
+        steps={"s": StepState(name="s", uncertain=True, status=StepStatus.COMPENSATING)},
+        substage=1,
+        branches={"payroll": "de"},
+        deadline_at=T0 + timedelta(days=3),
+        deadline_timer="demo:1/_saga/deadline/1",
+        late=True,
+        early=[
+            EarlySignal(step="approval", type="hr.ok.v1", message_id="a-1", data={"by": "g"}, at=T0)
+        ],
+    )
+    store = await durable_backend.store()
+    await store.save(SagaWrite(adaptive, 0))
+    await store.close()
+    reopened = await durable_backend.store()
+    stored = await reopened.load("demo:1")
+    assert stored is not None
+    assert stored.state == adaptive
 
 
 async def test_starting_a_saga_twice_conflicts_and_keeps_the_first(backend: Backend) -> None:

@@ -106,7 +106,7 @@ def begun() -> Transition:
     return start(SHOP, Ordered(order="o-1"), message_id="m-0", now=T0)
 
 
-def test_a_timeout_resends_with_a_new_deterministic_id_then_fails_the_step() -> None:
+def test_a_timeout_resends_with_a_new_deterministic_id_then_fails_the_step_and_undoes_it() -> None:
     t = begun()
     first = t.commands[0]
     assert first.id == command_id("shop:o-1", "reserve", "action", 1)
@@ -117,8 +117,14 @@ def test_a_timeout_resends_with_a_new_deterministic_id_then_fails_the_step() -> 
     assert (again.attempt, again.message) == (2, first.message)
     assert again.id == command_id("shop:o-1", "reserve", "action", 2) != first.id
     t = decide(SHOP, t.state, TimerFired(t.timers_to_set[0].id), timer.at + timedelta(seconds=10))
-    assert t.state.status == SagaStatus.FAILED
     assert "no reply after 2 attempt(s)" in (t.state.reason or "")
+    # out of attempts, yet one of them may have reserved: it is undone (uncertain)
+    assert t.state.steps["reserve"].uncertain
+    assert t.state.status == SagaStatus.COMPENSATING
+    assert [c.message for c in t.commands] == [Release(order="o-1")]
+    t = decide(SHOP, t.state, msg(t, Released(), "r-1"), timer.at + timedelta(seconds=11))
+    assert t.state.status == SagaStatus.COMPENSATED
+    assert ("failed", "reserve") in [(h.event, h.step) for h in t.state.history]
 
 
 def test_a_reply_to_an_earlier_attempt_is_accepted_and_its_timer_superseded() -> None:

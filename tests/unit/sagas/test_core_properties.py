@@ -26,8 +26,11 @@ from pydantic import BaseModel
 from bus import Command, Event, Registry
 from sagas import (
     Cancel,
+    Choice,
     CommandToSend,
     Compensation,
+    Deadline,
+    Delay,
     Incoming,
     Parallel,
     Retry,
@@ -92,7 +95,35 @@ def never(data: Data) -> bool:
     return False
 
 
+def pick_a(data: Data) -> str:
+    return "a"
+
+
+def pick_b(data: Data) -> str:
+    return "b"
+
+
+def pick_other(data: Data) -> str:
+    return "other"  # no such branch: the default path
+
+
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def in_two_seconds(data: Data, now: datetime) -> datetime:
+    return now + timedelta(seconds=2)
+
+
+def in_five_seconds(data: Data, now: datetime) -> datetime:
+    return now + timedelta(seconds=5)
+
+
+class Escalate(Command, type="test.saga.escalate.v1", topic="t.x", registry=REGISTRY):
+    id: str
+
+
+def long_ago(data: Data, now: datetime) -> datetime:
+    return T0 - timedelta(days=1)  # already passed: go on at once
 
 
 @st.composite
@@ -120,25 +151,42 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
             timeout=timedelta(seconds=draw(st.integers(1, 5))),
             max_attempts=draw(st.integers(1, 3)),
             when=draw(st.sampled_from([None, None, always, never])),
+            not_before=draw(st.sampled_from([None, None, None, in_two_seconds, long_ago])),
         )
 
+    def wait(i: int) -> Wait:
+        return Wait(
+            f"s{i}",
+            event=DONE[i],
+            rejected=BROKE[i],
+            deadline=timedelta(seconds=draw(st.integers(1, 10))),
+            when=draw(st.sampled_from([None, always, never])),
+        )
+
+    def path() -> list[Step | Wait]:
+        out: list[Step | Wait] = []
+        for _ in range(draw(st.integers(0, 2))):
+            j = next(slots, None)
+            if j is not None:
+                out.append(wait(j) if draw(st.integers(0, 3)) == 0 else step(j))
+        return out
+
     for _ in range(draw(st.integers(1, 5))):
-        kind = draw(st.sampled_from(["step", "step", "group", "wait"]))
+        kind = draw(st.sampled_from(["step", "step", "group", "wait", "choice", "delay"]))
         i = next(slots, None)
         if i is None:
             break
         if kind == "step":
             stages.append(step(i))
         elif kind == "wait":
-            stages.append(
-                Wait(
-                    f"s{i}",
-                    event=DONE[i],
-                    rejected=BROKE[i],
-                    deadline=timedelta(seconds=draw(st.integers(1, 10))),
-                    when=draw(st.sampled_from([None, always, never])),
-                )
-            )
+            stages.append(wait(i))
+        elif kind == "delay":
+            until = draw(st.sampled_from([in_two_seconds, long_ago]))
+            stages.append(Delay(f"s{i}", until=until, when=draw(st.sampled_from([None, never]))))
+        elif kind == "choice":
+            branches = {"a": [step(i)], "b": path()}
+            by = draw(st.sampled_from([pick_a, pick_b, pick_other]))
+            stages.append(Choice(f"c{i}", by=by, branches=branches, default=path()))
         else:
             members = [step(i)]
             for _ in range(draw(st.integers(1, 2))):
@@ -147,6 +195,10 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
                     members.append(step(j))
             when = draw(st.sampled_from([None, None, never]))
             stages.append(Parallel(f"g{i}", steps=members, when=when))
+    deadline = None
+    if draw(st.integers(0, 2)) == 0:
+        escalate = draw(st.sampled_from([None, Escalate]))
+        deadline = Deadline(at=in_five_seconds, escalate=escalate, compensate=draw(st.booleans()))
     return SagaDefinition(
         name="prop",
         version=1,
@@ -156,6 +208,7 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
         start=lambda e: Data(id=e.id),
         stages=stages,
         cancel_on=[Stop],
+        deadline=deadline,
     )
 
 
@@ -185,7 +238,7 @@ class World:
 
     def absorb(self, t: Transition) -> None:
         self.t = t
-        self.outstanding += t.commands
+        self.outstanding += [c for c in t.commands if c.kind != "escalation"]  # no reply
         self.sent += t.commands
         for timer in t.timers_to_set:
             self.timers[timer.id] = timer.at
@@ -203,6 +256,13 @@ class World:
             assert t.state is before
             assert (t.commands, t.timers_to_set, t.timers_to_cancel) == ((), (), ())
         assert SagaState.from_dict(t.state.to_dict()) == t.state
+        if t.changed and t.state.status == before.status and t.state is not before:
+            added = [h.event for h in t.state.history[len(before.history) :]]
+            if added == ["late_reply"]:  # a reply to a step given up: only noted
+                assert t.state.updated_at == before.updated_at
+                assert (t.commands, t.timers_to_set, t.timers_to_cancel) == ((), (), ())
+                self.absorb(t)
+                return t
         if before.terminal:
             assert not t.changed, "a terminal saga changed"
         self.absorb(t)
@@ -213,14 +273,20 @@ class World:
         if cmd.kind == "action":
             cls = DONE[i] if ok else BROKE[i]
             awaited = self.s.steps[cmd.step].status == StepStatus.RUNNING
+            # a step given up (out of attempts) notes a late reply in any saga status
+            late = self.s.steps[cmd.step].uncertain
         else:
+            late = False
             cls = UNDONE[i] if ok else STUCK[i]
             awaited = self.s.steps[cmd.step].status == StepStatus.COMPENSATING
         self.n += 1
         msg = Incoming(cls.bus_type, f"reply-{self.n}", self.s.saga_id, cls(), causation_id=cmd.id)
         active = self.s.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
-        if self.feed(msg, must_not_change=not (awaited and active)).changed:
+        before = len(self.s.history)
+        if self.feed(msg, must_not_change=not ((awaited and active) or late)).changed:
             self.delivered.append(msg)  # accepted: delivering it again is a duplicate
+        if late:
+            assert [h.event for h in self.s.history[before:]] == ["late_reply"]
 
     def wait_event(self, name: str, ok: bool) -> None:
         i = _slot(name)
@@ -229,8 +295,13 @@ class World:
         msg = Incoming(cls.bus_type, f"ext-{self.n}", self.s.saga_id, cls())
         awaited = self.s.steps[name].status == StepStatus.RUNNING
         active = self.s.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
-        if self.feed(msg, must_not_change=not (awaited and active)).changed:
+        # before its wait starts, a running saga keeps the event for it
+        early = self.s.steps[name].status == StepStatus.PENDING
+        early = early and self.s.status == SagaStatus.RUNNING
+        if self.feed(msg, must_not_change=not ((awaited and active) or early)).changed:
             self.delivered.append(msg)  # accepted: delivering it again is a duplicate
+        if early:
+            assert msg.message_id in [e.message_id for e in self.s.early]
 
     def fire(self, timer: str) -> None:
         self.now = max(self.now, self.timers[timer])
@@ -239,8 +310,13 @@ class World:
             for s in self.s.steps.values()
         )
         active = self.s.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
-        self.feed(TimerFired(timer), must_not_change=not (armed and active))
+        # the saga's deadline counts in any live status (late while parked, too)
+        late = timer == self.s.deadline_timer and not self.s.terminal
+        self.feed(TimerFired(timer), must_not_change=not ((armed and active) or late))
         self.fired.append(timer)
+        if late:
+            assert self.s.late
+            assert self.s.deadline_timer is None
 
     def drain_step(self, ok: bool) -> None:
         """Drive towards the end: retry, answer compensations (``ok``), fire timers."""
@@ -330,8 +406,36 @@ def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject
         event("went through needs_attention")
     if any(h.event == "resent" for h in w.s.history):
         event("re-sent a command")
+    if any(h.event == "late_reply" for h in w.s.history):
+        event("noted a late reply")
+    if any(h.event == "scheduled" for h in w.s.history):
+        event("held a step until its not_before")
+    if any(h.event == "completed" and h.detail == "the time came" for h in w.s.history):
+        event("a delay's timer fired")
     check_outcome(w)
+    check_early_signals(w)
     check_replay(w)
+
+
+def check_early_signals(w: World) -> None:
+    """An early signal is never lost: applied when its wait started, superseded there by an
+    earlier one (in the timeline), or still kept because the saga never reached its wait."""
+    s = w.s
+    kept = [h for h in s.history if h.event == "kept_early"]
+    still = {e.message_id for e in s.early}
+    for h in kept:
+        assert h.step is not None
+        message_id = h.detail.split()[-1]
+        step = s.steps[h.step]
+        applied = message_id in step.reply_ids
+        superseded = any(
+            x.event == "superseded" and x.step == h.step and x.detail.split()[1] == message_id
+            for x in s.history
+        )
+        waiting = message_id in still and step.status in (StepStatus.PENDING, StepStatus.SKIPPED)
+        assert [applied, superseded, waiting].count(True) == 1, (h.detail, step, s.early)
+    if kept:
+        event("kept an early signal")
 
 
 def check_outcome(w: World) -> None:
@@ -361,19 +465,49 @@ def check_outcome(w: World) -> None:
             assert s.cause == "cancel"
         elif s.status == SagaStatus.COMPENSATED:
             assert expected
-            assert s.cause == "failure"
+            assert s.cause in ("failure", "deadline")
         else:
             assert s.status == SagaStatus.FAILED
             assert not expected
-            assert s.cause == "failure"
-        if s.cause == "failure":
-            assert any(x.status == StepStatus.FAILED for x in steps.values())
+            assert s.cause in ("failure", "deadline")
+        if s.cause == "deadline":  # only where the definition says so
+            assert d.deadline is not None
+            assert d.deadline.compensate
+            assert s.late
+        if s.cause == "failure":  # a step failed, or ran out of attempts and was undone
+            assert any(x.status == StepStatus.FAILED or x.uncertain for x in steps.values())
+        # a step out of attempts may have taken effect: compensated like a completed one
+        for n, x in steps.items():
+            if x.uncertain:
+                assert x.completed_seq is not None
+                assert n in expected or n not in compensable
     # No step is left mid-flight, every command id is unique.
     assert not any(
         x.status in (StepStatus.RUNNING, StepStatus.COMPENSATING) for x in steps.values()
     )
     ids = [c.id for c in w.sent]
     assert len(ids) == len(set(ids))
+    # The deadline: late at most once, escalated once if late and told to; never armed
+    # once ended
+    lates = [h for h in s.history if h.event == "late"]
+    assert len(lates) == int(s.late)
+    escalations = [c for c in w.sent if c.kind == "escalation"]
+    assert len(escalations) == (int(s.late) if d.deadline and d.deadline.escalate else 0)
+    assert s.deadline_timer is None
+    if s.late:
+        event("late")
+    # Choices: only the path taken ever ran (so only it is undone)
+    for stage in d.stages:
+        if isinstance(stage, Choice):
+            key = s.branches.get(stage.name)
+            on_path = set() if key is None else {m.name for m in stage.path(key)}
+            for _, p in stage.paths():
+                for m in p:
+                    if m.name not in on_path:
+                        assert steps[m.name].status in (StepStatus.PENDING, StepStatus.SKIPPED)
+                        assert not any(c.step == m.name for c in w.sent)
+            if key is not None:
+                event(f"took a branch ({key})")
     # Terminal is final: anything more changes nothing.
     w.feed(Cancel(), must_not_change=True)
     w.feed(Retry(), must_not_change=True)

@@ -8,11 +8,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 PURE = [
     "definition",
+    "stages",
     "validate",
     "state",
     "triggers",
     "effects",
     "core",
+    "run",
+    "draft",
     "versions",
     "render",
     "operations",

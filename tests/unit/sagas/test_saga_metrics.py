@@ -21,6 +21,7 @@ def exercised() -> Metrics:
     observer.saga_needs_attention("onboarding")
     observer.saga_step_finished("onboarding", "create_account", "succeeded", 0.5)
     observer.saga_timeout_fired("onboarding", "approve")
+    observer.saga_late("onboarding")
     observer.sagas_active("onboarding", {"running": 2}, oldest_age_s=30.0)
     observer.outbox_observed("sqlite", backlog=3, oldest_age_s=1.5)
     observer.saga_store_waited("lock_timeout", 5.0)

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from sagas import SagaState, SagaStatus
-from sagas.state import HistoryEntry, StepState, StepStatus
+from sagas.state import EarlySignal, HistoryEntry, StepState, StepStatus
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -35,6 +35,7 @@ def every_field_set() -> SagaState:
         completed_seq=1,
         error="boom",
         idempotency_key="k-1",
+        uncertain=True,
     )
     return SagaState(
         saga_id="onboarding:e-1",
@@ -44,11 +45,26 @@ def every_field_set() -> SagaState:
         data={"employee_id": "e-1", "nested": {"a": [1, 2.5, None, True]}},
         steps={"create_account": step},
         stage=3,
+        substage=1,
+        branches={"payroll": "us"},
         reason="step x failed",
         attention="compensation stuck",
         cause="failure",
         resume_status=SagaStatus.COMPENSATING,
         completions=5,
+        deadline_at=T0 + timedelta(days=3),
+        deadline_timer="onboarding:e-1/_saga/deadline/1",
+        late=True,
+        early=[
+            EarlySignal(
+                step="approval",
+                type="hr.approved.v1",
+                message_id="a-1",
+                data={"employee_id": "e-1"},
+                at=T0,
+                causation_id="c-0",
+            )
+        ],
         trigger_id="m-1",
         started_at=T0,
         updated_at=T0 + timedelta(minutes=1),
@@ -130,10 +146,15 @@ def test_the_json_is_what_the_pydantic_models_wrote() -> None:
         '"started_at":"2026-03-01T09:00:00Z","updated_at":"2026-03-01T09:00:00Z",'
         '"history":[{"at":"2026-03-01T09:00:00Z","event":"started","step":null,"detail":""}]}'
     )
-    # steps gained idempotency_key (re-sends after a reply timeout); rows without it still read
+    # steps gained idempotency_key (re-sends after a reply timeout) and uncertain, the state
+    # early (kept signals), substage and branches (choices), deadline_at, deadline_timer and
+    # late (the saga's deadline); rows without them still read
     assert state.to_json() == written.replace(
-        '"error":null}', '"error":null,"idempotency_key":null}'
-    )
+        '"error":null}', '"error":null,"idempotency_key":null,"uncertain":false}'
+    ).replace(
+        '"completions":0,',
+        '"completions":0,"deadline_at":null,"deadline_timer":null,"late":false,"early":[],',
+    ).replace('"stage":0,', '"stage":0,"substage":0,"branches":{},')
     assert SagaState.from_json(written) == state
 
 

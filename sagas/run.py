@@ -1,0 +1,424 @@
+"""One transition being computed: :class:`Run` changes a private copy of a saga's state.
+
+:mod:`sagas.core` routes an input to one of its methods (a reply, a timeout, a cancel, a
+retry, a deadline); the methods move the saga forward (:meth:`Run.advance`), or back
+(:meth:`Run.unwind`, :meth:`Run.compensate_next`), and collect the commands and timers
+that the shell stores with the new state (the mechanics are :class:`sagas.draft.Draft`'s).
+Pure: no I/O, no clock (``now`` is given).
+
+Example::
+
+    run = Run(definition, state.private_copy(), now)
+    run.on_reply("create_account", incoming)
+    transition = run.transition()
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from bus import ConfigError
+from sagas.definition import Choice, Deadline, Delay, Member, PathStage, Schedule, Step, Wait
+from sagas.draft import BUSY, Draft, compensable, compensation, members
+from sagas.effects import CommandToSend, TimerToSet, command_id, timer_id
+from sagas.state import SagaStatus, StepState, StepStatus
+from sagas.triggers import Incoming
+
+__all__ = ["SAGA_TIMERS", "Run", "members"]
+
+#: The "step" name of the saga's own timers and commands (its deadline, the escalation):
+#: not a valid step name, so it never collides with one.
+SAGA_TIMERS = "_saga"
+
+#: What started compensation (``SagaState.cause``).
+Cause = Literal["failure", "cancel", "deadline"]
+
+
+class Run(Draft):
+    """One transition being computed: the flow (forward, back, retry) on a :class:`Draft`."""
+
+    def start_wait(self, st: StepState, spec: Wait) -> None:
+        st = self.own(st.name)
+        st.status = StepStatus.RUNNING
+        st.started_at = self.now
+        st.attempts = 1
+        events = ", ".join(t.bus_type for t in spec.event)
+        until = f"{self.now + spec.deadline:%Y-%m-%dT%H:%M:%SZ}"
+        self.log("waiting", st.name, f"for {events} until {until}")
+        early = self.take_early(st.name, spec)
+        if early is not None:
+            self.settle_wait(st, early)  # it came already: no deadline to arm
+            return
+        self.arm(st, "deadline", 1, self.now + spec.deadline)
+
+    def settle_wait(self, st: StepState, incoming: Incoming) -> None:
+        """Complete or fail a wait on its event (without moving on: the caller does)."""
+        st = self.own(st.name)
+        st.reply_ids.append(incoming.message_id)
+        spec = self.d.steps[st.name]
+        assert isinstance(spec, Wait)
+        if any(incoming.type == t.bus_type for t in spec.event):
+            self.complete_step(st, incoming)
+        else:
+            self.fail_step(st, f"failure reply {incoming.type} {incoming.message_id}")
+
+    # -- moving forward ----------------------------------------------------------------
+
+    def advance(self) -> None:
+        """Start the next stages until one is in flight or the saga is complete."""
+        while self.s.status == SagaStatus.RUNNING:
+            stage = self.current()
+            if stage is None:
+                self.s.status = SagaStatus.COMPLETED
+                self.log("completed")
+                return
+            steps = [self.s.steps[m.name] for m in members(stage)]
+            if any(st.status == StepStatus.RUNNING for st in steps):
+                return
+            if all(st.status == StepStatus.PENDING for st in steps):
+                self.launch(stage)
+                continue
+            # every member completed or skipped
+            if isinstance(self.d.stages[self.s.stage], Choice):
+                self.s.substage += 1
+            else:
+                self.s.stage += 1
+
+    def current(self) -> PathStage | None:
+        """The stage being run (inside the path a choice took), None past the last one;
+        a choice reached is decided here."""
+        while self.s.stage < len(self.d.stages):
+            top = self.d.stages[self.s.stage]
+            if not isinstance(top, Choice):
+                return top
+            if top.name not in self.s.branches and not self.choose(top):
+                self.s.stage += 1  # its when= is false: every path skipped
+                continue
+            path = top.path(self.s.branches[top.name])
+            if self.s.substage < len(path):
+                return path[self.s.substage]
+            self.s.stage += 1
+            self.s.substage = 0
+        return None
+
+    def choose(self, choice: Choice) -> bool:
+        """Take the path ``choice.by`` names (False: ``when=`` skipped the choice); the
+        steps of every other path are skipped, so they are never run nor undone."""
+        skipped = choice.when is not None and not choice.when(self.data)
+        if skipped:
+            assert choice.when is not None
+            self.log("skipped", choice.name, f"{choice.when.__name__} is false")
+            taken: tuple[PathStage, ...] = ()
+        else:
+            key = choice.by(self.data)
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"saga {self.d.name!r}: choice {choice.name!r} by= returned {key!r}, "
+                    "expected a branch key (str)"
+                )
+            self.s.branches = {**self.s.branches, choice.name: key}
+            self.s.substage = 0
+            taken = choice.path(key)
+            how = "" if key in choice.branches else ", no such branch: default"
+            self.log("branch", choice.name, f"{key} ({choice.by.__name__}{how})")
+        on_path = {m.name for stage in taken for m in members(stage)}
+        for _, path in choice.paths():
+            for stage in path:
+                for m in members(stage):
+                    if m.name not in on_path and self.s.steps[m.name].status == StepStatus.PENDING:
+                        self.own(m.name).status = StepStatus.SKIPPED
+        return not skipped
+
+    def launch(self, stage: PathStage) -> None:
+        if stage.when is not None and not stage.when(self.data):
+            for m in members(stage):
+                self.skip(m, stage.when.__name__)
+            return
+        for m in members(stage):
+            st = self.s.steps[m.name]
+            if isinstance(m, Wait):
+                self.start_wait(st, m)
+            elif isinstance(m, Delay):
+                self.start_delay(st, m)
+            elif m.when is not None and not m.when(self.data):
+                self.skip(m, m.when.__name__)
+            else:
+                st = self.own(m.name)
+                st.attempt_limit = m.max_attempts
+                at = self.time_of(m.not_before, m.name) if m.not_before else None
+                if at is not None and at > self.now:
+                    self.hold(st, at, m)
+                else:
+                    self.send_action(st)
+
+    def skip(self, m: Member, predicate: str) -> None:
+        self.own(m.name).status = StepStatus.SKIPPED
+        self.log("skipped", m.name, f"{predicate} is false")
+
+    # -- time from the data ------------------------------------------------------------
+
+    def time_of(self, schedule: Schedule, name: str) -> datetime:
+        at = schedule(self.data, self.now)
+        if not isinstance(at, datetime) or at.tzinfo is None:
+            raise ConfigError(
+                f"saga {self.d.name!r}: {schedule.__name__} for {name!r} returned {at!r}, "
+                "expected a timezone-aware datetime"
+            )
+        return at
+
+    def start_delay(self, st: StepState, spec: Delay) -> None:
+        """Hold the saga until ``spec.until`` (a durable timer), or go on if it passed."""
+        at = self.time_of(spec.until, spec.name)
+        st = self.own(st.name)
+        st.started_at = self.now
+        st.attempts = 1
+        if at <= self.now:
+            self.log("waiting", st.name, f"until {at:%Y-%m-%dT%H:%M:%SZ} ({spec.until.__name__})")
+            self.delay_done(st, "the time had passed")
+            return
+        st.status = StepStatus.RUNNING
+        self.arm(st, "delay", 1, at)
+        self.log("waiting", st.name, f"until {at:%Y-%m-%dT%H:%M:%SZ} ({spec.until.__name__})")
+
+    def delay_done(self, st: StepState, why: str) -> None:
+        st = self.own(st.name)
+        st.status = StepStatus.COMPLETED
+        st.completed_at = self.now
+        self.s.completions += 1
+        st.completed_seq = self.s.completions
+        self.log("completed", st.name, why)
+
+    def hold(self, st: StepState, at: datetime, spec: Step) -> None:
+        """A step whose ``not_before`` is still ahead: running, no command yet (attempts 0);
+        a durable timer sends it then."""
+        st = self.own(st.name)
+        st.status = StepStatus.RUNNING
+        self.arm(st, "not_before", 1, at)
+        name = spec.not_before.__name__ if spec.not_before else "not_before"
+        self.log("scheduled", st.name, f"not before {at:%Y-%m-%dT%H:%M:%SZ} ({name})")
+
+    def complete_step(self, st: StepState, incoming: Incoming) -> None:
+        st = self.own(st.name)
+        st.status = StepStatus.COMPLETED
+        st.completed_at = self.now
+        self.s.completions += 1
+        st.completed_seq = self.s.completions
+        self.log("completed", st.name, f"{incoming.type} {incoming.message_id}")
+        spec = self.d.steps[st.name]
+        if not isinstance(spec, Delay) and spec.update is not None:
+            self.set_data(spec.update(self.data, incoming.data))
+
+    def fail_step(self, st: StepState, why: str) -> None:
+        st = self.own(st.name)
+        st.status = StepStatus.FAILED
+        st.error = why
+        self.log("failed", st.name, why)
+        if self.s.status == SagaStatus.RUNNING:
+            self.unwind("failure", f"step {st.name} failed: {why}")
+
+    def settled(self) -> None:
+        """A step stopped running: go on, or compensate once nothing is in flight."""
+        if self.s.status == SagaStatus.RUNNING:
+            self.advance()
+        elif self.s.status == SagaStatus.COMPENSATING and not self._in_flight():
+            self.compensate_next()
+
+    def _in_flight(self) -> bool:
+        return any(st.status in BUSY for st in self.s.steps.values())
+
+    # -- events ------------------------------------------------------------------------
+
+    def on_reply(self, name: str, incoming: Incoming) -> None:
+        st = self.own(name)
+        spec = self.d.steps[name]
+        st.reply_ids.append(incoming.message_id)
+        self.disarm(st)
+        if st.status == StepStatus.COMPENSATING:
+            if any(incoming.type == t.bus_type for t in compensation(spec).success):
+                st.status = StepStatus.COMPENSATED
+                st.compensated_at = self.now
+                self.log("compensated", name, f"{incoming.type} {incoming.message_id}")
+                self.compensate_next()
+            else:
+                self.compensation_failed(st, f"failure reply {incoming.type}")
+            return
+        assert not isinstance(spec, Delay)  # a delay awaits no event
+        ok = spec.event if isinstance(spec, Wait) else spec.success
+        if any(incoming.type == t.bus_type for t in ok):
+            self.complete_step(st, incoming)
+        else:
+            why = f"failure reply {incoming.type} {incoming.message_id}"
+            reason = getattr(incoming.data, "reason", None)  # the business answer, kept
+            self.fail_step(st, f"{why}: {reason}" if isinstance(reason, str) and reason else why)
+        self.settled()
+
+    def on_timeout(self, name: str) -> None:
+        st = self.own(name)
+        spec = self.d.steps[name]
+        st.timer_id = None  # it fired: nothing left to cancel
+        st.timer_at = None
+        if st.status == StepStatus.COMPENSATING:
+            self.log("timed_out", name, f"compensation attempt {st.compensation_attempts}")
+            why = f"no reply within {compensation(spec).timeout}"
+            self.compensation_failed(st, why, after_timeout=True)
+            return
+        if isinstance(spec, Wait):
+            self.fail_step(st, f"deadline {spec.deadline} passed")
+        elif isinstance(spec, Delay):
+            self.delay_done(st, "the time came")
+        elif st.attempts == 0:  # held until its not_before: now send it
+            self.send_action(st)
+            return
+        else:
+            self.log("timed_out", name, f"attempt {st.attempts}")
+            if st.attempts < st.attempt_limit:
+                self.send_action(st, after_timeout=True)
+                return
+            self.give_up(st, f"no reply after {st.attempts} attempt(s) of {spec.timeout}")
+        self.settled()
+
+    def give_up(self, st: StepState, why: str) -> None:
+        """A step out of attempts failed, but any of its commands may have taken effect
+        (a lost reply, a slow handler): it is *uncertain*, and compensated like a completed
+        step, in the order it settled (compensations are safe for what never happened)."""
+        st = self.own(st.name)
+        st.uncertain = True
+        self.s.completions += 1
+        st.completed_seq = self.s.completions
+        self.fail_step(st, why)
+
+    def note_late_reply(self, name: str, incoming: Incoming) -> None:
+        """A reply to a step given up as uncertain, after the saga decided: recorded (its id
+        too, so a duplicate changes nothing), the decision stands; a success means the
+        effect did happen, which the step's compensation undoes (or has undone)."""
+        st = self.own(name)
+        st.reply_ids.append(incoming.message_id)
+        spec = self.d.steps[name]
+        assert isinstance(spec, Step)
+        if any(incoming.type == t.bus_type for t in spec.success):
+            undo = "its compensation undoes it" if spec.compensation else "nothing undoes it"
+            what = f"it took effect after all; {undo}"
+        else:
+            what = "it did not take effect"
+        self.log("late_reply", name, f"{incoming.type} {incoming.message_id}: {what}")
+        self.noted_only = True
+
+    # -- the saga's deadline ------------------------------------------------------------
+
+    def set_deadline(self, deadline: Deadline) -> None:
+        at = self.time_of(deadline.at, "deadline")
+        self.s.deadline_at = at
+        self.s.deadline_timer = timer_id(self.s.saga_id, SAGA_TIMERS, "deadline", 1)
+        self.timers.append(TimerToSet(self.s.deadline_timer, self.s.saga_id, at))
+        self.log("deadline", detail=f"late after {at:%Y-%m-%dT%H:%M:%SZ} ({deadline.at.__name__})")
+
+    def on_deadline(self, deadline: Deadline) -> None:
+        """The saga is late: flag it, escalate once, and compensate only if told to."""
+        self.s.deadline_timer = None  # it fired
+        self.s.late = True
+        at = self.s.deadline_at or self.now
+        why = f"deadline {at:%Y-%m-%dT%H:%M:%SZ} passed while {self.s.status.value}"
+        self.log("late", detail=why)
+        if deadline.escalate is not None:
+            message = self.command_of(deadline.escalate, deadline.build)
+            cid = command_id(self.s.saga_id, SAGA_TIMERS, "escalation", 1)
+            self.commands.append(CommandToSend(cid, SAGA_TIMERS, message, "escalation", 1, cid))
+            self.log("escalated", detail=f"{message.bus_type} id {cid}")
+        if deadline.compensate and self.s.status == SagaStatus.RUNNING:
+            self.unwind("deadline", why)
+
+    # -- undoing -----------------------------------------------------------------------
+
+    def unwind(self, cause: Cause, reason: str) -> None:
+        """Stop going forward; compensate once the steps in flight settle."""
+        self.s.status = SagaStatus.COMPENSATING
+        self.s.cause = cause
+        self.s.reason = reason
+        self.log("cancelling" if cause == "cancel" else "compensating", detail=reason)
+        for st in self.s.steps.values():
+            if st.status == StepStatus.RUNNING and _idle(self.d.steps[st.name], st):
+                st = self.own(st.name)
+                st.status = StepStatus.ABANDONED
+                self.disarm(st)
+                self.log("abandoned", st.name)
+        if not self._in_flight():
+            self.compensate_next()
+
+    def compensate_next(self) -> None:
+        """Undo the most recently completed step that has a compensation, or finish."""
+        todo = [
+            st
+            for st in self.s.steps.values()
+            if (
+                st.status == StepStatus.COMPLETED
+                or (st.status == StepStatus.FAILED and st.uncertain)
+            )
+            and compensable(self.d.steps[st.name])
+        ]
+        if todo:
+            st = self.own(max(todo, key=lambda s: s.completed_seq or 0).name)
+            st.compensation_attempt_limit = compensation(self.d.steps[st.name]).max_attempts
+            self.send_compensation(st)
+            return
+        if self.s.cause == "cancel":
+            self.s.status = SagaStatus.CANCELLED
+        elif any(st.status == StepStatus.COMPENSATED for st in self.s.steps.values()):
+            self.s.status = SagaStatus.COMPENSATED
+        else:
+            self.s.status = SagaStatus.FAILED
+        self.log(self.s.status.value, detail=self.s.reason or "")
+
+    def compensation_failed(self, st: StepState, why: str, *, after_timeout: bool = False) -> None:
+        if st.compensation_attempts < st.compensation_attempt_limit:
+            self.send_compensation(st, after_timeout=after_timeout)
+            return
+        st = self.own(st.name)
+        st.error = why
+        self.s.resume_status = self.s.status
+        self.s.status = SagaStatus.NEEDS_ATTENTION
+        self.s.attention = (
+            f"compensation of step {st.name} failed after {st.compensation_attempts} "
+            f"attempt(s): {why}; fix the cause, then retry the saga"
+        )
+        self.log("needs_attention", st.name, self.s.attention)
+
+    def retry(self, reason: str) -> None:
+        """Resume a parked instance: re-send everything awaited with a fresh budget."""
+        self.s.status = self.s.resume_status or SagaStatus.RUNNING
+        self.s.resume_status = None
+        self.s.attention = None
+        self.log("retried", detail=reason)
+        for st in self.s.steps.values():
+            spec = self.d.steps[st.name]
+            st = self.own(st.name) if st.status in BUSY else st
+            if st.status == StepStatus.RUNNING and isinstance(spec, Wait):
+                st.attempts += 1
+                self.arm(st, "deadline", st.attempts, st.timer_at or self.now)
+            elif st.status == StepStatus.RUNNING and isinstance(spec, Delay):
+                st.attempts += 1
+                self.arm(st, "delay", st.attempts, st.timer_at or self.now)
+            elif st.status == StepStatus.RUNNING and isinstance(spec, Step) and not st.attempts:
+                # held: armed again under its own id (a store moves a timer set again)
+                self.arm(st, "not_before", 1, st.timer_at or self.now)
+            elif st.status == StepStatus.RUNNING and isinstance(spec, Step):
+                st.attempt_limit = st.attempts + spec.max_attempts
+                self.send_action(st)
+            elif st.status == StepStatus.COMPENSATING:
+                extra = compensation(spec).max_attempts
+                st.compensation_attempt_limit = st.compensation_attempts + extra
+                self.send_compensation(st)
+        if not self._in_flight():
+            self.settled_after_retry()
+
+    def settled_after_retry(self) -> None:
+        if self.s.status == SagaStatus.RUNNING:
+            self.advance()
+        elif self.s.status == SagaStatus.COMPENSATING:
+            self.compensate_next()
+
+
+def _idle(spec: Member, st: StepState) -> bool:
+    """A running member with nothing in flight, stopped when the saga unwinds: a wait, a
+    delay, or a step held until its ``not_before`` (no command sent)."""
+    return isinstance(spec, Wait | Delay) or st.attempts == 0
