@@ -67,7 +67,9 @@ def ensure_tools() -> None:
     if shutil.which("dockerd") and shutil.which("debootstrap") and Path("/usr/bin/docker").exists():
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise DockerUnavailableError("not root on a Debian-like system: install docker.io debootstrap")
+        raise DockerUnavailableError(
+            "not root on a Debian-like system: install docker.io debootstrap"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", *PACKAGES]
     done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
@@ -188,7 +190,11 @@ class PrivateDocker:
         return (self.root / "dockerd.log").read_text(errors="replace")[-2000:]
 
     def __call__(
-        self, *args: str, check: bool = True, timeout: float = 300, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 300,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         cmd = [self.client, f"--host=unix://{self.socket}", *args]
         full_env = {**os.environ, "DOCKER_BUILDKIT": "0", **(env or {})}
