@@ -96,7 +96,7 @@ def container(role: Role) -> dict[str, Any]:
             **probe,
             "httpGet": {"path": "/readyz", "port": "metrics"},
             "failureThreshold": 2,
-        },  # fmt: skip
+        },
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"cpu": "1", "memory": "512Mi"},
@@ -132,7 +132,7 @@ def deployment(role: Role) -> dict[str, Any]:
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(PORT),
                         "prometheus.io/path": "/metrics",
-                    },  # fmt: skip
+                    },
                 },
                 "spec": {
                     # drain (BUS_SHUTDOWN_DEADLINE_S) + closing the transport, with room
@@ -143,7 +143,7 @@ def deployment(role: Role) -> dict[str, Any]:
                         "runAsUser": 10001,
                         "runAsGroup": 10001,
                         "seccompProfile": {"type": "RuntimeDefault"},
-                    },  # fmt: skip
+                    },
                     "containers": [container(role)],
                     "volumes": volumes,
                 },
@@ -161,7 +161,7 @@ def disruption_budget(role: Role) -> dict[str, Any]:
         "spec": {
             "maxUnavailable": 1,
             "selector": {"matchLabels": {"app.kubernetes.io/name": role.name}},
-        },  # fmt: skip
+        },
     }
 
 
