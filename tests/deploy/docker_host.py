@@ -121,21 +121,33 @@ def ensure_base_tar() -> Path:
     return tar
 
 
+#: Network links a Docker daemon makes: its bridge, user networks' bridges, container veths.
+DOCKER_LINKS = ("docker", "br-", "veth")
+
+
 @dataclass(frozen=True)
 class Footprint:
-    """What a daemon could leave behind on the host: links, firewall rules, mounts."""
+    """What a daemon could leave behind on the host: links, firewall rules, mounts.
+
+    Only Docker's kind of link and mounts under ``root`` count: other processes on the
+    machine (other test runs) may add and remove their own meanwhile.
+    """
 
     links: frozenset[str]
     iptables: str
     mounts: frozenset[str]
 
 
-def host_footprint() -> Footprint:
+def host_footprint(root: Path) -> Footprint:
     links = _run(["ip", "-o", "link", "show"], timeout=30).stdout.splitlines()
     names = frozenset(line.split(":")[1].strip().split("@")[0] for line in links if ":" in line)
     rules = _run(["iptables", "-S"], timeout=30, check=False).stdout
-    mounts = frozenset(line.split()[1] for line in Path("/proc/mounts").read_text().splitlines())
-    return Footprint(names, rules, mounts)
+    mounts = frozenset(
+        mount
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if (mount := line.split()[1]).startswith(str(root))
+    )
+    return Footprint(frozenset(n for n in names if n.startswith(DOCKER_LINKS)), rules, mounts)
 
 
 @dataclass

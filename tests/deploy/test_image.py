@@ -68,10 +68,12 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateDocker]:
         if IN_CI:
             pytest.fail(f"docker is not available: {exc}")
         pytest.skip(f"docker is not available: {exc}")
-    before = host_footprint()
-    with PrivateDocker.start(tmp_path_factory.mktemp("docker")) as daemon:
+    parent = tmp_path_factory.mktemp("docker")
+    before = host_footprint(parent)
+    with PrivateDocker.start(parent) as daemon:
+        assert host_footprint(parent).mounts, "the footprint sees no mount of a running daemon"
         yield daemon
-    after = host_footprint()
+    after = host_footprint(parent)
     assert daemon.process.poll() is not None, "dockerd still running"
     assert after.links == before.links, f"links left behind: {after.links ^ before.links}"
     assert after.iptables == before.iptables, "firewall rules changed"
