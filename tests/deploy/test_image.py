@@ -22,6 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from bus import Publisher
 from bus.codec import decode
 from bus.devbroker import DevBroker
 from bus.transports.kafka import KafkaTransport
+from handlers.hr.contracts import EmployeeHired
 from handlers.identity.contracts import CreateAccount
 from tests.conftest import kafka_test_config
 from tests.deploy.docker_host import (
@@ -108,14 +110,21 @@ def image(docker: PrivateDocker, tmp_path_factory: pytest.TempPathFactory) -> st
     return IMAGE
 
 
-def run_handler(docker: PrivateDocker, image: str, broker: DevBroker, name: str) -> int:
-    """Start a handler container on the host network; its HTTP port."""
+def run_handler(
+    docker: PrivateDocker,
+    image: str,
+    broker: DevBroker,
+    name: str,
+    *command: str,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Start a container of ``image`` on the host network (default: the handler); its HTTP port."""
     port = free_port()
     env = {**KAFKA_ENV, "BUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-           "BUS_HTTP_PORT": str(port), "BUS_SHUTDOWN_DEADLINE_S": str(DEADLINE_S)}  # fmt: skip
+           "BUS_HTTP_PORT": str(port), "BUS_SHUTDOWN_DEADLINE_S": str(DEADLINE_S), **(env or {})}  # fmt: skip
     flags = [f"--env={k}={v}" for k, v in env.items()]
     docker("run", "--detach", "--name", name, "--network", "host", "--health-interval", "1s",
-           *flags, image, "run", APP)  # fmt: skip
+           *flags, image, *(command or ("run", APP)))  # fmt: skip
     return port
 
 
@@ -262,3 +271,50 @@ async def test_docker_stop_mid_burst_drains_exits_0_and_loses_nothing(
     finally:
         await replies.consumer.stop()
         docker("rm", "--force", first, second, check=False)
+
+
+ONBOARDING_APPS = (
+    "handlers.identity.handler:commands_app",
+    "handlers.licensing.handler:commands_app",
+    "handlers.notifications.handler:commands_app",
+    "handlers.payroll.handler:app",
+    "handlers.repositories.handler:app",
+)
+
+
+@pytest.mark.postgres
+async def test_an_onboarding_completes_through_containers_with_two_coordinators_on_postgres(
+    docker: PrivateDocker,
+    image: str,
+    kafka_broker: DevBroker,
+    kafka: KafkaTransport,
+    postgres_dsn: str,
+) -> None:
+    store = {"BUS_SAGA_STORE": postgres_dsn}
+    names = ["bus-onboarding-handlers", "bus-coordinator-1", "bus-coordinator-2"]
+    try:
+        run_handler(docker, image, kafka_broker, names[0], "run", *ONBOARDING_APPS)
+        for name in names[1:]:
+            run_handler(docker, image, kafka_broker, name, "sagas", "run", env=store)
+        for name in names:
+            wait_until_blocking(lambda n=name: health(docker, n), until=lambda s: s == "healthy",
+                                timeout_s=120, what=f"{name} to be healthy")  # fmt: skip
+        employee = f"e-{uuid.uuid4().hex[:8]}"
+        hired = EmployeeHired(
+            employee_id=employee, full_name="Ada Lovelace", department="engineering",
+            manager_email="grace@example.com", start_date=date(2026, 1, 5),
+        )  # fmt: skip
+        await Publisher(kafka, source="bus://test").publish(hired)
+
+        def completed() -> str:
+            listing = docker("exec", names[1], "bus", "sagas", "list", "--state", "completed")
+            return listing.stdout
+
+        wait_until_blocking(completed, until=lambda out: employee in out, timeout_s=120,
+                            what=f"the onboarding of {employee} completed")  # fmt: skip
+        for name in names:
+            docker("stop", "--time", str(DEADLINE_S + 20), name)
+            state = docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip()
+            assert state == "0", docker("logs", name).stderr[-3000:]
+    finally:
+        docker("rm", "--force", *names, check=False)
