@@ -6,7 +6,9 @@ handler container (``bus run handlers.identity.handler:commands_app``) runs with
 ``--network host`` against the session's Tansu broker. It must answer ``/healthz`` and
 ``/metrics`` from inside, handle commands, and on ``docker stop`` in the middle of a burst
 drain, exit 0 as PID 1, and lose nothing: a second container finishes the rest, and every
-command has its reply. The daemon leaves no process, mount, link or firewall rule behind.
+command has its reply. An onboarding completes through containers: the five handler apps
+in one, two coordinators on the test PostgreSQL. The daemon leaves no process, mount, link
+or firewall rule behind.
 
 Docker and debootstrap are installed with apt when missing. Without them the tests skip,
 except with CI=true, where they fail.
