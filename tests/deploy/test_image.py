@@ -31,7 +31,7 @@ import pytest
 
 from bus import Publisher
 from bus.codec import decode
-from bus.devbroker import DevBroker
+from bus.devbroker import DevBroker, free_port
 from bus.transports.kafka import KafkaTransport
 from handlers.hr.contracts import EmployeeHired
 from handlers.identity.contracts import CreateAccount
@@ -128,14 +128,6 @@ def run_handler(
     docker("run", "--detach", "--name", name, "--network", "host", "--health-interval", "1s",
            *flags, image, *(command or ("run", APP)))  # fmt: skip
     return port
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def inside(docker: PrivateDocker, name: str, port: int, path: str) -> str:
