@@ -54,6 +54,9 @@ __all__ = ["Pipeline"]
 
 log = logging.getLogger("bus.worker")
 
+#: Longest a lane keeps the event loop in one turn before it lets others run (seconds).
+TURN_BUDGET_S = 0.05
+
 
 class Pipeline:
     """The record path of one worker's app (see the module docstring)."""
@@ -93,7 +96,8 @@ class Pipeline:
 
     async def process(self, buffer: deque[Record], tp: TopicPartition, limit: int) -> None:
         """Take up to ``limit`` records from the head of ``buffer`` (a lane's), in order,
-        each to its outcome. A stop may empty ``buffer`` meanwhile.
+        each to its outcome, for at most :data:`TURN_BUDGET_S` (a record started is
+        finished). A stop may empty ``buffer`` meanwhile.
 
         One loop over the run, with what it uses bound once: per record, a call and the
         attribute lookups cost about as much as the rest of the bus's own work (a
@@ -111,7 +115,13 @@ class Pipeline:
         perf_counter = time.perf_counter
         settlements: tuple[Settlement, ...] | list[Settlement]
         done = 0
+        # A turn also ends after TURN_BUDGET_S: handlers that never await (slow synchronous
+        # work) would otherwise hold the event loop for a whole run, and with it SIGTERM,
+        # /healthz and the other lanes.
+        turn_ends = perf_counter() + TURN_BUDGET_S
         while buffer and done < limit:
+            if done and perf_counter() > turn_ends:
+                break
             record = buffer.popleft()
             done += 1
             env: Envelope | None = None

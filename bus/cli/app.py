@@ -13,6 +13,8 @@ Example::
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -125,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bus`` console script; returns the exit code."""
     from bus.errors import BusError
 
+    _exit_on_sigterm_as_pid_1()
+
     command = typer.main.get_command(build())
     try:
         result: Any = command.main(
@@ -146,6 +150,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(str(exc))
         return 2
     return result if isinstance(result, int) else 0
+
+
+def _exit_on_sigterm_as_pid_1() -> None:
+    """As a container's PID 1 the kernel drops signals that have no handler, so a
+    ``docker stop`` during start-up (imports, connecting) would wait out its grace period
+    and kill. Until a command installs its own (the runner drains), SIGTERM exits 143."""
+    if os.getpid() != 1:
+        return
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def _usage_error(exc: UsageError) -> int:

@@ -181,3 +181,24 @@ def test_the_lazy_public_names_match_the_imports_type_checkers_see() -> None:
     }
     assert typed == bus._LAZY
     assert sorted(typed) == sorted(bus.__all__)
+
+
+def test_as_pid_1_sigterm_exits_until_a_command_installs_its_own_handler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+    import signal
+
+    from bus.cli import app as cli_app
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    try:
+        cli_app._exit_on_sigterm_as_pid_1()
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        with pytest.raises(SystemExit) as exited:
+            handler(signal.SIGTERM, None)
+        assert exited.value.code == 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, before)
