@@ -24,6 +24,13 @@ class Directory:
     refuse: set[str] = field(default_factory=set)
     #: Why the account of a refused employee id is refused (default: a generic reason).
     refusal_reasons: dict[str, str] = field(default_factory=dict)
+    #: Logins in use, and the next suffix to try per name: a free login is found without
+    #: scanning every account (thousands of hires with one name stay fast).
+    _taken: set[str] = field(default_factory=set, init=False, repr=False)
+    _next_suffix: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._taken.update(self.accounts.values())
 
     def create_account(self, employee_id: str, full_name: str) -> str:
         """Create (or return the existing) login for ``employee_id``: idempotent by id."""
@@ -38,10 +45,14 @@ class Directory:
             )
         if employee_id not in self.accounts:
             base = re.sub(r"[^a-z]+", ".", full_name.lower()).strip(".") or "user"
-            login, n = base, 1
-            while login in self.accounts.values():
+            login, n = base, self._next_suffix.get(base, 1)
+            if n > 1:
+                login = f"{base}{n}"
+            while login in self._taken:
                 n += 1
                 login = f"{base}{n}"
+            self._next_suffix[base] = n
+            self._taken.add(login)
             self.accounts[employee_id] = login
         return self.accounts[employee_id]
 
@@ -50,4 +61,6 @@ class Directory:
         if self.fail_next > 0:
             self.fail_next -= 1
             raise DirectoryUnavailableError("directory did not answer")
-        self.accounts.pop(employee_id, None)
+        login = self.accounts.pop(employee_id, None)
+        if login is not None:
+            self._taken.discard(login)
