@@ -4,7 +4,7 @@ aiokafka decodes every header name as UTF-8 while it iterates a fetched batch; a
 is not UTF-8 (any producer but a Kafka client can write one) raises ``UnicodeDecodeError``
 out of ``getmany`` for every fetch of that partition, forever: the consumer cannot move
 past the record, nor read the records behind it in the same batch. The Kafka consumer
-(:meth:`bus.transports.kafka.KafkaConsumer.fetch`) then reads the partition here: one
+(:meth:`bus.transports.kafka_consumer.KafkaConsumer.fetch`) then reads the partition here: one
 Fetch request of its own, and :func:`parse_batches`, which keeps an undecodable header
 name as text with its bytes escaped (``surrogateescape``: no UTF-8 name has lone
 surrogates, so the codec tells such a record apart and dead-letters it as ``decode``,

@@ -11,6 +11,12 @@ Not run on SQLite: a member frozen inside a write transaction holds the file's o
 write lock, so every other member waits for the zombie (up to the busy timeout) instead
 of taking over; that is SQLite's single-writer design, not something to test around.
 
+A member is removed only once the group is Stable with every live member in it: Tansu
+keeps a leader that leaves a group still forming (a join under way) as the leader of
+every later generation, so no member gets an assignment again and the group stops for
+minutes (docs/architecture.md, "Tansu"). Kafka elects a new leader; the test does not
+ask Tansu for what it cannot do.
+
 Sizes: ``BUS_CRASH_SCALE=full`` (20,000 events, 10 changes) or the CI default
 (tests/crash/harness.py).
 """
@@ -21,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import signal
 import time
 from collections import Counter
@@ -50,9 +57,17 @@ pytestmark = [pytest.mark.crash, pytest.mark.kafka, pytest.mark.postgres, pytest
 SEED = 6_4  # issue 6, part d
 ZOMBIE_BUDGET_S = 15.0  # planned time frozen (for the publishing pace)
 MOVE_TIMEOUT_S = 30.0
+# The burst is queued behind what the group has not handled yet: on a loaded machine
+# (load 13-19 on 2 cores, the broker missing 2 s probes) the zombie took over 60 s to
+# reach it. Polls re-read the whole effects table, so they are 0.1 s apart, not 0.01 s:
+# back to back they took CPU from the handlers they wait for.
+BURST_REACHED_TIMEOUT_S = 150.0
 # The issue sets no time limit here; full size measured 76 s after publishing on a busy
 # 2-core machine (20,000 events through PostgreSQL), so this only catches a stall.
 DRAIN_LIMIT_S = 180.0
+# a join on Tansu takes 2-3 s, more on a loaded machine (see group_settled)
+SETTLE_TIMEOUT_S = 60.0
+HOLDING = re.compile(rb"holding crash\.items\.[^\[\s]+\[(\d+)\]")
 
 
 async def test_members_coming_going_and_a_zombie_lose_and_double_nothing(
@@ -96,11 +111,14 @@ async def test_members_coming_going_and_a_zombie_lose_and_double_nothing(
                 changes.append("add")
             else:
                 await fleet.wait_started()  # a SIGTERM before that is not a shutdown
+                await group_settled(transport, run, len(fleet.live))
                 leaving = fleet.live[rng.randrange(len(fleet.live))]
                 removed_codes.append(await asyncio.to_thread(fleet.stop, leaving))
                 changes.append("remove")
             assert not fleet.crashed(), fleet.crashed()
             if n == len(intervals) // 2 - 1:
+                # the member just added joined: no rebalance pauses the burst it is frozen in
+                await group_settled(transport, run, len(fleet.live))
                 zombie_report = await freeze_and_wake_a_member(fleet, tail, feed, burst)
         published_s = await publishing
         started_drain = time.monotonic()
@@ -153,11 +171,14 @@ async def test_members_coming_going_and_a_zombie_lose_and_double_nothing(
     assert not crashed, crashed
     assert removed_codes == [0] * len(removed_codes), removed_codes
     # Not asserted (yet): SIGTERMed together while Tansu stalls the group (a leader that
-    # left stays leader; SyncGroup fails ~30 s), members spend the whole deadline before
-    # they reach leaving and ``bus run`` exits 1 after deadline + 5 s. Nothing is lost (the
-    # checks above); the exit codes are in crash-result until that shutdown path is fixed.
+    # left a forming group stays leader: see the module docstring), members spend the
+    # whole deadline before they reach leaving and ``bus run`` exits 1 after deadline +
+    # 5 s. Nothing is lost (the checks above); the exit codes are in crash-result until
+    # that shutdown path is fixed.
     assert len(changes) == size.changes
-    assert zombie_report["moved"], result  # the zombie's partitions were taken over
+    # the zombie's partitions were taken over: a new owner's effect, or a new owner held
+    # on the row lock of the transaction the zombie froze in (it wakes up racing it)
+    assert zombie_report["moved"] or zombie_report["held_by_its_lock"], result
     assert zombie_report["burst_effects_before_freeze"] >= 3, result  # frozen while busy
     assert found.lost == [], f"{len(found.lost)} lost, e.g. {found.lost[:10]}"
     assert found.unknown == []
@@ -173,9 +194,7 @@ async def freeze_and_wake_a_member(
     """SIGSTOP the member that handled most in the last second, right after a burst of
     records (so it is frozen with records in hand); SIGCONT it once others handle the
     partitions it was working on (it missed its heartbeats meanwhile)."""
-    # First the group must handle again: after a member left it may still be rebalancing
-    # (Tansu keeps a leader that left as the leader of the next generation, and the
-    # others' SyncGroup fails for about 30 s; see docs/testing.md's broker notes).
+    # First the group must handle again: after a member left it may still be rebalancing.
     await tail.poll()
     live = {p.pid: p for p in fleet.live}
 
@@ -212,11 +231,13 @@ async def freeze_and_wake_a_member(
         await wait_until(
             burst_effects_by_the_zombie,
             until=lambda n: n >= 3,
-            timeout_s=60,
+            timeout_s=BURST_REACHED_TIMEOUT_S,
             what="the zombie to handle 3 records of the burst",
-            interval_s=0.01,
+            interval_s=0.1,
         )
     zombie.send_signal(signal.SIGSTOP)
+    # where each other member's log stood at the freeze: what they logged while it was frozen
+    logged_before = {pid: fleet.logs[pid].stat().st_size for pid in live if pid != zombie.pid}
     await bursting
     stopped_at = time.monotonic()
     await asyncio.sleep(0.3)
@@ -238,7 +259,8 @@ async def freeze_and_wake_a_member(
     # A partition whose key the zombie froze inside a transaction cannot move on (the
     # new owner waits for the claimed row's lock until the zombie wakes), and the
     # zombie handles up to 16 partitions at once: "moved" means half of them. On a
-    # timeout the zombie wakes anyway: the test asserts only that some partition moved.
+    # timeout the zombie wakes anyway: the test asserts only that some partition was
+    # taken over, by a new owner's effect or by a new owner held on the zombie's lock.
     with contextlib.suppress(AssertionError):
         await wait_until(
             moved_partitions,
@@ -256,5 +278,37 @@ async def freeze_and_wake_a_member(
         "frozen_s": round(frozen_s, 1),
         "partitions": sorted(its),
         "moved": sorted(moved),
+        "held_by_its_lock": sorted(held_on(fleet, logged_before) & its),
         "last_id_frozen": last_id,
     }
+
+
+def held_on(fleet: Fleet, logged_before: dict[int, int]) -> set[int]:
+    """Partitions a member held (its dedup store's lock wait ran out: another
+    transaction holds the key's row) in what it logged since ``logged_before``."""
+    held: set[int] = set()
+    for pid, offset in logged_before.items():
+        with open(fleet.logs[pid], "rb") as log:
+            log.seek(offset)
+            held.update(int(m) for m in HOLDING.findall(log.read()))
+    return held
+
+
+async def group_settled(transport: KafkaTransport, run: str, members: int) -> None:
+    """Until the handlers' group is Stable with ``members`` members, so that a member
+    removed next does not leave a forming group (see the module docstring)."""
+    admin = await transport.admin()
+    group = f"crash-effects-{run}"  # effects_app's app, whose name is its group
+
+    async def state_and_members() -> tuple[str, int]:
+        [response] = await admin.describe_consumer_groups([group])
+        _, _, state, _, _, found, *_ = response.groups[0]
+        return str(state), len(found)
+
+    await wait_until(
+        state_and_members,
+        until=lambda seen: seen == ("Stable", members),
+        timeout_s=SETTLE_TIMEOUT_S,
+        what=f"group {group} Stable with {members} members (state, members shown)",
+        interval_s=0.25,
+    )
