@@ -138,6 +138,27 @@ class SqliteDedupStore(MigratedStore[SqliteDatabase]):
             # Runs in the COMMIT's trip to the thread: the record and the effect commit together.
             tx.before_commit(record)
 
+    async def record_new(
+        self, entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]]
+    ) -> dict[DedupKey, DedupEntry]:
+        if not entries:
+            return {}
+        now_ms = self._now_ms()
+
+        def record_all(conn: sqlite3.Connection) -> dict[DedupKey, DedupEntry]:
+            before: dict[DedupKey, DedupEntry] = {}
+            seen: set[DedupKey] = set()
+            for key, outputs in entries:
+                if key in seen:
+                    continue
+                seen.add(key)
+                if not _insert(conn, DedupEntry(key, tuple(outputs), now_ms)):
+                    row = conn.execute(_SELECT, key).fetchone()
+                    before[key] = DedupEntry(key, decode_outputs(row[1]), int(row[0]), bool(row[2]))
+            return before
+
+        return await self.database.write(record_all)
+
     async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
         if not keys:
             return
