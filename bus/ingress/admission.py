@@ -35,31 +35,41 @@ class Admitted(NamedTuple):
     envelope: Envelope
 
 
-def admit(events: Sequence[Envelope], registry: Registry, now: datetime) -> list[Admitted]:
+def admit(
+    events: Sequence[Envelope],
+    registry: Registry,
+    now: datetime,
+    *,
+    indexes: Sequence[int] | None = None,
+    errors: Sequence[FieldError] = (),
+) -> list[Admitted]:
     """Every event as a typed message; :class:`RefusedError` with every problem otherwise:
     422 when the only problems are unknown types, 400 when any event is invalid. An event
-    without a time gets ``now`` (when the ingress received it)."""
+    without a time gets ``now`` (when the ingress received it).
+
+    ``indexes`` are the events' places in the request and ``errors`` the problems already
+    found with its other events (:func:`bus.ingress.binding.read_request`): they are
+    reported together with these."""
     admitted: list[Admitted] = []
-    errors: list[FieldError] = []
+    found: list[FieldError] = list(errors)
     unknown = 0
-    for index, event in enumerate(events):
+    places = range(len(events)) if indexes is None else indexes
+    for index, event in zip(places, events, strict=True):
         model = registry.get(event.type)
         if model is None:
             unknown += 1
-            errors.append(
-                FieldError("type", f"no message type {event.type!r} is registered", index)
-            )
+            found.append(FieldError("type", f"no message type {event.type!r} is registered", index))
             continue
         try:
             message = model.__pydantic_validator__.validate_json(event.data)
         except ValidationError as exc:
-            errors.extend(payload_errors(exc, index))
+            found.extend(payload_errors(exc, index))
             continue
         admitted.append(Admitted(message, completed(event, message, now)))
-    if errors:
-        if unknown == len(errors):
-            raise RefusedError(Refusal(422, "unknown event type", tuple(errors)))
-        raise RefusedError(Refusal(400, "invalid event data", tuple(errors)))
+    if found:
+        if unknown == len(found):
+            raise RefusedError(Refusal(422, "unknown event type", tuple(found)))
+        raise RefusedError(Refusal(400, "invalid events", tuple(found)))
     return admitted
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -34,7 +34,14 @@ from bus.errors import RecordError
 from bus.ingress.header_values import HeaderValueError, decode_value
 from bus.ingress.problems import FieldError, Refusal, RefusedError
 
-__all__ = ["BATCH_CONTENT_TYPE", "ContentMode", "content_mode", "read_events"]
+__all__ = [
+    "BATCH_CONTENT_TYPE",
+    "ContentMode",
+    "Read",
+    "content_mode",
+    "read_events",
+    "read_request",
+]
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 ContentMode = Literal["binary", "structured", "batch"]
@@ -63,21 +70,39 @@ def is_json(content_type: str | None) -> bool:
     return media in ("application/json", "text/json") or media.endswith("+json")
 
 
+class Read(NamedTuple):
+    """What a request holds: the events read, their indexes in the request, the problems
+    of the others (the caller adds its own findings, then refuses with all of them)."""
+
+    events: list[Envelope]
+    indexes: list[int]
+    errors: list[FieldError]
+
+
 def read_events(
     content_type: str | None, headers: Iterable[tuple[str, str]], body: bytes
 ) -> list[Envelope]:
     """The events of one request; raises :class:`RefusedError` (400 or 415) with every
     problem found. ``headers`` are the request's, repeated ones included."""
+    read = read_request(content_type, headers, body)
+    if read.errors:
+        raise _invalid(read.errors)
+    return read.events
+
+
+def read_request(content_type: str | None, headers: Iterable[tuple[str, str]], body: bytes) -> Read:
+    """:func:`read_events` without refusing bad events of a batch: they are listed in
+    ``errors`` beside the good ones. A request that is no CloudEvent at all raises."""
     mode = content_mode(content_type)
     if mode == "binary":
-        return [_binary_event(content_type, headers, body)]
+        return Read([_binary_event(content_type, headers, body)], [0], [])
     if media_type(content_type) not in (STRUCTURED_CONTENT_TYPE, BATCH_CONTENT_TYPE):
         raise _unsupported(f"event format {media_type(content_type)!r} is not supported")
     doc = _json_body(body)
     if mode == "structured":
         if not isinstance(doc, dict):
             raise _invalid([FieldError("(body)", "a structured event is a JSON object", 0)])
-        return [_structured_event(doc, 0)]
+        return Read([_structured_event(doc, 0)], [0], [])
     if not isinstance(doc, list):
         raise _invalid([FieldError("(body)", "a batch is a JSON array of events")])
     return _batch(doc)
@@ -132,20 +157,18 @@ def _structured_event(doc: dict[str, Any], index: int) -> Envelope:
     return _decoded(_STRUCTURED_HEADERS, orjson.dumps(doc), index, "")
 
 
-def _batch(docs: list[Any]) -> list[Envelope]:
-    events: list[Envelope] = []
-    errors: list[FieldError] = []
+def _batch(docs: list[Any]) -> Read:
+    read = Read([], [], [])
     for index, doc in enumerate(docs):
         if not isinstance(doc, dict):
-            errors.append(FieldError("(event)", "a batch holds JSON objects", index))
+            read.errors.append(FieldError("(event)", "a batch holds JSON objects", index))
             continue
         try:
-            events.append(_structured_event(doc, index))
+            read.events.append(_structured_event(doc, index))
+            read.indexes.append(index)
         except RefusedError as exc:
-            errors.extend(exc.refusal.errors)
-    if errors:
-        raise _invalid(errors)
-    return events
+            read.errors.extend(exc.refusal.errors)
+    return read
 
 
 def _missing(attrs: dict[str, Any], prefix: str, index: int) -> list[FieldError]:

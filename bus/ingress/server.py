@@ -41,7 +41,7 @@ from bus.errors import ConfigError, StoreError, TransportError
 from bus.ids import new_id
 from bus.ingress.access import Access
 from bus.ingress.admission import Admitted, admit
-from bus.ingress.binding import read_events
+from bus.ingress.binding import read_request
 from bus.ingress.idempotency import INGRESS_HANDLER, Idempotency
 from bus.ingress.openapi import openapi_document
 from bus.ingress.problems import Refusal, RefusedError
@@ -115,12 +115,14 @@ class IngressServer:
             self._check_room()
             grant = self.access.authenticate(request.headers.get("Authorization"))
             body = await self._body(request)
-            events = read_events(request.headers.get("Content-Type"), request.headers.items(), body)
-            if len(events) > self.config.max_batch_events:
+            read = read_request(request.headers.get("Content-Type"), request.headers.items(), body)
+            if len(read.events) + len(read.errors) > self.config.max_batch_events:
                 raise _too_large(f"more than {self.config.max_batch_events} events in one batch")
             if grant is not None:
-                authorize(grant, events)
-            admitted = admit(events, self.registry, self._clock())
+                authorize(grant, read.events, read.indexes)
+            admitted = admit(
+                read.events, self.registry, self._clock(), indexes=read.indexes, errors=read.errors
+            )
             if grant is not None:
                 self.access.spend(grant, len(admitted))
             return await self._publish(admitted)

@@ -152,10 +152,14 @@ def authenticate(table: TokenTable, authorization: str | None) -> TokenGrant:
     return found
 
 
-def authorize(grant: TokenGrant, events: Sequence[Envelope]) -> None:
-    """403 listing every event whose type or source ``grant`` may not publish."""
+def authorize(
+    grant: TokenGrant, events: Sequence[Envelope], indexes: Sequence[int] | None = None
+) -> None:
+    """403 listing every event whose type or source ``grant`` may not publish (by its
+    place in the request: ``indexes``, default 0, 1, ...)."""
     errors: list[FieldError] = []
-    for index, event in enumerate(events):
+    places = range(len(events)) if indexes is None else indexes
+    for index, event in zip(places, events, strict=True):
         if not grant.allows_type(event.type):
             errors.append(
                 FieldError("type", f"token {grant.name!r} may not publish {event.type!r}", index)
