@@ -382,6 +382,10 @@ class IngressConfig:
     dedup_store: str = ""
     #: Seconds a re-post of an accepted event (same source and id) is a duplicate.
     dedup_window_s: float = 24 * 3600.0
+    #: Seconds an event recorded but not yet acknowledged is taken to be in flight at
+    #: another replica (a re-post meanwhile is answered 503); after it, a re-post
+    #: publishes the recorded event again. Keep it above ``BUS_KAFKA_PUBLISH_TIMEOUT_S``.
+    dedup_lease_s: float = 35.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> IngressConfig:
@@ -400,8 +404,8 @@ class IngressConfig:
         for name in ("max_body_bytes", "max_batch_events", "max_pending_events", "retry_after_s"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive (BUS_INGRESS_{name.upper()})")
-        if self.dedup_window_s <= 0:
-            problems.append("dedup_window_s must be positive (BUS_INGRESS_DEDUP_WINDOW_S)")
+        if self.dedup_window_s <= 0 or self.dedup_lease_s <= 0:
+            problems.append("dedup_window_s and dedup_lease_s must be positive")
         if self.dedup_store and not (
             self.dedup_store == "memory"
             or self.dedup_store.startswith(("sqlite:", "postgresql://", "postgres://"))

@@ -6,9 +6,12 @@ holds across ingress replicas sharing one PostgreSQL database. Each event is rec
 it. A re-post then finds either
 
 - a sent entry within ``window_s``: a duplicate; 202, nothing published;
-- an entry not (yet) sent - the first attempt failed (503), the process died before the
-  acknowledgement, or it is still in flight: the *recorded* record is published again,
-  same CloudEvents id, so nothing is lost and a duplicate downstream carries the same id;
+- an entry being published by a request of this process: it waits for that one's
+  outcome (a duplicate if it was published, published again if it failed);
+- an unsent entry younger than ``lease_s`` from another replica: it is being published
+  there; 503 with ``Retry-After`` (the caller's retry finds it sent, or stale);
+- an unsent entry older than ``lease_s`` (its publisher failed or died): the *recorded*
+  record is published again, same CloudEvents id, so nothing is lost;
 - an entry older than the window: published again, as if new.
 
 Writes are grouped: the requests that arrive while a write is under way share the next
@@ -19,9 +22,13 @@ store: ``bus run``'s dedup retention, or a store of its own, does.
 Example::
 
     async with Idempotency(store, window_s=86400) as idempotency:
-        todo = await idempotency.claim(records)      # the records to publish
-        ...publish todo...
-        idempotency.sent([key for key, _ in todo])
+        todo = await idempotency.claim(claims)        # the records to publish, now ours
+        try:
+            ...publish todo...
+        except BusError:
+            idempotency.release(todo, published=False)
+            raise
+        idempotency.release(todo, published=True)
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Any
 
 from bus.dedup.base import DedupEntry, DedupKey, DedupStore
 from bus.errors import BusError
+from bus.ingress.problems import Refusal, RefusedError
 from bus.record import OutgoingRecord
 from bus.stamping import utc_now
 
@@ -56,11 +64,20 @@ class Idempotency:
         store: DedupStore[Any],
         *,
         window_s: float,
+        lease_s: float = 30.0,
         max_group: int = 5_000,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
         self.window_s = window_s
+        #: Seconds an unsent entry is taken to be in flight at another replica.
+        self.lease_s = lease_s
+        #: Keys a request of this process is publishing -> its done future.
+        self._owners: dict[DedupKey, asyncio.Future[bool]] = {}
+        #: Keys this process failed to publish (their entries are unsent): publish at once.
+        self._failed_here: dict[DedupKey, None] = {}
+        #: Keys this process published: duplicates, even before their sent mark is written.
+        self._published_here: dict[DedupKey, None] = {}
         self.max_group = max_group
         self._clock = clock
         self._waiting: list[_Waiter] = []
@@ -88,30 +105,80 @@ class Idempotency:
                 future.cancel()
 
     async def claim(self, claims: Sequence[Claim]) -> list[Claim]:
-        """Record ``claims``; the records to publish (new ones, and recorded ones not sent
-        or outside the window). A :class:`~bus.errors.StoreError` if the store fails."""
+        """The claims to publish, now owned by the caller until :meth:`release`; the others
+        are duplicates. :class:`RefusedError` (503) while another replica publishes one of
+        them; a :class:`~bus.errors.StoreError` if the store fails."""
+        firsts = dict(reversed(claims))  # an event given twice in a request counts once
+        claims = [(key, firsts[key]) for key in dict.fromkeys(key for key, _ in claims)]
+        keys = [key for key, _ in claims]
+        while busy := [self._owners[k] for k in keys if k in self._owners]:
+            await asyncio.wait(busy)  # a request of this process is publishing them
+        loop = asyncio.get_running_loop()
+        mine: asyncio.Future[bool] = loop.create_future()
+        for key in keys:  # no await since the check: the keys are ours now
+            self._owners[key] = mine
+        try:
+            todo = await self._decide(claims)
+        except BaseException:
+            self._release(keys, mine)
+            raise
+        self._release([k for k in keys if k not in {key for key, _ in todo}], mine)
+        return todo
+
+    async def _decide(self, claims: Sequence[Claim]) -> list[Claim]:
         future: asyncio.Future[dict[DedupKey, DedupEntry]] = (
             asyncio.get_running_loop().create_future()
         )
         self._waiting.append((list(claims), future))
         self._wake.set()
         before = await future
-        horizon_ms = int(self._clock().timestamp() * 1000 - self.window_s * 1000)
+        now_ms = self._clock().timestamp() * 1000
+        horizon_ms, stale_ms = now_ms - self.window_s * 1000, now_ms - self.lease_s * 1000
         todo: list[Claim] = []
+        busy = 0
         for key, record in claims:
             entry = before.get(key)
             if entry is None:
                 todo.append((key, record))
-            elif not entry.sent and entry.outputs:
-                todo.append((key, entry.outputs[0]))  # the first attempt's exact record
+            elif not entry.sent and entry.outputs and key not in self._published_here:
+                if key in self._failed_here or entry.completed_at_ms < stale_ms:
+                    todo.append((key, entry.outputs[0]))  # the first attempt's exact record
+                else:
+                    busy += 1
             elif entry.completed_at_ms < horizon_ms:
                 todo.append((key, record))
+        if busy:
+            raise RefusedError(
+                Refusal(
+                    503,
+                    f"{busy} event(s) are being published by another request: retry",
+                    retry_after_s=1.0,
+                )
+            )
         return todo
 
-    def sent(self, keys: Sequence[DedupKey]) -> None:
-        """Note (in the background) that ``keys``' records are acknowledged."""
-        self._unmarked.extend(keys)
-        self._wake.set()
+    def release(self, claims: Sequence[Claim], *, published: bool) -> None:
+        """The caller is done with the claims :meth:`claim` gave it: ``published`` (their
+        ``sent`` marks are written in the background) or not (the next claim of one of
+        them publishes it again)."""
+        keys = [key for key, _ in claims]
+        if published:
+            self._unmarked.extend(keys)
+            self._wake.set()
+            _remember(self._published_here, keys, forget=self._failed_here)
+        else:
+            _remember(self._failed_here, keys, forget=self._published_here)
+        owners = {self._owners.get(k) for k in keys} - {None}
+        for owner in owners:
+            assert owner is not None
+            self._release(keys, owner)
+
+    def _release(self, keys: Sequence[DedupKey], owner: asyncio.Future[bool]) -> None:
+        for key in keys:
+            if self._owners.get(key) is owner:
+                del self._owners[key]
+        if not owner.done() and not any(o is owner for o in self._owners.values()):
+            owner.set_result(True)
 
     async def _write_loop(self) -> None:
         while True:
@@ -131,20 +198,8 @@ class Idempotency:
                     log.warning("ingress: %d sent mark(s) not written: %s", len(keys), exc)
 
     async def _record(self, group: list[_Waiter]) -> None:
-        entries: list[Claim] = []
-        seen: dict[DedupKey, OutgoingRecord] = {}
-        repeated: list[dict[DedupKey, DedupEntry]] = []
-        for claims, _ in group:
-            # a key two requests of this group carry: the later one sees the first's claim,
-            # unsent (both publish the same record: nothing lost, one id downstream)
-            again: dict[DedupKey, DedupEntry] = {}
-            for key, record in claims:
-                if key in seen:
-                    again[key] = DedupEntry(key, (seen[key],), 0, sent=False)
-                else:
-                    seen[key] = record
-                    entries.append((key, record))
-            repeated.append(again)
+        # a key is owned by one request at a time (claim), so the group's keys are distinct
+        entries = [claim for claims, _ in group for claim in claims]
         self.groups += 1
         self.claims += len(entries)
         try:
@@ -156,7 +211,18 @@ class Idempotency:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (claims, future), again in zip(group, repeated, strict=True):
+        for claims, future in group:
             if not future.done():
-                mine = {k: before[k] for k, _ in claims if k in before}
-                future.set_result({**again, **mine})
+                future.set_result({k: before[k] for k, _ in claims if k in before})
+
+
+def _remember(
+    keys_seen: dict[DedupKey, None], keys: Sequence[DedupKey], *, forget: dict[DedupKey, None]
+) -> None:
+    """Add ``keys`` to ``keys_seen`` (the newest 100,000 kept), dropping them from ``forget``."""
+    for key in keys:
+        forget.pop(key, None)
+        keys_seen.pop(key, None)
+        keys_seen[key] = None
+    while len(keys_seen) > 100_000:
+        del keys_seen[next(iter(keys_seen))]

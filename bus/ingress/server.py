@@ -200,8 +200,12 @@ class IngressServer:
                     DedupKey(INGRESS_HANDLER, a.envelope.source, a.envelope.id) for a in admitted
                 ]
                 todo = await self.idempotency.claim(list(zip(keys, records, strict=True)))
-                await self.publisher.forward([record for _, record in todo])
-                self.idempotency.sent([key for key, _ in todo])
+                try:
+                    await self.publisher.forward([record for _, record in todo])
+                except BaseException:
+                    self.idempotency.release(todo, published=False)
+                    raise
+                self.idempotency.release(todo, published=True)
                 published = len(todo)
             else:
                 await self.publisher.forward(records)

@@ -169,7 +169,9 @@ async def _idempotency(config: IngressConfig) -> AsyncIterator[Idempotency | Non
         return
     await store.open()
     try:
-        async with Idempotency(store, window_s=config.dedup_window_s) as idempotency:
+        async with Idempotency(
+            store, window_s=config.dedup_window_s, lease_s=config.dedup_lease_s
+        ) as idempotency:
             yield idempotency
     finally:
         await store.close()
