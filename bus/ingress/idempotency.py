@@ -74,6 +74,8 @@ class Idempotency:
         self.lease_s = lease_s
         #: Keys a request of this process is publishing -> its done future.
         self._owners: dict[DedupKey, asyncio.Future[bool]] = {}
+        #: A request's done future -> how many keys it still owns.
+        self._owned: dict[asyncio.Future[bool], int] = {}
         #: Keys this process failed to publish (their entries are unsent): publish at once.
         self._failed_here: dict[DedupKey, None] = {}
         #: Keys this process published: duplicates, even before their sent mark is written.
@@ -117,12 +119,14 @@ class Idempotency:
         mine: asyncio.Future[bool] = loop.create_future()
         for key in keys:  # no await since the check: the keys are ours now
             self._owners[key] = mine
+        self._owned[mine] = len(keys)
         try:
             todo = await self._decide(claims)
         except BaseException:
             self._release(keys, mine)
             raise
-        self._release([k for k in keys if k not in {key for key, _ in todo}], mine)
+        taken = {key for key, _ in todo}
+        self._release([k for k in keys if k not in taken], mine)
         return todo
 
     async def _decide(self, claims: Sequence[Claim]) -> list[Claim]:
@@ -174,10 +178,16 @@ class Idempotency:
             self._release(keys, owner)
 
     def _release(self, keys: Sequence[DedupKey], owner: asyncio.Future[bool]) -> None:
+        left = self._owned.get(owner, 0)
         for key in keys:
             if self._owners.get(key) is owner:
                 del self._owners[key]
-        if not owner.done() and not any(o is owner for o in self._owners.values()):
+                left -= 1
+        if left > 0:
+            self._owned[owner] = left
+            return
+        self._owned.pop(owner, None)
+        if not owner.done():
             owner.set_result(True)
 
     async def _write_loop(self) -> None:
