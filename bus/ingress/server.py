@@ -48,6 +48,7 @@ from bus.ingress.problems import Refusal, RefusedError
 from bus.ingress.signatures import check_sha256, check_timestamped
 from bus.ingress.tokens import authorize
 from bus.ingress.webhooks import Webhook, mapped_events
+from bus.metrics import Metrics, MetricSpec, default_metrics
 from bus.publisher import Publisher, record_for
 from bus.registry import Registry
 from bus.stamping import utc_now
@@ -56,6 +57,20 @@ __all__ = ["IngressServer", "IngressStats"]
 
 log = logging.getLogger("bus.ingress")
 _ACCEPTED_TYPE = "application/json"
+#: The ingress's metrics, on the process's registry (served at /metrics beside it).
+EVENTS = MetricSpec(
+    "bus_ingress_events_total",
+    "counter",
+    ("outcome",),
+    "Events the ingress accepted: published, or duplicate (accepted before, not published).",
+)
+REQUESTS = MetricSpec(
+    "bus_ingress_requests_total",
+    "counter",
+    ("status",),
+    "Requests to the ingress (CloudEvents and webhooks) by the status answered.",
+)
+_STATUSES = ("202", "400", "401", "403", "413", "415", "422", "429", "503")
 
 
 @dataclass(slots=True)
@@ -84,6 +99,7 @@ class IngressServer:
         clock: Callable[[], datetime] = utc_now,
         ids: Callable[[], str] = new_id,
         wall_clock_s: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.registry = registry
         self.publisher = publisher
@@ -101,6 +117,13 @@ class IngressServer:
         self._wall_clock_s = wall_clock_s
         self._pending = 0
         self.stats = IngressStats(refused={})
+        registry_metrics = metrics or default_metrics()
+        self._events_total = registry_metrics.counter(EVENTS)
+        self._requests_total = registry_metrics.counter(REQUESTS)
+        for outcome in ("published", "duplicate"):  # zeros first: increase() sees the first one
+            self._events_total.labels(outcome)
+        for status in _STATUSES:
+            self._requests_total.labels(status)
         self._openapi = orjson.dumps(openapi_document(registry, webhooks=self.webhooks))
 
     def add_routes(self, app: web.Application) -> None:
@@ -217,6 +240,10 @@ class IngressServer:
             self._pending -= len(records)
         self.stats.published += published
         self.stats.duplicates += len(records) - published
+        self._events_total.labels("published").inc(published)
+        if published < len(records):
+            self._events_total.labels("duplicate").inc(len(records) - published)
+        self._requests_total.labels("202").inc()
         body = orjson.dumps({"accepted": len(records), "duplicates": len(records) - published})
         return web.Response(status=202, body=body, content_type=_ACCEPTED_TYPE)
 
@@ -229,6 +256,7 @@ class IngressServer:
         refused = self.stats.refused
         assert refused is not None
         refused[refusal.status] = refused.get(refusal.status, 0) + 1
+        self._requests_total.labels(str(refusal.status)).inc()
         return web.Response(status=refusal.status, body=refusal.body(), headers=refusal.headers())
 
     async def _openapi_json(self, request: web.Request) -> web.Response:

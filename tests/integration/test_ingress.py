@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -277,3 +278,18 @@ async def test_the_openapi_document_names_every_registered_type(ingested: Ingest
     schemas = doc["components"]["schemas"]
     assert {"it.ingress.hired.v1", "it.ingress.left.v1"} <= set(schemas)
     assert schemas["it.ingress.hired.v1"]["required"] == ["employee_id", "name"]
+
+
+async def test_published_events_and_answers_are_counted_on_metrics(ingested: Ingested) -> None:
+    source = unique("bus://hr/metrics")
+    assert (await ingested.post(event("mt-1", source)))[0] == 202
+    assert (await ingested.post(event("mt-2", source), token="nope"))[0] == 401
+    async with ingested.session.get(ingested.url + "/metrics") as answer:
+        text = await answer.text()
+    published = re.search(r'bus_ingress_events_total\{outcome="published"\} ([\d.]+)', text)
+    refused = re.search(r'bus_ingress_requests_total\{status="401"\} ([\d.]+)', text)
+    assert published is not None
+    assert float(published[1]) >= 1
+    assert refused is not None
+    assert float(refused[1]) >= 1
+    assert 'bus_ingress_requests_total{status="503"}' in text  # zero series exported
