@@ -114,7 +114,16 @@ async def serve_ingress(
     stop: asyncio.Event | None = None,
     started: Callable[[HttpServer, IngressServer], None] | None = None,
 ) -> int:
-    """Serve until ``stop``; 0 on a clean stop. ``started`` is called once it listens."""
+    """Serve until ``stop``; 0 on a clean stop. ``started`` is called once it listens.
+
+    The memory transport is refused: its log lives in this process, and no other process
+    would ever read what the ingress accepted (as ``bus publish`` refuses it).
+    """
+    if transport.name == "memory":
+        raise ConfigError(
+            "the ingress publishes into the memory transport's private log, which no other "
+            "process reads: set BUS_TRANSPORT=kafka"
+        )
     registry = apps_registry(apps)
     secrets = webhook_secrets(ingress)
     context = ssl_context_for(config)

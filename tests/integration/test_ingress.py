@@ -13,6 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
+from bus import MemoryBroker, MemoryTransport
 from bus.devbroker import DevBroker
 from bus.errors import ConfigError
 from bus.ingress import encode_value
@@ -293,3 +294,9 @@ async def test_published_events_and_answers_are_counted_on_metrics(ingested: Ing
     assert refused is not None
     assert float(refused[1]) >= 1
     assert 'bus_ingress_requests_total{status="503"}' in text  # zero series exported
+
+
+async def test_the_ingress_refuses_the_memory_transport(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="BUS_TRANSPORT=kafka"):
+        async with ingress_running(MemoryTransport(MemoryBroker()), tmp_path):
+            pass
