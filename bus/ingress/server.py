@@ -6,13 +6,14 @@ A request goes through, in this order (each step's refusal is its answer)::
     in flight >= max_pending_events      -> 503 Retry-After   (the producer queue is full)
     Access.authenticate(Authorization)   -> 401               (before the body is read)
     body > max_body_bytes                -> 413
-    binding.read_events(...)             -> 415 / 400         (every field error at once)
+    binding.read_request(...)            -> 415 / 400         (every field error at once)
     events > max_batch_events            -> 413
     tokens.authorize(grant, events)      -> 403
     admission.admit(events, registry)    -> 422 / 400
     Access.spend(grant, len(events))     -> 429 Retry-After
     Idempotency.claim(records)           -> duplicates dropped (503 if the store fails)
-    Publisher.forward(records)           -> 503 Retry-After   (broker down or not acking)
+    Publisher.forward(records)           -> 503 Retry-After   (broker down or not acking),
+                                            413 (a record the broker refuses as too large)
                                          -> 202
 
 A webhook replaces the token by its signature (401) and the binding by its function
@@ -37,7 +38,7 @@ from aiohttp import web
 
 from bus.config import IngressConfig
 from bus.dedup.base import DedupKey
-from bus.errors import ConfigError, StoreError, TransportError
+from bus.errors import ConfigError, MessageTooLargeError, StoreError, TransportError
 from bus.ids import new_id
 from bus.ingress.access import Access
 from bus.ingress.admission import Admitted, admit
@@ -233,6 +234,8 @@ class IngressServer:
             else:
                 await self.publisher.forward(records)
                 published = len(records)
+        except MessageTooLargeError as exc:  # permanent: a retry would be refused again
+            raise _too_large(f"an event is larger than the broker accepts: {exc}") from exc
         except (TransportError, StoreError) as exc:
             log.warning("ingress: %d event(s) not published: %s", len(records), exc)
             raise RefusedError(self._unavailable(str(exc))) from exc
