@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -141,8 +142,14 @@ class HttpServer:
         heartbeat_interval_s: float = 0.25,
         unhealthy_after_s: float = 10.0,
         settings: HttpSettings | None = None,
+        routes: Sequence[Callable[[web.Application], None]] = (),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        #: Adds more endpoints to the application (the ingress's), before it starts.
+        self._routes = routes
+        #: Serve HTTPS with this context (certificate and key loaded) instead of HTTP.
+        self.ssl_context = ssl_context
         self.metrics = metrics or default_metrics()
         self.settings = settings or HttpSettings()
         self._requested_port = port
@@ -160,7 +167,8 @@ class HttpServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def connections(self) -> GuardedConnections:
@@ -174,6 +182,8 @@ class HttpServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        for add_routes in self._routes:
+            add_routes(app)
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.settings.idle_timeout_s)
         await runner.setup()
         assert runner.server is not None
@@ -181,7 +191,11 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         try:
             server = await loop.create_server(
-                connections, self.host, self._requested_port, reuse_address=True
+                connections,
+                self.host,
+                self._requested_port,
+                reuse_address=True,
+                ssl=self.ssl_context,
             )
         except OSError as exc:
             await runner.cleanup()

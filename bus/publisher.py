@@ -12,7 +12,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from bus import tracing
@@ -251,6 +251,11 @@ class Publisher:
             subject=subject,
         )
         return await self.transport.publish(record_for(message, env))
+
+    async def forward(self, records: Sequence[OutgoingRecord]) -> list[RecordMetadata]:
+        """Send records made already (:func:`record_for` of an event from elsewhere, ids,
+        sources and times kept: the HTTP ingress) and wait for every acknowledgement."""
+        return await self.transport.publish_many(records)
 
     async def publish_many(self, messages: Iterable[Message]) -> list[RecordMetadata]:
         """Send every message (each its own process), then wait for all acknowledgements

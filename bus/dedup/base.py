@@ -156,6 +156,19 @@ class DedupStore(Protocol[ConnectionT_co]):
         """
         ...
 
+    async def record_new(
+        self, entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]]
+    ) -> dict[DedupKey, DedupEntry]:
+        """Record every key of ``entries`` not recorded yet, all in one transaction; the
+        entries recorded *before* (the duplicates), by key. A key given twice counts once.
+
+        For callers that complete many messages at once (the HTTP ingress groups the
+        requests that arrive together): one round trip and one commit instead of one per
+        key. A concurrent transaction holding one of the keys is waited for, as by
+        :meth:`record`.
+        """
+        ...
+
     async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
         """Note that the outputs of ``keys`` are all acknowledged (unknown keys: ignored)."""
         ...

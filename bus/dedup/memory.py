@@ -118,6 +118,26 @@ class MemoryDedupStore:
             self._done.popitem(last=False)
         return completion
 
+    async def record_new(
+        self, entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]]
+    ) -> dict[DedupKey, DedupEntry]:
+        for key, _ in entries:
+            while (claim := self._claims.get(key)) is not None:
+                await claim.wait()
+        before: dict[DedupKey, DedupEntry] = {}
+        seen: set[DedupKey] = set()
+        # no await from here on: the keys are checked and recorded as one step
+        for key, outputs in entries:
+            if key in seen:
+                continue
+            seen.add(key)
+            found = self._done.get(key)
+            if found is None:
+                self._insert(key, tuple(outputs))
+            else:
+                before[key] = found
+        return before
+
     @asynccontextmanager
     async def transaction(self, key: DedupKey) -> AsyncIterator[MemoryTransaction]:
         while (claim := self._claims.get(key)) is not None:

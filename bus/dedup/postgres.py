@@ -55,6 +55,20 @@ _INSERT = (
     "INSERT INTO bus_dedup (handler, source, id, completed_at_ms, outputs)"
     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
 )
+# Sorted, so two replicas recording overlapping groups take the row locks in one order
+# (no deadlock); DISTINCT ON: a key given twice is inserted once.
+_INSERT_MANY = (
+    "INSERT INTO bus_dedup (handler, source, id, completed_at_ms, outputs)"
+    " SELECT DISTINCT ON (k.handler, k.source, k.id) k.handler, k.source, k.id, $4, k.outputs"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $5::bytea[])"
+    " AS k(handler, source, id, outputs) ORDER BY k.handler, k.source, k.id"
+    " ON CONFLICT DO NOTHING RETURNING handler, source, id"
+)
+_SELECT_MANY = (
+    "SELECT d.handler, d.source, d.id, d.completed_at_ms, d.outputs, d.sent FROM bus_dedup AS d"
+    " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(handler, source, id)"
+    " ON d.handler = k.handler AND d.source = k.source AND d.id = k.id"
+)
 _COMPLETE = (
     "UPDATE bus_dedup SET completed_at_ms = $4, outputs = $5"
     " WHERE handler = $1 AND source = $2 AND id = $3"
@@ -146,6 +160,30 @@ class PostgresDedupStore(MigratedStore[PostgresDatabase]):
             tx = PostgresDedupTransaction(key, conn)
             yield tx
             await conn.execute(_COMPLETE, *key, self._now_ms(), encode_outputs(tx.outputs))
+
+    async def record_new(
+        self, entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]]
+    ) -> dict[DedupKey, DedupEntry]:
+        if not entries:
+            return {}
+        keys = [key for key, _ in entries]
+        handlers, sources, ids = ([k[i] for k in keys] for i in range(3))
+        blobs = [encode_outputs(tuple(outputs)) for _, outputs in entries]
+        async with self.database.transaction() as conn:
+            inserted = await conn.fetch(_INSERT_MANY, handlers, sources, ids, self._now_ms(), blobs)
+            if len(inserted) == len(set(keys)):
+                return {}
+            new = {DedupKey(*row) for row in inserted}
+            old = [k for k in dict.fromkeys(keys) if k not in new]
+            rows = await conn.fetch(
+                _SELECT_MANY, [k[0] for k in old], [k[1] for k in old], [k[2] for k in old]
+            )
+        return {
+            (key := DedupKey(r[0], r[1], r[2])): DedupEntry(
+                key, decode_outputs(r[4]), int(r[3]), bool(r[5])
+            )
+            for r in rows
+        }
 
     async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
         if not keys:

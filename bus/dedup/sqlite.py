@@ -48,6 +48,12 @@ _SELECT = (
     "SELECT completed_at_ms, outputs, sent FROM bus_dedup"
     " WHERE handler = ? AND source = ? AND id = ?"
 )
+_SELECT_MANY = (
+    "SELECT handler, source, id, completed_at_ms, outputs, sent FROM bus_dedup"
+    " WHERE (handler, source, id) IN (VALUES {values})"
+)
+#: Keys per SELECT of record_new: 3 parameters each, well under SQLite's 32,766.
+_KEYS_PER_SELECT = 500
 _MARK_SENT = "UPDATE bus_dedup SET sent = 1 WHERE handler = ? AND source = ? AND id = ?"
 _INSERT = (
     "INSERT INTO bus_dedup (handler, source, id, completed_at_ms, outputs) VALUES (?, ?, ?, ?, ?)"
@@ -137,6 +143,32 @@ class SqliteDedupStore(MigratedStore[SqliteDatabase]):
 
             # Runs in the COMMIT's trip to the thread: the record and the effect commit together.
             tx.before_commit(record)
+
+    async def record_new(
+        self, entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]]
+    ) -> dict[DedupKey, DedupEntry]:
+        if not entries:
+            return {}
+        now_ms = self._now_ms()
+        # encoded before the transaction: the write lock is held for two statements only
+        rows = {key: (*key, now_ms, encode_outputs(outputs)) for key, outputs in reversed(entries)}
+        keys = list(rows)
+
+        def record_all(conn: sqlite3.Connection) -> dict[DedupKey, DedupEntry]:
+            before: dict[DedupKey, DedupEntry] = {}
+            for start in range(0, len(keys), _KEYS_PER_SELECT):
+                chunk = keys[start : start + _KEYS_PER_SELECT]
+                values = ",".join(["(?, ?, ?)"] * len(chunk))
+                found = conn.execute(
+                    _SELECT_MANY.format(values=values), [part for key in chunk for part in key]
+                )
+                for handler, source, id_, at_ms, blob, sent in found:
+                    key = DedupKey(handler, source, id_)
+                    before[key] = DedupEntry(key, decode_outputs(blob), int(at_ms), bool(sent))
+            conn.executemany(_INSERT, [row for key, row in rows.items() if key not in before])
+            return before
+
+        return await self.database.write(record_all)
 
     async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
         if not keys:

@@ -512,3 +512,44 @@ async def test_the_memory_store_evicts_its_oldest_entries_beyond_max_entries() -
         pass
     assert await store.get(key("m2")) is None
     assert len(store) == 3
+
+
+async def test_recording_many_new_keys_records_each_and_reports_only_earlier_ones(
+    backend: Backend,
+) -> None:
+    store, other = await backend.store(), await backend.store()
+    await store.record(key("old"), OUTPUTS[:1])
+    await store.mark_sent([key("old")])
+    before = await other.record_new(
+        [(key("a"), OUTPUTS), (key("old"), OUTPUTS), (key("b"), ()), (key("a"), OUTPUTS[:1])]
+    )
+    assert list(before) == [key("old")]
+    assert before[key("old")].outputs == OUTPUTS[:1]
+    assert before[key("old")].sent
+    a, b = await store.get(key("a")), await store.get(key("b"))
+    assert a is not None
+    assert b is not None
+    assert (a.outputs, b.outputs, a.sent) == (OUTPUTS, (), False)
+    assert await store.record_new([]) == {}
+    again = await store.record_new([(key("a"), ()), (key("c"), ())])
+    assert set(again) == {key("a")}
+
+
+async def test_concurrent_groups_of_overlapping_keys_record_each_key_once(
+    backend: Backend,
+) -> None:
+    stores = [await backend.store(), await backend.store()]
+    ids = [f"k{n}" for n in range(20)]
+
+    async def group(n: int) -> dict[DedupKey, Any]:
+        chosen = ids[n % 3 :: 2] if n % 2 else list(reversed(ids))
+        return await stores[n % 2].record_new([(key(i), ()) for i in chosen])
+
+    results = await asyncio.gather(*(group(n) for n in range(6)))
+    offered = [set(ids[n % 3 :: 2] if n % 2 else ids) for n in range(6)]  # every group's keys
+    new_per_group = [
+        {key(i) for i in chosen} - set(before)
+        for chosen, before in zip(offered, results, strict=True)
+    ]
+    recorded_now = [k for new in new_per_group for k in new]
+    assert sorted(recorded_now) == sorted({key(i) for i in ids})  # each key new exactly once

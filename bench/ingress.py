@@ -1,0 +1,392 @@
+"""Benchmark: the HTTP ingress against a minimal aiohttp + aiokafka endpoint, on Tansu.
+
+Run::
+
+    python bench/ingress.py                         # ~2 minutes
+    python bench/ingress.py --seconds 5 --latency-seconds 5   # quick look
+
+It starts a Tansu broker (:class:`bus.devbroker.DevBroker`, memory storage), a 6-partition
+topic, and then, one after the other, two server processes on the same port settings:
+
+baseline
+    aiohttp + one AIOKafkaProducer: read the body, ``orjson.loads`` it, ``send`` each event
+    (keyed by its order id) and await every acknowledgement, answer 202. No auth, no
+    validation, no idempotency, no CloudEvents headers on the records.
+ingress
+    ``bus.ingress.serve_ingress``: bearer token (a token file, no rate limit), the HTTP
+    binding, validation against the registry, idempotency on a SQLite dedup store (grouped
+    writes), binary-mode CloudEvents records through the Kafka transport, 202.
+
+Load comes from a separate process: ``wrk`` (one thread) with a Lua script that gives each
+event a new id (idempotency must see new events, not duplicates): single structured
+events over 64 connections, then batches of 100 over 16 connections, ``--seconds`` each.
+Only 202 answers count. Then a Python client (another process) sends single events at
+1,000 per second for ``--latency-seconds`` over up to 64 connections and reports the
+latency percentiles, measured from each request's scheduled time (no coordinated
+omission). The load generators' CPU is reported beside the rates: the machine is shared by
+broker, server and load.
+
+Prints a table, then as the LAST line one JSON object: single_per_s,
+single_per_baseline, batch_per_s, batch_per_baseline, p99_ms_at_1000 (the ingress's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOPIC = "bench.ingress"
+TOKEN = "bench-token"
+TYPE = "bench.ingress.order.v1"
+#: Both producers: how long a batch waits to fill (the ingress's BUS_KAFKA_LINGER_MS), and
+#: acks=all (bus's default) for both.
+LINGER_MS = 1
+
+VARIANTS = ["baseline", "ingress", "ingress_nodedup"]
+LUA = r"""
+local counter = 0
+local prefix = "x"
+local batch = 1
+local headers = {}
+function init(args)
+  prefix = args[1] .. "-" .. tostring(math.random(1, 1000000000))
+  batch = tonumber(args[2])
+  headers["Authorization"] = "Bearer TOKEN"
+  if batch > 1 then
+    headers["Content-Type"] = "application/cloudevents-batch+json"
+  else
+    headers["Content-Type"] = "application/cloudevents+json"
+  end
+end
+local function event()
+  counter = counter + 1
+  local id = prefix .. "-" .. counter
+  return '{"specversion":"1.0","id":"' .. id .. '","source":"bus://bench","type":"TYPE",' ..
+    '"data":{"order_id":"o-' .. id .. '","customer":"c-' .. (counter % 1000) ..
+    '","amount":42.5,"items":3,"note":"a bench order"}}'
+end
+function request()
+  if batch == 1 then
+    return wrk.format("POST", "/events", headers, event())
+  end
+  local events = {}
+  for i = 1, batch do events[i] = event() end
+  return wrk.format("POST", "/events", headers, "[" .. table.concat(events, ",") .. "]")
+end
+""".replace("TOKEN", TOKEN).replace("TYPE", TYPE)
+
+
+# -- the servers (each its own process) --------------------------------------------------
+def serve_baseline(port: int, bootstrap: str) -> None:
+    from aiohttp import web
+    from aiokafka import AIOKafkaProducer
+
+    async def main() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=LINGER_MS, acks="all")
+        await producer.start()
+
+        async def events(request: web.Request) -> web.Response:
+            doc = orjson.loads(await request.read())
+            docs = doc if isinstance(doc, list) else [doc]
+            futures = [
+                await producer.send(TOPIC, orjson.dumps(d), key=str(d["data"]["order_id"]).encode())
+                for d in docs
+            ]
+            for future in futures:
+                await future
+            return web.Response(status=202, body=b'{"accepted":%d}' % len(docs))
+
+        async def alive(request: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_post("/events", events)
+        app.router.add_get("/healthz", alive)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def serve_ingress(port: int, bootstrap: str, workdir: Path, *, dedup: bool = True) -> None:
+    from bus import App, BusConfig, Event, Registry
+    from bus.config import IngressConfig, KafkaConfig
+    from bus.gc_tuning import tune_gc
+    from bus.ingress import hash_token
+    from bus.ingress import serve_ingress as serve
+    from bus.transports.kafka import KafkaTransport
+
+    registry = Registry()
+
+    class OrderPlaced(Event, type=TYPE, topic=TOPIC, key="order_id", registry=registry):
+        order_id: str
+        customer: str
+        amount: float
+        items: int
+        note: str = ""
+
+    tokens = workdir / "tokens.toml"
+    tokens.write_text(f'[[tokens]]\nname = "bench"\nsha256 = "{hash_token(TOKEN)}"\n')
+    config = IngressConfig.from_env(
+        {},
+        tokens_file=str(tokens),
+        dedup_store=f"sqlite:{workdir / f'ingress-{port}.db'}" if dedup else "",
+        max_body_bytes=8 * 1024 * 1024,
+    )
+    bus_config = BusConfig.from_env({}, http_port=port, http_max_connections=1000)
+    kafka = KafkaConfig.from_env({}, bootstrap_servers=bootstrap, linger_ms=LINGER_MS)
+    transport = KafkaTransport(kafka)
+    asyncio.run(
+        serve(
+            [App("bench-ingress", registry=registry)],
+            config=config,
+            bus_config=bus_config,
+            transport=transport,
+            started=lambda http, server: tune_gc(50_000),
+        )
+    )
+
+
+# -- load --------------------------------------------------------------------------------
+def wait_listening(port: int, timeout_s: float = 30.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the server on port {port} did not answer within {timeout_s}s")
+
+
+def children_cpu_s() -> float:
+    usage = os.times()
+    return usage.children_user + usage.children_system
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    url: str, script: Path, conns: int, seconds: float, label: str, batch: int
+) -> dict[str, float]:
+    before = children_cpu_s()
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", "--latency", "-s", str(script), url + "/events", "--", label, str(batch)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    cpu = children_cpu_s() - before
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    duration = float(re.search(r"requests in ([\d.]+)s", out)[1])  # type: ignore[index]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    ok = requests - (int(bad[1]) if bad else 0)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    return {
+        "events_per_s": ok * batch / duration,
+        "requests": requests,
+        "refused": requests - ok,
+        "p99_ms": float(p99[1]) * scale[p99[2]] if p99 else float("nan"),
+        "load_cpu_pct": 100 * cpu / duration,
+        "socket_errors": 0 if errors is None else 1,
+    }
+
+
+async def constant_rate(url: str, rate: float, seconds: float) -> dict[str, float]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cloudevents+json"}
+    prefix = f"lat-{os.getpid()}-{time.time_ns()}"
+    latencies: list[float] = []
+    failures = 0
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(n: int, due: float) -> None:
+            nonlocal failures
+            body = orjson.dumps({
+                "specversion": "1.0", "id": f"{prefix}-{n}", "source": "bus://bench", "type": TYPE,
+                "data": {"order_id": f"o-{n}", "customer": "c-1", "amount": 1.5, "items": 1},
+            })  # fmt: skip
+            async with session.post(url + "/events", data=body, headers=headers) as answer:
+                await answer.read()
+                if answer.status != 202:
+                    failures += 1
+            latencies.append(time.perf_counter() - due)
+
+        start = time.perf_counter()
+        tasks = []
+        total = int(rate * seconds)
+        for n in range(total):
+            due = start + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(n, due)))
+        await asyncio.gather(*tasks)
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return 1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))]
+
+    return {"p50_ms": pct(0.5), "p99_ms": pct(0.99), "failures": failures, "sent": total}
+
+
+def run_latency(url: str, rate: float, seconds: float) -> dict[str, float]:
+    before = children_cpu_s()
+    out = subprocess.run(
+        [sys.executable, __file__, "--latency-client", url, "--rate", str(rate), "--latency-seconds", str(seconds)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    result: dict[str, float] = orjson.loads(out.strip().splitlines()[-1])
+    result["load_cpu_pct"] = 100 * (children_cpu_s() - before) / seconds
+    return result
+
+
+# -- the run -----------------------------------------------------------------------------
+def measure(
+    kind: str, port: int, broker_pid: int, args: argparse.Namespace, script: Path, workdir: Path
+) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--bootstrap", args.bootstrap, "--workdir", str(workdir)]  # fmt: skip
+    server = subprocess.Popen(command)
+    try:
+        wait_listening(port)
+        url = f"http://127.0.0.1:{port}"
+        run_wrk(url, script, 16, 2, f"{kind}-warm", 1)  # warm-up: connections, caches
+        found: dict[str, Any] = {}
+        for mode, conns, batch in (("single", 64, 1), ("batch", 16, 100)):
+            cpu0, broker0, t0 = (
+                process_cpu_s(server.pid),
+                process_cpu_s(broker_pid),
+                time.monotonic(),
+            )
+            found[mode] = run_wrk(url, script, conns, args.seconds, f"{kind}-{mode}", batch)
+            elapsed = time.monotonic() - t0
+            found[mode]["server_cpu_pct"] = 100 * (process_cpu_s(server.pid) - cpu0) / elapsed
+            found[mode]["broker_cpu_pct"] = 100 * (process_cpu_s(broker_pid) - broker0) / elapsed
+        latency = run_latency(url, args.rate, args.latency_seconds)
+        return {**found, "latency": latency}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--serve", choices=VARIANTS)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        choices=VARIANTS,
+        help="run only these (default: baseline and ingress; ingress_nodedup: without the "
+        "dedup store, to see what idempotency costs)",
+    )
+    parser.add_argument("--latency-client")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--bootstrap")
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args()
+    if args.serve == "baseline":
+        return serve_baseline(args.port, args.bootstrap)
+    if args.serve in ("ingress", "ingress_nodedup"):
+        return serve_ingress(args.port, args.bootstrap, args.workdir, dedup=args.serve == "ingress")
+    if args.latency_client:
+        print(
+            orjson.dumps(
+                asyncio.run(constant_rate(args.latency_client, args.rate, args.latency_seconds))
+            ).decode()
+        )
+        return None
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+
+    from bus import TopicSpec
+    from bus.config import KafkaConfig
+    from bus.devbroker import DevBroker, free_port
+    from bus.transports.kafka import KafkaTransport
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp:
+        workdir = Path(tmp)
+        script = workdir / "events.lua"
+        script.write_text(LUA)
+        broker = DevBroker(log_path=workdir / "tansu.log")
+        bootstrap = broker.start()
+        try:
+
+            async def topic() -> None:
+                transport = KafkaTransport(KafkaConfig.from_env({}, bootstrap_servers=bootstrap))
+                await transport.start()
+                await transport.ensure_topics(
+                    [TopicSpec(TOPIC, partitions=6, replication_factor=1)]
+                )
+                await transport.stop()
+
+            asyncio.run(topic())
+            args.bootstrap = bootstrap
+            assert broker.process is not None
+            pid = broker.process.pid
+            results = {
+                kind: measure(kind, free_port(), pid, args, script, workdir)
+                for kind in args.variant or ("baseline", "ingress")
+            }
+        finally:
+            broker.stop()
+    report(results, args)
+
+
+def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    print(f"machine: {os.cpu_count()} cores shared by Tansu, the server and the load generator")
+    print(f"{'':16} {'mode':7} {'events/s':>10} {'refused':>8} {'wrk p99 ms':>11} {'server cpu%':>12} {'broker cpu%':>12} {'load cpu%':>10}")  # fmt: skip
+    for kind, found in results.items():
+        for mode in ("single", "batch"):
+            r = found[mode]
+            print(f"{kind:16} {mode:7} {r['events_per_s']:10.0f} {r['refused']:8d} {r['p99_ms']:11.1f} {r['server_cpu_pct']:12.0f} {r['broker_cpu_pct']:12.0f} {r['load_cpu_pct']:10.0f}")  # fmt: skip
+    for kind, found in results.items():
+        lat = found["latency"]
+        print(f"{kind:16} at {args.rate:g}/s for {args.latency_seconds:g}s: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+              f"{lat['failures']} not 202, load generator cpu {lat['load_cpu_pct']:.0f}%")  # fmt: skip
+    if "baseline" not in results or "ingress" not in results:
+        return
+    base, ours = results["baseline"], results["ingress"]
+    summary = {
+        "single_per_s": round(ours["single"]["events_per_s"]),
+        "single_per_baseline": round(
+            ours["single"]["events_per_s"] / base["single"]["events_per_s"], 3
+        ),
+        "batch_per_s": round(ours["batch"]["events_per_s"]),
+        "batch_per_baseline": round(
+            ours["batch"]["events_per_s"] / base["batch"]["events_per_s"], 3
+        ),
+        "p99_ms_at_1000": round(ours["latency"]["p99_ms"], 2),
+    }
+    print(orjson.dumps(summary).decode())
+
+
+if __name__ == "__main__":
+    main()

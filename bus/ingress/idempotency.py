@@ -1,0 +1,238 @@
+"""Idempotent ingestion: an event re-posted within a window is answered 202, not published.
+
+The proof is the dedup store's unique key (``DedupKey("ingress", source, id)``), so it
+holds across ingress replicas sharing one PostgreSQL database. Each event is recorded
+*with its record* before it is published, and marked ``sent`` once the broker acknowledged
+it. A re-post then finds either
+
+- a sent entry within ``window_s``: a duplicate; 202, nothing published;
+- an entry being published by a request of this process: it waits for that one's
+  outcome (a duplicate if it was published, published again if it failed);
+- an unsent entry younger than ``lease_s`` from another replica: it is being published
+  there; 503 with ``Retry-After`` (the caller's retry finds it sent, or stale);
+- an unsent entry older than ``lease_s`` (its publisher failed or died): the *recorded*
+  record is published again, same CloudEvents id, so nothing is lost;
+- an entry older than the window: published again, as if new.
+
+Writes are grouped: the requests that arrive while a write is under way share the next
+one (one transaction, one commit, :meth:`~bus.dedup.base.DedupStore.record_new`), and the
+``sent`` marks are written in batches in the background. The ingress never purges the
+store: ``bus run``'s dedup retention, or a store of its own, does.
+
+Example::
+
+    async with Idempotency(store, window_s=86400) as idempotency:
+        todo = await idempotency.claim(claims)        # the records to publish, now ours
+        try:
+            ...publish todo...
+        except BusError:
+            idempotency.release(todo, published=False)
+            raise
+        idempotency.release(todo, published=True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from bus.dedup.base import DedupEntry, DedupKey, DedupStore
+from bus.errors import BusError
+from bus.ingress.problems import Refusal, RefusedError
+from bus.record import OutgoingRecord
+from bus.stamping import utc_now
+
+__all__ = ["INGRESS_HANDLER", "Claim", "Idempotency"]
+
+#: The ``handler`` of the ingress's dedup keys.
+INGRESS_HANDLER = "ingress"
+log = logging.getLogger("bus.ingress")
+
+Claim = tuple[DedupKey, OutgoingRecord]
+_Waiter = tuple[list[Claim], "asyncio.Future[dict[DedupKey, DedupEntry]]"]
+
+
+class Idempotency:
+    """The grouped writer of one dedup store; lives in its ``async with`` block."""
+
+    def __init__(
+        self,
+        store: DedupStore[Any],
+        *,
+        window_s: float,
+        lease_s: float = 30.0,
+        max_group: int = 5_000,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.window_s = window_s
+        #: Seconds an unsent entry is taken to be in flight at another replica.
+        self.lease_s = lease_s
+        #: Keys a request of this process is publishing -> its done future.
+        self._owners: dict[DedupKey, asyncio.Future[bool]] = {}
+        #: A request's done future -> how many keys it still owns.
+        self._owned: dict[asyncio.Future[bool], int] = {}
+        #: Keys this process failed to publish (their entries are unsent): publish at once.
+        self._failed_here: dict[DedupKey, None] = {}
+        #: Keys this process published: duplicates, even before their sent mark is written.
+        self._published_here: dict[DedupKey, None] = {}
+        self.max_group = max_group
+        self._clock = clock
+        self._waiting: list[_Waiter] = []
+        self._unmarked: list[DedupKey] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        #: Store transactions run, and claims they carried (claims / groups = grouping).
+        self.groups = 0
+        self.claims = 0
+
+    async def __aenter__(self) -> Idempotency:
+        self._task = asyncio.create_task(self._write_loop(), name="ingress-idempotency")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._unmarked:
+            with contextlib.suppress(BusError):
+                await self.store.mark_sent(self._unmarked)
+        for _, future in self._waiting:
+            if not future.done():
+                future.cancel()
+
+    async def claim(self, claims: Sequence[Claim]) -> list[Claim]:
+        """The claims to publish, now owned by the caller until :meth:`release`; the others
+        are duplicates. :class:`RefusedError` (503) while another replica publishes one of
+        them; a :class:`~bus.errors.StoreError` if the store fails."""
+        firsts = dict(reversed(claims))  # an event given twice in a request counts once
+        claims = [(key, firsts[key]) for key in dict.fromkeys(key for key, _ in claims)]
+        keys = [key for key, _ in claims]
+        while busy := [self._owners[k] for k in keys if k in self._owners]:
+            await asyncio.wait(busy)  # a request of this process is publishing them
+        loop = asyncio.get_running_loop()
+        mine: asyncio.Future[bool] = loop.create_future()
+        for key in keys:  # no await since the check: the keys are ours now
+            self._owners[key] = mine
+        self._owned[mine] = len(keys)
+        try:
+            todo = await self._decide(claims)
+        except BaseException:
+            self._release(keys, mine)
+            raise
+        taken = {key for key, _ in todo}
+        self._release([k for k in keys if k not in taken], mine)
+        return todo
+
+    async def _decide(self, claims: Sequence[Claim]) -> list[Claim]:
+        future: asyncio.Future[dict[DedupKey, DedupEntry]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.append((list(claims), future))
+        self._wake.set()
+        before = await future
+        now_ms = self._clock().timestamp() * 1000
+        horizon_ms, stale_ms = now_ms - self.window_s * 1000, now_ms - self.lease_s * 1000
+        todo: list[Claim] = []
+        busy = 0
+        for key, record in claims:
+            entry = before.get(key)
+            if entry is None:
+                todo.append((key, record))
+            elif not entry.sent and entry.outputs and key not in self._published_here:
+                if key in self._failed_here or entry.completed_at_ms < stale_ms:
+                    todo.append((key, entry.outputs[0]))  # the first attempt's exact record
+                else:
+                    busy += 1
+            elif entry.completed_at_ms < horizon_ms:
+                todo.append((key, record))
+        if busy:
+            raise RefusedError(
+                Refusal(
+                    503,
+                    f"{busy} event(s) are being published by another request: retry",
+                    retry_after_s=1.0,
+                )
+            )
+        return todo
+
+    def release(self, claims: Sequence[Claim], *, published: bool) -> None:
+        """The caller is done with the claims :meth:`claim` gave it: ``published`` (their
+        ``sent`` marks are written in the background) or not (the next claim of one of
+        them publishes it again)."""
+        keys = [key for key, _ in claims]
+        if published:
+            self._unmarked.extend(keys)
+            self._wake.set()
+            _remember(self._published_here, keys, forget=self._failed_here)
+        else:
+            _remember(self._failed_here, keys, forget=self._published_here)
+        owners = {self._owners.get(k) for k in keys} - {None}
+        for owner in owners:
+            assert owner is not None
+            self._release(keys, owner)
+
+    def _release(self, keys: Sequence[DedupKey], owner: asyncio.Future[bool]) -> None:
+        left = self._owned.get(owner, 0)
+        for key in keys:
+            if self._owners.get(key) is owner:
+                del self._owners[key]
+                left -= 1
+        if left > 0:
+            self._owned[owner] = left
+            return
+        self._owned.pop(owner, None)
+        if not owner.done():
+            owner.set_result(True)
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                group, self._waiting = (
+                    self._waiting[: self.max_group],
+                    self._waiting[self.max_group :],
+                )
+                await self._record(group)
+            if self._unmarked:
+                keys, self._unmarked = self._unmarked, []
+                try:
+                    await self.store.mark_sent(keys)
+                except BusError as exc:  # a lost mark costs a re-publish on a re-post, no more
+                    log.warning("ingress: %d sent mark(s) not written: %s", len(keys), exc)
+
+    async def _record(self, group: list[_Waiter]) -> None:
+        # a key is owned by one request at a time (claim), so the group's keys are distinct
+        entries = [claim for claims, _ in group for claim in claims]
+        self.groups += 1
+        self.claims += len(entries)
+        try:
+            before = await self.store.record_new([(k, (r,)) for k, r in entries])
+        except Exception as exc:  # every waiter learns it (a 503), and the loop goes on
+            if not isinstance(exc, BusError):
+                log.exception("ingress: the dedup store failed unexpectedly")
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for claims, future in group:
+            if not future.done():
+                future.set_result({k: before[k] for k, _ in claims if k in before})
+
+
+def _remember(
+    keys_seen: dict[DedupKey, None], keys: Sequence[DedupKey], *, forget: dict[DedupKey, None]
+) -> None:
+    """Add ``keys`` to ``keys_seen`` (the newest 100,000 kept), dropping them from ``forget``."""
+    for key in keys:
+        forget.pop(key, None)
+        keys_seen.pop(key, None)
+        keys_seen[key] = None
+    while len(keys_seen) > 100_000:
+        del keys_seen[next(iter(keys_seen))]

@@ -1,0 +1,75 @@
+"""Idempotency's decisions on the memory dedup store: duplicates, failures, leases, windows."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bus import DedupKey, MemoryDedupStore, OutgoingRecord
+from bus.ingress.idempotency import Idempotency
+from bus.ingress.problems import RefusedError
+
+
+@dataclass
+class Clock:
+    now: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def claim(id_: str, value: bytes = b"{}") -> tuple[DedupKey, OutgoingRecord]:
+    return DedupKey("ingress", "/s", id_), OutgoingRecord("t", None, value, ())
+
+
+async def test_a_published_event_is_a_duplicate_and_one_given_twice_counts_once() -> None:
+    async with Idempotency(MemoryDedupStore(), window_s=60) as idem:
+        todo = await idem.claim([claim("a"), claim("b"), claim("a", b"2")])
+        assert todo == [claim("a"), claim("b")]
+        idem.release(todo, published=True)
+        assert await idem.claim([claim("a"), claim("c")]) == [claim("c")]
+
+
+async def test_a_request_waits_for_the_same_event_in_flight_here_and_learns_its_outcome() -> None:
+    async with Idempotency(MemoryDedupStore(), window_s=60) as idem:
+        first = await idem.claim([claim("a", b"first")])
+        second = asyncio.create_task(idem.claim([claim("a", b"second")]))
+        await asyncio.sleep(0)  # it runs up to its wait for the first request
+        idem.release(first, published=False)  # failed: the waiter publishes the recorded one
+        assert await second == [claim("a", b"first")]
+        idem.release(await second, published=True)
+        assert await idem.claim([claim("a")]) == []
+
+
+async def test_an_unsent_entry_of_another_replica_is_busy_until_its_lease_ends() -> None:
+    clock = Clock()
+    store = MemoryDedupStore(clock=clock)
+    async with (
+        Idempotency(store, window_s=600, lease_s=30, clock=clock) as other,
+        Idempotency(store, window_s=600, lease_s=30, clock=clock) as idem,
+    ):
+        await other.claim([claim("a", b"other's")])  # never released: it died
+        with pytest.raises(RefusedError) as raised:
+            await idem.claim([claim("a"), claim("b")])
+        assert raised.value.refusal.status == 503
+        clock.now += timedelta(seconds=31)
+        assert await idem.claim([claim("a"), claim("b")]) == [claim("a", b"other's"), claim("b")]
+
+
+async def test_an_event_older_than_the_window_is_published_again() -> None:
+    clock = Clock()
+    async with Idempotency(MemoryDedupStore(clock=clock), window_s=60, clock=clock) as idem:
+        idem.release(await idem.claim([claim("a")]), published=True)
+        clock.now += timedelta(seconds=61)
+        assert await idem.claim([claim("a")]) == [claim("a")]
+
+
+async def test_concurrent_requests_share_store_transactions() -> None:
+    async with Idempotency(MemoryDedupStore(), window_s=60) as idem:
+        results = await asyncio.gather(*(idem.claim([claim(str(n))]) for n in range(50)))
+        assert sum(len(r) for r in results) == 50
+        assert idem.claims == 50
+        assert idem.groups < 5
