@@ -415,7 +415,12 @@ def _cmd_publish(args: argparse.Namespace, config: BusConfig) -> int:
 async def _publish_all(publisher: Publisher, inbound: list[Inbound]) -> None:
     for item in inbound:
         await publisher.publish(
-            item.message, correlationid=item.correlationid, subject=item.subject
+            item.message,
+            correlationid=item.correlationid,
+            subject=item.subject,
+            id=item.id,
+            source=item.source,
+            time=item.time,
         )
 
 
@@ -423,7 +428,12 @@ def _print_records(inbound: list[Inbound]) -> None:
     publisher = Publisher(MemoryTransport(), source="bus://cli")
     for item in inbound:
         env = publisher.envelope(
-            item.message, correlationid=item.correlationid, subject=item.subject
+            item.message,
+            correlationid=item.correlationid,
+            subject=item.subject,
+            id=item.id,
+            source=item.source,
+            time=item.time,
         )
         record = record_for(item.message, env)
         headers, _ = encode(env)
