@@ -31,9 +31,12 @@ from bus.dlq import (
     DeadLetter,
     DeadLetterFilter,
     ReplayPlan,
-    format_detail,
+    format_copies,
+    format_nothing_matched,
+    format_summary,
     format_table,
     list_dead_letter_topics,
+    newest_first,
     parse_since,
     plan_replay,
     progress_bar,
@@ -588,8 +591,9 @@ def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     show = dlq_sub.add_parser(
         "show",
         help="one dead letter: headers, error, payload",
-        description="Show every dead letter with this ID (a replayed event that failed again "
-        "has several copies) or location.",
+        description="Show the dead letter with this ID or location; of an ID with several "
+        "copies (a replayed event that failed again), the newest, naming the older ones "
+        "(--json: every copy, the newest first).",
     )
     show.add_argument("id", metavar="ID", help="ce_id, or <dlq-topic>:<partition>:<offset>")
     _dlq_common(show, filters=False)
@@ -685,13 +689,13 @@ def _dlq_read(
 
 
 def _cmd_dlq_list(args: argparse.Namespace, config: BusConfig) -> int:
-    letters, topics = _dlq_read(args, config, _dlq_filter(args))
+    letters, _ = _dlq_read(args, config, _dlq_filter(args))
     if args.json:
         print(orjson.dumps([to_json(d) for d in letters]).decode())
         return 0
     if letters:
         print(format_table(letters))
-    print(f"{len(letters)} dead letter(s) in {len(topics)} topic(s)", file=sys.stderr)
+    print(format_summary(letters), file=sys.stderr)
     return 0
 
 
@@ -702,10 +706,11 @@ def _cmd_dlq_show(args: argparse.Namespace, config: BusConfig) -> int:
             f"no dead letter has ID {args.id!r} in {', '.join(topics) or 'any *.dlq topic'} "
             "(IDs are listed by 'bus dlq list')"
         )
-    if args.json:
-        print(orjson.dumps([to_json(d) for d in letters], option=orjson.OPT_INDENT_2).decode())
+    if args.json:  # every copy, the newest first
+        copies = [to_json(d) for d in newest_first(letters)]
+        print(orjson.dumps(copies, option=orjson.OPT_INDENT_2).decode())
         return 0
-    print("\n\n".join(format_detail(d) for d in letters))
+    print(format_copies(letters))
     return 0
 
 
@@ -718,10 +723,13 @@ def _cmd_dlq_replay(args: argparse.Namespace, config: BusConfig) -> int:
         )
     if args.max_replays < 1:
         raise ConfigError("--max-replays must be at least 1")
-    letters, _ = _dlq_read(args, config, keep)
+    letters, topics = _dlq_read(args, config, keep)
     missing = sorted(set(args.ids) - {i for d in letters for i in (d.id, d.location)})
     if missing:
         raise ConfigError(f"no dead letter has ID(s) {', '.join(missing)}; nothing was replayed")
+    if not letters:
+        print(format_nothing_matched(topics))
+        return 1
     todo = plan_replay(letters, max_replays=args.max_replays, to=args.to)
     for d, why in todo.refused:
         print(f"refused  {d.id}: {why}")

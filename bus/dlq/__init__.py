@@ -42,11 +42,20 @@ from bus.dlq.letters import (
     DeadLetterFilter,
     ReplayPlan,
     newest_copies,
+    newest_first,
     parse_since,
     plan_replay,
     replay_record,
 )
-from bus.dlq.render import format_detail, format_table, progress_bar, to_json
+from bus.dlq.render import (
+    format_copies,
+    format_detail,
+    format_nothing_matched,
+    format_summary,
+    format_table,
+    progress_bar,
+    to_json,
+)
 
 __all__ = [
     "DEFAULT_MAX_REPLAYS",
@@ -55,10 +64,14 @@ __all__ = [
     "DeadLetter",
     "DeadLetterFilter",
     "ReplayPlan",
+    "format_copies",
     "format_detail",
+    "format_nothing_matched",
+    "format_summary",
     "format_table",
     "list_dead_letter_topics",
     "newest_copies",
+    "newest_first",
     "parse_since",
     "plan_replay",
     "progress_bar",

@@ -15,9 +15,17 @@ from typing import Any
 
 import orjson
 
-from bus.dlq.letters import DeadLetter
+from bus.dlq.letters import DeadLetter, newest_first
 
-__all__ = ["format_detail", "format_table", "progress_bar", "to_json"]
+__all__ = [
+    "format_copies",
+    "format_detail",
+    "format_nothing_matched",
+    "format_summary",
+    "format_table",
+    "progress_bar",
+    "to_json",
+]
 
 
 def _short(text: str | None, width: int) -> str:
@@ -51,6 +59,23 @@ def format_table(letters: Sequence[DeadLetter], *, error_width: int = 80) -> str
         cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def format_summary(letters: Sequence[DeadLetter]) -> str:
+    """The line under ``bus dlq list``'s table: how many, in how many dead-letter topics
+    (those holding one of ``letters``, not every topic read)."""
+    topics = {d.record.topic for d in letters}
+    return f"{len(letters)} dead letter(s) in {len(topics)} topic(s)"
+
+
+def format_nothing_matched(topics: Sequence[str]) -> str:
+    """What ``bus dlq replay`` says when its IDs or filters matched no dead letter (it then
+    exits 1: nothing was done, which a script should notice)."""
+    where = ", ".join(topics) if topics else "no dead-letter topic (none exists)"
+    return (
+        f"nothing matched: no dead letter in {where} matches the filter; nothing was "
+        "replayed (list them with 'bus dlq list')"
+    )
 
 
 def _age(d: DeadLetter) -> tuple[float, str, int, int]:
@@ -109,12 +134,33 @@ def to_json(d: DeadLetter) -> dict[str, Any]:
     }
 
 
-def format_detail(d: DeadLetter) -> str:
-    """``bus dlq show``: where it is, why it failed, every header, the payload indented."""
+def format_copies(letters: Sequence[DeadLetter]) -> str:
+    """``bus dlq show``: for each ID among ``letters``, the detail of its newest copy (a
+    replayed event that failed again is dead-lettered again under the same ID), saying how
+    many copies there are and where the older ones are."""
+    by_id: dict[str, list[DeadLetter]] = {}
+    for d in letters:
+        by_id.setdefault(d.id, []).append(d)
+    return "\n\n".join(
+        format_detail(copies[0], older=copies[1:])
+        for copies in (newest_first(group) for group in by_id.values())
+    )
+
+
+def format_detail(d: DeadLetter, *, older: Sequence[DeadLetter] = ()) -> str:
+    """``bus dlq show``: where it is, why it failed, every header, the payload indented;
+    ``older``: the other copies of its ID, named by location."""
     r = d.record
+    copies = []
+    if older:
+        copies = [
+            f"copies:    {len(older) + 1} with this ID; this is the newest, older: "
+            + ", ".join(o.location for o in older)
+        ]
     lines = [
         f"id:        {d.id}",
         f"location:  {d.location}",
+        *copies,
         f"reason:    {d.reason or '-'}",
         f"error:     {d.error_type or '-'}",
         *(f"           {line}" for line in (d.error_message or "-").splitlines() or ["-"]),
