@@ -198,6 +198,8 @@ def attribute_problems(
         if problem is not None:
             problems.append(f"datacontenttype {problem}")
     for name in attrs:
+        if name in _STRINGS:
+            continue  # a known name is a valid one
         problem = name_problem(name)
         if problem is not None:
             problems.append(f"{prefix}{name[:100]}: {problem}")
