@@ -5,10 +5,12 @@ Encoding always uses *binary mode*: attributes as ``ce_<name>`` headers (UTF-8),
 binary mode and *structured mode* (``content-type: application/cloudevents+json`` with
 the whole event as a JSON object in the value), so any CloudEvents producer can feed
 the bus. Both are pure functions: the clock and the header tuples shared per millisecond
-and per (source, type) are :mod:`bus.stamping`'s. The one memo kept here is the last
-``ce_time`` text parsed (a pure function's last result: the same text, an equal datetime),
-because the decoder calls it on every consumed record and moving it out would add a call
-per record.
+and per (source, type) are :mod:`bus.stamping`'s. What a valid attribute is (an RFC 3339
+``time``, an RFC 2046 ``datacontenttype``, a URI ``dataschema``, a non-empty ``subject``,
+attribute names) is :mod:`bus.cloudevents`'s; an event that breaks a rule is a
+:class:`DecodeError` naming every problem (dead-lettered with reason ``decode``). The one
+memo kept here is the last valid ``ce_time`` bytes (records stamped in one millisecond
+share them), because :func:`plain_headers` checks it on every consumed record.
 
 Example::
 
@@ -18,18 +20,14 @@ Example::
 
 from __future__ import annotations
 
-import base64
 import functools
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
 
-import orjson
-
+from bus.cloudevents import MAX_JSON_DEPTH, attribute_problems, parse_time, read_json_event
 from bus.envelope import Envelope
-from bus.errors import DecodeError, PayloadInvalidError
+from bus.errors import DecodeError
 from bus.types import Headers
 
 __all__ = [
@@ -46,30 +44,11 @@ __all__ = [
 
 CONTENT_TYPE_HEADER = "content-type"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
-#: Deepest JSON nesting a payload may have (the top-level object is level 1): the limit
-#: of pydantic-core's JSON parser, which every payload goes through, read or not. A deeper
-#: record is dead-lettered as ``invalid`` (tests/fuzz/test_deep_nesting.py pins it).
-MAX_JSON_DEPTH = 200
 _PREFIX = "ce_"
-_KNOWN = frozenset(
-    (
-        "specversion",
-        "id",
-        "source",
-        "type",
-        "time",
-        "subject",
-        "dataschema",
-        "correlationid",
-        "causationid",
-        "traceparent",
-    )
-)
-_OPTIONAL_HEADERS = tuple(
-    (_PREFIX + name, name)
-    for name in ("time", "subject", "dataschema", "correlationid", "causationid", "traceparent")
-)
 _REQUIRED = ("specversion", "id", "source", "type")
+_OPTIONAL = ("time", "subject", "dataschema", "correlationid", "causationid", "traceparent")
+_KNOWN = frozenset((*_REQUIRED, *_OPTIONAL))
+_OPTIONAL_HEADERS = tuple((_PREFIX + name, name) for name in _OPTIONAL)
 #: Every header name of an event with no extensions, as the codec writes them.
 _PLAIN_NAMES = frozenset((*(_PREFIX + name for name in _KNOWN), "content-type"))
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -88,33 +67,9 @@ def format_time(t: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-_last_parsed: tuple[str, datetime | None] = ("", None)
-
-
 def _parse_time(text: str) -> datetime:
-    """``text`` as an aware datetime; the last result is remembered.
-
-    Records written in the same millisecond carry the same ``ce_time`` text (the producer
-    stamps them with ``stamping.stamp``): consecutive records of a busy partition reuse
-    one object.
-    """
-    global _last_parsed
-    last, parsed = _last_parsed
-    if text == last and parsed is not None:
-        return parsed
-    parsed = _parse_time_text(text)
-    _last_parsed = (text, parsed)
-    return parsed
-
-
-def _parse_time_text(text: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise DecodeError(f"ce_time {text!r} is not an RFC 3339 timestamp") from exc
-    if parsed.tzinfo is None:
-        raise DecodeError(f"ce_time {text!r} has no UTC offset (RFC 3339 requires one)")
-    return parsed
+    """``ce_time`` text as an aware datetime (``parse_time`` remembers its last result)."""
+    return parse_time(text, name="ce_time")
 
 
 def encode(env: Envelope) -> tuple[list[tuple[str, bytes]], bytes]:
@@ -128,7 +83,7 @@ def encode(env: Envelope) -> tuple[list[tuple[str, bytes]], bytes]:
     append = headers.append
     if env.time is not None:
         append(("ce_time", format_time(env.time).encode()))
-    if env.subject is not None:
+    if env.subject:  # an empty subject is no CloudEvent's: left out, as by binary_headers
         append(("ce_subject", env.subject.encode()))
     if env.dataschema is not None:
         append(("ce_dataschema", env.dataschema.encode()))
@@ -161,14 +116,14 @@ def binary_headers(
 
     ``id_header`` and ``time_header`` are ``ce_id`` and ``ce_time`` headers
     (:func:`bus.stamping.stamp` makes both); ``source_type`` is the ``ce_source`` and
-    ``ce_type`` pair (:func:`bus.stamping.source_type_headers` shares one per pair). An emitted record's subject is its key's bytes and its correlation and causation
-    ids are its parent's header values, so they are passed on as they are, not encoded
-    again.
+    ``ce_type`` pair (:func:`bus.stamping.source_type_headers` shares one per pair). An
+    emitted record's subject is its key's bytes (none if empty) and its correlation and
+    causation ids are its parent's header values, passed on as they are.
     """
     pair = source_type
     if time_header is not None:
         if (
-            subject is not None
+            subject  # not empty: a CloudEvent's subject is absent or non-empty
             and correlationid is not None
             and causationid is not None
             and traceparent is None
@@ -188,7 +143,7 @@ def binary_headers(
     else:
         headers = [_SPEC_10, id_header, *pair]
     append = headers.append
-    if subject is not None:
+    if subject:
         append(("ce_subject", subject))
     if correlationid is not None:
         append(("ce_correlationid", correlationid))
@@ -227,7 +182,10 @@ def decode(headers: Headers, value: bytes | None) -> Envelope:
         return _decode_slowly(headers, value)
     if not named.keys() <= _PLAIN_NAMES:
         return _decode_with_extensions(named, headers, value)  # other headers too
+    get = named.get
     try:
+        if get(CONTENT_TYPE_HEADER, _JSON) != _JSON or get("ce_subject") == b"" or _SCHEMA in named:
+            _check_attributes(named)  # what bus does not write (plain_envelope checks the time)
         return plain_envelope(named, value)
     except UnicodeDecodeError:
         return _decode_slowly(headers, value)  # raises, naming the header
@@ -241,7 +199,9 @@ def plain_headers(headers: Headers) -> dict[str, bytes] | None:
     bytes and builds the :class:`Envelope` (:func:`plain_envelope`) only when something
     asks for it (a Context, a span, dedup, a failure). Decoding the eight headers to text
     and building the envelope cost as much as the rest of what the worker does per
-    record. Raises :class:`DecodeError` where ``decode`` would: a bad ``ce_time``.
+    record. Raises :class:`DecodeError` where ``decode`` would: a bad ``ce_time``, an
+    empty ``ce_subject``, a ``ce_dataschema`` that is no URI, a ``content-type`` that is
+    no media type.
     """
     named = _binary_named(headers)
     if (
@@ -251,13 +211,19 @@ def plain_headers(headers: Headers) -> dict[str, bytes] | None:
         or not b"".join(named.values()).isascii()
     ):
         return None
-    raw_time = named.get("ce_time")
-    if raw_time is not None and raw_time != _last_parsed_raw:
+    get = named.get
+    raw_time = get("ce_time")
+    # what bus writes: JSON, a non-empty subject (the key), no schema; the rest is checked
+    if get(CONTENT_TYPE_HEADER, _JSON) != _JSON or get("ce_subject") == b"" or _SCHEMA in named:
+        _check_attributes(named)
+    elif raw_time is not None and raw_time != _last_parsed_raw:
         _check_time(raw_time)
     return named
 
 
-_last_parsed_raw = b""
+_JSON = b"application/json"
+_SCHEMA = "ce_dataschema"
+_last_parsed_raw: bytes | None = None  # not b"": an empty ce_time is checked too
 
 
 def _check_time(raw: bytes) -> None:
@@ -266,6 +232,23 @@ def _check_time(raw: bytes) -> None:
     global _last_parsed_raw
     _parse_time(raw.decode())
     _last_parsed_raw = raw
+
+
+def _check_attributes(named: Mapping[str, bytes]) -> None:
+    """:class:`DecodeError` naming every invalid optional attribute of headers by name
+    that hold only known attributes; ``UnicodeDecodeError`` if one is not UTF-8."""
+    attrs = {name[3:]: named[name].decode() for name in _CHECKED_HEADERS if name in named}
+    raw_type = named.get(CONTENT_TYPE_HEADER)
+    _, problems = attribute_problems(attrs, None if raw_type is None else raw_type.decode())
+    if problems:
+        raise _invalid(problems)
+
+
+_CHECKED_HEADERS = ("ce_time", "ce_subject", "ce_dataschema")
+
+
+def _invalid(problems: list[str]) -> DecodeError:
+    return DecodeError("invalid CloudEvent: " + "; ".join(problems))
 
 
 def plain_envelope(named: Mapping[str, bytes], value: bytes | None) -> Envelope:
@@ -319,7 +302,7 @@ def _decode_with_extensions(
         for name, raw in named.items():
             if not name.isascii():
                 _check_name(name)
-            if name.startswith(_PREFIX):
+            if name.startswith(_PREFIX) and name == name.lower():
                 if name[3:] not in attrs:
                     attrs[name[3:]] = raw.decode()
             elif name[:3].lower() == _PREFIX or (
@@ -384,7 +367,9 @@ def _from_attributes(attrs: dict[str, str], content_type: str | None, data: byte
         )
     if specversion != "1.0":
         raise DecodeError(f"unsupported CloudEvents specversion {specversion!r} (need 1.0)")
-    time_text = get("time")
+    time, problems = attribute_problems(attrs, content_type)
+    if problems:
+        raise _invalid(problems)
     extensions = _EMPTY
     if len(attrs) > len(_KNOWN.intersection(attrs)):
         extensions = MappingProxyType({k: v for k, v in attrs.items() if k not in _KNOWN})
@@ -394,7 +379,7 @@ def _from_attributes(attrs: dict[str, str], content_type: str | None, data: byte
             source,
             type_,
             data,
-            None if time_text is None else _parse_time(time_text),
+            time,
             get("subject"),
             content_type,
             get("dataschema"),
@@ -410,65 +395,5 @@ def _from_attributes(attrs: dict[str, str], content_type: str | None, data: byte
 def _decode_structured(content_type: str, value: bytes | None) -> Envelope:
     if not content_type.lower().startswith(STRUCTURED_CONTENT_TYPE):
         raise DecodeError(f"structured mode {content_type!r} is not supported (only JSON)")
-    try:
-        event = orjson.loads(value or b"")
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"structured CloudEvent is not valid JSON: {exc}") from exc
-    if not isinstance(event, dict):
-        raise DecodeError("structured CloudEvent must be a JSON object")
-    data_content_type = event.pop("datacontenttype", None)
-    if data_content_type is not None and not isinstance(data_content_type, str):
-        raise DecodeError("structured CloudEvent attribute 'datacontenttype' must be a string")
-    if event.get("data") is not None and event.get("data_base64") is not None:
-        raise DecodeError("structured CloudEvent has both data and data_base64 (JSON format 3.1)")
-    data = _structured_data(
-        event.pop("data", None), event.pop("data_base64", None), data_content_type
-    )
-    # JSON format 1.0.2 section 2.2: a null attribute is the same as an absent one
-    attrs = {str(k): _attribute_text(k, v) for k, v in event.items() if v is not None}
+    attrs, data_content_type, data = read_json_event(value)
     return _from_attributes(attrs, data_content_type, data)
-
-
-def _structured_data(data: Any, data_base64: Any, content_type: Any) -> bytes:
-    if data_base64 is not None:
-        try:
-            return base64.b64decode(str(data_base64), validate=True)
-        except ValueError as exc:
-            raise DecodeError("structured CloudEvent has invalid data_base64") from exc
-    if data is None:
-        return b""
-    if isinstance(data, str) and not _is_json(content_type):
-        return data.encode()  # JSON format 3.1.2: non-JSON data is the string itself
-    try:
-        return orjson.dumps(data)
-    except orjson.JSONEncodeError as exc:
-        # orjson re-encodes at most 254 levels: deeper data could never validate anyway
-        raise PayloadInvalidError(
-            f"structured CloudEvent data is JSON nested more than {MAX_JSON_DEPTH} levels "
-            f"deep, the limit of payload validation ({exc})"
-        ) from exc
-
-
-def _is_json(content_type: Any) -> bool:
-    if content_type is None:
-        return True  # JSON format: data without a content type is JSON
-    media = str(content_type).split(";")[0].strip().lower()
-    return media == "application/json" or media.endswith("+json") or media.startswith("text/json")
-
-
-_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
-
-
-def _attribute_text(name: str, value: Any) -> str:
-    if not _ATTRIBUTE_NAME.fullmatch(name):
-        raise DecodeError(
-            f"structured CloudEvent attribute name {name[:100]!r} is invalid "
-            "(lower-case letters and digits only)"
-        )
-    if isinstance(value, str):
-        return value
-    if name in _KNOWN:  # the spec's attributes are strings (URI, timestamp); only extensions
-        raise DecodeError(f"structured CloudEvent attribute {name!r} must be a string")
-    if isinstance(value, bool | int):
-        return str(value).lower() if isinstance(value, bool) else str(value)
-    raise DecodeError(f"structured CloudEvent attribute {name!r} must be a string or number")

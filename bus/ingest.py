@@ -4,7 +4,11 @@ Input is checked completely before anything is sent: every problem is reported w
 line and field, and nothing is published unless every message is valid.
 
 An NDJSON line is ``{"type": "hr.employee.hired.v1", "data": {...}}`` with optional
-``correlationid`` and ``subject``.
+``id``, ``source``, ``time``, ``correlationid`` and ``subject``. A given ``id``,
+``source`` and ``time`` are kept (checked by the CloudEvents rules of
+:mod:`bus.cloudevents`: non-empty strings, an RFC 3339 time), so sending a file twice
+sends the same events twice, which consumers deduplicate by (source, id); absent ones
+are generated when the message is published.
 
 Example::
 
@@ -13,12 +17,15 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import orjson
 
-from bus.errors import PayloadInvalidError, RecordError
+from bus.cloudevents import parse_time
+from bus.errors import DecodeError, PayloadInvalidError, RecordError
 from bus.message import Message
 from bus.registry import Registry
 
@@ -27,11 +34,23 @@ __all__ = ["Inbound", "parse_message", "parse_ndjson"]
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """A validated message with the envelope attributes its input asked for."""
+    """A validated message with the envelope attributes its input asked for (None: the
+    publisher's default: a new id, its source, the time it is sent).
+
+    Example::
+
+        Inbound(message, correlationid="c-1", id="hire-e-1", time=datetime(2026, 1, 31, tzinfo=UTC))
+    """
 
     message: Message
     correlationid: str | None = None
     subject: str | None = None
+    #: CloudEvents ``id``: kept, so a re-sent line is the same event (deduplicated).
+    id: str | None = None
+    #: CloudEvents ``source`` (URI-reference), e.g. ``bus://hr-import``.
+    source: str | None = None
+    #: CloudEvents ``time`` (aware).
+    time: datetime | None = None
 
 
 def parse_message(type_name: str, data: bytes | str, registry: Registry) -> Message:
@@ -70,5 +89,43 @@ def _parse_line(line: bytes | str, registry: Registry) -> Inbound:
         raise PayloadInvalidError(f"not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("type"), str) or "data" not in doc:
         raise PayloadInvalidError('expected an object {"type": "<type name>", "data": {...}}')
-    message = parse_message(doc["type"], orjson.dumps(doc["data"]), registry)
-    return Inbound(message, doc.get("correlationid"), doc.get("subject"))
+    problems: list[str] = []
+    try:
+        attributes = _attributes(doc)
+    except PayloadInvalidError as exc:
+        problems.append(str(exc))
+    try:
+        message = parse_message(doc["type"], orjson.dumps(doc["data"]), registry)
+    except RecordError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise PayloadInvalidError("; ".join(problems))
+    return Inbound(message, **attributes)
+
+
+_TEXTS = ("id", "source", "subject", "correlationid")
+
+
+def _attributes(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The envelope attributes of an NDJSON line, checked; every problem at once."""
+    found: dict[str, Any] = {}
+    problems: list[str] = []
+    for name in _TEXTS:
+        value = doc.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str) and value:
+            found[name] = value
+        else:
+            problems.append(f"field {name!r} must be a non-empty string, not {value!r}"[:200])
+    time = doc.get("time")
+    if time is not None:
+        try:
+            if not isinstance(time, str):
+                raise DecodeError(f"field 'time' must be an RFC 3339 string, not {time!r}")
+            found["time"] = parse_time(time, name="field 'time'")
+        except DecodeError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise PayloadInvalidError("; ".join(problems))
+    return found

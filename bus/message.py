@@ -11,6 +11,17 @@ pydantic models; the class declares where it travels::
 The type name ends in a version (``.v1``): a new shape gets a new name, so old and new
 consumers can run side by side. The key field's value becomes the record key, so one
 entity's messages stay in order on one partition.
+
+A field the model does not declare makes the payload invalid (``extra="forbid"``, the
+default: a typo or a changed contract is dead-lettered, not silently dropped). A model of
+events from an upstream system that adds fields as it evolves can ignore them instead::
+
+    class InvoicePaid(Event, type="billing.invoice.paid.v1", topic="billing.events",
+                      key="invoice_id", extra="ignore"):
+        invoice_id: str
+
+(``model_config = ConfigDict(extra="ignore")`` in the class body says the same; see
+docs/messages.md.)
 """
 
 from __future__ import annotations
@@ -158,6 +169,11 @@ def describe_validation_error(model: type[Message], exc: ValidationError) -> str
     for err in exc.errors(include_url=False):
         where = ".".join(str(p) for p in err["loc"]) or "(payload)"
         what = err["msg"]
+        if err["type"] == "extra_forbidden":
+            what += (
+                f" ({model.__qualname__} declares no such field; extra='ignore' on the "
+                "class drops undeclared fields)"
+            )
         if err["type"] == "json_invalid" and "recursion limit" in what:
             # pydantic says "recursion limit exceeded": say which limit, and that it is ours
             what = f"JSON nested more than {MAX_JSON_DEPTH} levels deep ({what})"

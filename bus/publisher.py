@@ -47,7 +47,8 @@ def envelope_for(
     traceparent: str | None = None,
     subject: str | None = None,
 ) -> Envelope:
-    """The CloudEvent for ``message``; ``subject`` defaults to its key value.
+    """The CloudEvent for ``message``; ``subject`` defaults to its key value (none when
+    that is empty: a CloudEvent's subject is absent or non-empty).
 
     A message that starts a process (no ``correlationid``) is its own correlation: its id.
     """
@@ -57,7 +58,7 @@ def envelope_for(
         message.bus_type,
         message.to_json(),
         time,
-        subject if subject is not None else message.bus_key_value(),
+        subject or message.bus_key_value() or None,
         correlationid or id,
         causationid,
         traceparent,
@@ -213,8 +214,13 @@ class Publisher:
         causationid: str | None = None,
         traceparent: str | None = None,
         subject: str | None = None,
+        id: str | None = None,
+        source: str | None = None,
+        time: datetime | None = None,
     ) -> Envelope:
-        """The envelope :meth:`publish` would send (fresh id and time).
+        """The envelope :meth:`publish` would send: a fresh id, this publisher's source
+        and the time now, unless ``id``, ``source`` or ``time`` are given (an event
+        re-sent with its id and source is a duplicate consumers can detect).
 
         Without a ``traceparent``, the current OpenTelemetry span's is used when spans are
         enabled (see :mod:`bus.tracing`), so a message published from a traced request
@@ -224,9 +230,9 @@ class Publisher:
             traceparent = tracing.current_traceparent()
         return envelope_for(
             message,
-            source=self.source,
-            id=self._ids(),
-            time=self._clock(),
+            source=source or self.source,
+            id=id or self._ids(),
+            time=time or self._clock(),
             correlationid=correlationid,
             causationid=causationid,
             traceparent=traceparent,
@@ -241,14 +247,21 @@ class Publisher:
         causationid: str | None = None,
         traceparent: str | None = None,
         subject: str | None = None,
+        id: str | None = None,
+        source: str | None = None,
+        time: datetime | None = None,
     ) -> RecordMetadata:
-        """Send ``message`` and wait until the transport acknowledged it."""
+        """Send ``message`` and wait until the transport acknowledged it (``id``,
+        ``source`` and ``time`` as for :meth:`envelope`)."""
         env = self.envelope(
             message,
             correlationid=correlationid,
             causationid=causationid,
             traceparent=traceparent,
             subject=subject,
+            id=id,
+            source=source,
+            time=time,
         )
         return await self.transport.publish(record_for(message, env))
 

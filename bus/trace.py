@@ -6,8 +6,10 @@ one correlation id into a tree; :func:`render` draws it with the time each hop t
 after its cause; :func:`read_hops` reads topics from the beginning and keeps the hops of
 one correlation id, and the message that started the process when it has a correlation id
 of its own (a saga's trigger: ``bus trace onboarding:e-1`` shows the hire, then every
-command and reply). A dead letter (same id, on a ``.dlq`` topic, ``bus_dlq_*`` headers)
-marks the hop it failed instead of appearing twice.
+command and reply). A dead letter (same id, on a ``.dlq`` topic, a ``bus_dlq_reason``
+header) marks the hop it failed instead of appearing twice; a record replayed from a
+dead-letter topic (``bus dlq replay``: only ``bus_dlq_replays`` left of those headers)
+marks it as replayed.
 
 Example::
 
@@ -23,6 +25,7 @@ from datetime import datetime
 
 from bus.codec import decode
 from bus.dead_letters import HEADER_PREFIX
+from bus.dlq.letters import REPLAYS_HEADER
 from bus.envelope import Envelope
 from bus.errors import RecordError
 from bus.record import Record
@@ -44,8 +47,11 @@ class Hop:
     topic: str
     partition: int
     offset: int
-    #: Set when the message was dead-lettered: "reason by handler: error".
+    #: Set when the message was dead-lettered: "reason in handler: error".
     dead_letter: str | None = None
+    #: How often this copy was replayed from a dead-letter topic (``bus_dlq_replays``);
+    #: of a node in :func:`build_tree`, the most any copy was.
+    replays: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +73,17 @@ def hop_of(record: Record, correlation_id: str) -> Hop | None:
 
 def _hop(record: Record, env: Envelope) -> Hop:
     dlq = {k[len(HEADER_PREFIX) :]: v.decode(errors="replace") for k, v in record.headers if k.startswith(HEADER_PREFIX)}  # fmt: skip
+    try:
+        replays = int(record.header(REPLAYS_HEADER) or 0)
+    except ValueError:
+        replays = 0
     note = None
-    if dlq:
-        note = f"{dlq.get('reason', '?')} in {dlq.get('handler') or dlq.get('app', '?')}: {dlq.get('error_message', '')}"  # fmt: skip
+    # a dead letter has its reason; a replayed record keeps only bus_dlq_replays
+    if "reason" in dlq:
+        where = dlq.get("handler") or dlq.get("app") or "?"
+        note = f"{dlq['reason']} in {where}: {dlq.get('error_message', '')}"
+        if replays:
+            note += f", after replay {replays}"
     return Hop(
         env.id,
         env.type,
@@ -80,22 +94,28 @@ def _hop(record: Record, env: Envelope) -> Hop:
         record.partition,
         record.offset,
         note,
+        replays,
     )
 
 
 def build_tree(hops: Iterable[Hop]) -> list[TraceNode]:
     """The hops as trees: roots are hops whose cause is not among them; siblings by time.
 
-    A message seen twice (redelivered, or also on a dead-letter topic) is one node; its
-    dead-letter note is kept.
+    A message seen twice (redelivered, also on a dead-letter topic, replayed from there) is
+    one node: the first copy seen, with the note of its latest dead letter (the one
+    replayed most often) and the most replays of any copy.
     """
     by_id: dict[str, Hop] = {}
+    latest_dead: dict[str, int] = {}
     for hop in hops:
         seen = by_id.get(hop.id)
         if seen is None:
-            by_id[hop.id] = hop
-        elif hop.dead_letter and not seen.dead_letter:
-            by_id[hop.id] = replace(seen, dead_letter=hop.dead_letter)
+            seen = by_id[hop.id] = replace(hop, dead_letter=None)
+        if hop.dead_letter and hop.replays >= latest_dead.get(hop.id, -1):
+            latest_dead[hop.id] = hop.replays
+            seen = by_id[hop.id] = replace(seen, dead_letter=hop.dead_letter)
+        if hop.replays > seen.replays:
+            by_id[hop.id] = replace(seen, replays=hop.replays)
     children: dict[str | None, list[Hop]] = {}
     for hop in by_id.values():
         parent = hop.causationid if hop.causationid in by_id and hop.causationid != hop.id else None
@@ -127,6 +147,8 @@ def render(roots: Sequence[TraceNode]) -> list[str]:
         line = f"{prefix}{branch}{hop.type}  from {hop.source}  {where}{delay}"
         if hop.dead_letter:
             line += f"  DEAD-LETTERED ({hop.dead_letter})"
+        if hop.replays:
+            line += f"  REPLAYED {hop.replays} time(s)"
         lines.append(line)
         inner = prefix if top else prefix + ("   " if last else "|  ")
         for i, child in enumerate(n.children):

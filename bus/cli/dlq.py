@@ -116,8 +116,9 @@ def register(app: typer.Typer) -> None:
     )(list_letters)
     group.command(
         "show",
-        help="Show every dead letter with this ID (a replayed event that failed again has "
-        "several copies) or location.",
+        help="Show the dead letter with this ID or location; of an ID with several copies "
+        "(a replayed event that failed again), the newest, naming the older ones (--json: "
+        "every copy, the newest first).",
         short_help="one dead letter: headers, error, payload",
     )(show)
     group.command(
@@ -146,16 +147,16 @@ def list_letters(
 ) -> int:
     import orjson
 
-    from bus.dlq import TABLE_HEADERS, table_rows, to_json
+    from bus.dlq import TABLE_HEADERS, format_summary, table_rows, to_json
 
     keep = _Filters(type, handler, error, reason, original_topic, since).to_filter()
-    letters, topics = _read(options, topic, keep, read_timeout_s)
+    letters, _ = _read(options, topic, keep, read_timeout_s)
     if json:
         print(orjson.dumps([to_json(d) for d in letters]).decode())
         return 0
     if letters:
         print_table(TABLE_HEADERS, table_rows(letters))
-    print(f"{len(letters)} dead letter(s) in {len(topics)} topic(s)", file=sys.stderr)
+    print(format_summary(letters), file=sys.stderr)
     return 0
 
 
@@ -172,7 +173,7 @@ def show(
 ) -> int:
     import orjson
 
-    from bus.dlq import DeadLetterFilter, format_detail, to_json
+    from bus.dlq import DeadLetterFilter, format_copies, newest_first, to_json
 
     letters, topics = _read(options, topic, DeadLetterFilter(ids=frozenset([id])), read_timeout_s)
     if not letters:
@@ -180,10 +181,11 @@ def show(
             f"no dead letter has ID {id!r} in {', '.join(topics) or 'any *.dlq topic'} "
             "(IDs are listed by 'bus dlq list')"
         )
-    if json:
-        print(orjson.dumps([to_json(d) for d in letters], option=orjson.OPT_INDENT_2).decode())
+    if json:  # every copy, the newest first
+        copies = [to_json(d) for d in newest_first(letters)]
+        print(orjson.dumps(copies, option=orjson.OPT_INDENT_2).decode())
         return 0
-    print("\n\n".join(format_detail(d) for d in letters))
+    print(format_copies(letters))
     return 0
 
 
@@ -216,7 +218,7 @@ def replay(
     *,
     options: TransportOptions,
 ) -> int:
-    from bus.dlq import DEFAULT_MAX_REPLAYS, DeadLetterFilter, plan_replay
+    from bus.dlq import DEFAULT_MAX_REPLAYS, DeadLetterFilter, format_nothing_matched, plan_replay
 
     wanted = list(ids or ())
     keep = _Filters(type, handler, error, reason, original_topic, since).to_filter(wanted)
@@ -228,10 +230,13 @@ def replay(
     limit = DEFAULT_MAX_REPLAYS if max_replays is None else max_replays
     if limit < 1:
         raise ConfigError("--max-replays must be at least 1")
-    letters, _ = _read(options, topic, keep, read_timeout_s)
+    letters, topics = _read(options, topic, keep, read_timeout_s)
     missing = sorted(set(wanted) - {i for d in letters for i in (d.id, d.location)})
     if missing:
         raise ConfigError(f"no dead letter has ID(s) {', '.join(missing)}; nothing was replayed")
+    if not letters:
+        print(format_nothing_matched(topics))
+        return 1
     todo = plan_replay(letters, max_replays=limit, to=to)
     for d, why in todo.refused:
         print(f"refused  {d.id}: {why}")

@@ -122,7 +122,12 @@ async def publish_all(
     """Publish ``inbound`` in order, each acknowledged before the next is sent."""
     for done, item in enumerate(inbound, start=1):
         await publisher.publish(
-            item.message, correlationid=item.correlationid, subject=item.subject
+            item.message,
+            correlationid=item.correlationid,
+            subject=item.subject,
+            id=item.id,
+            source=item.source,
+            time=item.time,
         )
         if on_progress is not None:
             on_progress(done, len(inbound))
@@ -138,7 +143,12 @@ def _print_records(inbound: list[Inbound]) -> None:
     publisher = Publisher(MemoryTransport(), source="bus://cli")
     for item in inbound:
         env = publisher.envelope(
-            item.message, correlationid=item.correlationid, subject=item.subject
+            item.message,
+            correlationid=item.correlationid,
+            subject=item.subject,
+            id=item.id,
+            source=item.source,
+            time=item.time,
         )
         record = record_for(item.message, env)
         headers, _ = encode(env)

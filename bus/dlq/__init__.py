@@ -42,11 +42,20 @@ from bus.dlq.letters import (
     DeadLetterFilter,
     ReplayPlan,
     newest_copies,
+    newest_first,
     parse_since,
     plan_replay,
     replay_record,
 )
-from bus.dlq.render import TABLE_HEADERS, format_detail, table_rows, to_json
+from bus.dlq.render import (
+    TABLE_HEADERS,
+    format_copies,
+    format_detail,
+    format_nothing_matched,
+    format_summary,
+    table_rows,
+    to_json,
+)
 
 __all__ = [
     "DEFAULT_MAX_REPLAYS",
@@ -56,9 +65,13 @@ __all__ = [
     "DeadLetter",
     "DeadLetterFilter",
     "ReplayPlan",
+    "format_copies",
     "format_detail",
+    "format_nothing_matched",
+    "format_summary",
     "list_dead_letter_topics",
     "newest_copies",
+    "newest_first",
     "parse_since",
     "plan_replay",
     "read_dead_letters",

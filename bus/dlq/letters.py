@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ __all__ = [
     "DeadLetterFilter",
     "ReplayPlan",
     "newest_copies",
+    "newest_first",
     "parse_since",
     "plan_replay",
     "replay_record",
@@ -262,6 +264,16 @@ def newest_copies(letters: Iterable[DeadLetter]) -> tuple[list[DeadLetter], list
         else:
             older.append(d)
     return list(best.values()), older
+
+
+def newest_first(letters: Iterable[DeadLetter]) -> list[DeadLetter]:
+    """``letters`` from the newest copy to the oldest, by the order :func:`newest_copies`
+    uses (replay count, then dead-letter time, then location)."""
+    return sorted(letters, key=functools.cmp_to_key(_newest_first))
+
+
+def _newest_first(a: DeadLetter, b: DeadLetter) -> int:
+    return -1 if _newer(a, b) else 1 if _newer(b, a) else 0
 
 
 def _newer(a: DeadLetter, b: DeadLetter) -> bool:

@@ -16,9 +16,7 @@ from typing import Any
 
 import orjson
 
-from bus.dlq.letters import DeadLetter
-
-__all__ = ["TABLE_HEADERS", "format_detail", "table_rows", "to_json"]
+from bus.dlq.letters import DeadLetter, newest_first
 
 
 def _short(text: str | None, width: int) -> str:
@@ -50,6 +48,23 @@ def table_rows(letters: Sequence[DeadLetter], *, error_width: int = 80) -> list[
         )
         for d in sorted(letters, key=_age)
     ]
+
+
+def format_summary(letters: Sequence[DeadLetter]) -> str:
+    """The line under ``bus dlq list``'s table: how many, in how many dead-letter topics
+    (those holding one of ``letters``, not every topic read)."""
+    topics = {d.record.topic for d in letters}
+    return f"{len(letters)} dead letter(s) in {len(topics)} topic(s)"
+
+
+def format_nothing_matched(topics: Sequence[str]) -> str:
+    """What ``bus dlq replay`` says when its IDs or filters matched no dead letter (it then
+    exits 1: nothing was done, which a script should notice)."""
+    where = ", ".join(topics) if topics else "no dead-letter topic (none exists)"
+    return (
+        f"nothing matched: no dead letter in {where} matches the filter; nothing was "
+        "replayed (list them with 'bus dlq list')"
+    )
 
 
 def _age(d: DeadLetter) -> tuple[float, str, int, int]:
@@ -108,12 +123,33 @@ def to_json(d: DeadLetter) -> dict[str, Any]:
     }
 
 
-def format_detail(d: DeadLetter) -> str:
-    """``bus dlq show``: where it is, why it failed, every header, the payload indented."""
+def format_copies(letters: Sequence[DeadLetter]) -> str:
+    """``bus dlq show``: for each ID among ``letters``, the detail of its newest copy (a
+    replayed event that failed again is dead-lettered again under the same ID), saying how
+    many copies there are and where the older ones are."""
+    by_id: dict[str, list[DeadLetter]] = {}
+    for d in letters:
+        by_id.setdefault(d.id, []).append(d)
+    return "\n\n".join(
+        format_detail(copies[0], older=copies[1:])
+        for copies in (newest_first(group) for group in by_id.values())
+    )
+
+
+def format_detail(d: DeadLetter, *, older: Sequence[DeadLetter] = ()) -> str:
+    """``bus dlq show``: where it is, why it failed, every header, the payload indented;
+    ``older``: the other copies of its ID, named by location."""
     r = d.record
+    copies = []
+    if older:
+        copies = [
+            f"copies:    {len(older) + 1} with this ID; this is the newest, older: "
+            + ", ".join(o.location for o in older)
+        ]
     lines = [
         f"id:        {d.id}",
         f"location:  {d.location}",
+        *copies,
         f"reason:    {d.reason or '-'}",
         f"error:     {d.error_type or '-'}",
         *(f"           {line}" for line in (d.error_message or "-").splitlines() or ["-"]),

@@ -160,6 +160,17 @@ async def test_list_show_and_replay_on_kafka_until_the_replay_limit(
         assert sorted(r.header(REPLAYS_HEADER) or b"0" for r in copies) == [b"0", b"1"]
         again = next(r for r in copies if r.header(REPLAYS_HEADER) == b"1")
         assert again.header("bus_dlq_offset") == b"4"  # it went through the original topic
+        # show: the newest copy (the replay that failed again), naming the older one
+        shown_again = await asyncio.to_thread(bus, "show", failed_id, bootstrap=bootstrap)
+        assert shown_again.returncode == 0, shown_again.stderr
+        assert shown_again.stdout.count(f"id:        {failed_id}") == 1
+        assert f"location:  {again.topic}:{again.partition}:{again.offset}" in shown_again.stdout
+        assert "copies:    2 with this ID; this is the newest" in shown_again.stdout
+        nothing = await asyncio.to_thread(
+            bus, "replay", "--type", "no.such.type.*", bootstrap=bootstrap
+        )
+        assert nothing.returncode == 1
+        assert "nothing matched" in nothing.stdout
 
         refused = await asyncio.to_thread(
             bus, "replay", failed_id, "--max-replays", "1", bootstrap=bootstrap

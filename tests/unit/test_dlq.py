@@ -18,8 +18,12 @@ from bus.dlq import (
     TABLE_HEADERS,
     DeadLetter,
     DeadLetterFilter,
+    format_copies,
     format_detail,
+    format_nothing_matched,
+    format_summary,
     list_dead_letter_topics,
+    newest_first,
     parse_since,
     plan_replay,
     read_dead_letters,
@@ -342,3 +346,48 @@ def test_a_structured_mode_event_is_known_by_its_id_and_type() -> None:
     assert (d.id, d.type) == ("ev-9", "hr.hired.v1")
     broken = DeadLetter.from_record(in_dlq(consumed(headers, value=b"{not json"), offset=3))
     assert (broken.id, broken.type) == ("hr.events.dlq:0:3", None)
+
+
+# --- the operator's first hour: what list, show and replay say ------------------------
+
+
+def test_the_list_summary_counts_the_topics_holding_dead_letters_not_the_topics_read() -> None:
+    one_topic = [DeadLetter.from_record(in_dlq(consumed(), offset=n)) for n in range(3)]
+    assert format_summary(one_topic) == "3 dead letter(s) in 1 topic(s)"
+    elsewhere = DeadLetter.from_record(Record("raw.dlq", 0, 3, None, b"junk", ()))
+    assert format_summary([*one_topic, elsewhere]) == "4 dead letter(s) in 2 topic(s)"
+    assert format_summary([]) == "0 dead letter(s) in 0 topic(s)"
+
+
+def test_show_gives_the_newest_copy_of_an_id_and_names_the_older_ones() -> None:
+    first = in_dlq(consumed(), offset=0, error=ValueError("first failure"))
+    again = in_dlq(
+        consumed((*consumed().headers, (REPLAYS_HEADER, b"1"))),
+        offset=1,
+        error=ValueError("failed again"),
+        now=NOW + timedelta(minutes=5),
+    )
+    letters = [DeadLetter.from_record(r) for r in (first, again)]  # read oldest first
+    text = format_copies(letters)
+    assert text.count("id:        ev-1") == 1  # one copy shown
+    assert "location:  hr.events.dlq:0:1" in text  # the newest
+    assert "failed again" in text
+    assert "first failure" not in text
+    assert "copies:    2 with this ID; this is the newest, older: hr.events.dlq:0:0" in text
+    assert [d.location for d in newest_first(letters)] == [
+        "hr.events.dlq:0:1",
+        "hr.events.dlq:0:0",
+    ]
+
+
+def test_show_of_a_single_copy_says_nothing_about_copies() -> None:
+    text = format_copies([DeadLetter.from_record(in_dlq(consumed()))])
+    assert "copies:" not in text
+    assert text == format_detail(DeadLetter.from_record(in_dlq(consumed())))
+
+
+def test_a_replay_that_matches_nothing_says_so() -> None:
+    said = format_nothing_matched(["hr.events.dlq"])
+    assert said.startswith("nothing matched: no dead letter in hr.events.dlq matches")
+    assert "nothing was replayed" in said
+    assert "none exists" in format_nothing_matched([])

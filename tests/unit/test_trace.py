@@ -82,3 +82,39 @@ def test_a_dead_lettered_message_is_one_node_marked_with_its_reason() -> None:
     assert child.hop.dead_letter == "handler_failed in assign: no seats"
     assert child.hop.topic == "t"
     assert "DEAD-LETTERED (handler_failed in assign: no seats)" in render([root])[1]
+
+
+def test_a_replayed_record_is_not_a_dead_letter_and_marks_its_node_replayed() -> None:
+    # bus dlq replay keeps bus_dlq_replays on the record it sends; the rest of the
+    # bus_dlq_* headers are gone: it is a replay, not a dead letter
+    from bus.record import Record
+    from bus.trace import hop_of
+
+    replayed = Record(
+        "t",
+        0,
+        9,
+        b"k",
+        b"{}",
+        (
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"account"),
+            ("ce_source", b"bus://x"),
+            ("ce_type", b"type.account"),
+            ("ce_correlationid", b"hire"),
+            ("bus_dlq_replays", b"1"),
+        ),
+    )
+    found = hop_of(replayed, "hire")
+    assert found is not None
+    assert (found.dead_letter, found.replays) == (None, 1)
+    hops = [
+        hop("hire", None, 0),
+        hop("account", "hire", 5),
+        hop("account", "hire", 5, topic="t.dlq", dead="handler_failed in assign: no seats"),
+        found,
+    ]
+    [root] = build_tree(hops)
+    [line] = render([root.children[0]])
+    assert "DEAD-LETTERED (handler_failed in assign: no seats)  REPLAYED 1 time(s)" in line
+    assert "?" not in line
