@@ -18,6 +18,7 @@ Example::
 """
 
 from bus.app import App, BackgroundTask, UnknownTypePolicy
+from bus.asyncapi import asyncapi_document
 from bus.clock import VirtualClock
 from bus.codec import decode, encode
 from bus.config import BusConfig, Secret
@@ -36,6 +37,8 @@ from bus.dlq import (
     DeadLetter,
     DeadLetterFilter,
     ReplayPlan,
+    list_dead_letter_topics,
+    parse_since,
     plan_replay,
     read_dead_letters,
     replay_dead_letters,
@@ -85,6 +88,9 @@ from bus.sql import (
 )
 from bus.stamping import utc_now
 from bus.testing import TestBus
+from bus.trace import build_tree as build_trace
+from bus.trace import read_hops
+from bus.trace import render as render_trace
 from bus.transports.base import (
     Acked,
     Consumer,
@@ -174,6 +180,8 @@ __all__ = [
     "Worker",
     "WorkerSettings",
     "WorkerStats",
+    "asyncapi_document",
+    "build_trace",
     "dead_letter",
     "dead_letter_topic",
     "decode",
@@ -181,12 +189,16 @@ __all__ = [
     "default_registry",
     "encode",
     "envelope_for",
+    "list_dead_letter_topics",
     "murmur2",
     "new_id",
+    "parse_since",
     "partition_for_key",
     "plan_replay",
     "read_dead_letters",
+    "read_hops",
     "record_for",
+    "render_trace",
     "replay_dead_letters",
     "tune_gc",
     "utc_now",
