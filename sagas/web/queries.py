@@ -167,8 +167,9 @@ def _where(f: SagaFilter, after: Cursor | None, mark: Any) -> tuple[str, list[An
         low, high = arg(q), arg(q + "\U0010ffff")
         where.append(f"(saga_id IN ({ids}) OR (saga_id >= {low} AND saga_id < {high}))")
     if after is not None:
+        # the bare bound first, so the planner can range-scan the start-time index
         a, b, c = arg(after[0]), arg(after[0]), arg(after[1])
-        where.append(f"(started_at_ms < {a} OR (started_at_ms = {b} AND saga_id > {c}))")
+        where.append(f"started_at_ms <= {a} AND (started_at_ms < {b} OR saga_id > {c})")
     return (" AND ".join(where) or "1 = 1"), args
 
 

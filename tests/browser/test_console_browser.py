@@ -5,11 +5,10 @@ Each test waits on what it expects to see (WebDriverWait), never sleeps then ass
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import time
 
 import pytest
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
