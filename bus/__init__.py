@@ -69,6 +69,7 @@ from bus.errors import (
 from bus.gc_tuning import tune_gc
 from bus.http import HttpServer, Readiness
 from bus.ids import new_id
+from bus.lag import PartitionLag, group_lag
 from bus.message import Command, Event, Message
 from bus.metrics import Metrics, MetricSpec, default_metrics
 from bus.partitioning import murmur2, partition_for_key
@@ -143,6 +144,7 @@ __all__ = [
     "Migration",
     "NamespacedTransport",
     "OutgoingRecord",
+    "PartitionLag",
     "PayloadInvalidError",
     "PermanentError",
     "PostgresDatabase",
@@ -189,6 +191,7 @@ __all__ = [
     "default_registry",
     "encode",
     "envelope_for",
+    "group_lag",
     "list_dead_letter_topics",
     "murmur2",
     "new_id",

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from bus import Message
+from bus import Message, TransportError, group_lag
 from sagas.definition import SagaDefinition
 from sagas.web.context import CONSOLE, Console
-from sagas.web.lag import group_lag
 from sagas.web.pages import render, viewer_session
 
 __all__ = ["CatalogEntry", "add_routes", "catalog_entries"]
@@ -82,7 +81,10 @@ async def lag_fragment(request: web.Request) -> web.StreamResponse:
         known = False
     else:
         for app in console.apps:
-            lags = await group_lag(console.transport, app.group, app.topics)
+            try:
+                lags = await group_lag(console.transport, app.group, app.topics)
+            except TransportError:
+                lags = None
             if lags is None:
                 known = False
                 break
