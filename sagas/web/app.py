@@ -48,6 +48,7 @@ def build_console_app(
     transport: Transport | None = None,
     tokens: Mapping[str, Principal],
     max_replays: int = 3,
+    saga_group: str = "sagas",
     migrate: bool = True,
 ) -> web.Application:
     """The console on an opened ``store`` (it adds its own migrations at start-up).
@@ -64,6 +65,7 @@ def build_console_app(
         transport=transport,
         tokens=dict(tokens),
         max_replays=max_replays,
+        saga_group=saga_group,
     )
     app = web.Application(middlewares=[_security_headers, _login_required])
     app[CONSOLE] = console
@@ -99,6 +101,7 @@ async def serve_console(
     host: str = "127.0.0.1",
     port: int = 8081,
     max_replays: int = 3,
+    saga_group: str = "sagas",
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve the console until ``stop`` is set (or the task is cancelled): ``bus console``.
@@ -114,7 +117,7 @@ async def serve_console(
         try:
             app = build_console_app(
                 store, definitions=definitions, apps=apps, transport=transport,
-                tokens=tokens, max_replays=max_replays,
+                tokens=tokens, max_replays=max_replays, saga_group=saga_group,
             )  # fmt: skip
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

@@ -50,6 +50,8 @@ def catalog_entries(console: Console) -> list[CatalogEntry]:
                 entry(emitted).producers.add(f"{app.name}.{route.name}")
     for d in console.definitions.values():
         _add_saga(d, entry)
+        for model in d.consumed_types():
+            entry(model).groups.add(console.saga_group)
     return sorted(entries.values(), key=lambda e: e.model.bus_type)
 
 
@@ -80,9 +82,15 @@ async def lag_fragment(request: web.Request) -> web.StreamResponse:
     if console.transport is None:
         known = False
     else:
-        for app in console.apps:
+        groups = [(app.group, list(app.topics)) for app in console.apps]
+        saga_topics = {
+            m.bus_topic for d in console.definitions.values() for m in d.consumed_types()
+        }
+        if saga_topics:
+            groups.append((console.saga_group, sorted(saga_topics)))
+        for group, topics in groups:
             try:
-                lags = await group_lag(console.transport, app.group, app.topics)
+                lags = await group_lag(console.transport, group, topics)
             except TransportError:
                 lags = None
             if lags is None:

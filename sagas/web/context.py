@@ -37,6 +37,8 @@ class Console:
     tokens: Mapping[str, Principal]
     sessions: Sessions = field(default_factory=Sessions)
     max_replays: int = 3
+    #: The saga coordinator's consumer group (Coordinator's ``group``), for the catalog.
+    saga_group: str = "sagas"
     source: str = "bus://console"
     now: Callable[[], datetime] = utc_now
     new_secret: Callable[[], str] = field(default=lambda: secrets.token_urlsafe(32))

@@ -154,7 +154,9 @@ def test_the_catalog_shows_types_producers_consumers_and_live_lag(
     assert "saga console_order" in catalog
     assert "console-shop.reserve" in catalog
     _until(browser, lambda b: b.find_elements(By.ID, "lag-table"))
-    assert "console-shop" in _text(browser, "lag-table")
+    lag = _text(browser, "lag-table")
+    assert "console-shop" in lag
+    assert "sagas console.replies" in lag
     browser.save_screenshot(str(screenshots / "console-catalog.png"))
 
 
