@@ -86,6 +86,9 @@ def test_the_sagas_list_links_to_a_saga_page_with_diagram_and_timeline(
     assert "class completed current" in _text(browser, "mermaid")
     assert "charge_card" in _text(browser, "steps")
     browser.save_screenshot(str(screenshots / "console-saga.png"))
+    browser.find_element(By.ID, "trace-link").click()
+    _until(browser, lambda b: "console.card.charged.v1" in _text(b, "trace"))
+    assert "console.stock.reserve.v1" in _text(browser, "trace")
 
 
 def test_retry_of_a_saga_that_needs_attention_lets_it_finish(
