@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -63,9 +64,7 @@ async def sagas_list(request: web.Request) -> web.StreamResponse:
     kept = {k: v for k, v in request.query.items() if k in ("name", "status", "age", "q") and v}
     next_query = None
     if page.next is not None:
-        next_query = "&".join(
-            f"{k}={v}" for k, v in {**kept, "after": encode_cursor(page.next)}.items()
-        )
+        next_query = urlencode({**kept, "after": encode_cursor(page.next)})
     template = "saga_rows.html" if request.query.get("fragment") else "sagas.html"
     return render(
         request, template,
