@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 # checks both against __all__).
 if TYPE_CHECKING:
     from bus.app import App, BackgroundTask, UnknownTypePolicy
+    from bus.asyncapi import asyncapi_document
     from bus.clock import VirtualClock
     from bus.codec import decode, encode
     from bus.config import BusConfig, Secret
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
         DeadLetter,
         DeadLetterFilter,
         ReplayPlan,
+        list_dead_letter_topics,
+        parse_since,
         plan_replay,
         read_dead_letters,
         replay_dead_letters,
@@ -73,6 +76,7 @@ if TYPE_CHECKING:
     from bus.gc_tuning import tune_gc
     from bus.http import HttpServer, Readiness
     from bus.ids import new_id
+    from bus.lag import PartitionLag, group_lag
     from bus.message import Command, Event, Message
     from bus.metrics import Metrics, MetricSpec, default_metrics
     from bus.partitioning import murmur2, partition_for_key
@@ -92,6 +96,9 @@ if TYPE_CHECKING:
     )
     from bus.stamping import utc_now
     from bus.testing import TestBus
+    from bus.trace import build_tree as build_trace
+    from bus.trace import read_hops
+    from bus.trace import render as render_trace
     from bus.transports.base import (
         Acked,
         Consumer,
@@ -105,7 +112,9 @@ if TYPE_CHECKING:
     from bus.transports.namespace import NamespacedTransport
     from bus.worker import Worker, WorkerSettings, WorkerStats
 
+#: name -> the module that defines it (``module:attr`` when bus exports it under another name)
 _LAZY: dict[str, str] = {
+    "asyncapi_document": "bus.asyncapi",
     "App": "bus.app",
     "BackgroundTask": "bus.app",
     "UnknownTypePolicy": "bus.app",
@@ -130,6 +139,8 @@ _LAZY: dict[str, str] = {
     "DeadLetterFilter": "bus.dlq",
     "ReplayPlan": "bus.dlq",
     "plan_replay": "bus.dlq",
+    "list_dead_letter_topics": "bus.dlq",
+    "parse_since": "bus.dlq",
     "read_dead_letters": "bus.dlq",
     "replay_dead_letters": "bus.dlq",
     "Envelope": "bus.envelope",
@@ -157,6 +168,8 @@ _LAZY: dict[str, str] = {
     "HttpServer": "bus.http",
     "Readiness": "bus.http",
     "new_id": "bus.ids",
+    "PartitionLag": "bus.lag",
+    "group_lag": "bus.lag",
     "Command": "bus.message",
     "Event": "bus.message",
     "Message": "bus.message",
@@ -185,6 +198,9 @@ _LAZY: dict[str, str] = {
     "SqliteTransaction": "bus.sql",
     "utc_now": "bus.stamping",
     "TestBus": "bus.testing",
+    "build_trace": "bus.trace:build_tree",
+    "read_hops": "bus.trace",
+    "render_trace": "bus.trace:render",
     "Acked": "bus.transports.base",
     "Consumer": "bus.transports.base",
     "Delivery": "bus.transports.base",
@@ -239,6 +255,7 @@ __all__ = [
     "Migration",
     "NamespacedTransport",
     "OutgoingRecord",
+    "PartitionLag",
     "PayloadInvalidError",
     "PermanentError",
     "PostgresDatabase",
@@ -276,6 +293,8 @@ __all__ = [
     "Worker",
     "WorkerSettings",
     "WorkerStats",
+    "asyncapi_document",
+    "build_trace",
     "dead_letter",
     "dead_letter_topic",
     "decode",
@@ -283,12 +302,17 @@ __all__ = [
     "default_registry",
     "encode",
     "envelope_for",
+    "group_lag",
+    "list_dead_letter_topics",
     "murmur2",
     "new_id",
+    "parse_since",
     "partition_for_key",
     "plan_replay",
     "read_dead_letters",
+    "read_hops",
     "record_for",
+    "render_trace",
     "replay_dead_letters",
     "tune_gc",
     "utc_now",
@@ -302,7 +326,8 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'bus' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    module, _, attr = module.partition(":")
+    value = getattr(importlib.import_module(module), attr or name)
     globals()[name] = value
     return value
 

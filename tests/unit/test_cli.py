@@ -173,8 +173,8 @@ def test_the_lazy_public_names_match_the_imports_type_checkers_see() -> None:
     [block] = [
         n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"
     ]
-    typed = {
-        alias.name: node.module
+    typed = {  # `from m import a as b` is exported as b, lazily as "m:a"
+        alias.asname or alias.name: (f"{node.module}:{alias.name}" if alias.asname else node.module)
         for node in block.body
         if isinstance(node, ast.ImportFrom)
         for alias in node.names
