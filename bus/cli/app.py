@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trace": ("bus.cli.trace", "print the causal tree of one process's messages"),
     "dlq": ("bus.cli.dlq", "inspect and replay dead letters: list, show, replay"),
     "up": ("bus.cli.up", "run a Procfile's processes together until Ctrl-C"),
+    "asyncapi": ("bus.cli.asyncapi", "the AsyncAPI 3.0 document of apps"),
     "dev": ("bus.cli.dev", "local development helpers: broker"),
 }
 
@@ -63,7 +64,12 @@ class _BusGroup(Group):
         if cmd_name not in plugin_names():
             return None
         group = load_plugin(cmd_name)
-        return None if group is None else typer.main.get_group(group)
+        if group is None:
+            return None
+        command = typer.main.get_group(group)
+        # a plugin that adds one command named like itself is that command (`bus console`)
+        single = command.commands.get(cmd_name)
+        return single if single is not None and len(command.commands) == 1 else command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, short) for name, (_, short) in COMMANDS.items()]

@@ -92,7 +92,7 @@ def build_console_app(
 
 
 async def serve_console(
-    store_url: str,
+    store_url: str | SagaStore,
     *,
     definitions: Sequence[SagaDefinition] = (),
     apps: Sequence[App] = (),
@@ -103,13 +103,16 @@ async def serve_console(
     max_replays: int = 3,
     saga_group: str = "sagas",
     stop: asyncio.Event | None = None,
+    started: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the console until ``stop`` is set (or the task is cancelled): ``bus console``.
 
-    The transport, if given, is started and stopped here.
+    ``store_url`` is a store URL or an unopened store; the store, and the transport if
+    given, are opened and closed here. ``started`` gets the URL once it listens (with
+    ``port=0``, the port the system chose).
     """
     tokens = load_tokens(tokens_file)
-    store = store_from_url(store_url)
+    store = store_from_url(store_url) if isinstance(store_url, str) else store_url
     await store.open()
     try:
         if transport is not None:
@@ -123,6 +126,9 @@ async def serve_console(
             await runner.setup()
             try:
                 await web.TCPSite(runner, host, port).start()
+                if started is not None:
+                    bound_host, bound_port = runner.addresses[0][:2]
+                    started(f"http://{bound_host}:{bound_port}/")
                 await (stop or asyncio.Event()).wait()
             finally:
                 await runner.cleanup()
