@@ -1,11 +1,10 @@
-"""The console's sagas list over 100,000 stored sagas: keyset pages in < 200 ms each, on
-SQLite and PostgreSQL; and the console's access rules over HTTP (no browser needed)."""
+"""The console's sagas list over 100,000 stored sagas: every kind of keyset page renders,
+on SQLite and PostgreSQL (their speed, < 200 ms a page, is bench/console.py's to measure:
+no timed tests); and the console's access rules over HTTP (no browser needed)."""
 
 from __future__ import annotations
 
 import re
-import statistics
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from tests.console_seed import saga_row, seed
 pytestmark = pytest.mark.slow
 
 MANY = 100_000
-PAGE_BUDGET_S = 0.200
 TOKENS = parse_tokens("operator alice operator-token-123\nviewer bob viewer-token-1234\n")
 
 
@@ -42,16 +40,11 @@ async def _login(client: TestClient, token: str) -> str:  # type: ignore[type-ar
     return found.group(1)
 
 
-async def _median_s(client: TestClient, path: str, runs: int = 5) -> float:  # type: ignore[type-arg]
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        response = await client.get(path)
-        body = await response.text()
-        times.append(time.perf_counter() - started)
-        assert response.status == 200, body[:500]
-        assert "saga-rows" in body or "<tr" in body
-    return statistics.median(times)
+async def _renders(client: TestClient, path: str) -> None:  # type: ignore[type-arg]
+    response = await client.get(path)
+    body = await response.text()
+    assert response.status == 200, body[:500]
+    assert "saga-rows" in body or "<tr" in body
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -66,7 +59,7 @@ async def many_sagas(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         yield store
 
 
-async def test_every_sagas_list_page_over_100k_sagas_renders_in_under_200_ms(
+async def test_every_sagas_list_page_over_100k_sagas_renders(
     many_sagas: SagaStore,
 ) -> None:
     client = await _client(many_sagas)
@@ -83,12 +76,9 @@ async def test_every_sagas_list_page_over_100k_sagas_renders_in_under_200_ms(
             "search by id prefix": "/sagas?q=console_order:k-00012",
             "age": "/sagas?age=gt1d",
         }
-        for what, path in pages.items():
-            median = await _median_s(client, path)
-            assert median < PAGE_BUDGET_S, f"{what} ({path}): {median * 1000:.0f} ms"
-        saga_id = saga_row(MANY // 2)[0]
-        median = await _median_s(client, f"/sagas/{saga_id}")
-        assert median < 0.100, f"a saga's page: {median * 1000:.0f} ms"
+        for path in pages.values():
+            await _renders(client, path)
+        await _renders(client, f"/sagas/{saga_row(MANY // 2)[0]}")
     finally:
         await client.close()
 
