@@ -59,7 +59,7 @@ from sagas.operations import (
     inputs_for,
 )
 from sagas.outbox import FaultInjector, OutboxRelay
-from sagas.quarantine import kept_input
+from sagas.quarantine import TASK_PREFIX, kept_input
 from sagas.requests import request_action
 from sagas.state import SagaState
 from sagas.stores.base import (
@@ -440,7 +440,10 @@ class Coordinator:
             return Cancel(r.reason)
         if r.action == "retry":
             return Retry(r.reason)
-        task = await self.store.get_task(r.reason)
+        return await self._task_done(r.reason)
+
+    async def _task_done(self, task_id: str) -> TaskDone | None:
+        task = await self.store.get_task(task_id)
         if task is None or task.data is None or task.completed_by is None:
             return None
         return TaskDone(task.id, task.step, task.data, task.completed_by)
@@ -485,6 +488,14 @@ class Coordinator:
 
     async def _apply_kept(self, item: SetAsideInput) -> None:
         now, record = self.clock(), kept_input(item)
+        if record is None and (item.timer_id or "").startswith(TASK_PREFIX):
+            done = await self._task_done((item.timer_id or "").removeprefix(TASK_PREFIX))
+            if done is None:
+                await self.store.drop_set_aside([item.seq])
+                return
+            given = DecideSaga(done)
+            await self._apply(_Pending(self.catalog, item.saga_id, given, now, kept=item.seq))
+            return
         if record is None:
             timer = item.timer_id or ""
             given = DecideSaga(TimerFired(timer), fired_timer=timer)

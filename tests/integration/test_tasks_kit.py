@@ -9,6 +9,8 @@ import pytest
 
 from bus import ConfigError
 from sagas import SagaStatus
+from sagas.effects import task_id
+from sagas.stores import MemorySagaStore
 from sagas.testing import SagaTestKit
 from tests.integration.test_tasks_cli import FLOW, SAGA, T0, Badge, Badged, Hired
 
@@ -45,3 +47,22 @@ async def test_a_cancelled_saga_cancels_its_open_task_and_refuses_its_completion
         assert await kit.tasks() == []
         with pytest.raises(ConfigError, match="was cancelled"):
             await kit.complete_task(SAGA, "assign_desk", {"desk": "A", "floor": 1})
+
+
+async def test_a_completion_for_a_quarantined_saga_is_kept_and_applied_after_the_retry() -> None:
+    store = MemorySagaStore()
+    async with SagaTestKit(FLOW, store=store, start=T0) as kit:
+        await kit.publish(Hired(who="ada", manager="bo@example.com"))
+        await kit.drain()
+        row = store._sagas[SAGA]
+        good, row.json = row.json, "{not json"  # the row cannot be read: quarantined
+        await kit.complete_task(SAGA, "assign_desk", {"desk": "A", "floor": 1}, "bo")
+        await kit.drain()
+        kept = await store.set_aside_inputs(saga_id=SAGA, limit=10)
+        assert [i.timer_id for i in kept] == [f"task:{task_id(SAGA, 'assign_desk')}"]
+        assert kit.commands() == []
+        row.json = good  # fixed by hand
+        await kit.retry(SAGA, "row fixed")
+        await kit.drain()
+        assert kit.commands() == [Badge(who="ada")]
+        assert (await kit.state(SAGA)).data["desk"] == "A@1"
