@@ -4,19 +4,29 @@ exist and after their saga stopped, and the timeline tells how long the person t
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from bus import ConfigError
 from sagas import SagaStatus
 from sagas.effects import task_id
-from sagas.stores import MemorySagaStore
+from sagas.stores import MemorySagaStore, SagaStore, store_from_url
 from sagas.testing import SagaTestKit
 from tests.integration.test_tasks_cli import FLOW, SAGA, T0, Badge, Badged, Hired
 
 
-async def test_a_task_completed_through_the_kit_moves_the_saga_on_once() -> None:
-    async with SagaTestKit(FLOW, start=T0) as kit:
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> SagaStore:
+    if request.param == "memory":
+        return MemorySagaStore()
+    if request.param == "sqlite":
+        return store_from_url(f"sqlite:{tmp_path / 'sagas.db'}")
+    return store_from_url(request.getfixturevalue("postgres_dsn"))
+
+
+async def test_a_task_completed_through_the_kit_moves_the_saga_on_once(store: SagaStore) -> None:
+    async with SagaTestKit(FLOW, store=store, start=T0) as kit:
         with pytest.raises(ConfigError, match="no task"):  # not reached: no row yet
             await kit.complete_task(SAGA, "assign_desk", {"desk": "A", "floor": 1})
         await kit.publish(Hired(who="ada", manager="bo@example.com"))
