@@ -23,12 +23,13 @@ from sagas.definition import (
     SagaDefinition,
     Stage,
     Step,
+    Task,
     Wait,
 )
 from sagas.effects import CommandToSend, TimerToSet, Transition, command_id, timer_id
 from sagas.render import render_mermaid
 from sagas.state import TERMINAL, HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
-from sagas.triggers import Cancel, Incoming, Retry, TimerFired, Trigger
+from sagas.triggers import Cancel, Incoming, Retry, TaskDone, TimerFired, Trigger
 from sagas.versions import Catalog, decide_versioned
 
 __all__ = [
@@ -51,6 +52,8 @@ __all__ = [
     "Step",
     "StepState",
     "StepStatus",
+    "Task",
+    "TaskDone",
     "TimerFired",
     "TimerToSet",
     "Transition",

@@ -59,10 +59,11 @@ from sagas.operations import (
     inputs_for,
 )
 from sagas.outbox import FaultInjector, OutboxRelay
-from sagas.quarantine import kept_input
+from sagas.quarantine import TASK_PREFIX, kept_input
 from sagas.requests import request_action
 from sagas.state import SagaState
 from sagas.stores.base import (
+    ControlRequest,
     DueTimer,
     SagaStore,
     SagaWrite,
@@ -73,7 +74,7 @@ from sagas.stores.base import (
     Write,
 )
 from sagas.timers import fire_due_timers
-from sagas.triggers import Cancel, Retry, TimerFired, Trigger
+from sagas.triggers import Cancel, Retry, TaskDone, TimerFired, Trigger
 from sagas.versions import Catalog
 
 __all__ = ["Coordinator", "CoordinatorStats", "SagaObserver", "request_action"]
@@ -424,10 +425,28 @@ class Coordinator:
     async def process_requests(self) -> int:
         requests = await self.store.pending_requests(limit=100)
         for r in requests:
-            trigger: Trigger = Cancel(r.reason) if r.action == "cancel" else Retry(r.reason)
+            trigger = await self._request_trigger(r)
+            if trigger is None:
+                await self.store.drop_request(r.id)
+                continue
             await self.apply(r.saga_id, trigger, request=r.id)
         self.stats.requests += len(requests)
         return len(requests)
+
+    async def _request_trigger(self, r: ControlRequest) -> Trigger | None:
+        """The input an operator request gives: a cancel, a retry, or a task's completion
+        (its data read from the task row; None if the row is gone, e.g. purged)."""
+        if r.action == "cancel":
+            return Cancel(r.reason)
+        if r.action == "retry":
+            return Retry(r.reason)
+        return await self._task_done(r.reason)
+
+    async def _task_done(self, task_id: str) -> TaskDone | None:
+        task = await self.store.get_task(task_id)
+        if task is None or task.data is None or task.completed_by is None:
+            return None
+        return TaskDone(task.id, task.step, task.data, task.completed_by)
 
     async def apply(
         self,
@@ -469,6 +488,14 @@ class Coordinator:
 
     async def _apply_kept(self, item: SetAsideInput) -> None:
         now, record = self.clock(), kept_input(item)
+        if record is None and (item.timer_id or "").startswith(TASK_PREFIX):
+            done = await self._task_done((item.timer_id or "").removeprefix(TASK_PREFIX))
+            if done is None:
+                await self.store.drop_set_aside([item.seq])
+                return
+            given = DecideSaga(done)
+            await self._apply(_Pending(self.catalog, item.saga_id, given, now, kept=item.seq))
+            return
         if record is None:
             timer = item.timer_id or ""
             given = DecideSaga(TimerFired(timer), fired_timer=timer)

@@ -34,11 +34,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from bus import ConfigError, Event
-from sagas.definition import SagaDefinition, Step, Wait
-from sagas.effects import Transition
+from sagas.definition import SagaDefinition, Step, Task, Wait
+from sagas.effects import Transition, task_id
 from sagas.run import Run
 from sagas.state import HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
-from sagas.triggers import Cancel, Incoming, Retry, TimerFired, Trigger
+from sagas.taskflow import task_done
+from sagas.triggers import Cancel, Incoming, Retry, TaskDone, TimerFired, Trigger
 
 __all__ = ["decide", "start"]
 
@@ -127,6 +128,8 @@ def _decide_live(
         run = Run(definition, _private_copy(state), now)
         run.unwind("cancel", trigger.reason)
         return run.transition()
+    if isinstance(trigger, TaskDone):
+        return _task_done(definition, state, trigger, now)
     if isinstance(trigger, TimerFired):
         name = _armed(state, trigger.timer_id)
         if name is None:
@@ -154,6 +157,27 @@ def _decide_live(
         return run.transition()
     run = Run(definition, _private_copy(state), now)
     run.on_reply(name, trigger)
+    return run.transition()
+
+
+def _task_done(
+    definition: SagaDefinition, state: SagaState, done: TaskDone, now: datetime
+) -> Transition:
+    """A completion of a task open in a running saga; anything else changes nothing (a
+    task not reached yet has no row, so it cannot be completed early)."""
+    spec = definition.steps.get(done.step)
+    st = state.steps.get(done.step)
+    if (
+        state.status != SagaStatus.RUNNING
+        or not isinstance(spec, Task)
+        or st is None
+        or st.status != StepStatus.RUNNING
+        or done.task_id != task_id(state.saga_id, done.step)
+    ):
+        return Transition(state=state, changed=False)
+    run = Run(definition, _private_copy(state), now)
+    if task_done(run, st, spec, done):
+        run.settled()
     return run.transition()
 
 
@@ -187,7 +211,11 @@ def _awaiting(definition: SagaDefinition, state: SagaState, type_name: str) -> s
             types = spec.event + spec.rejected
         elif st.status == StepStatus.RUNNING and isinstance(spec, Step) and st.attempts:
             types = spec.success + spec.failure
-        elif st.status == StepStatus.COMPENSATING and isinstance(spec, Step) and spec.compensation:
+        elif (
+            st.status == StepStatus.COMPENSATING
+            and isinstance(spec, Step | Task)
+            and spec.compensation
+        ):
             types = spec.compensation.success + spec.compensation.failure
         else:
             continue

@@ -48,6 +48,7 @@ from sagas.stages import (
     Schedule,
     Stage,
     Step,
+    Task,
     Wait,
     steps_of,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "Schedule",
     "Stage",
     "Step",
+    "Task",
     "Wait",
     "awaited_by_step",
 ]
@@ -159,6 +161,10 @@ class SagaDefinition:
                 out.setdefault(s.command.bus_type, s.command)
                 if s.compensation is not None:
                     out.setdefault(s.compensation.command.bus_type, s.compensation.command)
+            if isinstance(s, Task):
+                for c in (s.escalate, s.compensation.command if s.compensation else None):
+                    if c is not None:
+                        out.setdefault(c.bus_type, c)
         if self.deadline is not None and self.deadline.escalate is not None:
             out.setdefault(self.deadline.escalate.bus_type, self.deadline.escalate)
         return tuple(out.values())
@@ -181,3 +187,5 @@ def awaited_by_step(d: SagaDefinition) -> Iterator[tuple[str, tuple[type[Event],
             yield s.name, s.success + s.failure
             if s.compensation is not None:
                 yield s.name, s.compensation.success + s.compensation.failure
+        elif isinstance(s, Task) and s.compensation is not None:
+            yield s.name, s.compensation.success + s.compensation.failure

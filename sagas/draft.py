@@ -23,7 +23,17 @@ from pydantic import BaseModel
 
 from bus import ConfigError
 from sagas.definition import Compensation, Member, Parallel, PathStage, SagaDefinition, Step, Wait
-from sagas.effects import CommandKind, CommandToSend, TimerToSet, Transition, command_id, timer_id
+from sagas.effects import (
+    CommandKind,
+    CommandToSend,
+    TaskToMark,
+    TaskToOpen,
+    TimerToSet,
+    Transition,
+    command_id,
+    timer_id,
+)
+from sagas.stages import Task
 from sagas.state import EarlySignal, HistoryEntry, SagaState, StepState, StepStatus
 from sagas.triggers import Incoming
 
@@ -46,6 +56,9 @@ class Draft:
         self._owned: set[str] = set(state.steps) if fresh else set()
         self.timers: list[TimerToSet] = []
         self.cancelled: list[str] = []
+        #: Task rows to write, and open ones whose status changes (:mod:`sagas.taskflow`).
+        self.tasks_opened: list[TaskToOpen] = []
+        self.tasks_marked: list[TaskToMark] = []
         self._data: BaseModel | None = None
         #: The transition only notes something in the timeline (a late reply): the saga's
         #: own progress, and so ``updated_at``, is unchanged.
@@ -57,7 +70,14 @@ class Draft:
         if self.s.terminal and self.s.deadline_timer is not None:
             self.drop_timer(self.s.deadline_timer)  # ended in time: never late
             self.s.deadline_timer = None
-        return Transition(self.s, tuple(self.commands), tuple(self.timers), tuple(self.cancelled))
+        return Transition(
+            self.s,
+            tuple(self.commands),
+            tuple(self.timers),
+            tuple(self.cancelled),
+            tuple(self.tasks_opened),
+            tuple(self.tasks_marked),
+        )
 
     # -- data, history, timers ---------------------------------------------------------
 
@@ -217,10 +237,10 @@ def members(stage: PathStage) -> tuple[Member, ...]:
 
 
 def compensable(spec: Member) -> bool:
-    return isinstance(spec, Step) and spec.compensation is not None
+    return isinstance(spec, Step | Task) and spec.compensation is not None
 
 
 def compensation(spec: Member) -> Compensation:
-    if isinstance(spec, Step) and spec.compensation is not None:
+    if isinstance(spec, Step | Task) and spec.compensation is not None:
         return spec.compensation
     raise AssertionError(f"{spec.name} has no compensation")  # the callers checked it

@@ -26,7 +26,16 @@ from typing import Literal
 from bus import Command
 from sagas.state import SagaState
 
-__all__ = ["CommandToSend", "TimerToSet", "Transition", "command_id", "timer_id"]
+__all__ = [
+    "CommandToSend",
+    "TaskToMark",
+    "TaskToOpen",
+    "TimerToSet",
+    "Transition",
+    "command_id",
+    "task_id",
+    "timer_id",
+]
 
 #: ``escalation``: the command a saga's deadline sends (step ``_saga``, no reply awaited).
 CommandKind = Literal["action", "compensation", "escalation"]
@@ -89,6 +98,38 @@ class TimerToSet:
     at: datetime
 
 
+def task_id(saga_id: str, step: str) -> str:
+    """The id of the task row a :class:`~sagas.stages.Task` step opens (one per step)."""
+    return uuid5(f"{saga_id}\x1f{step}\x1ftask")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskToOpen:
+    """Write a task row (status ``open``) with the new state: work for a person."""
+
+    id: str
+    saga_id: str
+    step: str
+    #: Who does it (an address, as the definition's ``assignee`` gave it).
+    assignee: str
+    #: The form's type name (its ``bus_type``, or its class name for a plain model).
+    form: str
+    #: ``module:qualname`` of the form class, to validate submitted data against.
+    form_path: str
+    created_at: datetime
+    #: When it is due (UTC); past it, the task is overdue.
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaskToMark:
+    """Change an open task row's status: ``overdue`` (its deadline passed) or
+    ``cancelled`` (the saga stopped). A completed row is left as it is."""
+
+    id: str
+    status: Literal["overdue", "cancelled"]
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     """The new state and the effects to persist with it, in one transaction."""
@@ -98,6 +139,9 @@ class Transition:
     timers_to_set: tuple[TimerToSet, ...] = ()
     #: Ids of timers no longer wanted (firing them anyway changes nothing).
     timers_to_cancel: tuple[str, ...] = ()
+    #: Task rows to write, and open ones whose status changes.
+    tasks_to_open: tuple[TaskToOpen, ...] = ()
+    tasks_to_mark: tuple[TaskToMark, ...] = ()
 
     #: False when the input changed nothing (a duplicate, late or unknown message): the
     #: shell need not write anything.

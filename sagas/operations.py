@@ -123,6 +123,8 @@ def apply_input(
         t.timers_to_cancel + fired,
         given.request,
         release,
+        tasks_to_open=t.tasks_to_open,
+        tasks_to_mark=t.tasks_to_mark,
     )
     return Applied(write, stored.state, t)
 
@@ -139,7 +141,11 @@ def _start(stored: StoredSaga | UnreadableSaga | None, given: StartSaga, now: da
     outbox = outbox_entries(
         t, now=now, causation_id=given.message_id, traceparent=given.traceparent
     )
-    return Applied(SagaWrite(t.state, 0, outbox, t.timers_to_set, t.timers_to_cancel), None, t)
+    write = SagaWrite(
+        t.state, 0, outbox, t.timers_to_set, t.timers_to_cancel,
+        tasks_to_open=t.tasks_to_open, tasks_to_mark=t.tasks_to_mark,
+    )  # fmt: skip
+    return Applied(write, None, t)
 
 
 def outbox_entries(

@@ -28,9 +28,12 @@ from datetime import datetime
 
 from bus import OutgoingRecord, Record
 from sagas.stores.base import UNREADABLE, SetAside, SetAsideInput, StoredSaga, UnreadableSaga
-from sagas.triggers import Incoming, TimerFired, Trigger
+from sagas.triggers import Incoming, TaskDone, TimerFired, Trigger
 
-__all__ = ["UNREADABLE", "kept_input", "quarantined", "set_aside"]
+__all__ = ["TASK_PREFIX", "UNREADABLE", "kept_input", "quarantined", "set_aside"]
+
+#: How a task's completion set aside is kept: ``task:<task id>`` in the timer column.
+TASK_PREFIX = "task:"
 
 
 def quarantined(stored: StoredSaga | UnreadableSaga | None) -> bool:
@@ -53,8 +56,9 @@ def set_aside(
     it is not yet); None: nothing to keep and it is quarantined already.
 
     A reply or event is kept as the ``record`` it came in; a fired timer by its id (and
-    taken off the timers, so the timers behind it fire); an operator request is answered
-    by the quarantine itself (a cancel cannot be carried out on an unreadable state).
+    taken off the timers, so the timers behind it fire); a task's completion by its task id
+    (``task:<id>`` in the timer column: the data is on the task row); an operator's cancel
+    or retry is answered by the quarantine itself (not carried out on an unreadable state).
     """
     saga_id = stored.saga_id if isinstance(stored, UnreadableSaga) else stored.state.saga_id
     reason = stored.quarantine
@@ -66,6 +70,8 @@ def set_aside(
     if isinstance(trigger, TimerFired):
         inputs = (SetAsideInput(saga_id, now, timer_id=trigger.timer_id),)
         cancel = (trigger.timer_id,)
+    elif isinstance(trigger, TaskDone):  # a person's work: kept, by its task id
+        inputs = (SetAsideInput(saga_id, now, timer_id=TASK_PREFIX + trigger.task_id),)
     elif isinstance(trigger, Incoming) and record is not None:
         kept = OutgoingRecord(record.topic, record.key, record.value, record.headers)
         inputs = (SetAsideInput(saga_id, now, record=kept),)

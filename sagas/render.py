@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sagas.definition import Choice, Delay, Parallel, SagaDefinition, Stage, Step, Wait
+from sagas.definition import Choice, Delay, Parallel, SagaDefinition, Stage, Step, Task, Wait
 
 __all__ = ["render_mermaid"]
 
@@ -40,6 +40,18 @@ def _step_lines(s: Step, indent: str) -> list[str]:
     out = [f"{indent}{s.name} : {s.command.__name__} ({retry})"]
     if s.not_before is not None:
         out.append(f"{indent}{s.name} : not before {s.not_before.__name__}")
+    return out
+
+
+def _task_lines(t: Task, nxt: str) -> list[str]:
+    """A task: who does it, the form that completes it, when it is overdue."""
+    who = t.assignee if isinstance(t.assignee, str) else getattr(t.assignee, "__name__", "")
+    who = "" if not who or who.startswith("<") else f" for {who}"  # a lambda has no name
+    due = _duration(t.deadline) if isinstance(t.deadline, timedelta) else t.deadline.__name__
+    out = [f"    {t.name} : task{who}: form {t.form.__name__}"]
+    then = f", sends {t.escalate.__name__}" if t.escalate is not None else ""
+    out.append(f"    {t.name} : overdue after {due}{then}")
+    out.append(f"    {t.name} --> {nxt} : {t.form.__name__} submitted")
     return out
 
 
@@ -69,7 +81,7 @@ def render_mermaid(definition: SagaDefinition, *, taken: Mapping[str, str] | Non
             out.append(f"    state {stage.name} <<choice>>")
     out.append(f"    [*] --> {_entry(stages[0])} : {d.trigger.__name__}")
     out += _sequence_lines(stages, "completed", chain, taken or {})
-    compensable = [s for s in d.iter_steps() if isinstance(s, Step) and s.compensation]
+    compensable = [s for s in d.iter_steps() if isinstance(s, Step | Task) and s.compensation]
     for s in reversed(compensable):
         assert s.compensation is not None
         out.append(f"    undo_{s.name} : {s.compensation.command.__name__}")
@@ -115,6 +127,8 @@ def _sequence_lines(
             else:  # out of attempts it may have taken effect: undone too (uncertain)
                 out += [f"    {stage.name} --> {t} : fails" for t in undo]
                 out.append(f"    {stage.name} --> undo_{stage.name} : times out")
+        elif isinstance(stage, Task):
+            out += _task_lines(stage, nxt)
         elif isinstance(stage, Delay):
             out.append(f"    {stage.name} : wait until {stage.until.__name__}")
             out.append(f"    {stage.name} --> {nxt} : time reached")
@@ -178,7 +192,7 @@ class _UndoChain:
                 continue
             for m in stage.steps if isinstance(stage, Parallel) else (stage,):
                 self.before[m.name] = list(lasts)
-                if isinstance(m, Step) and m.compensation is not None:
+                if isinstance(m, Step | Task) and m.compensation is not None:
                     lasts = [m.name]
             self.after[stage.name] = list(lasts)
         return lasts

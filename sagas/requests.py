@@ -33,6 +33,8 @@ async def request_action(
     not running, retrying one that does not need attention; for a quarantined saga
     (:mod:`sagas.quarantine`), anything but a retry of a row that reads again.
     """
+    if action not in ("cancel", "retry"):  # a task's completion: sagas.tasks.complete_task
+        raise ConfigError(f"unknown request {action!r}: use cancel or retry")
     stored = await store.read(saga_id)
     if stored is None:
         raise ConfigError(f"no saga {saga_id!r} in the store; 'bus sagas list' shows the ids")

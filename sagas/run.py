@@ -22,7 +22,9 @@ from bus import ConfigError
 from sagas.definition import Choice, Deadline, Delay, Member, PathStage, Schedule, Step, Wait
 from sagas.draft import BUSY, Draft, compensable, compensation, members
 from sagas.effects import CommandToSend, TimerToSet, command_id, timer_id
+from sagas.stages import Task
 from sagas.state import SagaStatus, StepState, StepStatus
+from sagas.taskflow import cancel_open_task, open_task, task_due
 from sagas.triggers import Incoming
 
 __all__ = ["SAGA_TIMERS", "Run", "members"]
@@ -141,6 +143,11 @@ class Run(Draft):
                 self.start_wait(st, m)
             elif isinstance(m, Delay):
                 self.start_delay(st, m)
+            elif isinstance(m, Task):
+                if m.when is not None and not m.when(self.data):
+                    self.skip(m, m.when.__name__)
+                else:
+                    open_task(self, st, m)
             elif m.when is not None and not m.when(self.data):
                 self.skip(m, m.when.__name__)
             else:
@@ -243,7 +250,7 @@ class Run(Draft):
             else:
                 self.compensation_failed(st, f"failure reply {incoming.type}")
             return
-        assert not isinstance(spec, Delay)  # a delay awaits no event
+        assert not isinstance(spec, Delay | Task)  # awaiting no event (a task: a form)
         ok = spec.event if isinstance(spec, Wait) else spec.success
         if any(incoming.type == t.bus_type for t in ok):
             self.complete_step(st, incoming)
@@ -267,6 +274,9 @@ class Run(Draft):
             self.fail_step(st, f"deadline {spec.deadline} passed")
         elif isinstance(spec, Delay):
             self.delay_done(st, "the time came")
+        elif isinstance(spec, Task):
+            task_due(self, st, spec)  # overdue: it stays open
+            return
         elif st.attempts == 0:  # held until its not_before: now send it
             self.send_action(st)
             return
@@ -341,6 +351,9 @@ class Run(Draft):
                 st = self.own(st.name)
                 st.status = StepStatus.ABANDONED
                 self.disarm(st)
+                spec = self.d.steps[st.name]
+                if isinstance(spec, Task):
+                    cancel_open_task(self, st, spec)
                 self.log("abandoned", st.name)
         if not self._in_flight():
             self.compensate_next()
@@ -398,6 +411,10 @@ class Run(Draft):
             elif st.status == StepStatus.RUNNING and isinstance(spec, Delay):
                 st.attempts += 1
                 self.arm(st, "delay", st.attempts, st.timer_at or self.now)
+            elif st.status == StepStatus.RUNNING and isinstance(spec, Task):
+                if st.timer_at is not None:  # not yet overdue: its due time armed again
+                    st.attempts += 1
+                    self.arm(st, "task_due", st.attempts, st.timer_at)
             elif st.status == StepStatus.RUNNING and isinstance(spec, Step) and not st.attempts:
                 # held: armed again under its own id (a store moves a timer set again)
                 self.arm(st, "not_before", 1, st.timer_at or self.now)
@@ -420,5 +437,5 @@ class Run(Draft):
 
 def _idle(spec: Member, st: StepState) -> bool:
     """A running member with nothing in flight, stopped when the saga unwinds: a wait, a
-    delay, or a step held until its ``not_before`` (no command sent)."""
-    return isinstance(spec, Wait | Delay) or st.attempts == 0
+    delay, an open task, or a step held until its ``not_before`` (no command sent)."""
+    return isinstance(spec, Wait | Delay | Task) or st.attempts == 0

@@ -40,9 +40,12 @@ from bus import (
 )
 from sagas.coordinator import Coordinator, SagaObserver, request_action
 from sagas.definition import SagaDefinition
+from sagas.effects import task_id
 from sagas.state import SagaState, SagaStatus
 from sagas.stores.base import OutboxEntry, SagaStore
 from sagas.stores.memory import MemorySagaStore
+from sagas.stores.task_rows import TaskRow
+from sagas.tasks import complete_task, list_tasks
 from sagas.versions import Catalog
 
 __all__ = ["SagaTestKit", "SentCommand", "VirtualClock"]
@@ -149,6 +152,19 @@ class SagaTestKit:
     async def cancel(self, saga_id: str, reason: str = "cancelled by test") -> None:
         """What ``bus sagas cancel`` does; takes effect at the next drain."""
         await request_action(self.store, saga_id, "cancel", reason=reason, now=self.clock())
+
+    async def complete_task(
+        self, saga_id: str, step: str, data: dict[str, Any], actor: str = "test"
+    ) -> TaskRow:
+        """What ``bus tasks complete`` does for the task of ``step`` in ``saga_id``; takes
+        effect at the next drain (:class:`bus.ConfigError` as the CLI's, for bad data)."""
+        return await complete_task(
+            self.store, task_id(saga_id, step), data, actor, now=self.clock()
+        )
+
+    async def tasks(self, assignee: str | None = None) -> list[TaskRow]:
+        """The tasks still to do (open or overdue), oldest first."""
+        return await list_tasks(self.store, assignee)
 
     async def retry(self, saga_id: str, reason: str = "retried by test") -> None:
         """What ``bus sagas retry`` does; takes effect at the next drain."""

@@ -26,7 +26,8 @@ __all__ = ["WHY_WIDTH", "TimelineRow", "age", "clip", "format_duration", "format
            "format_timeline", "quarantine_json", "summary", "timeline_rows",
            "to_json"]  # fmt: skip
 
-_SENT = {"sent", "resent", "compensation_sent", "recompensation_sent", "waiting"}
+# task_opened: a task's completed line shows how long the person took
+_SENT = {"sent", "resent", "compensation_sent", "recompensation_sent", "waiting", "task_opened"}
 _SETTLED = {"completed", "failed", "compensated", "timed_out", "needs_attention"}
 
 

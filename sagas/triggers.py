@@ -12,10 +12,11 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bus import Message
 
-__all__ = ["Cancel", "Incoming", "Retry", "TimerFired", "Trigger"]
+__all__ = ["Cancel", "Incoming", "Retry", "TaskDone", "TimerFired", "Trigger"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,4 +57,17 @@ class Retry:
     reason: str = "retried by operator"
 
 
-Trigger = Incoming | TimerFired | Cancel | Retry
+@dataclass(frozen=True, slots=True)
+class TaskDone:
+    """A person completed a task (:func:`sagas.tasks.complete_task`): its form data, valid
+    when submitted. A task not open in the saga (done already, cancelled) changes nothing."""
+
+    task_id: str
+    step: str
+    #: The submitted form, as JSON values (validated against the form again when applied).
+    data: dict[str, Any]
+    #: Who completed it.
+    actor: str
+
+
+Trigger = Incoming | TimerFired | Cancel | Retry | TaskDone

@@ -18,10 +18,12 @@ from bus import Command, Event, Message
 from sagas.definition import (
     NAME_PATTERN,
     Choice,
+    Compensation,
     Delay,
     Parallel,
     SagaDefinition,
     Step,
+    Task,
     Wait,
     awaited_by_step,
 )
@@ -84,7 +86,11 @@ def _step_problems(s: Step, data: type[BaseModel]) -> list[str]:
         problems.append(f"{where}: timeout must be positive, got {s.timeout}")
     if s.max_attempts < 1:
         problems.append(f"{where}: max_attempts must be >= 1, got {s.max_attempts}")
-    c = s.compensation
+    return problems + _compensation_problems(where, s.compensation, data)
+
+
+def _compensation_problems(where: str, c: Compensation | None, data: type[BaseModel]) -> list[str]:
+    problems: list[str] = []
     if c is not None:
         cw = f"{where} compensation"
         problems += _type_problems(f"{cw} command", c.command, Command)
@@ -99,6 +105,28 @@ def _step_problems(s: Step, data: type[BaseModel]) -> list[str]:
         if c.max_attempts < 1:
             problems.append(f"{cw}: max_attempts must be >= 1, got {c.max_attempts}")
     return problems
+
+
+def _task_problems(t: Task, data: type[BaseModel]) -> list[str]:
+    where = f"task {t.name!r}"
+    problems: list[str] = []
+    if not (isinstance(t.form, type) and issubclass(t.form, BaseModel)):
+        problems.append(f"{where}: form= must be a pydantic model (a bus Event), got {t.form!r}")
+    if not isinstance(t.assignee, str) and not callable(t.assignee):
+        problems.append(f"{where}: assignee= must be a str or a function of the data")
+    if isinstance(t.deadline, timedelta):
+        if t.deadline <= timedelta(0):
+            problems.append(f"{where}: deadline must be positive, got {t.deadline}")
+    else:
+        problems += _callable_problems(f"{where} deadline", t.deadline, named=True)
+    if t.escalate is not None:
+        problems += _type_problems(f"{where} escalate", t.escalate, Command)
+        if t.build is None and isinstance(data, type) and not problems:
+            problems += _build_problems(f"{where} escalate", t.escalate, data)
+    problems += _callable_problems(f"{where} build", t.build, named=False)
+    problems += _callable_problems(f"{where} update", t.update, named=False)
+    problems += _callable_problems(f"{where} when", t.when, named=True)
+    return problems + _compensation_problems(where, t.compensation, data)
 
 
 def _wait_problems(w: Wait) -> list[str]:
@@ -180,6 +208,9 @@ def _stage_problems(stage: object, d: SagaDefinition, names: list[str]) -> list[
     elif isinstance(stage, Wait):
         names.append(stage.name)
         problems += _wait_problems(stage)
+    elif isinstance(stage, Task):
+        names.append(stage.name)
+        problems += _task_problems(stage, d.data)
     elif isinstance(stage, Delay):
         names.append(stage.name)
         where = f"delay {stage.name!r}"
@@ -188,7 +219,7 @@ def _stage_problems(stage: object, d: SagaDefinition, names: list[str]) -> list[
         problems += _callable_problems(f"{where} until", stage.until, named=True)
         problems += _callable_problems(f"{where} when", stage.when, named=True)
     else:
-        problems.append(f"stage {stage!r} is not a Step, Parallel, Wait, Delay or Choice")
+        problems.append(f"stage {stage!r} is not a Step, Parallel, Wait, Delay, Task or Choice")
     return problems
 
 

@@ -26,11 +26,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from bus import OutgoingRecord, StoreError
-from sagas.effects import TimerToSet
+from sagas.effects import TaskToMark, TaskToOpen, TimerToSet
 from sagas.state import SagaState, SagaStatus
+
+if TYPE_CHECKING:
+    from sagas.stores.task_rows import TaskQuery, TaskRow
 
 __all__ = [
     "ACTIVE",
@@ -63,7 +66,9 @@ __all__ = [
 #: The component name of the saga schema in ``schema_version``.
 COMPONENT = "sagas.store"
 
-ControlAction = Literal["cancel", "retry"]
+#: ``complete_task``: a person completed a task (``reason`` holds the task id; the data is
+#: on the task row, written in the same transaction as the request).
+ControlAction = Literal["cancel", "retry", "complete_task"]
 
 
 class RevisionConflictError(StoreError):
@@ -217,6 +222,9 @@ class SagaWrite:
     release: bool = False
     #: Set-aside inputs this write applied (``SetAsideInput.seq``; deleted with it).
     set_aside_done: tuple[int, ...] = ()
+    #: Task rows to write (status open), and open ones to mark overdue or cancelled.
+    tasks_to_open: tuple[TaskToOpen, ...] = ()
+    tasks_to_mark: tuple[TaskToMark, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +399,23 @@ class SagaStore(Protocol):
         needs_attention sagas stay, whatever their age, and so do outbox rows not yet
         published. A trigger delivered again after its saga was purged starts it anew:
         keep sagas longer than the trigger topics keep records."""
+        ...
+
+    async def list_tasks(self, query: TaskQuery) -> list[TaskRow]:
+        """Tasks matching ``query``, oldest first (see :mod:`sagas.stores.task_rows`)."""
+        ...
+
+    async def get_task(self, task_id: str) -> TaskRow | None:
+        """One task, or None if there is no such row."""
+        ...
+
+    async def complete_task(
+        self, task_id: str, *, data: dict[str, Any], actor: str, at: datetime,
+        request: ControlRequest,
+    ) -> bool:  # fmt: skip
+        """Mark an open (or overdue) task completed by ``actor`` with ``data`` and queue
+        ``request`` (its ``complete_task``) in one transaction; False, nothing written, when
+        the task is not open (unknown, completed already, cancelled)."""
         ...
 
     async def counts(self) -> dict[str, int]:

@@ -11,6 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
+from typing import Any
+
+import orjson
 
 from sagas.state import TERMINAL, SagaState, SagaStatus
 from sagas.stores.base import (
@@ -34,6 +37,7 @@ from sagas.stores.base import (
     parse_error,
     update_by_revision,
 )
+from sagas.stores.task_rows import OPEN, TaskQuery, TaskRow, opened_task
 
 __all__ = ["MemorySagaStore"]
 
@@ -68,6 +72,7 @@ class MemorySagaStore:
         self._requests: dict[str, ControlRequest] = {}
         self._set_aside: list[SetAsideInput] = []
         self._seq = 0
+        self._tasks: dict[str, TaskRow] = {}
 
     async def open(self) -> None:
         return None
@@ -131,6 +136,12 @@ class MemorySagaStore:
             self._timers[t.id] = (DueTimer(t.id, t.saga_id, t.at), None)
         if write.request_done is not None:
             self._requests.pop(write.request_done, None)
+        for opened in write.tasks_to_open:
+            self._tasks.setdefault(opened.id, opened_task(opened))
+        for m in write.tasks_to_mark:
+            task = self._tasks.get(m.id)
+            if task is not None and task.status in OPEN:
+                self._tasks[m.id] = replace(task, status=m.status)
         return revision
 
     def _quarantine(self, row: _Row, write: SetAside) -> None:
@@ -244,7 +255,39 @@ class MemorySagaStore:
         ]
         for saga_id in gone:
             del self._sagas[saga_id]
+        self._tasks = {k: t for k, t in self._tasks.items() if t.saga_id in self._sagas}
         return len(gone)
+
+    async def list_tasks(self, query: TaskQuery) -> list[TaskRow]:
+        rows = sorted(self._tasks.values(), key=lambda t: (t.created_at, t.id))
+        if query.after is not None:
+            after = self._tasks.get(query.after)
+            if after is None:
+                return []
+            rows = [t for t in rows if (t.created_at, t.id) > (after.created_at, after.id)]
+        return [
+            t
+            for t in rows
+            if (not query.statuses or t.status in query.statuses)
+            and (query.assignee is None or t.assignee == query.assignee)
+        ][: query.limit]
+
+    async def get_task(self, task_id: str) -> TaskRow | None:
+        return self._tasks.get(task_id)
+
+    async def complete_task(
+        self, task_id: str, *, data: dict[str, Any], actor: str, at: datetime,
+        request: ControlRequest,
+    ) -> bool:  # fmt: skip
+        row = self._tasks.get(task_id)
+        if row is None or row.status not in OPEN:
+            return False
+        data = orjson.loads(orjson.dumps(data))  # stored as JSON, as the SQL stores do
+        self._tasks[task_id] = replace(
+            row, status="completed", completed_at=at, completed_by=actor, data=data
+        )
+        self._requests.setdefault(request.id, request)
+        return True
 
     async def counts(self) -> dict[str, int]:
         return {

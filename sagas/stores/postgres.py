@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bus import MigratedStore, Migration, PostgresDatabase, PostgresTimeouts, StoreError
-from sagas.effects import TimerToSet
+from sagas.effects import TaskToMark, TaskToOpen, TimerToSet
 from sagas.state import TERMINAL, SagaState
 from sagas.stores.base import (
     ACTIVE,
@@ -54,6 +54,20 @@ from sagas.stores.sql import (
     revision_conflict,
     set_aside_from_row,
     set_aside_row,
+)
+from sagas.stores.task_rows import (
+    COMPLETE_PG,
+    MARK_PG,
+    OPEN_PG,
+    PURGE_ORPHANS,
+    TASK_COLUMNS,
+    TASK_TABLE,
+    TaskQuery,
+    TaskRow,
+    completion_args,
+    list_sql,
+    open_row,
+    task_from_row,
 )
 
 __all__ = ["MIGRATIONS", "PostgresSagaStore"]
@@ -91,6 +105,7 @@ MIGRATIONS = (
             "CREATE INDEX saga_set_aside_saga ON saga_set_aside (saga_id, seq)",
         ),
     ),
+    Migration(3, "tasks for people: saga_tasks", tuple(s.format(int="BIGINT") for s in TASK_TABLE)),
 )
 
 _INSERT = (
@@ -166,6 +181,9 @@ class Effects:
     set_aside: tuple[SetAsideInput, ...] = ()
     released: tuple[str, ...] = ()
     set_aside_done: tuple[int, ...] = ()
+    #: Task rows to write, and open ones whose status changes.
+    tasks_to_open: tuple[TaskToOpen, ...] = ()
+    tasks_to_mark: tuple[TaskToMark, ...] = ()
 
     @classmethod
     def of(cls, write: Write) -> Effects:
@@ -175,7 +193,8 @@ class Effects:
             return cls((), (), write.timers_to_cancel, done, write.inputs)
         released = (write.state.saga_id,) if write.release else ()
         return cls(write.outbox, write.timers_to_set, write.timers_to_cancel, done, (),
-                   released, write.set_aside_done)  # fmt: skip
+                   released, write.set_aside_done, write.tasks_to_open,
+                   write.tasks_to_mark)  # fmt: skip
 
 
 class _Batch:
@@ -230,6 +249,8 @@ class _Batch:
             tuple(i for a in self.aside for i in a.inputs),
             tuple(w.state.saga_id for w in kept if w.release),
             tuple(seq for w in kept for seq in w.set_aside_done),
+            tuple(t for w in kept for t in w.tasks_to_open),
+            tuple(m for w in kept for m in w.tasks_to_mark),
         )
 
 
@@ -346,6 +367,10 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
             await conn.execute(_RELEASE, list(write.released))
         if write.set_aside_done:
             await conn.execute(_DROP_SET_ASIDE, list(write.set_aside_done))
+        if write.tasks_to_open:
+            await conn.executemany(OPEN_PG, [open_row(t) for t in write.tasks_to_open])
+        if write.tasks_to_mark:
+            await conn.executemany(MARK_PG, [(m.status, m.id) for m in write.tasks_to_mark])
 
     async def update(
         self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
@@ -520,7 +545,37 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
                 [s.value for s in TERMINAL],
                 to_ms(older_than),
             )
+            await conn.execute(PURGE_ORPHANS)
         return int(status.split()[-1])  # "DELETE <n>"
+
+    async def list_tasks(self, query: TaskQuery) -> list[TaskRow]:
+        sql, args = list_sql(query, lambda n: f"${n}")
+        async with self.database.connection() as conn:
+            rows = await conn.fetch(sql, *args)
+        return [task_from_row(tuple(r)) for r in rows]
+
+    async def get_task(self, task_id: str) -> TaskRow | None:
+        async with self.database.connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {TASK_COLUMNS} FROM saga_tasks WHERE id = $1", task_id
+            )
+        return None if row is None else task_from_row(tuple(row))
+
+    async def complete_task(
+        self, task_id: str, *, data: dict[str, Any], actor: str, at: datetime,
+        request: ControlRequest,
+    ) -> bool:  # fmt: skip
+        async with self.database.transaction() as conn:
+            done = await conn.execute(COMPLETE_PG, *completion_args(task_id, data, actor, at))
+            if done != "UPDATE 1":
+                return False
+            await conn.execute(
+                "INSERT INTO saga_requests (id, saga_id, action, reason, requested_at_ms)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                request.id, request.saga_id, request.action, request.reason,
+                to_ms(request.requested_at),
+            )  # fmt: skip
+        return True
 
     async def counts(self) -> dict[str, int]:
         async with self.database.connection() as conn:

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bus import MigratedStore, Migration, SqliteDatabase
 from sagas.state import TERMINAL, SagaState
@@ -44,6 +45,17 @@ from sagas.stores.sql import (
     revision_conflict,
     set_aside_from_row,
     set_aside_row,
+)
+from sagas.stores.task_rows import (
+    PURGE_ORPHANS,
+    TASK_TABLE,
+    TaskQuery,
+    TaskRow,
+    completion_args,
+    sqlite_complete,
+    sqlite_get,
+    sqlite_list,
+    sqlite_write_tasks,
 )
 
 __all__ = ["MIGRATIONS", "SqliteSagaStore"]
@@ -80,6 +92,9 @@ MIGRATIONS = (
             " topic TEXT, key BLOB, value BLOB, headers BLOB)",
             "CREATE INDEX saga_set_aside_saga ON saga_set_aside (saga_id, seq)",
         ),
+    ),
+    Migration(
+        3, "tasks for people: saga_tasks", tuple(s.format(int="INTEGER") for s in TASK_TABLE)
     ),
 )
 
@@ -306,7 +321,28 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
             " AND updated_at_ms < ?"
         )
         args = [*statuses, to_ms(older_than)]
-        return await self.database.write(lambda c: int(c.execute(sql, args).rowcount))
+
+        def purge(c: sqlite3.Connection) -> int:
+            n = int(c.execute(sql, args).rowcount)
+            c.execute(PURGE_ORPHANS)
+            return n
+
+        return await self.database.write(purge)
+
+    async def list_tasks(self, query: TaskQuery) -> list[TaskRow]:
+        return await self.database.run(lambda c: sqlite_list(c, query))
+
+    async def get_task(self, task_id: str) -> TaskRow | None:
+        return await self.database.run(lambda c: sqlite_get(c, task_id))
+
+    async def complete_task(
+        self, task_id: str, *, data: dict[str, Any], actor: str, at: datetime,
+        request: ControlRequest,
+    ) -> bool:  # fmt: skip
+        args = completion_args(task_id, data, actor, at)
+        row = (request.id, request.saga_id, request.action, request.reason,
+               to_ms(request.requested_at))  # fmt: skip
+        return await self.database.write(lambda c: sqlite_complete(c, args, row))
 
     async def counts(self) -> dict[str, int]:
         def count(c: sqlite3.Connection) -> dict[str, int]:
@@ -377,6 +413,8 @@ def _store(c: sqlite3.Connection, write: Write) -> bool:
         c.execute(_RELEASE, (s.saga_id,))
     if write.set_aside_done:
         c.executemany(_DROP_SET_ASIDE, [(i,) for i in write.set_aside_done])
+    if write.tasks_to_open or write.tasks_to_mark:
+        sqlite_write_tasks(c, write.tasks_to_open, write.tasks_to_mark)
     return True
 
 

@@ -40,6 +40,8 @@ from sagas import (
     Stage,
     Step,
     StepStatus,
+    Task,
+    TaskDone,
     TimerFired,
     Transition,
     Trigger,
@@ -48,6 +50,7 @@ from sagas import (
     render_mermaid,
     start,
 )
+from sagas.effects import task_id
 
 REGISTRY = Registry()
 MAX_STEPS = 8
@@ -122,6 +125,10 @@ class Escalate(Command, type="test.saga.escalate.v1", topic="t.x", registry=REGI
     id: str
 
 
+class Form(Event, type="test.saga.form.v1", topic="t.x", registry=REGISTRY):
+    answer: int = 0
+
+
 def long_ago(data: Data, now: datetime) -> datetime:
     return T0 - timedelta(days=1)  # already passed: go on at once
 
@@ -163,6 +170,22 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
             when=draw(st.sampled_from([None, always, never])),
         )
 
+    def task(i: int) -> Task:
+        comp = None
+        if draw(st.booleans()):
+            comp = Compensation(UNDO[i], success=UNDONE[i], failure=STUCK[i],
+                                timeout=timedelta(seconds=2), max_attempts=2)  # fmt: skip
+        return Task(
+            f"s{i}",
+            assignee="ana@example.com",
+            form=Form,
+            deadline=timedelta(seconds=draw(st.integers(1, 10))),
+            escalate=draw(st.sampled_from([None, Escalate])),
+            update=lambda d, f, i=i: d.model_copy(update={"seen": (*d.seen, i)}),
+            compensation=comp,
+            when=draw(st.sampled_from([None, None, never])),
+        )
+
     def path() -> list[Step | Wait]:
         out: list[Step | Wait] = []
         for _ in range(draw(st.integers(0, 2))):
@@ -172,7 +195,7 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
         return out
 
     for _ in range(draw(st.integers(1, 5))):
-        kind = draw(st.sampled_from(["step", "step", "group", "wait", "choice", "delay"]))
+        kind = draw(st.sampled_from(["step", "step", "group", "wait", "choice", "delay", "task"]))
         i = next(slots, None)
         if i is None:
             break
@@ -180,6 +203,8 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
             stages.append(step(i))
         elif kind == "wait":
             stages.append(wait(i))
+        elif kind == "task":
+            stages.append(task(i))
         elif kind == "delay":
             until = draw(st.sampled_from([in_two_seconds, long_ago]))
             stages.append(Delay(f"s{i}", until=until, when=draw(st.sampled_from([None, never]))))
@@ -318,6 +343,17 @@ class World:
             assert self.s.late
             assert self.s.deadline_timer is None
 
+    def complete(self, name: str) -> None:
+        """A person completes task ``name`` (whether or not the saga awaits it)."""
+        done = TaskDone(task_id(self.s.saga_id, name), name, {"answer": 42}, "ana@example.com")
+        awaited = self.s.steps[name].status == StepStatus.RUNNING
+        awaited = awaited and self.s.status == SagaStatus.RUNNING
+        self.feed(done, must_not_change=not awaited)
+        if awaited:
+            # completed (and maybe already being undone: the saga went on and failed)
+            assert self.s.steps[name].completed_seq is not None
+        self.feed(done, must_not_change=True)  # a second completion changes nothing
+
     def drain_step(self, ok: bool) -> None:
         """Drive towards the end: retry, answer compensations (``ok``), fire timers."""
         if self.s.status == SagaStatus.NEEDS_ATTENTION:
@@ -327,6 +363,15 @@ class World:
         awaited = [c for c in comps if self.s.steps[c.step].status == StepStatus.COMPENSATING]
         if awaited:
             self.reply(awaited[-1], ok=ok)
+            return
+        open_tasks = [n for n, x in self.s.steps.items()
+                      if isinstance(self.d.steps[n], Task) and x.status == StepStatus.RUNNING]  # fmt: skip
+        if (
+            open_tasks
+            and self.s.status == SagaStatus.RUNNING
+            and self.s.steps[open_tasks[0]].timer_id is None
+        ):  # overdue: only a person moves it on
+            self.complete(open_tasks[0])
             return
         armed = sorted(
             (s.timer_at, s.timer_id)
@@ -349,6 +394,7 @@ def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject
         if w.s.terminal:
             break
         waits = [n for n, s in w.s.steps.items() if isinstance(d.steps[n], Wait)]
+        tasks = [n for n in w.s.steps if isinstance(d.steps[n], Task)]
         action = data.draw(
             st.sampled_from(
                 [
@@ -362,6 +408,7 @@ def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject
                     "cancel",
                     "wait",
                     "retry",
+                    "task",
                 ]
             )
         )
@@ -389,6 +436,8 @@ def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject
             w.wait_event(data.draw(st.sampled_from(waits)), ok=data.draw(st.booleans()))
         elif action == "retry":
             w.feed(Retry(), must_not_change=w.s.status != SagaStatus.NEEDS_ATTENTION)
+        elif action == "task" and tasks:
+            w.complete(data.draw(st.sampled_from(tasks)))
         if w.s.status == SagaStatus.NEEDS_ATTENTION:
             stuck = [s for s in w.s.steps.values() if s.status == StepStatus.COMPENSATING]
             assert len(stuck) == 1
@@ -441,7 +490,9 @@ def check_early_signals(w: World) -> None:
 def check_outcome(w: World) -> None:
     s, d = w.s, w.d
     steps = s.steps
-    compensable = {n for n, spec in d.steps.items() if isinstance(spec, Step) and spec.compensation}
+    compensable = {
+        n for n, spec in d.steps.items() if isinstance(spec, Step | Task) and spec.compensation
+    }
     completed = {n for n, x in steps.items() if x.completed_seq is not None}
     undone_order: list[str] = []
     for c in w.sent:
@@ -491,8 +542,16 @@ def check_outcome(w: World) -> None:
     # once ended
     lates = [h for h in s.history if h.event == "late"]
     assert len(lates) == int(s.late)
-    escalations = [c for c in w.sent if c.kind == "escalation"]
+    escalations = [c for c in w.sent if c.kind == "escalation" and c.step == "_saga"]
     assert len(escalations) == (int(s.late) if d.deadline and d.deadline.escalate else 0)
+    # A task: escalated at most once, and only if it went overdue
+    for n, spec in d.steps.items():
+        if isinstance(spec, Task):
+            sent = [c for c in w.sent if c.kind == "escalation" and c.step == n]
+            overdue = any(h.event == "overdue" and h.step == n for h in s.history)
+            assert len(sent) == (int(overdue) if spec.escalate else 0)
+            if any(h.event == "completed" and h.step == n for h in s.history):
+                event("completed a task")
     assert s.deadline_timer is None
     if s.late:
         event("late")

@@ -65,7 +65,8 @@ def test_sagas_use_handler_contracts_only() -> None:
 
 
 #: Modules every store backend may import: the protocol and what the SQL backends share.
-STORE_SHARED = {"sagas.stores.base", "sagas.stores.sql"}
+# task_rows: the task table's row type and SQL, shared like sql.py (not a backend)
+STORE_SHARED = {"sagas.stores.base", "sagas.stores.sql", "sagas.stores.task_rows"}
 
 
 def test_no_saga_store_backend_imports_another() -> None:
