@@ -57,6 +57,41 @@ def hot_path_families(
     event_loop_lag_s: float,
 ) -> Iterator[Metric]:
     """Every hot-path and scrape-time family, in exposition order (what the collector yields)."""
+    consumed, produced, duration, publish_family = _handler_families(handlers)
+    errors = _counter("bus_handler_errors_total")
+    for labels, n in handler_errors.items():
+        errors.add_metric(list(labels), n)
+    retries = _counter("bus_handler_retries_total")
+    for (app, handler), n in handler_retries.items():
+        retries.add_metric([app, handler], n)
+    dead = _counter("bus_messages_dead_lettered_total")
+    for labels, n in dead_letters.items():
+        dead.add_metric(list(labels), n)
+    failures = _counter("bus_worker_failures_total")
+    for app, n in worker_failures.items():
+        failures.add_metric([app], n)
+    faults = _counter("bus_store_faults_total")
+    for (app, handler), n in store_faults.items():
+        faults.add_metric([app, handler], n)
+    in_flight = _gauge("bus_messages_in_flight")
+    lag = _gauge("bus_consumer_lag")
+    for worker in watched:
+        app = worker.app_name
+        in_flight.add_metric([app], worker.in_flight())
+        for tp, end in sorted(worker.end_offsets().items()):
+            if end is not None:
+                done = committed.get((app, tp), 0)
+                lag.add_metric([app, tp.topic, str(tp.partition)], max(0, end - done))
+    loop = _gauge("bus_event_loop_lag_seconds")
+    loop.add_metric([], event_loop_lag_s)
+    yield from (consumed, produced, duration, publish_family, errors, retries, dead)
+    yield from (failures, faults, in_flight, lag, loop)
+
+
+def _handler_families(
+    handlers: Iterable[HandlerStats],
+) -> tuple[CounterMetricFamily, CounterMetricFamily, HistogramMetricFamily, HistogramMetricFamily]:
+    """Consumed, produced, handler duration and publish duration (summed per app)."""
     consumed = _counter("bus_messages_consumed_total")
     produced = _counter("bus_messages_produced_total")
     duration = _histogram("bus_handler_duration_seconds")
@@ -86,34 +121,7 @@ def hot_path_families(
     publish_family = _histogram("bus_publish_duration_seconds")
     for app, (buckets, total) in publish.items():
         publish_family.add_metric([app], _buckets(buckets), total)
-    errors = _counter("bus_handler_errors_total")
-    for labels, n in handler_errors.items():
-        errors.add_metric(list(labels), n)
-    retries = _counter("bus_handler_retries_total")
-    for (app, handler), n in handler_retries.items():
-        retries.add_metric([app, handler], n)
-    dead = _counter("bus_messages_dead_lettered_total")
-    for labels, n in dead_letters.items():
-        dead.add_metric(list(labels), n)
-    failures = _counter("bus_worker_failures_total")
-    for app, n in worker_failures.items():
-        failures.add_metric([app], n)
-    faults = _counter("bus_store_faults_total")
-    for (app, handler), n in store_faults.items():
-        faults.add_metric([app, handler], n)
-    in_flight = _gauge("bus_messages_in_flight")
-    lag = _gauge("bus_consumer_lag")
-    for worker in watched:
-        app = worker.app_name
-        in_flight.add_metric([app], worker.in_flight())
-        for tp, end in sorted(worker.end_offsets().items()):
-            if end is not None:
-                done = committed.get((app, tp), 0)
-                lag.add_metric([app, tp.topic, str(tp.partition)], max(0, end - done))
-    loop = _gauge("bus_event_loop_lag_seconds")
-    loop.add_metric([], event_loop_lag_s)
-    yield from (consumed, produced, duration, publish_family, errors, retries, dead)
-    yield from (failures, faults, in_flight, lag, loop)
+    return consumed, produced, duration, publish_family
 
 
 class HotPathCollector(Collector):
