@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bus.app import App, BackgroundTask, UnknownTypePolicy
     from bus.asyncapi import asyncapi_document
+    from bus.cli.common import load_apps
     from bus.clock import VirtualClock
     from bus.codec import decode, encode
     from bus.config import BusConfig, Secret
@@ -119,6 +120,7 @@ _LAZY: dict[str, str] = {
     "BackgroundTask": "bus.app",
     "UnknownTypePolicy": "bus.app",
     "VirtualClock": "bus.clock",
+    "load_apps": "bus.cli.common",
     "decode": "bus.codec",
     "encode": "bus.codec",
     "BusConfig": "bus.config",
@@ -304,6 +306,7 @@ __all__ = [
     "envelope_for",
     "group_lag",
     "list_dead_letter_topics",
+    "load_apps",
     "murmur2",
     "new_id",
     "parse_since",

@@ -27,7 +27,7 @@ PUBLIC = [
     "UnknownTypeError", "UnknownTypePolicy", "VirtualClock", "Worker", "WorkerSettings",
     "WorkerStats", "asyncapi_document", "build_trace", "dead_letter", "dead_letter_topic",
     "decode", "default_metrics", "default_registry", "encode", "envelope_for", "group_lag",
-    "list_dead_letter_topics", "murmur2", "new_id", "parse_since", "partition_for_key",
+    "list_dead_letter_topics", "load_apps", "murmur2", "new_id", "parse_since", "partition_for_key",
     "plan_replay", "read_dead_letters", "read_hops", "record_for", "render_trace",
     "replay_dead_letters", "tune_gc", "utc_now", "without_original",
 ]  # fmt: skip
