@@ -26,13 +26,14 @@ _URL = re.compile(r"accepting events on (http://\S+)/events")
 
 
 def start_ingress(
-    broker: DevBroker, run: str, tmp_path: Path, *args: str
+    broker: DevBroker, run: str, tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], str]:
     """``bus ingress`` on the broker; the process and the base URL from its start-up line."""
     tokens = tmp_path / "tokens.toml"
     tokens.write_text(f'[[tokens]]\nname = "t"\nsha256 = "{hash_token("cli-token")}"\n')
     env = {
         **os.environ,
+        **(env or {}),
         "INGRESS_RUN": run,
         "BUS_INGRESS_TOKENS_FILE": str(tokens),
         "BUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
