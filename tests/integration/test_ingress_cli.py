@@ -26,7 +26,12 @@ _URL = re.compile(r"accepting events on (http://\S+)/events")
 
 
 def start_ingress(
-    broker: DevBroker, run: str, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+    broker: DevBroker,
+    run: str,
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    target: str = "tests.integration.ingress_app:app",
 ) -> tuple[subprocess.Popen[str], str]:
     """``bus ingress`` on the broker; the process and the base URL from its start-up line."""
     tokens = tmp_path / "tokens.toml"
@@ -44,7 +49,7 @@ def start_ingress(
             "-m",
             "bus",
             "ingress",
-            "tests.integration.ingress_app:app",
+            target,
             "--transport",
             "kafka",
             "--http-port",
