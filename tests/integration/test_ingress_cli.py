@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import aiohttp
@@ -43,32 +44,24 @@ def start_ingress(
         "BUS_INGRESS_TOKENS_FILE": str(tokens),
         "BUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
     }
+    return started_bus(["ingress", target, "--transport", "kafka", "--http-port", "0", *args], env)
+
+
+def started_bus(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """``bus ARGS...`` running; the process and the base URL of its ingress line."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bus",
-            "ingress",
-            target,
-            "--transport",
-            "kafka",
-            "--http-port",
-            "0",
-            *args,
-        ],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "bus", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
     )
     assert proc.stderr is not None
     seen = []
     for line in proc.stderr:
         seen.append(line)
         if found := _URL.search(line):
+            # keep reading: a full pipe would block the process's logging
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
             return proc, found.group(1)
     proc.wait(timeout=10)
-    raise AssertionError(f"bus ingress did not start: {''.join(seen)}")
+    raise AssertionError(f"bus {args[0]} did not start: {''.join(seen)}")
 
 
 async def test_bus_ingress_accepts_a_structured_event_onto_the_topic_and_exits_0_on_sigterm(
@@ -140,3 +133,57 @@ def test_bus_ingress_reports_a_setting_problem_in_one_error_line(
     [line] = [x for x in out.stderr.splitlines() if x.strip()]
     assert line.startswith("bus: error: ")
     assert "BUS_INGRESS_TOKENS_FILE" in line
+
+
+async def test_bus_run_with_ingress_serves_events_to_its_own_apps_on_the_same_port(
+    kafka_broker: DevBroker, tmp_path: Path
+) -> None:
+    run = unique("run-ingress")
+    effects = tmp_path / "effects.txt"
+    effects.touch()
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(f'[[tokens]]\nname = "t"\nsha256 = "{hash_token("run-token")}"\n')
+    env = {
+        **os.environ,
+        "ECHO_RUN": run,
+        "ECHO_EFFECTS": str(effects),
+        "BUS_INGRESS_TOKENS_FILE": str(tokens),
+        "BUS_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "BUS_KAFKA_AUTO_ENSURE_TOPICS": "true",
+    }
+    proc, url = started_bus(
+        [
+            "run",
+            "tests.integration.echo_app:app",
+            "--ingress",
+            "--transport",
+            "kafka",
+            "--http-port",
+            "0",
+        ],
+        env,
+    )
+    try:
+        ping = {"specversion": "1.0", "id": "run-1", "source": "bus://t",
+                "type": "it.echo.ping.v1", "data": {"key": "k", "n": 7}}  # fmt: skip
+        headers = {
+            "Content-Type": "application/cloudevents+json",
+            "Authorization": "Bearer run-token",
+        }
+
+        async def post() -> int:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(url + "/events", data=orjson.dumps(ping), headers=headers) as r,
+            ):
+                return r.status
+
+        # 503 until the runner's transport is up, then 202
+        assert await wait_until(post, timeout_s=30, what="202", until=lambda s: s == 202) == 202
+        handled = await wait_until(
+            lambda: effects.read_text(), timeout_s=30, what="the ping handled", until=bool
+        )
+        assert handled.split()[1:] == ["k", "7"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
