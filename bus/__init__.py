@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         MessageTooLargeError,
         PayloadInvalidError,
         PermanentError,
+        PublishRefusedError,
         RecordError,
         RegistryError,
         SchemaVersionError,
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from bus.gc_tuning import tune_gc
     from bus.http import HttpServer, Readiness
     from bus.ids import new_id
+    from bus.ingress.webhooks import Ingress
     from bus.message import Command, Event, Message
     from bus.metrics import Metrics, MetricSpec, default_metrics
     from bus.partitioning import murmur2, partition_for_key
@@ -144,6 +146,7 @@ _LAZY: dict[str, str] = {
     "MessageTooLargeError": "bus.errors",
     "PayloadInvalidError": "bus.errors",
     "PermanentError": "bus.errors",
+    "PublishRefusedError": "bus.errors",
     "RecordError": "bus.errors",
     "RegistryError": "bus.errors",
     "SchemaVersionError": "bus.errors",
@@ -157,6 +160,7 @@ _LAZY: dict[str, str] = {
     "HttpServer": "bus.http",
     "Readiness": "bus.http",
     "new_id": "bus.ids",
+    "Ingress": "bus.ingress.webhooks",
     "Command": "bus.message",
     "Event": "bus.message",
     "Message": "bus.message",
@@ -227,6 +231,7 @@ __all__ = [
     "Fence",
     "HandlerResultError",
     "HttpServer",
+    "Ingress",
     "LockTimeoutError",
     "MemoryBroker",
     "MemoryDedupStore",
@@ -244,6 +249,7 @@ __all__ = [
     "PostgresDatabase",
     "PostgresDedupStore",
     "PostgresTimeouts",
+    "PublishRefusedError",
     "Publisher",
     "Readiness",
     "RebalanceListener",

@@ -51,16 +51,16 @@ class Item:
     subject: str | None = None
     correlationid: str | None = None
 
-    def cloudevent(self, default_source: str) -> dict[str, Any]:
-        """As a structured CloudEvent (a fresh id and time where the line gave none)."""
+    def cloudevent(self, default_source: str, *, id: str, time: datetime) -> dict[str, Any]:
+        """As a structured CloudEvent; ``id`` and ``time`` where the line gave none."""
         from bus.client_events import cloudevent
 
         extensions = {"correlationid": self.correlationid} if self.correlationid else None
         return cloudevent(
             self.message,
             source=self.source or default_source,
-            id=self.id,
-            time=self.time,
+            id=self.id or id,
+            time=self.time or time,
             subject=self.subject,
             extensions=extensions,
         )

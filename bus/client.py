@@ -42,7 +42,9 @@ from bus.client_events import (
     retry_after_s,
 )
 from bus.errors import PublishRefusedError, TransportError
+from bus.ids import new_id
 from bus.message import Message
+from bus.stamping import utc_now
 
 __all__ = ["Answer", "AsyncClient", "Client"]
 
@@ -83,7 +85,13 @@ class _Settings:
 
     def event(self, message: Message | Mapping[str, Any], **attributes: Any) -> dict[str, Any]:
         if isinstance(message, Message):
-            return cloudevent(message, source=self.source, **attributes)
+            return cloudevent(
+                message,
+                source=self.source,
+                id=attributes.pop("id", None) or new_id(),
+                time=attributes.pop("time", None) or utc_now(),
+                **attributes,
+            )
         return dict(message)  # already a CloudEvent (bus publish --via keeps its attributes)
 
     def retrying(self, kind: type[Any]) -> Any:

@@ -6,7 +6,8 @@ answers it as duplicates instead of publishing twice.
 
 Example::
 
-    doc = cloudevent(EmployeeHired(employee_id="e-1", name="Ada"), source="bus://hr")
+    doc = cloudevent(EmployeeHired(employee_id="e-1", name="Ada"), source="bus://hr",
+                     id=new_id(), time=utc_now())
     body = batch_body([doc])
 """
 
@@ -20,9 +21,7 @@ from typing import Any
 import orjson
 
 from bus.errors import PublishRefusedError
-from bus.ids import new_id
 from bus.message import Message
-from bus.stamping import utc_now
 
 __all__ = [
     "BATCH_CONTENT_TYPE",
@@ -45,18 +44,18 @@ def cloudevent(
     message: Message,
     *,
     source: str,
-    id: str | None = None,
-    time: datetime | None = None,
+    id: str,
+    time: datetime,
     subject: str | None = None,
     extensions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """``message`` as a CloudEvent in the JSON format, its id and time set now if not given."""
+    """``message`` as a CloudEvent in the JSON format (the caller draws ``id`` and ``time``)."""
     doc: dict[str, Any] = {
         "specversion": "1.0",
-        "id": id or new_id(),
+        "id": id,
         "source": source,
         "type": message.bus_type,
-        "time": (time or utc_now()).isoformat().replace("+00:00", "Z"),
+        "time": time.isoformat().replace("+00:00", "Z"),
     }
     if subject is not None:
         doc["subject"] = subject

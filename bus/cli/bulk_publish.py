@@ -110,11 +110,16 @@ def _via_http(
     request: BulkRequest, items: Sequence[Item], update: Callable[[int, int], None]
 ) -> int:
     from bus.client import Client
+    from bus.ids import new_id
+    from bus.stamping import utc_now
 
     done = 0
     with Client(request.via or "", request.token, source=request.source) as client:
         for chunk in paced(items, request.rate_per_s):
-            client.publish_many([item.cloudevent(request.source) for item in chunk])
+            events = [
+                item.cloudevent(request.source, id=new_id(), time=utc_now()) for item in chunk
+            ]
+            client.publish_many(events)
             done += len(chunk)
             update(done, len(items))
     return client.duplicates

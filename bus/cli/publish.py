@@ -233,8 +233,12 @@ def _bulk(
     if dry_run:
         import orjson
 
+        from bus.ids import new_id
+        from bus.stamping import utc_now
+
         for item in items:
-            print(orjson.dumps(item.cloudevent(request.source)).decode())
+            event = item.cloudevent(request.source, id=new_id(), time=utc_now())
+            print(orjson.dumps(event).decode())
         return 0
     if request.via is None and config.transport == "memory":
         raise ConfigError(MEMORY_IS_LOCAL)

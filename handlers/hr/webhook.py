@@ -24,9 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bus import App
-from bus.ingress import Ingress
-from bus.message import Message
+from bus import App, Ingress, Message
 from handlers.hr.contracts import EmployeeHired, EmployeeLeft, HireWithdrawn
 
 __all__ = ["app", "hr_system_event", "ingress"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 import pytest
 
@@ -59,6 +60,8 @@ def test_ndjson_lines_keep_id_source_time_and_each_bad_line_says_why() -> None:
         "bus://x",
         "2026-01-02T03:04:05+00:00",
     )
-    assert item.cloudevent("bus://cli")["time"] == "2026-01-02T03:04:05Z"
+    now = datetime(2027, 1, 1, tzinfo=UTC)
+    event = item.cloudevent("bus://cli", id="fresh", time=now)
+    assert (event["id"], event["time"]) == ("m-1", "2026-01-02T03:04:05Z")  # the line's
     assert [r.line for r in rejects] == [3, 4, 5]
     assert all(r.reason for r in rejects)
