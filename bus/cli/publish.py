@@ -138,6 +138,7 @@ def publish(
         str | None,
         typer.Option(
             envvar="BUS_INGRESS_TOKEN",
+            metavar="TOKEN",
             help="bearer token for --via (BUS_INGRESS_TOKEN)",
             show_default=False,
             rich_help_panel=_BULK,
