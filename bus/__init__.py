@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         MessageTooLargeError,
         PayloadInvalidError,
         PermanentError,
+        PublishRefusedError,
         RecordError,
         RegistryError,
         SchemaVersionError,
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
     from bus.gc_tuning import tune_gc
     from bus.http import HttpServer, Readiness
     from bus.ids import new_id
+    from bus.ingress.webhooks import Ingress
     from bus.lag import PartitionLag, group_lag
     from bus.message import Command, Event, Message
     from bus.metrics import Metrics, MetricSpec, default_metrics
@@ -157,6 +159,7 @@ _LAZY: dict[str, str] = {
     "MessageTooLargeError": "bus.errors",
     "PayloadInvalidError": "bus.errors",
     "PermanentError": "bus.errors",
+    "PublishRefusedError": "bus.errors",
     "RecordError": "bus.errors",
     "RegistryError": "bus.errors",
     "SchemaVersionError": "bus.errors",
@@ -172,6 +175,7 @@ _LAZY: dict[str, str] = {
     "new_id": "bus.ids",
     "PartitionLag": "bus.lag",
     "group_lag": "bus.lag",
+    "Ingress": "bus.ingress.webhooks",
     "Command": "bus.message",
     "Event": "bus.message",
     "Message": "bus.message",
@@ -245,6 +249,7 @@ __all__ = [
     "Fence",
     "HandlerResultError",
     "HttpServer",
+    "Ingress",
     "LockTimeoutError",
     "MemoryBroker",
     "MemoryDedupStore",
@@ -263,6 +268,7 @@ __all__ = [
     "PostgresDatabase",
     "PostgresDedupStore",
     "PostgresTimeouts",
+    "PublishRefusedError",
     "Publisher",
     "Readiness",
     "RebalanceListener",
