@@ -23,6 +23,7 @@ from sagas.definition import (
     SagaDefinition,
     Stage,
     Step,
+    Update,
     Wait,
 )
 from sagas.effects import CommandToSend, TimerToSet, Transition, command_id, timer_id
@@ -55,6 +56,7 @@ __all__ = [
     "TimerToSet",
     "Transition",
     "Trigger",
+    "Update",
     "Wait",
     "command_id",
     "decide",

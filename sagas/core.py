@@ -39,6 +39,7 @@ from sagas.effects import Transition
 from sagas.run import Run
 from sagas.state import HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
 from sagas.triggers import Cancel, Incoming, Retry, TimerFired, Trigger
+from sagas.updates import apply_update, update_for
 
 __all__ = ["decide", "start"]
 
@@ -141,6 +142,13 @@ def _decide_live(
             return unchanged
         run = Run(definition, _private_copy(state), now)
         run.unwind("cancel", f"{trigger.type} {trigger.message_id}")
+        return run.transition()
+    update = update_for(definition.on_update, trigger.type)
+    if update is not None:
+        if state.status != SagaStatus.RUNNING or trigger.message_id in state.updates:
+            return unchanged  # too late to adapt, or the same update again
+        run = Run(definition, _private_copy(state), now)
+        apply_update(run, update, trigger.message_id, trigger.type, trigger.data)
         return run.transition()
     if any(trigger.message_id in st.reply_ids for st in state.steps.values()):
         return unchanged  # the same message delivered again

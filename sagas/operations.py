@@ -24,7 +24,7 @@ from datetime import datetime
 
 from bus import Envelope, Event, Record, envelope_for, record_for
 from sagas.core import start
-from sagas.definition import SagaDefinition, Wait, awaited_by_step
+from sagas.definition import SagaDefinition, awaited_by_step
 from sagas.effects import Transition
 from sagas.quarantine import quarantined, set_aside
 from sagas.state import SagaState
@@ -220,10 +220,7 @@ class Routes:
             r.models[d.trigger.bus_type] = d.trigger
             if d is latest[d.name]:
                 r.triggers.setdefault(d.trigger.bus_type, []).append(d)
-            outside = list(d.cancel_on)
-            for s in d.iter_steps():
-                if isinstance(s, Wait):
-                    outside += [*s.event, *s.rejected]
+            outside = list(d.outside_types())
             for t in outside:
                 r.models[t.bus_type] = t
                 named = r.external.setdefault(t.bus_type, [])

@@ -40,7 +40,14 @@ def _step_lines(s: Step, indent: str) -> list[str]:
     out = [f"{indent}{s.name} : {s.command.__name__} ({retry})"]
     if s.not_before is not None:
         out.append(f"{indent}{s.name} : not before {s.not_before.__name__}")
+    if s.rerun_on is not None:
+        out.append(f"{indent}{s.name} : re-run (undone, sent again) on {_label(s.rerun_on)}")
     return out
+
+
+def _label(fn: object) -> str:
+    name = getattr(fn, "__name__", "<lambda>")
+    return "an update" if name == "<lambda>" else name
 
 
 def _entry(stage: Stage) -> str:
@@ -87,6 +94,11 @@ def render_mermaid(definition: SagaDefinition, *, taken: Mapping[str, str] | Non
         then = f"sends {dl.escalate.__name__}, " if dl.escalate else ""
         then += "compensates" if dl.compensate else "goes on"
         out.append(f"        late after {dl.at.__name__}: {then}")
+    for u in d.on_update:
+        out.append(
+            f"        {_types(list(u.event))} while running: {u.apply.__name__} changes the data,"
+        )
+        out.append("        waiting delays and held steps re-planned")
     out.append("    end note")
     for end in ("completed", "compensated", "failed", "cancelled"):
         out.append(f"    {end} --> [*]")

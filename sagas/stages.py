@@ -35,6 +35,7 @@ __all__ = [
     "Parallel",
     "PathStage",
     "Predicate",
+    "Rerun",
     "Schedule",
     "Stage",
     "Step",
@@ -51,6 +52,9 @@ Builder = Callable[[Any], Command]
 Updater = Callable[[Any, Any], Any]
 #: A named predicate on the saga data; False skips the stage.
 Predicate = Callable[[Any], bool]
+#: ``(old data, new data) -> bool``: whether a change of the data makes a completed step
+#: run again (compensated first).
+Rerun = Callable[[Any, Any], bool]
 #: A named function of the saga data naming the branch of a :class:`Choice` to take.
 Chooser = Callable[[Any], str]
 #: A named function of the saga data and the time now giving a time (timezone-aware):
@@ -152,6 +156,9 @@ class Step:
     #: ``(data, now) -> datetime``: the step's command is not sent before then (a timer
     #: holds it, durably); None: sent when the step is reached.
     not_before: Schedule | None
+    #: ``(old, new) -> bool``: an update of the saga data (``SagaDefinition.on_update``)
+    #: that makes it true re-runs the step if it completed: compensated, then sent again.
+    rerun_on: Rerun | None
 
     def __init__(
         self,
@@ -167,10 +174,12 @@ class Step:
         max_attempts: int = 3,
         when: Predicate | None = None,
         not_before: Schedule | None = None,
+        rerun_on: Rerun | None = None,
     ) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "command", command)
         object.__setattr__(self, "not_before", not_before)
+        object.__setattr__(self, "rerun_on", rerun_on)
         object.__setattr__(self, "build", build)
         object.__setattr__(self, "success", _as_tuple(success))
         object.__setattr__(self, "failure", _as_tuple(failure))

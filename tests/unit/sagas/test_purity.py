@@ -16,6 +16,8 @@ PURE = [
     "core",
     "run",
     "draft",
+    "timing",
+    "updates",
     "versions",
     "render",
     "operations",
