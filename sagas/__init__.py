@@ -23,6 +23,7 @@ from sagas.definition import (
     SagaDefinition,
     Stage,
     Step,
+    SubSaga,
     Update,
     Wait,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "Step",
     "StepState",
     "StepStatus",
+    "SubSaga",
     "TimerFired",
     "TimerToSet",
     "Transition",

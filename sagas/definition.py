@@ -48,6 +48,7 @@ from sagas.stages import (
     Schedule,
     Stage,
     Step,
+    SubSaga,
     Wait,
     steps_of,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "Schedule",
     "Stage",
     "Step",
+    "SubSaga",
     "Update",
     "Wait",
     "awaited_by_step",

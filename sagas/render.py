@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sagas.definition import Choice, Delay, Parallel, SagaDefinition, Stage, Step, Wait
+from sagas.definition import Choice, Delay, Parallel, SagaDefinition, Stage, Step, SubSaga, Wait
 
 __all__ = ["render_mermaid"]
 
@@ -137,6 +137,13 @@ def _sequence_lines(
             why = f"{_types(stage.rejected)} or deadline" if stage.rejected else "deadline"
             out += [
                 f"    {stage.name} --> {t} : {why}" for t in chain.targets(chain.before[stage.name])
+            ]
+        elif isinstance(stage, SubSaga):
+            out.append(f"    {stage.name} : child saga {stage.saga}, awaited to its end")
+            out.append(f"    {stage.name} --> {nxt} : child completed")
+            out += [
+                f"    {stage.name} --> {t} : child did not complete"
+                for t in chain.targets(chain.before[stage.name])
             ]
         else:
             out += _group_lines(stage)

@@ -18,12 +18,14 @@ from __future__ import annotations
 from typing import Literal
 
 from bus import ConfigError
+from sagas.child_runs import ChildRuns
+from sagas.children import SubSaga
 from sagas.definition import Choice, Deadline, Delay, Member, PathStage, Step, Wait
 from sagas.draft import BUSY, compensable, compensation, members
 from sagas.effects import CommandToSend, TimerToSet, command_id, timer_id
 from sagas.state import SagaStatus, StepState, StepStatus
-from sagas.timing import Timing
 from sagas.triggers import Incoming
+from sagas.updates import next_rerun
 
 __all__ = ["SAGA_TIMERS", "Run", "members"]
 
@@ -35,7 +37,7 @@ SAGA_TIMERS = "_saga"
 Cause = Literal["failure", "cancel", "deadline"]
 
 
-class Run(Timing):
+class Run(ChildRuns):
     """One transition being computed: the flow (forward, back, retry) on a :class:`Draft`."""
 
     def start_wait(self, st: StepState, spec: Wait) -> None:
@@ -141,6 +143,8 @@ class Run(Timing):
                 self.start_wait(st, m)
             elif isinstance(m, Delay):
                 self.start_delay(st, m)
+            elif isinstance(m, SubSaga):
+                self.start_child(st, m)
             elif m.when is not None and not m.when(self.data):
                 self.skip(m, m.when.__name__)
             else:
@@ -174,7 +178,7 @@ class Run(Timing):
         st.completed_seq = self.s.completions
         self.log("completed", st.name, f"{incoming.type} {incoming.message_id}")
         spec = self.d.steps[st.name]
-        if not isinstance(spec, Delay) and spec.update is not None:
+        if isinstance(spec, Step | Wait) and spec.update is not None:
             self.set_data(spec.update(self.data, incoming.data))
 
     def fail_step(self, st: StepState, why: str) -> None:
@@ -207,15 +211,16 @@ class Run(Timing):
             if undone and self.s.status == SagaStatus.RUNNING:  # undone to be run again
                 self.log("compensated_for_rerun", name, f"{incoming.type} {incoming.message_id}")
                 self.send_again(st)
+                next_rerun(self)
             elif undone:
                 st.status = StepStatus.COMPENSATED
                 st.compensated_at = self.now
                 self.log("compensated", name, f"{incoming.type} {incoming.message_id}")
-                self.compensate_next()
+                self.settled()  # a step in flight when a re-run's undo began still settles
             else:
                 self.compensation_failed(st, f"failure reply {incoming.type}")
             return
-        assert not isinstance(spec, Delay)  # a delay awaits no event
+        assert not isinstance(spec, Delay | SubSaga)  # routed elsewhere, or awaits no event
         ok = spec.event if isinstance(spec, Wait) else spec.success
         if any(incoming.type == t.bus_type for t in ok):
             self.complete_step(st, incoming)
@@ -243,6 +248,7 @@ class Run(Timing):
             self.send_action(st)
             return
         else:
+            assert isinstance(spec, Step)  # a child saga arms no timer
             self.log("timed_out", name, f"attempt {st.attempts}")
             if st.attempts < st.attempt_limit:
                 self.send_action(st, after_timeout=True)
@@ -309,7 +315,10 @@ class Run(Timing):
         self.s.reason = reason
         self.log("cancelling" if cause == "cancel" else "compensating", detail=reason)
         for st in self.s.steps.values():
-            if st.status == StepStatus.RUNNING and _idle(self.d.steps[st.name], st):
+            spec = self.d.steps[st.name]
+            if st.status == StepStatus.RUNNING and isinstance(spec, SubSaga):
+                self.cancel_child(st, spec, reason)
+            elif st.status == StepStatus.RUNNING and _idle(spec, st):
                 st = self.own(st.name)
                 st.status = StepStatus.ABANDONED
                 self.disarm(st)
@@ -377,7 +386,7 @@ class Run(Timing):
             elif st.status == StepStatus.RUNNING and isinstance(spec, Step):
                 st.attempt_limit = st.attempts + spec.max_attempts
                 self.send_action(st)
-            elif st.status == StepStatus.COMPENSATING:
+            elif st.status == StepStatus.COMPENSATING and isinstance(spec, Step):
                 extra = compensation(spec).max_attempts
                 st.compensation_attempt_limit = st.compensation_attempts + extra
                 self.send_compensation(st)
@@ -394,4 +403,4 @@ class Run(Timing):
 def _idle(spec: Member, st: StepState) -> bool:
     """A running member with nothing in flight, stopped when the saga unwinds: a wait, a
     delay, or a step held until its ``not_before`` (no command sent)."""
-    return isinstance(spec, Wait | Delay) or st.attempts == 0
+    return isinstance(spec, Wait | Delay) or st.attempts == 0  # (a child saga is cancelled)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bus import Command, Event
+from sagas.children import SubSaga
 
 __all__ = [
     "NAME_PATTERN",
@@ -39,6 +40,7 @@ __all__ = [
     "Schedule",
     "Stage",
     "Step",
+    "SubSaga",
     "Updater",
     "Wait",
 ]
@@ -321,10 +323,10 @@ class Deadline:
         object.__setattr__(self, "compensate", compensate)
 
 
-#: What a stage holds and the state tracks: a step, a wait or a delay.
-Member = Step | Wait | Delay
+#: What a stage holds and the state tracks: a step, a wait, a delay or a child saga.
+Member = Step | Wait | Delay | SubSaga
 #: A stage a :class:`Choice`'s branch may hold (choices do not nest).
-PathStage = Step | Parallel | Wait | Delay
+PathStage = Step | Parallel | Wait | Delay | SubSaga
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -384,12 +386,14 @@ class Choice:
         yield None, self.default
 
 
-Stage = Step | Parallel | Wait | Delay | Choice
+Stage = Step | Parallel | Wait | Delay | SubSaga | Choice
 
 
 def steps_of(stage: PathStage) -> Iterator[Member]:
     """The members of a stage that is not a choice: a group's steps, or the stage itself."""
     if isinstance(stage, Parallel):
         yield from stage.steps
-    elif isinstance(stage, Step | Wait | Delay):  # anything else is a problem validation reports
+    elif isinstance(
+        stage, Step | Wait | Delay | SubSaga
+    ):  # anything else is a problem validation reports
         yield stage

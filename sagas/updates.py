@@ -35,12 +35,12 @@ from pydantic import BaseModel
 
 from bus import Event
 from sagas.stages import Delay, Step, Updater
-from sagas.state import StepState, StepStatus
+from sagas.state import SagaStatus, StepState, StepStatus
 
 if TYPE_CHECKING:  # sagas.run imports the definition, which imports this module
     from sagas.run import Run
 
-__all__ = ["Update", "apply_update", "update_for"]
+__all__ = ["Update", "apply_update", "next_rerun", "update_for"]
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -81,10 +81,11 @@ def apply_update(run: Run, spec: Update, message_id: str, type_name: str, event:
     _replan(run)
     for st in list(run.s.steps.values()):
         spec_ = run.d.steps[st.name]
-        if st.status != StepStatus.COMPLETED or not isinstance(spec_, Step):
+        if st.status != StepStatus.COMPLETED or st.rerun_due or not isinstance(spec_, Step):
             continue
         if spec_.rerun_on is not None and spec_.rerun_on(old, run.data):
             _rerun(run, st, spec_)
+    next_rerun(run)
     run.settled()
 
 
@@ -124,13 +125,32 @@ def _replan(run: Run) -> None:
 
 
 def _rerun(run: Run, st: StepState, spec: Step) -> None:
-    """Undo a completed step (if it can be) and send it again once undone."""
+    """Send a completed step again, or mark it to be undone first (:func:`next_rerun`)."""
     st = run.own(st.name)
     st.reruns += 1
     how = "compensating first" if spec.compensation else "nothing to undo"
     run.log("rerun", st.name, f"the change invalidates it ({how})")
     if spec.compensation is not None:
-        st.compensation_attempt_limit = st.compensation_attempts + spec.compensation.max_attempts
-        run.send_compensation(st)
+        st.rerun_due = True
     else:
         run.send_again(st)
+
+
+def next_rerun(run: Run) -> None:
+    """Undo the next step due to re-run, last completed first, one at a time (as the saga
+    undoes itself: one compensation in flight at most), if none is being undone."""
+    steps = run.s.steps.values()
+    if run.s.status != SagaStatus.RUNNING or any(
+        s.status == StepStatus.COMPENSATING for s in steps
+    ):
+        return
+    due = [s for s in steps if s.rerun_due and s.status == StepStatus.COMPLETED]
+    if not due:
+        return
+    st = run.own(max(due, key=lambda s: s.completed_seq or 0).name)
+    st.rerun_due = False
+    spec = run.d.steps[st.name]
+    assert isinstance(spec, Step)
+    assert spec.compensation is not None
+    st.compensation_attempt_limit = st.compensation_attempts + spec.compensation.max_attempts
+    run.send_compensation(st)

@@ -22,6 +22,7 @@ from sagas.definition import (
     Parallel,
     SagaDefinition,
     Step,
+    SubSaga,
     Wait,
     awaited_by_step,
 )
@@ -194,8 +195,15 @@ def _stage_problems(stage: object, d: SagaDefinition, names: list[str]) -> list[
             problems.append(f"{where}: no until=; pass a named (data, now) -> datetime")
         problems += _callable_problems(f"{where} until", stage.until, named=True)
         problems += _callable_problems(f"{where} when", stage.when, named=True)
+    elif isinstance(stage, SubSaga):
+        names.append(stage.name)
+        where = f"sub-saga {stage.name!r}"
+        if not isinstance(stage.definition, str | SagaDefinition):
+            problems.append(f"{where}: definition= is not a SagaDefinition nor a saga name")
+        problems += _callable_problems(f"{where} data", stage.data, named=False)
+        problems += _callable_problems(f"{where} when", stage.when, named=True)
     else:
-        problems.append(f"stage {stage!r} is not a Step, Parallel, Wait, Delay or Choice")
+        problems.append(f"stage {stage!r} is not a Step, Parallel, Wait, Delay, SubSaga or Choice")
     return problems
 
 

@@ -18,6 +18,8 @@ PURE = [
     "draft",
     "timing",
     "updates",
+    "children",
+    "child_runs",
     "versions",
     "render",
     "operations",
