@@ -7,10 +7,11 @@ every command took effect once, and the stage held as long as it had to. The sim
 systems run in their own process (tests/crash/saga_handlers.py), over Kafka (Tansu).
 
 Scenarios (``SCENARIOS``): ``delay`` - every hire is held 3-5 s by a ``Delay`` before its
-account is created, so kills land while delays are pending. A scenario is a
+account is created, so kills land while delays are pending; ``child`` - after the account,
+a child saga (a 3-5 s delay, then the manager told) runs to its end, so kills land while
+children run and while their start and end reports are on the bus. A scenario is a
 :class:`Scenario`: its definitions module, its saga name, the stage to check and the
-commands each saga must have had carried out; stages to come (a child saga, a human task)
-add theirs to the list.
+commands each saga must have had carried out; a stage to come (a human task) adds its own.
 
 Sizes: ``BUS_CRASH_SCALE=full`` (100 sagas, 8 kills); CI: 30 sagas, 4 kills::
 
@@ -25,7 +26,7 @@ import random
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,7 +50,7 @@ MAX_UP_S = 3.0
 SETTLE_S = 120.0
 
 
-def _held_long_enough(state: SagaState) -> None:
+def _held_long_enough(state: SagaState, states: Mapping[str, SagaState]) -> None:
     """The delay completed no earlier than the time it was set for."""
     step = state.steps["settle_in"]
     assert step.status == "completed", (state.saga_id, step)
@@ -58,6 +59,15 @@ def _held_long_enough(state: SagaState) -> None:
     done = next(e for e in state.history if e.step == "settle_in" and e.event == "completed")
     assert done.at >= until, (state.saga_id, done.at, until)
     assert done.detail == "the time came", (state.saga_id, done.detail)
+
+
+def _child_ran_to_its_end(state: SagaState, states: Mapping[str, SagaState]) -> None:
+    """The parent's step completed on its child's end; the child, linked to its parent,
+    completed after its delay."""
+    assert state.steps["welcome"].status == "completed", (state.saga_id, state.steps)
+    child = states[f"welcome:{state.saga_id}/welcome"]
+    assert (child.status, child.parent_id) == ("completed", state.saga_id), child.saga_id
+    _held_long_enough(child, states)
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,7 @@ class Scenario:
     #: Its saga's name (saga ids are ``<saga>:<employee id>``).
     saga: str
     #: Checks the stage under test on an ended saga.
-    check_stage: Callable[[SagaState], None]
+    check_stage: Callable[[SagaState, Mapping[str, SagaState]], None]
     #: Command types each saga must have had carried out once.
     effects: tuple[str, ...]
 
@@ -79,6 +89,12 @@ SCENARIOS = {
         "tests.crash.saga_stage_definitions",
         "timed_onboarding",
         _held_long_enough,
+        (CreateAccount.bus_type, NotifyManager.bus_type),
+    ),
+    "child": Scenario(
+        "tests.crash.saga_child_definitions",
+        "parent_onboarding",
+        _child_ran_to_its_end,
         (CreateAccount.bus_type, NotifyManager.bus_type),
     ),
 }
@@ -156,7 +172,7 @@ async def _run(
     for p in plan:
         state = states[f"{scenario.saga}:{p.message.employee_id}"]
         assert state.status == "completed", (state.saga_id, state.status, state.reason)
-        scenario.check_stage(state)
+        scenario.check_stage(state, states)
         for kind in scenario.effects:
             assert done[(kind, p.message.employee_id, 1)] == 1, (state.saga_id, kind)
     assert sum(done.values()) == len(plan) * len(scenario.effects), "an unexpected effect"
