@@ -239,7 +239,14 @@ class Routes:
                     r.models[t.bus_type] = t
                     if t.bus_type not in outside_types:
                         r.replies.add(t.bus_type)
-            if any(isinstance(s, SubSaga) for s in d.iter_steps()):
+            children = [s for s in d.iter_steps() if isinstance(s, SubSaga)]
+            for child in children:
+                if child.saga not in latest:
+                    raise ConfigError(
+                        f"saga {d.name!r} v{d.version}: sub-saga {child.name!r} starts "
+                        f"{child.saga!r}, which is not registered; add it to the catalog"
+                    )
+            if children:
                 for control in (StartChildSaga, CancelChildSaga, ChildSagaEnded):
                     r.models[control.bus_type] = control
         return r

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from pydantic import BaseModel
 
-from bus import Command, Envelope, Event, Registry
+from bus import Command, ConfigError, Envelope, Event, Registry
 from sagas import (
     Cancel,
     Catalog,
@@ -215,3 +216,8 @@ def test_a_subsaga_is_drawn_and_its_state_round_trips() -> None:
     assert "equipment --> undo_open : child did not complete" in diagram
     _, child = started_child()
     assert SagaState.from_json(child.state.to_json()) == child.state
+
+
+def test_a_coordinator_refuses_a_subsaga_whose_child_is_not_registered() -> None:
+    with pytest.raises(ConfigError, match="sub-saga 'equipment' starts 'equipment'"):
+        Routes.of(Catalog([PARENT]))
