@@ -80,7 +80,9 @@ RUN_BLOCKS = [b for b in SHELL_BLOCKS if "not-run" not in b.notes]
 
 
 def test_every_python_example_in_the_readme_runs() -> None:
-    examples = blocks("python")
+    examples = [
+        b.code for b in code_blocks(README) if b.language == "python" and "not-run" not in b.notes
+    ]
     assert examples
     for code in examples:
         # dont_inherit: run each example as its own script, without this module's
