@@ -105,3 +105,42 @@ def test_a_missing_procfile_is_one_error_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.startswith(f"bus: error: cannot read the Procfile {tmp_path / 'nope'}")
+
+
+def test_a_killed_supervisor_leaves_no_process_behind(tmp_path: Path) -> None:
+    import os
+    import re
+
+    from tests.waiting import wait_until_blocking
+
+    path = procfile(tmp_path, {"service": python(tmp_path, "service", SERVICE, "$PORT")})
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "bus", "up", str(path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert supervisor.stdout is not None
+    pid = 0
+    for line in supervisor.stdout:  # "service ... | started (pid N): ...", then "ready on"
+        found = re.search(r"started \(pid (\d+)\)", line)
+        pid = int(found[1]) if found else pid
+        if "ready on" in line:
+            break
+    assert pid, "the supervisor said which pid the service has"
+    supervisor.kill()  # SIGKILL: no chance to forward anything
+    supervisor.wait(timeout=30)
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie waiting for init counts as gone
+            return stat.read().split()[2] == "Z"
+
+    try:
+        wait_until_blocking(gone, timeout_s=30, what="the orphaned service to stop")
+    finally:
+        if not gone():
+            os.kill(pid, signal.SIGKILL)
