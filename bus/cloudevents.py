@@ -289,6 +289,8 @@ def _is_json(content_type: Any) -> bool:
 
 
 def _attribute_text(name: str, value: Any) -> str:
+    if type(value) is str and name in _STRINGS:
+        return value  # the common case: a valid name (no regex), a string
     problem = name_problem(name)
     if problem is not None:
         raise DecodeError(f"structured CloudEvent {problem}")
