@@ -48,6 +48,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_NAME_LENGTH",
     "attribute_problems",
+    "json_event_parts",
     "media_type_problem",
     "name_problem",
     "parse_time",
@@ -238,6 +239,17 @@ def read_json_event(value: bytes | None) -> tuple[dict[str, str], str | None, by
         raise DecodeError(f"structured CloudEvent is not valid JSON: {exc}") from exc
     if not isinstance(event, dict):
         raise DecodeError("structured CloudEvent must be a JSON object")
+    return json_event_parts(event)
+
+
+def json_event_parts(event: dict[str, Any]) -> tuple[dict[str, str], str | None, bytes]:
+    """:func:`read_json_event` of an event already parsed (``event`` is emptied of
+    ``datacontenttype``, ``data`` and ``data_base64``: pass a copy to keep it).
+
+    Example::
+
+        attrs, content_type, data = json_event_parts(dict(doc))
+    """
     data_content_type = event.pop("datacontenttype", None)
     if data_content_type is not None and not isinstance(data_content_type, str):
         raise DecodeError("structured CloudEvent attribute 'datacontenttype' must be a string")
@@ -277,6 +289,8 @@ def _is_json(content_type: Any) -> bool:
 
 
 def _attribute_text(name: str, value: Any) -> str:
+    if type(value) is str and name in _STRINGS:
+        return value  # the common case: a valid name (no regex), a string
     problem = name_problem(name)
     if problem is not None:
         raise DecodeError(f"structured CloudEvent {problem}")

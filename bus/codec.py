@@ -24,8 +24,15 @@ import functools
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
+from typing import Any
 
-from bus.cloudevents import MAX_JSON_DEPTH, attribute_problems, parse_time, read_json_event
+from bus.cloudevents import (
+    MAX_JSON_DEPTH,
+    attribute_problems,
+    json_event_parts,
+    parse_time,
+    read_json_event,
+)
 from bus.envelope import Envelope
 from bus.errors import DecodeError
 from bus.types import Headers
@@ -36,6 +43,7 @@ __all__ = [
     "STRUCTURED_CONTENT_TYPE",
     "binary_headers",
     "decode",
+    "decode_json_event",
     "encode",
     "format_time",
     "plain_envelope",
@@ -390,6 +398,17 @@ def _from_attributes(attrs: dict[str, str], content_type: str | None, data: byte
             specversion,
         )
     )
+
+
+def decode_json_event(event: dict[str, Any]) -> Envelope:
+    """The envelope of a structured-mode event already parsed from JSON (the HTTP
+    ingress's), as :func:`decode` reads it from its bytes; ``event`` is emptied of its data.
+
+    Example::
+
+        envelope = decode_json_event(dict(orjson.loads(body)))
+    """
+    return _from_attributes(*json_event_parts(event))
 
 
 def _decode_structured(content_type: str, value: bytes | None) -> Envelope:

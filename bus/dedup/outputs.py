@@ -30,24 +30,46 @@ _FORMAT = 1
 _U8 = struct.Struct(">B")
 _U32 = struct.Struct(">I")
 _I32 = struct.Struct(">i")
+_NONE = _I32.pack(-1)
+#: Topic and header names as encoded (a handful in any process).
+_NAMED: dict[str, bytes] = {}
 
 
 def encode_outputs(outputs: Iterable[OutgoingRecord]) -> bytes:
     """The records as one byte string (see the module docstring for the layout)."""
     records = list(outputs)
-    parts: list[bytes] = [_U8.pack(_FORMAT), _U32.pack(len(records))]
-    for record in records:
-        _put_str(parts, record.topic)
-        _put_optional(parts, record.key)
-        _put_optional(parts, record.value)
-        headers = list(record.headers)
-        parts.append(_U32.pack(len(headers)))
-        for name, value in headers:
-            _put_str(parts, name)
-            parts.append(_U32.pack(len(value)))
-            parts.append(bytes(value))
-        parts.append(_I32.pack(-1 if record.partition is None else record.partition))
+    # inlined (no helper call per field): the ingress encodes one row per event it accepts,
+    # and the helpers were a third of its CPU on batches
+    u32, i32 = _U32.pack, _I32.pack
+    parts: list[bytes] = [_U8.pack(_FORMAT), u32(len(records))]
+    append = parts.append
+    for topic, key, value, headers, partition in records:
+        append(_named(topic))
+        for optional in (key, value):
+            if optional is None:
+                append(_NONE)
+            else:
+                append(i32(len(optional)))
+                append(bytes(optional))
+        headers = list(headers)
+        append(u32(len(headers)))
+        for name, header in headers:
+            append(_named(name))
+            append(u32(len(header)))
+            append(bytes(header))
+        append(_NONE if partition is None else i32(partition))
     return b"".join(parts)
+
+
+def _named(text: str) -> bytes:
+    """``str`` in the layout (length and UTF-8); topics and header names repeat, so kept."""
+    encoded = _NAMED.get(text)
+    if encoded is None:
+        data = text.encode()
+        encoded = _U32.pack(len(data)) + data
+        if len(_NAMED) < 4096:
+            _NAMED[text] = encoded
+    return encoded
 
 
 def decode_outputs(blob: bytes) -> tuple[OutgoingRecord, ...]:
@@ -90,20 +112,6 @@ def _decode(view: memoryview) -> tuple[OutgoingRecord, ...]:
     if pos != len(view):
         raise StoreError(f"dedup outputs have {len(view) - pos} unexpected trailing bytes")
     return tuple(records)
-
-
-def _put_str(parts: list[bytes], text: str) -> None:
-    data = text.encode()
-    parts.append(_U32.pack(len(data)))
-    parts.append(data)
-
-
-def _put_optional(parts: list[bytes], data: bytes | None) -> None:
-    if data is None:
-        parts.append(_I32.pack(-1))
-    else:
-        parts.append(_I32.pack(len(data)))
-        parts.append(bytes(data))
 
 
 def _get_bytes(view: memoryview, pos: int) -> tuple[bytes, int]:
