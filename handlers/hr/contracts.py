@@ -20,12 +20,31 @@ class EmployeeHired(Event, type="hr.employee.hired.v1", topic="hr.events", key="
     #: "admin" needs a manager's approval of privileged access during onboarding.
     role: Literal["member", "admin"] = "member"
     start_date: date
+    #: Where payroll runs the hire (ISO 3166 alpha-2, lowercase); the saga picks a path by it.
+    country: str = "us"
+
+
+class HireChanged(Event, type="hr.hire.changed.v1", topic="hr.events", key="employee_id"):
+    """HR changed a hire before the start date (the onboarding re-plans what depends on it)."""
+
+    employee_id: str
+    start_date: date
 
 
 class EmployeeLeft(Event, type="hr.employee.left.v1", topic="hr.events", key="employee_id"):
-    """A person's last day passed."""
+    """A person's last day passed.
+
+    The fields after ``employee_id`` came later, with defaults, so older producers' events
+    still read: ``legal_hold`` keeps the account (legal is told instead of it being removed).
+    """
 
     employee_id: str
+    full_name: str = ""
+    login: str = ""
+    email: str = ""
+    manager_email: str = ""
+    #: The person's data is under a legal hold: the account is kept, not removed.
+    legal_hold: bool = False
 
 
 class HireWithdrawn(Event, type="hr.hire.withdrawn.v1", topic="hr.events", key="employee_id"):
