@@ -24,13 +24,6 @@ class EmployeeHired(Event, type="hr.employee.hired.v1", topic="hr.events", key="
     country: str = "us"
 
 
-class HireChanged(Event, type="hr.hire.changed.v1", topic="hr.events", key="employee_id"):
-    """HR changed a hire before the start date (the onboarding re-plans what depends on it)."""
-
-    employee_id: str
-    start_date: date
-
-
 class EmployeeLeft(Event, type="hr.employee.left.v1", topic="hr.events", key="employee_id"):
     """A person's last day passed.
 
