@@ -64,3 +64,23 @@ class PrivilegedAccessRejected(
     employee_id: str
     approver: str
     reason: str = ""
+
+
+class EquipmentRequested(
+    Event, type="hr.equipment.requested.v1", topic="hr.events", key="employee_id"
+):
+    """HR asks IT to issue a person's equipment (the onboarding does it as a child saga)."""
+
+    employee_id: str
+    full_name: str = ""
+    manager_email: str = ""
+
+
+class EquipmentRecoveryRequested(
+    Event, type="hr.equipment.recovery-requested.v1", topic="hr.events", key="employee_id"
+):
+    """HR asks a manager to get a leaver's equipment back (the offboarding's child saga)."""
+
+    employee_id: str
+    full_name: str = ""
+    manager_email: str = ""

@@ -31,6 +31,7 @@ from handlers.notifications.contracts import ManagerNotificationSent, NotifyMana
 from handlers.payroll.contracts import FinalPayrollRejected, FinalPayrollRun, RunFinalPayroll
 from handlers.repositories.contracts import RepositoryAccessRevoked, RevokeRepositoryAccess
 from sagas.definition import Choice, Parallel, SagaDefinition, Step, Task
+from sagas.definitions.equipment import EquipmentReturned
 from sagas.state import SagaState
 from sagas.story import failed_step, failure_reason, outcome
 
@@ -38,13 +39,6 @@ __all__ = ["LEGAL_ADDRESS", "EquipmentReturned", "Offboarding", "offboarding"]
 
 #: Where a legal hold is reported (the notifications system mails it like a manager's note).
 LEGAL_ADDRESS = "legal@example.com"
-
-
-class EquipmentReturned(BaseModel):
-    """The form the manager submits once the leaver's equipment is back."""
-
-    items: list[str]
-    note: str = ""
 
 
 class Offboarding(BaseModel):
