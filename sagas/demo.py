@@ -65,11 +65,10 @@ from sagas.definitions.offboarding import offboarding
 from sagas.definitions.onboarding import onboarding
 from sagas.definitions.onboarding_v2 import onboarding_v2
 from sagas.demo_scenario import DEFAULT_SCENARIO, Scenario, load_scenario
-from sagas.effects import task_id
 from sagas.state import SagaState, StepStatus
 from sagas.stores.base import SagaStore
 from sagas.story import story
-from sagas.tasks import complete_task
+from sagas.tasks import complete_task, list_tasks
 from sagas.timeline import format_table, format_timeline, summary
 from sagas.versions import Catalog
 
@@ -230,15 +229,14 @@ async def _wait_for_the_end(
     hr: Publisher, store: SagaStore, scenario: Scenario, ids: Sequence[str], deadline: float
 ) -> list[SagaState]:
     approved: set[str] = set()
-    done: set[str] = set()
     while True:
         states = []
         for saga_id in ids:
             stored = await store.load(saga_id)
             if stored is not None:
                 states.append(stored.state)
+        await _do_the_peoples_tasks(store, scenario)
         for s in states:
-            await _do_the_managers_tasks(store, scenario, s, done)
             employee = s.data["employee_id"]
             wait = s.steps.get("manager_approval")
             if (
@@ -259,28 +257,28 @@ async def _wait_for_the_end(
         await asyncio.sleep(0.02)
 
 
-def _forms(scenario: Scenario, employee: str) -> dict[str, dict[str, object]]:
-    """The manager's form for each task the scenario has them complete for ``employee``."""
-    forms: dict[str, dict[str, object]] = {}
-    if employee in scenario.desks:
-        forms["assign_desk"] = {"desk": scenario.desks[employee]}
-    if employee in scenario.equipment:
-        forms["recover_equipment"] = {"items": scenario.equipment[employee]}
-    return forms
+def _form(scenario: Scenario, employee: str, step: str) -> dict[str, object] | None:
+    """What the person the task ``step`` of ``employee`` is for submits, per the scenario
+    (None: the scenario leaves it open)."""
+    if step == "assign_desk" and employee in scenario.desks:
+        return {"desk": scenario.desks[employee]}
+    if step == "recover_equipment" and employee in scenario.equipment:
+        return {"items": scenario.equipment[employee]}
+    if step == "issue_equipment":
+        return {"items": ["laptop", "badge"]}
+    return None
 
 
-async def _do_the_managers_tasks(
-    store: SagaStore, scenario: Scenario, state: SagaState, done: set[str]
-) -> None:
-    """Complete, as the manager, each task of ``state`` that is open and in the scenario
-    (what ``bus tasks complete`` does)."""
-    for step, form in _forms(scenario, state.data["employee_id"]).items():
-        reached = state.steps.get(step)
-        tid = task_id(state.saga_id, step)
-        if reached is None or reached.status != StepStatus.RUNNING or tid in done:
+async def _do_the_peoples_tasks(store: SagaStore, scenario: Scenario) -> None:
+    """Complete every open task the scenario has an answer for, as its assignee (what
+    ``bus tasks complete`` does): tasks of the demo's sagas and of their child sagas."""
+    for row in await list_tasks(store):
+        stored = await store.load(row.saga_id)
+        if stored is None:
             continue
-        done.add(tid)
-        await complete_task(store, tid, form, state.data.get("manager_email") or "manager")
+        form = _form(scenario, stored.state.data["employee_id"], row.step)
+        if form is not None:
+            await complete_task(store, row.id, form, row.assignee)
 
 
 class DemoTimeoutError(ConfigError):
