@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bus.app import App, BackgroundTask, UnknownTypePolicy
     from bus.asyncapi import asyncapi_document
+    from bus.cli.common import load_apps
     from bus.clock import VirtualClock
     from bus.codec import decode, encode
     from bus.config import BusConfig, Secret
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
         MessageTooLargeError,
         PayloadInvalidError,
         PermanentError,
+        PublishRefusedError,
         RecordError,
         RegistryError,
         SchemaVersionError,
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
     from bus.gc_tuning import tune_gc
     from bus.http import HttpServer, Readiness
     from bus.ids import new_id
+    from bus.ingress.webhooks import Ingress
     from bus.lag import PartitionLag, group_lag
     from bus.message import Command, Event, Message
     from bus.metrics import Metrics, MetricSpec, default_metrics
@@ -119,6 +122,7 @@ _LAZY: dict[str, str] = {
     "BackgroundTask": "bus.app",
     "UnknownTypePolicy": "bus.app",
     "VirtualClock": "bus.clock",
+    "load_apps": "bus.cli.common",
     "decode": "bus.codec",
     "encode": "bus.codec",
     "BusConfig": "bus.config",
@@ -155,6 +159,7 @@ _LAZY: dict[str, str] = {
     "MessageTooLargeError": "bus.errors",
     "PayloadInvalidError": "bus.errors",
     "PermanentError": "bus.errors",
+    "PublishRefusedError": "bus.errors",
     "RecordError": "bus.errors",
     "RegistryError": "bus.errors",
     "SchemaVersionError": "bus.errors",
@@ -170,6 +175,7 @@ _LAZY: dict[str, str] = {
     "new_id": "bus.ids",
     "PartitionLag": "bus.lag",
     "group_lag": "bus.lag",
+    "Ingress": "bus.ingress.webhooks",
     "Command": "bus.message",
     "Event": "bus.message",
     "Message": "bus.message",
@@ -243,6 +249,7 @@ __all__ = [
     "Fence",
     "HandlerResultError",
     "HttpServer",
+    "Ingress",
     "LockTimeoutError",
     "MemoryBroker",
     "MemoryDedupStore",
@@ -261,6 +268,7 @@ __all__ = [
     "PostgresDatabase",
     "PostgresDedupStore",
     "PostgresTimeouts",
+    "PublishRefusedError",
     "Publisher",
     "Readiness",
     "RebalanceListener",
@@ -304,6 +312,7 @@ __all__ = [
     "envelope_for",
     "group_lag",
     "list_dead_letter_topics",
+    "load_apps",
     "murmur2",
     "new_id",
     "parse_since",

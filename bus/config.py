@@ -409,6 +409,9 @@ class IngressConfig:
     max_pending_events: int = 20_000
     #: Seconds a 503 asks the caller to wait (``Retry-After``).
     retry_after_s: float = 1.0
+    #: Seconds a request's body may take to arrive once its headers have (a client that
+    #: trickles it holds a connection and a pending slot): beyond it, 408 and closed.
+    body_timeout_s: float = 30.0
     #: Dedup store of accepted events: ``""`` (none), ``memory``, ``sqlite:PATH`` or a
     #: ``postgresql://`` DSN (shared by replicas).
     dedup_store: str = ""
@@ -433,7 +436,13 @@ class IngressConfig:
             )
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             problems.append("TLS needs both BUS_INGRESS_TLS_CERTFILE and BUS_INGRESS_TLS_KEYFILE")
-        for name in ("max_body_bytes", "max_batch_events", "max_pending_events", "retry_after_s"):
+        for name in (
+            "max_body_bytes",
+            "max_batch_events",
+            "max_pending_events",
+            "retry_after_s",
+            "body_timeout_s",
+        ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive (BUS_INGRESS_{name.upper()})")
         if self.dedup_window_s <= 0 or self.dedup_lease_s <= 0:

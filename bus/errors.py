@@ -51,6 +51,7 @@ __all__ = [
     "MessageTooLargeError",
     "PayloadInvalidError",
     "PermanentError",
+    "PublishRefusedError",
     "RecordError",
     "RegistryError",
     "SchemaVersionError",
@@ -214,3 +215,26 @@ class DuplicateMessageError(BusError):
     def __init__(self, message: str, *, key: tuple[str, str, str] | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+class PublishRefusedError(BusError):
+    """The HTTP ingress refused a publish (``bus.client``): its status, title, field errors.
+
+    ``errors`` are the problem document's (``{"field", "message", "event"}`` each: the
+    attribute or ``data.<path>``, and the index in the batch). Retryable only for 429/503
+    answers that outlasted the client's retries.
+    """
+
+    def __init__(
+        self, status: int, title: str, errors: list[dict[str, object]] | None = None
+    ) -> None:
+        self.status = status
+        self.title = title
+        self.errors = list(errors or [])
+        self.retryable = status in (429, 503)
+        details = "; ".join(
+            f"{e.get('field')}: {e.get('message')}"
+            + (f" (event {e['event']})" if e.get("event") is not None else "")
+            for e in self.errors
+        )
+        super().__init__(f"{status} {title}" + (f": {details}" if details else ""))

@@ -504,7 +504,7 @@ class Coordinator:
         env = decode(record.headers, record.value)  # it was read once: it reads again
         model = self.routes.models.get(env.type)
         message = None if model is None else model.from_json(env.data)
-        inputs = [] if message is None else inputs_for(self.routes, env, message)  # type: ignore[arg-type]
+        inputs = [] if message is None else inputs_for(self.routes, env, message)
         mine = [g for saga_id, g in inputs if saga_id == item.saga_id]
         if not mine or not isinstance(mine[0], DecideSaga):
             await self.store.drop_set_aside([item.seq])

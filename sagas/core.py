@@ -33,15 +33,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import BaseModel
+
 from bus import ConfigError, Event
+from sagas.children import ChildSagaEnded, StartChildSaga, SubSaga
 from sagas.definition import SagaDefinition, Step, Task, Wait
 from sagas.effects import Transition, task_id
 from sagas.run import Run
 from sagas.state import HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
 from sagas.taskflow import task_done
 from sagas.triggers import Cancel, Incoming, Retry, TaskDone, TimerFired, Trigger
+from sagas.updates import apply_update, update_for
 
-__all__ = ["decide", "start"]
+__all__ = ["decide", "start", "start_child"]
 
 
 def start(
@@ -58,8 +62,31 @@ def start(
             f"saga {definition.name!r}: start= returned {type(data).__qualname__}, "
             f"expected {definition.data.__qualname__}"
         )
+    saga_id = definition.saga_id_for(trigger)
+    return _begin(definition, saga_id, data, message_id, f"{trigger.bus_type} {message_id}", now)
+
+
+def start_child(
+    definition: SagaDefinition, command: StartChildSaga, *, message_id: str, now: datetime
+) -> Transition:
+    """A child saga started by its parent's :class:`~sagas.children.StartChildSaga`: its
+    id and data are the command's, ``parent_id`` links it to its parent."""
+    data = definition.data.model_validate(command.data)
+    detail = f"child of {command.parent_id} ({command.step}) {message_id}"
+    return _begin(definition, command.child_id, data, message_id, detail, now, command.parent_id)
+
+
+def _begin(
+    definition: SagaDefinition,
+    saga_id: str,
+    data: BaseModel,
+    message_id: str,
+    detail: str,
+    now: datetime,
+    parent_id: str | None = None,
+) -> Transition:
     state = SagaState(
-        saga_id=definition.saga_id_for(trigger),
+        saga_id=saga_id,
         name=definition.name,
         version=definition.version,
         status=SagaStatus.RUNNING,
@@ -68,7 +95,8 @@ def start(
         trigger_id=message_id,
         started_at=now,
         updated_at=now,
-        history=[HistoryEntry(at=now, event="started", detail=f"{trigger.bus_type} {message_id}")],
+        history=[HistoryEntry(at=now, event="started", detail=detail)],
+        parent_id=parent_id,
     )
     run = Run(definition, state, now, fresh=True)
     if definition.deadline is not None:
@@ -110,6 +138,8 @@ def decide(
         run = Run(definition, _private_copy(state), now)  # late in any live status
         run.on_deadline(definition.deadline)
         return run.transition()
+    if isinstance(trigger, Incoming) and trigger.type == ChildSagaEnded.bus_type:
+        return _child_ended(definition, state, trigger, now)
     if state.status != SagaStatus.RUNNING and state.status != SagaStatus.COMPENSATING:
         return unchanged  # terminal or parked: only Retry moves a parked instance
     return _decide_live(definition, state, trigger, now)
@@ -145,6 +175,13 @@ def _decide_live(
         run = Run(definition, _private_copy(state), now)
         run.unwind("cancel", f"{trigger.type} {trigger.message_id}")
         return run.transition()
+    update = update_for(definition.on_update, trigger.type)
+    if update is not None:
+        if state.status != SagaStatus.RUNNING or trigger.message_id in state.updates:
+            return unchanged  # too late to adapt, or the same update again
+        run = Run(definition, _private_copy(state), now)
+        apply_update(run, update, trigger.message_id, trigger.type, trigger.data)
+        return run.transition()
     if any(trigger.message_id in st.reply_ids for st in state.steps.values()):
         return unchanged  # the same message delivered again
     name = _awaiting(definition, state, trigger.type)
@@ -178,6 +215,29 @@ def _task_done(
     run = Run(definition, _private_copy(state), now)
     if task_done(run, st, spec, done):
         run.settled()
+    return run.transition()
+
+
+def _child_ended(
+    definition: SagaDefinition, state: SagaState, trigger: Incoming, now: datetime
+) -> Transition:
+    """A child's end report, for the step that awaits it (a parked parent records it)."""
+    ended = trigger.data
+    mine = isinstance(ended, ChildSagaEnded) and ended.parent_id == state.saga_id
+    st = state.steps.get(ended.step) if isinstance(ended, ChildSagaEnded) and mine else None
+    awaited = st is not None and st.status in (StepStatus.RUNNING, StepStatus.COMPENSATING)
+    if st is None or not awaited or trigger.message_id in st.reply_ids or state.terminal:
+        return Transition(state=state, changed=False)
+    if not isinstance(definition.steps.get(st.name), SubSaga):
+        return Transition(state=state, changed=False)
+    run = Run(definition, _private_copy(state), now)
+    run.child_ended(st, trigger)
+    st = run.s.steps[st.name]
+    if state.status == SagaStatus.NEEDS_ATTENTION:
+        return run.transition()  # recorded; the retry moves it on
+    if st.status == StepStatus.FAILED and state.status == SagaStatus.RUNNING:
+        run.unwind("failure", f"step {st.name} failed: {st.error}")
+    run.settled()
     return run.transition()
 
 

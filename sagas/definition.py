@@ -48,10 +48,12 @@ from sagas.stages import (
     Schedule,
     Stage,
     Step,
+    SubSaga,
     Task,
     Wait,
     steps_of,
 )
+from sagas.updates import Update
 
 # The stage kinds live in sagas.stages; they are imported from here as well (one place to
 # import the DSL from).
@@ -69,7 +71,9 @@ __all__ = [
     "Schedule",
     "Stage",
     "Step",
+    "SubSaga",
     "Task",
+    "Update",
     "Wait",
     "awaited_by_step",
 ]
@@ -109,12 +113,15 @@ class SagaDefinition:
     describe: Describe | None = None
     #: When the whole saga is late, and what then (None: never late).
     deadline: Deadline | None = None
+    #: Update events applied to a running instance's data (:mod:`sagas.updates`).
+    on_update: Sequence[Update] = ()
     #: Step name -> step, built once (members of parallel groups included).
     steps: dict[str, Member] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "cancel_on", tuple(self.cancel_on))
+        object.__setattr__(self, "on_update", tuple(self.on_update))
         from sagas.validate import problems_of  # it needs these classes: import when used
 
         problems = problems_of(self)
@@ -146,12 +153,23 @@ class SagaDefinition:
         The coordinator subscribes to their topics.
         """
         out: dict[str, type[Event]] = {self.trigger.bus_type: self.trigger}
-        for t in self.cancel_on:
+        for t in self.outside_types():
             out.setdefault(t.bus_type, t)
         for _, types in awaited_by_step(self):
             for t in types:
                 out.setdefault(t.bus_type, t)
         return tuple(out.values())
+
+    def outside_types(self) -> tuple[type[Event], ...]:
+        """Events from outside the saga, routed by the correlation key: ``cancel_on``,
+        ``on_update`` and every wait's events."""
+        out: list[type[Event]] = [*self.cancel_on]
+        for u in self.on_update:
+            out += u.event
+        for s in self.iter_steps():
+            if isinstance(s, Wait):
+                out += [*s.event, *s.rejected]
+        return tuple(out)
 
     def command_types(self) -> tuple[type[Command], ...]:
         """Every command class the saga sends (actions and compensations)."""

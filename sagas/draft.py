@@ -50,6 +50,8 @@ class Draft:
         self.d = definition
         self.s = state
         self.now = now
+        #: It ended before this transition (a child reports its end once).
+        self.was_terminal = state.terminal
         self.commands: list[CommandToSend] = []
         #: Steps this transition copied (the others are still the input state's, read-only);
         #: ``fresh``: the state was built for this transition, so every step is its own.

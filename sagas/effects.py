@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from bus import Command
+from bus import Command, Event
 from sagas.state import SagaState
 
 __all__ = [
@@ -37,8 +37,9 @@ __all__ = [
     "timer_id",
 ]
 
-#: ``escalation``: the command a saga's deadline sends (step ``_saga``, no reply awaited).
-CommandKind = Literal["action", "compensation", "escalation"]
+#: ``escalation``: the command a saga's deadline sends (step ``_saga``, no reply awaited);
+#: ``report``: a child saga's end, told to its parent (step ``_saga``).
+CommandKind = Literal["action", "compensation", "escalation", "report"]
 
 #: Namespace of saga command ids (uuid5): fixed forever, or ids would change on upgrade.
 _NAMESPACE = uuid.UUID("6f1c2a52-8f1e-4c1e-9a43-2b0b7f3e5d10")
@@ -76,7 +77,8 @@ class CommandToSend:
 
     id: str
     step: str
-    message: Command
+    #: A command; a child saga's end report (kind ``report``) is an event.
+    message: Command | Event
     kind: CommandKind
     attempt: int
     #: The attempt-independent key a handler's dedup matches (``idempotencykey``); the

@@ -22,14 +22,15 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bus import Envelope, Event, Record, envelope_for, record_for
-from sagas.core import start
-from sagas.definition import SagaDefinition, Wait, awaited_by_step
+from bus import ConfigError, Envelope, Event, Message, Record, envelope_for, record_for
+from sagas.children import CancelChildSaga, ChildSagaEnded, StartChildSaga, SubSaga
+from sagas.core import start, start_child
+from sagas.definition import SagaDefinition, awaited_by_step
 from sagas.effects import Transition
 from sagas.quarantine import quarantined, set_aside
 from sagas.state import SagaState
 from sagas.stores.base import OutboxEntry, SagaWrite, StoredSaga, UnreadableSaga, Write
-from sagas.triggers import Incoming, Retry, Trigger
+from sagas.triggers import Cancel, Incoming, Retry, Trigger
 from sagas.versions import Catalog, decide_versioned
 
 #: The CloudEvents extension a handler's dedup matches instead of the id (docs/dedup.md).
@@ -50,10 +51,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class StartSaga:
-    """A trigger of ``definition``: start its saga unless it exists."""
+    """A trigger of ``definition`` (or a parent's :class:`StartChildSaga`): start its saga
+    unless it exists."""
 
     definition: SagaDefinition
-    message: Event
+    message: Event | StartChildSaga
     #: The trigger's CloudEvents id (the saga's ``trigger_id``, its commands' causation).
     message_id: str
     #: The trigger's W3C ``traceparent``, if it carries one: its commands join that trace.
@@ -137,7 +139,10 @@ def _start(stored: StoredSaga | UnreadableSaga | None, given: StartSaga, now: da
         # trigger with the same correlation key (a re-hire): refused, and said so.
         refused = stored.state if stored.state.trigger_id != given.message_id else None
         return Applied(refused_by=refused)
-    t = start(given.definition, given.message, message_id=given.message_id, now=now)
+    if isinstance(given.message, StartChildSaga):
+        t = start_child(given.definition, given.message, message_id=given.message_id, now=now)
+    else:
+        t = start(given.definition, given.message, message_id=given.message_id, now=now)
     outbox = outbox_entries(
         t, now=now, causation_id=given.message_id, traceparent=given.traceparent
     )
@@ -215,21 +220,20 @@ class Routes:
     triggers: dict[str, list[SagaDefinition]] = field(default_factory=dict)
     replies: set[str] = field(default_factory=set)
     external: dict[str, list[SagaDefinition]] = field(default_factory=dict)
-    models: dict[str, type[Event]] = field(default_factory=dict)
+    models: dict[str, type[Message]] = field(default_factory=dict)
     names: frozenset[str] = frozenset()
+    #: The latest version of each saga, by name (a child saga starts on it).
+    latest: dict[str, SagaDefinition] = field(default_factory=dict)
 
     @classmethod
     def of(cls, catalog: Catalog) -> Routes:
-        r = cls(names=frozenset(catalog.names()))
         latest = {n: catalog.latest(n) for n in catalog.names()}
+        r = cls(names=frozenset(catalog.names()), latest=latest)
         for d in catalog:
             r.models[d.trigger.bus_type] = d.trigger
             if d is latest[d.name]:
                 r.triggers.setdefault(d.trigger.bus_type, []).append(d)
-            outside = list(d.cancel_on)
-            for s in d.iter_steps():
-                if isinstance(s, Wait):
-                    outside += [*s.event, *s.rejected]
+            outside = list(d.outside_types())
             for t in outside:
                 r.models[t.bus_type] = t
                 named = r.external.setdefault(t.bus_type, [])
@@ -241,6 +245,16 @@ class Routes:
                     r.models[t.bus_type] = t
                     if t.bus_type not in outside_types:
                         r.replies.add(t.bus_type)
+            children = [s for s in d.iter_steps() if isinstance(s, SubSaga)]
+            for child in children:
+                if child.saga not in latest:
+                    raise ConfigError(
+                        f"saga {d.name!r} v{d.version}: sub-saga {child.name!r} starts "
+                        f"{child.saga!r}, which is not registered; add it to the catalog"
+                    )
+            if children:
+                for control in (StartChildSaga, CancelChildSaga, ChildSagaEnded):
+                    r.models[control.bus_type] = control
         return r
 
     @property
@@ -248,9 +262,12 @@ class Routes:
         return sorted({m.bus_topic for m in self.models.values()})
 
 
-def inputs_for(routes: Routes, env: Envelope, message: Event) -> list[tuple[str, SagaInput]]:
+def inputs_for(routes: Routes, env: Envelope, message: Message) -> list[tuple[str, SagaInput]]:
     """The (saga id, input) pairs one consumed event makes; at most one per saga."""
     tp = env.traceparent
+    if isinstance(message, StartChildSaga | CancelChildSaga | ChildSagaEnded):
+        return _child_inputs(routes, env, message)
+    assert isinstance(message, Event)
     out: list[tuple[str, SagaInput]] = [
         (d.saga_id_for(message), StartSaga(d, message, env.id, tp))
         for d in routes.triggers.get(env.type, ())
@@ -268,3 +285,22 @@ def inputs_for(routes: Routes, env: Envelope, message: Event) -> list[tuple[str,
             out.append((saga_id, DecideSaga(incoming, env.id, tp)))
             done.add(saga_id)
     return out
+
+
+def _child_inputs(
+    routes: Routes, env: Envelope, message: StartChildSaga | CancelChildSaga | ChildSagaEnded
+) -> list[tuple[str, SagaInput]]:
+    """A child saga's start or cancel (for the child), or its end report (for the parent)."""
+    tp = env.traceparent
+    if isinstance(message, StartChildSaga):
+        definition = routes.latest.get(message.saga)
+        if definition is None:  # raised: the Worker dead-letters it with the reason
+            raise ConfigError(
+                f"child saga {message.child_id}: no saga named {message.saga!r} is registered"
+            )
+        return [(message.child_id, StartSaga(definition, message, env.id, tp))]
+    if isinstance(message, CancelChildSaga):
+        cancel = Cancel(f"its parent compensates: {message.reason}")
+        return [(message.child_id, DecideSaga(cancel, env.id, tp))]
+    incoming = Incoming(env.type, env.id, message.parent_id, message, env.causationid)
+    return [(message.parent_id, DecideSaga(incoming, env.id, tp))]

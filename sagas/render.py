@@ -18,7 +18,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sagas.definition import Choice, Delay, Parallel, SagaDefinition, Stage, Step, Task, Wait
+from sagas.definition import (
+    Choice,
+    Delay,
+    Parallel,
+    SagaDefinition,
+    Stage,
+    Step,
+    SubSaga,
+    Task,
+    Wait,
+)
 
 __all__ = ["render_mermaid"]
 
@@ -40,6 +50,8 @@ def _step_lines(s: Step, indent: str) -> list[str]:
     out = [f"{indent}{s.name} : {s.command.__name__} ({retry})"]
     if s.not_before is not None:
         out.append(f"{indent}{s.name} : not before {s.not_before.__name__}")
+    if s.rerun_on is not None:
+        out.append(f"{indent}{s.name} : re-run (undone, sent again) on {_label(s.rerun_on)}")
     return out
 
 
@@ -53,6 +65,11 @@ def _task_lines(t: Task, nxt: str) -> list[str]:
     out.append(f"    {t.name} : overdue after {due}{then}")
     out.append(f"    {t.name} --> {nxt} : {t.form.__name__} submitted")
     return out
+
+
+def _label(fn: object) -> str:
+    name = getattr(fn, "__name__", "<lambda>")
+    return "an update" if name == "<lambda>" else name
 
 
 def _entry(stage: Stage) -> str:
@@ -99,6 +116,11 @@ def render_mermaid(definition: SagaDefinition, *, taken: Mapping[str, str] | Non
         then = f"sends {dl.escalate.__name__}, " if dl.escalate else ""
         then += "compensates" if dl.compensate else "goes on"
         out.append(f"        late after {dl.at.__name__}: {then}")
+    for u in d.on_update:
+        out.append(
+            f"        {_types(list(u.event))} while running: {u.apply.__name__} changes the data,"
+        )
+        out.append("        waiting delays and held steps re-planned")
     out.append("    end note")
     for end in ("completed", "compensated", "failed", "cancelled"):
         out.append(f"    {end} --> [*]")
@@ -139,6 +161,13 @@ def _sequence_lines(
             why = f"{_types(stage.rejected)} or deadline" if stage.rejected else "deadline"
             out += [
                 f"    {stage.name} --> {t} : {why}" for t in chain.targets(chain.before[stage.name])
+            ]
+        elif isinstance(stage, SubSaga):
+            out.append(f"    {stage.name} : child saga {stage.saga}, awaited to its end")
+            out.append(f"    {stage.name} --> {nxt} : child completed")
+            out += [
+                f"    {stage.name} --> {t} : child did not complete"
+                for t in chain.targets(chain.before[stage.name])
             ]
         else:
             out += _group_lines(stage)

@@ -15,17 +15,19 @@ Example::
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from bus import ConfigError
-from sagas.definition import Choice, Deadline, Delay, Member, PathStage, Schedule, Step, Wait
-from sagas.draft import BUSY, Draft, compensable, compensation, members
+from sagas.child_runs import ChildRuns
+from sagas.children import SubSaga
+from sagas.definition import Choice, Deadline, Delay, Member, PathStage, Step, Wait
+from sagas.draft import BUSY, compensable, compensation, members
 from sagas.effects import CommandToSend, TimerToSet, command_id, timer_id
 from sagas.stages import Task
 from sagas.state import SagaStatus, StepState, StepStatus
 from sagas.taskflow import cancel_open_task, open_task, task_due
 from sagas.triggers import Incoming
+from sagas.updates import next_rerun
 
 __all__ = ["SAGA_TIMERS", "Run", "members"]
 
@@ -37,7 +39,7 @@ SAGA_TIMERS = "_saga"
 Cause = Literal["failure", "cancel", "deadline"]
 
 
-class Run(Draft):
+class Run(ChildRuns):
     """One transition being computed: the flow (forward, back, retry) on a :class:`Draft`."""
 
     def start_wait(self, st: StepState, spec: Wait) -> None:
@@ -76,7 +78,7 @@ class Run(Draft):
                 self.log("completed")
                 return
             steps = [self.s.steps[m.name] for m in members(stage)]
-            if any(st.status == StepStatus.RUNNING for st in steps):
+            if self._in_flight():  # this stage's, or a step re-run after an update
                 return
             if all(st.status == StepStatus.PENDING for st in steps):
                 self.launch(stage)
@@ -148,6 +150,8 @@ class Run(Draft):
                     self.skip(m, m.when.__name__)
                 else:
                     open_task(self, st, m)
+            elif isinstance(m, SubSaga):
+                self.start_child(st, m)
             elif m.when is not None and not m.when(self.data):
                 self.skip(m, m.when.__name__)
             else:
@@ -159,51 +163,19 @@ class Run(Draft):
                 else:
                     self.send_action(st)
 
+    def send_again(self, st: StepState) -> None:
+        """Run a completed (and undone) step again, with a fresh budget of attempts."""
+        spec = self.d.steps[st.name]
+        assert isinstance(spec, Step)
+        st = self.own(st.name)
+        st.completed_seq = None
+        st.completed_at = None
+        st.attempt_limit = st.attempts + spec.max_attempts
+        self.send_action(st)
+
     def skip(self, m: Member, predicate: str) -> None:
         self.own(m.name).status = StepStatus.SKIPPED
         self.log("skipped", m.name, f"{predicate} is false")
-
-    # -- time from the data ------------------------------------------------------------
-
-    def time_of(self, schedule: Schedule, name: str) -> datetime:
-        at = schedule(self.data, self.now)
-        if not isinstance(at, datetime) or at.tzinfo is None:
-            raise ConfigError(
-                f"saga {self.d.name!r}: {schedule.__name__} for {name!r} returned {at!r}, "
-                "expected a timezone-aware datetime"
-            )
-        return at
-
-    def start_delay(self, st: StepState, spec: Delay) -> None:
-        """Hold the saga until ``spec.until`` (a durable timer), or go on if it passed."""
-        at = self.time_of(spec.until, spec.name)
-        st = self.own(st.name)
-        st.started_at = self.now
-        st.attempts = 1
-        if at <= self.now:
-            self.log("waiting", st.name, f"until {at:%Y-%m-%dT%H:%M:%SZ} ({spec.until.__name__})")
-            self.delay_done(st, "the time had passed")
-            return
-        st.status = StepStatus.RUNNING
-        self.arm(st, "delay", 1, at)
-        self.log("waiting", st.name, f"until {at:%Y-%m-%dT%H:%M:%SZ} ({spec.until.__name__})")
-
-    def delay_done(self, st: StepState, why: str) -> None:
-        st = self.own(st.name)
-        st.status = StepStatus.COMPLETED
-        st.completed_at = self.now
-        self.s.completions += 1
-        st.completed_seq = self.s.completions
-        self.log("completed", st.name, why)
-
-    def hold(self, st: StepState, at: datetime, spec: Step) -> None:
-        """A step whose ``not_before`` is still ahead: running, no command yet (attempts 0);
-        a durable timer sends it then."""
-        st = self.own(st.name)
-        st.status = StepStatus.RUNNING
-        self.arm(st, "not_before", 1, at)
-        name = spec.not_before.__name__ if spec.not_before else "not_before"
-        self.log("scheduled", st.name, f"not before {at:%Y-%m-%dT%H:%M:%SZ} ({name})")
 
     def complete_step(self, st: StepState, incoming: Incoming) -> None:
         st = self.own(st.name)
@@ -213,7 +185,7 @@ class Run(Draft):
         st.completed_seq = self.s.completions
         self.log("completed", st.name, f"{incoming.type} {incoming.message_id}")
         spec = self.d.steps[st.name]
-        if not isinstance(spec, Delay) and spec.update is not None:
+        if isinstance(spec, Step | Wait) and spec.update is not None:
             self.set_data(spec.update(self.data, incoming.data))
 
     def fail_step(self, st: StepState, why: str) -> None:
@@ -242,15 +214,20 @@ class Run(Draft):
         st.reply_ids.append(incoming.message_id)
         self.disarm(st)
         if st.status == StepStatus.COMPENSATING:
-            if any(incoming.type == t.bus_type for t in compensation(spec).success):
+            undone = any(incoming.type == t.bus_type for t in compensation(spec).success)
+            if undone and self.s.status == SagaStatus.RUNNING:  # undone to be run again
+                self.log("compensated_for_rerun", name, f"{incoming.type} {incoming.message_id}")
+                self.send_again(st)
+                next_rerun(self)
+            elif undone:
                 st.status = StepStatus.COMPENSATED
                 st.compensated_at = self.now
                 self.log("compensated", name, f"{incoming.type} {incoming.message_id}")
-                self.compensate_next()
+                self.settled()  # a step in flight when a re-run's undo began still settles
             else:
                 self.compensation_failed(st, f"failure reply {incoming.type}")
             return
-        assert not isinstance(spec, Delay | Task)  # awaiting no event (a task: a form)
+        assert not isinstance(spec, Delay | Task | SubSaga)  # routed elsewhere, or no event
         ok = spec.event if isinstance(spec, Wait) else spec.success
         if any(incoming.type == t.bus_type for t in ok):
             self.complete_step(st, incoming)
@@ -281,6 +258,7 @@ class Run(Draft):
             self.send_action(st)
             return
         else:
+            assert isinstance(spec, Step)  # a child saga arms no timer
             self.log("timed_out", name, f"attempt {st.attempts}")
             if st.attempts < st.attempt_limit:
                 self.send_action(st, after_timeout=True)
@@ -347,7 +325,10 @@ class Run(Draft):
         self.s.reason = reason
         self.log("cancelling" if cause == "cancel" else "compensating", detail=reason)
         for st in self.s.steps.values():
-            if st.status == StepStatus.RUNNING and _idle(self.d.steps[st.name], st):
+            spec = self.d.steps[st.name]
+            if st.status == StepStatus.RUNNING and isinstance(spec, SubSaga):
+                self.cancel_child(st, spec, reason)
+            elif st.status == StepStatus.RUNNING and _idle(spec, st):
                 st = self.own(st.name)
                 st.status = StepStatus.ABANDONED
                 self.disarm(st)
@@ -371,7 +352,8 @@ class Run(Draft):
         ]
         if todo:
             st = self.own(max(todo, key=lambda s: s.completed_seq or 0).name)
-            st.compensation_attempt_limit = compensation(self.d.steps[st.name]).max_attempts
+            budget = compensation(self.d.steps[st.name]).max_attempts
+            st.compensation_attempt_limit = st.compensation_attempts + budget  # re-runs sent some
             self.send_compensation(st)
             return
         if self.s.cause == "cancel":
@@ -421,7 +403,7 @@ class Run(Draft):
             elif st.status == StepStatus.RUNNING and isinstance(spec, Step):
                 st.attempt_limit = st.attempts + spec.max_attempts
                 self.send_action(st)
-            elif st.status == StepStatus.COMPENSATING:
+            elif st.status == StepStatus.COMPENSATING and isinstance(spec, Step):
                 extra = compensation(spec).max_attempts
                 st.compensation_attempt_limit = st.compensation_attempts + extra
                 self.send_compensation(st)
@@ -437,5 +419,6 @@ class Run(Draft):
 
 def _idle(spec: Member, st: StepState) -> bool:
     """A running member with nothing in flight, stopped when the saga unwinds: a wait, a
-    delay, an open task, or a step held until its ``not_before`` (no command sent)."""
+    delay, an open task, or a step held until its ``not_before`` (no command sent; a child
+    saga is cancelled)."""
     return isinstance(spec, Wait | Delay | Task) or st.attempts == 0

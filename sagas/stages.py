@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bus import Command, Event
+from sagas.children import SubSaga
 
 __all__ = [
     "NAME_PATTERN",
@@ -35,9 +36,11 @@ __all__ = [
     "Parallel",
     "PathStage",
     "Predicate",
+    "Rerun",
     "Schedule",
     "Stage",
     "Step",
+    "SubSaga",
     "Task",
     "Updater",
     "Wait",
@@ -52,6 +55,9 @@ Builder = Callable[[Any], Command]
 Updater = Callable[[Any, Any], Any]
 #: A named predicate on the saga data; False skips the stage.
 Predicate = Callable[[Any], bool]
+#: ``(old data, new data) -> bool``: whether a change of the data makes a completed step
+#: run again (compensated first).
+Rerun = Callable[[Any, Any], bool]
 #: A named function of the saga data naming the branch of a :class:`Choice` to take.
 Chooser = Callable[[Any], str]
 #: A named function of the saga data and the time now giving a time (timezone-aware):
@@ -153,6 +159,9 @@ class Step:
     #: ``(data, now) -> datetime``: the step's command is not sent before then (a timer
     #: holds it, durably); None: sent when the step is reached.
     not_before: Schedule | None
+    #: ``(old, new) -> bool``: an update of the saga data (``SagaDefinition.on_update``)
+    #: that makes it true re-runs the step if it completed: compensated, then sent again.
+    rerun_on: Rerun | None
 
     def __init__(
         self,
@@ -168,10 +177,12 @@ class Step:
         max_attempts: int = 3,
         when: Predicate | None = None,
         not_before: Schedule | None = None,
+        rerun_on: Rerun | None = None,
     ) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "command", command)
         object.__setattr__(self, "not_before", not_before)
+        object.__setattr__(self, "rerun_on", rerun_on)
         object.__setattr__(self, "build", build)
         object.__setattr__(self, "success", _as_tuple(success))
         object.__setattr__(self, "failure", _as_tuple(failure))
@@ -370,10 +381,10 @@ class Task:
             object.__setattr__(self, key, value)
 
 
-#: What a stage holds and the state tracks: a step, a wait, a delay or a task.
-Member = Step | Wait | Delay | Task
+#: What a stage holds and the state tracks: a step, a wait, a delay, a task or a child saga.
+Member = Step | Wait | Delay | Task | SubSaga
 #: A stage a :class:`Choice`'s branch may hold (choices do not nest).
-PathStage = Step | Parallel | Wait | Delay | Task
+PathStage = Step | Parallel | Wait | Delay | Task | SubSaga
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -433,7 +444,7 @@ class Choice:
         yield None, self.default
 
 
-Stage = Step | Parallel | Wait | Delay | Task | Choice
+Stage = Step | Parallel | Wait | Delay | Task | SubSaga | Choice
 
 
 def steps_of(stage: PathStage) -> Iterator[Member]:
@@ -441,6 +452,6 @@ def steps_of(stage: PathStage) -> Iterator[Member]:
     if isinstance(stage, Parallel):
         yield from stage.steps
     elif isinstance(
-        stage, Step | Wait | Delay | Task
+        stage, Step | Wait | Delay | Task | SubSaga
     ):  # anything else is a problem validation reports
         yield stage

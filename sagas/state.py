@@ -112,6 +112,12 @@ class StepState:
     #: Out of attempts with no reply: it failed, yet one of its commands may have taken
     #: effect, so it is compensated like a completed step (a late reply is recorded).
     uncertain: bool = False
+    #: Times an update of the data re-ran the step (``Step.rerun_on``), or re-planned its
+    #: time (a delay, a held step): it numbers their timers.
+    reruns: int = 0
+    #: An update invalidated it: it is undone, then run again, when no other step is being
+    #: undone (one compensation in flight at most).
+    rerun_due: bool = False
 
     def copy(self) -> StepState:
         """A copy whose id lists are its own (everything else in a step is immutable)."""
@@ -194,6 +200,11 @@ class SagaState:
     #: Events for waits not yet started, in arrival order (applied when the wait starts;
     #: replaced, never changed in place, by the core).
     early: list[EarlySignal] = field(default_factory=list)
+    #: Ids of the update events applied (``SagaDefinition.on_update``): one delivered again
+    #: changes nothing. Replaced, never changed in place, by the core.
+    updates: list[str] = field(default_factory=list)
+    #: The saga that started this one (:class:`~sagas.children.SubSaga`); None: a trigger.
+    parent_id: str | None = None
     #: Id of the trigger message.
     trigger_id: str
     started_at: datetime

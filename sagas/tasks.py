@@ -27,7 +27,7 @@ from bus import ConfigError, new_id, utc_now
 from sagas.stores.base import ControlRequest, SagaStore
 from sagas.stores.task_rows import OPEN, TaskQuery, TaskRow, TaskStatus
 
-__all__ = ["TaskQuery", "TaskRow", "complete_task", "form_errors", "list_tasks"]
+__all__ = ["TaskQuery", "TaskRow", "complete_task", "form_class", "form_errors", "list_tasks"]
 
 
 async def list_tasks(
@@ -66,7 +66,7 @@ async def complete_task(
     if task is None:
         raise ConfigError(f"no task {task_id!r} in the store; 'bus tasks list' shows the ids")
     _refuse_closed(task)
-    form = _form_class(task)
+    form = form_class(task)
     problems = form_errors(form, data)
     if problems:
         raise ConfigError(f"task {task_id}: data not valid for {task.form}: {'; '.join(problems)}")
@@ -105,7 +105,11 @@ def _refuse_closed(task: TaskRow) -> None:
         raise ConfigError(f"task {task.id} was cancelled: saga {task.saga_id} stopped before it")
 
 
-def _form_class(task: TaskRow) -> type[BaseModel]:
+def form_class(task: TaskRow) -> type[BaseModel]:
+    """The pydantic model of ``task``'s form, imported from its ``module:qualname``.
+
+    Raises :class:`bus.ConfigError` when it cannot be imported here.
+    """
     module, _, name = task.form_path.partition(":")
     try:
         found: Any = importlib.import_module(module)

@@ -84,6 +84,8 @@ def format_timeline(state: SagaState, *, story: str | None = None, verbose: bool
         f"{state.saga_id}  ({state.name} v{state.version})  {state.status.value.upper()}"
         f"  started {state.started_at:%Y-%m-%d %H:%M:%S}Z, {format_duration(total)}"
     )
+    if state.parent_id:
+        lines.append(f"  parent: {state.parent_id}")  # a child saga (SubSaga)
     if state.reason:
         lines.append(f"  why: {plain(state.reason)}")
     if state.attention:

@@ -23,6 +23,7 @@ from sagas.definition import (
     Parallel,
     SagaDefinition,
     Step,
+    SubSaga,
     Task,
     Wait,
     awaited_by_step,
@@ -82,6 +83,7 @@ def _step_problems(s: Step, data: type[BaseModel]) -> list[str]:
     problems += _callable_problems(f"{where} update", s.update, named=False)
     problems += _callable_problems(f"{where} when", s.when, named=True)
     problems += _callable_problems(f"{where} not_before", s.not_before, named=True)
+    problems += _callable_problems(f"{where} rerun_on", s.rerun_on, named=False)
     if s.timeout <= timedelta(0):
         problems.append(f"{where}: timeout must be positive, got {s.timeout}")
     if s.max_attempts < 1:
@@ -159,6 +161,12 @@ def problems_of(d: SagaDefinition) -> list[str]:
     problems += _callable_problems("start", d.start, named=False)
     for t in d.cancel_on:
         problems += _type_problems("cancel_on", t, Event)
+    for u in d.on_update:
+        if not u.event:
+            problems.append("on_update: an Update without events")
+        for t in u.event:
+            problems += _type_problems("on_update", t, Event)
+        problems += _callable_problems("on_update apply", u.apply, named=True)
     if d.deadline is not None:
         dl = d.deadline
         problems += _callable_problems("deadline at", dl.at, named=True)
@@ -218,8 +226,17 @@ def _stage_problems(stage: object, d: SagaDefinition, names: list[str]) -> list[
             problems.append(f"{where}: no until=; pass a named (data, now) -> datetime")
         problems += _callable_problems(f"{where} until", stage.until, named=True)
         problems += _callable_problems(f"{where} when", stage.when, named=True)
+    elif isinstance(stage, SubSaga):
+        names.append(stage.name)
+        where = f"sub-saga {stage.name!r}"
+        if not isinstance(stage.definition, str | SagaDefinition):
+            problems.append(f"{where}: definition= is not a SagaDefinition nor a saga name")
+        problems += _callable_problems(f"{where} data", stage.data, named=False)
+        problems += _callable_problems(f"{where} when", stage.when, named=True)
     else:
-        problems.append(f"stage {stage!r} is not a Step, Parallel, Wait, Delay, Task or Choice")
+        problems.append(
+            f"stage {stage!r} is not a Step, Parallel, Wait, Delay, Task, SubSaga or Choice"
+        )
     return problems
 
 
@@ -248,6 +265,7 @@ def _routing_problems(d: SagaDefinition) -> list[str]:
     """Events from outside the saga (waits, cancels) carry no saga correlationid; the
     coordinator finds their instance by the correlation key, so they must have it."""
     outside = [("cancel_on", t) for t in d.cancel_on]
+    outside += [("on_update", t) for u in d.on_update for t in u.event]
     outside += [
         (f"wait {s.name!r}", t)
         for s in d.iter_steps()
@@ -267,12 +285,18 @@ def _ambiguity_problems(d: SagaDefinition) -> list[str]:
     seen: dict[str, str] = {}
     problems = []
     cancel = {t.bus_type for t in d.cancel_on if _is_message(t, Event)}
+    updates = [t.bus_type for u in d.on_update for t in u.event if _is_message(t, Event)]
+    for name in sorted({u for u in updates if updates.count(u) > 1 or u in cancel}):
+        problems.append(f"event {name} is an update more than once, or also cancels the saga")
+    cancel |= set(updates)  # an update awaited by a step could not be routed either
     for step, types in awaited_by_step(d):
         for t in types:
             if not _is_message(t, Event):
                 continue
             if t.bus_type in cancel:
-                problems.append(f"step {step!r} awaits {t.bus_type}, which also cancels the saga")
+                problems.append(
+                    f"step {step!r} awaits {t.bus_type}, which also cancels or updates the saga"
+                )
             other = seen.setdefault(t.bus_type, step)
             if other != step:
                 problems.append(

@@ -42,6 +42,10 @@ _EPILOG = "Settings also come from BUS_* environment variables (flags win); see 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("bus.cli.run", "run one or more apps in this process"),
     "publish": ("bus.cli.publish", "validate and publish messages"),
+    "ingress": (
+        "bus.cli.ingress",
+        "accept events over HTTP (CloudEvents, webhooks) and publish them",
+    ),
     "schema": ("bus.cli.schema", "message schemas: export"),
     "topics": ("bus.cli.topics", "topic provisioning: ensure"),
     "trace": ("bus.cli.trace", "print the causal tree of one process's messages"),

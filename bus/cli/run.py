@@ -18,10 +18,15 @@ import typer
 from bus.cli.common import TARGET_HELP, load_apps, read_messages
 from bus.cli.options import TransportOptions, bus_config, make_transport, transport_options
 from bus.cli.output import error
+from bus.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bus.config import BusConfig
+    import ssl
+
+    from bus.app import App
+    from bus.config import BusConfig, IngressConfig
     from bus.ingest import Inbound
+    from bus.ingress.service import IngressSetup
     from bus.runner import Runner
 
 __all__ = ["register"]
@@ -64,6 +69,21 @@ def run(
         ),
     ] = None,
     no_http: Annotated[bool, typer.Option("--no-http", help="serve no HTTP endpoints")] = False,
+    ingress: Annotated[
+        bool,
+        typer.Option(
+            "--ingress",
+            help="also accept events over HTTP (POST /events, BUS_INGRESS_*, docs/ingress.md)",
+        ),
+    ] = False,
+    webhooks: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODULE:ATTR",
+            help="with --ingress: an Ingress object whose signed webhooks are served too",
+            show_default=False,
+        ),
+    ] = None,
     *,
     options: TransportOptions,
 ) -> int:
@@ -78,6 +98,11 @@ def run(
         http_port=http_port,
     )
     apps = [app for target in targets for app in load_apps(target)]
+    setup = None
+    if ingress or webhooks:
+        if no_http:
+            raise ConfigError("--ingress is served on the HTTP server: drop --no-http")
+        setup = _ingress_setup(apps, webhooks)
     transport = make_transport(config, options)
     inbound = read_messages(publish) if publish else []
     ensure = None
@@ -93,14 +118,39 @@ def run(
         ensure_topics=ensure,
         dedup_retention_s=config.dedup_retention_s,
     )
-    return asyncio.run(_serve(runner, inbound, config, exit_when_idle=exit_when_idle))
+    return asyncio.run(
+        _serve(runner, inbound, config, exit_when_idle=exit_when_idle, ingress=setup)
+    )
+
+
+def _ingress_setup(
+    apps: list[App], webhooks: str | None
+) -> tuple[IngressConfig, IngressSetup, ssl.SSLContext | None]:
+    """The ingress's settings, checked before anything starts (as ``bus ingress`` does)."""
+    from bus.cli.ingress import load_ingress
+    from bus.config import IngressConfig
+    from bus.ingress.service import ingress_setup, ssl_context_for
+
+    config = IngressConfig.from_env()
+    setup = ingress_setup(apps, config, load_ingress(webhooks) if webhooks else None)
+    return config, setup, ssl_context_for(config)
 
 
 async def _serve(
-    runner: Runner, inbound: list[Inbound], config: BusConfig, *, exit_when_idle: bool
+    runner: Runner,
+    inbound: list[Inbound],
+    config: BusConfig,
+    *,
+    exit_when_idle: bool,
+    ingress: tuple[IngressConfig, IngressSetup, ssl.SSLContext | None] | None = None,
 ) -> int:
-    """:func:`_run`, with the HTTP endpoints up for as long as it lasts (when enabled)."""
+    """:func:`_run`, with the HTTP endpoints up for as long as it lasts (when enabled), the
+    ingress's among them with ``--ingress`` (publishing on the apps' own transport)."""
+    import contextlib
+
     from bus.http import HttpServer, runner_readiness
+    from bus.ingress.service import ingress_server
+    from bus.publisher import Publisher
 
     def running() -> asyncio.Future[int]:
         # made only once the server listens: a port in use must not leave a coroutine
@@ -117,16 +167,27 @@ async def _serve(
 
     if not config.http:
         return await running()
-    server = HttpServer(
-        host=config.http_host,
-        port=config.http_port,
-        readiness=runner_readiness(runner),
-        liveness=runner.failure,
-        settings=config.http_settings(),
-    )
-    async with server:
+    async with contextlib.AsyncExitStack() as stack:
+        routes = []
+        if ingress is not None:
+            # the runner starts and stops the transport; until it has, /events answers 503
+            publisher = Publisher(runner.transport, source="bus://ingress")
+            accepting = ingress_server(ingress[1], ingress[0], publisher)
+            routes.append((await stack.enter_async_context(accepting)).add_routes)
+        server = HttpServer(
+            host=config.http_host,
+            port=config.http_port,
+            readiness=runner_readiness(runner),
+            liveness=runner.failure,
+            settings=config.http_settings(),
+            routes=routes,
+            ssl_context=ingress[2] if ingress else None,
+        )
+        await stack.enter_async_context(server)
         # the port actually bound: with --http-port 0 this line is how to find it
         log.info("serving /metrics /healthz /readyz on %s", server.url)
+        if ingress is not None:
+            log.info("ingress: accepting events on %s/events", server.url)
         return await running()
 
 

@@ -27,6 +27,7 @@ _REFUSALS = {
     "400": "invalid events: every field error is listed",
     "401": "no bearer token, or not a valid one",
     "403": "the token may not publish a type or source of the request",
+    "408": "the body did not arrive within BUS_INGRESS_BODY_TIMEOUT_S",
     "413": "the body is larger than the ingress accepts",
     "415": "not a CloudEvent, or not JSON",
     "422": "an event type is not registered",

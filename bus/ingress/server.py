@@ -6,6 +6,7 @@ A request goes through, in this order (each step's refusal is its answer)::
     in flight >= max_pending_events      -> 503 Retry-After   (the producer queue is full)
     Access.authenticate(Authorization)   -> 401               (before the body is read)
     body > max_body_bytes                -> 413
+    body slower than body_timeout_s      -> 408 (and the connection closed)
     binding.read_request(...)            -> 415 / 400         (every field error at once)
     events > max_batch_events            -> 413
     tokens.authorize(grant, events)      -> 403
@@ -27,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -71,7 +73,7 @@ REQUESTS = MetricSpec(
     ("status",),
     "Requests to the ingress (CloudEvents and webhooks) by the status answered.",
 )
-_STATUSES = ("202", "400", "401", "403", "413", "415", "422", "429", "503")
+_STATUSES = ("202", "400", "401", "403", "408", "413", "415", "422", "429", "503")
 
 
 @dataclass(slots=True)
@@ -151,7 +153,7 @@ class IngressServer:
                 self.access.spend(grant, len(admitted))
             return await self._publish(admitted)
         except RefusedError as exc:
-            return self._refuse(exc.refusal)
+            return await self._refused(request, exc.refusal)
 
     def _webhook_handler(self, hook: Webhook) -> Callable[[web.Request], Awaitable[web.Response]]:
         secret = self._secrets[hook.path]
@@ -171,7 +173,7 @@ class IngressServer:
                 admitted = mapped_events(hook, payload, self._id_for(delivery), self._clock())
                 return await self._publish(admitted)
             except RefusedError as exc:
-                return self._refuse(exc.refusal)
+                return await self._refused(request, exc.refusal)
 
         return handle
 
@@ -207,10 +209,16 @@ class IngressServer:
         if request.content_length is not None and request.content_length > limit:
             raise _too_large(f"the body is larger than {limit} bytes")
         body = bytearray()
-        while chunk := await request.content.read(limit + 1 - len(body)):
-            body += chunk
-            if len(body) > limit:
-                raise _too_large(f"the body is larger than {limit} bytes")
+        try:
+            async with asyncio.timeout(self.config.body_timeout_s):
+                while chunk := await request.content.read(limit + 1 - len(body)):
+                    body += chunk
+                    if len(body) > limit:
+                        raise _too_large(f"the body is larger than {limit} bytes")
+        except TimeoutError:
+            raise RefusedError(
+                Refusal(408, f"the body did not arrive within {self.config.body_timeout_s:g} s")
+            ) from None
         return bytes(body)
 
     async def _publish(self, admitted: list[Admitted]) -> web.Response:
@@ -261,6 +269,16 @@ class IngressServer:
         refused[refusal.status] = refused.get(refusal.status, 0) + 1
         self._requests_total.labels(str(refusal.status)).inc()
         return web.Response(status=refusal.status, body=refusal.body(), headers=refusal.headers())
+
+    async def _refused(self, request: web.Request, refusal: Refusal) -> web.Response:
+        answer = self._refuse(refusal)
+        if refusal.status == 408 and request.protocol is not None:
+            # sent now and the connection closed: aiohttp would otherwise linger reading
+            # the rest of a trickling body for another 10 s before closing
+            await answer.prepare(request)
+            await answer.write_eof()
+            request.protocol.force_close()
+        return answer
 
     async def _openapi_json(self, request: web.Request) -> web.Response:
         return web.Response(body=self._openapi, content_type="application/json")

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,18 @@ from bus.http import HttpServer, Readiness
 from bus.ingress.access import Access, TokenFile
 from bus.ingress.idempotency import Idempotency
 from bus.ingress.server import IngressServer
-from bus.ingress.webhooks import Ingress
+from bus.ingress.webhooks import Ingress, Webhook
 from bus.publisher import Publisher
 from bus.registry import Registry
 from bus.runner import install_signal_handlers
 from bus.transports.base import Transport
 
 __all__ = [
+    "IngressSetup",
     "apps_registry",
     "dedup_store_for",
+    "ingress_server",
+    "ingress_setup",
     "serve_ingress",
     "ssl_context_for",
     "webhook_secrets",
@@ -107,6 +111,53 @@ def webhook_secrets(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class IngressSetup:
+    """What an ingress serves, checked before anything starts (:func:`ingress_setup`)."""
+
+    registry: Registry
+    webhooks: tuple[Webhook, ...]
+    secrets: Mapping[str, bytes]
+    tokens: TokenFile | None
+
+
+def ingress_setup(
+    apps: Sequence[App], config: IngressConfig, ingress: Ingress | None = None
+) -> IngressSetup:
+    """The apps' registry, the webhooks and their secrets, the token file; raises
+    :class:`ConfigError` naming every missing secret."""
+    tokens = None
+    if config.tokens_file is not None:
+        tokens = TokenFile(
+            Path(config.tokens_file), check_interval_s=config.tokens_check_interval_s
+        )
+    return IngressSetup(
+        apps_registry(apps),
+        tuple(ingress.webhooks.values()) if ingress else (),
+        webhook_secrets(ingress),
+        tokens,
+    )
+
+
+@contextlib.asynccontextmanager
+async def ingress_server(
+    setup: IngressSetup, config: IngressConfig, publisher: Publisher
+) -> AsyncIterator[IngressServer]:
+    """An :class:`IngressServer` publishing through ``publisher`` (whose transport the
+    caller starts and stops), with its dedup store open while the block runs. ``bus run
+    --ingress`` adds its routes to the process's HTTP server this way."""
+    async with _idempotency(config) as idempotency:
+        yield IngressServer(
+            setup.registry,
+            publisher,
+            access=Access(setup.tokens),
+            config=config,
+            idempotency=idempotency,
+            webhooks=setup.webhooks,
+            secrets=setup.secrets,
+        )
+
+
 async def serve_ingress(
     apps: Sequence[App],
     *,
@@ -127,29 +178,15 @@ async def serve_ingress(
             "the ingress publishes into the memory transport's private log, which no other "
             "process reads: set BUS_TRANSPORT=kafka"
         )
-    registry = apps_registry(apps)
-    secrets = webhook_secrets(ingress)
+    setup = ingress_setup(apps, config, ingress)
     context = ssl_context_for(config)
-    tokens = None
-    if config.tokens_file is not None:
-        tokens = TokenFile(
-            Path(config.tokens_file), check_interval_s=config.tokens_check_interval_s
-        )
+    registry = setup.registry
     if stop is None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
     async with contextlib.AsyncExitStack() as stack:
         publisher = await stack.enter_async_context(Publisher(transport, source="bus://ingress"))
-        idempotency = await stack.enter_async_context(_idempotency(config))
-        server = IngressServer(
-            registry,
-            publisher,
-            access=Access(tokens),
-            config=config,
-            idempotency=idempotency,
-            webhooks=list(ingress.webhooks.values()) if ingress else (),
-            secrets=secrets,
-        )
+        server = await stack.enter_async_context(ingress_server(setup, config, publisher))
 
         async def readiness() -> Readiness:
             ok = await transport.probe(timeout_s=PROBE_TIMEOUT_S)

@@ -47,6 +47,14 @@ class HireWithdrawn(Event, type="hr.hire.withdrawn.v1", topic="hr.events", key="
     reason: str = ""
 
 
+class HireChanged(Event, type="hr.hire.changed.v1", topic="hr.events", key="employee_id"):
+    """A running hire changed: a moved start date, another department (None: unchanged)."""
+
+    employee_id: str
+    department: str | None = None
+    start_date: date | None = None
+
+
 class PrivilegedAccessApproved(
     Event, type="hr.privileged-access.approved.v1", topic="hr.events", key="employee_id"
 ):

@@ -26,7 +26,7 @@ from bus import App, Transport
 from sagas.definition import SagaDefinition
 from sagas.stores.base import SagaStore
 from sagas.stores.url import store_from_url
-from sagas.web import catalog_views, dlq_views, saga_views
+from sagas.web import catalog_views, dlq_views, saga_views, task_views
 from sagas.web.access import Principal, Session, find_token, load_tokens
 from sagas.web.context import CONSOLE, Console
 from sagas.web.pages import COOKIE, TEMPLATES, render, session_of
@@ -88,6 +88,7 @@ def build_console_app(
     saga_views.add_routes(app.router)
     dlq_views.add_routes(app.router)
     catalog_views.add_routes(app.router)
+    task_views.add_routes(app.router)
     return app
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,8 +21,7 @@ import typer
 from sagas.config import SagaConfig
 
 if TYPE_CHECKING:
-    from bus.config import BusConfig
-    from bus.transports.base import Transport
+    from bus import BusConfig, Transport
 
 __all__ = ["register"]
 
@@ -97,7 +97,7 @@ def _serve(
     config: BusConfig,
     make_transport: Callable[[BusConfig, argparse.Namespace], Transport],
 ) -> int:
-    from bus.cli.common import load_apps
+    from bus import load_apps
     from sagas.cli import load_definitions
     from sagas.stores.url import describe_store, existing_store_from_url
     from sagas.web.app import serve_console
@@ -111,10 +111,10 @@ def _serve(
     transport = make_transport(config, args)
 
     async def serve() -> None:
-        from bus.runner import install_signal_handlers
-
         stop = asyncio.Event()
-        install_signal_handlers(stop)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         await serve_console(
             store,
             definitions=list(catalog),

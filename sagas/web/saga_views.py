@@ -18,6 +18,7 @@ from sagas.timeline import format_duration, timeline_rows
 from sagas.web.context import CONSOLE, Console
 from sagas.web.pages import operator_session, render, viewer_session
 from sagas.web.queries import SagaFilter, decode_cursor, encode_cursor
+from sagas.web.task_views import saga_tasks
 from sagas.web.waits import answer_record, prefilled, waiting_steps
 
 __all__ = ["AGES", "PAGE_SIZE", "add_routes", "highlighted_mermaid"]
@@ -110,7 +111,9 @@ async def saga_page(request: web.Request) -> web.StreamResponse:
     state = stored.state
     definition = console.definitions.get(state.name)
     waits = waiting_steps(definition, state)
-    template = "saga_live.html" if request.query.get("fragment") else "saga.html"
+    fragment = bool(request.query.get("fragment"))
+    template = "saga_live.html" if fragment else "saga.html"
+    tasks = [] if fragment else await saga_tasks(console.store, state)
     return render(
         request, template,
         state=state, quarantine=stored.quarantine, revision=stored.revision,
@@ -118,7 +121,7 @@ async def saga_page(request: web.Request) -> web.StreamResponse:
         timeline=timeline_rows(state), format_duration=format_duration,
         steps=list(state.steps.values()), outbox=await console.queries.outbox(saga_id),
         data=json.dumps(state.data, indent=2, default=str), audit=audit,
-        waits=[(w, _payloads(w, state)) for w in waits],
+        waits=[(w, _payloads(w, state)) for w in waits], tasks=tasks,
         may_retry=state.status == SagaStatus.NEEDS_ATTENTION or stored.quarantine is not None,
         may_cancel=not state.terminal, has_transport=console.transport is not None,
     )  # fmt: skip

@@ -5,9 +5,9 @@ compensates) when a ``rejected`` event does. The console answers it by publishin
 event with the saga id as its correlation id (the coordinator routes it to the saga),
 its payload prefilled from the saga's data and editable by the operator.
 
-The seam for human tasks: a stage kind an operator completes (a form instead of an event)
-joins by giving :func:`waiting_steps` one more :class:`Answerable` per running task; the
-saga page, the confirmation, the audit record and the publishing stay as they are.
+Human tasks (:class:`~sagas.stages.Task`) are not answered here: they are completed
+through their own form, written to the store rather than published
+(:mod:`sagas.web.task_views`).
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from sagas.effects import task_id
 from tests.browser.world import OPERATOR_TOKEN, VIEWER_TOKEN, World
 
 pytestmark = pytest.mark.slow
@@ -182,3 +183,48 @@ def test_a_viewer_sees_no_actions_and_is_refused_one(
     _until(browser, lambda b: "only an operator may act" in b.page_source)
     assert world.status(saga_id) == "running"
     browser.save_screenshot(str(screenshots / "console-viewer-refused.png"))
+
+
+def test_a_human_task_completed_through_its_form_lets_the_saga_go_on(
+    browser: Any, world: World, screenshots: Path
+) -> None:
+    saga_id = world.order_gift("g-1")
+    task = task_id(saga_id, "choose_gift")
+    wait_until(lambda: world.task(task) is not None, timeout_s=20)
+    _login(browser, world, OPERATOR_TOKEN, "/tasks?assignee=santa%40example.com")
+    assert "choose_gift" in _text(browser, "task-rows")
+    browser.save_screenshot(str(screenshots / "console-tasks.png"))
+    browser.find_element(By.LINK_TEXT, saga_id).click()
+    _until(browser, lambda b: b.find_elements(By.ID, "saga-tasks"))
+    browser.find_element(By.ID, "task-choose_gift").click()  # the saga page lists its task
+    _until(browser, lambda b: b.find_elements(By.ID, "task-form"))
+    assert "santa@example.com" in _text(browser, "task-facts")
+    browser.find_element(By.ID, "field-gift").send_keys("teddy bear")
+    Select(browser.find_element(By.ID, "field-wrapping")).select_by_visible_text("festive")
+    browser.execute_script(
+        "document.getElementById('field-deliver_on').value = '2026-12-24'"
+    )  # a date input's typing order depends on the browser's locale
+    browser.find_element(By.ID, "field-card").click()
+    browser.find_element(By.ID, "note").send_keys("chosen with the customer")
+    browser.find_element(By.ID, "complete-task").click()  # no quantity yet
+    _until(browser, lambda b: b.find_elements(By.ID, "error-quantity"))
+    assert _text(browser, "error-quantity") == "Field required"
+    assert world.task(task).status == "open"  # type: ignore[union-attr]
+    browser.save_screenshot(str(screenshots / "console-task.png"))
+    # what was entered is kept: only the quantity is missing
+    assert browser.find_element(By.ID, "field-card").is_selected()
+    browser.find_element(By.ID, "field-quantity").send_keys("2")
+    browser.find_element(By.ID, "complete-task").click()
+    _until(browser, lambda b: b.find_elements(By.ID, "done"))
+    wait_until(_status_is(world, saga_id, "completed"), timeout_s=20)
+    assert world.data(saga_id)["gift"] == "2 x teddy bear (festive)"
+    row = world.task(task)
+    assert row is not None
+    assert (row.status, row.completed_by) == ("completed", "alice")
+    assert row.data is not None
+    assert (row.data["deliver_on"], row.data["card"]) == (
+        "2026-12-24",
+        True,
+    )
+    browser.find_element(By.ID, "saga-link").click()
+    _until(browser, lambda b: "complete_task" in _text(b, "audit"))

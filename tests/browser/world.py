@@ -1,13 +1,16 @@
 """A small live system for the console's browser tests, on its own thread and loop.
 
-One saga definition (``console_order``) with its handler app on the memory transport, the
+Two saga definitions (``console_order``, and ``console_gift`` with a human task) with
+their handler app on the memory transport, the
 coordinator on a SQLite store, and the console serving on a free loopback port. Selenium
 is synchronous, so the world runs beside it: :meth:`World.call` runs a coroutine on the
 world's loop and waits for it.
 
 The order saga: reserve stock (undone by releasing it), an approval wait for orders that
 need one, then charge the card. A declined card compensates; while ``release_broken`` is
-set, releasing fails, so the saga needs attention until an operator retries it.
+set, releasing fails, so the saga needs attention until an operator retries it. The gift
+saga: a person chooses the gift (a :class:`~sagas.stages.Task` whose form is
+:class:`GiftChosen`), then the card is charged.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import asyncio
 import socket
 import threading
 from collections.abc import Coroutine
-from datetime import timedelta
+from datetime import date, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from bus import (
     App,
@@ -37,7 +41,9 @@ from bus import (
 from bus.transports.memory import MemoryBroker, MemoryTransport
 from sagas.coordinator import Coordinator
 from sagas.definition import Compensation, SagaDefinition, Step, Wait
+from sagas.stages import Task
 from sagas.stores.sqlite import SqliteSagaStore
+from sagas.stores.task_rows import TaskRow
 from sagas.versions import Catalog
 from sagas.web import build_console_app, parse_tokens
 
@@ -142,6 +148,49 @@ ORDER = SagaDefinition(
 )
 
 
+class GiftOrdered(Event, type="console.gift.ordered.v1", topic="console.orders", key="order_id"):
+    order_id: str
+
+
+class Wrapping(StrEnum):
+    PLAIN = "plain"
+    FESTIVE = "festive"
+
+
+class GiftChosen(BaseModel):
+    """The form the gift task's assignee fills in."""
+
+    gift: str = Field(min_length=1, description="what to send")
+    quantity: int = Field(ge=1)
+    wrapping: Wrapping = Wrapping.PLAIN
+    deliver_on: date | None = None
+    card: bool = False
+
+
+class Gift(BaseModel):
+    order_id: str
+    gift: str = ""
+
+
+def remember_gift(data: Gift, form: GiftChosen) -> Gift:
+    return data.model_copy(update={"gift": f"{form.quantity} x {form.gift} ({form.wrapping})"})
+
+
+GIFT = SagaDefinition(
+    name="console_gift",
+    version=1,
+    trigger=GiftOrdered,
+    correlation_key="order_id",
+    data=Gift,
+    start=lambda e: Gift(order_id=e.order_id),
+    stages=[
+        Task("choose_gift", assignee="santa@example.com", form=GiftChosen,
+             deadline=timedelta(days=1), update=remember_gift),
+        Step("charge_card", command=ChargeCard, success=CardCharged, failure=CardDeclined),
+    ],
+)  # fmt: skip
+
+
 class Shop:
     """The handler side: what it declines and whether releasing stock works."""
 
@@ -219,7 +268,7 @@ class World:
         self._stop = asyncio.Event()
         settings = WorkerSettings(commit_interval_s=0.05)
         coordinator = Coordinator(
-            Catalog([ORDER]), self.store, self.transport, poll_interval_s=0.05
+            Catalog([ORDER, GIFT]), self.store, self.transport, poll_interval_s=0.05
         )
         topics = {*coordinator.topics, "console.stock", "console.replies", "console.orders"}
         apps = [self.shop.app()]
@@ -232,7 +281,7 @@ class World:
         stop_apps, stop_coordinator = asyncio.Event(), asyncio.Event()
         async with self.store:
             console = build_console_app(
-                self.store, definitions=[ORDER], apps=apps, transport=self.transport,
+                self.store, definitions=[ORDER, GIFT], apps=apps, transport=self.transport,
                 tokens=parse_tokens(TOKENS),
             )  # fmt: skip
             web_runner = web.AppRunner(console, access_log=None)
@@ -255,6 +304,19 @@ class World:
         publisher = Publisher(self.transport, source="bus://shop")
         self.call(publisher.publish(OrderPlaced(order_id=order_id, needs_approval=needs_approval)))
         return ORDER.saga_id_for(OrderPlaced(order_id=order_id))
+
+    def order_gift(self, order_id: str) -> str:
+        publisher = Publisher(self.transport, source="bus://shop")
+        self.call(publisher.publish(GiftOrdered(order_id=order_id)))
+        return GIFT.saga_id_for(GiftOrdered(order_id=order_id))
+
+    def task(self, task_id: str) -> TaskRow | None:
+        return self.call(self.store.get_task(task_id))
+
+    def data(self, saga_id: str) -> dict[str, Any]:
+        stored = self.call(self.store.load(saga_id))
+        assert stored is not None
+        return dict(stored.state.data)
 
     def status(self, saga_id: str) -> str | None:
         stored = self.call(self.store.load(saga_id))

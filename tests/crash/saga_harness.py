@@ -94,8 +94,8 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         )
 
 
-def coordinator_args(store_url: str) -> list[str]:
-    return ["sagas", "run", "-d", DEFINITIONS, "--store", store_url, "--transport", "kafka"]
+def coordinator_args(store_url: str, definitions: str = DEFINITIONS) -> list[str]:
+    return ["sagas", "run", "-d", definitions, "--store", store_url, "--transport", "kafka"]
 
 
 def spawn_systems(env: dict[str, str], effects: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -151,6 +151,7 @@ async def ingress_running(
     *,
     ingress: Ingress | None = None,
     client_ssl: ssl.SSLContext | None = None,
+    http: dict[str, Any] | None = None,
     **settings: Any,
 ) -> AsyncIterator[Ingested]:
     """``serve_ingress`` until the block ends (tokens from :func:`token_file` by default)."""
@@ -166,7 +167,7 @@ async def ingress_running(
         serve_ingress(
             APPS,
             config=config,
-            bus_config=BusConfig.from_env({}, http_port=0),
+            bus_config=BusConfig.from_env({}, http_port=0, **(http or {})),
             transport=transport,
             ingress=ingress,
             stop=stop,

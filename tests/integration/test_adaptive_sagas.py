@@ -23,6 +23,7 @@ from sagas import (
     SagaDefinition,
     SagaStatus,
     Step,
+    Update,
     Wait,
 )
 from sagas.metrics import SagaMetrics
@@ -363,3 +364,76 @@ async def test_a_late_saga_escalates_once_is_listed_late_and_counted_across_a_re
         await kit.drain()
         state = await kit.state(saga)
         assert (state.status, state.late) == (SagaStatus.COMPLETED, True)
+
+
+class Moved(Event, type="test.adapt.moved.v1", topic="adapt.events", key="who", registry=REG):
+    who: str
+    country: str | None = None
+    start_day: int | None = None
+
+
+def apply_move(data: Dated, moved: Moved) -> Dated:
+    return data.model_copy(update=moved.model_dump(exclude_none=True, exclude={"who"}))
+
+
+def country_changed(old: Dated, new: Dated) -> bool:
+    return old.country != new.country
+
+
+CHANGING = SagaDefinition(
+    name="adapt_change",
+    version=1,
+    trigger=Hired,
+    correlation_key="who",
+    data=Dated,
+    start=dated,
+    stages=[
+        Step(
+            "open",
+            command=Open,
+            success=Opened,
+            compensation=Compensation(Close, success=Closed),
+            rerun_on=country_changed,
+        ),
+        Delay("week_before", until=five_days_before_start),
+        Step("notify", command=Notify, success=Notified),
+    ],
+    on_update=[Update(Moved, apply=apply_move)],
+)
+
+
+async def test_an_update_reruns_a_step_and_moves_a_delay_across_restarts(
+    open_store: Callable[[], SagaStore],
+) -> None:
+    saga = "adapt_change:ed"
+    async with SagaTestKit(CHANGING, store=open_store(), start=T0) as kit:
+        await kit.publish(Hired(who="ed"))
+        await kit.drain()
+        await kit.reply(Opened(), saga_id=saga)
+        await kit.drain()
+        await kit.publish(Moved(who="ed", country="de", start_day=25))
+        await kit.drain()
+        assert kit.commands() == [Open(who="ed"), Close(who="ed")]
+    async with SagaTestKit(CHANGING, store=open_store(), start=T0) as kit:
+        await kit.reply(Closed(), saga_id=saga)
+        await kit.drain()
+        await kit.reply(Opened(), saga_id=saga)
+        await kit.drain()
+        assert kit.commands() == [Open(who="ed")]
+        await kit.advance(timedelta(days=11))  # May 15: the old time, moved to May 20
+        assert kit.commands() == [Open(who="ed")]
+        state = await kit.state(saga)
+        assert state.steps["week_before"].status == "running"
+        timeline = await kit.timeline(saga)
+        assert ("updated", None) in timeline
+        assert ("replanned", "week_before") in timeline
+        assert ("rerun", "open") in timeline
+    # restarted on May 20, 09:00: the moved timer is due
+    async with SagaTestKit(CHANGING, store=open_store(), start=T0 + timedelta(days=16)) as kit:
+        await kit.drain()
+        assert kit.commands() == [Notify(who="ed")]
+        await kit.reply(Notified(), saga_id=saga)
+        await kit.drain()
+        state = await kit.state(saga)
+        assert state.status == SagaStatus.COMPLETED
+        assert state.data["country"] == "de"

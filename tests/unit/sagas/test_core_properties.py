@@ -45,6 +45,7 @@ from sagas import (
     TimerFired,
     Transition,
     Trigger,
+    Update,
     Wait,
     decide,
     render_mermaid,
@@ -88,6 +89,24 @@ STUCK = [_message(Event, f"Stuck{i}", f"test.step{i}.stuck.v1") for i in range(M
 class Data(BaseModel):
     id: str
     seen: tuple[int, ...] = ()
+    rev: int = 0  # changed by Bump updates
+
+
+class Bump(Event, type="test.saga.bump.v1", topic="t.events", key="id", registry=REGISTRY):
+    id: str
+    rev: int
+
+
+def bump(data: Data, event: Bump) -> Data:
+    return data.model_copy(update={"rev": event.rev})
+
+
+def rev_changed(old: Data, new: Data) -> bool:
+    return old.rev != new.rev
+
+
+def after_rev(data: Data, now: datetime) -> datetime:
+    return now + timedelta(seconds=1 + data.rev % 4)  # an update moves it
 
 
 def always(data: Data) -> bool:
@@ -158,7 +177,10 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
             timeout=timedelta(seconds=draw(st.integers(1, 5))),
             max_attempts=draw(st.integers(1, 3)),
             when=draw(st.sampled_from([None, None, always, never])),
-            not_before=draw(st.sampled_from([None, None, None, in_two_seconds, long_ago])),
+            not_before=draw(
+                st.sampled_from([None, None, None, in_two_seconds, long_ago, after_rev])
+            ),
+            rerun_on=draw(st.sampled_from([None, rev_changed])),
         )
 
     def wait(i: int) -> Wait:
@@ -206,7 +228,7 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
         elif kind == "task":
             stages.append(task(i))
         elif kind == "delay":
-            until = draw(st.sampled_from([in_two_seconds, long_ago]))
+            until = draw(st.sampled_from([in_two_seconds, long_ago, after_rev]))
             stages.append(Delay(f"s{i}", until=until, when=draw(st.sampled_from([None, never]))))
         elif kind == "choice":
             branches = {"a": [step(i)], "b": path()}
@@ -234,6 +256,7 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
         stages=stages,
         cancel_on=[Stop],
         deadline=deadline,
+        on_update=[Update(Bump, apply=bump)],
     )
 
 
@@ -256,6 +279,10 @@ class World:
     sent: list[CommandToSend] = field(default_factory=list)
     cancelled: bool = False
     n: int = 0
+    #: Steps whose compensation was sent to re-run them (not part of undoing the saga).
+    rerunning: set[str] = field(default_factory=set)
+    #: Compensation commands sent while the saga undoes itself (not for a re-run).
+    undoing: list[CommandToSend] = field(default_factory=list)
 
     @property
     def s(self) -> SagaState:
@@ -265,6 +292,17 @@ class World:
         self.t = t
         self.outstanding += [c for c in t.commands if c.kind != "escalation"]  # no reply
         self.sent += t.commands
+        running = t.state.status == SagaStatus.RUNNING or (
+            t.state.status == SagaStatus.NEEDS_ATTENTION
+            and t.state.resume_status == SagaStatus.RUNNING
+        )
+        for c in t.commands:
+            if c.kind == "compensation" and (running or c.step in self.rerunning):
+                self.rerunning.add(c.step)  # a re-run's undo (it may finish while undoing)
+            elif c.kind == "compensation":
+                self.undoing.append(c)
+            elif c.kind == "action":
+                self.rerunning.discard(c.step)  # undone and sent again: a new run
         for timer in t.timers_to_set:
             self.timers[timer.id] = timer.at
 
@@ -312,6 +350,14 @@ class World:
             self.delivered.append(msg)  # accepted: delivering it again is a duplicate
         if late:
             assert [h.event for h in self.s.history[before:]] == ["late_reply"]
+
+    def update(self) -> None:
+        self.n += 1
+        change = Bump(id="x", rev=self.n)
+        msg = Incoming(change.bus_type, f"upd-{self.n}", self.s.saga_id, change)
+        if self.feed(msg, must_not_change=self.s.status != SagaStatus.RUNNING).changed:
+            self.delivered.append(msg)  # applied: delivering it again changes nothing
+            assert self.s.data["rev"] == self.n
 
     def wait_event(self, name: str, ok: bool) -> None:
         i = _slot(name)
@@ -409,6 +455,8 @@ def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject
                     "wait",
                     "retry",
                     "task",
+                    "update",
+                    "update",
                 ]
             )
         )
@@ -434,6 +482,8 @@ def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject
             w.cancelled = w.cancelled or was_running
         elif action == "wait" and waits:
             w.wait_event(data.draw(st.sampled_from(waits)), ok=data.draw(st.booleans()))
+        elif action == "update":
+            w.update()
         elif action == "retry":
             w.feed(Retry(), must_not_change=w.s.status != SagaStatus.NEEDS_ATTENTION)
         elif action == "task" and tasks:
@@ -455,6 +505,12 @@ def test_random_runs_keep_every_guarantee(d: SagaDefinition, data: st.DataObject
         event("went through needs_attention")
     if any(h.event == "resent" for h in w.s.history):
         event("re-sent a command")
+    if any(h.event == "rerun" for h in w.s.history):
+        event("re-ran a step after an update")
+    if any(h.event == "compensated_for_rerun" for h in w.s.history):
+        event("undid a step to re-run it")
+    if any(h.event == "replanned" for h in w.s.history):
+        event("re-planned a time after an update")
     if any(h.event == "late_reply" for h in w.s.history):
         event("noted a late reply")
     if any(h.event == "scheduled" for h in w.s.history):
@@ -495,11 +551,14 @@ def check_outcome(w: World) -> None:
     }
     completed = {n for n, x in steps.items() if x.completed_seq is not None}
     undone_order: list[str] = []
-    for c in w.sent:
-        if c.kind == "compensation" and c.step not in undone_order:
+    for c in w.undoing:  # a re-run's undo is not the saga's undoing
+        if c.step not in undone_order:
             undone_order.append(c.step)
-    # Compensations: only for completed steps that have one, each once, last completed first.
-    expected = sorted(completed & compensable, key=lambda n: -(steps[n].completed_seq or 0))
+    # Compensations: only for completed steps that have one, each once, last completed first
+    # (a step whose re-run's undo was under way when the saga began to undo itself is
+    # undone by it: it is not in the order).
+    undone = completed & compensable
+    expected = sorted(undone - w.rerunning, key=lambda n: -(steps[n].completed_seq or 0))
     compensated_events = [h.step for h in s.history if h.event == "compensated" and h.step]
     assert len(compensated_events) == len(set(compensated_events)), "a step was undone twice"
     if s.status == SagaStatus.COMPLETED:
@@ -509,17 +568,17 @@ def check_outcome(w: World) -> None:
             assert x.status in (StepStatus.COMPLETED, StepStatus.SKIPPED), n
     else:
         assert undone_order == expected
-        assert sorted(compensated_events) == sorted(expected)
-        assert all(steps[n].status == StepStatus.COMPENSATED for n in expected)
+        assert sorted(compensated_events) == sorted(undone)
+        assert all(steps[n].status == StepStatus.COMPENSATED for n in undone)
         assert (s.status == SagaStatus.CANCELLED) == w.cancelled
         if s.status == SagaStatus.CANCELLED:
             assert s.cause == "cancel"
         elif s.status == SagaStatus.COMPENSATED:
-            assert expected
+            assert undone
             assert s.cause in ("failure", "deadline")
         else:
             assert s.status == SagaStatus.FAILED
-            assert not expected
+            assert not undone
             assert s.cause in ("failure", "deadline")
         if s.cause == "deadline":  # only where the definition says so
             assert d.deadline is not None
@@ -531,7 +590,7 @@ def check_outcome(w: World) -> None:
         for n, x in steps.items():
             if x.uncertain:
                 assert x.completed_seq is not None
-                assert n in expected or n not in compensable
+                assert n in undone or n not in compensable
     # No step is left mid-flight, every command id is unique.
     assert not any(
         x.status in (StepStatus.RUNNING, StepStatus.COMPENSATING) for x in steps.values()

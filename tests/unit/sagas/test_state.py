@@ -36,6 +36,8 @@ def every_field_set() -> SagaState:
         error="boom",
         idempotency_key="k-1",
         uncertain=True,
+        reruns=1,
+        rerun_due=True,
     )
     return SagaState(
         saga_id="onboarding:e-1",
@@ -65,6 +67,8 @@ def every_field_set() -> SagaState:
                 causation_id="c-0",
             )
         ],
+        updates=["u-1"],
+        parent_id="onboarding:e-0",
         trigger_id="m-1",
         started_at=T0,
         updated_at=T0 + timedelta(minutes=1),
@@ -148,12 +152,16 @@ def test_the_json_is_what_the_pydantic_models_wrote() -> None:
     )
     # steps gained idempotency_key (re-sends after a reply timeout) and uncertain, the state
     # early (kept signals), substage and branches (choices), deadline_at, deadline_timer and
-    # late (the saga's deadline); rows without them still read
+    # late (the saga's deadline), steps reruns and the state updates (changes mid-process)
+    # and parent_id (child sagas);
+    # rows without them still read
     assert state.to_json() == written.replace(
-        '"error":null}', '"error":null,"idempotency_key":null,"uncertain":false}'
+        '"error":null}',
+        '"error":null,"idempotency_key":null,"uncertain":false,"reruns":0,"rerun_due":false}',
     ).replace(
         '"completions":0,',
-        '"completions":0,"deadline_at":null,"deadline_timer":null,"late":false,"early":[],',
+        '"completions":0,"deadline_at":null,"deadline_timer":null,"late":false,"early":[],'
+        '"updates":[],"parent_id":null,',
     ).replace('"stage":0,', '"stage":0,"substage":0,"branches":{},')
     assert SagaState.from_json(written) == state
 

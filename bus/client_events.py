@@ -1,0 +1,114 @@
+"""The pure half of :mod:`bus.client`: messages as structured CloudEvents, answers as errors.
+
+An event's ``id``, ``source`` and ``time`` are fixed when it is built, before the first
+attempt, so a retried request carries the same events and an ingress with a dedup store
+answers it as duplicates instead of publishing twice.
+
+Example::
+
+    doc = cloudevent(EmployeeHired(employee_id="e-1", name="Ada"), source="bus://hr",
+                     id=new_id(), time=utc_now())
+    body = batch_body([doc])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from bus.errors import PublishRefusedError
+from bus.message import Message
+
+__all__ = [
+    "BATCH_CONTENT_TYPE",
+    "RETRY_STATUSES",
+    "STRUCTURED_CONTENT_TYPE",
+    "Answer",
+    "batch_body",
+    "cloudevent",
+    "refusal_error",
+    "retry_after_s",
+]
+
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+#: Answers worth retrying: over the rate, the ingress full or the broker gone.
+RETRY_STATUSES = frozenset({429, 503})
+
+
+def cloudevent(
+    message: Message,
+    *,
+    source: str,
+    id: str,
+    time: datetime,
+    subject: str | None = None,
+    extensions: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """``message`` as a CloudEvent in the JSON format (the caller draws ``id`` and ``time``)."""
+    doc: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": id,
+        "source": source,
+        "type": message.bus_type,
+        "time": time.isoformat().replace("+00:00", "Z"),
+    }
+    if subject is not None:
+        doc["subject"] = subject
+    doc.update(extensions or {})
+    doc["data"] = message.model_dump(mode="json")
+    return doc
+
+
+def batch_body(events: Sequence[Mapping[str, Any]]) -> tuple[bytes, str]:
+    """The request body and content type: one event structured, several batched."""
+    if len(events) == 1:
+        return orjson.dumps(events[0]), STRUCTURED_CONTENT_TYPE
+    return orjson.dumps(list(events)), BATCH_CONTENT_TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a 202 said: events accepted, of which duplicates (accepted before)."""
+
+    accepted: int
+    duplicates: int
+
+    @classmethod
+    def of(cls, body: bytes) -> Answer:
+        try:
+            doc = orjson.loads(body)
+            return cls(int(doc["accepted"]), int(doc["duplicates"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return cls(0, 0)
+
+
+def refusal_error(status: int, body: bytes) -> PublishRefusedError:
+    """The problem document of a refusal (or whatever came back) as a bus error."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict):
+        text = body.decode(errors="replace").strip()[:200]
+        return PublishRefusedError(status, text or "refused")
+    errors = doc.get("errors")
+    return PublishRefusedError(
+        status,
+        str(doc.get("title") or "refused"),
+        [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else None,
+    )
+
+
+def retry_after_s(header: str | None, default_s: float) -> float:
+    """Seconds to wait per ``Retry-After`` (delta seconds; a date is taken as the default)."""
+    if header is None:
+        return default_s
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        return default_s

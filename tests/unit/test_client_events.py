@@ -1,0 +1,58 @@
+"""The pure half of bus.client: events built once, answers read, Retry-After honoured."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bus import Event, Registry
+from bus.client_events import (
+    BATCH_CONTENT_TYPE,
+    STRUCTURED_CONTENT_TYPE,
+    Answer,
+    batch_body,
+    cloudevent,
+    refusal_error,
+    retry_after_s,
+)
+
+registry = Registry()
+
+
+class Noted(Event, type="t.client.noted.v1", topic="t.c", key="k", registry=registry):
+    k: str
+
+
+def test_an_event_carries_the_id_source_time_subject_and_data_given() -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
+    doc = cloudevent(Noted(k="a"), source="bus://x", id="i-1", time=when, subject="s")
+    assert doc == {
+        "specversion": "1.0",
+        "id": "i-1",
+        "source": "bus://x",
+        "type": "t.client.noted.v1",
+        "time": "2026-01-02T03:04:05.600000Z",
+        "subject": "s",
+        "data": {"k": "a"},
+    }
+
+
+def test_one_event_is_structured_and_several_are_a_batch() -> None:
+    one = cloudevent(Noted(k="a"), source="s", id="i", time=datetime.now(UTC))
+    assert batch_body([one])[1] == STRUCTURED_CONTENT_TYPE
+    assert batch_body([one, one])[1] == BATCH_CONTENT_TYPE
+
+
+def test_a_problem_document_becomes_an_error_with_its_field_errors() -> None:
+    body = b'{"title": "invalid events", "status": 400, "errors": [{"field": "data.k", "message": "Field required", "event": 1}]}'
+    error = refusal_error(400, body)
+    assert (error.status, error.title, error.retryable) == (400, "invalid events", False)
+    assert str(error) == "400 invalid events: data.k: Field required (event 1)"
+    assert refusal_error(502, b"<html>bad gateway</html>").title == "<html>bad gateway</html>"
+    assert refusal_error(429, b"").retryable
+
+
+def test_retry_after_is_read_as_seconds_and_anything_else_is_the_default() -> None:
+    assert retry_after_s("3", 0.5) == 3.0
+    assert retry_after_s(None, 0.5) == 0.5
+    assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT", 0.5) == 0.5
+    assert Answer.of(b'{"accepted": 3, "duplicates": 1}') == Answer(3, 1)
