@@ -8,11 +8,14 @@ version 2) and the offboarding. The scenario (``sagas/demo_hires.json``) has hir
 complete (each manager assigns a desk: the demo completes the ``assign_desk`` task as
 them, as ``bus tasks complete`` would), one that waits for a manager's approval (granted
 when the saga asks), one approved before the saga asked (the early approval is kept), a
-contractor (no payroll record), one the payroll refuses mid-way (compensated: account,
+contractor (no payroll record), one whose start date HR moves while the saga waits for
+it (the activation is re-planned), one the payroll refuses mid-way (compensated: account,
 licenses, repositories and the manager's note undone, last first), one whose account the
 directory refuses (nothing to undo), and two leavers offboarded (one under a legal hold:
-the account is kept and legal told), each returning their equipment to the manager. The
-start dates are past, so each account is activated at once: the demo runs in real time.
+the account is kept and legal told), each returning their equipment to the manager in a
+child saga (IT issues the hires' equipment the same way). The start dates are past (the
+moved one is moved into the past), so each account is activated at once: the demo runs in
+real time.
 It prints each saga's story and timeline, a table and a summary; exit 0 when every saga
 ended as the scenario expects.
 
@@ -47,7 +50,7 @@ from bus import (
     WorkerSettings,
     utc_now,
 )
-from handlers.hr.contracts import EmployeeLeft, PrivilegedAccessApproved
+from handlers.hr.contracts import EmployeeLeft, HireChanged, PrivilegedAccessApproved
 from handlers.identity.handler import build_command_app as identity_commands
 from handlers.identity.system import Directory
 from handlers.licensing.handler import build_command_app as licensing_commands
@@ -61,6 +64,7 @@ from handlers.repositories.system import CodeHost
 from sagas.console import echo
 from sagas.coordinator import Coordinator
 from sagas.definition import SagaDefinition
+from sagas.definitions.equipment import equipment_issue, equipment_recovery
 from sagas.definitions.offboarding import offboarding
 from sagas.definitions.onboarding import onboarding
 from sagas.definitions.onboarding_v2 import onboarding_v2
@@ -77,9 +81,15 @@ __all__ = ["DEFAULT_SCENARIO", "DemoTimeoutError", "Scenario", "Systems", "load_
 
 log = logging.getLogger("sagas.demo")
 
-#: What the demo runs: both onboarding versions (new hires start on version 2) and the
-#: offboarding.
-DEMO_DEFINITIONS: tuple[SagaDefinition, ...] = (onboarding, onboarding_v2, offboarding)
+#: What the demo runs: both onboarding versions (new hires start on version 2), the
+#: offboarding, and the equipment child sagas they start.
+DEMO_DEFINITIONS: tuple[SagaDefinition, ...] = (
+    onboarding,
+    onboarding_v2,
+    offboarding,
+    equipment_issue,
+    equipment_recovery,
+)
 
 
 @dataclass
@@ -229,6 +239,7 @@ async def _wait_for_the_end(
     hr: Publisher, store: SagaStore, scenario: Scenario, ids: Sequence[str], deadline: float
 ) -> list[SagaState]:
     approved: set[str] = set()
+    moved: set[str] = set()
     while True:
         states = []
         for saga_id in ids:
@@ -237,6 +248,18 @@ async def _wait_for_the_end(
                 states.append(stored.state)
         await _do_the_peoples_tasks(store, scenario)
         for s in states:
+            waiting = s.steps.get("until_start_date")
+            employee = s.data["employee_id"]
+            if (
+                waiting is not None
+                and waiting.status == StepStatus.RUNNING
+                and employee in scenario.moves
+                and employee not in moved
+            ):  # HR moves the start date while the saga waits for it: re-planned
+                moved.add(employee)
+                await hr.publish(
+                    HireChanged(employee_id=employee, start_date=scenario.moves[employee])
+                )
             employee = s.data["employee_id"]
             wait = s.steps.get("manager_approval")
             if (

@@ -10,6 +10,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
@@ -45,6 +46,8 @@ class Scenario:
     leavers: tuple[EmployeeLeft, ...] = ()
     #: employee id -> what the manager gets back (the ``recover_equipment`` task).
     equipment: dict[str, list[str]] = field(default_factory=dict)
+    #: employee id -> the start date HR moves it to while the saga waits for the old one.
+    moves: dict[str, date] = field(default_factory=dict)
 
     def with_suffix(self, suffix: str) -> Scenario:
         """The same scenario with ``suffix`` appended to every employee id."""
@@ -62,6 +65,7 @@ class Scenario:
                 p.model_copy(update={"employee_id": p.employee_id + suffix}) for p in self.leavers
             ),
             ids(self.equipment),
+            ids(self.moves),
         )
 
     def expected(self, saga_id: str) -> SagaStatus:
@@ -95,6 +99,7 @@ def load_scenario(path: Path) -> Scenario:
             dict(raw.get("desks", {})),
             tuple(EmployeeLeft.model_validate(p) for p in raw.get("leavers", [])),
             {str(k): list(v) for k, v in raw.get("equipment", {}).items()},
+            {str(k): date.fromisoformat(v) for k, v in raw.get("moves", {}).items()},
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read the demo scenario {path}: {exc}") from exc

@@ -8,7 +8,8 @@
       -> account: by account_fate
            legal_hold -> notify_legal               (the account is kept for legal)
            otherwise  -> remove_account             (DeprovisionAccount)
-      -> recover_equipment                          (task for the manager: EquipmentReturned)
+      -> recover_equipment                          (child saga equipment_recovery: a task
+                                                     for the manager, EquipmentReturned)
       -> run_final_payroll                          (RunFinalPayroll)
 
 Nothing is compensated: a person who left does not come back by undoing their
@@ -30,12 +31,13 @@ from handlers.licensing.contracts import LicensesRevoked, RevokeLicenses
 from handlers.notifications.contracts import ManagerNotificationSent, NotifyManager
 from handlers.payroll.contracts import FinalPayrollRejected, FinalPayrollRun, RunFinalPayroll
 from handlers.repositories.contracts import RepositoryAccessRevoked, RevokeRepositoryAccess
-from sagas.definition import Choice, Parallel, SagaDefinition, Step, Task
-from sagas.definitions.equipment import EquipmentReturned
+from sagas.children import SubSaga
+from sagas.definition import Choice, Parallel, SagaDefinition, Step
+from sagas.definitions.equipment import Equipment, equipment_recovery
 from sagas.state import SagaState
 from sagas.story import failed_step, failure_reason, outcome
 
-__all__ = ["LEGAL_ADDRESS", "EquipmentReturned", "Offboarding", "offboarding"]
+__all__ = ["LEGAL_ADDRESS", "Offboarding", "offboarding"]
 
 #: Where a legal hold is reported (the notifications system mails it like a manager's note).
 LEGAL_ADDRESS = "legal@example.com"
@@ -53,7 +55,6 @@ class Offboarding(BaseModel):
     manager_email: str = ""
     legal_hold: bool = False
     licenses_reclaimed: tuple[str, ...] = ()
-    equipment: tuple[str, ...] = ()
     final_payroll_id: str = ""
 
     @classmethod
@@ -74,8 +75,11 @@ def _licenses(data: Offboarding, e: LicensesRevoked) -> Offboarding:
     return data.model_copy(update={"licenses_reclaimed": tuple(e.products)})
 
 
-def _equipment(data: Offboarding, form: EquipmentReturned) -> Offboarding:
-    return data.model_copy(update={"equipment": tuple(form.items)})
+def equipment_to_recover(data: Offboarding) -> Equipment:
+    """The child saga's data: whose equipment, and which manager gets it back."""
+    return Equipment(
+        employee_id=data.employee_id, full_name=data.full_name, manager_email=data.manager_email
+    )
 
 
 def _final_pay(data: Offboarding, e: FinalPayrollRun) -> Offboarding:
@@ -87,16 +91,12 @@ def _legal_notice(d: Offboarding) -> NotifyManager:
     return NotifyManager(employee_id=d.employee_id, manager_email=LEGAL_ADDRESS, text=text)
 
 
-def _equipment_overdue(d: Offboarding) -> NotifyManager:
-    text = f"the equipment of {d.full_name or d.employee_id} is not back yet"
-    return NotifyManager(employee_id=d.employee_id, manager_email=d.manager_email, text=text)
-
-
 _FAILED = {
     "reclaim_licenses": "licenses not reclaimed",
     "revoke_repository_access": "repository access not revoked",
     "remove_account": "account not removed",
     "notify_legal": "legal not reached",
+    "recover_equipment": "equipment not recovered",
     "run_final_payroll": "final payroll refused",
 }
 
@@ -105,7 +105,7 @@ def describe(d: Offboarding, state: SagaState) -> str:
     """The offboarding in business terms.
 
     ``Ada Lovelace left: licenses office, chat reclaimed; repository access revoked; account
-    kept for legal (hold); equipment back: laptop; final payroll pr-00001``
+    kept for legal (hold); equipment back (child saga); final payroll pr-00001``
     """
     done = {n for n, s in state.steps.items() if s.completed_at is not None}
     facts = []
@@ -118,7 +118,7 @@ def describe(d: Offboarding, state: SagaState) -> str:
     if "notify_legal" in done:
         facts.append("account kept for legal (hold)")
     if "recover_equipment" in done:
-        facts.append(f"equipment back: {', '.join(d.equipment) or 'none'}")
+        facts.append("equipment back (child saga)")
     if "run_final_payroll" in done:
         facts.append(f"final payroll {d.final_payroll_id or '(no record)'}")
     failed = failed_step(state)
@@ -153,14 +153,8 @@ remove_account = Step(
 notify_legal = Step(
     "notify_legal", command=NotifyManager, build=_legal_notice, success=ManagerNotificationSent
 )
-recover_equipment = Task(
-    "recover_equipment",
-    assignee=manager_of,
-    form=EquipmentReturned,
-    deadline=timedelta(days=7),
-    escalate=NotifyManager,
-    build=_equipment_overdue,
-    update=_equipment,
+recover_equipment = SubSaga(
+    "recover_equipment", definition=equipment_recovery, data=equipment_to_recover
 )
 run_final_payroll = Step(
     "run_final_payroll",

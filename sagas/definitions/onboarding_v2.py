@@ -9,6 +9,7 @@ so instances started on it finish on it; new hires start on this one.
       -> manager_approval    when is_privileged   (wait, 3 days)
       -> access: assign_licenses | grant_repository_access when is_engineer
       -> assign_desk                         (task for the manager: DeskAssigned, 3 days)
+      -> equipment                           (child saga equipment_issue: a task for IT)
       -> notify_manager                      (undo: NotifyCancellation)
       -> payroll: by payroll_route
            contractor -> nothing: no payroll record (create_payroll_record is skipped)
@@ -18,6 +19,7 @@ so instances started on it finish on it; new hires start on this one.
       -> create_payroll_record when is_employee
       -> until_start_date                    (delay: the start day, 08:00 UTC)
       -> activate_account                    (ActivateAccount: the hire can sign in)
+    HireChanged (a moved start date) re-plans the activation while the saga runs.
     HireWithdrawn cancels it: what completed is undone, last first.
 """
 
@@ -27,14 +29,16 @@ from datetime import UTC, datetime, time, timedelta
 
 from pydantic import BaseModel
 
-from handlers.hr.contracts import EmployeeHired, HireWithdrawn
+from handlers.hr.contracts import EmployeeHired, HireChanged, HireWithdrawn
 from handlers.identity.contracts import (
     ActivateAccount,
     IdentityAccountActivated,
     IdentityAccountActivationFailed,
 )
 from handlers.notifications.contracts import NotifyManager
+from sagas.children import SubSaga
 from sagas.definition import Choice, Delay, Parallel, SagaDefinition, Step, Task
+from sagas.definitions.equipment import Equipment, equipment_issue
 from sagas.definitions.onboarding import (
     Onboarding,
     assign_licenses,
@@ -46,6 +50,7 @@ from sagas.definitions.onboarding import (
 )
 from sagas.definitions.onboarding import describe as describe_v1
 from sagas.state import SagaState
+from sagas.updates import Update
 
 __all__ = ["DeskAssigned", "OnboardingV2", "onboarding_v2"]
 
@@ -87,6 +92,18 @@ def de_registration_opens(data: OnboardingV2, now: datetime) -> datetime:
     first = data.start_date.replace(day=1)
     previous = (first - timedelta(days=1)).replace(day=1)
     return datetime.combine(previous, time(0), UTC)
+
+
+def equipment_to_issue(data: OnboardingV2) -> Equipment:
+    """The child saga's data: whose equipment IT issues."""
+    return Equipment(
+        employee_id=data.employee_id, full_name=data.full_name, manager_email=data.manager_email
+    )
+
+
+def apply_change(data: OnboardingV2, changed: HireChanged) -> OnboardingV2:
+    """HR moved the start date or the department: the activation is re-planned."""
+    return data.model_copy(update=changed.model_dump(exclude_none=True, exclude={"employee_id"}))
 
 
 def _desk(data: OnboardingV2, form: DeskAssigned) -> OnboardingV2:
@@ -155,6 +172,7 @@ onboarding_v2 = SagaDefinition(
         manager_approval,
         Parallel("access", steps=[assign_licenses, grant_repository_access]),
         assign_desk,
+        SubSaga("equipment", definition=equipment_issue, data=equipment_to_issue),
         notify_manager,
         Choice(
             "payroll",
@@ -169,5 +187,6 @@ onboarding_v2 = SagaDefinition(
         activate_account,
     ],
     cancel_on=[HireWithdrawn],
+    on_update=[Update(HireChanged, apply=apply_change)],
     describe=describe,
 )

@@ -153,7 +153,10 @@ def test_graph_prints_the_mermaid_diagram(capsys: pytest.CaptureFixture[str]) ->
     assert "create_account : CreateAccount (timeout 30s x3)" in out
     code, _, err = bus(capsys, "graph", "relocation")
     assert code == 2
-    assert "no saga named 'relocation' (known: offboarding, onboarding)" in err
+    assert (
+        "no saga named 'relocation' (known: equipment_issue, equipment_recovery, offboarding, onboarding)"
+        in err
+    )
 
 
 def test_graph_draws_every_stage_of_onboarding_v2_and_of_offboarding(
@@ -180,7 +183,7 @@ def test_graph_draws_every_stage_of_onboarding_v2_and_of_offboarding(
         "[*] --> revoke_access : EmployeeLeft",
         "account --> notify_legal : account_fate = legal_hold",
         "account --> remove_account : otherwise",
-        "recover_equipment : task for manager_of: form EquipmentReturned",
+        "recover_equipment : child saga equipment_recovery, awaited to its end",
         "run_final_payroll --> completed : FinalPayrollRun",
     ):
         assert line in out, line
@@ -249,13 +252,13 @@ def test_bus_sagas_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path
         with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
             assert json.loads(response.read())["checks"] == {
                 "transport": "ok",
-                "definitions": "offboarding v1, onboarding v1, onboarding v2",
+                "definitions": "equipment_issue v1, equipment_recovery v1, offboarding v1, onboarding v1, onboarding v2",
                 "store": f"sqlite:{tmp_path / 's.db'}",
             }
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         assert (
-            f"coordinator of offboarding v1, onboarding v1, onboarding v2 on memory, store sqlite:{tmp_path / 's.db'}"
+            f"coordinator of equipment_issue v1, equipment_recovery v1, offboarding v1, onboarding v1, onboarding v2 on memory, store sqlite:{tmp_path / 's.db'}"
             in logged
         )
     finally:

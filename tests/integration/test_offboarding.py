@@ -1,6 +1,6 @@
 """The offboarding end to end with the real handler apps, on SQLite and PostgreSQL: a
 leaver loses access and licenses, their account is removed (or kept under a legal hold),
-the manager's equipment task is completed, the final payroll runs."""
+the manager's equipment task is completed in a child saga, the final payroll runs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from bus import App
 from sagas import SagaStatus
+from sagas.definitions.equipment import equipment_recovery
 from sagas.definitions.offboarding import LEGAL_ADDRESS, offboarding
 from sagas.demo import Systems
 from sagas.stores import SagaStore, store_from_url
@@ -35,16 +36,17 @@ async def test_two_leavers_are_offboarded_end_to_end_one_under_a_legal_hold(
 ) -> None:
     world = World()
     world.directory.create_account("e-2", "Ida Rhodes")
-    async with SagaTestKit(offboarding, apps=apps(world), store=store, start=T0) as kit:
+    async with SagaTestKit(
+        offboarding, equipment_recovery, apps=apps(world), store=store, start=T0
+    ) as kit:
         await kit.publish(left())
         await kit.publish(left(employee_id="e-2", full_name="Ida Rhodes", legal_hold=True))
         await kit.drain()
         open_tasks = {t.saga_id: t.step for t in await kit.tasks("charles@example.com")}
-        assert open_tasks == dict.fromkeys(
-            ["offboarding:e-1", "offboarding:e-2"], "recover_equipment"
-        )
-        for saga_id in open_tasks:
-            await kit.complete_task(saga_id, "recover_equipment", {"items": ["laptop"]}, "ch")
+        children = [f"equipment_recovery:offboarding:{e}/recover_equipment" for e in ("e-1", "e-2")]
+        assert open_tasks == dict.fromkeys(children, "recover_equipment")
+        for child in children:
+            await kit.complete_task(child, "recover_equipment", {"items": ["laptop"]}, "ch")
         await kit.drain()
         ada, ida = await kit.state("offboarding:e-1"), await kit.state("offboarding:e-2")
     assert (ada.status, ida.status) == (SagaStatus.COMPLETED, SagaStatus.COMPLETED)

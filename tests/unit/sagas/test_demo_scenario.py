@@ -17,7 +17,8 @@ def test_the_default_scenario_has_every_kind_of_hire_and_leaver() -> None:
     expected = {
         h.employee_id: scenario.expected(f"onboarding:{h.employee_id}") for h in scenario.hires
     }
-    assert sorted(expected.values()).count(SagaStatus.COMPLETED) == 4
+    assert sorted(expected.values()).count(SagaStatus.COMPLETED) == 5
+    assert scenario.moves
     assert scenario.expected("offboarding:e-1001") == SagaStatus.COMPLETED
 
 
@@ -25,6 +26,6 @@ def test_a_suffix_renames_every_employee_id_of_the_scenario() -> None:
     scenario = load_scenario(DEFAULT_SCENARIO).with_suffix("-r1")
     ids = {h.employee_id for h in scenario.hires} | {p.employee_id for p in scenario.leavers}
     assert all(i.endswith("-r1") for i in ids)
-    for by_id in (scenario.desks, scenario.equipment, scenario.early_approvals):
+    for by_id in (scenario.desks, scenario.equipment, scenario.early_approvals, scenario.moves):
         assert set(by_id) <= ids
     assert scenario.expected("onboarding:e-2003-r1") == SagaStatus.COMPENSATED

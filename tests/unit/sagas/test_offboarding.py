@@ -1,6 +1,6 @@
 """The offboarding definition through the test kit (memory), with the real handler apps:
-access and licenses revoked, the account removed or kept for legal, the equipment task,
-the final payroll, and a refusal."""
+access and licenses revoked, the account removed or kept for legal, the equipment child
+saga (the manager's task), the final payroll, and a refusal."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from handlers.payroll.system import Payroll
 from handlers.repositories.handler import build_app as repositories_app
 from handlers.repositories.system import CodeHost
 from sagas import SagaStatus
+from sagas.definitions.equipment import equipment_recovery
 from sagas.definitions.offboarding import LEGAL_ADDRESS, offboarding
 from sagas.render import render_mermaid
 from sagas.story import story
@@ -28,6 +29,8 @@ from sagas.testing import SagaTestKit
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 SAGA = "offboarding:e-1"
+#: The equipment recovery, a child saga of the offboarding: the manager's task is its.
+CHILD = f"equipment_recovery:{SAGA}/recover_equipment"
 
 
 @dataclass
@@ -68,7 +71,7 @@ async def running(world: World) -> AsyncIterator[SagaTestKit]:
         payroll_app(world.payroll),
         repositories_app(world.host),
     ]
-    async with SagaTestKit(offboarding, apps=apps, start=T0) as kit:
+    async with SagaTestKit(offboarding, equipment_recovery, apps=apps, start=T0) as kit:
         yield kit
 
 
@@ -77,12 +80,13 @@ async def test_a_leaver_loses_access_and_account_returns_equipment_and_is_paid_l
     async with running(world) as kit:
         await kit.publish(left())
         await kit.drain()
-        assert [t.step for t in await kit.tasks("charles@example.com")] == ["recover_equipment"]
+        [task] = await kit.tasks("charles@example.com")
+        assert (task.saga_id, task.step) == (CHILD, "recover_equipment")
         assert world.licenses.assigned.get("ada.lovelace@example.com") in (None, [])
         assert not world.host.grants.get("ada.lovelace")
         assert "e-1" not in world.directory.accounts
         assert "e-1" not in world.payroll.closed  # paid last, after the equipment
-        await kit.complete_task(SAGA, "recover_equipment", {"items": ["laptop"]}, "charles")
+        await kit.complete_task(CHILD, "recover_equipment", {"items": ["laptop"]}, "charles")
         await kit.drain()
         state = await kit.state(SAGA)
         assert state.status == SagaStatus.COMPLETED
@@ -90,9 +94,11 @@ async def test_a_leaver_loses_access_and_account_returns_equipment_and_is_paid_l
         assert "e-1" in world.payroll.closed
         told = story(offboarding, state)
         assert told.startswith("Ada Lovelace left: licenses ")
-        assert "account ada.lovelace removed; equipment back: laptop; final payroll pr-00001" in (
-            told
+        assert (
+            "account ada.lovelace removed; equipment back (child saga); final payroll pr-00001"
+            in (told)
         )
+        assert (await kit.state(CHILD)).parent_id == SAGA
 
 
 async def test_a_legal_hold_keeps_the_account_and_tells_legal() -> None:
@@ -100,7 +106,7 @@ async def test_a_legal_hold_keeps_the_account_and_tells_legal() -> None:
     async with running(world) as kit:
         await kit.publish(left(legal_hold=True))
         await kit.drain()
-        await kit.complete_task(SAGA, "recover_equipment", {"items": ["laptop", "badge"]})
+        await kit.complete_task(CHILD, "recover_equipment", {"items": ["laptop", "badge"]})
         await kit.drain()
         state = await kit.state(SAGA)
         assert state.status == SagaStatus.COMPLETED
@@ -119,7 +125,7 @@ async def test_equipment_not_back_in_a_week_reminds_the_manager_and_the_task_sta
         await kit.advance(timedelta(days=7, minutes=1))
         assert [to for to, _ in world.mailer.sent] == ["charles@example.com"]
         assert [t.status for t in await kit.tasks()] == ["overdue"]
-        await kit.complete_task(SAGA, "recover_equipment", {"items": []})
+        await kit.complete_task(CHILD, "recover_equipment", {"items": []})
         await kit.drain()
         assert await kit.status(SAGA) == SagaStatus.COMPLETED
 
@@ -131,7 +137,7 @@ async def test_a_refused_final_payroll_fails_the_offboarding_and_says_why() -> N
     async with running(world) as kit:
         await kit.publish(left())
         await kit.drain()
-        await kit.complete_task(SAGA, "recover_equipment", {"items": ["laptop"]})
+        await kit.complete_task(CHILD, "recover_equipment", {"items": ["laptop"]})
         await kit.drain()
         state = await kit.state(SAGA)
         assert state.status == SagaStatus.FAILED  # nothing to undo: nothing is compensable
@@ -145,8 +151,8 @@ def test_the_diagram_draws_the_legal_hold_choice_and_the_equipment_task() -> Non
     for line in (
         "account --> notify_legal : account_fate = legal_hold",
         "account --> remove_account : otherwise",
-        "recover_equipment : task for manager_of: form EquipmentReturned",
-        "recover_equipment --> run_final_payroll : EquipmentReturned submitted",
+        "recover_equipment : child saga equipment_recovery, awaited to its end",
+        "recover_equipment --> run_final_payroll : child completed",
     ):
         assert line in diagram, diagram
 

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 
-from handlers.hr.contracts import EmployeeHired
+from handlers.hr.contracts import EmployeeHired, HireChanged
 from handlers.identity.contracts import IdentityAccountProvisioned
 from sagas import Incoming, SagaStatus, start
+from sagas.definitions.equipment import IT_DESK, equipment_issue
 from sagas.definitions.onboarding import onboarding
 from sagas.definitions.onboarding_v2 import onboarding_v2
 from sagas.demo import Systems
@@ -21,6 +22,8 @@ from sagas.versions import Catalog, decide_versioned
 
 T0 = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
 SAGA = "onboarding:e-1"
+#: The equipment IT issues, a child saga of the onboarding.
+CHILD = f"equipment_issue:{SAGA}/equipment"
 
 
 def hire(**kw: object) -> EmployeeHired:
@@ -37,7 +40,8 @@ def hire(**kw: object) -> EmployeeHired:
 
 @asynccontextmanager
 async def running(systems: Systems) -> AsyncIterator[SagaTestKit]:
-    async with SagaTestKit(onboarding, onboarding_v2, apps=systems.apps(), start=T0) as kit:
+    definitions = (onboarding, onboarding_v2, equipment_issue)
+    async with SagaTestKit(*definitions, apps=systems.apps(), start=T0) as kit:
         yield kit
 
 
@@ -46,6 +50,9 @@ async def seated(kit: SagaTestKit, hired: EmployeeHired) -> None:
     await kit.drain()
     assert [t.step for t in await kit.tasks("charles@example.com")] == ["assign_desk"]
     await kit.complete_task(SAGA, "assign_desk", {"desk": "B-204"}, "charles")
+    await kit.drain()
+    assert [(t.saga_id, t.step) for t in await kit.tasks(IT_DESK)] == [(CHILD, "issue_equipment")]
+    await kit.complete_task(CHILD, "issue_equipment", {"items": ["laptop"]}, "it")
     await kit.drain()
 
 
@@ -64,6 +71,22 @@ async def test_an_employee_gets_a_desk_payroll_and_an_account_active_from_the_st
         assert "e-1" in systems.directory.active
         told = story(onboarding_v2, state)
         assert "desk B-204; payroll in us; active from 2027-01-11" in told
+
+
+async def test_a_start_date_moved_while_waiting_for_it_replans_the_activation() -> None:
+    systems = Systems()
+    async with running(systems) as kit:
+        await seated(kit, hire())  # starts Jan 11
+        await kit.publish(HireChanged(employee_id="e-1", start_date=date(2027, 1, 18)))
+        await kit.drain()
+        state = await kit.state(SAGA)
+        assert state.steps["until_start_date"].timer_at == datetime(2027, 1, 18, 8, tzinfo=UTC)
+        assert "replanned" in [h.event for h in state.history]
+        await kit.advance(timedelta(days=6))  # Jan 11: the old date - nothing yet
+        assert "e-1" not in systems.directory.active
+        await kit.advance(timedelta(days=7))  # Jan 18
+        assert await kit.status(SAGA) == SagaStatus.COMPLETED
+        assert "e-1" in systems.directory.active
 
 
 async def test_a_contractor_gets_no_payroll_record() -> None:
@@ -132,5 +155,7 @@ def test_the_diagram_draws_the_desk_task_the_payroll_paths_and_the_start_date() 
         "until_start_date : wait until start_morning",
         "de_registration_window : wait until de_registration_opens",
         "activate_account",
+        "equipment : child saga equipment_issue, awaited to its end",
+        "HireChanged",
     ):
         assert text in diagram, diagram
