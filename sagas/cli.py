@@ -63,7 +63,7 @@ TransportFactory = Callable[[BusConfig, argparse.Namespace], Transport]
 #: bus's ``invoke(body, options=None, **params)``: ``body(args, config)``'s exit code.
 Invoke = Callable[..., int]
 
-DEFAULT_DEFINITIONS = "sagas.definitions.onboarding"
+DEFAULT_DEFINITIONS = "sagas.definitions.shipped"
 _STORE_HELP = (
     "saga store: sqlite:PATH, postgresql://..., memory (BUS_SAGA_STORE; default "
     "sqlite:sagas.db in the working directory)"

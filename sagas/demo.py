@@ -3,12 +3,21 @@
 ``bus sagas demo`` runs the handler apps (identity, licensing, repositories,
 notifications, payroll - simulated systems), the coordinator and an upstream HR system
 on one transport and one saga store: by default the memory transport and a fresh SQLite
-file, so no broker and no server. The scenario (``sagas/demo_hires.json``) has hires that
-complete, one that waits for a manager's approval (granted when the saga asks), one the
-payroll refuses mid-way (compensated: account, licenses, repositories and the manager's
-note undone, last first) and one whose account the directory refuses (nothing to undo).
-It prints each saga's timeline, a table and a summary; exit 0 when every saga ended as
-the scenario expects.
+file, so no broker and no server. It runs both onboarding versions (new hires start on
+version 2) and the offboarding. The scenario (``sagas/demo_hires.json``) has hires that
+complete (each manager assigns a desk: the demo completes the ``assign_desk`` task as
+them, as ``bus tasks complete`` would), one that waits for a manager's approval (granted
+when the saga asks), one approved before the saga asked (the early approval is kept), a
+contractor (no payroll record), one whose start date HR moves while the saga waits for
+it (the activation is re-planned), one the payroll refuses mid-way (compensated: account,
+licenses, repositories and the manager's note undone, last first), one whose account the
+directory refuses (nothing to undo), and two leavers offboarded (one under a legal hold:
+the account is kept and legal told), each returning their equipment to the manager in a
+child saga (IT issues the hires' equipment the same way). The start dates are past (the
+moved one is moved into the past), so each account is activated at once: the demo runs in
+real time.
+It prints each saga's story and timeline, a table and a summary; exit 0 when every saga
+ended as the scenario expects.
 
 The same code runs on Kafka + PostgreSQL: ``bus sagas demo --transport kafka --store
 postgresql://...`` (ids then get a run suffix, so a second run does not meet the first
@@ -27,10 +36,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TextIO
-
-import orjson
 
 from bus import (
     App,
@@ -44,7 +50,7 @@ from bus import (
     WorkerSettings,
     utc_now,
 )
-from handlers.hr.contracts import EmployeeHired, PrivilegedAccessApproved
+from handlers.hr.contracts import EmployeeLeft, HireChanged, PrivilegedAccessApproved
 from handlers.identity.handler import build_command_app as identity_commands
 from handlers.identity.system import Directory
 from handlers.licensing.handler import build_command_app as licensing_commands
@@ -57,10 +63,16 @@ from handlers.repositories.handler import build_app as repositories_app
 from handlers.repositories.system import CodeHost
 from sagas.console import echo
 from sagas.coordinator import Coordinator
+from sagas.definition import SagaDefinition
+from sagas.definitions.equipment import equipment_issue, equipment_recovery
+from sagas.definitions.offboarding import offboarding
 from sagas.definitions.onboarding import onboarding
-from sagas.state import SagaState, SagaStatus, StepStatus
+from sagas.definitions.onboarding_v2 import onboarding_v2
+from sagas.demo_scenario import DEFAULT_SCENARIO, Scenario, load_scenario
+from sagas.state import SagaState, StepStatus
 from sagas.stores.base import SagaStore
 from sagas.story import story
+from sagas.tasks import complete_task, list_tasks
 from sagas.timeline import format_table, format_timeline, summary
 from sagas.versions import Catalog
 
@@ -69,64 +81,15 @@ __all__ = ["DEFAULT_SCENARIO", "DemoTimeoutError", "Scenario", "Systems", "load_
 
 log = logging.getLogger("sagas.demo")
 
-DEFAULT_SCENARIO = Path(__file__).with_name("demo_hires.json")
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """Hires to onboard and how the simulated world treats them."""
-
-    hires: tuple[EmployeeHired, ...]
-    #: employee id -> approver, sent when the saga waits for approval.
-    approvals: dict[str, str] = field(default_factory=dict)
-    #: employee id -> why payroll refuses the record.
-    payroll_rejects: dict[str, str] = field(default_factory=dict)
-    #: employee id -> why the directory refuses the account.
-    identity_refuses: dict[str, str] = field(default_factory=dict)
-
-    def with_suffix(self, suffix: str) -> Scenario:
-        """The same scenario with ``suffix`` appended to every employee id."""
-        if not suffix:
-            return self
-        hires = tuple(
-            h.model_copy(update={"employee_id": h.employee_id + suffix}) for h in self.hires
-        )
-        return Scenario(
-            hires,
-            {k + suffix: v for k, v in self.approvals.items()},
-            {k + suffix: v for k, v in self.payroll_rejects.items()},
-            {k + suffix: v for k, v in self.identity_refuses.items()},
-        )
-
-    def expected(self, employee_id: str) -> SagaStatus:
-        if employee_id in self.identity_refuses:
-            return SagaStatus.FAILED
-        if employee_id in self.payroll_rejects:
-            return SagaStatus.COMPENSATED
-        return SagaStatus.COMPLETED
-
-
-def load_scenario(path: Path) -> Scenario:
-    """Read a scenario file (see ``sagas/demo_hires.json``); errors name the file and field."""
-    try:
-        raw = orjson.loads(path.read_bytes())
-        return Scenario(
-            tuple(EmployeeHired.model_validate(h) for h in raw["hires"]),
-            dict(raw.get("approvals", {})),
-            _reasons(raw.get("payroll_rejects", {}), "payroll refuses the record"),
-            _reasons(raw.get("identity_refuses", {}), "the directory refuses the account"),
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"cannot read the demo scenario {path}: {exc}") from exc
-
-
-def _reasons(raw: object, default: str) -> dict[str, str]:
-    """``{"e-1": "why"}``, or a list of ids (each with ``default`` as the reason)."""
-    if isinstance(raw, dict):
-        return {str(k): str(v) for k, v in raw.items()}
-    if isinstance(raw, list):
-        return dict.fromkeys(map(str, raw), default)
-    raise TypeError(f"expected a list of employee ids or an object of reasons, not {raw!r}")
+#: What the demo runs: both onboarding versions (new hires start on version 2), the
+#: offboarding, and the equipment child sagas they start.
+DEMO_DEFINITIONS: tuple[SagaDefinition, ...] = (
+    onboarding,
+    onboarding_v2,
+    offboarding,
+    equipment_issue,
+    equipment_recovery,
+)
 
 
 @dataclass
@@ -147,6 +110,13 @@ class Systems:
             payroll_app(self.payroll),
             repositories_app(self.host),
         ]
+
+    def employ(self, person: EmployeeLeft, department: str = "engineering") -> None:
+        """Give ``person`` what they had before the demo: an account, seats, grants, pay."""
+        login = self.directory.create_account(person.employee_id, person.full_name)
+        self.licenses.assign(person.email, department)
+        self.host.grant(person.employee_id, login, department)
+        self.payroll.create_record(person.employee_id, person.full_name, utc_now().date())
 
     def report(self) -> str:
         return (
@@ -193,10 +163,14 @@ async def run_demo(
     systems.payroll.reject_reasons.update(scenario.payroll_rejects)
     systems.directory.refuse.update(scenario.identity_refuses)
     systems.directory.refusal_reasons.update(scenario.identity_refuses)
+    for person in scenario.leavers:
+        systems.employ(person)
+    catalog = Catalog(DEMO_DEFINITIONS)
     coordinator = Coordinator(
-        Catalog([onboarding]), store, transport, poll_interval_s=0.05, fault_point=fault_point
+        catalog, store, transport, poll_interval_s=0.05, fault_point=fault_point
     )
-    topics = {*coordinator.topics, *(t.bus_topic for t in onboarding.command_types())}
+    commands = {t for d in DEMO_DEFINITIONS for t in d.command_types()}
+    topics = {*coordinator.topics, *(t.bus_topic for t in commands)}
     runner = Runner(
         systems.apps(),
         transport,
@@ -204,7 +178,8 @@ async def run_demo(
         # before any consumer subscribes: a Kafka consumer learns of new topics late
         ensure_topics=[TopicSpec(t, partitions=partitions) for t in sorted(topics)],
     )
-    ids = [onboarding.saga_id_for(h) for h in scenario.hires]
+    ids = [onboarding_v2.saga_id_for(h) for h in scenario.hires]
+    ids += [offboarding.saga_id_for(p) for p in scenario.leavers]
     stop_apps, stop_coordinator = asyncio.Event(), asyncio.Event()
     started = time.monotonic()
     states: list[SagaState] = []
@@ -218,6 +193,15 @@ async def run_demo(
                 hr = Publisher(transport, source="bus://hr")
                 for hired in scenario.hires:
                     await hr.publish(hired)
+                    approver = scenario.early_approvals.get(hired.employee_id)
+                    if approver is not None:  # before the saga waits for it: kept early
+                        await hr.publish(
+                            PrivilegedAccessApproved(
+                                employee_id=hired.employee_id, approver=approver
+                            )
+                        )
+                for person in scenario.leavers:
+                    await hr.publish(person)
                 states = await _wait_for_the_end(hr, store, scenario, ids, started + timeout_s)
             except DemoTimeoutError as exc:
                 late = exc  # raised once everything stopped: one error, not a group of them
@@ -235,14 +219,15 @@ async def run_demo(
         raise late
     elapsed = time.monotonic() - started
     for state in states:
-        text = format_timeline(state, story=story(onboarding, state), verbose=verbose)
+        definition = catalog.get(state.name, state.version) or onboarding_v2
+        text = format_timeline(state, story=story(definition, state), verbose=verbose)
         echo(text, out=out, end="\n\n")
     echo(format_table(states, now=utc_now()), out=out, end="\n\n")
     print(systems.report(), file=out)
     unexpected = [
-        f"{s.saga_id} is {s.status.value}, expected {scenario.expected(s.saga_id.split(':', 1)[1]).value}"
+        f"{s.saga_id} is {s.status.value}, expected {scenario.expected(s.saga_id).value}"
         for s in states
-        if s.status != scenario.expected(s.saga_id.split(":", 1)[1])
+        if s.status != scenario.expected(s.saga_id)
     ]
     print(f"{summary(states)} in {elapsed:.2f}s", file=out)
     for problem in unexpected:
@@ -254,13 +239,27 @@ async def _wait_for_the_end(
     hr: Publisher, store: SagaStore, scenario: Scenario, ids: Sequence[str], deadline: float
 ) -> list[SagaState]:
     approved: set[str] = set()
+    moved: set[str] = set()
     while True:
         states = []
         for saga_id in ids:
             stored = await store.load(saga_id)
             if stored is not None:
                 states.append(stored.state)
+        await _do_the_peoples_tasks(store, scenario)
         for s in states:
+            waiting = s.steps.get("until_start_date")
+            employee = s.data["employee_id"]
+            if (
+                waiting is not None
+                and waiting.status == StepStatus.RUNNING
+                and employee in scenario.moves
+                and employee not in moved
+            ):  # HR moves the start date while the saga waits for it: re-planned
+                moved.add(employee)
+                await hr.publish(
+                    HireChanged(employee_id=employee, start_date=scenario.moves[employee])
+                )
             employee = s.data["employee_id"]
             wait = s.steps.get("manager_approval")
             if (
@@ -279,6 +278,30 @@ async def _wait_for_the_end(
         if time.monotonic() > deadline:
             raise DemoTimeoutError(still_running(ids, states))
         await asyncio.sleep(0.02)
+
+
+def _form(scenario: Scenario, employee: str, step: str) -> dict[str, object] | None:
+    """What the person the task ``step`` of ``employee`` is for submits, per the scenario
+    (None: the scenario leaves it open)."""
+    if step == "assign_desk" and employee in scenario.desks:
+        return {"desk": scenario.desks[employee]}
+    if step == "recover_equipment" and employee in scenario.equipment:
+        return {"items": scenario.equipment[employee]}
+    if step == "issue_equipment":
+        return {"items": ["laptop", "badge"]}
+    return None
+
+
+async def _do_the_peoples_tasks(store: SagaStore, scenario: Scenario) -> None:
+    """Complete every open task the scenario has an answer for, as its assignee (what
+    ``bus tasks complete`` does): tasks of the demo's sagas and of their child sagas."""
+    for row in await list_tasks(store):
+        stored = await store.load(row.saga_id)
+        if stored is None:
+            continue
+        form = _form(scenario, stored.state.data["employee_id"], row.step)
+        if form is not None:
+            await complete_task(store, row.id, form, row.assignee)
 
 
 class DemoTimeoutError(ConfigError):

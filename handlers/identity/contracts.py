@@ -64,3 +64,30 @@ class IdentityAccountDeprovisioned(
     """Reply to DeprovisionAccount: no account is left."""
 
     employee_id: str
+
+
+class ActivateAccount(
+    Command, type="identity.account.activate.v1", topic="identity.commands", key="employee_id"
+):
+    """Let the employee sign in from now on (idempotent: an active account stays active)."""
+
+    employee_id: str
+
+
+class IdentityAccountActivated(
+    Event, type="identity.account.activated.v1", topic="identity.events", key="employee_id"
+):
+    """Reply to ActivateAccount: the account can sign in."""
+
+    employee_id: str
+    login: str
+
+
+class IdentityAccountActivationFailed(
+    Event, type="identity.account.activation-failed.v1", topic="identity.events",
+    key="employee_id",
+):  # fmt: skip
+    """Reply to ActivateAccount: there is no account to activate (a permanent reason)."""
+
+    employee_id: str
+    reason: str

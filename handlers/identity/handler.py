@@ -5,8 +5,11 @@ from __future__ import annotations
 from bus import App, Context
 from handlers.hr.contracts import EmployeeHired
 from handlers.identity.contracts import (
+    ActivateAccount,
     CreateAccount,
     DeprovisionAccount,
+    IdentityAccountActivated,
+    IdentityAccountActivationFailed,
     IdentityAccountCreated,
     IdentityAccountDeprovisioned,
     IdentityAccountProvisioned,
@@ -64,6 +67,17 @@ def build_command_app(directory: Directory) -> App:
         directory.remove_account(command.employee_id)
         ctx.logger.info("account of %s deprovisioned", command.employee_id)
         return IdentityAccountDeprovisioned(employee_id=command.employee_id)
+
+    @app.handler
+    async def activate(
+        command: ActivateAccount, ctx: Context
+    ) -> IdentityAccountActivated | IdentityAccountActivationFailed:
+        try:
+            login = directory.activate_account(command.employee_id)
+        except AccountRefusedError as exc:
+            return IdentityAccountActivationFailed(employee_id=command.employee_id, reason=str(exc))
+        ctx.logger.info("account %s activated for %s", login, command.employee_id)
+        return IdentityAccountActivated(employee_id=command.employee_id, login=login)
 
     return app
 

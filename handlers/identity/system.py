@@ -24,6 +24,8 @@ class Directory:
     refuse: set[str] = field(default_factory=set)
     #: Why the account of a refused employee id is refused (default: a generic reason).
     refusal_reasons: dict[str, str] = field(default_factory=dict)
+    #: Employee ids whose account can sign in (activated on the start date).
+    active: set[str] = field(default_factory=set)
     #: Logins in use, and the next suffix to try per name: a free login is found without
     #: scanning every account (thousands of hires with one name stay fast).
     _taken: set[str] = field(default_factory=set, init=False, repr=False)
@@ -62,5 +64,20 @@ class Directory:
             self.fail_next -= 1
             raise DirectoryUnavailableError("directory did not answer")
         login = self.accounts.pop(employee_id, None)
+        self.active.discard(employee_id)
         if login is not None:
             self._taken.discard(login)
+
+    def activate_account(self, employee_id: str) -> str:
+        """Let the account of ``employee_id`` sign in and return its login; idempotent.
+
+        Raises AccountRefusedError when there is no account to activate.
+        """
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise DirectoryUnavailableError("directory did not answer")
+        login = self.accounts.get(employee_id)
+        if login is None:
+            raise AccountRefusedError(f"no account to activate for {employee_id}")
+        self.active.add(employee_id)
+        return login

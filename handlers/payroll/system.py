@@ -32,6 +32,8 @@ class Payroll:
     #: Probability that a call raises PayrollUnavailableError.
     failure_rate: float = 0.0
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+    #: Employee ids whose final payroll ran (their record is closed).
+    closed: set[str] = field(default_factory=set)
 
     def create_record(self, employee_id: str, full_name: str, start_date: date) -> str:
         """Create (or return the existing) payroll id: idempotent by employee id."""
@@ -44,3 +46,18 @@ class Payroll:
         if employee_id not in self.records:
             self.records[employee_id] = (f"pr-{len(self.records) + 1:05d}", full_name, start_date)
         return self.records[employee_id][0]
+
+    def run_final_payroll(self, employee_id: str) -> str:
+        """Pay the last salary and close the record; returns its payroll id ("" when there
+        was none, e.g. a contractor). Idempotent: a closed record is closed again."""
+        if self.failure_rate and self.rng.random() < self.failure_rate:
+            raise PayrollUnavailableError("payroll did not answer")
+        if employee_id in self.reject:
+            raise PayrollRejectedError(
+                self.reject_reasons.get(
+                    employee_id, f"payroll refuses the final pay of {employee_id}"
+                )
+            )
+        record = self.records.get(employee_id)
+        self.closed.add(employee_id)
+        return record[0] if record is not None else ""

@@ -1,1 +1,1 @@
-"""The saga definitions shipped with bus (the onboarding reference saga)."""
+"""The saga definitions shipped with bus (:mod:`sagas.definitions.shipped` lists them)."""

@@ -123,7 +123,7 @@ def test_the_readmes_main_command_onboards_every_hire_as_its_scenario_expects() 
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     last = done.stdout.strip().splitlines()[-1]
-    assert re.match(r"5 sagas: 1 compensated, 3 completed, 1 failed in [\d.]+s$", last), last
+    assert re.match(r"9 sagas: 1 compensated, 7 completed, 1 failed in [\d.]+s$", last), last
     timeline = done.stdout
     for needle in ("manager_approval         completed", "compensation_sent", "COMPENSATED"):
         assert needle in timeline

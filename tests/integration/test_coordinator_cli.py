@@ -151,9 +151,42 @@ def test_graph_prints_the_mermaid_diagram(capsys: pytest.CaptureFixture[str]) ->
     assert code == 0
     assert out.startswith("stateDiagram-v2")
     assert "create_account : CreateAccount (timeout 30s x3)" in out
-    code, _, err = bus(capsys, "graph", "offboarding")
+    code, _, err = bus(capsys, "graph", "relocation")
     assert code == 2
-    assert "no saga named 'offboarding' (known: onboarding)" in err
+    assert (
+        "no saga named 'relocation' (known: equipment_issue, equipment_recovery, offboarding, onboarding)"
+        in err
+    )
+
+
+def test_graph_draws_every_stage_of_onboarding_v2_and_of_offboarding(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = bus(capsys, "graph", "onboarding")  # the latest version: 2
+    assert code == 0
+    assert out.startswith("stateDiagram-v2\n    %% saga onboarding v2")
+    for line in (
+        "assign_desk : task for manager_of: form DeskAssigned",
+        "payroll --> if_create_payroll_record : payroll_route = contractor",
+        "payroll --> de_registration_window : payroll_route = de",
+        "until_start_date : wait until start_morning",
+        "until_start_date --> activate_account : time reached",
+        "activate_account --> completed : IdentityAccountActivated",
+    ):
+        assert line in out, line
+    code, out, _ = bus(capsys, "graph", "onboarding", "--version", "1")
+    assert code == 0
+    assert "assign_desk" not in out
+    code, out, _ = bus(capsys, "graph", "offboarding")
+    assert code == 0
+    for line in (
+        "[*] --> revoke_access : EmployeeLeft",
+        "account --> notify_legal : account_fate = legal_hold",
+        "account --> remove_account : otherwise",
+        "recover_equipment : child saga equipment_recovery, awaited to its end",
+        "run_final_payroll --> completed : FinalPayrollRun",
+    ):
+        assert line in out, line
 
 
 async def _create_store(path: Path) -> None:
@@ -219,12 +252,15 @@ def test_bus_sagas_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path
         with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
             assert json.loads(response.read())["checks"] == {
                 "transport": "ok",
-                "definitions": "onboarding v1",
+                "definitions": "equipment_issue v1, equipment_recovery v1, offboarding v1, onboarding v1, onboarding v2",
                 "store": f"sqlite:{tmp_path / 's.db'}",
             }
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
-        assert f"coordinator of onboarding v1 on memory, store sqlite:{tmp_path / 's.db'}" in logged
+        assert (
+            f"coordinator of equipment_issue v1, equipment_recovery v1, offboarding v1, onboarding v1, onboarding v2 on memory, store sqlite:{tmp_path / 's.db'}"
+            in logged
+        )
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -33,4 +33,4 @@ async def test_the_demo_runs_the_same_on_kafka_and_postgres(
         )
     text = out.getvalue()
     assert code == 0, text
-    assert "5 sagas: 1 compensated, 3 completed, 1 failed" in text.splitlines()[-1]
+    assert "9 sagas: 1 compensated, 7 completed, 1 failed" in text.splitlines()[-1]

@@ -57,8 +57,8 @@ async def test_the_kafka_demo_ignores_hires_real_apps_published(kafka_broker: De
     for _ in range(2):  # a second run meets neither the first run's records nor its groups
         done = demo(kafka_broker.bootstrap_servers)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert "systems: 3 account(s)" in done.stdout
+        assert "systems: 6 account(s)" in done.stdout
         assert older.employee_id not in done.stdout
         assert done.stdout.splitlines()[-1].startswith(
-            "5 sagas: 1 compensated, 3 completed, 1 failed"
+            "9 sagas: 1 compensated, 7 completed, 1 failed"
         )

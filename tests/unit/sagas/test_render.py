@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from sagas import render_mermaid
+from sagas.definitions.offboarding import offboarding
 from sagas.definitions.onboarding import onboarding
+from sagas.definitions.onboarding_v2 import onboarding_v2
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -43,3 +45,9 @@ def test_choices_are_declared_before_any_edge_names_them() -> None:
 def test_the_docs_show_the_current_diagram() -> None:
     docs = (ROOT / "docs" / "sagas.md").read_text()
     assert render_mermaid(onboarding) in docs, "regenerate the diagram in docs/sagas.md"
+
+
+def test_the_docs_show_the_current_diagrams_of_onboarding_v2_and_offboarding() -> None:
+    docs = (ROOT / "docs" / "sagas.md").read_text()
+    for definition in (onboarding_v2, offboarding):
+        assert render_mermaid(definition) in docs, f"regenerate {definition.name}'s diagram"
