@@ -114,9 +114,13 @@ async def test_one_shot_commands_close_their_clients_and_read_only_ones_log_no_c
         "publish", "--file", "handlers/demo_hires.ndjson", "-m", "handlers.hr.contracts", env=env
     )
     assert published.returncode == 0, published.stderr
+    # the dead-letter topic of hr.events only: the session's broker holds every other
+    # test's *.dlq topics too, and reading them all is not what this test is about
+    ensured = bus("topics", "ensure", "handlers.demo:apps", env=env)
+    assert ensured.returncode == 0, ensured.stderr
     read_only = {
-        "dlq list": bus("dlq", "list", env=env),
-        "dlq list --json": bus("dlq", "list", "--json", env=env),
+        "dlq list": bus("dlq", "list", "--topic", "hr.events", env=env),
+        "dlq list --json": bus("dlq", "list", "--topic", "hr.events", "--json", env=env),
         "trace": bus("trace", "no-such-process", "--topic", "hr.events", env=env),
         "topics ensure --check": bus(
             "topics", "ensure", "handlers.demo:apps", "--check", "--json", env=env
