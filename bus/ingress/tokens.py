@@ -22,7 +22,7 @@ token, so the file is no secret worth stealing. A grant allows event types and s
 The same file serves the operator console (``sagas.web``): a token with a ``role`` logs
 into it, one without cannot. A token with a ``role`` may publish only the ``types`` it
 lists (default: none), so a console-only token cannot publish; without a ``role`` the
-default is ``["*"]``. ``python -m bus.ingress.tokens hash TOKEN`` prints the hash.
+default is ``["*"]``. ``python -m bus.ingress hash TOKEN`` prints the hash.
 
 The JSON form is ``{"tokens": [{...}, ...]}``. A presented token is hashed and compared
 with every grant's hash in constant time (``hmac.compare_digest``): how long the check
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sys
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -222,16 +221,3 @@ def _matches(patterns: tuple[str, ...], value: str) -> bool:
         if pattern.endswith("*") and value.startswith(pattern[:-1]):
             return True
     return False
-
-
-def _main(argv: Sequence[str]) -> int:
-    """``python -m bus.ingress.tokens hash TOKEN``: the ``sha256`` line of a token file."""
-    if len(argv) != 2 or argv[0] != "hash":
-        print("usage: python -m bus.ingress.tokens hash TOKEN", file=sys.stderr)
-        return 2
-    print(f'sha256 = "{hash_token(argv[1])}"')
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

@@ -6,7 +6,7 @@ one is for publishing only and cannot log in. The file stores SHA-256 hashes, ne
 
     [[tokens]]
     name = "alice"
-    sha256 = "..."              # python -m bus.ingress.tokens hash TOKEN
+    sha256 = "..."              # python -m bus.ingress hash TOKEN
     role = "operator"           # viewer | operator
     subject = "alice@example.com"
 

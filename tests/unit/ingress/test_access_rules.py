@@ -130,7 +130,7 @@ subject = ""
 def test_the_hash_command_prints_the_line_a_token_file_stores(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from bus.ingress.tokens import _main
+    from bus.ingress.__main__ import main as _main
 
     assert _main(["hash", "s3cret"]) == 0
     assert capsys.readouterr().out == f'sha256 = "{hash_token("s3cret")}"\n'
