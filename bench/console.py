@@ -31,6 +31,7 @@ sys.path += [str(HERE.parent), str(HERE)]
 
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
+from bus import hash_token  # noqa: E402
 from sagas.stores.base import SagaStore  # noqa: E402
 from sagas.stores.postgres import PostgresSagaStore  # noqa: E402
 from sagas.stores.sqlite import SqliteSagaStore  # noqa: E402
@@ -86,7 +87,8 @@ async def measure(store: SagaStore, n: int, requests: int) -> dict[str, float]:
         started = time.perf_counter()
         await seed(store, n)
         seeded_s = time.perf_counter() - started
-        app = build_console_app(store, tokens=parse_tokens(f"viewer bench {TOKEN}"))
+        tokens = f'[[tokens]]\nname = "bench"\nsha256 = "{hash_token(TOKEN)}"\nrole = "viewer"\n'
+        app = build_console_app(store, tokens=parse_tokens(tokens))
         client = TestClient(TestServer(app))
         await client.start_server()
         try:

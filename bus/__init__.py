@@ -78,6 +78,8 @@ if TYPE_CHECKING:
     from bus.gc_tuning import tune_gc
     from bus.http import HttpServer, Readiness
     from bus.ids import new_id
+    from bus.ingress.access import TokenFile
+    from bus.ingress.tokens import TokenGrant, hash_token, parse_tokens
     from bus.ingress.webhooks import Ingress
     from bus.lag import PartitionLag, group_lag
     from bus.message import Command, Event, Message
@@ -175,6 +177,10 @@ _LAZY: dict[str, str] = {
     "new_id": "bus.ids",
     "PartitionLag": "bus.lag",
     "group_lag": "bus.lag",
+    "TokenFile": "bus.ingress.access",
+    "TokenGrant": "bus.ingress.tokens",
+    "hash_token": "bus.ingress.tokens",
+    "parse_tokens": "bus.ingress.tokens",
     "Ingress": "bus.ingress.webhooks",
     "Command": "bus.message",
     "Event": "bus.message",
@@ -288,6 +294,8 @@ __all__ = [
     "SqliteTransaction",
     "StoreError",
     "TestBus",
+    "TokenFile",
+    "TokenGrant",
     "TopicNotFoundError",
     "TopicPartition",
     "TopicSpec",
@@ -311,11 +319,13 @@ __all__ = [
     "encode",
     "envelope_for",
     "group_lag",
+    "hash_token",
     "list_dead_letter_topics",
     "load_apps",
     "murmur2",
     "new_id",
     "parse_since",
+    "parse_tokens",
     "partition_for_key",
     "plan_replay",
     "read_dead_letters",

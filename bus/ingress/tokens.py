@@ -13,6 +13,17 @@ token, so the file is no secret worth stealing. A grant allows event types and s
     rate_per_s = 200                        # events per second; absent: no limit
     burst = 400                             # default: one second's worth (rate_per_s)
 
+    [[tokens]]
+    name = "alice"
+    sha256 = "..."
+    role = "operator"                       # the operator console: "viewer" or "operator"
+    subject = "alice@example.com"           # named in the console's audit; default: name
+
+The same file serves the operator console (``sagas.web``): a token with a ``role`` logs
+into it, one without cannot. A token with a ``role`` may publish only the ``types`` it
+lists (default: none), so a console-only token cannot publish; without a ``role`` the
+default is ``["*"]``. ``python -m bus.ingress hash TOKEN`` prints the hash.
+
 The JSON form is ``{"tokens": [{...}, ...]}``. A presented token is hashed and compared
 with every grant's hash in constant time (``hmac.compare_digest``): how long the check
 takes does not tell how close a guess was.
@@ -39,9 +50,20 @@ from bus.envelope import Envelope
 from bus.errors import ConfigError
 from bus.ingress.problems import FieldError, Refusal, RefusedError
 
-__all__ = ["TokenGrant", "TokenTable", "authenticate", "authorize", "hash_token", "parse_tokens"]
+__all__ = [
+    "CONSOLE_ROLES",
+    "TokenGrant",
+    "TokenTable",
+    "authenticate",
+    "authorize",
+    "hash_token",
+    "parse_tokens",
+]
 
 _HEX_DIGITS = frozenset("0123456789abcdef")
+#: The console's roles: ``viewer`` reads; ``operator`` also retries, cancels, approves, replays.
+CONSOLE_ROLES = ("viewer", "operator")
+_KEYS = frozenset({"name", "sha256", "types", "sources", "rate_per_s", "burst", "role", "subject"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +82,14 @@ class TokenGrant:
     rate_per_s: float | None = None
     #: Events it may send at once (the bucket's size); default ``rate_per_s``.
     burst: float | None = None
+    #: Its role in the operator console (``viewer``/``operator``); None: no console access.
+    role: str | None = None
+    #: Who the console's audit records name; default ``name``.
+    subject: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.subject:
+            object.__setattr__(self, "subject", self.name)
 
     def allows_type(self, type_name: str) -> bool:
         return _matches(self.types, type_name)
@@ -103,16 +133,24 @@ def parse_tokens(text: str | bytes, kind: Literal["toml", "json"]) -> TokenTable
 
 def _grant(index: int, entry: Any, problems: list[str]) -> TokenGrant | None:
     where = f"tokens[{index}]"
-    known = len(problems)
     if not isinstance(entry, dict):
         problems.append(f"{where}: expected a table/object")
         return None
-    name, digest = entry.get("name"), entry.get("sha256")
+    name = entry.get("name")
+    where = f"tokens[{index}] ({name!r})" if isinstance(name, str) and name else where
+    known = len(problems)
+    digest, role = entry.get("sha256"), entry.get("role")
     if not isinstance(name, str) or not name:
         problems.append(f"{where}: 'name' must be a non-empty string")
     if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX_DIGITS:
         problems.append(f"{where}: 'sha256' must be 64 lower-case hex digits (the token's hash)")
-    types, sources = entry.get("types", ["*"]), entry.get("sources", ["*"])
+    if role is not None and role not in CONSOLE_ROLES:
+        problems.append(f"{where}: 'role' must be one of {', '.join(CONSOLE_ROLES)}")
+    subject = entry.get("subject", name)
+    if "subject" in entry and (not isinstance(subject, str) or not subject.strip()):
+        problems.append(f"{where}: 'subject' must be a non-empty string")
+    # A console token publishes only what it lists: a viewer's token is no ingress key.
+    types, sources = entry.get("types", ["*"] if role is None else []), entry.get("sources", ["*"])
     for field, value in (("types", types), ("sources", sources)):
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             problems.append(f"{where}: '{field}' must be a list of names or patterns")
@@ -122,7 +160,7 @@ def _grant(index: int, entry: Any, problems: list[str]) -> TokenGrant | None:
             isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
         ):
             problems.append(f"{where}: '{field}' must be a positive number")
-    unknown = set(entry) - {"name", "sha256", "types", "sources", "rate_per_s", "burst"}
+    unknown = set(entry) - _KEYS
     if unknown:
         problems.append(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     if len(problems) > known:
@@ -134,6 +172,8 @@ def _grant(index: int, entry: Any, problems: list[str]) -> TokenGrant | None:
         tuple(sources),
         None if rate is None else float(rate),
         None if burst is None else float(burst),
+        None if role is None else str(role),
+        str(subject),
     )
 
 

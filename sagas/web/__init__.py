@@ -6,10 +6,17 @@ public entry points; :mod:`sagas.web.access` reads the token file. See docs/cons
 Example::
 
     app = build_console_app(store, definitions=[onboarding], apps=apps,
-                            transport=transport, tokens=load_tokens("console-tokens"))
+                            transport=transport, tokens=load_tokens("tokens.toml"))
 """
 
-from sagas.web.access import Principal, load_tokens, parse_tokens
+from sagas.web.access import ConsoleTokens, Principal, load_tokens, parse_tokens
 from sagas.web.app import build_console_app, serve_console
 
-__all__ = ["Principal", "build_console_app", "load_tokens", "parse_tokens", "serve_console"]
+__all__ = [
+    "ConsoleTokens",
+    "Principal",
+    "build_console_app",
+    "load_tokens",
+    "parse_tokens",
+    "serve_console",
+]

@@ -1,37 +1,43 @@
 """Who may use the console: tokens with roles, sessions, CSRF tokens (pure but for the file).
 
-A token file has one token a line, ``ROLE SUBJECT TOKEN`` (``#`` starts a comment)::
+The console reads the HTTP ingress's token file (see docs/ingress.md, "Token file"): a
+token with a ``role`` logs in, as its ``subject`` (default: its ``name``); a token without
+one is for publishing only and cannot log in. The file stores SHA-256 hashes, never tokens::
 
-    # role      subject   token
-    operator    alice     6f1c...
-    viewer      bob       90ab...
+    [[tokens]]
+    name = "alice"
+    sha256 = "..."              # python -m bus.ingress hash TOKEN
+    role = "operator"           # viewer | operator
+    subject = "alice@example.com"
 
-``viewer`` reads; ``operator`` reads and acts (retry, cancel, approve, replay). The file
-is read by :func:`load_tokens` alone, so the console can switch to the HTTP ingress's
-token file format by changing that one function.
+``viewer`` reads; ``operator`` reads and acts (retry, cancel, approve, replay).
+:func:`load_tokens` keeps the file current as the ingress does (re-read when it changed,
+looked at no more than once a second; a bad edit keeps the last good tokens).
 
 A login (the token typed in a form) opens a :class:`Session`: a random id in a cookie
 (``HttpOnly; SameSite=Strict``) and a CSRF token every state-changing form carries back.
 
 Example::
 
-    tokens = parse_tokens("operator alice s3cret\\n")
-    sessions = Sessions()
-    session = sessions.open(tokens["s3cret"], session_id="...", csrf="...")
+    tokens = load_tokens("tokens.toml")
+    principal = find_token(tokens, "s3cret")            # None: unknown or not a console token
+    session = Sessions().open(principal, session_id="...", csrf="...")
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bus import ConfigError
+from bus import ConfigError, TokenFile, TokenGrant, hash_token
+from bus import parse_tokens as parse_token_file
 
 __all__ = [
     "ROLES",
+    "ConsoleTokens",
     "Principal",
     "Role",
     "Session",
@@ -66,46 +72,58 @@ class Session:
     csrf: str
 
 
-def parse_tokens(text: str, *, origin: str = "token file") -> dict[str, Principal]:
-    """Token -> principal from ``ROLE SUBJECT TOKEN`` lines; every bad line at once."""
-    tokens: dict[str, Principal] = {}
-    problems: list[str] = []
-    for n, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split()
-        if len(parts) != 3:
-            problems.append(f"line {n}: expected 'ROLE SUBJECT TOKEN'")
-            continue
-        role, subject, token = parts
-        if role not in ROLES:
-            problems.append(f"line {n}: role {role!r} is not one of {', '.join(ROLES)}")
-        elif len(token) < 8:
-            problems.append(f"line {n}: the token is shorter than 8 characters")
-        elif token in tokens:
-            problems.append(f"line {n}: the token is already given to {tokens[token].subject}")
+class ConsoleTokens:
+    """The console's tokens, by SHA-256: fixed, or a :class:`bus.TokenFile` kept current."""
+
+    def __init__(self, source: TokenFile | Iterable[TokenGrant]) -> None:
+        self._file: TokenFile | None
+        self._grants: tuple[TokenGrant, ...]
+        if isinstance(source, TokenFile):
+            self._file, self._grants = source, ()
         else:
-            tokens[token] = Principal(subject, role)
-    if problems:
-        raise ConfigError(f"{origin}: " + "; ".join(problems))
+            self._file, self._grants = None, tuple(source)
+        self._principals = _principals(self._grants)
+
+    def current(self) -> Mapping[str, Principal]:
+        """SHA-256 of a token -> who it is (re-read first if the file changed)."""
+        if self._file is not None:
+            grants = self._file.current().grants
+            if grants is not self._grants:
+                self._grants, self._principals = grants, _principals(grants)
+        return self._principals
+
+
+def _principals(grants: Iterable[TokenGrant]) -> dict[str, Principal]:
+    return {g.sha256: Principal(g.subject, g.role) for g in grants if g.role in ROLES}
+
+
+def parse_tokens(text: str, kind: Literal["toml", "json"] = "toml") -> ConsoleTokens:
+    """The console tokens of a token file's text (:class:`ConfigError` if it is invalid)."""
+    return ConsoleTokens(parse_token_file(text, kind).grants)
+
+
+def load_tokens(path: str | Path) -> ConsoleTokens:
+    """The tokens of the file at ``path`` (``.toml``: TOML, else JSON), kept current.
+
+    A file in which no token has a ``role`` is a :class:`ConfigError`: nobody could log in.
+    """
+    tokens = ConsoleTokens(TokenFile(Path(path)))
+    if not tokens.current():
+        raise ConfigError(
+            f"token file {path}: no token has a 'role' (viewer or operator), "
+            "so nobody can log into the console"
+        )
     return tokens
 
 
-def load_tokens(path: str | Path) -> dict[str, Principal]:
-    """The tokens of the file at ``path`` (the one place the format is known)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the console's token file {path}: {exc}") from exc
-    return parse_tokens(text, origin=str(path))
-
-
-def find_token(tokens: Mapping[str, Principal], typed: str) -> Principal | None:
-    """The principal of ``typed``, compared in constant time with every known token."""
+def find_token(tokens: ConsoleTokens, typed: str) -> Principal | None:
+    """The principal of ``typed``: its hash compared in constant time with every one."""
+    if not typed.strip():
+        return None
+    presented = hash_token(typed.strip()).encode()
     found: Principal | None = None
-    for token, principal in tokens.items():
-        if hmac.compare_digest(token.encode(), typed.encode()):
+    for digest, principal in tokens.current().items():
+        if hmac.compare_digest(digest.encode(), presented):
             found = principal
     return found
 

@@ -7,16 +7,16 @@ no CDN, no build step. Bound to 127.0.0.1 unless told otherwise.
 Example::
 
     app = build_console_app(store, definitions=[onboarding], apps=apps,
-                            transport=transport, tokens=load_tokens("tokens.txt"))
+                            transport=transport, tokens=load_tokens("tokens.toml"))
     # or, in a process of its own:
     await serve_console("sqlite:sagas.db", definitions=[onboarding], apps=apps,
-                        transport=transport, tokens_file="tokens.txt", port=8081)
+                        transport=transport, tokens_file="tokens.toml", port=8081)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import jinja2
@@ -27,7 +27,7 @@ from sagas.definition import SagaDefinition
 from sagas.stores.base import SagaStore
 from sagas.stores.url import store_from_url
 from sagas.web import catalog_views, dlq_views, saga_views, task_views
-from sagas.web.access import Principal, Session, find_token, load_tokens
+from sagas.web.access import ConsoleTokens, Session, find_token, load_tokens
 from sagas.web.context import CONSOLE, Console
 from sagas.web.pages import COOKIE, TEMPLATES, render, session_of
 from sagas.web.queries import queries_for
@@ -46,7 +46,7 @@ def build_console_app(
     definitions: Sequence[SagaDefinition] = (),
     apps: Sequence[App] = (),
     transport: Transport | None = None,
-    tokens: Mapping[str, Principal],
+    tokens: ConsoleTokens,
     max_replays: int = 3,
     saga_group: str = "sagas",
     migrate: bool = True,
@@ -55,7 +55,7 @@ def build_console_app(
 
     Example::
 
-        app = build_console_app(store, tokens=parse_tokens("operator alice s3cret-token"))
+        app = build_console_app(store, tokens=load_tokens("tokens.toml"))
     """
     console = Console(
         store=store,
@@ -63,7 +63,7 @@ def build_console_app(
         definitions={d.name: d for d in definitions},
         apps=list(apps),
         transport=transport,
-        tokens=dict(tokens),
+        tokens=tokens,
         max_replays=max_replays,
         saga_group=saga_group,
     )

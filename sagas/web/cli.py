@@ -3,7 +3,7 @@ dead letters (registered through the ``bus.cli`` entry point, as ``bus sagas`` i
 
 Example::
 
-    bus console handlers.demo:apps --tokens-file console-tokens --port 8081 \\
+    bus console handlers.demo:apps --tokens-file tokens.toml --port 8081 \\
         --store sqlite:sagas.db --transport kafka
 """
 
@@ -57,8 +57,8 @@ def register(
             ),
         ] = None,
         tokens_file: Annotated[
-            str, typer.Option(help="who may log in: 'ROLE SUBJECT TOKEN' lines")
-        ] = "console-tokens",
+            str, typer.Option(help="who may log in: the ingress's token file (tokens with a role)")
+        ] = "tokens.toml",
         definitions: Annotated[
             list[str] | None,
             typer.Option(

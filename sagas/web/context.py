@@ -12,7 +12,7 @@ from aiohttp import web
 from bus import App, Transport
 from sagas.definition import SagaDefinition
 from sagas.stores.base import SagaStore
-from sagas.web.access import Principal, Session, Sessions
+from sagas.web.access import ConsoleTokens, Session, Sessions
 from sagas.web.queries import AuditRecord, ConsoleQueries
 
 __all__ = ["CONSOLE", "Console", "utc_now"]
@@ -34,7 +34,8 @@ class Console:
     #: Where dead letters are read and replayed, approvals published, lag measured
     #: (None: those pages say so).
     transport: Transport | None
-    tokens: Mapping[str, Principal]
+    #: Who may log in (the token file, kept current).
+    tokens: ConsoleTokens
     sessions: Sessions = field(default_factory=Sessions)
     max_replays: int = 3
     #: The saga coordinator's consumer group (Coordinator's ``group``), for the catalog.

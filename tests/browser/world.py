@@ -37,6 +37,7 @@ from bus import (
     TopicSpec,
     Transport,
     WorkerSettings,
+    hash_token,
 )
 from bus.transports.memory import MemoryBroker, MemoryTransport
 from sagas.coordinator import Coordinator
@@ -51,7 +52,17 @@ T = TypeVar("T")
 
 OPERATOR_TOKEN = "operator-token-0123456789"
 VIEWER_TOKEN = "viewer-token-0123456789"
-TOKENS = f"operator alice {OPERATOR_TOKEN}\nviewer bob {VIEWER_TOKEN}\n"
+TOKENS = f"""
+[[tokens]]
+name = "alice"
+sha256 = "{hash_token(OPERATOR_TOKEN)}"
+role = "operator"
+
+[[tokens]]
+name = "bob"
+sha256 = "{hash_token(VIEWER_TOKEN)}"
+role = "viewer"
+"""
 
 
 class OrderPlaced(Event, type="console.order.placed.v1", topic="console.orders", key="order_id"):

@@ -45,10 +45,13 @@ class _Apps:
 APPS: Any = [_Apps()]
 
 TOKENS = {"hr": "hr-token", "admin": "admin-token", "slow": "slow-token"}
+#: The console's token in the same file (docs/ingress.md, "Token file"): it may not publish.
+CONSOLE_TOKEN = "console-operator-token"
 
 
 def token_file(path: Path, tokens: dict[str, str] = TOKENS, *, extra: str = "") -> Path:
-    """hr may publish hired events as bus://hr; admin anything; slow at 1 event/s."""
+    """hr may publish hired events as bus://hr; admin anything; slow at 1 event/s; alice
+    is the operator console's (a role, no types): she may not publish."""
     path.write_text(
         f"""
 [[tokens]]
@@ -66,6 +69,11 @@ name = "slow"
 sha256 = "{hash_token(tokens["slow"])}"
 rate_per_s = 1
 burst = 2
+
+[[tokens]]
+name = "alice"
+sha256 = "{hash_token(CONSOLE_TOKEN)}"
+role = "operator"
 {extra}"""
     )
     return path

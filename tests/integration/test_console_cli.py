@@ -12,10 +12,15 @@ from pathlib import Path
 
 import jsonschema
 
+from bus import hash_token
 from tests.integration.test_coordinator_cli import _prepare
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "tests" / "asyncapi" / "asyncapi-3.0.0.schema.json"
+
+
+def _console_token(name: str, role: str, token: str) -> str:
+    return f'[[tokens]]\nname = "{name}"\nsha256 = "{hash_token(token)}"\nrole = "{role}"\n'
 
 
 def _bus(*args: str) -> list[str]:
@@ -26,8 +31,8 @@ def test_bus_console_serves_a_store_until_sigterm_and_prints_its_url(tmp_path: P
     import asyncio
 
     asyncio.run(_prepare(tmp_path / "sagas.db"))
-    tokens = tmp_path / "tokens"
-    tokens.write_text("operator alice 4f0d9c0e8b6a47d1a3b2\n")
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(_console_token("alice", "operator", "4f0d9c0e8b6a47d1a3b2"))
     console = subprocess.Popen(
         _bus(
             "console",
@@ -60,14 +65,14 @@ def test_bus_console_serves_a_store_until_sigterm_and_prints_its_url(tmp_path: P
 
 
 def test_bus_console_refuses_a_store_that_does_not_exist(tmp_path: Path) -> None:
-    (tmp_path / "tokens").write_text("viewer bob 9a8b7c6d5e4f3a2b1c0d\n")
+    (tmp_path / "tokens.toml").write_text(_console_token("bob", "viewer", "9a8b7c6d5e4f3a2b1c0d"))
     done = subprocess.run(
         _bus(
             "console",
             "--store",
             f"sqlite:{tmp_path / 'typo.db'}",
             "--tokens-file",
-            str(tmp_path / "tokens"),
+            str(tmp_path / "tokens.toml"),
             "--port",
             "0",
         ),

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bus import hash_token
 from sagas.stores.base import SagaStore
 from sagas.stores.postgres import PostgresSagaStore
 from sagas.stores.sqlite import SqliteSagaStore
@@ -21,7 +22,22 @@ from tests.console_seed import saga_row, seed
 pytestmark = pytest.mark.slow
 
 MANY = 100_000
-TOKENS = parse_tokens("operator alice operator-token-123\nviewer bob viewer-token-1234\n")
+TOKENS = parse_tokens(f"""
+[[tokens]]
+name = "hr-system"                  # the ingress's: no role, no console
+sha256 = "{hash_token("ingress-token-123")}"
+
+[[tokens]]
+name = "alice-laptop"
+sha256 = "{hash_token("operator-token-123")}"
+role = "operator"
+subject = "alice"
+
+[[tokens]]
+name = "bob"
+sha256 = "{hash_token("viewer-token-1234")}"
+role = "viewer"
+""")
 
 
 async def _client(store: SagaStore) -> TestClient:  # type: ignore[type-arg]
@@ -107,6 +123,21 @@ async def test_keyset_pages_list_every_saga_once_in_start_order(tmp_path: Path) 
             limit=50,
         )
         assert [s.saga_id for s in found.sagas] == [saga_row(42)[0]]
+
+
+async def test_a_token_of_the_shared_file_without_a_role_cannot_log_in(tmp_path: Path) -> None:
+    async with SqliteSagaStore(str(tmp_path / "s.db")) as store:
+        client = await _client(store)
+        try:
+            refused = await client.post(
+                "/login", data={"token": "ingress-token-123"}, allow_redirects=False
+            )
+            assert refused.status == 401
+            assert "Set-Cookie" not in refused.headers
+            still_out = await client.get("/sagas", allow_redirects=False)
+            assert still_out.status == 303
+        finally:
+            await client.close()
 
 
 async def test_a_viewer_reads_but_may_not_act_and_a_post_without_csrf_is_refused(

@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel
 
-from bus import Command, Event, Registry
+from bus import Command, Event, Registry, hash_token
 from sagas import SagaDefinition, SagaStatus, Step, Task
 from sagas.stores import SqliteSagaStore
 from sagas.testing import SagaTestKit
@@ -21,7 +21,22 @@ from sagas.web.context import CONSOLE
 
 REG = Registry()
 T0 = datetime.now(UTC).replace(microsecond=0)
-TOKENS = parse_tokens("operator alice operator-token-123\nviewer bob viewer-token-1234\n")
+TOKENS = parse_tokens(f"""
+[[tokens]]
+name = "hr-system"                  # the ingress's: no role, no console
+sha256 = "{hash_token("ingress-token-123")}"
+
+[[tokens]]
+name = "alice-laptop"
+sha256 = "{hash_token("operator-token-123")}"
+role = "operator"
+subject = "alice"
+
+[[tokens]]
+name = "bob"
+sha256 = "{hash_token("viewer-token-1234")}"
+role = "viewer"
+""")
 
 
 class Hired(Event, type="test.ctasks.hired.v1", topic="ctasks.events", key="who", registry=REG):

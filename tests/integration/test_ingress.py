@@ -21,6 +21,7 @@ from bus.record import OutgoingRecord, RecordMetadata
 from bus.transports.kafka import KafkaTransport
 from tests.conftest import kafka_test_config, unique
 from tests.integration.ingress_harness import (
+    CONSOLE_TOKEN,
     TOPIC,
     Ingested,
     event,
@@ -166,6 +167,15 @@ async def test_tokens_decide_who_publishes_what_and_how_fast(ingested: Ingested)
     assert status == 429
     assert int(headers["Retry-After"]) >= 1
     await ingested.published(source, 3)
+
+
+async def test_a_console_token_of_the_shared_file_may_not_publish(ingested: Ingested) -> None:
+    source = unique("bus://hr/console")
+    status, answer, _ = await ingested.post(event("c-1", source), token=CONSOLE_TOKEN)
+    assert status == 403
+    assert answer["errors"][0]["field"] == "type"
+    assert (await ingested.post(event("c-2", source), token="admin-token"))[0] == 202
+    await ingested.published(source, 1)
 
 
 async def test_a_rotated_token_file_is_used_without_a_restart(

@@ -72,6 +72,71 @@ sha256 = "B"
         parse_tokens("[[tokens", "toml")
 
 
+SHARED = f"""
+[[tokens]]
+name = "hr"
+sha256 = "{hash_token("hr-secret")}"
+
+[[tokens]]
+name = "alice"
+sha256 = "{hash_token("alice-secret")}"
+role = "operator"
+subject = "alice@example.com"
+
+[[tokens]]
+name = "bob"
+sha256 = "{hash_token("bob-secret")}"
+role = "viewer"
+types = ["console.*"]
+"""
+
+
+def test_a_console_role_and_subject_are_read_and_the_subject_defaults_to_the_name() -> None:
+    hr, alice, bob = parse_tokens(SHARED, "toml").grants
+    assert (hr.role, hr.subject, hr.types) == (None, "hr", ("*",))
+    assert (alice.role, alice.subject) == ("operator", "alice@example.com")
+    assert (bob.role, bob.subject, bob.types) == ("viewer", "bob", ("console.*",))
+
+
+def test_a_token_with_a_role_publishes_nothing_unless_it_lists_types() -> None:
+    alice = parse_tokens(SHARED, "toml").grants[1]
+    assert alice.types == ()
+    event = Envelope("1", "bus://hr", "hr.employee.hired.v1")
+    with pytest.raises(RefusedError) as refused:
+        authorize(alice, [event])
+    assert refused.value.refusal.status == 403
+
+
+def test_a_bad_role_or_subject_is_reported_naming_the_entry_and_the_field() -> None:
+    text = f"""
+[[tokens]]
+name = "carol"
+sha256 = "{hash_token("c")}"
+role = "admin"
+
+[[tokens]]
+name = "dave"
+sha256 = "{hash_token("d")}"
+role = "viewer"
+subject = ""
+"""
+    with pytest.raises(ConfigError) as raised:
+        parse_tokens(text, "toml")
+    message = str(raised.value)
+    assert "tokens[0] ('carol'): 'role' must be one of viewer, operator" in message
+    assert "tokens[1] ('dave'): 'subject' must be a non-empty string" in message
+
+
+def test_the_hash_command_prints_the_line_a_token_file_stores(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bus.ingress.__main__ import main as _main
+
+    assert _main(["hash", "s3cret"]) == 0
+    assert capsys.readouterr().out == f'sha256 = "{hash_token("s3cret")}"\n'
+    assert _main(["s3cret"]) == 2
+
+
 @pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer ", "Bearer wrong"])
 def test_a_missing_or_unknown_token_is_401(header: str | None) -> None:
     table = parse_tokens(TOML, "toml")

@@ -2,44 +2,91 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bus import ConfigError
+from bus import ConfigError, TokenFile, hash_token
 from handlers.hr.contracts import EmployeeHired, PrivilegedAccessApproved
 from sagas.definitions.onboarding import onboarding
 from sagas.render import render_mermaid
 from sagas.state import StepStatus
 from sagas.testing import SagaTestKit
-from sagas.web.access import Principal, Sessions, find_token, parse_tokens
+from sagas.web.access import (
+    ConsoleTokens,
+    Principal,
+    Sessions,
+    find_token,
+    load_tokens,
+    parse_tokens,
+)
 from sagas.web.queries import decode_cursor, encode_cursor
 from sagas.web.saga_views import highlighted_mermaid
 from sagas.web.waits import prefilled, waiting_steps
 
+SHARED = f"""
+[[tokens]]
+name = "hr-system"
+sha256 = "{hash_token("ingress-only-token")}"
+types = ["hr.*"]
 
-def test_a_token_file_gives_each_token_a_subject_and_a_role() -> None:
-    tokens = parse_tokens(
-        "# role subject token\noperator alice s3cret-token  # on call\n\nviewer bob another-token\n"
-    )
-    assert tokens == {
-        "s3cret-token": Principal("alice", "operator"),
-        "another-token": Principal("bob", "viewer"),
+[[tokens]]
+name = "alice"
+sha256 = "{hash_token("s3cret-token")}"
+role = "operator"
+subject = "alice@example.com"
+
+[[tokens]]
+name = "bob"
+sha256 = "{hash_token("another-token")}"
+role = "viewer"
+"""
+
+
+def test_a_shared_token_file_gives_console_tokens_a_subject_and_a_role() -> None:
+    tokens = parse_tokens(SHARED)
+    assert tokens.current() == {
+        hash_token("s3cret-token"): Principal("alice@example.com", "operator"),
+        hash_token("another-token"): Principal("bob", "viewer"),
     }
-    assert tokens["s3cret-token"].may_act
-    assert not tokens["another-token"].may_act
+    assert find_token(tokens, "s3cret-token") == Principal("alice@example.com", "operator")
+    assert not Principal("bob", "viewer").may_act
 
 
-def test_every_bad_line_of_a_token_file_is_reported_at_once() -> None:
-    with pytest.raises(ConfigError) as caught:
-        parse_tokens("admin carol token-of-carol\nviewer dave\noperator erin short\n"
-                     "viewer fred same-token-1\nviewer gail same-token-1\n")  # fmt: skip
-    message = str(caught.value)
-    for expected in ("line 1: role 'admin'", "line 2: expected", "line 3: the token is shorter",
-                     "line 5: the token is already given to fred"):  # fmt: skip
-        assert expected in message
+def test_an_ingress_only_token_finds_nobody_in_the_console() -> None:
+    tokens = parse_tokens(SHARED)
+    assert find_token(tokens, "ingress-only-token") is None
+    assert find_token(tokens, "") is None
+
+
+def test_a_bad_token_file_names_the_entry_and_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"tokens\[0\] \('carol'\): 'role'"):
+        parse_tokens(f'[[tokens]]\nname = "carol"\nsha256 = "{hash_token("c")}"\nrole = "admin"\n')
+
+
+def test_a_token_file_without_console_tokens_is_refused_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.toml"
+    path.write_text(f'[[tokens]]\nname = "hr"\nsha256 = "{hash_token("t")}"\n')
+    with pytest.raises(ConfigError, match="nobody can log into the console"):
+        load_tokens(path)
+
+
+def test_the_console_sees_a_token_added_to_its_file_without_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.toml"
+    path.write_text(SHARED)
+    clock = [0.0]
+    tokens = ConsoleTokens(TokenFile(path, monotonic=lambda: clock[0]))
+    assert find_token(tokens, "new-token") is None
+    path.write_text(
+        SHARED + f'[[tokens]]\nname = "erin"\nsha256 = "{hash_token("new-token")}"\n'
+        'role = "viewer"\n'
+    )
+    clock[0] = 5.0
+    assert find_token(tokens, "new-token") == Principal("erin", "viewer")
 
 
 def test_an_unknown_token_finds_nobody_and_sessions_are_bounded() -> None:
-    tokens = parse_tokens("viewer bob another-token")
+    tokens = parse_tokens(SHARED)
     assert find_token(tokens, "another-token") == Principal("bob", "viewer")
     assert find_token(tokens, "another-tokeN") is None
     sessions = Sessions(limit=2)
