@@ -49,12 +49,18 @@ __all__ = ["decide", "start", "start_child"]
 
 
 def start(
-    definition: SagaDefinition, trigger: Event, *, message_id: str, now: datetime
+    definition: SagaDefinition,
+    trigger: Event,
+    *,
+    message_id: str,
+    now: datetime,
+    correlation_id: str | None = None,
 ) -> Transition:
     """A new instance started by ``trigger``: the first stage's commands and timers.
 
     The saga id is :meth:`SagaDefinition.saga_id_for` the trigger; ``message_id`` is the
-    trigger's CloudEvents id (kept for the timeline).
+    trigger's CloudEvents id (kept for the timeline); ``correlation_id`` its
+    ``correlationid``, if any (kept in the state, searchable in the console).
     """
     data = definition.start(trigger)
     if not isinstance(data, definition.data):
@@ -63,7 +69,8 @@ def start(
             f"expected {definition.data.__qualname__}"
         )
     saga_id = definition.saga_id_for(trigger)
-    return _begin(definition, saga_id, data, message_id, f"{trigger.bus_type} {message_id}", now)
+    detail = f"{trigger.bus_type} {message_id}"
+    return _begin(definition, saga_id, data, message_id, detail, now, correlation_id=correlation_id)
 
 
 def start_child(
@@ -84,6 +91,8 @@ def _begin(
     detail: str,
     now: datetime,
     parent_id: str | None = None,
+    *,
+    correlation_id: str | None = None,
 ) -> Transition:
     state = SagaState(
         saga_id=saga_id,
@@ -97,6 +106,7 @@ def _begin(
         updated_at=now,
         history=[HistoryEntry(at=now, event="started", detail=detail)],
         parent_id=parent_id,
+        correlation_id=correlation_id,
     )
     run = Run(definition, state, now, fresh=True)
     if definition.deadline is not None:

@@ -60,6 +60,8 @@ class StartSaga:
     message_id: str
     #: The trigger's W3C ``traceparent``, if it carries one: its commands join that trace.
     traceparent: str | None = None
+    #: The trigger's CloudEvents ``correlationid``, if it carries one (kept in the state).
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +144,10 @@ def _start(stored: StoredSaga | UnreadableSaga | None, given: StartSaga, now: da
     if isinstance(given.message, StartChildSaga):
         t = start_child(given.definition, given.message, message_id=given.message_id, now=now)
     else:
-        t = start(given.definition, given.message, message_id=given.message_id, now=now)
+        t = start(
+            given.definition, given.message, message_id=given.message_id, now=now,
+            correlation_id=given.correlation_id,
+        )  # fmt: skip
     outbox = outbox_entries(
         t, now=now, causation_id=given.message_id, traceparent=given.traceparent
     )
@@ -269,7 +274,7 @@ def inputs_for(routes: Routes, env: Envelope, message: Message) -> list[tuple[st
         return _child_inputs(routes, env, message)
     assert isinstance(message, Event)
     out: list[tuple[str, SagaInput]] = [
-        (d.saga_id_for(message), StartSaga(d, message, env.id, tp))
+        (d.saga_id_for(message), StartSaga(d, message, env.id, tp, env.correlationid))
         for d in routes.triggers.get(env.type, ())
     ]
     corr = env.correlationid

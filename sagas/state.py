@@ -205,6 +205,9 @@ class SagaState:
     updates: list[str] = field(default_factory=list)
     #: The saga that started this one (:class:`~sagas.children.SubSaga`); None: a trigger.
     parent_id: str | None = None
+    #: The trigger's CloudEvents ``correlationid`` (the upstream business process it is
+    #: part of), if it carried one; the console's search finds the saga by it.
+    correlation_id: str | None = None
     #: Id of the trigger message.
     trigger_id: str
     started_at: datetime

@@ -1,20 +1,22 @@
 """The catalog: every event and command type with its JSON Schema, who produces and
-consumes it, its topic and groups; and the live lag of every group per partition."""
+consumes it, its topic and groups; the apps' AsyncAPI document (channels, operations, Kafka
+bindings; the JSON at ``/asyncapi.json``); and the live lag of every group per partition."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
-from bus import Message, TransportError, group_lag
+from bus import Message, TransportError, asyncapi_document, group_lag
 from sagas.definition import SagaDefinition
 from sagas.web.context import CONSOLE, Console
 from sagas.web.pages import render, viewer_session
 
-__all__ = ["CatalogEntry", "add_routes", "catalog_entries"]
+__all__ = ["AsyncApiChannel", "CatalogEntry", "add_routes", "asyncapi_channels", "catalog_entries"]
 
 
 @dataclass
@@ -29,8 +31,20 @@ class CatalogEntry:
         return json.dumps(self.model.bus_json_schema(), indent=2)
 
 
+@dataclass(frozen=True)
+class AsyncApiChannel:
+    """One channel of the AsyncAPI document as the catalog page lists it."""
+
+    id: str
+    address: str
+    kafka: str
+    messages: list[str]
+    operations: list[tuple[str, str, str]]  # (action, operation id, Kafka group or "")
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/catalog", catalog_page)
+    router.add_get("/asyncapi.json", asyncapi_json)
     router.add_get("/catalog/lag", lag_fragment)
 
 
@@ -67,10 +81,43 @@ def _add_saga(d: SagaDefinition, get: Callable[[type[Message]], CatalogEntry]) -
             get(compensation.command).producers.add(f"saga {d.name}")
 
 
+def asyncapi_channels(doc: dict[str, Any]) -> list[AsyncApiChannel]:
+    """The channels of an AsyncAPI 3.0 ``doc`` with their messages and operations."""
+    operations: dict[str, list[tuple[str, str, str]]] = {}
+    for op_id, op in doc.get("operations", {}).items():
+        channel = op["channel"]["$ref"].rsplit("/", 1)[-1]
+        groups = op.get("bindings", {}).get("kafka", {}).get("groupId", {}).get("enum", [])
+        operations.setdefault(channel, []).append((op["action"], op_id, ", ".join(groups)))
+    channels = []
+    for channel_id, channel in sorted(doc.get("channels", {}).items()):
+        kafka = channel.get("bindings", {}).get("kafka", {})
+        binding = f"topic {kafka.get('topic', channel['address'])}"
+        if "partitions" in kafka:
+            binding += f", {kafka['partitions']} partitions"
+        names = [doc["components"]["messages"][m]["name"] for m in channel.get("messages", {})]
+        channels.append(
+            AsyncApiChannel(
+                id=channel_id,
+                address=channel["address"],
+                kafka=binding,
+                messages=sorted(names),
+                operations=sorted(operations.get(channel_id, [])),
+            )
+        )
+    return channels
+
+
 async def catalog_page(request: web.Request) -> web.StreamResponse:
     viewer_session(request)
     console = request.app[CONSOLE]
-    return render(request, "catalog.html", entries=catalog_entries(console))
+    channels = asyncapi_channels(asyncapi_document(console.apps))
+    return render(request, "catalog.html", entries=catalog_entries(console), channels=channels)
+
+
+async def asyncapi_json(request: web.Request) -> web.StreamResponse:
+    """The AsyncAPI 3.0 document of the apps the console was given."""
+    viewer_session(request)
+    return web.json_response(asyncapi_document(request.app[CONSOLE].apps))
 
 
 async def lag_fragment(request: web.Request) -> web.StreamResponse:

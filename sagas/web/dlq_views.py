@@ -110,7 +110,16 @@ async def dlq_replay(request: web.Request) -> web.StreamResponse:
             reason=reason, need_reason=bool(form.get("confirmed")) and not reason,
             max_replays=console.max_replays,
         )  # fmt: skip
-    sent = await replay_dead_letters(_transport(console), plan)
+    progress = [0]  # how many were handed to the broker so far
+
+    def _progress(done: int, _total: int) -> None:
+        progress[0] = done
+
+    failure: str | None = None
+    try:
+        sent = await replay_dead_letters(_transport(console), plan, on_progress=_progress)
+    except BusError as exc:  # some may have gone: say how far it got, and audit that
+        failure, sent = str(exc), progress[0]
     chosen = {k: str(form[k]) for k in (*FILTER_FIELDS, "dlq") if form.get(k)}
     target = ",".join(sorted(ids)) if ids else f"dlq filter {chosen}"
     await console.audit(
@@ -121,5 +130,14 @@ async def dlq_replay(request: web.Request) -> web.StreamResponse:
         sent=sent,
         refused=len(plan.refused),
         ids=[d.id for d, _ in plan.send],
+        failure=failure,
     )
-    return render(request, "replayed.html", sent=sent, plan=plan)
+    # Sends are pipelined: after a failed acknowledgement, those handed over are unconfirmed.
+    done = "sent" if failure is None else "unconfirmed"
+    outcomes = [
+        (d.id, r.topic, done if i < sent else "not sent") for i, (d, r) in enumerate(plan.send)
+    ]
+    return render(
+        request, "replayed.html", sent=sent, plan=plan, outcomes=outcomes, failure=failure,
+        status=502 if failure else 200,
+    )  # fmt: skip

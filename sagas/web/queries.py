@@ -4,8 +4,9 @@ pages of sagas by keyset, a saga's outbox rows, and the console's audit records.
 Keyset pagination: a page is ``ORDER BY started_at_ms DESC, saga_id`` after the last row
 of the page before (its ``(started_at_ms, saga_id)`` is the cursor), never ``OFFSET``,
 so page 2,000 costs what page 1 costs. The console's own migrations (component
-``console``) add the audit table and an index ``(name, started_at_ms)`` for the
-definition filter; status and time use the store's indexes.
+``console``) add the audit table, an index ``(name, started_at_ms)`` for the
+definition filter and one on the trigger's correlation id (in the state's JSON) for the
+search; status and time use the store's indexes.
 
 Example::
 
@@ -53,12 +54,23 @@ _INDEXES = (
     "CREATE INDEX console_audit_target ON console_audit (target, seq)",
     "CREATE INDEX IF NOT EXISTS saga_state_name_started ON saga_state (name, started_at_ms)",
 )
+# The trigger's correlation id inside the state's JSON text. An expression index needs the
+# query to use the very same expression; a row whose JSON is bad (quarantined) must not
+# make the index (or the search) fail: SQLite checks json_valid first, PostgreSQL reads the
+# compact JSON SagaState.to_json writes with a pattern instead of casting to jsonb.
+SQLITE_CORRELATION = (
+    "(CASE WHEN json_valid(state) THEN json_extract(state, '$.correlation_id') END)"
+)
+POSTGRES_CORRELATION = '(substring(state from \'"correlation_id":"([^"]*)"\'))'
+_CORRELATION_INDEX = "CREATE INDEX saga_state_correlation ON saga_state ({expr})"
+_CORRELATION_WHY = "saga_state: an index on the trigger's correlation id, for the search"
 SQLITE_MIGRATIONS = (
     Migration(
         1,
         "console_audit; saga_state (name, started_at_ms) for the definition filter",
         (_AUDIT_TABLE.format(serial="INTEGER"), *_INDEXES),
     ),
+    Migration(2, _CORRELATION_WHY, (_CORRELATION_INDEX.format(expr=SQLITE_CORRELATION),)),
 )
 POSTGRES_MIGRATIONS = (
     Migration(
@@ -66,6 +78,7 @@ POSTGRES_MIGRATIONS = (
         "console_audit; saga_state (name, started_at_ms) for the definition filter",
         (_AUDIT_TABLE.format(serial="BIGSERIAL"), *_INDEXES),
     ),
+    Migration(2, _CORRELATION_WHY, (_CORRELATION_INDEX.format(expr=POSTGRES_CORRELATION),)),
 )
 
 #: (started_at_ms, saga_id) of the last row shown.
@@ -82,7 +95,8 @@ class SagaFilter:
     started_before: datetime | None = None
     #: Only sagas started at or after this time (recent ones).
     started_after: datetime | None = None
-    #: A saga id, a business key (``<definition>:<key>``) or a saga id prefix.
+    #: A saga id, a business key (``<definition>:<key>``), a saga id prefix, or the
+    #: correlation id of the trigger that started it.
     search: str | None = None
     #: Definition names, to turn a business key into saga ids.
     names: tuple[str, ...] = ()
@@ -143,8 +157,11 @@ class ConsoleQueries(Protocol):
     async def audit(self, target: str, *, limit: int = 100) -> list[AuditRecord]: ...
 
 
-def _where(f: SagaFilter, after: Cursor | None, mark: Any) -> tuple[str, list[Any]]:
-    """The WHERE clause of a page; ``mark(n)`` is the placeholder of the n-th argument."""
+def _where(
+    f: SagaFilter, after: Cursor | None, mark: Any, correlation: str
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of a page; ``mark(n)`` is the placeholder of the n-th argument,
+    ``correlation`` the backend's expression of the state's correlation id."""
     where: list[str] = []
     args: list[Any] = []
 
@@ -165,7 +182,8 @@ def _where(f: SagaFilter, after: Cursor | None, mark: Any) -> tuple[str, list[An
         exact = [q, *(f"{n}:{q}" for n in f.names)]
         ids = ", ".join(arg(i) for i in exact)
         low, high = arg(q), arg(q + "\U0010ffff")
-        where.append(f"(saga_id IN ({ids}) OR (saga_id >= {low} AND saga_id < {high}))")
+        by_id = f"saga_id IN ({ids}) OR (saga_id >= {low} AND saga_id < {high})"
+        where.append(f"({by_id} OR {correlation} = {arg(q)})")
     if after is not None:
         # the bare bound first, so the planner can range-scan the start-time index
         a, b, c = arg(after[0]), arg(after[0]), arg(after[1])
@@ -222,7 +240,7 @@ class SqliteQueries:
         await self.store.database.migrate("console", SQLITE_MIGRATIONS)
 
     async def page(self, f: SagaFilter, *, after: Cursor | None, limit: int) -> SagaPage:
-        where, args = _where(f, after, lambda n: "?")
+        where, args = _where(f, after, lambda n: "?", SQLITE_CORRELATION)
         sql = _page_sql(where, "?")
         args.append(limit + 1)
         rows = await self.store.database.run(lambda c: c.execute(sql, args).fetchall())
@@ -258,7 +276,7 @@ class PostgresQueries:
         await self.store.database.migrate("console", POSTGRES_MIGRATIONS)
 
     async def page(self, f: SagaFilter, *, after: Cursor | None, limit: int) -> SagaPage:
-        where, args = _where(f, after, lambda n: f"${n}")
+        where, args = _where(f, after, lambda n: f"${n}", POSTGRES_CORRELATION)
         args.append(limit + 1)
         sql = _page_sql(where, f"${len(args)}")
         async with self.store.database.connection() as conn:
@@ -328,7 +346,8 @@ def _matches(s: SagaState, f: SagaFilter, after: Cursor | None) -> bool:
         return False
     if f.search:
         q = f.search.strip()
-        if not (s.saga_id.startswith(q) or s.saga_id in {f"{n}:{q}" for n in f.names}):
+        names = {f"{n}:{q}" for n in f.names}
+        if not (s.saga_id.startswith(q) or s.saga_id in names or s.correlation_id == q):
             return False
     return after is None or started < after[0] or (started == after[0] and s.saga_id > after[1])
 

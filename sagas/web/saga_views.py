@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from markupsafe import Markup
 
 from bus import BusError, ConfigError, build_trace, new_id, read_hops, render_trace
 from sagas.render import render_mermaid
@@ -16,6 +17,7 @@ from sagas.state import SagaState, SagaStatus, StepStatus
 from sagas.stores.base import UnreadableSaga
 from sagas.timeline import format_duration, timeline_rows
 from sagas.web.context import CONSOLE, Console
+from sagas.web.diagram import saga_svg
 from sagas.web.pages import operator_session, render, viewer_session
 from sagas.web.queries import SagaFilter, decode_cursor, encode_cursor
 from sagas.web.task_views import saga_tasks
@@ -118,6 +120,7 @@ async def saga_page(request: web.Request) -> web.StreamResponse:
         request, template,
         state=state, quarantine=stored.quarantine, revision=stored.revision,
         mermaid=highlighted_mermaid(render_mermaid(definition), state) if definition else None,
+        diagram=Markup(saga_svg(definition, state)) if definition and not fragment else None,
         timeline=timeline_rows(state), format_duration=format_duration,
         steps=list(state.steps.values()), outbox=await console.queries.outbox(saga_id),
         data=json.dumps(state.data, indent=2, default=str), audit=audit,

@@ -83,6 +83,11 @@ def test_the_sagas_list_links_to_a_saga_page_with_diagram_and_timeline(
     browser.find_element(By.LINK_TEXT, saga_id).click()
     _until(browser, lambda b: b.find_elements(By.ID, "timeline"))
     _until(browser, lambda b: _text(b, "status") == "completed")
+    drawn = browser.find_element(By.CSS_SELECTOR, "#diagram svg g.end.current")
+    assert drawn.text == "completed"
+    charged = browser.find_element(By.ID, "step-charge_card")
+    assert "status-completed" in str(charged.get_attribute("class"))
+    browser.find_element(By.ID, "mermaid-toggle").click()  # the source is folded away
     assert "stateDiagram-v2" in _text(browser, "mermaid")
     assert "class completed current" in _text(browser, "mermaid")
     assert "charge_card" in _text(browser, "steps")

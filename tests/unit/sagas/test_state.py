@@ -69,6 +69,7 @@ def every_field_set() -> SagaState:
         ],
         updates=["u-1"],
         parent_id="onboarding:e-0",
+        correlation_id="checkout-1",
         trigger_id="m-1",
         started_at=T0,
         updated_at=T0 + timedelta(minutes=1),
@@ -153,7 +154,7 @@ def test_the_json_is_what_the_pydantic_models_wrote() -> None:
     # steps gained idempotency_key (re-sends after a reply timeout) and uncertain, the state
     # early (kept signals), substage and branches (choices), deadline_at, deadline_timer and
     # late (the saga's deadline), steps reruns and the state updates (changes mid-process)
-    # and parent_id (child sagas);
+    # and parent_id (child sagas), correlation_id (the trigger's correlationid);
     # rows without them still read
     assert state.to_json() == written.replace(
         '"error":null}',
@@ -161,7 +162,7 @@ def test_the_json_is_what_the_pydantic_models_wrote() -> None:
     ).replace(
         '"completions":0,',
         '"completions":0,"deadline_at":null,"deadline_timer":null,"late":false,"early":[],'
-        '"updates":[],"parent_id":null,',
+        '"updates":[],"parent_id":null,"correlation_id":null,',
     ).replace('"stage":0,', '"stage":0,"substage":0,"branches":{},')
     assert SagaState.from_json(written) == state
 
