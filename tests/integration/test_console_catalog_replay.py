@@ -12,14 +12,36 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bus import App, Command, Event, MemoryBroker, MemoryTransport, OutgoingRecord, Record, Registry
+from bus import (
+    App,
+    Command,
+    Event,
+    MemoryBroker,
+    MemoryTransport,
+    OutgoingRecord,
+    Record,
+    Registry,
+    hash_token,
+)
 from bus.dead_letters import dead_letter
 from sagas.stores import SqliteSagaStore
 from sagas.web import build_console_app, parse_tokens
 
 REG = Registry()
 BROKERS: dict[MemoryTransport, MemoryBroker] = {}
-TOKENS = parse_tokens("operator alice operator-token-123\nviewer bob viewer-token-1234\n")
+TOKENS = parse_tokens(
+    f"""
+[[tokens]]
+name = "alice"
+sha256 = "{hash_token("operator-token-123")}"
+role = "operator"
+
+[[tokens]]
+name = "bob"
+sha256 = "{hash_token("viewer-token-1234")}"
+role = "viewer"
+"""
+)
 
 
 class Reserve(

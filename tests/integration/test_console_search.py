@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel
 
-from bus import Command, Event, Registry
+from bus import Command, Event, Registry, hash_token
 from sagas import SagaDefinition, Step
 from sagas.stores.base import SagaStore
 from sagas.stores.postgres import PostgresSagaStore
@@ -22,7 +22,14 @@ from sagas.web import build_console_app, parse_tokens
 from sagas.web.queries import SagaFilter, queries_for
 
 REG = Registry()
-TOKENS = parse_tokens("viewer bob viewer-token-1234\n")
+TOKENS = parse_tokens(
+    f"""
+[[tokens]]
+name = "bob"
+sha256 = "{hash_token("viewer-token-1234")}"
+role = "viewer"
+"""
+)
 
 
 class Ordered(Event, type="test.csearch.ordered.v1", topic="csearch.events", key="order_id",
