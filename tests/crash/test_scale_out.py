@@ -39,6 +39,7 @@ import pytest
 
 from bus.devbroker import DevBroker
 from bus.transports.kafka import KafkaTransport
+from sagas.state import SagaState
 from tests.conftest import kafka_test_config
 from tests.crash import saga_harness as h
 from tests.waiting import wait_until
@@ -103,6 +104,29 @@ class Fleet:
     def stop_all(self) -> None:
         for process in self.live.values():
             h.stop(process)
+
+
+def store_and_effects_differ(
+    states: dict[str, SagaState], rows: list[tuple[str, str, str, int]]
+) -> list[str]:
+    by_saga: dict[str, Counter[str]] = {}
+    for _, type_, employee, _ok in rows:
+        by_saga.setdefault(f"onboarding:{employee}", Counter())[type_] += 1
+    return [
+        sid for sid, s in states.items() if h.effects_from_store(s) != by_saga.get(sid, Counter())
+    ]
+
+
+def describe(state: SagaState, rows: list[tuple[str, str, str, int]]) -> dict[str, object]:
+    employee = state.saga_id.removeprefix("onboarding:")
+    return {
+        "steps": {
+            name: (st.status.value, st.attempts, st.compensation_attempts, st.command_ids)
+            for name, st in state.steps.items()
+        },
+        "history": [(e.step, e.event, str(e.at)) for e in state.history],
+        "effects": [r for r in rows if r[2] == employee],
+    }
 
 
 GROUPS = {"systems": h.SYSTEMS_GROUP, "coordinator": h.COORDINATOR_GROUP}
@@ -199,6 +223,8 @@ async def test_handlers_and_coordinators_killed_and_added_lose_and_double_nothin
     assert not crashed, f"processes died on their own: {crashed}"
     assert all(b is None for b in before_kill), f"a victim had died before its kill: {before_kill}"
     assert lag.systems_behind == lag.coordinator_behind == lag.outbox_backlog == 0, lag
+    for sid in store_and_effects_differ(states, rows):  # what a failure below needs
+        log.warning("store vs effects differ for %s: %r", sid, describe(states[sid], rows))
     h.check_outcome(plan, states, rows)
 
     figures = {
