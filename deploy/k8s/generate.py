@@ -25,6 +25,15 @@ CLOSE_BUDGET_S = 5  # bus.runner.CLOSE_BUDGET_S: closing stores and the transpor
 GRACE_S = DRAIN_DEADLINE_S + CLOSE_BUDGET_S + 15
 PORT = 9400
 PASSWORD_DIR = "/var/run/secrets/bus"
+SECRET_DIR = "/var/run/secrets/bus-files"
+CONSOLE_PORT = 8081
+HANDLER_APPS = [
+    "handlers.identity.handler:commands_app",
+    "handlers.licensing.handler:commands_app",
+    "handlers.notifications.handler:commands_app",
+    "handlers.payroll.handler:app",
+    "handlers.repositories.handler:app",
+]
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,11 @@ class Role:
     component: str = "handler"
     saga_store: bool = False
     extra_ports: list[dict[str, Any]] = field(default_factory=list)
+    #: Secret name -> mount directory, e.g. a token file.
+    secret_files: dict[str, str] = field(default_factory=dict)
+    #: Where its probes look; None: the bus HTTP server's /healthz and /readyz on `metrics`.
+    probe_port: str | None = None
+    probe_path: str = "/healthz"
 
 
 ROLES = [
@@ -56,10 +70,17 @@ ROLES = [
     # the coordinator consumes the triggers and every reply topic: lag over all of them
     Role("coordinator", ["sagas", "run", "--definitions", "sagas.definitions.onboarding"],
          "sagas", None, min_replicas=2, component="coordinator", saga_store=True),
-    # `bus ingress` is being built: the planned command line
-    Role("ingress", ["ingress", "-m", "handlers.hr.contracts", "--http-port", "8080"],
+    # /events and /hooks/hr on the one HTTP server (port `metrics`, 9400) beside /metrics
+    Role("ingress", ["ingress", "handlers.hr.webhook", "--webhooks", "handlers.hr.webhook:ingress"],
          None, min_replicas=2, component="ingress",
-         extra_ports=[{"name": "http", "containerPort": 8080}]),
+         secret_files={"bus-ingress-tokens": f"{SECRET_DIR}/ingress"}),
+    # no /metrics, /healthz or /readyz of its own: probed on its login page
+    Role("console", ["console", *HANDLER_APPS, f"--tokens-file={SECRET_DIR}/console/tokens",
+                     "--host=0.0.0.0", f"--port={CONSOLE_PORT}"],
+         None, component="console", saga_store=True,
+         extra_ports=[{"name": "http", "containerPort": CONSOLE_PORT}],
+         secret_files={"bus-console-tokens": f"{SECRET_DIR}/console"},
+         probe_port="http", probe_path="/login"),
 ]  # fmt: skip
 
 
@@ -72,8 +93,10 @@ def labels(role: Role) -> dict[str, str]:
 
 
 def container(role: Role) -> dict[str, Any]:
-    probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10,
+    port = role.probe_port or "metrics"
+    probe = {"httpGet": {"path": role.probe_path, "port": port}, "periodSeconds": 10,
              "timeoutSeconds": 3, "failureThreshold": 3}  # fmt: skip
+    ready = "/readyz" if role.probe_port is None else role.probe_path
     env: list[dict[str, Any]] = [
         # only read when BUS_KAFKA_SECURITY_PROTOCOL is SASL_*; absent in the plain overlay
         {"name": "BUS_KAFKA_SASL_PASSWORD", "valueFrom": {"secretKeyRef": {
@@ -83,18 +106,29 @@ def container(role: Role) -> dict[str, Any]:
     if role.saga_store:
         env.append({"name": "BUS_SAGA_STORE_PASSWORD_FILE", "value": f"{PASSWORD_DIR}/password"})
         mounts.append({"name": "saga-store-password", "mountPath": PASSWORD_DIR, "readOnly": True})
+    if "bus-ingress-tokens" in role.secret_files:
+        path = f"{role.secret_files['bus-ingress-tokens']}/tokens.toml"
+        env.append({"name": "BUS_INGRESS_TOKENS_FILE", "value": path})
+        # the HR system's signing secret (handlers/hr/webhook.py reads this variable)
+        env.append({"name": "HR_WEBHOOK_SECRET", "valueFrom": {"secretKeyRef": {
+            "name": "bus-ingress-tokens", "key": "hr-webhook-secret"}}})  # fmt: skip
+    for secret, directory in role.secret_files.items():
+        mounts.append({"name": secret, "mountPath": directory, "readOnly": True})
+    ports = [*role.extra_ports]
+    if role.probe_port is None:  # the bus HTTP server: /metrics, /healthz, /readyz
+        ports.insert(0, {"name": "metrics", "containerPort": PORT})
     return {
         "name": "bus",
         "image": "bus",  # the overlay's `images:` sets repository and tag
         "args": role.command,
-        "ports": [{"name": "metrics", "containerPort": PORT}, *role.extra_ports],
+        "ports": ports,
         "envFrom": [{"configMapRef": {"name": "bus-config"}}],
         "env": env,
         "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 60},
         "livenessProbe": probe,
         "readinessProbe": {
             **probe,
-            "httpGet": {"path": "/readyz", "port": "metrics"},
+            "httpGet": {"path": ready, "port": port},
             "failureThreshold": 2,
         },
         "resources": {
@@ -116,6 +150,10 @@ def deployment(role: Role) -> dict[str, Any]:
           "items": [{"key": "password", "path": "password"}]}}]
         if role.saga_store else []
     )  # fmt: skip
+    files = {"bus-ingress-tokens": "tokens.toml", "bus-console-tokens": "tokens"}
+    volumes += [{"name": secret, "secret": {"secretName": secret,
+                 "items": [{"key": files[secret], "path": files[secret]}]}}
+                for secret in role.secret_files]  # fmt: skip
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -128,11 +166,7 @@ def deployment(role: Role) -> dict[str, Any]:
                     "labels": labels(role),
                     # for a Prometheus that discovers pods by annotation; the PodMonitor
                     # (podmonitor.yaml) serves the Prometheus Operator
-                    "annotations": {
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(PORT),
-                        "prometheus.io/path": "/metrics",
-                    },
+                    "annotations": scrape_annotations(role),
                 },
                 "spec": {
                     # drain (BUS_SHUTDOWN_DEADLINE_S) + closing the transport, with room
@@ -149,6 +183,16 @@ def deployment(role: Role) -> dict[str, Any]:
                 },
             },
         },
+    }
+
+
+def scrape_annotations(role: Role) -> dict[str, str]:
+    if role.probe_port is not None:  # not a bus HTTP server: nothing to scrape
+        return {"prometheus.io/scrape": "false"}
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(PORT),
+        "prometheus.io/path": "/metrics",
     }
 
 

@@ -124,7 +124,11 @@ def compose_config(*files: str, env: dict[str, str]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    env = {"BUS_POSTGRES_PASSWORD": "only-for-the-test", "COMPOSE_PROFILES": "ingress"}
+    env = {
+        "BUS_POSTGRES_PASSWORD": "only-for-the-test",
+        "BUS_CONSOLE_TOKENS": "operator test only-for-the-test",
+        "COMPOSE_PROFILES": "ingress",
+    }
     return compose_config("compose.yaml", env=env)
 
 
@@ -140,7 +144,26 @@ def test_compose_runs_every_onboarding_handler_and_two_coordinators(
         assert isinstance(load_target(command[1]), App), command
     assert services["coordinator"]["deploy"]["replicas"] == 2
     assert services["coordinator"]["environment"]["BUS_SAGA_STORE"].startswith("postgresql://")
-    assert services["ingress"]["profiles"] == ["ingress"]  # until `bus ingress` exists
+    assert services["ingress"]["profiles"] == ["ingress"]  # it needs tokens and a secret
+
+
+def test_compose_runs_the_real_ingress_and_console_command_lines(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    ingress = services["ingress"]["command"]
+    assert ingress[0] == "ingress"
+    assert isinstance(load_target(ingress[1]), App)
+    assert ingress[2] == "--webhooks"
+    assert load_target(ingress[3]) is not None
+    assert services["ingress"]["environment"]["BUS_INGRESS_TOKENS_FILE"].startswith("/run/secrets/")
+    console = services["console"]["command"]
+    assert console[0] == "console"
+    assert "--host=0.0.0.0" in console
+    assert "--tokens-file=/run/secrets/console_tokens" in console
+    for target in [arg for arg in console[1:] if not arg.startswith("--")]:
+        assert isinstance(load_target(target), App), target
+    assert services["console"]["environment"]["BUS_SAGA_STORE_PASSWORD_FILE"]
 
 
 def test_compose_gives_every_bus_service_time_to_drain(compose: dict[str, Any]) -> None:
@@ -158,7 +181,8 @@ def test_prometheus_in_compose_scrapes_every_bus_service(compose: dict[str, Any]
     bus_services = {
         name for name, s in compose["services"].items() if s.get("image", "").startswith("bus")
     }
-    assert names == bus_services
+    # the console serves no /metrics (its own aiohttp app, not the bus HTTP server)
+    assert names == bus_services - {"console"}
 
 
 def test_the_tansu_override_validates_and_replaces_kafka(tmp_path: Path) -> None:
@@ -220,20 +244,22 @@ def test_every_pod_drains_before_it_is_killed_and_is_probed(
     _, docs = overlay
     deadline = float(config_map(docs)["BUS_SHUTDOWN_DEADLINE_S"])
     deployments = by_kind(docs, "Deployment")
-    assert set(deployments) == {*HANDLER_SERVICES, "coordinator", "ingress"}
+    assert set(deployments) == {*HANDLER_SERVICES, "coordinator", "ingress", "console"}
     budgets = by_kind(docs, "PodDisruptionBudget")
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         assert pod["terminationGracePeriodSeconds"] > deadline + 5, name
         (container,) = pod["containers"]
-        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        # the console is its own aiohttp app without /healthz: its login page is the probe
+        live, ready = ("/login", "/login") if name == "console" else ("/healthz", "/readyz")
+        assert container["livenessProbe"]["httpGet"]["path"] == live
+        assert container["readinessProbe"]["httpGet"]["path"] == ready
         assert container["resources"]["requests"]
         assert container["resources"]["limits"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert name in budgets, name
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/scrape"] == ("false" if name == "console" else "true")
 
 
 def test_each_consumer_group_scales_on_its_lag_up_to_the_partition_count(
@@ -272,11 +298,12 @@ def test_the_pod_monitor_selects_every_bus_pod_by_its_metrics_port(
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     selector = monitor["spec"]["selector"]["matchLabels"]
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
-    for deployment in by_kind(docs, "Deployment").values():
+    for name, deployment in by_kind(docs, "Deployment").items():
         pod = deployment["spec"]["template"]
         assert selector.items() <= pod["metadata"]["labels"].items()
         ports = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
-        assert endpoint["port"] in ports
+        # the console serves no /metrics: it has no such port, so the monitor skips it
+        assert (endpoint["port"] in ports) == (name != "console"), name
 
 
 def test_the_committed_base_is_what_generate_py_writes() -> None:
