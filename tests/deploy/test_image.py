@@ -289,7 +289,10 @@ async def test_an_onboarding_completes_through_containers_with_two_coordinators_
     try:
         run_handler(docker, image, kafka_broker, names[0], "run", *ONBOARDING_APPS)
         for name in names[1:]:
-            run_handler(docker, image, kafka_broker, name, "sagas", "run", env=store)
+            # onboarding v1, as deploy/compose.yaml runs it: the default set (v2) waits on
+            # people (a desk task, an IT task in the equipment child saga)
+            run_handler(docker, image, kafka_broker, name, "sagas", "run", "--definitions",
+                        "sagas.definitions.onboarding", env=store)  # fmt: skip
         for name in names:
             wait_until_blocking(lambda n=name: health(docker, n), until=lambda s: s == "healthy",
                                 timeout_s=120, what=f"{name} to be healthy")  # fmt: skip
