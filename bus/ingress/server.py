@@ -212,14 +212,14 @@ class IngressServer:
         length = request.content_length
         if length is not None and length > limit:
             raise _too_large(f"the body is larger than {limit} bytes")
-        if length is not None:  # the common case: one read, no copy
-            try:
-                return await request.content.readexactly(length)
-            except asyncio.IncompleteReadError as exc:
-                return exc.partial  # what arrived, as the loop below would answer
         body = bytearray()
         try:
             async with asyncio.timeout(self.config.body_timeout_s):
+                if length is not None:  # the common case: one read, no copy
+                    try:
+                        return await request.content.readexactly(length)
+                    except asyncio.IncompleteReadError as exc:
+                        return exc.partial  # what arrived, as the loop below would answer
                 while chunk := await request.content.read(limit + 1 - len(body)):
                     body += chunk
                     if len(body) > limit:
