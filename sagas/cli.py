@@ -10,10 +10,11 @@ Every command but ``graph`` talks to the saga store only: ``--store URL`` or
 request row in the store, which the coordinator carries out in the same transaction as the
 saga's new state - one mechanism for one or many replicas, and no broker needed to ask.
 
-The command tree is here; the commands live by concept: ``sagas/cli_store.py`` (list,
-show, cancel, retry, purge, graph), ``sagas/cli_run.py`` (the ``run`` and ``demo``
-processes), ``sagas/cli_common.py`` (their shared flags, ``load_definitions``,
-``parse_since``, re-exported here).
+The command tree is here, with ``demo`` (this module is the one composition root that
+wires the demo's handler apps); the other commands live by concept:
+``sagas/cli_store.py`` (list, show, cancel, retry, purge, graph), ``sagas/cli_run.py``
+(the ``run`` coordinator process), ``sagas/cli_common.py`` (their shared flags,
+``load_definitions``, ``parse_since``, re-exported here).
 
 Example::
 
@@ -24,12 +25,17 @@ Example::
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from bus import BusConfig, new_id, tune_gc
 from sagas.cli_common import (
     DefinitionsOption,
     Invoke,
@@ -39,8 +45,9 @@ from sagas.cli_common import (
     load_definitions,
     parse_since,
 )
-from sagas.cli_run import run_coordinator, run_demo_process
+from sagas.cli_run import run_coordinator
 from sagas.cli_store import register_store_commands
+from sagas.config import SagaConfig
 
 __all__ = ["load_definitions", "parse_since", "register"]
 
@@ -112,10 +119,45 @@ def register(
         options: object,
     ) -> int:
         return invoke(
-            lambda a, c: run_demo_process(a, c, make_transport),
+            lambda a, c: _demo(a, c, make_transport),
             options,
             scenario=scenario,
             store=store,
             timeout_s=timeout_s,
             verbose=verbose,
         )
+
+
+def _demo(args: argparse.Namespace, config: BusConfig, make_transport: TransportFactory) -> int:
+    from sagas.demo import DEFAULT_SCENARIO, isolated, load_scenario, run_demo
+    from sagas.stores.url import store_from_url
+
+    scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
+    fault_point = SagaConfig.from_env().fault_point
+    if args.log_level is None:  # the timelines tell the story; handler logs only on demand
+        logging.getLogger("bus").setLevel(logging.WARNING)
+        logging.getLogger("sagas").setLevel(logging.WARNING)
+    run_id = new_id()[-6:]
+    transport = isolated(make_transport(config, args), run_id)
+
+    async def go(url: str) -> int:
+        store = store_from_url(url)
+        await store.open()
+        try:
+            return await run_demo(
+                scenario.with_suffix("" if args.store is None else f"-{run_id}"),
+                store=store,
+                transport=transport,
+                partitions=config.partitions,
+                timeout_s=args.timeout_s,
+                fault_point=fault_point,
+                verbose=args.verbose,
+            )
+        finally:
+            await store.close()
+
+    tune_gc(config.gc_young)
+    if args.store is not None:
+        return asyncio.run(go(args.store))
+    with tempfile.TemporaryDirectory(prefix="bus-sagas-demo-") as tmp:
+        return asyncio.run(go(f"sqlite:{Path(tmp) / 'sagas.db'}"))

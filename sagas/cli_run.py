@@ -1,14 +1,11 @@
-"""``bus sagas run`` and ``bus sagas demo``: the processes, on the transport bus's flags
-select.
+"""``bus sagas run``: the coordinator process, on the transport bus's flags select.
 
-``run`` is the coordinator's app on a :class:`bus.Runner` with ``/metrics`` and
-``/readyz``; ``demo`` runs handler apps, the coordinator and HR in one process (the
-memory transport and a fresh SQLite file unless told otherwise).
+The coordinator's app on a :class:`bus.Runner` (one consume loop, graceful shutdown on
+SIGTERM/SIGINT, lag metrics) with ``/metrics``, ``/healthz`` and ``/readyz``.
 
 Example::
 
     bus sagas run --store postgresql://sagas@db/sagas --transport kafka
-    bus sagas demo
 """
 
 from __future__ import annotations
@@ -17,8 +14,6 @@ import argparse
 import asyncio
 import logging
 import signal
-import tempfile
-from pathlib import Path
 
 from bus import (
     BusConfig,
@@ -27,13 +22,12 @@ from bus import (
     Runner,
     TopicSpec,
     dead_letter_topic,
-    new_id,
     tune_gc,
 )
 from sagas.cli_common import TransportFactory, load_definitions
 from sagas.config import SagaConfig
 
-__all__ = ["run_coordinator", "run_demo_process"]
+__all__ = ["run_coordinator"]
 
 log = logging.getLogger("sagas.cli")  # the name its log lines had before the module split
 
@@ -116,40 +110,3 @@ def run_coordinator(
     tune_gc(config.gc_young)
     asyncio.run(go())
     return 0
-
-
-def run_demo_process(
-    args: argparse.Namespace, config: BusConfig, make_transport: TransportFactory
-) -> int:
-    from sagas.demo import DEFAULT_SCENARIO, isolated, load_scenario, run_demo
-    from sagas.stores.url import store_from_url
-
-    scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
-    fault_point = SagaConfig.from_env().fault_point
-    if args.log_level is None:  # the timelines tell the story; handler logs only on demand
-        logging.getLogger("bus").setLevel(logging.WARNING)
-        logging.getLogger("sagas").setLevel(logging.WARNING)
-    run_id = new_id()[-6:]
-    transport = isolated(make_transport(config, args), run_id)
-
-    async def go(url: str) -> int:
-        store = store_from_url(url)
-        await store.open()
-        try:
-            return await run_demo(
-                scenario.with_suffix("" if args.store is None else f"-{run_id}"),
-                store=store,
-                transport=transport,
-                partitions=config.partitions,
-                timeout_s=args.timeout_s,
-                fault_point=fault_point,
-                verbose=args.verbose,
-            )
-        finally:
-            await store.close()
-
-    tune_gc(config.gc_young)
-    if args.store is not None:
-        return asyncio.run(go(args.store))
-    with tempfile.TemporaryDirectory(prefix="bus-sagas-demo-") as tmp:
-        return asyncio.run(go(f"sqlite:{Path(tmp) / 'sagas.db'}"))
