@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from bus.cli.common import load_apps
     from bus.clock import VirtualClock
     from bus.codec import decode, encode
-    from bus.config import BusConfig, Secret
+    from bus.config import BusConfig
     from bus.context import BatchContext, Context
     from bus.dead_letters import dead_letter, dead_letter_topic, without_original
     from bus.dedup import (
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         replay_dead_letters,
     )
     from bus.envelope import Envelope
+    from bus.environment import Secret
     from bus.errors import (
         BusError,
         CommitFailedError,
@@ -128,7 +129,6 @@ _LAZY: dict[str, str] = {
     "decode": "bus.codec",
     "encode": "bus.codec",
     "BusConfig": "bus.config",
-    "Secret": "bus.config",
     "BatchContext": "bus.context",
     "Context": "bus.context",
     "dead_letter": "bus.dead_letters",
@@ -150,6 +150,7 @@ _LAZY: dict[str, str] = {
     "read_dead_letters": "bus.dlq",
     "replay_dead_letters": "bus.dlq",
     "Envelope": "bus.envelope",
+    "Secret": "bus.environment",
     "BusError": "bus.errors",
     "CommitFailedError": "bus.errors",
     "ConfigError": "bus.errors",

@@ -13,6 +13,10 @@ from a background task (``await publish(...)`` returns once its batch is accepte
 sync client has no thread: it sends when ``publish`` finds the batch full or old, and on
 ``flush()`` and leaving its ``with`` block.
 
+Both are one core (``_Core``: the request of a batch, what an answer means, when to try
+again, the counts; the decisions themselves are :mod:`bus.client_events`' pure functions)
+under a thin shell that sends and waits its own way.
+
 Example::
 
     with Client("http://ingress:9400", token="...") as bus:
@@ -25,22 +29,17 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 import tenacity
 
-from bus.client_events import (
-    RETRY_STATUSES,
-    Answer,
-    batch_body,
-    cloudevent,
-    refusal_error,
-    retry_after_s,
-)
+from bus.client_events import Answer, Retry, batch_body, cloudevent, outcome, retry_wait_s
 from bus.errors import PublishRefusedError, TransportError
 from bus.ids import new_id
 from bus.message import Message
@@ -49,6 +48,7 @@ from bus.stamping import utc_now
 __all__ = ["Answer", "AsyncClient", "Client"]
 
 _DEFAULT_SOURCE = "bus://client"
+_T = TypeVar("_T")
 
 
 class _RetryError(Exception):
@@ -59,78 +59,55 @@ class _RetryError(Exception):
         self.wait_s = wait_s
 
 
-class _Settings:
-    """What both clients share: where, who, how to retry and batch."""
-
-    def __init__(
-        self,
-        url: str,
-        token: str | None,
-        *,
-        source: str,
-        batch_size: int,
-        linger_s: float,
-        attempts: int,
-        max_wait_s: float,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        self.url = url.rstrip("/") + "/events"
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.source = source
-        self.batch_size = batch_size
-        self.linger_s = linger_s
-        self.attempts = attempts
-        self.max_wait_s = max_wait_s
-
-    def event(self, message: Message | Mapping[str, Any], **attributes: Any) -> dict[str, Any]:
-        if isinstance(message, Message):
-            return cloudevent(
-                message,
-                source=self.source,
-                id=attributes.pop("id", None) or new_id(),
-                time=attributes.pop("time", None) or utc_now(),
-                **attributes,
-            )
-        return dict(message)  # already a CloudEvent (bus publish --via keeps its attributes)
-
-    def retrying(self, kind: type[Any]) -> Any:
-        def wait(state: tenacity.RetryCallState) -> float:
-            failed = state.outcome.exception() if state.outcome else None
-            backoff = min(self.max_wait_s, 0.1 * 2 ** (state.attempt_number - 1))
-            said = failed.wait_s if isinstance(failed, _RetryError) else None
-            return min(self.max_wait_s, said) if said is not None else backoff
-
-        return kind(
-            retry=tenacity.retry_if_exception_type(_RetryError),
-            wait=wait,
-            stop=tenacity.stop_after_attempt(self.attempts),
-            reraise=True,
-        )
-
-    def answer(self, response: httpx.Response) -> Answer:
-        if response.status_code == 202:
-            return Answer.of(response.content)
-        if response.status_code in RETRY_STATUSES:
-            raise _RetryError(
-                f"{response.status_code}: {refusal_error(response.status_code, response.content)}",
-                retry_after_s(response.headers.get("Retry-After"), 0.5),
-            )
-        raise refusal_error(response.status_code, response.content)
+@contextlib.contextmanager
+def _connection_errors_retried() -> Iterator[None]:
+    """httpx's connection failures (no answer, so no ``Retry-After``) as worth a retry."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise _RetryError(f"{type(exc).__name__}: {exc}", None) from exc
 
 
-def _gave_up(exc: _RetryError, url: str) -> TransportError:
-    return TransportError(f"not published to {url} after retries: {exc}")
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One batch's POST, the same bytes on every attempt."""
+
+    body: bytes
+    headers: dict[str, str]
 
 
-class Client:
-    """Publish over HTTP from synchronous code; see the module docstring.
+class _Pending(Generic[_T]):
+    """What waits for the next batch request, and since when (monotonic seconds)."""
 
-    Example::
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: list[_T] = []
+        self.since_s = 0.0
 
-        with Client("http://localhost:9400", token=token, source="bus://hr") as bus:
-            bus.publish_many([EmployeeHired(employee_id=i, name="x") for i in ids])
-    """
+    def add(self, item: _T, now_s: float) -> bool:
+        """Queue ``item``; True when the batch is full."""
+        if not self.items:
+            self.since_s = now_s
+        self.items.append(item)
+        return len(self.items) >= self.size
+
+    def take(self) -> list[_T]:
+        items, self.items = self.items, []
+        return items
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _Core:
+    """What both clients are: where and as whom they publish, the request of a batch, what
+    an answer means, when to try again, and the counts. A shell adds its HTTP client
+    (``_open``) and sends and waits its own way (sync or asyncio)."""
+
+    #: ``linger_s`` when the caller gives none (the shell's own).
+    _default_linger_s: float
 
     def __init__(
         self,
@@ -139,39 +116,103 @@ class Client:
         *,
         source: str = _DEFAULT_SOURCE,
         batch_size: int = 100,
-        linger_s: float = 0.05,
+        linger_s: float | None = None,
         attempts: int = 6,
         max_wait_s: float = 10.0,
         timeout_s: float = 30.0,
         verify: Any = True,
     ) -> None:
-        self._settings = _Settings(
-            url,
-            token,
-            source=source,
-            batch_size=batch_size,
-            linger_s=linger_s,
-            attempts=attempts,
-            max_wait_s=max_wait_s,
-        )
-        self._http = httpx.Client(timeout=timeout_s, verify=verify)
-        self._pending: list[dict[str, Any]] = []
-        self._oldest = 0.0
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._url = url.rstrip("/") + "/events"
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._source = source
+        self._batch_size = batch_size
+        self._linger_s = self._default_linger_s if linger_s is None else linger_s
+        self._attempts = attempts
+        self._max_wait_s = max_wait_s
         #: Events accepted so far, and of those duplicates (accepted before).
         self.accepted = 0
         self.duplicates = 0
+        self._open(timeout_s=timeout_s, verify=verify)
+
+    def _open(self, *, timeout_s: float, verify: Any) -> None:
+        raise NotImplementedError
+
+    def _event(self, message: Message | Mapping[str, Any], **attributes: Any) -> dict[str, Any]:
+        if isinstance(message, Message):
+            return cloudevent(
+                message,
+                source=self._source,
+                id=attributes.pop("id", None) or new_id(),
+                time=attributes.pop("time", None) or utc_now(),
+                **attributes,
+            )
+        return dict(message)  # already a CloudEvent (bus publish --via keeps its attributes)
+
+    def _request(self, events: Sequence[Mapping[str, Any]]) -> _Request:
+        body, content_type = batch_body(events)
+        return _Request(body, {**self._headers, "Content-Type": content_type})
+
+    def _retrying(self, kind: type[Any]) -> Any:
+        """A fresh ``tenacity.Retrying`` or ``AsyncRetrying`` (each send its own state)."""
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            failed = state.outcome.exception() if state.outcome else None
+            asked_s = failed.wait_s if isinstance(failed, _RetryError) else None
+            return retry_wait_s(asked_s, state.attempt_number, self._max_wait_s)
+
+        return kind(
+            retry=tenacity.retry_if_exception_type(_RetryError),
+            wait=wait,
+            stop=tenacity.stop_after_attempt(self._attempts),
+            reraise=True,
+        )
+
+    def _answer(self, response: httpx.Response) -> Answer:
+        """The answer's meaning: an :class:`Answer`, else raised (a retry or a refusal)."""
+        meant = outcome(response.status_code, response.content, response.headers.get("Retry-After"))
+        if isinstance(meant, Retry):
+            raise _RetryError(meant.why, meant.wait_s)
+        if isinstance(meant, PublishRefusedError):
+            raise meant
+        return meant
+
+    @contextlib.contextmanager
+    def _giving_up(self) -> Iterator[None]:
+        try:
+            yield
+        except _RetryError as exc:
+            raise TransportError(f"not published to {self._url} after retries: {exc}") from exc
+
+    def _counted(self, answer: Answer) -> Answer:
+        self.accepted += answer.accepted
+        self.duplicates += answer.duplicates
+        return answer
+
+
+class Client(_Core):
+    """Publish over HTTP from synchronous code; see the module docstring. ``linger_s``
+    defaults to 0.05.
+
+    Example::
+
+        with Client("http://localhost:9400", token=token, source="bus://hr") as bus:
+            bus.publish_many([EmployeeHired(employee_id=i, name="x") for i in ids])
+    """
+
+    _default_linger_s = 0.05
+
+    def _open(self, *, timeout_s: float, verify: Any) -> None:
+        self._http = httpx.Client(timeout=timeout_s, verify=verify)
+        self._pending: _Pending[dict[str, Any]] = _Pending(self._batch_size)
 
     def publish(self, message: Message | Mapping[str, Any], **attributes: Any) -> str:
         """Queue ``message`` (sent when the batch is full or old); returns its event id.
         ``attributes``: ``id``, ``time``, ``subject``, ``extensions``."""
-        event = self._settings.event(message, **attributes)
-        if not self._pending:
-            self._oldest = time.monotonic()
-        self._pending.append(event)
-        if (
-            len(self._pending) >= self._settings.batch_size
-            or time.monotonic() - self._oldest >= self._settings.linger_s
-        ):
+        event = self._event(message, **attributes)
+        full = self._pending.add(event, time.monotonic())
+        if full or time.monotonic() - self._pending.since_s >= self._linger_s:
             self.flush()
         return str(event["id"])
 
@@ -183,32 +224,22 @@ class Client:
 
     def flush(self) -> Answer:
         """Send what is queued; what the ingress answered for it."""
-        events, self._pending = self._pending, []
         answer = Answer(0, 0)
-        size = self._settings.batch_size
-        for start in range(0, len(events), size):
-            got = self._send(events[start : start + size])
+        for chunk in _chunks(self._pending.take(), self._batch_size):
+            got = self._send(chunk)
             answer = Answer(answer.accepted + got.accepted, answer.duplicates + got.duplicates)
         return answer
 
-    def _send(self, events: list[dict[str, Any]]) -> Answer:
-        body, content_type = batch_body(events)
-        headers = {**self._settings.headers, "Content-Type": content_type}
-        try:
-            for attempt in self._settings.retrying(tenacity.Retrying):
-                with attempt:
-                    try:
-                        response = self._http.post(
-                            self._settings.url, content=body, headers=headers
-                        )
-                    except httpx.TransportError as exc:
-                        raise _RetryError(f"{type(exc).__name__}: {exc}", None) from exc
-                    answer = self._settings.answer(response)
-        except _RetryError as exc:
-            raise _gave_up(exc, self._settings.url) from exc
-        self.accepted += answer.accepted
-        self.duplicates += answer.duplicates
-        return answer
+    def _send(self, events: Sequence[Mapping[str, Any]]) -> Answer:
+        request = self._request(events)
+        with self._giving_up():
+            answer: Answer = self._retrying(tenacity.Retrying)(self._post, request)
+        return self._counted(answer)
+
+    def _post(self, request: _Request) -> Answer:
+        with _connection_errors_retried():
+            response = self._http.post(self._url, content=request.body, headers=request.headers)
+        return self._answer(response)
 
     def close(self) -> None:
         """Send what is queued, then close the connections."""
@@ -229,8 +260,9 @@ class Client:
             self._http.close()
 
 
-class AsyncClient:
-    """Publish over HTTP from asyncio code; see the module docstring.
+class AsyncClient(_Core):
+    """Publish over HTTP from asyncio code; see the module docstring. ``linger_s``
+    defaults to 0.005.
 
     Example::
 
@@ -238,41 +270,21 @@ class AsyncClient:
             await asyncio.gather(*(bus.publish(m) for m in messages))  # batched
     """
 
-    def __init__(
-        self,
-        url: str,
-        token: str | None = None,
-        *,
-        source: str = _DEFAULT_SOURCE,
-        batch_size: int = 100,
-        linger_s: float = 0.005,
-        attempts: int = 6,
-        max_wait_s: float = 10.0,
-        timeout_s: float = 30.0,
-        verify: Any = True,
-    ) -> None:
-        self._settings = _Settings(
-            url,
-            token,
-            source=source,
-            batch_size=batch_size,
-            linger_s=linger_s,
-            attempts=attempts,
-            max_wait_s=max_wait_s,
-        )
+    _default_linger_s = 0.005
+
+    def _open(self, *, timeout_s: float, verify: Any) -> None:
         self._http = httpx.AsyncClient(timeout=timeout_s, verify=verify)
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[Answer]]] = []
+        self._pending: _Pending[tuple[dict[str, Any], asyncio.Future[Answer]]]
+        self._pending = _Pending(self._batch_size)
         self._linger: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
-        self.accepted = 0
-        self.duplicates = 0
 
     async def publish(self, message: Message | Mapping[str, Any], **attributes: Any) -> str:
         """Send ``message`` in the next batch; returns its event id once it is accepted."""
-        event = self._settings.event(message, **attributes)
-        done: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, done))
-        if len(self._pending) >= self._settings.batch_size:
+        event = self._event(message, **attributes)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Answer] = loop.create_future()
+        if self._pending.add((event, done), loop.time()):
             self._send_pending()
         elif self._linger is None:
             self._linger = asyncio.create_task(self._after_linger())
@@ -281,10 +293,9 @@ class AsyncClient:
 
     async def publish_many(self, messages: Iterable[Message | Mapping[str, Any]]) -> list[str]:
         """Send ``messages`` in batches of ``batch_size``, now; their event ids."""
-        events = [self._settings.event(m) for m in messages]
-        size = self._settings.batch_size
-        for start in range(0, len(events), size):
-            await self._send(events[start : start + size])
+        events = [self._event(m) for m in messages]
+        for chunk in _chunks(events, self._batch_size):
+            await self._send(chunk)
         return [str(e["id"]) for e in events]
 
     async def flush(self) -> None:
@@ -294,7 +305,7 @@ class AsyncClient:
             await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def _after_linger(self) -> None:
-        await asyncio.sleep(self._settings.linger_s)
+        await asyncio.sleep(self._linger_s)
         self._linger = None
         self._send_pending()
 
@@ -302,7 +313,7 @@ class AsyncClient:
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
-        batch, self._pending = self._pending, []
+        batch = self._pending.take()
         if batch:
             task = asyncio.create_task(self._send_batch(batch))
             self._sending.add(task)
@@ -322,24 +333,18 @@ class AsyncClient:
             if not done.done():
                 done.set_result(answer)
 
-    async def _send(self, events: list[dict[str, Any]]) -> Answer:
-        body, content_type = batch_body(events)
-        headers = {**self._settings.headers, "Content-Type": content_type}
-        try:
-            async for attempt in self._settings.retrying(tenacity.AsyncRetrying):
-                with attempt:
-                    try:
-                        response = await self._http.post(
-                            self._settings.url, content=body, headers=headers
-                        )
-                    except httpx.TransportError as exc:
-                        raise _RetryError(f"{type(exc).__name__}: {exc}", None) from exc
-                    answer = self._settings.answer(response)
-        except _RetryError as exc:
-            raise _gave_up(exc, self._settings.url) from exc
-        self.accepted += answer.accepted
-        self.duplicates += answer.duplicates
-        return answer
+    async def _send(self, events: Sequence[Mapping[str, Any]]) -> Answer:
+        request = self._request(events)
+        with self._giving_up():
+            answer: Answer = await self._retrying(tenacity.AsyncRetrying)(self._post, request)
+        return self._counted(answer)
+
+    async def _post(self, request: _Request) -> Answer:
+        with _connection_errors_retried():
+            response = await self._http.post(
+                self._url, content=request.body, headers=request.headers
+            )
+        return self._answer(response)
 
     async def aclose(self) -> None:
         """Send what is queued, then close the connections."""

@@ -1,4 +1,6 @@
-"""The pure half of :mod:`bus.client`: messages as structured CloudEvents, answers as errors.
+"""The pure half of :mod:`bus.client`: messages as structured CloudEvents, what an answer
+means (accepted, try again after ``Retry-After``, refused) and how long to wait before the
+next attempt.
 
 An event's ``id``, ``source`` and ``time`` are fixed when it is built, before the first
 attempt, so a retried request carries the same events and an ingress with a dedup store
@@ -28,10 +30,13 @@ __all__ = [
     "RETRY_STATUSES",
     "STRUCTURED_CONTENT_TYPE",
     "Answer",
+    "Retry",
     "batch_body",
     "cloudevent",
+    "outcome",
     "refusal_error",
     "retry_after_s",
+    "retry_wait_s",
 ]
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
@@ -112,3 +117,41 @@ def retry_after_s(header: str | None, default_s: float) -> float:
         return max(0.0, float(header))
     except ValueError:
         return default_s
+
+
+#: Seconds to wait for a 503/429 that did not say how long (``Retry-After``).
+DEFAULT_RETRY_AFTER_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """An answer worth another attempt: why, and the wait it asked for (None: it said none)."""
+
+    why: str
+    wait_s: float | None
+
+
+def outcome(
+    status: int, body: bytes, retry_after: str | None
+) -> Answer | Retry | PublishRefusedError:
+    """What the ingress's answer to a batch means: accepted (202), try again (429/503, after
+    ``Retry-After``), or refused with the problem's field errors.
+
+    Example::
+
+        assert outcome(503, b"", "2") == Retry("503: 503 refused", 2.0)
+    """
+    if status == 202:
+        return Answer.of(body)
+    if status in RETRY_STATUSES:
+        why = f"{status}: {refusal_error(status, body)}"
+        return Retry(why, retry_after_s(retry_after, DEFAULT_RETRY_AFTER_S))
+    return refusal_error(status, body)
+
+
+def retry_wait_s(asked_s: float | None, attempt: int, max_wait_s: float) -> float:
+    """Seconds before attempt ``attempt + 1``: what the answer asked (``Retry-After``), else
+    an exponential backoff from 0.1 s; never more than ``max_wait_s``."""
+    if asked_s is not None:
+        return min(max_wait_s, asked_s)
+    return min(max_wait_s, 0.1 * 2.0 ** (attempt - 1))

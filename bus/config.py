@@ -1,4 +1,4 @@
-"""Settings from the environment: the only module of bus that reads ``os.environ``.
+"""A process's settings: :class:`BusConfig`, and the one import of every settings class.
 
 Every setting has a ``BUS_*`` variable; the ones a command takes also a CLI flag (flags
 win). Values are validated once, with an error naming the variable and what it accepts.
@@ -25,6 +25,11 @@ win). Values are validated once, with an error naming the variable and what it a
 | ``BUS_GC_YOUNG`` | ``50000`` | allocations between young garbage collections; ``0`` keeps Python's (``bus.gc_tuning``) |
 | ``BUS_DEDUP_RETENTION_S`` | ``604800`` | seconds ``bus run`` keeps dedup completions (7 days; ``0``: forever) |
 
+The Kafka transport's settings are :class:`~bus.kafka_config.KafkaConfig`
+(``BUS_KAFKA_*``), the HTTP ingress's :class:`~bus.ingress_config.IngressConfig`
+(``BUS_INGRESS_*``); both are importable from here. The variables are read by
+:mod:`bus.environment`, the only module of bus that reads ``os.environ``.
+
 The saga settings (``BUS_SAGA_STORE``, ``BUS_SAGA_RETENTION_S``, ``BUS_FAULT_POINT``) are
 read by ``sagas.config``: bus knows nothing of sagas.
 
@@ -35,21 +40,21 @@ Example::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from bus.environment import Secret, env_secret, settings_from_env
 from bus.errors import ConfigError
 from bus.http_connections import HttpSettings
+from bus.ingress_config import IngressConfig
+from bus.kafka_config import KafkaConfig
 from bus.types import OffsetReset
 from bus.worker import WorkerSettings
 
 __all__ = ["BusConfig", "IngressConfig", "KafkaConfig", "Secret", "TransportName", "env_secret"]
 
 TransportName = Literal["memory", "kafka"]
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +113,7 @@ class BusConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> BusConfig:
         """Settings from ``env`` (default ``os.environ``), then ``overrides`` that are not None."""
-        return cls(**_settings_from_env(cls, "BUS_", env, overrides)).validated()
+        return cls(**settings_from_env(cls, "BUS_", env, overrides)).validated()
 
     def validated(self) -> BusConfig:
         problems = []
@@ -159,311 +164,3 @@ class BusConfig:
             offset_reset=self.offset_reset,
             tracing=self.otel,
         )
-
-
-def _settings_from_env(
-    cls: type[Any],
-    prefix: str,
-    env: Mapping[str, str] | None,
-    overrides: Mapping[str, Any],
-    defaults: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Field values of dataclass ``cls`` from ``<prefix><FIELD>`` variables, then overrides.
-
-    Every unparsable variable is reported at once, by name: values are never echoed (some
-    are secrets).
-    """
-    env = os.environ if env is None else env
-    values: dict[str, Any] = dict(defaults or {})
-    problems: list[str] = []
-    for f in fields(cls):
-        var = prefix + f.name.upper()
-        if var in env:
-            try:
-                values[f.name] = _parse(env[var], f.type)
-            except ValueError as exc:
-                problems.append(f"{var}: {exc}")
-    if problems:
-        raise ConfigError("bad environment: " + "; ".join(problems))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return values
-
-
-def _parse(text: str, type_name: object) -> Any:
-    kind = str(type_name).replace(" | None", "")
-    if kind == "bool":
-        lowered = text.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ValueError("expected true or false")
-    try:
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
-    except ValueError:
-        raise ValueError(f"expected {'a whole number' if kind == 'int' else 'a number'}") from None
-    return text.strip()
-
-
-class Secret:
-    """A credential that never shows itself in logs, reprs or error messages."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
-Acks = Literal["all", "1", "0"]
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaConfig:
-    """Settings of the Kafka transport; each is also ``BUS_KAFKA_<NAME>`` in the environment.
-
-    Example::
-
-        KafkaConfig.from_env(bootstrap_servers="127.0.0.1:9092")
-    """
-
-    #: Comma-separated ``host:port`` list.
-    bootstrap_servers: str = "127.0.0.1:9092"
-    #: Client id shown in broker logs and quotas.
-    client_id: str = "bus"
-    #: How clients talk to the brokers: plain, TLS, SASL, or SASL over TLS.
-    security_protocol: SecurityProtocol = "PLAINTEXT"
-    #: SASL mechanism; required with ``SASL_*``.
-    sasl_mechanism: SaslMechanism | None = None
-    #: SASL user (the password is ``BUS_KAFKA_SASL_PASSWORD``).
-    sasl_username: str | None = None
-    #: From ``BUS_KAFKA_SASL_PASSWORD`` only (a flag would show in ``ps``).
-    sasl_password: Secret | None = None
-    #: CA bundle to verify the brokers (SSL, SASL_SSL); system CAs when unset.
-    ssl_cafile: str | None = None
-    #: Client certificate for mutual TLS (with ``ssl_keyfile``).
-    ssl_certfile: str | None = None
-    #: Client key for mutual TLS (with ``ssl_certfile``).
-    ssl_keyfile: str | None = None
-    #: Acknowledgement the producer waits for: all replicas, the leader, or none.
-    acks: Acks = "all"
-    #: How long the producer waits to fill a batch, in milliseconds.
-    linger_ms: int = 5
-    #: Largest batch per partition, in bytes.
-    max_batch_bytes: int = 262_144
-    #: Largest request, in bytes: a bigger record is refused (MessageTooLargeError).
-    max_request_bytes: int = 1_048_576
-    #: Producer compression; ``snappy``, ``lz4`` and ``zstd`` need ``cramjam``.
-    compression: Compression = "none"
-    #: Idempotent producer (Apache Kafka; Tansu does not support it with aiokafka).
-    enable_idempotence: bool = False
-    #: Refused when set: bus begins no Kafka transaction, and a transactional producer
-    #: refuses every send outside one. Exactly-once effects come from the dedup store
-    #: (docs/dedup.md). Kept only to say so to whoever sets BUS_KAFKA_TRANSACTIONAL_ID.
-    transactional_id: str | None = None
-    #: Consumer group session timeout, in milliseconds.
-    session_timeout_ms: int = 10_000
-    #: Consumer heartbeat interval, in milliseconds (about a third of the session timeout).
-    heartbeat_interval_ms: int = 3_000
-    #: Longest time between polls before the member is considered stuck, in milliseconds.
-    max_poll_interval_ms: int = 300_000
-    #: Longest wait of a fetch request on the broker, in milliseconds (latency vs. requests).
-    fetch_max_wait_ms: int = 100
-    #: Longest wait for a broker answer, in milliseconds (must exceed a group join).
-    request_timeout_ms: int = 40_000
-    #: How long start() keeps retrying an unreachable broker, in seconds.
-    connect_timeout_s: float = 60.0
-    #: Longest wait of ``publish`` / ``publish_many`` for the broker's acknowledgement, in
-    #: seconds; then TransportError (the record may still be delivered later). Also the
-    #: longest ``stop()`` flushes unacknowledged sends before dropping them.
-    publish_timeout_s: float = 30.0
-    #: Create missing topics when an app starts.
-    auto_ensure_topics: bool = False
-    #: Partitions of topics bus creates without an explicit TopicSpec.
-    default_partitions: int = 3
-    #: Replication factor of topics bus creates without an explicit TopicSpec.
-    default_replication_factor: int = 1
-
-    @classmethod
-    def from_env(
-        cls,
-        env: Mapping[str, str] | None = None,
-        *,
-        defaults: Mapping[str, Any] | None = None,
-        **overrides: Any,
-    ) -> KafkaConfig:
-        """Settings from ``defaults``, then ``BUS_KAFKA_*`` in ``env`` (default
-        ``os.environ``), then ``overrides`` that are not None.
-
-        ``defaults`` replace the class's defaults for one kind of caller (a one-shot CLI
-        command's short ``connect_timeout_s``) while a variable still wins over them.
-        """
-        values = _settings_from_env(cls, "BUS_KAFKA_", env, overrides, defaults)
-        if isinstance(values.get("sasl_password"), str):
-            values["sasl_password"] = Secret(values["sasl_password"])
-        return cls(**values).validated()
-
-    def validated(self) -> KafkaConfig:
-        """This config, or :class:`ConfigError` listing every problem."""
-        problems = []
-        if not self.bootstrap_servers.strip():
-            problems.append("bootstrap_servers is empty: set BUS_KAFKA_BOOTSTRAP_SERVERS=host:port")
-        for server in self.bootstrap_servers.split(","):
-            host, _, port = server.strip().rpartition(":")
-            if not host or not port.isdigit():
-                problems.append(f"bootstrap server {server.strip()!r} must be host:port")
-        choices: dict[str, tuple[str, ...]] = {
-            "security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-            "acks": ("all", "1", "0"),
-            "compression": ("none", "gzip", "snappy", "lz4", "zstd"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                problems.append(f"{name} must be one of {', '.join(allowed)}")
-        if self.security_protocol.startswith("SASL"):
-            if self.sasl_mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
-                problems.append("SASL needs sasl_mechanism PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-            if not self.sasl_username or self.sasl_password is None:
-                problems.append("SASL needs sasl_username and BUS_KAFKA_SASL_PASSWORD")
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            path = getattr(self, name)
-            if path and not os.path.exists(path):
-                problems.append(f"{name} {path!r} does not exist")
-        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
-            problems.append("ssl_certfile and ssl_keyfile go together (mutual TLS)")
-        for name in ("linger_ms", "fetch_max_wait_ms"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must not be negative")
-        for name in ("max_batch_bytes", "max_request_bytes", "session_timeout_ms",
-                     "heartbeat_interval_ms", "request_timeout_ms", "default_partitions",
-                     "default_replication_factor"):  # fmt: skip
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be positive")
-        if self.transactional_id is not None:
-            problems.append(
-                "transactional_id is not supported (BUS_KAFKA_TRANSACTIONAL_ID): bus begins no "
-                "Kafka transaction, and a transactional producer refuses every send outside "
-                "one. For exactly-once effects use a dedup store (docs/dedup.md): a handler's "
-                "effect and its completion commit in one database transaction"
-            )
-        if self.publish_timeout_s <= 0:
-            problems.append("publish_timeout_s must be positive (BUS_KAFKA_PUBLISH_TIMEOUT_S)")
-        if self.heartbeat_interval_ms >= self.session_timeout_ms:
-            problems.append("heartbeat_interval_ms must be below session_timeout_ms")
-        if self.request_timeout_ms <= self.session_timeout_ms:
-            problems.append(
-                "request_timeout_ms must exceed session_timeout_ms (a group join is held up "
-                "to the session timeout)"
-            )
-        if problems:
-            raise ConfigError("bad kafka settings: " + "; ".join(problems))
-        return self
-
-
-@dataclass(frozen=True, slots=True)
-class IngressConfig:
-    """Settings of the HTTP ingress (``bus ingress``); each is ``BUS_INGRESS_<NAME>``.
-
-    It listens where the process's HTTP server does (``BUS_HTTP_HOST``/``BUS_HTTP_PORT``,
-    with the same connection limits), beside ``/metrics`` and the probes.
-
-    Example::
-
-        IngressConfig.from_env(tokens_file="/run/secrets/tokens.toml")
-    """
-
-    #: The token file (TOML or JSON, see :mod:`bus.ingress.tokens`); re-read on change.
-    tokens_file: str | None = None
-    #: Accept requests without a token (no auth, no rate limit): trusted networks only.
-    allow_anonymous: bool = False
-    #: Seconds between looks at the token file's modification time.
-    tokens_check_interval_s: float = 1.0
-    #: Serve HTTPS with this certificate chain (PEM) and key; both or neither.
-    tls_certfile: str | None = None
-    tls_keyfile: str | None = None
-    #: Largest request body, bytes; larger is answered 413.
-    max_body_bytes: int = 1_048_576
-    #: Most events in one batch request; more is answered 413.
-    max_batch_events: int = 1_000
-    #: Events being published at once; beyond it requests are answered 503 (the producer
-    #: queue is full) with ``Retry-After``.
-    max_pending_events: int = 20_000
-    #: Seconds a 503 asks the caller to wait (``Retry-After``).
-    retry_after_s: float = 1.0
-    #: Seconds a request's body may take to arrive once its headers have (a client that
-    #: trickles it holds a connection and a pending slot): beyond it, 408 and closed.
-    body_timeout_s: float = 30.0
-    #: Dedup store of accepted events: ``""`` (none), ``memory``, ``sqlite:PATH`` or a
-    #: ``postgresql://`` DSN (shared by replicas).
-    dedup_store: str = ""
-    #: Seconds a re-post of an accepted event (same source and id) is a duplicate.
-    dedup_window_s: float = 24 * 3600.0
-    #: Seconds an event recorded but not yet acknowledged is taken to be in flight at
-    #: another replica (a re-post meanwhile is answered 503); after it, a re-post
-    #: publishes the recorded event again. Keep it above ``BUS_KAFKA_PUBLISH_TIMEOUT_S``.
-    dedup_lease_s: float = 35.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> IngressConfig:
-        """Settings from ``env`` (default ``os.environ``), then ``overrides`` that are not None."""
-        return cls(**_settings_from_env(cls, "BUS_INGRESS_", env, overrides)).validated()
-
-    def validated(self) -> IngressConfig:
-        problems = []
-        if self.tokens_file is None and not self.allow_anonymous:
-            problems.append(
-                "set BUS_INGRESS_TOKENS_FILE (who may publish), or BUS_INGRESS_ALLOW_ANONYMOUS=true "
-                "for a trusted network"
-            )
-        if (self.tls_certfile is None) != (self.tls_keyfile is None):
-            problems.append("TLS needs both BUS_INGRESS_TLS_CERTFILE and BUS_INGRESS_TLS_KEYFILE")
-        for name in (
-            "max_body_bytes",
-            "max_batch_events",
-            "max_pending_events",
-            "retry_after_s",
-            "body_timeout_s",
-        ):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be positive (BUS_INGRESS_{name.upper()})")
-        if self.dedup_window_s <= 0 or self.dedup_lease_s <= 0:
-            problems.append("dedup_window_s and dedup_lease_s must be positive")
-        if self.dedup_store and not (
-            self.dedup_store == "memory"
-            or self.dedup_store.startswith(("sqlite:", "postgresql://", "postgres://"))
-        ):
-            problems.append(
-                "dedup_store must be '', 'memory', 'sqlite:PATH' or 'postgresql://...' "
-                "(BUS_INGRESS_DEDUP_STORE)"
-            )
-        if problems:
-            raise ConfigError("bad ingress settings: " + "; ".join(problems))
-        return self
-
-
-def env_secret(name: str, env: Mapping[str, str] | None = None) -> Secret:
-    """The secret in environment variable ``name`` (a webhook's HMAC key);
-    :class:`ConfigError` naming the variable when it is unset or empty."""
-    value = (os.environ if env is None else env).get(name, "")
-    if not value:
-        raise ConfigError(f"environment variable {name} (a secret) is not set")
-    return Secret(value)

@@ -1,7 +1,7 @@
 """``bus dlq list / show / replay``: inspect and replay dead letters (Kafka only).
 
 Dead letters are read from every ``*.dlq`` topic (or those named with ``--topic``) up to
-their end when the command starts. IDs are the CloudEvents id, else
+their end when the command starts, several topics at once, listed in a fixed order. IDs are the CloudEvents id, else
 ``<dlq-topic>:<partition>:<offset>``. See docs/dlq.md.
 
 Example::
@@ -264,13 +264,20 @@ def _read(
     read_timeout_s: float,
 ) -> tuple[list[DeadLetter], list[str]]:
     """(matching dead letters, topics read)."""
-    from bus.dlq import list_dead_letter_topics, read_dead_letters
+    from bus.dlq import READ_CONCURRENCY, list_dead_letter_topics, read_dead_letters
 
     async def read(transport: Transport) -> tuple[list[DeadLetter], list[str]]:
         names = await list_dead_letter_topics(transport, topics or [])
-        letters = await read_dead_letters(
-            transport, names, keep=keep.matches, timeout_s=read_timeout_s
-        )
+        if len(names) > READ_CONCURRENCY:  # a while on a broker with many: say why
+            print(
+                f"reading {len(names)} dead-letter topics, {READ_CONCURRENCY} at a time",
+                file=sys.stderr,
+                flush=True,
+            )
+        with progress("reading", total=len(names)) as update:
+            letters = await read_dead_letters(
+                transport, names, keep=keep.matches, timeout_s=read_timeout_s, on_progress=update
+            )
         return letters, names
 
     config = _config(options)

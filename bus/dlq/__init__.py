@@ -7,7 +7,8 @@ Three modules, read in this order:
   :func:`replay_record`);
 - ``render.py`` (pure): the table's cells, the detail, JSON;
 - ``io.py`` (shell): :func:`read_dead_letters` reads a snapshot of the dead-letter topics
-  through a :class:`~bus.transports.base.Transport`, :func:`replay_dead_letters` sends
+  through a :class:`~bus.transports.base.Transport` (:data:`READ_CONCURRENCY` topics at
+  once, listed in a fixed order), :func:`replay_dead_letters` sends
   replays. ``bus dlq`` (``bus/cli/dlq.py``) is the command line on top.
 
 Every name is re-exported here, so ``from bus.dlq import ...`` is the one import.
@@ -33,7 +34,12 @@ Example::
     print(format_detail(wanted[0]))
 """
 
-from bus.dlq.io import list_dead_letter_topics, read_dead_letters, replay_dead_letters
+from bus.dlq.io import (
+    READ_CONCURRENCY,
+    list_dead_letter_topics,
+    read_dead_letters,
+    replay_dead_letters,
+)
 from bus.dlq.letters import (
     DEFAULT_MAX_REPLAYS,
     DLQ_SUFFIX,
@@ -60,6 +66,7 @@ from bus.dlq.render import (
 __all__ = [
     "DEFAULT_MAX_REPLAYS",
     "DLQ_SUFFIX",
+    "READ_CONCURRENCY",
     "REPLAYS_HEADER",
     "TABLE_HEADERS",
     "DeadLetter",

@@ -4,62 +4,26 @@ no timed tests); and the console's access rules over HTTP (no browser needed).""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from bus import hash_token
 from sagas.stores.base import SagaStore
 from sagas.stores.postgres import PostgresSagaStore
 from sagas.stores.sqlite import SqliteSagaStore
-from sagas.web import build_console_app, parse_tokens
 from sagas.web.queries import SagaFilter, encode_cursor, queries_for
+from tests.console_client import console_client, log_in, page_text
 from tests.console_seed import saga_row, seed
 
 pytestmark = pytest.mark.slow
 
 MANY = 100_000
-TOKENS = parse_tokens(f"""
-[[tokens]]
-name = "hr-system"                  # the ingress's: no role, no console
-sha256 = "{hash_token("ingress-token-123")}"
-
-[[tokens]]
-name = "alice-laptop"
-sha256 = "{hash_token("operator-token-123")}"
-role = "operator"
-subject = "alice"
-
-[[tokens]]
-name = "bob"
-sha256 = "{hash_token("viewer-token-1234")}"
-role = "viewer"
-""")
-
-
-async def _client(store: SagaStore) -> TestClient:  # type: ignore[type-arg]
-    app = build_console_app(store, tokens=TOKENS)
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    return client
-
-
-async def _login(client: TestClient, token: str) -> str:  # type: ignore[type-arg]
-    """Log in; the CSRF token of the session's forms."""
-    response = await client.post("/login", data={"token": token, "next": "/sagas"})
-    assert response.status == 200, await response.text()
-    found = re.search(r'name="csrf" value="([^"]+)"', await response.text())
-    assert found is not None
-    return found.group(1)
 
 
 async def _renders(client: TestClient, path: str) -> None:  # type: ignore[type-arg]
-    response = await client.get(path)
-    body = await response.text()
-    assert response.status == 200, body[:500]
+    body = await page_text(client, path)
     assert "saga-rows" in body or "<tr" in body
 
 
@@ -78,9 +42,9 @@ async def many_sagas(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 async def test_every_sagas_list_page_over_100k_sagas_renders(
     many_sagas: SagaStore,
 ) -> None:
-    client = await _client(many_sagas)
+    client = await console_client(many_sagas)
     try:
-        await _login(client, "viewer-token-1234")
+        await log_in(client, "viewer-token-1234")
         deep = encode_cursor((saga_row(MANY // 3)[4], saga_row(MANY // 3)[0]))
         pages = {
             "first": "/sagas",
@@ -127,7 +91,7 @@ async def test_keyset_pages_list_every_saga_once_in_start_order(tmp_path: Path) 
 
 async def test_a_token_of_the_shared_file_without_a_role_cannot_log_in(tmp_path: Path) -> None:
     async with SqliteSagaStore(str(tmp_path / "s.db")) as store:
-        client = await _client(store)
+        client = await console_client(store)
         try:
             refused = await client.post(
                 "/login", data={"token": "ingress-token-123"}, allow_redirects=False
@@ -145,7 +109,7 @@ async def test_a_viewer_reads_but_may_not_act_and_a_post_without_csrf_is_refused
 ) -> None:
     async with SqliteSagaStore(str(tmp_path / "s.db")) as store:
         await seed(store, 60)
-        client = await _client(store)
+        client = await console_client(store)
         try:
             anonymous = await client.get("/sagas", allow_redirects=False)
             assert anonymous.status == 303
@@ -159,14 +123,14 @@ async def test_a_viewer_reads_but_may_not_act_and_a_post_without_csrf_is_refused
             set_cookie = login.headers["Set-Cookie"]
             assert "HttpOnly" in set_cookie
             assert "SameSite=Strict" in set_cookie
-            csrf = await _login(client, "viewer-token-1234")
+            csrf = await log_in(client, "viewer-token-1234")
             page = await client.get(f"/sagas/{saga_id}")
             assert page.status == 200
             refused = await client.post(f"/sagas/{saga_id}/retry", data={"csrf": csrf})
             assert refused.status == 403
             assert "only an operator may act" in await refused.text()
             await client.post("/logout", data={"csrf": csrf})
-            csrf = await _login(client, "operator-token-123")
+            csrf = await log_in(client, "operator-token-123")
             forged = await client.post(f"/sagas/{saga_id}/retry", data={"csrf": "forged"})
             assert forged.status == 403
             asked = await client.post(f"/sagas/{saga_id}/retry", data={"csrf": csrf})

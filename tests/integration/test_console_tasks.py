@@ -9,34 +9,16 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel
 
-from bus import Command, Event, Registry, hash_token
+from bus import Command, Event, Registry
 from sagas import SagaDefinition, SagaStatus, Step, Task
 from sagas.stores import SqliteSagaStore
 from sagas.testing import SagaTestKit
-from sagas.web import build_console_app, parse_tokens
-from sagas.web.context import CONSOLE
+from tests.console_client import console_client, log_in, page_text
 
 REG = Registry()
 T0 = datetime.now(UTC).replace(microsecond=0)
-TOKENS = parse_tokens(f"""
-[[tokens]]
-name = "hr-system"                  # the ingress's: no role, no console
-sha256 = "{hash_token("ingress-token-123")}"
-
-[[tokens]]
-name = "alice-laptop"
-sha256 = "{hash_token("operator-token-123")}"
-role = "operator"
-subject = "alice"
-
-[[tokens]]
-name = "bob"
-sha256 = "{hash_token("viewer-token-1234")}"
-role = "viewer"
-""")
 
 
 class Hired(Event, type="test.ctasks.hired.v1", topic="ctasks.events", key="who", registry=REG):
@@ -99,29 +81,6 @@ async def _hire(path: Path, who: str, manager: str, *, start: datetime) -> None:
         await kit.drain()
 
 
-async def _client(store: SqliteSagaStore) -> TestClient:  # type: ignore[type-arg]
-    app = build_console_app(store, tokens=TOKENS, definitions=[FLOW])
-    app[CONSOLE].now = lambda: T0
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    return client
-
-
-async def _login(client: TestClient, token: str) -> str:  # type: ignore[type-arg]
-    response = await client.post("/login", data={"token": token, "next": "/tasks"})
-    assert response.status == 200, await response.text()
-    found = re.search(r'name="csrf" value="([^"]+)"', await response.text())
-    assert found is not None
-    return found.group(1)
-
-
-async def _page(client: TestClient, path: str) -> str:  # type: ignore[type-arg]
-    response = await client.get(path)
-    body = await response.text()
-    assert response.status == 200, body[:500]
-    return body
-
-
 def _task_ids(body: str) -> list[str]:
     return re.findall(r'href="/tasks/([0-9a-f-]+)"', body)
 
@@ -133,24 +92,24 @@ async def test_tasks_are_listed_by_assignee_and_status_with_overdue_ones_marked(
     await _hire(path, "ada", "bo@example.com", start=T0 - timedelta(days=3))  # due a day ago
     await _hire(path, "cy", "dee@example.com", start=T0)
     async with SqliteSagaStore(path) as store:
-        client = await _client(store)
+        client = await console_client(store, definitions=[FLOW], now=T0)
         try:
-            await _login(client, "viewer-token-1234")
-            everyone = await _page(client, "/tasks")
+            await log_in(client, "viewer-token-1234", next="/tasks")
+            everyone = await page_text(client, "/tasks")
             assert len(_task_ids(everyone)) == 2
             assert everyone.index("bo@example.com") < everyone.index("dee@example.com")  # by due
             assert everyone.count('class="overdue"') == 1
-            dee = await _page(client, "/tasks?assignee=dee%40example.com")
+            dee = await page_text(client, "/tasks?assignee=dee%40example.com")
             assert "dee@example.com" in dee
             assert "bo@example.com" not in dee
-            overdue = await _page(client, "/tasks?status=overdue")
+            overdue = await page_text(client, "/tasks?status=overdue")
             assert "bo@example.com" in overdue
             assert "dee@example.com" not in overdue
-            assert len(_task_ids(await _page(client, "/tasks?status=completed"))) == 0
-            saga = await _page(client, "/sagas/console_desk:cy")
+            assert len(_task_ids(await page_text(client, "/tasks?status=completed"))) == 0
+            saga = await page_text(client, "/sagas/console_desk:cy")
             assert 'id="task-assign_desk"' in saga  # the saga's page links its open task
             [task_id] = _task_ids(dee)
-            page = await _page(client, f"/tasks/{task_id}")
+            page = await page_text(client, f"/tasks/{task_id}")
             assert 'href="/sagas/console_desk%3Acy"' in page
             assert "dee@example.com" in page
             assert 'id="viewer-note"' in page
@@ -165,11 +124,11 @@ async def test_an_operator_completes_a_task_through_its_form_once_and_the_saga_g
     path = tmp_path / "sagas.db"
     await _hire(path, "ada", "bo@example.com", start=T0)
     async with SqliteSagaStore(path) as store:
-        client = await _client(store)
+        client = await console_client(store, definitions=[FLOW], now=T0)
         try:
-            csrf = await _login(client, "operator-token-123")
-            [task_id] = _task_ids(await _page(client, "/tasks"))
-            form = await _page(client, f"/tasks/{task_id}")
+            csrf = await log_in(client, "operator-token-123", next="/tasks")
+            [task_id] = _task_ids(await page_text(client, "/tasks"))
+            form = await page_text(client, f"/tasks/{task_id}")
             assert 'type="number"' in form
             assert 'type="checkbox"' in form
             assert "<option selected>north</option>" in form
@@ -197,7 +156,7 @@ async def test_an_operator_completes_a_task_through_its_form_once_and_the_saga_g
             again = await client.post(url, data=good)
             assert again.status == 409
             assert "already completed by alice" in await again.text()
-            saga = await _page(client, "/sagas/console_desk:ada")
+            saga = await page_text(client, "/sagas/console_desk:ada")
             assert "complete_task" in saga
             assert "ok" in saga
         finally:
@@ -216,10 +175,10 @@ async def test_a_viewer_may_not_complete_a_task(tmp_path: Path) -> None:
     path = tmp_path / "sagas.db"
     await _hire(path, "ada", "bo@example.com", start=T0)
     async with SqliteSagaStore(path) as store:
-        client = await _client(store)
+        client = await console_client(store, definitions=[FLOW], now=T0)
         try:
-            csrf = await _login(client, "viewer-token-1234")
-            [task_id] = _task_ids(await _page(client, "/tasks"))
+            csrf = await log_in(client, "viewer-token-1234", next="/tasks")
+            [task_id] = _task_ids(await page_text(client, "/tasks"))
             refused = await client.post(
                 f"/tasks/{task_id}/complete", data={"csrf": csrf, "desk": "B-1", "floor": "1"}
             )

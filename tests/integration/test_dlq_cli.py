@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ from bus import (
     TopicSpec,
     Worker,
     WorkerSettings,
+    dead_letter,
+    utc_now,
 )
 from bus.devbroker import DevBroker
 from bus.dlq import REPLAYS_HEADER
@@ -226,3 +229,57 @@ def test_dlq_commands_refuse_the_memory_transport_and_unbounded_replays() -> Non
     since = run("list", "--since", "last week")
     assert since.returncode == 2
     assert "--since 'last week'" in since.stderr
+
+
+async def test_list_without_topic_reads_every_dlq_topic_and_lists_them_in_order(
+    kafka_broker: DevBroker,
+) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    run = unique("it.dlqmany")
+    topics = [f"{run}.{n:02d}.dlq" for n in range(30)]
+    handler = f"h-{run}"  # only this test's dead letters match --handler
+    transport = KafkaTransport(kafka_test_config(bootstrap))
+    await transport.start()
+    try:
+        await transport.ensure_topics([TopicSpec(t, partitions=2) for t in topics])
+        letters = [
+            dead_letter(
+                Record(
+                    topic[: -len(".dlq")], 0, n, key, b"{}", (("ce_id", f"{topic}/{n}".encode()),)
+                ),
+                topic=topic,
+                reason="handler_failed",
+                error=ValueError("no"),
+                app="it",
+                handler=handler,
+                attempts=1,
+                now=utc_now(),
+            )
+            for topic in reversed(topics)  # written last topic first: the order is the listing's
+            for n, key in enumerate([b"a", b"b", b"c", b"d"])
+        ]
+        await transport.publish_many(letters)
+    finally:
+        await transport.stop()
+
+    env = {**os.environ, "BUS_TRANSPORT": "kafka", "BUS_KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bus", "dlq", "list", "--json", "--handler", handler],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert listed.returncode == 0, listed.stderr
+    where = [
+        (d["dlq"]["topic"], d["dlq"]["partition"], d["dlq"]["offset"])
+        for d in orjson.loads(listed.stdout)
+    ]
+    assert len(where) == len(letters)
+    assert {topic for topic, _, _ in where} == set(topics)
+    assert where == sorted(where), "listed by dead-letter topic, partition, offset"
+    reading = re.search(r"reading (\d+) dead-letter topics", listed.stderr)
+    assert reading is not None, listed.stderr
+    assert int(reading[1]) >= len(topics)

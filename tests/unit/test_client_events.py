@@ -9,11 +9,15 @@ from bus.client_events import (
     BATCH_CONTENT_TYPE,
     STRUCTURED_CONTENT_TYPE,
     Answer,
+    Retry,
     batch_body,
     cloudevent,
+    outcome,
     refusal_error,
     retry_after_s,
+    retry_wait_s,
 )
+from bus.errors import PublishRefusedError
 
 registry = Registry()
 
@@ -56,3 +60,18 @@ def test_retry_after_is_read_as_seconds_and_anything_else_is_the_default() -> No
     assert retry_after_s(None, 0.5) == 0.5
     assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT", 0.5) == 0.5
     assert Answer.of(b'{"accepted": 3, "duplicates": 1}') == Answer(3, 1)
+
+
+def test_an_answer_is_accepted_worth_a_retry_after_what_it_asked_or_refused() -> None:
+    assert outcome(202, b'{"accepted": 2, "duplicates": 0}', None) == Answer(2, 0)
+    assert outcome(503, b"", "2") == Retry("503: 503 refused", 2.0)
+    assert outcome(429, b"", None) == Retry("429: 429 refused", 0.5)
+    refused = outcome(403, b'{"title": "forbidden"}', "9")
+    assert isinstance(refused, PublishRefusedError)
+    assert (refused.status, refused.title) == (403, "forbidden")
+
+
+def test_the_wait_before_a_retry_is_what_was_asked_else_a_backoff_both_capped() -> None:
+    assert retry_wait_s(3.0, 1, 10.0) == 3.0
+    assert retry_wait_s(30.0, 1, 10.0) == 10.0
+    assert [retry_wait_s(None, n, 1.0) for n in (1, 2, 3, 4, 5)] == [0.1, 0.2, 0.4, 0.8, 1.0]

@@ -292,6 +292,29 @@ async def test_reading_stops_at_the_end_seen_first_so_a_replay_into_a_dlq_is_not
     await transport.stop()
 
 
+async def test_topics_read_in_parallel_come_back_in_the_order_given_then_by_offset() -> None:
+    transport = MemoryTransport(MemoryBroker(default_partitions=3))
+    await transport.start()
+    topics = [f"t{n}.dlq" for n in range(7)]
+    for n in range(21):  # keys spread each topic's letters over its partitions
+        record = in_dlq(consumed((("ce_id", f"ev-{n}".encode()),), key=f"k-{n}".encode()))
+        await transport.publish(
+            OutgoingRecord(topics[n % 7], record.key, record.value, record.headers)
+        )
+    given = [topics[n] for n in (3, 0, 6, 1, 5, 2, 4)]
+    progress: list[tuple[int, int]] = []
+    letters = await read_dead_letters(
+        transport, [*given, given[0]], concurrency=2, on_progress=lambda *p: progress.append(p)
+    )
+    where = [(d.record.topic, d.record.partition, d.record.offset) for d in letters]
+    assert len(where) == 21  # every letter once, a topic named twice read once
+    assert where == sorted(where, key=lambda w: (given.index(w[0]), w[1], w[2]))
+    assert progress[-1] == (7, 7)
+    with pytest.raises(ConfigError, match="concurrency"):
+        await read_dead_letters(transport, given, concurrency=0)
+    await transport.stop()
+
+
 def test_the_python_example_in_docs_dlq_runs() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "dlq.md").read_text()
     [code] = re.findall(r"```python\n(.*?)```", text, flags=re.S)

@@ -5,12 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from pydantic import BaseModel
 
-from bus import Command, DefinitionError, Event, Metrics, Registry
+from bus import Command, DefinitionError, Metrics, Registry
 from sagas import (
     Catalog,
-    Compensation,
     Deadline,
     Incoming,
     SagaDefinition,
@@ -25,38 +23,23 @@ from sagas import (
 )
 from sagas.metrics import SagaMetrics
 from sagas.observer import report_change
+from tests.unit.sagas.hiring import (
+    T0,
+    Close,
+    Closed,
+    Hire,
+    Open,
+    Opened,
+    hired,
+    hiring_flow,
+    open_account,
+)
 
+# this module's own messages: pytest and test_console_diagram.py may import it twice
 REG = Registry()
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-class Hired(Event, type="test.late.hired.v1", topic="t", key="who", registry=REG):
-    who: str
-    start_date: date
-
-
-class Open(Command, type="test.late.open.v1", topic="t", registry=REG):
-    who: str
-
-
-class Opened(Event, type="test.late.opened.v1", topic="t", registry=REG):
-    pass
-
-
-class Close(Command, type="test.late.close.v1", topic="t", registry=REG):
-    who: str
-
-
-class Closed(Event, type="test.late.closed.v1", topic="t", registry=REG):
-    pass
 
 
 class Escalate(Command, type="test.late.escalate.v1", topic="t", registry=REG):
-    who: str
-    start_date: date
-
-
-class Hire(BaseModel):
     who: str
     start_date: date
 
@@ -66,22 +49,10 @@ def start_morning(data: Hire, now: datetime) -> datetime:
 
 
 def flow(*, compensate: bool = False, version: int = 2) -> SagaDefinition:
-    return SagaDefinition(
-        name="late",
-        version=version,
-        trigger=Hired,
-        correlation_key="who",
-        data=Hire,
-        start=lambda e: Hire(who=e.who, start_date=e.start_date),
-        stages=[
-            Step(
-                "open",
-                command=Open,
-                success=Opened,
-                compensation=Compensation(Close, success=Closed),
-                timeout=timedelta(days=30),
-            )
-        ],
+    return hiring_flow(
+        "late",
+        version,
+        [open_account(timeout=timedelta(days=30))],
         deadline=Deadline(at=start_morning, escalate=Escalate, compensate=compensate),
     )
 
@@ -92,7 +63,7 @@ DUE = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
 
 
 def _begin(d: SagaDefinition = FLOW) -> Transition:
-    return start(d, Hired(who="ada", start_date=date(2026, 3, 3)), message_id="h", now=T0)
+    return start(d, hired(date(2026, 3, 3)), message_id="h", now=T0)
 
 
 def _deadline(t: Transition) -> str:
@@ -165,16 +136,8 @@ def test_late_is_counted_in_the_metrics() -> None:
 
 
 def test_an_instance_started_without_a_deadline_is_never_late() -> None:
-    v1 = SagaDefinition(
-        name="late",
-        version=1,
-        trigger=Hired,
-        correlation_key="who",
-        data=Hire,
-        start=lambda e: Hire(who=e.who, start_date=e.start_date),
-        stages=[Step("open", command=Open, success=Opened)],
-    )
-    old = start(v1, Hired(who="ada", start_date=date(2026, 3, 3)), message_id="h", now=T0)
+    v1 = hiring_flow("late", 1, [Step("open", command=Open, success=Opened)])
+    old = start(v1, hired(date(2026, 3, 3)), message_id="h", now=T0)
     assert old.state.deadline_timer is None
     assert len(old.timers_to_set) == 1  # the reply timeout only
     t = decide_versioned(
@@ -185,14 +148,10 @@ def test_an_instance_started_without_a_deadline_is_never_late() -> None:
 
 def test_a_bad_deadline_is_reported_with_the_other_problems() -> None:
     with pytest.raises(DefinitionError) as err:
-        SagaDefinition(
-            name="bad",
-            version=1,
-            trigger=Hired,
-            correlation_key="who",
-            data=Hire,
-            start=lambda e: Hire(who=e.who, start_date=e.start_date),
-            stages=[Step("open", command=Open, success=Opened)],
+        hiring_flow(
+            "bad",
+            1,
+            [Step("open", command=Open, success=Opened)],
             deadline=Deadline(at=lambda d, now: now, escalate=Opened),  # type: ignore[arg-type]
         )
     text = str(err.value.problems)

@@ -5,13 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from pydantic import BaseModel
 
 from bus import Command, ConfigError, Event, Registry
 from sagas import (
     Cancel,
     Catalog,
-    Compensation,
     Delay,
     Incoming,
     Retry,
@@ -27,30 +25,19 @@ from sagas import (
     render_mermaid,
     start,
 )
+from tests.unit.sagas.hiring import (
+    T0,
+    Close,
+    Hire,
+    Open,
+    Opened,
+    hired,
+    hiring_flow,
+    open_account,
+)
 
+# this module's own messages: pytest and test_console_diagram.py may import it twice
 REG = Registry()
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-class Hired(Event, type="test.time.hired.v1", topic="t", key="who", registry=REG):
-    who: str
-    start_date: date
-
-
-class Open(Command, type="test.time.open.v1", topic="t", registry=REG):
-    who: str
-
-
-class Opened(Event, type="test.time.opened.v1", topic="t", registry=REG):
-    pass
-
-
-class Close(Command, type="test.time.close.v1", topic="t", registry=REG):
-    who: str
-
-
-class Closed(Event, type="test.time.closed.v1", topic="t", registry=REG):
-    pass
 
 
 class Welcome(Command, type="test.time.welcome.v1", topic="t", registry=REG):
@@ -59,11 +46,6 @@ class Welcome(Command, type="test.time.welcome.v1", topic="t", registry=REG):
 
 class Welcomed(Event, type="test.time.welcomed.v1", topic="t", registry=REG):
     pass
-
-
-class Hire(BaseModel):
-    who: str
-    start_date: date
 
 
 def week_before_start(data: Hire, now: datetime) -> datetime:
@@ -75,21 +57,12 @@ def on_start_day(data: Hire, now: datetime) -> datetime:
 
 
 def flow(version: int = 2) -> SagaDefinition:
-    return SagaDefinition(
-        name="timed",
-        version=version,
-        trigger=Hired,
-        correlation_key="who",
-        data=Hire,
-        start=lambda e: Hire(who=e.who, start_date=e.start_date),
-        stages=[
+    return hiring_flow(
+        "timed",
+        version,
+        [
             Delay("week_before", until=week_before_start),
-            Step(
-                "open",
-                command=Open,
-                success=Opened,
-                compensation=Compensation(Close, success=Closed),
-            ),
+            open_account(),
             Step("welcome", command=Welcome, success=Welcomed, not_before=on_start_day),
         ],
     )
@@ -100,7 +73,7 @@ SAGA = "timed:ada"
 
 
 def _begin(start_date: date) -> Transition:
-    return start(FLOW, Hired(who="ada", start_date=start_date), message_id="h", now=T0)
+    return start(FLOW, hired(start_date), message_id="h", now=T0)
 
 
 def _reply(t: Transition, cls: type[Event], message_id: str, at: datetime) -> Transition:
@@ -169,16 +142,8 @@ def test_a_parked_delay_is_armed_again_by_a_retry() -> None:
 
 
 def test_an_instance_started_before_the_delay_existed_finishes_on_its_version() -> None:
-    v1 = SagaDefinition(
-        name="timed",
-        version=1,
-        trigger=Hired,
-        correlation_key="who",
-        data=Hire,
-        start=lambda e: Hire(who=e.who, start_date=e.start_date),
-        stages=[Step("open", command=Open, success=Opened)],
-    )
-    old = start(v1, Hired(who="ada", start_date=date(2026, 3, 20)), message_id="h", now=T0)
+    v1 = hiring_flow("timed", 1, [Step("open", command=Open, success=Opened)])
+    old = start(v1, hired(date(2026, 3, 20)), message_id="h", now=T0)
     assert [c.step for c in old.commands] == ["open"]  # v1: no delay
     reply = Incoming(Opened.bus_type, "r-1", SAGA, Opened())
     t = decide_versioned(Catalog([v1, FLOW]), old.state, reply, T0)
@@ -189,17 +154,9 @@ def test_a_naive_time_is_a_config_error_naming_the_function() -> None:
     def naive(data: Hire, now: datetime) -> datetime:
         return datetime(2026, 3, 20)
 
-    d = SagaDefinition(
-        name="naive",
-        version=1,
-        trigger=Hired,
-        correlation_key="who",
-        data=Hire,
-        start=lambda e: Hire(who=e.who, start_date=e.start_date),
-        stages=[Delay("wait", until=naive)],
-    )
+    d = hiring_flow("naive", 1, [Delay("wait", until=naive)])
     with pytest.raises(ConfigError, match="naive"):
-        start(d, Hired(who="a", start_date=date(2026, 3, 20)), message_id="h", now=T0)
+        start(d, hired(date(2026, 3, 20), who="a"), message_id="h", now=T0)
 
 
 def test_the_diagram_shows_delays_and_held_steps() -> None:
