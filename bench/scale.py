@@ -59,7 +59,8 @@ sys.path[:] = [x for x in sys.path if Path(x or ".").resolve() != HERE]
 sys.path += [str(HERE.parent), str(HERE)]
 
 from report import Row, print_table  # noqa: E402
-from scale_handlers import HandlerRound, Workload, handler_round  # noqa: E402
+from scale_app import work  # noqa: E402
+from scale_handlers import KAFKA_ENV, HandlerRound, Workload, handler_round  # noqa: E402
 from scale_sagas import SagaRound, median, p, saga_round  # noqa: E402
 
 from tests.postgres import DSN_VARIABLE, PostgresServer  # noqa: E402
@@ -82,7 +83,7 @@ def interleaved(configs: Sequence[Any], repeats: int) -> list[Any]:
 async def measure_handlers(
     args: argparse.Namespace, log_dir: Path
 ) -> dict[tuple[int, int], list[HandlerRound]]:
-    workload = Workload(args.events, args.work_rounds, args.io_ms, args.timeout_s)
+    workload = Workload(args.events, args.work_rounds, args.io_ms, args.timeout_s, args.idle_s)
     configs = [(k, args.partitions) for k in args.processes]
     configs += [(args.sweep_processes, q) for q in args.sweep_partitions if q != args.partitions]
     runs: dict[tuple[int, int], list[HandlerRound]] = {c: [] for c in configs}
@@ -95,7 +96,8 @@ async def measure_handlers(
             f"{r.cold_ev_per_s:,.0f} ev/s); CPU per event: handlers "
             f"{r.cpu_ms_per_event('handlers'):.3f} ms, broker {r.cpu_ms_per_event('broker'):.3f} "
             f"ms, this process {r.cpu_ms_per_event('bench'):.3f} ms; other work "
-            f"{r.other_cores:.2f} cores"
+            f"{r.other_cores:.2f} cores; idle: handlers {r.idle_handler_cores:.3f}, broker "
+            f"{r.idle_broker_cores:.3f} cores"
         )
     return runs
 
@@ -200,6 +202,18 @@ def handler_report(
             "cores",
             2,
         )
+        idle = [r.idle_handler_cores / k for r in rs]
+        _figure(
+            rows,
+            out,
+            f"idle_cores_per_process_{tag}",
+            f"{label}: idle, per process",
+            idle,
+            "cores",
+            3,
+        )
+        idle = [r.idle_broker_cores for r in rs]
+        _figure(rows, out, f"idle_cores_broker_{tag}", f"{label}: idle, broker", idle, "cores", 3)
         # what the partitions allow at most: each handles one record at a time, so at most
         # one I/O wait per partition at once (the CPU work comes on top)
         out[f"partition_ceiling_ev_per_s_{tag}"] = round(q * 1000 / args.io_ms, 1)
@@ -244,7 +258,8 @@ def saga_report(runs: dict[int, list[SagaRound]], rows: list[Row], out: dict[str
                 3,
             )
         other = [
-            (r.cpu_s["machine"] - sum(v for n, v in r.cpu_s.items() if n != "machine")) / r.window_s
+            max(0.0, r.cpu_s["machine"] - sum(v for n, v in r.cpu_s.items() if n != "machine"))
+            / r.window_s
             for r in rs
         ]
         _figure(
@@ -338,6 +353,14 @@ def saga_report(runs: dict[int, list[SagaRound]], rows: list[Row], out: dict[str
         _figure(rows, out, "sagas_speedup_2_vs_1", "sagas/s, 2 vs 1 coordinator(s)", ratios, "x", 3)
 
 
+def work_ms(rounds: int, calls: int = 300) -> float:
+    """CPU milliseconds of the handler's own work per event (this process, in line)."""
+    started = time.process_time()
+    for i in range(calls):
+        work(i, rounds)
+    return 1000 * (time.process_time() - started) / calls
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     with contextlib.suppress(OSError):
@@ -359,6 +382,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         **machine(),
         "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
     }
+    out["work_ms_per_event"] = round(work_ms(args.work_rounds), 3)
+    KAFKA_ENV["BUS_KAFKA_FETCH_MAX_WAIT_MS"] = str(args.fetch_max_wait_ms)
     t0 = time.monotonic()
     try:
         if "handlers" in args.parts:
@@ -401,6 +426,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=6,
         help="partitions of the saga topics (6, as deploy/)",
     )
+    add("--idle-s", type=float, default=3.0, help="idle time measured after each handler round (3)")
+    add("--fetch-max-wait-ms", type=int, default=10, help="BUS_KAFKA_FETCH_MAX_WAIT_MS (10: Tansu)")
     add("--timeout-s", type=float, default=180.0, help="longest round (180)")
     add("--log-dir", help="keep the processes' logs here")
     args = ap.parse_args(argv)

@@ -34,7 +34,8 @@ _rounds = itertools.count(1)
 #: Tansu holds a group join for about 2 s with these (as bench/pipeline.py sets them).
 KAFKA_ENV = {
     "BUS_TRANSPORT": "kafka",
-    "BUS_KAFKA_FETCH_MAX_WAIT_MS": "10",  # Tansu does not wake a waiting fetch
+    # Tansu does not wake a waiting fetch when data arrives (bench/pipeline.py); --fetch-max-wait-ms
+    "BUS_KAFKA_FETCH_MAX_WAIT_MS": "10",
     "BUS_KAFKA_SESSION_TIMEOUT_MS": "3000",
     "BUS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
     "BUS_HTTP_READINESS_INTERVAL_S": "0.1",  # readiness is how the window starts
@@ -51,6 +52,8 @@ class Workload:
     work_rounds: int
     io_ms: float
     timeout_s: float
+    #: After lag 0: how long the processes are left idle to measure what they cost then.
+    idle_s: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,9 @@ class HandlerRound:
     #: This process (pre-fill done; it polls readiness and the group's lag meanwhile).
     bench_cpu_s: float
     machine_cpu_s: float
+    #: Cores the handler processes (all together) and the broker used once lag was 0.
+    idle_handler_cores: float = 0.0
+    idle_broker_cores: float = 0.0
 
     @property
     def ev_per_s(self) -> float:
@@ -167,6 +173,8 @@ async def _drain(
                     raise TimeoutError(f"lag not 0 within {workload.timeout_s:.0f}s")
                 await asyncio.sleep(0.2)
         done = time.monotonic()
+        with cpu_window({**pids, "broker": broker_pid}, {}) as idle:
+            await asyncio.sleep(workload.idle_s)
     return HandlerRound(
         processes=processes,
         partitions=partitions,
@@ -179,6 +187,8 @@ async def _drain(
         broker_cpu_s=used["broker"],
         bench_cpu_s=used["bench"],
         machine_cpu_s=used["machine"],
+        idle_handler_cores=sum(idle[k] for k in pids) / idle["wall"],
+        idle_broker_cores=idle["broker"] / idle["wall"],
     )
 
 
