@@ -28,7 +28,7 @@ given).
 Run::
 
     .venv/bin/python bench/scale.py            # full run (about 6 minutes on 2 cores)
-    .venv/bin/python bench/scale.py --quick    # smoke run (about 2 minutes)
+    .venv/bin/python bench/scale.py --quick    # smoke run (1-1.5 minutes)
     .venv/bin/python bench/scale.py --only sagas --sagas 1000
 
 Output: progress on stderr; on stdout a table (measurement, median, min, max, unit)
@@ -44,7 +44,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -58,10 +57,11 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [x for x in sys.path if Path(x or ".").resolve() != HERE]
 sys.path += [str(HERE.parent), str(HERE)]
 
-from report import Row, print_table  # noqa: E402
+from report import print_table  # noqa: E402
 from scale_app import work  # noqa: E402
 from scale_handlers import KAFKA_ENV, HandlerRound, Workload, handler_round  # noqa: E402
-from scale_sagas import SagaRound, median, p, saga_round  # noqa: E402
+from scale_report import Report  # noqa: E402
+from scale_sagas import SagaRound, p, saga_round  # noqa: E402
 
 from tests.postgres import DSN_VARIABLE, PostgresServer  # noqa: E402
 
@@ -134,225 +134,6 @@ async def measure_sagas(args: argparse.Namespace, log_dir: Path) -> dict[int, li
     return runs
 
 
-def _figure(
-    rows: list[Row],
-    out: dict[str, Any],
-    key: str,
-    name: str,
-    values: list[float],
-    unit: str,
-    digits: int = 3,
-) -> float:
-    """Add a row and its median to the JSON (as ``key``, the runs as ``runs_<key>``)."""
-    rows.append(Row(name, values, unit))
-    mid = statistics.median(values)
-    out[key] = round(mid, digits)
-    out[f"runs_{key}"] = [round(v, digits) for v in values]
-    return mid
-
-
-def handler_report(
-    args: argparse.Namespace,
-    runs: dict[tuple[int, int], list[HandlerRound]],
-    rows: list[Row],
-    out: dict[str, Any],
-) -> None:
-    base = runs.get((1, args.partitions), [])
-    for (k, q), rs in runs.items():
-        tag = f"p{k}_part{q}"
-        label = f"{k} process(es), {q} partitions"
-        _figure(
-            rows, out, f"ev_per_s_{tag}", f"{label}: events/s", [r.ev_per_s for r in rs], "ev/s", 1
-        )
-        _figure(
-            rows,
-            out,
-            f"cold_ev_per_s_{tag}",
-            f"{label}: events/s from spawn",
-            [r.cold_ev_per_s for r in rs],
-            "ev/s",
-            1,
-        )
-        _figure(
-            rows,
-            out,
-            f"ready_s_{tag}",
-            f"{label}: spawn -> all own partitions",
-            [r.ready_s for r in rs],
-            "s",
-            2,
-        )
-        for part in ("handlers", "broker", "bench"):
-            values = [r.cpu_ms_per_event(part) for r in rs]
-            _figure(
-                rows,
-                out,
-                f"cpu_ms_per_event_{part}_{tag}",
-                f"{label}: CPU per event, {part}",
-                values,
-                "ms",
-                4,
-            )
-        _figure(
-            rows,
-            out,
-            f"other_cores_{tag}",
-            f"{label}: cores busy with other work",
-            [r.other_cores for r in rs],
-            "cores",
-            2,
-        )
-        idle = [r.idle_handler_cores / k for r in rs]
-        _figure(
-            rows,
-            out,
-            f"idle_cores_per_process_{tag}",
-            f"{label}: idle, per process",
-            idle,
-            "cores",
-            3,
-        )
-        idle = [r.idle_broker_cores for r in rs]
-        _figure(rows, out, f"idle_cores_broker_{tag}", f"{label}: idle, broker", idle, "cores", 3)
-        # what the partitions allow at most: each handles one record at a time, so at most
-        # one I/O wait per partition at once (the CPU work comes on top)
-        out[f"partition_ceiling_ev_per_s_{tag}"] = round(q * 1000 / args.io_ms, 1)
-        if base and k != 1 and q == args.partitions:
-            ratios = [r.ev_per_s / b.ev_per_s for r, b in zip(rs, base, strict=False)]
-            _figure(
-                rows, out, f"speedup_{k}_vs_1", f"speed-up, {k} vs 1 process(es)", ratios, "x", 3
-            )
-
-
-def saga_report(runs: dict[int, list[SagaRound]], rows: list[Row], out: dict[str, Any]) -> None:
-    for k, rs in runs.items():
-        tag = f"{k}_coordinators"
-        label = f"sagas, {k} coordinator(s)"
-        _figure(
-            rows,
-            out,
-            f"sagas_per_s_{tag}",
-            f"{label}: sagas/s",
-            [r.sagas_per_s for r in rs],
-            "sagas/s",
-            1,
-        )
-        _figure(
-            rows,
-            out,
-            f"steps_per_s_{tag}",
-            f"{label}: steps/s",
-            [r.steps_per_s for r in rs],
-            "steps/s",
-            1,
-        )
-        for part in ("coordinators", "postgres", "broker", "handlers", "bench"):
-            values = [1000 * r.per_saga(r.cpu_s[part]) for r in rs]
-            _figure(
-                rows,
-                out,
-                f"cpu_ms_per_saga_{part}_{tag}",
-                f"{label}: CPU per saga, {part}",
-                values,
-                "ms",
-                3,
-            )
-        other = [
-            max(0.0, r.cpu_s["machine"] - sum(v for n, v in r.cpu_s.items() if n != "machine"))
-            / r.window_s
-            for r in rs
-        ]
-        _figure(
-            rows,
-            out,
-            f"other_cores_{tag}",
-            f"{label}: cores busy with other work",
-            other,
-            "cores",
-            2,
-        )
-        _figure(
-            rows,
-            out,
-            f"write_xacts_per_saga_{tag}",
-            f"{label}: PostgreSQL write transactions per saga",
-            [r.per_saga(r.write_xacts) for r in rs],
-            "tx",
-            3,
-        )
-        _figure(
-            rows,
-            out,
-            f"write_xacts_per_s_{tag}",
-            f"{label}: PostgreSQL write transactions/s",
-            [r.write_xacts / r.window_s for r in rs],
-            "tx/s",
-            1,
-        )
-        _figure(
-            rows,
-            out,
-            f"wal_kib_per_saga_{tag}",
-            f"{label}: WAL per saga",
-            [r.per_saga(r.wal_bytes) / 1024 for r in rs],
-            "KiB",
-            2,
-        )
-        _figure(
-            rows,
-            out,
-            f"commits_per_saga_{tag}",
-            f"{label}: all commits per saga (reads, polls)",
-            [r.per_saga(r.xact_commit) for r in rs],
-            "tx",
-            2,
-        )
-        _figure(
-            rows,
-            out,
-            f"connections_{tag}",
-            f"{label}: PostgreSQL connections",
-            [float(r.connections) for r in rs],
-            "conns",
-            0,
-        )
-        _figure(
-            rows,
-            out,
-            f"outbox_backlog_max_{tag}",
-            f"{label}: largest outbox backlog seen",
-            [r.outbox_backlog_max for r in rs],
-            "rows",
-            0,
-        )
-        _figure(
-            rows,
-            out,
-            f"p50_saga_s_{tag}",
-            f"{label}: p50 saga duration",
-            [p(r.durations_s, 0.5) for r in rs],
-            "s",
-            3,
-        )
-        _figure(
-            rows,
-            out,
-            f"p99_saga_s_{tag}",
-            f"{label}: p99 saga duration",
-            [p(r.durations_s, 0.99) for r in rs],
-            "s",
-            3,
-        )
-        tables: dict[str, list[float]] = {}
-        for r in rs:
-            for name, count in r.rows.items():
-                tables.setdefault(name, []).append(count / (r.sagas + 1))  # + the warm-up
-        out[f"rows_per_saga_{tag}"] = {n: round(median(v), 3) for n, v in sorted(tables.items())}
-    if 1 in runs and 2 in runs:
-        ratios = [b.sagas_per_s / a.sagas_per_s for a, b in zip(runs[1], runs[2], strict=False)]
-        _figure(rows, out, "sagas_speedup_2_vs_1", "sagas/s, 2 vs 1 coordinator(s)", ratios, "x", 3)
-
-
 def work_ms(rounds: int, calls: int = 300) -> float:
     """CPU milliseconds of the handler's own work per event (this process, in line)."""
     started = time.process_time()
@@ -376,25 +157,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         Path(args.log_dir) if args.log_dir else Path(tempfile.mkdtemp(prefix="bus-bench-scale-"))
     )
     log_dir.mkdir(parents=True, exist_ok=True)
-    rows: list[Row] = []
     out: dict[str, Any] = {
         "benchmark": "scale",
         **machine(),
         "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
     }
     out["work_ms_per_event"] = round(work_ms(args.work_rounds), 3)
+    report = Report(out)
     KAFKA_ENV["BUS_KAFKA_FETCH_MAX_WAIT_MS"] = str(args.fetch_max_wait_ms)
     t0 = time.monotonic()
     try:
         if "handlers" in args.parts:
-            handler_report(args, await measure_handlers(args, log_dir), rows, out)
+            runs = await measure_handlers(args, log_dir)
+            report.handlers(runs, args.partitions, args.io_ms)
         if "sagas" in args.parts:
-            saga_report(await measure_sagas(args, log_dir), rows, out)
+            report.sagas(await measure_sagas(args, log_dir))
     finally:
         if not args.log_dir:
             shutil.rmtree(log_dir, ignore_errors=True)
     print()
-    print_table(rows)
+    print_table(report.rows)
     out.update(
         {
             "loadavg_1m_at_end": round(os.getloadavg()[0], 2),

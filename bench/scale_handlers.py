@@ -93,6 +93,10 @@ class HandlerRound:
         return 1000 * used / max(1, self.timed_events)
 
     @property
+    def idle_per_process(self) -> float:
+        return self.idle_handler_cores / self.processes
+
+    @property
     def other_cores(self) -> float:
         """Cores busy with everything but the handlers, the broker and this process."""
         rest = self.machine_cpu_s - self.handlers_cpu_s - self.broker_cpu_s - self.bench_cpu_s

@@ -31,10 +31,11 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sagas_bus import hired
-from sagas_rows import hires, letters
+from sagas_rows import Hire, hires, letters
 from scale_handlers import KAFKA_ENV, PUBLISH_CHUNK
 from scale_procs import Child, Processes, cpu_window, get, metric_sum, wait_for
 
@@ -50,6 +51,7 @@ from sagas.versions import Catalog
 from tests.postgres import PostgresServer
 
 HANDLERS = "bench.scale_onboarding:apps"
+DEFINITIONS = "sagas.definitions.onboarding"  # onboarding v1 only
 _rounds = itertools.count(1)
 
 
@@ -146,26 +148,17 @@ async def _run(
         with Processes(env, log_dir) as procs:
             handlers = procs.start(f"saga-handlers-{n}", ["run", HANDLERS])
             coordinators = [
-                procs.start(
-                    f"coordinator-{n}-{i}", ["sagas", "run", "-d", "sagas.definitions.onboarding"]
-                )
+                procs.start(f"coordinator-{n}-{i}", ["sagas", "run", "-d", DEFINITIONS])
                 for i in range(replicas)
             ]
             ready = lambda: all(get(f"{c.url}/readyz")[0] == 200 for c in procs.children)  # noqa: E731
             wait_for("every process ready", ready, timeout_s, procs, every_s=0.1)
-            await publisher.publish(hired(people[0]))
+            await publisher.publish(hired(people[0]))  # the warm-up saga
             await _finished(procs, coordinators, 1, timeout_s, db)
             cpu_pids = {"handlers": handlers.pid, "broker": pids["broker"], "bench": os.getpid()}
             cpu_pids |= {c.name: c.pid for c in coordinators}
-            xid0, lsn0 = await _counters(db)
-            with cpu_window(cpu_pids, {"postgres": pids["postgres"]}) as used:
-                for start in range(1, sagas + 1, PUBLISH_CHUNK):
-                    await publisher.publish_many(
-                        hired(h) for h in people[start : start + PUBLISH_CHUNK]
-                    )
-                steps, backlog = await _finished(procs, coordinators, sagas + 1, timeout_s, db)
-            xid1, lsn1 = await _counters(db)
-            connections = await _connections(db)
+            burst = _Burst(procs, coordinators, db, timeout_s)
+            measured = await burst.run(publisher, people[1:], cpu_pids, pids["postgres"])
         # an exited backend has flushed its statistics: read them once every one is gone
         deadline = time.monotonic() + timeout_s
         while await _connections(db) > 0 and time.monotonic() < deadline:
@@ -173,24 +166,54 @@ async def _run(
         return SagaRound(
             replicas=replicas,
             sagas=sagas,
-            window_s=used["wall"],
-            steps=steps,
-            cpu_s={
-                "coordinators": sum(used[c.name] for c in coordinators),
-                **{k: used[k] for k in ("handlers", "broker", "postgres", "bench", "machine")},
-            },
-            write_xacts=xid1 - xid0,
-            wal_bytes=lsn1 - lsn0,
+            **measured,
             rows=await _rows(db),
             xact_commit=await db.fetchval(
                 "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
             ),
-            connections=connections,
-            outbox_backlog_max=backlog,
             durations_s=await _durations(db),
         )
     finally:
         await db.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Burst:
+    """The timed part of a round: every hire published at once, until all are finished."""
+
+    procs: Processes
+    coordinators: list[Child]
+    db: asyncpg.Connection
+    timeout_s: float
+
+    async def run(
+        self, publisher: Publisher, people: list[Hire], pids: dict[str, int], postgres: int
+    ) -> dict[str, Any]:
+        """The :class:`SagaRound` fields measured while ``people``'s sagas run."""
+        xid0, lsn0 = await _counters(self.db)
+        with cpu_window(pids, {"postgres": postgres}) as used:
+            for start in range(0, len(people), PUBLISH_CHUNK):
+                await publisher.publish_many(
+                    hired(h) for h in people[start : start + PUBLISH_CHUNK]
+                )
+            expected = len(people) + 1  # and the warm-up saga
+            steps, backlog = await _finished(
+                self.procs, self.coordinators, expected, self.timeout_s, self.db
+            )
+        xid1, lsn1 = await _counters(self.db)
+        parts = ("handlers", "broker", "postgres", "bench", "machine")
+        return {
+            "window_s": used["wall"],
+            "steps": steps,
+            "cpu_s": {
+                "coordinators": sum(used[c.name] for c in self.coordinators),
+                **{k: used[k] for k in parts},
+            },
+            "write_xacts": xid1 - xid0,
+            "wal_bytes": lsn1 - lsn0,
+            "connections": await _connections(self.db),
+            "outbox_backlog_max": backlog,
+        }
 
 
 async def _finished(
