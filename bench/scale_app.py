@@ -72,7 +72,7 @@ app = App(GROUP, registry=registry)
 
 
 @app.handler
-async def call_saas(event: WorkRequested) -> WorkDone:  # type: ignore[valid-type]
-    digest = work(event.seq, WORK_ROUNDS)  # type: ignore[attr-defined]
+async def call_saas(event: WorkRequested) -> WorkDone:
+    digest = work(event.seq, WORK_ROUNDS)
     await asyncio.sleep(IO_S)  # the API's round trip: the loop serves other partitions
-    return WorkDone(item_id=event.item_id, seq=event.seq, digest=digest)  # type: ignore[attr-defined]
+    return WorkDone(item_id=event.item_id, seq=event.seq, digest=digest)

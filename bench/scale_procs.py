@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,11 +199,13 @@ class Processes:
         self.stop()
 
 
-def wait_for(what: str, ready: object, timeout_s: float, procs: Processes, every_s: float) -> None:
+def wait_for(
+    what: str, ready: Callable[[], bool], timeout_s: float, procs: Processes, every_s: float
+) -> None:
     """Call ``ready()`` every ``every_s`` until it is true; raise TimeoutError at the deadline
     (or the error of a process that exited meanwhile)."""
     deadline = time.monotonic() + timeout_s
-    while not ready():  # type: ignore[operator]
+    while not ready():
         procs.check_alive()
         if time.monotonic() > deadline:
             raise TimeoutError(f"no {what} within {timeout_s:.0f}s")
