@@ -83,7 +83,8 @@ def _ignore(*args: object, **kwargs: object) -> None:
     pass
 
 
-def _event(h: Hire) -> EmployeeHired:
+def hired(h: Hire) -> EmployeeHired:
+    """The EmployeeHired event of ``h`` (also what ``bench/scale.py`` publishes)."""
     return EmployeeHired(
         employee_id=h.employee_id,
         full_name=h.full_name,
@@ -125,13 +126,13 @@ async def bus_round(
             await _first(runner.started.wait(), apps, timeout_s, "the handler apps to start")
             saga_loop = tg.create_task(coordinator.run(stop_coordinator))
             hr = Publisher(transport, source="bus://hr")
-            await hr.publish(_event(warmup))
+            await hr.publish(hired(warmup))
             await _first(finish.done.wait(), saga_loop, timeout_s, "the warm-up saga")
             finish = _Finish(expected=len(hires))
             coordinator.observer = finish
             records, conflicts = coordinator.stats.records, coordinator.stats.conflicts
             started = time.monotonic()
-            await hr.publish_many([_event(h) for h in hires])
+            await hr.publish_many([hired(h) for h in hires])
             await _first(finish.done.wait(), saga_loop, timeout_s, f"{len(hires)} sagas")
             elapsed = finish.last_at - started
             first_done = (finish.first_at or finish.last_at) - started
@@ -147,7 +148,7 @@ async def bus_round(
     if not_completed:
         raise RuntimeError(f"sagas that did not complete: {not_completed}")
     for h in (hires[0], hires[-1]):
-        stored = await store.load(onboarding.saga_id_for(_event(h)))
+        stored = await store.load(onboarding.saga_id_for(hired(h)))
         if stored is None or stored.state.status != SagaStatus.COMPLETED:
             raise RuntimeError(f"saga of {h.employee_id} is not completed in the store")
     return BusRound(len(hires), elapsed, finish.durations, first_done, conflicts, records)
