@@ -78,7 +78,7 @@ ROLES = [
          None, min_replicas=2, component="ingress",
          secret_files={"bus-ingress-tokens": f"{SECRET_DIR}/ingress"}),
     # its pages, /metrics, /healthz and /readyz (the saga store answers) on port `http`
-    Role("console", ["console", *HANDLER_APPS, f"--tokens-file={SECRET_DIR}/console/tokens",
+    Role("console", ["console", *HANDLER_APPS, f"--tokens-file={SECRET_DIR}/console/tokens.toml",
                      "--host=0.0.0.0", f"--port={CONSOLE_PORT}"],
          None, component="console", saga_store=True,
          secret_files={"bus-console-tokens": f"{SECRET_DIR}/console"},
@@ -149,7 +149,8 @@ def deployment(role: Role) -> dict[str, Any]:
           "items": [{"key": "password", "path": "password"}]}}]
         if role.saga_store else []
     )  # fmt: skip
-    files = {"bus-ingress-tokens": "tokens.toml", "bus-console-tokens": "tokens"}
+    # .toml: a token file's suffix says its format (anything else is read as JSON)
+    files = {"bus-ingress-tokens": "tokens.toml", "bus-console-tokens": "tokens.toml"}
     volumes += [{"name": secret, "secret": {"secretName": secret,
                  "items": [{"key": files[secret], "path": files[secret]}]}}
                 for secret in role.secret_files]  # fmt: skip

@@ -126,7 +126,6 @@ def compose_config(*files: str, env: dict[str, str]) -> dict[str, Any]:
 def compose() -> dict[str, Any]:
     env = {
         "BUS_POSTGRES_PASSWORD": "only-for-the-test",
-        "BUS_CONSOLE_TOKENS": "operator test only-for-the-test",
         "COMPOSE_PROFILES": "ingress",
     }
     return compose_config("compose.yaml", env=env)
@@ -162,7 +161,7 @@ def test_compose_runs_the_real_ingress_and_console_command_lines(
     console = services["console"]["command"]
     assert console[0] == "console"
     assert "--host=0.0.0.0" in console
-    assert "--tokens-file=/run/secrets/console_tokens" in console
+    assert "--tokens-file=/run/secrets/console_tokens.toml" in console
     for target in [arg for arg in console[1:] if not arg.startswith("--")]:
         assert isinstance(load_target(target), App), target
     assert services["console"]["environment"]["BUS_SAGA_STORE_PASSWORD_FILE"]
@@ -170,6 +169,31 @@ def test_compose_runs_the_real_ingress_and_console_command_lines(
     check = " ".join(services["console"]["healthcheck"]["test"])
     assert "127.0.0.1:8081/healthz" in check
     assert "--port=8081" in console
+
+
+def test_compose_mounts_each_token_file_under_the_toml_name_its_reader_expects(
+    compose: dict[str, Any],
+) -> None:
+    # bus.TokenFile reads a path ending in .toml as TOML and any other as JSON
+    services = compose["services"]
+    ingress_file = services["ingress"]["environment"]["BUS_INGRESS_TOKENS_FILE"]
+    (console_file,) = [
+        a.split("=", 1)[1] for a in services["console"]["command"] if a.startswith("--tokens-file=")
+    ]
+    for service, path in (("ingress", ingress_file), ("console", console_file)):
+        assert path.endswith(".toml"), path
+        targets = {f"/run/secrets/{s.get('target', s['source'])}" for s in
+                   services[service]["secrets"] if isinstance(s, dict)}  # fmt: skip
+        assert path in targets, (service, targets)
+
+
+def test_the_dev_overlay_token_files_parse_and_the_console_one_can_log_in() -> None:
+    from bus.ingress.tokens import parse_tokens as parse_ingress_tokens
+    from sagas.web import parse_tokens
+
+    dev = DEPLOY / "k8s" / "overlays" / "dev"
+    assert parse_ingress_tokens((dev / "ingress-tokens.toml").read_text(), "toml").grants
+    assert parse_tokens((dev / "console-tokens.toml").read_text()).current()
 
 
 def test_compose_gives_every_bus_service_time_to_drain(compose: dict[str, Any]) -> None:
@@ -268,6 +292,9 @@ def test_every_pod_drains_before_it_is_killed_and_is_probed(
         assert container["resources"]["requests"]
         assert container["resources"]["limits"]
         assert pod["securityContext"]["runAsNonRoot"] is True
+        files = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--tokens-file=")]
+        files += [e["value"] for e in container["env"] if e["name"] == "BUS_INGRESS_TOKENS_FILE"]
+        assert all(f.endswith(".toml") for f in files), files  # the suffix says TOML
         assert name in budgets, name
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
