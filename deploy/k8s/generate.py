@@ -1,7 +1,8 @@
 """Writes the Kubernetes base (deploy/k8s/base/*.yaml) from the table of roles below.
 
 Every bus process is the same image; its role is its command. Each role gets a
-Deployment (probes on /healthz and /readyz, requests and limits, a grace period longer
+Deployment (probes on /healthz and /readyz of bus's HTTP server, which every role serves,
+the console included; requests and limits; a grace period longer
 than the drain deadline), a PodDisruptionBudget and, for a consumer group, a KEDA
 ScaledObject on its Kafka lag whose ceiling is the partition count (a replica beyond it
 would own no partition). The files are committed; ``tests/deploy/test_static.py`` checks
@@ -49,12 +50,12 @@ class Role:
     min_replicas: int = 1
     component: str = "handler"
     saga_store: bool = False
-    extra_ports: list[dict[str, Any]] = field(default_factory=list)
     #: Secret name -> mount directory, e.g. a token file.
     secret_files: dict[str, str] = field(default_factory=dict)
-    #: Where its probes look; None: the bus HTTP server's /healthz and /readyz on `metrics`.
-    probe_port: str | None = None
-    probe_path: str = "/healthz"
+    #: The container port of its HTTP server (/metrics, /healthz, /readyz and whatever the
+    #: role adds: the ingress's /events, the console's pages) and that port's name.
+    port: int = PORT
+    port_name: str = "metrics"
 
 
 ROLES = [
@@ -68,19 +69,20 @@ ROLES = [
     Role("repositories", ["run", "handlers.repositories.handler:app"],
          "repositories", "repositories.commands"),
     # the coordinator consumes the triggers and every reply topic: lag over all of them
-    Role("coordinator", ["sagas", "run", "--definitions", "sagas.definitions.onboarding"],
+    # the shipped definitions (`bus sagas run`'s default): onboarding v2 and v1, the
+    # offboarding and their equipment child sagas
+    Role("coordinator", ["sagas", "run"],
          "sagas", None, min_replicas=2, component="coordinator", saga_store=True),
     # /events and /hooks/hr on the one HTTP server (port `metrics`, 9400) beside /metrics
     Role("ingress", ["ingress", "handlers.hr.webhook", "--webhooks", "handlers.hr.webhook:ingress"],
          None, min_replicas=2, component="ingress",
          secret_files={"bus-ingress-tokens": f"{SECRET_DIR}/ingress"}),
-    # no /metrics, /healthz or /readyz of its own: probed on its login page
-    Role("console", ["console", *HANDLER_APPS, f"--tokens-file={SECRET_DIR}/console/tokens",
+    # its pages, /metrics, /healthz and /readyz (the saga store answers) on port `http`
+    Role("console", ["console", *HANDLER_APPS, f"--tokens-file={SECRET_DIR}/console/tokens.toml",
                      "--host=0.0.0.0", f"--port={CONSOLE_PORT}"],
          None, component="console", saga_store=True,
-         extra_ports=[{"name": "http", "containerPort": CONSOLE_PORT}],
          secret_files={"bus-console-tokens": f"{SECRET_DIR}/console"},
-         probe_port="http", probe_path="/login"),
+         port=CONSOLE_PORT, port_name="http"),
 ]  # fmt: skip
 
 
@@ -93,10 +95,9 @@ def labels(role: Role) -> dict[str, str]:
 
 
 def container(role: Role) -> dict[str, Any]:
-    port = role.probe_port or "metrics"
-    probe = {"httpGet": {"path": role.probe_path, "port": port}, "periodSeconds": 10,
+    port = role.port_name
+    probe = {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 10,
              "timeoutSeconds": 3, "failureThreshold": 3}  # fmt: skip
-    ready = "/readyz" if role.probe_port is None else role.probe_path
     env: list[dict[str, Any]] = [
         # only read when BUS_KAFKA_SECURITY_PROTOCOL is SASL_*; absent in the plain overlay
         {"name": "BUS_KAFKA_SASL_PASSWORD", "valueFrom": {"secretKeyRef": {
@@ -114,9 +115,7 @@ def container(role: Role) -> dict[str, Any]:
             "name": "bus-ingress-tokens", "key": "hr-webhook-secret"}}})  # fmt: skip
     for secret, directory in role.secret_files.items():
         mounts.append({"name": secret, "mountPath": directory, "readOnly": True})
-    ports = [*role.extra_ports]
-    if role.probe_port is None:  # the bus HTTP server: /metrics, /healthz, /readyz
-        ports.insert(0, {"name": "metrics", "containerPort": PORT})
+    ports = [{"name": role.port_name, "containerPort": role.port}]
     return {
         "name": "bus",
         "image": "bus",  # the overlay's `images:` sets repository and tag
@@ -128,7 +127,7 @@ def container(role: Role) -> dict[str, Any]:
         "livenessProbe": probe,
         "readinessProbe": {
             **probe,
-            "httpGet": {"path": ready, "port": port},
+            "httpGet": {"path": "/readyz", "port": port},
             "failureThreshold": 2,
         },
         "resources": {
@@ -150,7 +149,8 @@ def deployment(role: Role) -> dict[str, Any]:
           "items": [{"key": "password", "path": "password"}]}}]
         if role.saga_store else []
     )  # fmt: skip
-    files = {"bus-ingress-tokens": "tokens.toml", "bus-console-tokens": "tokens"}
+    # .toml: a token file's suffix says its format (anything else is read as JSON)
+    files = {"bus-ingress-tokens": "tokens.toml", "bus-console-tokens": "tokens.toml"}
     volumes += [{"name": secret, "secret": {"secretName": secret,
                  "items": [{"key": files[secret], "path": files[secret]}]}}
                 for secret in role.secret_files]  # fmt: skip
@@ -187,11 +187,9 @@ def deployment(role: Role) -> dict[str, Any]:
 
 
 def scrape_annotations(role: Role) -> dict[str, str]:
-    if role.probe_port is not None:  # not a bus HTTP server: nothing to scrape
-        return {"prometheus.io/scrape": "false"}
     return {
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(PORT),
+        "prometheus.io/port": str(role.port),
         "prometheus.io/path": "/metrics",
     }
 

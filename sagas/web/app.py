@@ -2,7 +2,9 @@
 
 Server-rendered pages (Jinja2 templates beside this module), a little plain JavaScript
 (``static/console.js``: ``fetch`` for live updates), every asset served by the app itself:
-no CDN, no build step. Bound to 127.0.0.1 unless told otherwise.
+no CDN, no build step. Bound to 127.0.0.1 unless told otherwise. ``serve_console`` runs it
+on bus's HTTP server (:class:`bus.HttpServer`), which adds ``/healthz``, ``/readyz`` (here:
+the saga store answers, :mod:`sagas.web.health`) and ``/metrics`` as for every bus process.
 
 Example::
 
@@ -22,20 +24,25 @@ from pathlib import Path
 import jinja2
 from aiohttp import web
 
-from bus import App, Transport
+from bus import App, BusConfig, HttpServer, Metrics, Transport, default_metrics
 from sagas.definition import SagaDefinition
 from sagas.stores.base import SagaStore
-from sagas.stores.url import store_from_url
+from sagas.stores.url import describe_store, store_from_url
 from sagas.web import catalog_views, dlq_views, saga_views, task_views
 from sagas.web.access import ConsoleTokens, Session, find_token, load_tokens
 from sagas.web.context import CONSOLE, Console
+from sagas.web.health import ConsoleMetrics, store_readiness
 from sagas.web.pages import COOKIE, TEMPLATES, render, session_of
 from sagas.web.queries import queries_for
 
-__all__ = ["build_console_app", "serve_console"]
+__all__ = ["build_console_app", "console_routes", "serve_console"]
 
 _HERE = Path(__file__).parent
 _OPEN_PATHS = ("/login", "/static/")
+#: bus's HTTP server answers these for probes and Prometheus: no login, no session
+_PROBE_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))
+#: seconds between the console's own store probes (bus_console_store_up)
+_STORE_PROBE_INTERVAL_S = 5.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -50,12 +57,45 @@ def build_console_app(
     max_replays: int = 3,
     saga_group: str = "sagas",
     migrate: bool = True,
+    metrics: Metrics | None = None,
 ) -> web.Application:
-    """The console on an opened ``store`` (it adds its own migrations at start-up).
+    """The console on an opened ``store`` (it adds its own migrations at start-up), as an
+    application of its own: the pages without ``/healthz``, ``/readyz`` and ``/metrics``,
+    which :func:`serve_console` adds (tests and embedding use this).
 
     Example::
 
         app = build_console_app(store, tokens=load_tokens("tokens.toml"))
+    """
+    app = web.Application()
+    console_routes(
+        store, definitions=definitions, apps=apps, transport=transport, tokens=tokens,
+        max_replays=max_replays, saga_group=saga_group, migrate=migrate,
+        observer=ConsoleMetrics(metrics or default_metrics()),
+    )(app)  # fmt: skip
+    return app
+
+
+def console_routes(
+    store: SagaStore,
+    *,
+    definitions: Sequence[SagaDefinition] = (),
+    apps: Sequence[App] = (),
+    transport: Transport | None = None,
+    tokens: ConsoleTokens,
+    max_replays: int = 3,
+    saga_group: str = "sagas",
+    migrate: bool = True,
+    observer: ConsoleMetrics,
+) -> Callable[[web.Application], None]:
+    """What adds the console to an application: its pages, assets, middlewares (request
+    metrics, security headers, login) and start-up migrations. ``bus.HttpServer(routes=[...])``
+    takes it, so the console shares the one HTTP server (and its limits) of every bus process.
+
+    Example::
+
+        routes = console_routes(store, tokens=tokens, observer=ConsoleMetrics(Metrics()))
+        async with HttpServer(port=0, routes=[routes]) as http: ...
     """
     console = Console(
         store=store,
@@ -67,29 +107,32 @@ def build_console_app(
         max_replays=max_replays,
         saga_group=saga_group,
     )
-    app = web.Application(middlewares=[_security_headers, _login_required])
-    app[CONSOLE] = console
-    app[TEMPLATES] = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(_HERE / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    if migrate:
 
-        async def _migrate(_: web.Application) -> None:
-            await console.queries.migrate()
+    def add(app: web.Application) -> None:
+        app.middlewares.extend([observer.middleware, _security_headers, _login_required])
+        app[CONSOLE] = console
+        app[TEMPLATES] = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(_HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        if migrate:
 
-        app.on_startup.append(_migrate)
-    app.router.add_get("/login", _login_form)
-    app.router.add_post("/login", _login)
-    app.router.add_post("/logout", _logout)
-    app.router.add_get("/", _home)
-    app.router.add_static("/static/", _HERE / "static", show_index=False)
-    saga_views.add_routes(app.router)
-    dlq_views.add_routes(app.router)
-    catalog_views.add_routes(app.router)
-    task_views.add_routes(app.router)
-    return app
+            async def _migrate(_: web.Application) -> None:
+                await console.queries.migrate()
+
+            app.on_startup.append(_migrate)
+        app.router.add_get("/login", _login_form)
+        app.router.add_post("/login", _login)
+        app.router.add_post("/logout", _logout)
+        app.router.add_get("/", _home)
+        app.router.add_static("/static/", _HERE / "static", show_index=False)
+        saga_views.add_routes(app.router)
+        dlq_views.add_routes(app.router)
+        catalog_views.add_routes(app.router)
+        task_views.add_routes(app.router)
+
+    return add
 
 
 async def serve_console(
@@ -105,39 +148,62 @@ async def serve_console(
     saga_group: str = "sagas",
     stop: asyncio.Event | None = None,
     started: Callable[[str], None] | None = None,
+    config: BusConfig | None = None,
+    metrics: Metrics | None = None,
+    store_name: str = "store",
 ) -> None:
     """Serve the console until ``stop`` is set (or the task is cancelled): ``bus console``.
 
     ``store_url`` is a store URL or an unopened store; the store, and the transport if
     given, are opened and closed here. ``started`` gets the URL once it listens (with
-    ``port=0``, the port the system chose).
+    ``port=0``, the port the system chose). Beside the pages, without a login:
+    ``/healthz`` (the event loop is responsive), ``/readyz`` (the saga store answers) and
+    ``/metrics`` (``metrics``, default the process's: requests, the store's health), on
+    bus's HTTP server with ``config``'s connection limits (``BUS_HTTP_*``).
     """
     tokens = load_tokens(tokens_file)
+    if isinstance(store_url, str):
+        store_name = describe_store(store_url)
     store = store_from_url(store_url) if isinstance(store_url, str) else store_url
+    observer = ConsoleMetrics(metrics or default_metrics())
     await store.open()
     try:
         if transport is not None:
             await transport.start()
         try:
-            app = build_console_app(
-                store, definitions=definitions, apps=apps, transport=transport,
-                tokens=tokens, max_replays=max_replays, saga_group=saga_group,
+            http = HttpServer(
+                host=host,
+                port=port,
+                metrics=observer.metrics,
+                readiness=store_readiness(store, observer, name=store_name),
+                settings=(config or BusConfig()).http_settings(),
+                routes=[
+                    console_routes(
+                        store, definitions=definitions, apps=apps, transport=transport,
+                        tokens=tokens, max_replays=max_replays, saga_group=saga_group,
+                        observer=observer,
+                    )
+                ],
             )  # fmt: skip
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, host, port).start()
+            async with http, asyncio.TaskGroup() as tasks:
                 if started is not None:
-                    bound_host, bound_port = runner.addresses[0][:2]
-                    started(f"http://{bound_host}:{bound_port}/")
+                    started(f"{http.url}/")
+                prober = tasks.create_task(_probe_store(http), name="console-store-probe")
                 await (stop or asyncio.Event()).wait()
-            finally:
-                await runner.cleanup()
+                prober.cancel()
         finally:
             if transport is not None:
                 await transport.stop()
     finally:
         await store.close()
+
+
+async def _probe_store(http: HttpServer) -> None:
+    # keeps bus_console_store_up current between scrapes, whether or not anyone asks
+    # /readyz (the readiness cache keeps it to one read per interval either way)
+    while True:
+        await http.readiness()
+        await asyncio.sleep(_STORE_PROBE_INTERVAL_S)
 
 
 @web.middleware
@@ -156,7 +222,7 @@ async def _security_headers(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def _login_required(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every page but the login form needs a session; every POST its CSRF token."""
-    if request.path.startswith(_OPEN_PATHS):
+    if request.path in _PROBE_PATHS or request.path.startswith(_OPEN_PATHS):
         return await handler(request)
     session = session_of(request)
     if session is None:

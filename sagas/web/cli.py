@@ -42,8 +42,9 @@ def register(
     @app.command(
         "console",
         help="Serve the operator console: sagas (list, a saga's page, retry, cancel, "
-        "approve), dead letters (list, replay with a dry run), the event catalog with lag. "
-        "Binds to 127.0.0.1 unless --host says otherwise.",
+        "approve), dead letters (list, replay with a dry run), the event catalog with lag; "
+        "/healthz, /readyz (the saga store answers) and /metrics on the same port, without "
+        "a login. Binds to 127.0.0.1 unless --host says otherwise.",
         short_help="the operator console (a web page) until Ctrl-C",
     )
     @transport_options
@@ -65,7 +66,7 @@ def register(
                 "-d",
                 "--definitions",
                 metavar="MODULE[:ATTR]",
-                help="module defining SagaDefinitions (repeatable; default: the onboarding)",
+                help="module defining SagaDefinitions (repeatable; default sagas.definitions.shipped)",
                 show_default=False,
             ),
         ] = None,
@@ -125,6 +126,8 @@ def _serve(
             port=args.port,
             saga_group=args.saga_group,
             stop=stop,
+            config=config,
+            store_name=describe_store(sagas.store),
             started=lambda url: print(
                 f"console on {url} (store {describe_store(sagas.store)}); Ctrl-C stops it",
                 flush=True,

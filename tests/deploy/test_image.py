@@ -6,9 +6,12 @@ handler container (``bus run handlers.identity.handler:commands_app``) runs with
 ``--network host`` against the session's Tansu broker. It must answer ``/healthz`` and
 ``/metrics`` from inside, handle commands, and on ``docker stop`` in the middle of a burst
 drain, exit 0 as PID 1, and lose nothing: a second container finishes the rest, and every
-command has its reply. An onboarding completes through containers: the five handler apps
-in one, two coordinators on the test PostgreSQL. The daemon leaves no process, mount, link
-or firewall rule behind.
+command has its reply. Hires posted over HTTP to the ingress container (CloudEvents, a
+token file mounted as deploy/compose.yaml does) complete their onboardings through
+containers: the five handler apps in one, two coordinators on the test PostgreSQL; the
+ingress's ``/metrics`` counts them, and the console container on the same store answers
+``/healthz``, ``/readyz`` and ``/metrics`` from inside. The daemon leaves no process,
+mount, link or firewall rule behind.
 
 Docker and debootstrap are installed with apt when missing. Without them the tests skip,
 except with CI=true, where they fail.
@@ -27,9 +30,12 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from pathlib import Path
 
+import aiohttp
+import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from bus import Publisher
+from bus import Publisher, hash_token
 from bus.codec import decode
 from bus.devbroker import DevBroker, free_port
 from bus.transports.kafka import KafkaTransport
@@ -119,12 +125,17 @@ def run_handler(
     name: str,
     *command: str,
     env: dict[str, str] | None = None,
+    mounts: dict[Path, str] | None = None,
 ) -> int:
-    """Start a container of ``image`` on the host network (default: the handler); its HTTP port."""
+    """Start a container of ``image`` on the host network (default: the handler); its HTTP
+    port (``BUS_HTTP_PORT``, where the image's HEALTHCHECK looks; ``--port=PORT`` in
+    ``command`` becomes it too). ``mounts``: host file -> path inside, read-only."""
     port = free_port()
     env = {**KAFKA_ENV, "BUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
            "BUS_HTTP_PORT": str(port), "BUS_SHUTDOWN_DEADLINE_S": str(DEADLINE_S), **(env or {})}  # fmt: skip
     flags = [f"--env={k}={v}" for k, v in env.items()]
+    flags += [f"--volume={host}:{inside}:ro" for host, inside in (mounts or {}).items()]
+    command = tuple(f"--port={port}" if arg == "--port=PORT" else arg for arg in command)
     docker("run", "--detach", "--name", name, "--network", "host", "--health-interval", "1s",
            *flags, image, *(command or ("run", APP)))  # fmt: skip
     return port
@@ -141,6 +152,16 @@ def inside(docker: PrivateDocker, name: str, port: int, path: str) -> str:
 
 def health(docker: PrivateDocker, name: str) -> str:
     return docker("inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()
+
+
+def wait_healthy(docker: PrivateDocker, name: str, *, timeout_s: float = 120) -> None:
+    """Until the image's HEALTHCHECK passes in ``name``; a timeout shows its logs."""
+    try:
+        wait_until_blocking(lambda: health(docker, name), until=lambda s: s == "healthy",
+                            timeout_s=timeout_s, what=f"{name} to be healthy")  # fmt: skip
+    except AssertionError as exc:
+        logs = docker("logs", "--tail", "40", name, check=False)
+        raise AssertionError(f"{exc}\n{name}'s log:\n{logs.stdout}{logs.stderr}") from None
 
 
 class Replies:
@@ -276,42 +297,122 @@ ONBOARDING_APPS = (
 )
 
 
+INGRESS_TOKEN = "ingress-token-only-for-this-test"
+CONSOLE_TOKEN = "console-token-only-for-this-test"
+SECRETS = "/run/secrets"
+
+
+def token_file(path: Path, *, name: str, token: str, extra: str) -> Path:
+    """A token file (docs/ingress.md, "Tokens") readable by the image's user 10001."""
+    path.write_text(f'[[tokens]]\nname = "{name}"\nsha256 = "{hash_token(token)}"\n{extra}')
+    path.chmod(0o644)
+    return path
+
+
+def hire_events(employees: list[str]) -> list[dict[str, object]]:
+    """CloudEvents (structured JSON) of one hire each, as an HR system posts them."""
+    return [
+        {"specversion": "1.0", "id": f"hire-{e}", "source": "bus://hr-test",
+         "type": "hr.employee.hired.v1", "datacontenttype": "application/json",
+         "data": EmployeeHired(
+             employee_id=e, full_name=f"Ada {_letters(i)}", department="engineering",
+             manager_email="grace@example.com", start_date=date(2026, 1, 5),
+         ).model_dump(mode="json")}
+        for i, e in enumerate(employees)
+    ]  # fmt: skip
+
+
+async def post_hires(port: int, employees: list[str]) -> dict[str, object]:
+    """POST the hires to the ingress's ``/events`` as one CloudEvents batch; its answer."""
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            f"http://127.0.0.1:{port}/events",
+            data=orjson.dumps(hire_events(employees)),
+            headers={"Authorization": f"Bearer {INGRESS_TOKEN}",
+                     "Content-Type": "application/cloudevents-batch+json"},
+        )  # fmt: skip
+        body = await response.text()
+        assert response.status == 202, body
+        answer: dict[str, object] = orjson.loads(body)
+        return answer
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels`` (0 when none)."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
+
+
 @pytest.mark.postgres
-async def test_an_onboarding_completes_through_containers_with_two_coordinators_on_postgres(
+async def test_hires_posted_to_the_ingress_container_complete_with_two_coordinators_on_postgres(
     docker: PrivateDocker,
     image: str,
     kafka_broker: DevBroker,
-    kafka: KafkaTransport,
     postgres_dsn: str,
+    tmp_path: Path,
 ) -> None:
     store = {"BUS_SAGA_STORE": postgres_dsn}
-    names = ["bus-onboarding-handlers", "bus-coordinator-1", "bus-coordinator-2"]
+    ingress_tokens = token_file(tmp_path / "ingress-tokens.toml", name="hr-test",
+                                token=INGRESS_TOKEN, extra='types = ["hr.*"]\n')  # fmt: skip
+    console_tokens = token_file(tmp_path / "console-tokens.toml", name="operator",
+                                token=CONSOLE_TOKEN, extra='role = "operator"\n')  # fmt: skip
+    handlers, coordinators = "bus-onboarding-handlers", ["bus-coordinator-1", "bus-coordinator-2"]
+    ingress, console = "bus-ingress", "bus-console"
+    names = [handlers, *coordinators, ingress, console]
     try:
-        run_handler(docker, image, kafka_broker, names[0], "run", *ONBOARDING_APPS)
-        for name in names[1:]:
-            # onboarding v1, as deploy/compose.yaml runs it: the default set (v2) waits on
-            # people (a desk task, an IT task in the equipment child saga)
+        run_handler(docker, image, kafka_broker, handlers, "run", *ONBOARDING_APPS)
+        for name in coordinators:
+            # onboarding v1: the shipped set (v2, deploy/compose.yaml's) waits on people (a
+            # desk task, an IT task in the equipment child saga)
             run_handler(docker, image, kafka_broker, name, "sagas", "run", "--definitions",
                         "sagas.definitions.onboarding", env=store)  # fmt: skip
-        for name in names:
-            wait_until_blocking(lambda n=name: health(docker, n), until=lambda s: s == "healthy",
-                                timeout_s=120, what=f"{name} to be healthy")  # fmt: skip
-        employee = f"e-{uuid.uuid4().hex[:8]}"
-        hired = EmployeeHired(
-            employee_id=employee, full_name="Ada Lovelace", department="engineering",
-            manager_email="grace@example.com", start_date=date(2026, 1, 5),
+        # as deploy/compose.yaml runs it: the token file mounted, the webhook's secret set
+        ingress_port = run_handler(
+            docker, image, kafka_broker, ingress,
+            "ingress", "handlers.hr.webhook", "--webhooks", "handlers.hr.webhook:ingress",
+            env={"BUS_INGRESS_TOKENS_FILE": f"{SECRETS}/ingress_tokens.toml",
+                 "HR_WEBHOOK_SECRET": "webhook-secret-only-for-this-test"},
+            mounts={ingress_tokens: f"{SECRETS}/ingress_tokens.toml"},
         )  # fmt: skip
-        await Publisher(kafka, source="bus://test").publish(hired)
+        for name in [handlers, *coordinators, ingress]:
+            wait_healthy(docker, name)
+        employees = [f"e-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+        answer = await post_hires(ingress_port, employees)
+        assert answer["accepted"] == len(employees), answer
 
         def completed() -> str:
-            listing = docker("exec", names[1], "bus", "sagas", "list", "--state", "completed")
+            listing = docker("exec", coordinators[0], "bus", "sagas", "list", "--state",
+                             "completed")  # fmt: skip
             return listing.stdout
 
-        wait_until_blocking(completed, until=lambda out: employee in out, timeout_s=120,
-                            what=f"the onboarding of {employee} completed")  # fmt: skip
+        wait_until_blocking(completed, until=lambda out: all(e in out for e in employees),
+                            timeout_s=180, what=f"the onboardings of {employees} completed")  # fmt: skip
+        exposed = inside(docker, ingress, ingress_port, "/metrics")
+        published = metric(exposed, "bus_ingress_events_total", outcome="published")
+        assert published == len(employees), exposed[-2000:]
+        assert metric(exposed, "bus_ingress_requests_total", status="202") == 1
+
+        # the console on the same store: its probes and metrics from inside its container
+        console_port = run_handler(
+            docker, image, kafka_broker, console,
+            "console", *ONBOARDING_APPS, f"--tokens-file={SECRETS}/console_tokens.toml",
+            "--host=0.0.0.0", "--port=PORT",
+            env=store, mounts={console_tokens: f"{SECRETS}/console_tokens.toml"},
+        )  # fmt: skip
+        wait_healthy(docker, console)
+        assert '"healthy":true' in inside(docker, console, console_port, "/healthz")
+        assert '"ready":true' in inside(docker, console, console_port, "/readyz")
+        exposed = inside(docker, console, console_port, "/metrics")
+        assert metric(exposed, "bus_console_store_up") == 1, exposed[-2000:]
+        assert metric(exposed, "bus_console_requests_total", route="/healthz", status="200") >= 1
+
         for name in names:
             docker("stop", "--time", str(DEADLINE_S + 20), name)
             state = docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip()
-            assert state == "0", docker("logs", name).stderr[-3000:]
+            assert state == "0", f"{name}: " + docker("logs", name).stderr[-3000:]
     finally:
         docker("rm", "--force", *names, check=False)

@@ -126,7 +126,6 @@ def compose_config(*files: str, env: dict[str, str]) -> dict[str, Any]:
 def compose() -> dict[str, Any]:
     env = {
         "BUS_POSTGRES_PASSWORD": "only-for-the-test",
-        "BUS_CONSOLE_TOKENS": "operator test only-for-the-test",
         "COMPOSE_PROFILES": "ingress",
     }
     return compose_config("compose.yaml", env=env)
@@ -144,6 +143,8 @@ def test_compose_runs_every_onboarding_handler_and_two_coordinators(
         assert isinstance(load_target(command[1]), App), command
     assert services["coordinator"]["deploy"]["replicas"] == 2
     assert services["coordinator"]["environment"]["BUS_SAGA_STORE"].startswith("postgresql://")
+    # the shipped definitions (onboarding v2 and v1, offboarding, equipment): the default
+    assert services["coordinator"]["command"] == ["sagas", "run"]
     assert services["ingress"]["profiles"] == ["ingress"]  # it needs tokens and a secret
 
 
@@ -160,10 +161,39 @@ def test_compose_runs_the_real_ingress_and_console_command_lines(
     console = services["console"]["command"]
     assert console[0] == "console"
     assert "--host=0.0.0.0" in console
-    assert "--tokens-file=/run/secrets/console_tokens" in console
+    assert "--tokens-file=/run/secrets/console_tokens.toml" in console
     for target in [arg for arg in console[1:] if not arg.startswith("--")]:
         assert isinstance(load_target(target), App), target
     assert services["console"]["environment"]["BUS_SAGA_STORE_PASSWORD_FILE"]
+    # bus's HTTP server beside the pages: probed on /healthz of its own port, not the login
+    check = " ".join(services["console"]["healthcheck"]["test"])
+    assert "127.0.0.1:8081/healthz" in check
+    assert "--port=8081" in console
+
+
+def test_compose_mounts_each_token_file_under_the_toml_name_its_reader_expects(
+    compose: dict[str, Any],
+) -> None:
+    # bus.TokenFile reads a path ending in .toml as TOML and any other as JSON
+    services = compose["services"]
+    ingress_file = services["ingress"]["environment"]["BUS_INGRESS_TOKENS_FILE"]
+    (console_file,) = [
+        a.split("=", 1)[1] for a in services["console"]["command"] if a.startswith("--tokens-file=")
+    ]
+    for service, path in (("ingress", ingress_file), ("console", console_file)):
+        assert path.endswith(".toml"), path
+        targets = {f"/run/secrets/{s.get('target', s['source'])}" for s in
+                   services[service]["secrets"] if isinstance(s, dict)}  # fmt: skip
+        assert path in targets, (service, targets)
+
+
+def test_the_dev_overlay_token_files_parse_and_the_console_one_can_log_in() -> None:
+    from bus.ingress.tokens import parse_tokens as parse_ingress_tokens
+    from sagas.web import parse_tokens
+
+    dev = DEPLOY / "k8s" / "overlays" / "dev"
+    assert parse_ingress_tokens((dev / "ingress-tokens.toml").read_text(), "toml").grants
+    assert parse_tokens((dev / "console-tokens.toml").read_text()).current()
 
 
 def test_compose_gives_every_bus_service_time_to_drain(compose: dict[str, Any]) -> None:
@@ -177,12 +207,14 @@ def test_compose_gives_every_bus_service_time_to_drain(compose: dict[str, Any]) 
 def test_prometheus_in_compose_scrapes_every_bus_service(compose: dict[str, Any]) -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "compose.yml").read_text())
     (job,) = config["scrape_configs"]
-    names = set(job["dns_sd_configs"][0]["names"])
+    ports = {name: sd["port"] for sd in job["dns_sd_configs"] for name in sd["names"]}
     bus_services = {
         name for name, s in compose["services"].items() if s.get("image", "").startswith("bus")
     }
-    # the console serves no /metrics (its own aiohttp app, not the bus HTTP server)
-    assert names == bus_services - {"console"}
+    assert set(ports) == bus_services
+    # the console serves /metrics on its own --port, every other bus process on 9400
+    assert ports.pop("console") == 8081
+    assert set(ports.values()) == {9400}
 
 
 def test_the_tansu_override_validates_and_replaces_kafka(tmp_path: Path) -> None:
@@ -250,16 +282,24 @@ def test_every_pod_drains_before_it_is_killed_and_is_probed(
         pod = deployment["spec"]["template"]["spec"]
         assert pod["terminationGracePeriodSeconds"] > deadline + 5, name
         (container,) = pod["containers"]
-        # the console is its own aiohttp app without /healthz: its login page is the probe
-        live, ready = ("/login", "/login") if name == "console" else ("/healthz", "/readyz")
-        assert container["livenessProbe"]["httpGet"]["path"] == live
-        assert container["readinessProbe"]["httpGet"]["path"] == ready
+        # every role, the console included, serves bus's /healthz and /readyz
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        (port,) = container["ports"]
+        assert container["livenessProbe"]["httpGet"]["port"] == port["name"]
+        assert container["readinessProbe"]["httpGet"]["port"] == port["name"]
         assert container["resources"]["requests"]
         assert container["resources"]["limits"]
         assert pod["securityContext"]["runAsNonRoot"] is True
+        files = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--tokens-file=")]
+        files += [e["value"] for e in container["env"] if e["name"] == "BUS_INGRESS_TOKENS_FILE"]
+        assert all(f.endswith(".toml") for f in files), files  # the suffix says TOML
         assert name in budgets, name
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-        assert annotations["prometheus.io/scrape"] == ("false" if name == "console" else "true")
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(port["containerPort"])
+        assert annotations["prometheus.io/path"] == "/metrics"
 
 
 def test_each_consumer_group_scales_on_its_lag_up_to_the_partition_count(
@@ -297,13 +337,15 @@ def test_the_pod_monitor_selects_every_bus_pod_by_its_metrics_port(
     (monitor,) = by_kind(docs, "PodMonitor").values()
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     selector = monitor["spec"]["selector"]["matchLabels"]
-    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    endpoints = {e["port"]: e["path"] for e in monitor["spec"]["podMetricsEndpoints"]}
+    assert set(endpoints.values()) == {"/metrics"}
     for name, deployment in by_kind(docs, "Deployment").items():
         pod = deployment["spec"]["template"]
         assert selector.items() <= pod["metadata"]["labels"].items()
         ports = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
-        # the console serves no /metrics: it has no such port, so the monitor skips it
-        assert (endpoint["port"] in ports) == (name != "console"), name
+        # exactly one endpoint per pod: its one port (`http` for the console, which serves
+        # /metrics beside its pages; `metrics` for the others), scraped once
+        assert len(ports & set(endpoints)) == 1, name
 
 
 def test_the_committed_base_is_what_generate_py_writes() -> None:

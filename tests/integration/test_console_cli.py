@@ -58,6 +58,13 @@ def test_bus_console_serves_a_store_until_sigterm_and_prints_its_url(tmp_path: P
         with urllib.request.urlopen(found.group(1) + "login", timeout=10) as page:
             assert page.status == 200
             assert "token" in page.read().decode().lower()
+        # the probes and Prometheus need no login (bus's HTTP server, as for `bus run`)
+        with urllib.request.urlopen(found.group(1) + "healthz", timeout=10) as health:
+            assert health.status == 200
+        with urllib.request.urlopen(found.group(1) + "readyz", timeout=10) as ready:
+            assert b"sagas.db ok" in ready.read()
+        with urllib.request.urlopen(found.group(1) + "metrics", timeout=10) as metrics:
+            assert b"bus_console_store_up 1.0" in metrics.read()
     finally:
         console.send_signal(signal.SIGTERM)
         rc = console.wait(timeout=30)
