@@ -163,7 +163,8 @@ def hires(run: str, count: int, *, mixed: bool = True) -> list[Hire]:
         employee_id = f"{run}-{n:04d}" + ("-fail" if kind == "fail" else "")
         message = EmployeeHired(
             employee_id=employee_id,
-            full_name=f"Crash Test {n}",
+            # tests/crash/real_systems.py's license manager refuses a login with "fail"
+            full_name=f"Crash Test {n}" + (" Fail" if kind == "fail" else ""),
             department="engineering" if n % 2 == 0 else "sales",
             manager_email="boss@example.com",
             employment_type="employee" if n % 3 else "contractor",
@@ -220,7 +221,10 @@ async def dead_letters(broker: DevBroker, topic: str) -> list[Record]:
 
 
 def effects(path: Path) -> list[tuple[str, str, str, int]]:
-    """Every effect row: (command id, command type, employee id, ok)."""
+    """Every effect row: (command id, command type, employee id, ok); ``path`` a ledger
+    file, or a folder of them (one per app, tests/crash/real_systems.py)."""
+    if path.is_dir():
+        return [row for file in sorted(path.glob("*.db")) for row in effects(file)]
     if not path.exists():
         return []
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
@@ -265,7 +269,7 @@ class Activity:
 
     #: End offset per (topic, partition) of the command topics and the coordinator's topics.
     ends: dict[tuple[str, int], int]
-    #: Records on the command topics the systems' group has not committed yet.
+    #: Records on the command topics the handlers' groups have not committed yet.
     systems_behind: int
     #: Records on its topics the coordinator's group has not committed yet.
     coordinator_behind: int
@@ -339,14 +343,24 @@ async def committed_offsets(
         await client.stop()
 
 
-async def activity(broker: DevBroker, store_url: str) -> Activity:
-    """A snapshot of :class:`Activity` (committed offsets, end offsets, the outbox)."""
+#: The simulated systems' group and the command topics it consumes (every one).
+SYSTEMS_GROUPS = {SYSTEMS_GROUP: frozenset(t.bus_topic for t in COMMAND_TYPES)}
+
+
+async def activity(
+    broker: DevBroker, store_url: str, handler_groups: dict[str, frozenset[str]] | None = None
+) -> Activity:
+    """A snapshot of :class:`Activity` (committed offsets, end offsets, the outbox);
+    ``handler_groups``: the consumer groups serving the commands and each one's topics
+    (default: the simulated systems' one group, :data:`SYSTEMS_GROUPS`)."""
+    groups = SYSTEMS_GROUPS if handler_groups is None else handler_groups
     command_topics = {t.bus_topic for t in COMMAND_TYPES}
     coordinator_topics = {t.bus_topic for t in saga_definitions.onboarding.consumed_types()}
     ends = await end_offsets(broker, command_topics | coordinator_topics)
 
-    async def behind(group: str, topics: set[str]) -> int:
-        mine = {tp: end for tp, end in ends.items() if tp[0] in topics}
+    async def behind(group: str, topics: Iterable[str]) -> int:
+        wanted = set(topics)
+        mine = {tp: end for tp, end in ends.items() if tp[0] in wanted}
         committed = await committed_offsets(broker, group, mine)
         return sum(end - committed[tp] for tp, end in mine.items())
 
@@ -358,20 +372,25 @@ async def activity(broker: DevBroker, store_url: str) -> Activity:
         await store.close()
     return Activity(
         ends=ends,
-        systems_behind=await behind(SYSTEMS_GROUP, command_topics),
+        systems_behind=sum([await behind(g, topics) for g, topics in groups.items()]),
         coordinator_behind=await behind(COORDINATOR_GROUP, coordinator_topics),
         outbox_backlog=backlog,
     )
 
 
-async def wait_until_idle(broker: DevBroker, store_url: str, timeout_s: float) -> None:
+async def wait_until_idle(
+    broker: DevBroker,
+    store_url: str,
+    timeout_s: float,
+    handler_groups: dict[str, frozenset[str]] | None = None,
+) -> None:
     """Until two snapshots in a row find nothing in flight and no record added between them:
     every command handled, every reply consumed, the outbox empty. What a test waits for
     instead of sleeping before it asserts that no late duplicate changed anything."""
     snapshots: list[Activity] = []
 
     async def last_two() -> tuple[Activity | None, Activity]:
-        snapshots.append(await activity(broker, store_url))
+        snapshots.append(await activity(broker, store_url, handler_groups))
         return (snapshots[-2] if len(snapshots) > 1 else None), snapshots[-1]
 
     def settled(pair: tuple[Activity | None, Activity]) -> bool:

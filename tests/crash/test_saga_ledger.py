@@ -6,8 +6,9 @@ reply was not yet written when its timeout fired (slow systems: a killed member'
 partitions waiting for the group to rebalance, a backlog) is re-sent as attempt 2 with
 attempt 1's id as its idempotency key, and the systems' dedup acknowledges it without
 running it. The interleaving is replayed here on the memory transport, deterministically
-(a virtual clock, the systems started only after the re-send), and the verdict must accept
-it while still catching a double effect, a lost step and an effect nobody sent.
+(a virtual clock, the real handler apps with their ledger started only after the re-send),
+and the verdict must accept it while still catching a double effect, a lost step and an
+effect nobody sent.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from sagas.state import SagaState, SagaStatus
 from sagas.testing import SagaTestKit
 from tests.crash import saga_definitions
 from tests.crash import saga_harness as h
+from tests.crash.real_systems import REAL_APPS, ledgered_app
 from tests.crash.saga_ledger import ledger_findings
-from tests.crash.systems import systems_app
 
 Rows = list[tuple[str, str, str, int]]
 
@@ -35,14 +36,16 @@ async def _run_slow_systems(tmp_path: Path) -> tuple[h.Hire, SagaState, Rows]:
     """One hire whose create_account reply comes only after its 30 s timeout fired: the
     systems start once the coordinator has re-sent the command."""
     [hire] = h.hires("ledger", 1)  # engineering contractor: account, licenses, repos, notify
-    effects = tmp_path / "effects.db"
+    effects = tmp_path / "effects"
+    effects.mkdir()
     async with SagaTestKit(saga_definitions.onboarding) as kit:
         await kit.publish(hire.message)
         await kit.drain()
         await kit.advance(timedelta(seconds=30))  # no reply on the topics: re-sent
         assert len(kit.commands(CreateAccount)) == 2
         fast = WorkerSettings(commit_interval_s=0.01, fetch_timeout_s=0.01)
-        systems = Runner([systems_app(effects)], MemoryTransport(kit.broker), fast)
+        apps = [ledgered_app(name, effects) for name in REAL_APPS]  # the real handlers
+        systems = Runner(apps, MemoryTransport(kit.broker), fast)
         stop = asyncio.Event()
         task = asyncio.create_task(systems.run(stop))
         try:
