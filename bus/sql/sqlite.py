@@ -136,7 +136,8 @@ class SqliteDatabase:
             return
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"bus-sqlite-{self.path.name}")
         try:
-            self._connection = await self._submit(self._connect)
+            # on the thread: other processes opening the file too make this wait
+            self._connection = await self._on_executor(self._executor, self._connect)
             if self.inline:
                 loop = asyncio.get_running_loop()
                 self._checkpointer = await loop.run_in_executor(
@@ -148,11 +149,15 @@ class SqliteDatabase:
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: the driver issues no implicit BEGIN/COMMIT; we do, explicitly.
-        # Inline, the lock is never waited for on the loop (timeout 0): see _submit.
+        # Run on the executor's thread with the busy timeout: switching a file to WAL needs
+        # its lock, which another process opening the same file at the same moment may
+        # hold (with no wait, one of several processes started together failed to open it:
+        # "database is locked"). Inline, the lock is then never waited for on the loop
+        # (timeout 0): see _submit.
         conn = sqlite3.connect(
             self.path,
             isolation_level=None,
-            timeout=0 if self.inline else self.busy_timeout_s,
+            timeout=self.busy_timeout_s,
             check_same_thread=not self.inline,
         )
         try:
@@ -161,6 +166,7 @@ class SqliteDatabase:
             conn.execute("PRAGMA foreign_keys=ON")
             if self.inline:
                 conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
+                conn.execute("PRAGMA busy_timeout = 0")
         except BaseException:
             conn.close()
             raise

@@ -3,7 +3,8 @@
 ``bus run tests.crash.saga_handlers`` serves every command of the onboarding saga in one
 App whose dedup store is the SQLite file ``SAGA_CRASH_EFFECTS``. Each command's effect is a
 row of its ``effects`` table written in the dedup transaction, so it commits with the dedup
-record or not at all: a re-published command (same CloudEvents id) leaves no second row.
+record or not at all: a re-published command (same CloudEvents id) leaves no second row,
+nor does a re-send after a reply timeout (same ``idempotencykey``) whose first attempt ran.
 
 A hire whose employee id ends in ``-fail`` gets no licenses (the saga's step 3 fails and
 compensation runs). The real handler packages keep their systems in memory, which a test

@@ -84,6 +84,36 @@ async def test_a_lock_held_past_the_busy_timeout_is_a_store_error(tmp_path: Path
         assert await db.run(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 2
 
 
+def _hold_new_file_locked(path: Path, seconds: float, locked: threading.Event) -> None:
+    """Another process creating the file as ours opens it: the file locked a while."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    _create(other)
+    locked.set()
+    time.sleep(seconds)
+    other.execute("COMMIT")
+    other.close()
+
+
+async def test_opening_a_file_another_process_holds_waits_for_it(tmp_path: Path) -> None:
+    # Several processes started together on one file (a handler app's replicas sharing a
+    # dedup store): switching to WAL needs the file's lock, and a zero wait failed them.
+    path = tmp_path / "a.db"
+    locked = threading.Event()
+    holder = threading.Thread(target=_hold_new_file_locked, args=(path, 0.3, locked))
+    holder.start()
+    locked.wait()
+    try:
+        async with SqliteDatabase(path, busy_timeout_s=5.0) as db:
+            mode = await db.run(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
+            assert mode == "wal"
+            assert await db.run(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 0
+            # on the loop the lock is still never waited for
+            assert await db.run(lambda c: c.execute("PRAGMA busy_timeout").fetchone()[0]) == 0
+    finally:
+        holder.join()
+
+
 async def test_not_inline_every_call_runs_on_the_thread(tmp_path: Path) -> None:
     async with SqliteDatabase(tmp_path / "a.db", inline=False) as db:
         await db.write(_create)
