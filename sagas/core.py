@@ -23,7 +23,9 @@ The state machine of an instance::
 Duplicate, late and unknown messages, and timers no longer armed, change nothing
 (``Transition.changed`` is False and the state is the one given). An event for a wait the
 saga has not reached yet is kept in the state (:class:`~sagas.state.EarlySignal`) and
-applied when the wait starts.
+applied when the wait starts. A completed child saga asked by its parent to undo itself
+(:class:`~sagas.children.CompensateChildSaga`) compensates like a failed saga and ends
+``compensated``.
 
 The transition itself is computed by :class:`sagas.run.Run`; this module routes an input
 to it.
@@ -36,7 +38,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from bus import ConfigError, Event
-from sagas.children import ChildSagaEnded, StartChildSaga, SubSaga
+from sagas.children import ChildSagaEnded, CompensateChildSaga, StartChildSaga, SubSaga
 from sagas.definition import SagaDefinition, Step, Task, Wait
 from sagas.effects import Transition, task_id
 from sagas.run import Run
@@ -150,6 +152,8 @@ def decide(
         return run.transition()
     if isinstance(trigger, Incoming) and trigger.type == ChildSagaEnded.bus_type:
         return _child_ended(definition, state, trigger, now)
+    if isinstance(trigger, Incoming) and trigger.type == CompensateChildSaga.bus_type:
+        return _undo_requested(definition, state, trigger, now)
     if state.status != SagaStatus.RUNNING and state.status != SagaStatus.COMPENSATING:
         return unchanged  # terminal or parked: only Retry moves a parked instance
     return _decide_live(definition, state, trigger, now)
@@ -248,6 +252,18 @@ def _child_ended(
     if st.status == StepStatus.FAILED and state.status == SagaStatus.RUNNING:
         run.unwind("failure", f"step {st.name} failed: {st.error}")
     run.settled()
+    return run.transition()
+
+
+def _undo_requested(
+    definition: SagaDefinition, state: SagaState, trigger: Incoming, now: datetime
+) -> Transition:
+    """A completed saga (a child) asked by its parent to undo itself; in any other status
+    (a duplicate or a replay of the request: it is undoing or undone) nothing changes."""
+    if state.status != SagaStatus.COMPLETED or trigger.correlation_id != state.saga_id:
+        return Transition(state=state, changed=False)
+    run = Run(definition, _private_copy(state), now)
+    run.unwind("parent", run.undo_requested(trigger))
     return run.transition()
 
 

@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bus import ConfigError, Envelope, Event, Message, Record, envelope_for, record_for
-from sagas.children import CancelChildSaga, ChildSagaEnded, StartChildSaga, SubSaga
+from sagas.children import (
+    CancelChildSaga,
+    ChildSagaEnded,
+    CompensateChildSaga,
+    StartChildSaga,
+    SubSaga,
+)
 from sagas.core import start, start_child
 from sagas.definition import SagaDefinition, awaited_by_step
 from sagas.effects import Transition
@@ -32,6 +38,10 @@ from sagas.state import SagaState
 from sagas.stores.base import OutboxEntry, SagaWrite, StoredSaga, UnreadableSaga, Write
 from sagas.triggers import Cancel, Incoming, Retry, Trigger
 from sagas.versions import Catalog, decide_versioned
+
+#: The control messages of child sagas (topic ``sagas.children``).
+Control = StartChildSaga | CancelChildSaga | CompensateChildSaga | ChildSagaEnded
+CONTROL = (StartChildSaga, CancelChildSaga, CompensateChildSaga, ChildSagaEnded)
 
 #: The CloudEvents extension a handler's dedup matches instead of the id (docs/dedup.md).
 _IDEMPOTENCY_KEY = "idempotencykey"
@@ -258,7 +268,7 @@ class Routes:
                         f"{child.saga!r}, which is not registered; add it to the catalog"
                     )
             if children:
-                for control in (StartChildSaga, CancelChildSaga, ChildSagaEnded):
+                for control in CONTROL:
                     r.models[control.bus_type] = control
         return r
 
@@ -270,7 +280,7 @@ class Routes:
 def inputs_for(routes: Routes, env: Envelope, message: Message) -> list[tuple[str, SagaInput]]:
     """The (saga id, input) pairs one consumed event makes; at most one per saga."""
     tp = env.traceparent
-    if isinstance(message, StartChildSaga | CancelChildSaga | ChildSagaEnded):
+    if isinstance(message, CONTROL):
         return _child_inputs(routes, env, message)
     assert isinstance(message, Event)
     out: list[tuple[str, SagaInput]] = [
@@ -292,10 +302,9 @@ def inputs_for(routes: Routes, env: Envelope, message: Message) -> list[tuple[st
     return out
 
 
-def _child_inputs(
-    routes: Routes, env: Envelope, message: StartChildSaga | CancelChildSaga | ChildSagaEnded
-) -> list[tuple[str, SagaInput]]:
-    """A child saga's start or cancel (for the child), or its end report (for the parent)."""
+def _child_inputs(routes: Routes, env: Envelope, message: Control) -> list[tuple[str, SagaInput]]:
+    """A child saga's start, cancel or undo (for the child), or its end report (for the
+    parent)."""
     tp = env.traceparent
     if isinstance(message, StartChildSaga):
         definition = routes.latest.get(message.saga)
@@ -307,5 +316,8 @@ def _child_inputs(
     if isinstance(message, CancelChildSaga):
         cancel = Cancel(f"its parent compensates: {message.reason}")
         return [(message.child_id, DecideSaga(cancel, env.id, tp))]
+    if isinstance(message, CompensateChildSaga):
+        undo = Incoming(env.type, env.id, message.child_id, message, env.causationid)
+        return [(message.child_id, DecideSaga(undo, env.id, tp))]
     incoming = Incoming(env.type, env.id, message.parent_id, message, env.causationid)
     return [(message.parent_id, DecideSaga(incoming, env.id, tp))]
