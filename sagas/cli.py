@@ -460,6 +460,7 @@ def _run(args: argparse.Namespace, config: BusConfig, make_transport: TransportF
         fault_point=sagas.fault_point,
         observer=observer,
         retention_s=sagas.retention_s,
+        early_retention_s=sagas.early_retention_s,
         settings=config.worker_settings(),
     )
     # the dead-letter topics too: created on first use, a new topic's leader may not be

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 
@@ -44,6 +44,8 @@ from bus import (
     decode,
     utc_now,
 )
+from sagas.coordinator_stats import CoordinatorStats
+from sagas.early import DEFAULT_EARLY_RETENTION
 from sagas.effects import Transition
 from sagas.fence import InputFence
 from sagas.group_commit import GroupCommit
@@ -65,12 +67,12 @@ from sagas.state import SagaState
 from sagas.stores.base import (
     ControlRequest,
     DueTimer,
+    KeepEarly,
+    Loaded,
     SagaStore,
     SagaWrite,
     SetAside,
     SetAsideInput,
-    StoredSaga,
-    UnreadableSaga,
     Write,
 )
 from sagas.timers import fire_due_timers
@@ -83,30 +85,6 @@ log = logging.getLogger("sagas.coordinator")
 
 #: Longest pause between two tries of a failing store, in seconds.
 _MAX_STORE_BACKOFF_S = 5.0
-
-
-@dataclass
-class CoordinatorStats:
-    """Counters since the coordinator was made (``statistics()``). Records dead-lettered
-    (undecodable, invalid, a definition that raised) are the Worker's (``WorkerStats``)."""
-
-    records: int = 0
-    started: int = 0
-    transitions: int = 0
-    unchanged: int = 0
-    conflicts: int = 0
-    timers_fired: int = 0
-    requests: int = 0
-    #: Tries of a batch again after the store failed (it is retried until it works).
-    store_retries: int = 0
-    #: Triggers (other messages than the one that started it) naming a saga id in use:
-    #: logged and ignored, since a saga id starts one instance only.
-    refused_starts: int = 0
-    #: Inputs (records, fired timers) set aside for quarantined sagas; applied after a retry.
-    set_aside: int = 0
-    set_aside_applied: int = 0
-    #: Rounds of due timers that waited for inputs on the topics to be applied first.
-    fence_waits: int = 0
 
 
 class _Pending:
@@ -130,7 +108,7 @@ class _Pending:
         self.record, self.kept = record, kept
         self.applied = Applied()
 
-    def change(self, stored: StoredSaga | UnreadableSaga | None) -> Write | None:
+    def change(self, stored: Loaded) -> Write | None:
         self.applied = apply_input(self.catalog, stored, self.given, self.now, record=self.record)
         write = self.applied.write
         if self.kept and isinstance(write, SagaWrite):  # applied: delete it with the write
@@ -166,6 +144,7 @@ class Coordinator:
         fault_point: str | None = None,
         observer: SagaObserver | None = None,
         retention_s: float = 0.0,
+        early_retention_s: float = DEFAULT_EARLY_RETENTION.total_seconds(),
         purge_interval_s: float = 3600.0,
         settings: WorkerSettings | None = None,
     ) -> None:
@@ -201,6 +180,7 @@ class Coordinator:
             poll_interval_s=poll_interval_s,
             gauges_interval_s=gauges_interval_s,
             retention_s=retention_s,
+            early_retention_s=early_retention_s,
             purge_interval_s=purge_interval_s,
         )
         #: step()'s worker (started by start()), its stop, its task; finished records seen.
@@ -361,6 +341,10 @@ class Coordinator:
     def _note(self, p: _Pending, write: Write | None) -> None:
         """Count and report a stored input (after the commit)."""
         applied = p.applied
+        if isinstance(write, KeepEarly):
+            self.stats.kept_early += 1
+            self.observer.saga_early_input(write.saga_id.partition(":")[0], "kept")
+            return
         if isinstance(write, SetAside):
             self.stats.set_aside += 1
             log.warning(

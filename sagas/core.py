@@ -33,6 +33,7 @@ to it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -40,6 +41,7 @@ from pydantic import BaseModel
 from bus import ConfigError, Event
 from sagas.children import ChildSagaEnded, CompensateChildSaga, StartChildSaga, SubSaga
 from sagas.definition import SagaDefinition, Step, Task, Wait
+from sagas.early import EarlyInput, apply_before_start
 from sagas.effects import Transition, task_id
 from sagas.run import Run
 from sagas.state import HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
@@ -57,12 +59,14 @@ def start(
     message_id: str,
     now: datetime,
     correlation_id: str | None = None,
+    early: Sequence[EarlyInput] = (),
 ) -> Transition:
     """A new instance started by ``trigger``: the first stage's commands and timers.
 
     The saga id is :meth:`SagaDefinition.saga_id_for` the trigger; ``message_id`` is the
     trigger's CloudEvents id (kept for the timeline); ``correlation_id`` its
-    ``correlationid``, if any (kept in the state, searchable in the console).
+    ``correlationid``, if any (kept in the state, searchable in the console); ``early`` the
+    inputs kept for it before it existed, applied first, in order (:mod:`sagas.early`).
     """
     data = definition.start(trigger)
     if not isinstance(data, definition.data):
@@ -72,17 +76,28 @@ def start(
         )
     saga_id = definition.saga_id_for(trigger)
     detail = f"{trigger.bus_type} {message_id}"
-    return _begin(definition, saga_id, data, message_id, detail, now, correlation_id=correlation_id)
+    return _begin(
+        definition, saga_id, data, message_id, detail, now, correlation_id=correlation_id,
+        early=early,
+    )  # fmt: skip
 
 
 def start_child(
-    definition: SagaDefinition, command: StartChildSaga, *, message_id: str, now: datetime
+    definition: SagaDefinition,
+    command: StartChildSaga,
+    *,
+    message_id: str,
+    now: datetime,
+    early: Sequence[EarlyInput] = (),
 ) -> Transition:
     """A child saga started by its parent's :class:`~sagas.children.StartChildSaga`: its
     id and data are the command's, ``parent_id`` links it to its parent."""
     data = definition.data.model_validate(command.data)
     detail = f"child of {command.parent_id} ({command.step}) {message_id}"
-    return _begin(definition, command.child_id, data, message_id, detail, now, command.parent_id)
+    return _begin(
+        definition, command.child_id, data, message_id, detail, now, command.parent_id,
+        early=early,
+    )  # fmt: skip
 
 
 def _begin(
@@ -95,6 +110,7 @@ def _begin(
     parent_id: str | None = None,
     *,
     correlation_id: str | None = None,
+    early: Sequence[EarlyInput] = (),
 ) -> Transition:
     state = SagaState(
         saga_id=saga_id,
@@ -113,6 +129,8 @@ def _begin(
     run = Run(definition, state, now, fresh=True)
     if definition.deadline is not None:
         run.set_deadline(definition.deadline)
+    if early:
+        apply_before_start(run, early)
     run.advance()
     return run.transition()
 

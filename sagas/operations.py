@@ -32,10 +32,20 @@ from sagas.children import (
 )
 from sagas.core import start, start_child
 from sagas.definition import SagaDefinition, awaited_by_step
+from sagas.early import early_input, keeps_early
 from sagas.effects import Transition
 from sagas.quarantine import quarantined, set_aside
 from sagas.state import SagaState
-from sagas.stores.base import OutboxEntry, SagaWrite, StoredSaga, UnreadableSaga, Write
+from sagas.stores.base import (
+    KeepEarly,
+    Loaded,
+    OutboxEntry,
+    SagaWrite,
+    StoredSaga,
+    UnreadableSaga,
+    Unstarted,
+    Write,
+)
 from sagas.triggers import Cancel, Incoming, Retry, Trigger
 from sagas.versions import Catalog, decide_versioned
 
@@ -109,7 +119,7 @@ class Applied:
 
 def apply_input(
     catalog: Catalog,
-    stored: StoredSaga | UnreadableSaga | None,
+    stored: Loaded,
     given: SagaInput,
     now: datetime,
     *,
@@ -119,8 +129,8 @@ def apply_input(
     ``record``: the record ``given`` came in, kept aside if the saga is quarantined."""
     if isinstance(given, StartSaga):
         return _start(stored, given, now)
-    if stored is None:
-        return Applied()
+    if stored is None or isinstance(stored, Unstarted):
+        return Applied(_keep(catalog, stored, given.trigger, now))
     release = quarantined(stored)
     if isinstance(stored, UnreadableSaga) or (release and not isinstance(given.trigger, Retry)):
         # Kept aside until an operator's retry of the row (fixed by hand) lifts the quarantine.
@@ -143,20 +153,38 @@ def apply_input(
     return Applied(write, stored.state, t)
 
 
-def _start(stored: StoredSaga | UnreadableSaga | None, given: StartSaga, now: datetime) -> Applied:
+def _keep(
+    catalog: Catalog, stored: Unstarted | None, trigger: Trigger, now: datetime
+) -> KeepEarly | None:
+    """An awaited, cancelling or update event for a saga not started yet: kept for it
+    (:mod:`sagas.early`), once; anything else for a saga not there changes nothing."""
+    if not isinstance(trigger, Incoming):
+        return None
+    name = trigger.correlation_id.partition(":")[0]
+    if name not in catalog.names() or not keeps_early(catalog.latest(name), trigger.type):
+        return None
+    if stored is not None and any(e.message_id == trigger.message_id for e in stored.early):
+        return None  # kept already
+    return KeepEarly(early_input(trigger, received_at=now))
+
+
+def _start(stored: Loaded, given: StartSaga, now: datetime) -> Applied:
     if isinstance(stored, UnreadableSaga):
         return Applied()  # the saga exists; whether this trigger started it cannot be read
-    if stored is not None:
+    early = stored.early if isinstance(stored, Unstarted) else ()
+    if isinstance(stored, StoredSaga):
         # The trigger came again (or another replica started it): nothing to do. Another
         # trigger with the same correlation key (a re-hire): refused, and said so.
         refused = stored.state if stored.state.trigger_id != given.message_id else None
         return Applied(refused_by=refused)
     if isinstance(given.message, StartChildSaga):
-        t = start_child(given.definition, given.message, message_id=given.message_id, now=now)
+        t = start_child(
+            given.definition, given.message, message_id=given.message_id, now=now, early=early
+        )
     else:
         t = start(
             given.definition, given.message, message_id=given.message_id, now=now,
-            correlation_id=given.correlation_id,
+            correlation_id=given.correlation_id, early=early,
         )  # fmt: skip
     outbox = outbox_entries(
         t, now=now, causation_id=given.message_id, traceparent=given.traceparent
@@ -164,6 +192,7 @@ def _start(stored: StoredSaga | UnreadableSaga | None, given: StartSaga, now: da
     write = SagaWrite(
         t.state, 0, outbox, t.timers_to_set, t.timers_to_cancel,
         tasks_to_open=t.tasks_to_open, tasks_to_mark=t.tasks_to_mark,
+        early_done=tuple(e.message_id for e in early),
     )  # fmt: skip
     return Applied(write, None, t)
 

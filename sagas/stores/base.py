@@ -49,9 +49,19 @@ from sagas.stores.rows import (
     parse_error,
     to_ms,
 )
-from sagas.stores.writes import Change, SagaWrite, SetAside, Write, update_by_revision
+from sagas.stores.writes import (
+    Change,
+    KeepEarly,
+    Loaded,
+    SagaWrite,
+    SetAside,
+    Unstarted,
+    Write,
+    update_by_revision,
+)
 
 if TYPE_CHECKING:
+    from sagas.early import EarlyInput
     from sagas.stores.task_rows import TaskQuery, TaskRow
 
 # The values are sagas.stores.rows's, the writes sagas.stores.writes's: imported from here
@@ -64,6 +74,8 @@ __all__ = [
     "ControlAction",
     "ControlRequest",
     "DueTimer",
+    "KeepEarly",
+    "Loaded",
     "OutboxEntry",
     "RevisionConflictError",
     "SagaQuery",
@@ -75,6 +87,7 @@ __all__ = [
     "StoredSaga",
     "UnreadableSaga",
     "UnreadableStateError",
+    "Unstarted",
     "Write",
     "from_ms",
     "listed_state",
@@ -198,6 +211,18 @@ class SagaStore(Protocol):
         needs_attention sagas stay, whatever their age, and so do outbox rows not yet
         published. A trigger delivered again after its saga was purged starts it anew:
         keep sagas longer than the trigger topics keep records."""
+        ...
+
+    async def early_inputs(
+        self, saga_id: str | None = None, *, limit: int = 100
+    ) -> list[EarlyInput]:
+        """Inputs kept for sagas not started yet (:mod:`sagas.early`), in arrival order:
+        those of ``saga_id``, or (None) all."""
+        ...
+
+    async def purge_early(self, older_than: datetime) -> int:
+        """Delete inputs kept since before ``older_than`` (their saga never started); how
+        many."""
         ...
 
     async def list_tasks(self, query: TaskQuery) -> list[TaskRow]:

@@ -20,13 +20,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bus import MigratedStore, Migration, PostgresDatabase, PostgresTimeouts
+from sagas.early import EarlyInput
 from sagas.state import TERMINAL, SagaState
+from sagas.stores import postgres_early as early
 from sagas.stores.base import (
     ACTIVE,
     COMPONENT,
     Change,
     ControlRequest,
     DueTimer,
+    KeepEarly,
+    Loaded,
     OutboxEntry,
     SagaQuery,
     SetAside,
@@ -41,6 +45,7 @@ from sagas.stores.base import (
     to_ms,
     update_by_revision,
 )
+from sagas.stores.early_rows import EARLY_TABLE
 from sagas.stores.postgres_batch import (
     CANCEL_TIMERS,
     DROP_SET_ASIDE,
@@ -111,6 +116,11 @@ MIGRATIONS = (
         ),
     ),
     Migration(3, "tasks for people: saga_tasks", tuple(s.format(int="BIGINT") for s in TASK_TABLE)),
+    Migration(
+        4,
+        "inputs kept for sagas not started yet: saga_early",
+        tuple(s.format(int="BIGINT", serial="BIGSERIAL") for s in EARLY_TABLE),
+    ),
 )
 
 _CLAIM_OUTBOX = (
@@ -181,9 +191,16 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
                 await write_effects(conn, Effects.of(write))
             self.states.remember((write,))
             return write.expected_revision + 1
+        if isinstance(write, KeepEarly):
+            async with self.database.transaction() as conn:
+                if not await early.keep(conn, write):
+                    raise revision_conflict(write)
+            return 0
         s = write.state
         state_json = s.to_json()
         async with self.database.transaction() as conn:
+            if write.expected_revision == 0 and not await early.may_start(conn, write):
+                raise revision_conflict(write)
             if write.expected_revision == 0:
                 status = await conn.execute(
                     INSERT, s.saga_id, s.name, s.status.value, to_ms(s.started_at),
@@ -206,8 +223,13 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
         self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
     ) -> Write | None:
         return await update_by_revision(
-            saga_id, change, load=self.read, save=self.save, on_conflict=on_conflict
+            saga_id, change, load=self._loaded, save=self.save, on_conflict=on_conflict
         )
+
+    async def _loaded(self, saga_id: str) -> Loaded:
+        stored = await self.read(saga_id)
+        async with self.database.connection() as conn:
+            return await early.unstarted(conn, saga_id, stored)
 
     async def update_many(
         self,
@@ -349,6 +371,16 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
             )
             await conn.execute(PURGE_ORPHANS)
         return int(status.split()[-1])  # "DELETE <n>"
+
+    async def early_inputs(
+        self, saga_id: str | None = None, *, limit: int = 100
+    ) -> list[EarlyInput]:
+        async with self.database.connection() as conn:
+            return await early.inputs(conn, saga_id, limit)
+
+    async def purge_early(self, older_than: datetime) -> int:
+        async with self.database.connection() as conn:
+            return await early.purge(conn, older_than)
 
     async def list_tasks(self, query: TaskQuery) -> list[TaskRow]:
         sql, args = list_sql(query, lambda n: f"${n}")

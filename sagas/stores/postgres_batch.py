@@ -17,18 +17,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from bus import StoreError
+from sagas.early import EarlyInput
 from sagas.effects import TaskToMark, TaskToOpen, TimerToSet
 from sagas.state import SagaState
 from sagas.stores.base import (
     Change,
+    KeepEarly,
+    Loaded,
     OutboxEntry,
     SagaWrite,
     SetAside,
     SetAsideInput,
     StoredSaga,
     UnreadableSaga,
+    Unstarted,
     Write,
     to_ms,
+)
+from sagas.stores.early_rows import (
+    DONE_PG,
+    KEEP_PG,
+    LOCK_PG,
+    OF_SAGAS_PG,
+    early_from_row,
+    early_row,
 )
 from sagas.stores.sql import (
     STATE_COLUMNS,
@@ -48,6 +60,7 @@ __all__ = [
     "UPDATE",
     "Batch",
     "Effects",
+    "absent",
     "lock_and_load",
     "write_batch",
     "write_effects",
@@ -119,25 +132,33 @@ class Effects:
     #: Task rows to write, and open ones whose status changes.
     tasks_to_open: tuple[TaskToOpen, ...] = ()
     tasks_to_mark: tuple[TaskToMark, ...] = ()
+    #: Inputs kept for sagas not started; (saga id, message id) of those a start applied.
+    early_kept: tuple[EarlyInput, ...] = ()
+    early_done: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, write: Write) -> Effects:
         """The effects of one write."""
+        if isinstance(write, KeepEarly):
+            return cls((), (), (), (), early_kept=(write.input,))
         done = () if write.request_done is None else (write.request_done,)
         if isinstance(write, SetAside):
             return cls((), (), write.timers_to_cancel, done, write.inputs)
         released = (write.state.saga_id,) if write.release else ()
+        early_done = tuple((write.state.saga_id, m) for m in write.early_done)
         return cls(write.outbox, write.timers_to_set, write.timers_to_cancel, done, (),
                    released, write.set_aside_done, write.tasks_to_open,
-                   write.tasks_to_mark)  # fmt: skip
+                   write.tasks_to_mark, (), early_done)  # fmt: skip
 
 
 class Batch:
     """A batch's changes applied in memory, in input order, each on the state before it."""
 
-    def __init__(self, loaded: dict[str, StoredSaga | UnreadableSaga | None]) -> None:
+    def __init__(self, loaded: dict[str, Loaded]) -> None:
         self.loaded = loaded
         self.current = dict(loaded)
+        #: Inputs kept for sagas not started (a start later in the batch applies them).
+        self.kept: list[EarlyInput] = []
         #: saga id -> (its last state, its revision after the batch)
         self.final: dict[str, tuple[SagaState, int]] = {}
         self.writes: list[SagaWrite] = []
@@ -151,6 +172,12 @@ class Batch:
         if isinstance(write, SetAside):
             self.aside.append(write)
             return write
+        if isinstance(write, KeepEarly):  # the saga is absent: its row lock is ours
+            self.kept.append(write.input)
+            before = self.current[saga_id]
+            early = before.early if isinstance(before, Unstarted) else ()
+            self.current[saga_id] = Unstarted(saga_id, (*early, write.input))
+            return write
         revision = write.expected_revision + 1
         self.current[saga_id] = StoredSaga(write.state, revision)
         self.final[saga_id] = (write.state, revision)
@@ -159,7 +186,18 @@ class Batch:
 
     def loaded_revision(self, saga_id: str) -> int:
         stored = self.loaded[saga_id]
-        return 0 if stored is None else stored.revision
+        return stored.revision if isinstance(stored, StoredSaga | UnreadableSaga) else 0
+
+    def early(self, lost: set[str]) -> tuple[list[EarlyInput], list[tuple[str, str]]]:
+        """The inputs to keep and those to delete, net: one kept and applied within the
+        batch is neither inserted nor deleted."""
+        done = [(w.state.saga_id, m) for w in self.writes for m in w.early_done]
+        done = [d for d in done if d[0] not in lost]
+        applied = set(done)
+        keep = [e for e in self.kept if e.saga_id not in lost]
+        kept = {(e.saga_id, e.message_id) for e in keep}
+        keep = [e for e in keep if (e.saga_id, e.message_id) not in applied]
+        return keep, [d for d in done if d not in kept]
 
     def effects(self, lost: set[str]) -> Effects:
         """The effects of every write but those of ``lost`` sagas, net of one another: a
@@ -174,6 +212,7 @@ class Batch:
             for t in w.timers_to_set:
                 timers[t.id] = t
         cancel += [i for a in self.aside for i in a.timers_to_cancel]
+        early_kept, early_done = self.early(lost)
         done = [w.request_done for w in kept if w.request_done is not None]
         done += [a.request_done for a in self.aside if a.request_done is not None]
         return Effects(
@@ -186,17 +225,33 @@ class Batch:
             tuple(seq for w in kept for seq in w.set_aside_done),
             tuple(t for w in kept for t in w.tasks_to_open),
             tuple(m for w in kept for m in w.tasks_to_mark),
+            tuple(early_kept),
+            tuple(early_done),
         )
 
 
-async def lock_and_load(
-    conn: Any, saga_ids: list[str], states: StateCache
-) -> dict[str, StoredSaga | UnreadableSaga | None]:
+def absent(stored: Loaded) -> bool:
+    """Not stored (yet): nothing, or only inputs kept for it."""
+    return stored is None or isinstance(stored, Unstarted)
+
+
+async def lock_and_load(conn: Any, saga_ids: list[str], states: StateCache) -> dict[str, Loaded]:
+    """Lock the sagas of ``saga_ids`` (sorted) and load them; an absent one with the inputs
+    kept for it. The per-id lock (``LOCK_PG``) comes first: a saga absent now stays absent
+    until the commit, and no other replica keeps an input for it meanwhile."""
     # Sorted ids and ORDER BY: replicas lock rows in one order, so they cannot deadlock.
+    await conn.execute(LOCK_PG, saga_ids)
     rows = await conn.fetch(LOCK_AND_LOAD, saga_ids)
-    loaded: dict[str, StoredSaga | UnreadableSaga | None] = dict.fromkeys(saga_ids)
+    loaded: dict[str, Loaded] = dict.fromkeys(saga_ids)
     for row in rows:
         loaded[row[0]] = decode_state(states, row[0], tuple(row)[1:])
+    missing = [i for i in saga_ids if loaded[i] is None]
+    if missing:
+        kept: dict[str, list[EarlyInput]] = {}
+        for r in await conn.fetch(OF_SAGAS_PG, missing):
+            kept.setdefault(r[0], []).append(early_from_row(tuple(r)))
+        for saga_id, early in kept.items():
+            loaded[saga_id] = Unstarted(saga_id, tuple(early))
     return loaded
 
 
@@ -230,12 +285,17 @@ async def write_effects(conn: Any, write: Effects) -> None:
         await conn.executemany(OPEN_PG, [open_row(t) for t in write.tasks_to_open])
     if write.tasks_to_mark:
         await conn.executemany(MARK_PG, [(m.status, m.id) for m in write.tasks_to_mark])
+    if write.early_kept:
+        await conn.executemany(KEEP_PG, [early_row(e) for e in write.early_kept])
+    if write.early_done:
+        done = write.early_done
+        await conn.execute(DONE_PG, [d[0] for d in done], [d[1] for d in done])
 
 
 async def write_batch(conn: Any, batch: Batch) -> set[str]:
     """Store the batch's states and effects; the new sagas another replica started first."""
-    new = sorted(i for i in batch.final if batch.loaded[i] is None)
-    old = [i for i in batch.final if batch.loaded[i] is not None]
+    new = sorted(i for i in batch.final if absent(batch.loaded[i]))
+    old = [i for i in batch.final if not absent(batch.loaded[i])]
     lost: set[str] = set()
     if new:
         rows = [batch.final[i] for i in new]

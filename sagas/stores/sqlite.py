@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bus import MigratedStore, Migration, SqliteDatabase
+from sagas.early import EarlyInput
 from sagas.state import TERMINAL, SagaState
 from sagas.stores.base import (
     ACTIVE,
@@ -24,6 +25,7 @@ from sagas.stores.base import (
     DueTimer,
     OutboxEntry,
     SagaQuery,
+    SagaWrite,
     SetAsideInput,
     StoredSaga,
     StoreGauges,
@@ -33,6 +35,12 @@ from sagas.stores.base import (
     listed_state,
     loaded,
     to_ms,
+)
+from sagas.stores.early_rows import (
+    EARLY_TABLE,
+    sqlite_early,
+    sqlite_may_start,
+    sqlite_purge_early,
 )
 from sagas.stores.sql import (
     STATE_COLUMNS,
@@ -101,6 +109,11 @@ MIGRATIONS = (
     Migration(
         3, "tasks for people: saga_tasks", tuple(s.format(int="INTEGER") for s in TASK_TABLE)
     ),
+    Migration(
+        4,
+        "inputs kept for sagas not started yet: saga_early",
+        tuple(s.format(int="INTEGER", serial="INTEGER") for s in EARLY_TABLE),
+    ),
 )
 
 
@@ -133,7 +146,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         return None if row is None else decode_state(self.states, saga_id, row)
 
     async def save(self, write: Write) -> int:
-        if not await self.database.write(lambda c: store_write(c, write)):
+        if not await self.database.write(lambda c: _may_start(c, write) and store_write(c, write)):
             raise revision_conflict(write)  # nothing was written: the state row decided first
         self.states.remember((write,))
         return write.expected_revision + 1
@@ -301,6 +314,14 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
 
         return await self.database.write(purge)
 
+    async def early_inputs(
+        self, saga_id: str | None = None, *, limit: int = 100
+    ) -> list[EarlyInput]:
+        return await self.database.run(lambda c: sqlite_early(c, saga_id, limit))
+
+    async def purge_early(self, older_than: datetime) -> int:
+        return await self.database.write(lambda c: sqlite_purge_early(c, to_ms(older_than)))
+
     async def list_tasks(self, query: TaskQuery) -> list[TaskRow]:
         return await self.database.run(lambda c: sqlite_list(c, query))
 
@@ -340,3 +361,10 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
             return gauges_from_rows(int(backlog), oldest_ms, rows)
 
         return await self.database.run(read)
+
+
+def _may_start(c: sqlite3.Connection, write: Write) -> bool:
+    """A new saga's save applied every input kept for it (else: a conflict, decide again)."""
+    if not isinstance(write, SagaWrite) or write.expected_revision != 0:
+        return True
+    return sqlite_may_start(c, write.state.saga_id, write.early_done)

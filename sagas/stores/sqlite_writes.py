@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 
 from sagas.stores.base import Change, SetAside, Write, to_ms
+from sagas.stores.early_rows import sqlite_early_done, sqlite_keep, sqlite_take_early
 from sagas.stores.sql import (
     STATE_COLUMNS,
     StateCache,
@@ -23,6 +24,7 @@ from sagas.stores.sql import (
     set_aside_row,
 )
 from sagas.stores.task_rows import sqlite_write_tasks
+from sagas.stores.writes import KeepEarly, Unstarted
 
 __all__ = [
     "CANCEL_TIMER",
@@ -72,7 +74,11 @@ def update_in(
     c: sqlite3.Connection, saga_id: str, change: Change, states: StateCache
 ) -> Write | None:
     row = c.execute(LOAD, (saga_id,)).fetchone()
-    write = change(None if row is None else decode_state(states, saga_id, row))
+    if row is None:  # not there (yet): with the inputs kept for it, if any
+        early = sqlite_take_early(c, saga_id)
+        write = change(Unstarted(saga_id, early) if early else None)
+    else:
+        write = change(decode_state(states, saga_id, row))
     if write is not None and not store_write(c, write):
         raise revision_conflict(write)  # change() named a revision it was not given
     return write
@@ -82,6 +88,8 @@ def store_write(c: sqlite3.Connection, write: Write) -> bool:
     """Write state, outbox and timers; False (nothing written) on a revision mismatch."""
     if isinstance(write, SetAside):
         return _set_aside(c, write)
+    if isinstance(write, KeepEarly):
+        return sqlite_keep(c, write.input)
     s = write.state
     state_json = s.to_json()
     if write.expected_revision == 0:
@@ -113,6 +121,8 @@ def store_write(c: sqlite3.Connection, write: Write) -> bool:
         c.executemany(DROP_SET_ASIDE, [(i,) for i in write.set_aside_done])
     if write.tasks_to_open or write.tasks_to_mark:
         sqlite_write_tasks(c, write.tasks_to_open, write.tasks_to_mark)
+    if write.early_done:
+        sqlite_early_done(c, s.saga_id, write.early_done)
     return True
 
 

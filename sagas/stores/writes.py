@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bus import StoreError
+from sagas.early import EarlyInput
 from sagas.effects import TaskToMark, TaskToOpen, TimerToSet
 from sagas.state import SagaState
 from sagas.stores.rows import (
@@ -25,7 +26,16 @@ from sagas.stores.rows import (
     UnreadableSaga,
 )
 
-__all__ = ["Change", "SagaWrite", "SetAside", "Write", "update_by_revision"]
+__all__ = [
+    "Change",
+    "KeepEarly",
+    "Loaded",
+    "SagaWrite",
+    "SetAside",
+    "Unstarted",
+    "Write",
+    "update_by_revision",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +58,8 @@ class SagaWrite:
     #: Task rows to write (status open), and open ones to mark overdue or cancelled.
     tasks_to_open: tuple[TaskToOpen, ...] = ()
     tasks_to_mark: tuple[TaskToMark, ...] = ()
+    #: Message ids of the early inputs the start applied (deleted with it).
+    early_done: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,21 +80,48 @@ class SetAside:
 
 
 #: What a :data:`Change` stores.
-Write = SagaWrite | SetAside
+@dataclass(frozen=True, slots=True)
+class KeepEarly:
+    """Keep an input for a saga that does not exist (:mod:`sagas.early`): stored unless the
+    saga exists by then (a revision conflict: decided again on it) or the same message id
+    is kept already (kept once)."""
+
+    input: EarlyInput
+    #: Always 0: the saga must not exist.
+    expected_revision: int = 0
+
+    @property
+    def saga_id(self) -> str:
+        return self.input.saga_id
+
+
+@dataclass(frozen=True, slots=True)
+class Unstarted:
+    """A saga not stored, with the inputs kept for it (oldest first): what a :data:`Change`
+    gets instead of None when there are some (a start applies them)."""
+
+    saga_id: str
+    early: tuple[EarlyInput, ...]
+
+
+Write = SagaWrite | SetAside | KeepEarly
+
+#: A saga as a :data:`Change` gets it.
+Loaded = StoredSaga | UnreadableSaga | Unstarted | None
 
 
 #: What :meth:`SagaStore.update` does with a saga: its stored form (None: never saved; an
 #: :class:`UnreadableSaga`: its state cannot be read) in, the write to store out (None:
 #: nothing to write). Pure: it may run more than once (after a conflict) and on the
 #: store's own thread (SQLite).
-Change = Callable[[StoredSaga | UnreadableSaga | None], Write | None]
+Change = Callable[[Loaded], Write | None]
 
 
 async def update_by_revision(
     saga_id: str,
     change: Change,
     *,
-    load: Callable[[str], Awaitable[StoredSaga | UnreadableSaga | None]],
+    load: Callable[[str], Awaitable[Loaded]],
     save: Callable[[Write], Awaitable[int]],
     max_conflicts: int = 20,
     on_conflict: Callable[[str], None] | None = None,

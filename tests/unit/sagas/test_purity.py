@@ -20,6 +20,7 @@ PURE = [
     "updates",
     "children",
     "child_runs",
+    "early",
     "versions",
     "render",
     "operations",
