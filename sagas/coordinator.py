@@ -85,6 +85,8 @@ log = logging.getLogger("sagas.coordinator")
 
 #: Longest pause between two tries of a failing store, in seconds.
 _MAX_STORE_BACKOFF_S = 5.0
+#: Operator requests and task completions carried out per round (one transaction).
+_REQUEST_BATCH = 500
 
 
 class _Pending:
@@ -407,13 +409,26 @@ class Coordinator:
         return await self.apply(timer.saga_id, TimerFired(timer.id), fired_timer=timer.id)
 
     async def process_requests(self) -> int:
-        requests = await self.store.pending_requests(limit=100)
+        """Carry out pending operator requests and task completions, in one group commit
+        (people complete tasks in bursts: one transaction each made them a bottleneck)."""
+        requests = await self.store.pending_requests(limit=_REQUEST_BATCH)
+        now, pending, ids = self.clock(), [], []
         for r in requests:
             trigger = await self._request_trigger(r)
             if trigger is None:
                 await self.store.drop_request(r.id)
                 continue
-            await self.apply(r.saga_id, trigger, request=r.id)
+            given = DecideSaga(trigger, request=r.id)
+            pending.append(_Pending(self.catalog, r.saga_id, given, now))
+            ids.append(r.id)
+        items = [(p.saga_id, p.change) for p in pending]
+        writes = await self._group_commit.write(items) if items else []
+        for p, request_id, write in zip(pending, ids, writes, strict=True):
+            self._note(p, write)
+            if write is None:  # nothing to carry it out with: dropped alone
+                await self.store.drop_request(request_id)
+        if any(w is not None for w in writes):
+            self.tasks.outbox_filled.set()
         self.stats.requests += len(requests)
         return len(requests)
 
