@@ -5,11 +5,13 @@ comes, in arrival order, once - also when delivered again."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
-from bus import Event, Metrics
-from sagas import SagaDefinition, SagaStatus
+from bus import Event, MemoryBroker, MemoryTransport, Metrics
+from sagas import Catalog, SagaDefinition, SagaStatus
+from sagas.coordinator import Coordinator
 from sagas.metrics import SagaMetrics
-from sagas.stores import SagaStore
+from sagas.stores import MemorySagaStore, SagaStore
 from sagas.testing import SagaTestKit
 from tests.integration.test_adaptive_sagas import (
     EARLY,
@@ -85,3 +87,19 @@ async def test_a_withdrawal_before_the_hire_cancels_it_before_anything_is_sent(
         assert await kit.status(saga) == SagaStatus.CANCELLED
         assert kit.commands() == []
         assert kit.coordinator.statistics().kept_early == 1
+
+
+async def test_the_coordinators_purge_deletes_events_whose_saga_never_started() -> None:
+    store = MemorySagaStore()
+    async with SagaTestKit(EARLY, store=store, start=T0) as kit:
+        await kit.publish(Approved(who="dee"))
+        await kit.drain()
+    c = Coordinator(
+        Catalog([EARLY]), store, MemoryTransport(MemoryBroker()), clock=lambda: T0,
+        early_retention_s=7 * 86400.0,
+    )  # fmt: skip
+    await c.tasks.purge()  # the same day: kept
+    assert len(await store.early_inputs("adapt_early:dee")) == 1
+    c.tasks.clock = lambda: T0 + timedelta(days=8)
+    await c.tasks.purge()
+    assert await store.early_inputs("adapt_early:dee") == []
