@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from bus import MigratedStore, Migration, PostgresDatabase, PostgresTimeouts
+from bus import MigratedStore, PostgresDatabase, PostgresTimeouts
 from sagas.early import EarlyInput
 from sagas.state import TERMINAL, SagaState
 from sagas.stores import postgres_early as early
@@ -45,7 +45,6 @@ from sagas.stores.base import (
     to_ms,
     update_by_revision,
 )
-from sagas.stores.early_rows import EARLY_TABLE
 from sagas.stores.postgres_batch import (
     CANCEL_TIMERS,
     DROP_SET_ASIDE,
@@ -59,6 +58,7 @@ from sagas.stores.postgres_batch import (
     write_batch,
     write_effects,
 )
+from sagas.stores.postgres_schema import MIGRATIONS
 from sagas.stores.sql import (
     STATE_COLUMNS,
     StateCache,
@@ -72,7 +72,6 @@ from sagas.stores.task_rows import (
     COMPLETE_PG,
     PURGE_ORPHANS,
     TASK_COLUMNS,
-    TASK_TABLE,
     TaskQuery,
     TaskRow,
     completion_args,
@@ -81,47 +80,6 @@ from sagas.stores.task_rows import (
 )
 
 __all__ = ["MIGRATIONS", "PostgresSagaStore"]
-
-MIGRATIONS = (
-    Migration(
-        1,
-        "create saga_state, saga_outbox, saga_timers, saga_requests",
-        (
-            "CREATE TABLE saga_state (saga_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
-            " status TEXT NOT NULL, revision BIGINT NOT NULL, started_at_ms BIGINT NOT NULL,"
-            " updated_at_ms BIGINT NOT NULL, state TEXT NOT NULL)",
-            "CREATE INDEX saga_state_started ON saga_state (started_at_ms)",
-            "CREATE INDEX saga_state_status ON saga_state (status, started_at_ms)",
-            "CREATE TABLE saga_outbox (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
-            " saga_id TEXT NOT NULL, topic TEXT NOT NULL, key BYTEA, value BYTEA NOT NULL,"
-            " headers BYTEA NOT NULL, created_at_ms BIGINT NOT NULL,"
-            " claimed_until_ms BIGINT NOT NULL DEFAULT 0)",
-            "CREATE TABLE saga_timers (id TEXT PRIMARY KEY, saga_id TEXT NOT NULL,"
-            " due_at_ms BIGINT NOT NULL, claimed_until_ms BIGINT NOT NULL DEFAULT 0)",
-            "CREATE INDEX saga_timers_due ON saga_timers (due_at_ms)",
-            "CREATE TABLE saga_requests (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
-            " saga_id TEXT NOT NULL, action TEXT NOT NULL, reason TEXT NOT NULL,"
-            " requested_at_ms BIGINT NOT NULL)",
-        ),
-    ),
-    Migration(
-        2,
-        "quarantine of unreadable sagas: saga_state.quarantine, saga_set_aside",
-        (
-            "ALTER TABLE saga_state ADD COLUMN quarantine TEXT",
-            "CREATE TABLE saga_set_aside (seq BIGSERIAL PRIMARY KEY, saga_id TEXT NOT NULL,"
-            " set_aside_at_ms BIGINT NOT NULL, timer_id TEXT, topic TEXT, key BYTEA,"
-            " value BYTEA, headers BYTEA)",
-            "CREATE INDEX saga_set_aside_saga ON saga_set_aside (saga_id, seq)",
-        ),
-    ),
-    Migration(3, "tasks for people: saga_tasks", tuple(s.format(int="BIGINT") for s in TASK_TABLE)),
-    Migration(
-        4,
-        "inputs kept for sagas not started yet: saga_early",
-        tuple(s.format(int="BIGINT", serial="BIGSERIAL") for s in EARLY_TABLE),
-    ),
-)
 
 _CLAIM_OUTBOX = (
     "UPDATE saga_outbox SET claimed_until_ms = $2 WHERE seq IN (SELECT seq FROM saga_outbox"

@@ -15,7 +15,7 @@ from datetime import timedelta
 import pytest
 
 from sagas.early import EarlyInput
-from sagas.stores import RevisionConflictError, SagaWrite
+from sagas.stores import RevisionConflictError, SagaStore, SagaWrite
 from sagas.stores.base import KeepEarly, Loaded, Unstarted, Write
 from tests.contract.test_saga_store import T0, Backend, backend, durable_backend, state
 
@@ -109,8 +109,9 @@ async def test_the_purge_deletes_inputs_kept_since_before_the_retention(backend:
     assert [e.message_id for e in await store.early_inputs()] == ["new"]
 
 
+@pytest.mark.parametrize("batched", [False, True])
 async def test_replicas_keeping_and_starting_at_once_leave_no_input_behind(
-    backend: Backend,
+    backend: Backend, batched: bool
 ) -> None:
     first, second = await backend.store(), await backend.store()
     seen: list[Loaded] = []
@@ -123,13 +124,16 @@ async def test_replicas_keeping_and_starting_at_once_leave_no_input_behind(
 
         return change
 
-    async def keeps(store: object, n: int) -> Write | None:
-        return await store.update("demo:1", keep(n))  # type: ignore[attr-defined, no-any-return]
+    async def run(store: SagaStore, change: object) -> Write | None:
+        if batched:  # the coordinator's path: a batch in one transaction
+            [write] = await store.update_many([("demo:1", change)])  # type: ignore[list-item]
+            return write
+        return await store.update("demo:1", change)  # type: ignore[arg-type]
 
     results = await asyncio.gather(
-        *(keeps(first if n % 2 else second, n) for n in range(6)),
-        second.update("demo:1", starting(seen)),  # type: ignore[arg-type]
-        *(keeps(second if n % 2 else first, n) for n in range(6, 12)),
+        *(run(first if n % 2 else second, keep(n)) for n in range(6)),
+        run(second, starting(seen)),
+        *(run(second if n % 2 else first, keep(n)) for n in range(6, 12)),
     )
     kept = {w.input.message_id for w in results if isinstance(w, KeepEarly)}
     applied = {e.message_id for s in seen[-1:] if isinstance(s, Unstarted) for e in s.early}
