@@ -5,6 +5,10 @@ noisy, so every ratio is taken within a round and the median reported):
 
 - ``memory_sqlite``: the bus with the memory transport and a SQLite saga store (a fresh
   broker and file per round);
+- ``memory_sqlite_v2``: the same on the grown onboarding (``onboarding_v2``: a desk task
+  and an equipment child saga's task completed through the public task API, the start-date
+  activation due at once; see ``sagas_bus``), reported per step beside v1
+  (``per_step_v2_per_v1``: steps/s of v2 over v1, per round, median);
 - ``kafka_postgres``: the bus on Kafka (a fresh Tansu broker per round,
   :class:`bus.devbroker.DevBroker`) with a PostgreSQL saga store (a fresh database per
   round);
@@ -61,6 +65,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +94,11 @@ from sagas.stores.postgres import PostgresSagaStore  # noqa: E402
 from sagas.stores.sqlite import SqliteSagaStore  # noqa: E402
 from tests.postgres import DSN_VARIABLE, PostgresServer  # noqa: E402
 
-KINDS = ("memory_sqlite", "kafka_postgres", "dbos", "inserts")
+KINDS = ("memory_sqlite", "memory_sqlite_v2", "kafka_postgres", "dbos", "inserts")
+#: The bus's kinds (a BusRound each); v2 runs the grown onboarding.
+BUS_KINDS = ("memory_sqlite", "memory_sqlite_v2", "kafka_postgres")
+#: v2's hires start in the past: their account's activation on the start date is due at once.
+V2_START_DATE = date(2020, 1, 6)
 TARGET_MEMORY_SQLITE = 500.0
 TARGET_KAFKA_POSTGRES = 300.0
 TARGET_BUS_PER_DBOS = 3.0
@@ -131,6 +141,14 @@ class Bench:
         async with SqliteSagaStore(self.tmp / f"sagas-{self.rounds}.db") as store:
             return await self._bus(warmup, timed, store, transport)
 
+    async def memory_sqlite_v2(self, n: int) -> BusRound:
+        warmup, timed = self.batch(n)
+        warmup = replace(warmup, start_date=V2_START_DATE)
+        timed = [replace(h, start_date=V2_START_DATE) for h in timed]
+        transport = MemoryTransport(MemoryBroker(default_partitions=self.args.partitions))
+        async with SqliteSagaStore(self.tmp / f"sagas-{self.rounds}.db") as store:
+            return await self._bus(warmup, timed, store, transport, v2=True)
+
     async def kafka_postgres(self, n: int) -> BusRound:
         warmup, timed = self.batch(n)
         dsn = self.server.create_database("bus_sagas")
@@ -145,7 +163,9 @@ class Bench:
             if self.server.can_restart:
                 self.server.drop_database(dsn)
 
-    async def _bus(self, warmup: Hire, timed: list[Hire], store: Any, transport: Any) -> BusRound:
+    async def _bus(
+        self, warmup: Hire, timed: list[Hire], store: Any, transport: Any, *, v2: bool = False
+    ) -> BusRound:
         run = bus_round(
             warmup,
             timed,
@@ -154,6 +174,7 @@ class Bench:
             settings=self.settings(),
             partitions=self.args.partitions,
             timeout_s=self.args.timeout_s,
+            v2=v2,
         )
         if self.profiler is None:
             return await run
@@ -193,7 +214,7 @@ class Bench:
 
 async def measure(args: argparse.Namespace, bench: Bench, kinds: list[str]) -> dict[str, Any]:
     n = args.sagas
-    bus: dict[str, list[BusRound]] = {k: [] for k in ("memory_sqlite", "kafka_postgres")}
+    bus: dict[str, list[BusRound]] = {k: [] for k in BUS_KINDS}
     dbos_rate: list[float] = []
     dbos_durations: list[list[float]] = []
     insert_rate: list[float] = []
@@ -209,7 +230,8 @@ async def measure(args: argparse.Namespace, bench: Bench, kinds: list[str]) -> d
                 bus[kind].append(r)
                 cpu[kind].append(cpu_ms)
             progress(
-                f"{label} {kind}: {r.sagas_per_s:,.0f} sagas/s ({r.sagas} in {r.elapsed_s:.2f}s; "
+                f"{label} {kind}: {r.sagas_per_s:,.0f} sagas/s, {r.steps_per_s:,.0f} steps/s "
+                f"({r.steps_per_saga} steps a saga; {r.sagas} in {r.elapsed_s:.2f}s; "
                 f"{cpu_ms:.2f} ms of this process's CPU per saga; "
                 f"first done after {r.first_done_s:.2f}s; p50 {p(r.durations, 0.5):.3f}s, "
                 f"p99 {p(r.durations, 0.99):.3f}s; {r.records} records, "
@@ -293,8 +315,12 @@ def report(
         rates[kind] = [r.sagas_per_s for r in runs]
         p50 = [p(r.durations, 0.5) for r in runs]
         p99 = [p(r.durations, 0.99) for r in runs]
+        steps = [r.steps_per_s for r in runs]
+        per_step_cpu = [c / r.steps_per_saga for c, r in zip(cpu[kind], runs, strict=True)]
         rows += [
             Row(f"bus {kind} sagas/s", rates[kind], "sagas/s"),
+            Row(f"bus {kind} steps/s ({runs[0].steps_per_saga} a saga)", steps, "steps/s"),
+            Row(f"bus {kind} CPU per step (this process)", per_step_cpu, "ms"),
             Row(f"bus {kind} p50 saga duration", p50, "s"),
             Row(f"bus {kind} p99 saga duration", p99, "s"),
             Row(f"bus {kind} first saga done after", [r.first_done_s for r in runs], "s"),
@@ -303,6 +329,9 @@ def report(
         # CPU time, unlike the rate, hardly moves when other processes share the cores.
         out[f"cpu_ms_per_saga_{kind}"] = _round(statistics.median(cpu[kind]), 3)
         out[f"sagas_per_s_{kind}"] = _round(statistics.median(rates[kind]))
+        out[f"steps_per_s_{kind}"] = _round(statistics.median(steps))
+        out[f"steps_per_saga_{kind}"] = runs[0].steps_per_saga
+        out[f"cpu_ms_per_step_{kind}"] = _round(statistics.median(per_step_cpu), 3)
         out[f"p50_saga_s_{kind}"] = _round(statistics.median(p50), 4)
         out[f"p99_saga_s_{kind}"] = _round(statistics.median(p99), 4)
         out[f"first_done_s_{kind}"] = _round(statistics.median(r.first_done_s for r in runs), 4)
@@ -325,7 +354,9 @@ def report(
         out["inserts_sagas_per_s"] = _round(statistics.median(insert_rate))
         out["runs_inserts_sagas_per_s"] = [round(x, 1) for x in insert_rate]
     # Ratios per round (measured minutes apart at most), then their median.
+    v1_steps = [r.steps_per_s for r in bus["memory_sqlite"]]
     pairs = {
+        "per_step_v2_per_v1": ([r.steps_per_s for r in bus["memory_sqlite_v2"]], v1_steps),
         "bus_per_dbos": (rates.get("kafka_postgres", []), dbos_rate),
         "memory_sqlite_per_dbos": (rates.get("memory_sqlite", []), dbos_rate),
         "kafka_postgres_per_inserts": (rates.get("kafka_postgres", []), insert_rate),
@@ -352,6 +383,7 @@ def report(
         out[f"{key}_met"] = None if value is None else value >= target
     for key in ("sagas_per_s_memory_sqlite", "sagas_per_s_kafka_postgres", "dbos_wf_per_s"):
         out.setdefault(key, None)
+    out.setdefault("per_step_v2_per_v1", None)
     out.setdefault("bus_per_dbos", None)
     out.setdefault("p99_saga_s_kafka_postgres", None)
     out.update(

@@ -1,9 +1,10 @@
 """Child sagas in a transition: the mechanics of :class:`~sagas.children.SubSaga` stages.
 
 Under :class:`sagas.run.Run`: start a child (a :class:`~sagas.children.StartChildSaga`
-command, sent through the outbox), cancel a running one when the parent compensates, take
-its end report, and - on the child's side - report the end to the parent once. Pure: no
-I/O, no clock (``now`` is given).
+command, sent through the outbox), cancel a running one when the parent compensates, ask a
+completed one to undo itself when the parent compensates later, take its end reports, and -
+on the child's side - undo itself on that request and report each end to the parent once.
+Pure: no I/O, no clock (``now`` is given).
 
 Example::
 
@@ -15,7 +16,14 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from bus import ConfigError
-from sagas.children import CancelChildSaga, ChildSagaEnded, StartChildSaga, SubSaga, child_id
+from sagas.children import (
+    CancelChildSaga,
+    ChildSagaEnded,
+    CompensateChildSaga,
+    StartChildSaga,
+    SubSaga,
+    child_id,
+)
 from sagas.effects import CommandToSend, Transition, command_id
 from sagas.state import SagaStatus, StepState, StepStatus
 from sagas.timing import Timing
@@ -66,6 +74,32 @@ class ChildRuns(Timing):
         self.commands.append(CommandToSend(cid, st.name, message, "compensation", 1, cid))
         self.log("child_cancelling", st.name, f"{child} id {cid}")
 
+    def compensate_child(self, st: StepState, spec: SubSaga) -> None:
+        """The parent compensates after its child completed: ask the child to undo itself
+        (its compensations, last first) and await its ``compensated`` end."""
+        st = self.own(st.name)
+        st.status = StepStatus.COMPENSATING
+        st.compensation_attempts += 1
+        child = child_id(spec.saga, self.s.saga_id, spec.name)
+        attempt = st.compensation_attempts
+        cid = command_id(self.s.saga_id, st.name, "compensation", attempt)
+        st.command_ids.append(cid)
+        message = CompensateChildSaga(
+            child_id=child, parent_id=self.s.saga_id, step=st.name, reason=self.s.reason or ""
+        )
+        self.commands.append(CommandToSend(cid, st.name, message, "compensation", attempt, cid))
+        self.log("child_compensating", st.name, f"{child} completed: undo it, id {cid}")
+
+    def undo_requested(self, incoming: Incoming) -> str:
+        """A completed child asked by its parent to undo itself: noted; the reason to
+        unwind with (``Run.unwind``: what completed is compensated, last first, over the
+        path taken; it ends ``compensated`` and reports that end)."""
+        request = incoming.data
+        assert isinstance(request, CompensateChildSaga)
+        self.was_terminal = False  # it ends again: that end is reported too
+        self.log("undo_requested", detail=f"by {request.parent_id} id {incoming.message_id}")
+        return f"its parent compensates: {request.reason}"
+
     def child_ended(self, st: StepState, incoming: Incoming) -> None:
         """Apply the child's end report to its step (the caller moves the saga on)."""
         ended = incoming.data
@@ -76,7 +110,9 @@ class ChildRuns(Timing):
         if st.status == StepStatus.COMPENSATING and ended.status == SagaStatus.COMPLETED.value:
             st.status = StepStatus.COMPLETED  # it ended before the cancel reached it
             st.completed_at = self.now
-            self.log("completed", st.name, f"child {what} before the cancel: not undone")
+            self.s.completions += 1  # the last to complete: undone first, as any other
+            st.completed_seq = self.s.completions
+            self.log("completed", st.name, f"child {what} before the cancel: undone next")
         elif st.status == StepStatus.COMPENSATING:  # we cancelled it: it undid itself
             st.status = StepStatus.COMPENSATED
             st.compensated_at = self.now
@@ -110,6 +146,8 @@ class ChildRuns(Timing):
             status=self.s.status.value,
             reason=self.s.reason or "",
         )
-        cid = command_id(self.s.saga_id, REPORT_STEP, "report", 1)
-        self.commands.append(CommandToSend(cid, REPORT_STEP, message, "report", 1, cid))
+        # A child undone after it completed ends twice: its second report is a new message.
+        attempt = 2 if self.s.cause == "parent" else 1
+        cid = command_id(self.s.saga_id, REPORT_STEP, "report", attempt)
+        self.commands.append(CommandToSend(cid, REPORT_STEP, message, "report", attempt, cid))
         self.log("reported", detail=f"to {self.s.parent_id} id {cid}")

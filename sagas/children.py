@@ -8,7 +8,9 @@ and ``SagaState.parent_id``. When the child ends, its last transition sends
 :class:`ChildSagaEnded` the same way; the parent's coordinator applies it to the parent
 (routed by ``parent_id``): ``completed`` completes the step, any other end fails it and the
 parent compensates. A parent that compensates while the child runs sends
-:class:`CancelChildSaga` and waits for the child's end (it undoes what it completed).
+:class:`CancelChildSaga` and waits for the child's end (it undoes what it completed); one
+that compensates after the child completed sends :class:`CompensateChildSaga`: the child
+undoes its completed steps, last first, ends ``compensated`` and reports that end too.
 The child's first commands carry the ``traceparent`` of the start command, so parent and
 child are one trace. Pure: messages and the stage only.
 
@@ -29,6 +31,7 @@ __all__ = [
     "CHILDREN_TOPIC",
     "CancelChildSaga",
     "ChildSagaEnded",
+    "CompensateChildSaga",
     "StartChildSaga",
     "SubSaga",
     "child_id",
@@ -57,6 +60,19 @@ class CancelChildSaga(
     """Cancel a running child (its parent compensates)."""
 
     child_id: str
+    reason: str
+
+
+class CompensateChildSaga(
+    Command, type="bus.sagas.child.compensate.v1", topic=CHILDREN_TOPIC, key="child_id"
+):
+    """Undo a child that completed (its parent compensates after it): the child runs its
+    compensations over the path it took, last first, and reports ``compensated``."""
+
+    child_id: str
+    parent_id: str
+    #: The parent's SubSaga step.
+    step: str
     reason: str
 
 

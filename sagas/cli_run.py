@@ -57,6 +57,7 @@ def run_coordinator(
         fault_point=sagas.fault_point,
         observer=observer,
         retention_s=sagas.retention_s,
+        early_retention_s=sagas.early_retention_s,
         settings=config.worker_settings(),
     )
     # the dead-letter topics too: created on first use, a new topic's leader may not be

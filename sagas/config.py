@@ -11,6 +11,7 @@ password).
 | ``BUS_SAGA_STORE_PASSWORD`` | - | password of a ``postgresql://`` store, so the URL need not hold it |
 | ``BUS_SAGA_STORE_PASSWORD_FILE`` | - | or a file holding it (its first line), e.g. a mounted secret |
 | ``BUS_SAGA_RETENTION_S`` | ``0`` | seconds ``bus sagas run`` keeps ended sagas (``0``: forever) |
+| ``BUS_SAGA_EARLY_RETENTION_S`` | ``604800`` | seconds it keeps an event for a saga that never started (``0``: forever) |
 | ``BUS_SAGA_STORE_LOCK_TIMEOUT_S`` | ``5`` | a ``postgresql://`` store's ``lock_timeout`` (``0``: none) |
 | ``BUS_SAGA_STORE_STATEMENT_TIMEOUT_S`` | ``30`` | its ``statement_timeout`` (``0``: none) |
 | ``BUS_SAGA_STORE_IDLE_IN_TRANSACTION_TIMEOUT_S`` | ``60`` | its ``idle_in_transaction_session_timeout`` (``0``: none) |
@@ -63,6 +64,10 @@ class SagaConfig:
     #: keeps them. Keep it above the trigger topics' retention: a trigger delivered again
     #: after its saga was purged starts the saga anew.
     retention_s: float = 0.0
+    #: Seconds ``bus sagas run`` keeps an event that came for a saga not started yet
+    #: (:mod:`sagas.early`: applied when it starts), purged after; 0 keeps them. Keep it
+    #: below ``retention_s``: an old event must not meet a new saga of a purged one's id.
+    early_retention_s: float = 7 * 24 * 3600.0
     #: Seconds a ``postgresql://`` store waits for a saga's row lock before giving up and
     #: trying again later (only that saga's partition waits meanwhile); 0: forever. Bounds
     #: how long a replica stopped inside its transaction holds the others back.
@@ -89,18 +94,15 @@ class SagaConfig:
         over its variable (the CLI's flags)."""
         env = os.environ if env is None else env
         defaults = cls()
-        retention_text = env.get("BUS_SAGA_RETENTION_S")
-        if retention_s is None and retention_text is not None:
-            try:
-                retention_s = float(retention_text)
-            except ValueError:
-                raise ConfigError(
-                    "bad environment: BUS_SAGA_RETENTION_S: expected a number"
-                ) from None
+        if retention_s is None:
+            retention_s = _seconds(env, "BUS_SAGA_RETENTION_S", defaults.retention_s)
         return cls(
             store=store or env.get("BUS_SAGA_STORE", defaults.store).strip(),
             store_password=_store_password(env),
-            retention_s=defaults.retention_s if retention_s is None else retention_s,
+            retention_s=retention_s,
+            early_retention_s=_seconds(
+                env, "BUS_SAGA_EARLY_RETENTION_S", defaults.early_retention_s
+            ),
             **_timeouts(env),
             # empty is unset: crash tests clear it with BUS_FAULT_POINT=
             fault_point=fault_point or env.get("BUS_FAULT_POINT", "").strip() or None,
@@ -113,6 +115,8 @@ class SagaConfig:
             problems.append("store is empty (BUS_SAGA_STORE: sqlite:PATH, postgresql://...)")
         if self.retention_s < 0:
             problems.append("retention_s must be 0 (keep ended sagas) or more seconds")
+        if self.early_retention_s < 0:
+            problems.append("early_retention_s must be 0 (keep early events) or more seconds")
         problems += [f"store {p}" for p in self.store_timeouts().problems()]
         if self.fault_point is not None and self.fault_point not in FAULT_POINTS:
             problems.append(
@@ -167,3 +171,13 @@ def _store_password(env: Mapping[str, str]) -> Secret | None:
                 f"bad environment: BUS_SAGA_STORE_PASSWORD_FILE: cannot read {path!r}: {why}"
             ) from None
     return None if password is None else Secret(password)
+
+
+def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
+    text = env.get(variable)
+    if text is None:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"bad environment: {variable}: expected a number") from None

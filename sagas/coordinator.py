@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 
@@ -44,6 +44,8 @@ from bus import (
     decode,
     utc_now,
 )
+from sagas.coordinator_stats import CoordinatorStats
+from sagas.early import DEFAULT_EARLY_RETENTION
 from sagas.effects import Transition
 from sagas.fence import InputFence
 from sagas.group_commit import GroupCommit
@@ -65,12 +67,12 @@ from sagas.state import SagaState
 from sagas.stores.base import (
     ControlRequest,
     DueTimer,
+    KeepEarly,
+    Loaded,
     SagaStore,
     SagaWrite,
     SetAside,
     SetAsideInput,
-    StoredSaga,
-    UnreadableSaga,
     Write,
 )
 from sagas.timers import fire_due_timers
@@ -83,30 +85,8 @@ log = logging.getLogger("sagas.coordinator")
 
 #: Longest pause between two tries of a failing store, in seconds.
 _MAX_STORE_BACKOFF_S = 5.0
-
-
-@dataclass
-class CoordinatorStats:
-    """Counters since the coordinator was made (``statistics()``). Records dead-lettered
-    (undecodable, invalid, a definition that raised) are the Worker's (``WorkerStats``)."""
-
-    records: int = 0
-    started: int = 0
-    transitions: int = 0
-    unchanged: int = 0
-    conflicts: int = 0
-    timers_fired: int = 0
-    requests: int = 0
-    #: Tries of a batch again after the store failed (it is retried until it works).
-    store_retries: int = 0
-    #: Triggers (other messages than the one that started it) naming a saga id in use:
-    #: logged and ignored, since a saga id starts one instance only.
-    refused_starts: int = 0
-    #: Inputs (records, fired timers) set aside for quarantined sagas; applied after a retry.
-    set_aside: int = 0
-    set_aside_applied: int = 0
-    #: Rounds of due timers that waited for inputs on the topics to be applied first.
-    fence_waits: int = 0
+#: Operator requests and task completions carried out per round (one transaction).
+_REQUEST_BATCH = 500
 
 
 class _Pending:
@@ -130,7 +110,7 @@ class _Pending:
         self.record, self.kept = record, kept
         self.applied = Applied()
 
-    def change(self, stored: StoredSaga | UnreadableSaga | None) -> Write | None:
+    def change(self, stored: Loaded) -> Write | None:
         self.applied = apply_input(self.catalog, stored, self.given, self.now, record=self.record)
         write = self.applied.write
         if self.kept and isinstance(write, SagaWrite):  # applied: delete it with the write
@@ -166,6 +146,7 @@ class Coordinator:
         fault_point: str | None = None,
         observer: SagaObserver | None = None,
         retention_s: float = 0.0,
+        early_retention_s: float = DEFAULT_EARLY_RETENTION.total_seconds(),
         purge_interval_s: float = 3600.0,
         settings: WorkerSettings | None = None,
     ) -> None:
@@ -201,6 +182,7 @@ class Coordinator:
             poll_interval_s=poll_interval_s,
             gauges_interval_s=gauges_interval_s,
             retention_s=retention_s,
+            early_retention_s=early_retention_s,
             purge_interval_s=purge_interval_s,
         )
         #: step()'s worker (started by start()), its stop, its task; finished records seen.
@@ -361,6 +343,10 @@ class Coordinator:
     def _note(self, p: _Pending, write: Write | None) -> None:
         """Count and report a stored input (after the commit)."""
         applied = p.applied
+        if isinstance(write, KeepEarly):
+            self.stats.kept_early += 1
+            self.observer.saga_early_input(write.saga_id.partition(":")[0], "kept")
+            return
         if isinstance(write, SetAside):
             self.stats.set_aside += 1
             log.warning(
@@ -423,13 +409,26 @@ class Coordinator:
         return await self.apply(timer.saga_id, TimerFired(timer.id), fired_timer=timer.id)
 
     async def process_requests(self) -> int:
-        requests = await self.store.pending_requests(limit=100)
+        """Carry out pending operator requests and task completions, in one group commit
+        (people complete tasks in bursts: one transaction each made them a bottleneck)."""
+        requests = await self.store.pending_requests(limit=_REQUEST_BATCH)
+        now, pending, ids = self.clock(), [], []
         for r in requests:
             trigger = await self._request_trigger(r)
             if trigger is None:
                 await self.store.drop_request(r.id)
                 continue
-            await self.apply(r.saga_id, trigger, request=r.id)
+            given = DecideSaga(trigger, request=r.id)
+            pending.append(_Pending(self.catalog, r.saga_id, given, now))
+            ids.append(r.id)
+        items = [(p.saga_id, p.change) for p in pending]
+        writes = await self._group_commit.write(items) if items else []
+        for p, request_id, write in zip(pending, ids, writes, strict=True):
+            self._note(p, write)
+            if write is None:  # nothing to carry it out with: dropped alone
+                await self.store.drop_request(request_id)
+        if any(w is not None for w in writes):
+            self.tasks.outbox_filled.set()
         self.stats.requests += len(requests)
         return len(requests)
 

@@ -23,7 +23,9 @@ The state machine of an instance::
 Duplicate, late and unknown messages, and timers no longer armed, change nothing
 (``Transition.changed`` is False and the state is the one given). An event for a wait the
 saga has not reached yet is kept in the state (:class:`~sagas.state.EarlySignal`) and
-applied when the wait starts.
+applied when the wait starts. A completed child saga asked by its parent to undo itself
+(:class:`~sagas.children.CompensateChildSaga`) compensates like a failed saga and ends
+``compensated``.
 
 The transition itself is computed by :class:`sagas.run.Run`; this module routes an input
 to it.
@@ -31,13 +33,15 @@ to it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import BaseModel
 
 from bus import ConfigError, Event
-from sagas.children import ChildSagaEnded, StartChildSaga, SubSaga
+from sagas.children import ChildSagaEnded, CompensateChildSaga, StartChildSaga, SubSaga
 from sagas.definition import SagaDefinition, Step, Task, Wait
+from sagas.early import EarlyInput, apply_before_start
 from sagas.effects import Transition, task_id
 from sagas.run import Run
 from sagas.state import HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
@@ -55,12 +59,14 @@ def start(
     message_id: str,
     now: datetime,
     correlation_id: str | None = None,
+    early: Sequence[EarlyInput] = (),
 ) -> Transition:
     """A new instance started by ``trigger``: the first stage's commands and timers.
 
     The saga id is :meth:`SagaDefinition.saga_id_for` the trigger; ``message_id`` is the
     trigger's CloudEvents id (kept for the timeline); ``correlation_id`` its
-    ``correlationid``, if any (kept in the state, searchable in the console).
+    ``correlationid``, if any (kept in the state, searchable in the console); ``early`` the
+    inputs kept for it before it existed, applied first, in order (:mod:`sagas.early`).
     """
     data = definition.start(trigger)
     if not isinstance(data, definition.data):
@@ -70,17 +76,28 @@ def start(
         )
     saga_id = definition.saga_id_for(trigger)
     detail = f"{trigger.bus_type} {message_id}"
-    return _begin(definition, saga_id, data, message_id, detail, now, correlation_id=correlation_id)
+    return _begin(
+        definition, saga_id, data, message_id, detail, now, correlation_id=correlation_id,
+        early=early,
+    )  # fmt: skip
 
 
 def start_child(
-    definition: SagaDefinition, command: StartChildSaga, *, message_id: str, now: datetime
+    definition: SagaDefinition,
+    command: StartChildSaga,
+    *,
+    message_id: str,
+    now: datetime,
+    early: Sequence[EarlyInput] = (),
 ) -> Transition:
     """A child saga started by its parent's :class:`~sagas.children.StartChildSaga`: its
     id and data are the command's, ``parent_id`` links it to its parent."""
     data = definition.data.model_validate(command.data)
     detail = f"child of {command.parent_id} ({command.step}) {message_id}"
-    return _begin(definition, command.child_id, data, message_id, detail, now, command.parent_id)
+    return _begin(
+        definition, command.child_id, data, message_id, detail, now, command.parent_id,
+        early=early,
+    )  # fmt: skip
 
 
 def _begin(
@@ -93,6 +110,7 @@ def _begin(
     parent_id: str | None = None,
     *,
     correlation_id: str | None = None,
+    early: Sequence[EarlyInput] = (),
 ) -> Transition:
     state = SagaState(
         saga_id=saga_id,
@@ -111,6 +129,8 @@ def _begin(
     run = Run(definition, state, now, fresh=True)
     if definition.deadline is not None:
         run.set_deadline(definition.deadline)
+    if early:
+        apply_before_start(run, early)
     run.advance()
     return run.transition()
 
@@ -150,6 +170,8 @@ def decide(
         return run.transition()
     if isinstance(trigger, Incoming) and trigger.type == ChildSagaEnded.bus_type:
         return _child_ended(definition, state, trigger, now)
+    if isinstance(trigger, Incoming) and trigger.type == CompensateChildSaga.bus_type:
+        return _undo_requested(definition, state, trigger, now)
     if state.status != SagaStatus.RUNNING and state.status != SagaStatus.COMPENSATING:
         return unchanged  # terminal or parked: only Retry moves a parked instance
     return _decide_live(definition, state, trigger, now)
@@ -248,6 +270,18 @@ def _child_ended(
     if st.status == StepStatus.FAILED and state.status == SagaStatus.RUNNING:
         run.unwind("failure", f"step {st.name} failed: {st.error}")
     run.settled()
+    return run.transition()
+
+
+def _undo_requested(
+    definition: SagaDefinition, state: SagaState, trigger: Incoming, now: datetime
+) -> Transition:
+    """A completed saga (a child) asked by its parent to undo itself; in any other status
+    (a duplicate or a replay of the request: it is undoing or undone) nothing changes."""
+    if state.status != SagaStatus.COMPLETED or trigger.correlation_id != state.saga_id:
+        return Transition(state=state, changed=False)
+    run = Run(definition, _private_copy(state), now)
+    run.unwind("parent", run.undo_requested(trigger))
     return run.transition()
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bus import ConfigError
+from sagas.children import SubSaga
 from sagas.definition import Compensation, Member, Parallel, PathStage, SagaDefinition, Step, Wait
 from sagas.effects import (
     CommandKind,
@@ -239,6 +240,12 @@ def members(stage: PathStage) -> tuple[Member, ...]:
 
 
 def compensable(spec: Member) -> bool:
+    """Undone when the saga compensates: a step or task with a compensation, or a child
+    saga with something to undo (it undoes itself: ``ChildRuns.compensate_child``; a child
+    named by a string is asked, whatever it holds)."""
+    if isinstance(spec, SubSaga):
+        child = spec.definition
+        return isinstance(child, str) or any(compensable(s) for s in child.iter_steps())
     return isinstance(spec, Step | Task) and spec.compensation is not None
 
 

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 
 from bus import BusError, LockTimeoutError
 from sagas.outbox import FaultInjector
-from sagas.stores.base import Change, SagaStore, StoredSaga, UnreadableSaga, Write
+from sagas.stores.base import Change, Loaded, SagaStore, Write
 
 __all__ = ["GroupCommit"]
 
@@ -184,7 +184,7 @@ class GroupCommit:
         wrote: list[bool] = []
 
         def guarded(change: Change, last: bool) -> Change:
-            def run(stored: StoredSaga | UnreadableSaga | None) -> Write | None:
+            def run(stored: Loaded) -> Write | None:
                 write = change(stored)
                 wrote.append(write is not None)
                 if last and any(wrote):

@@ -34,7 +34,8 @@ log = logging.getLogger("sagas.lifespan")
 
 class SagaTasks:
     """The lifespan tasks of one coordinator (intervals in seconds; ``retention_s`` 0:
-    ended sagas are kept); ``due()`` carries out operator requests and due timers."""
+    ended sagas are kept; ``early_retention_s`` 0: events kept for sagas never started are
+    kept); ``due()`` carries out operator requests and due timers."""
 
     def __init__(
         self,
@@ -48,6 +49,7 @@ class SagaTasks:
         poll_interval_s: float = 0.1,
         gauges_interval_s: float = 5.0,
         retention_s: float = 0.0,
+        early_retention_s: float = 0.0,
         purge_interval_s: float = 3600.0,
     ) -> None:
         self.store, self.relay, self.clock, self.observer = store, relay, clock, observer
@@ -55,6 +57,7 @@ class SagaTasks:
         self.poll_interval_s = poll_interval_s
         self.gauges_interval_s = gauges_interval_s
         self.retention_s = retention_s
+        self.early_retention_s = early_retention_s
         self.purge_interval_s = purge_interval_s
         #: Set when a write stored commands: the relay publishes them without waiting.
         self.outbox_filled = asyncio.Event()
@@ -63,7 +66,7 @@ class SagaTasks:
         app.background(self.relay_loop, name="outbox-relay")
         app.background(self.timers_loop, name="timers-and-requests")
         app.background(self.gauges_loop, name="saga-gauges")
-        if self.retention_s > 0:
+        if self.retention_s > 0 or self.early_retention_s > 0:
             app.background(self.purge_loop, name="saga-purge")
 
     async def relay_loop(self, stop: asyncio.Event) -> None:
@@ -89,19 +92,30 @@ class SagaTasks:
             await _pause(stop, self.gauges_interval_s)
 
     async def purge_loop(self, stop: asyncio.Event) -> None:
-        """Purge ended sagas older than the retention, now and every interval; a failed
-        purge (the database away) is logged and tried again next time."""
+        """Purge ended sagas, and events kept for sagas that never started, older than
+        their retention, now and every interval; a failed purge (the database away) is
+        logged and tried again next time."""
         while not stop.is_set():
-            older_than = self.clock() - timedelta(seconds=self.retention_s)
             try:
-                n = await self.store.purge_finished(older_than)
+                await self.purge()
             except Exception as exc:
                 log.warning("purge of ended sagas failed, next try in %gs: %r",
                             self.purge_interval_s, exc)  # fmt: skip
-            else:
-                if n:
-                    log.info("purged %d sagas that ended before %s", n, older_than.isoformat())
             await _pause(stop, self.purge_interval_s)
+
+    async def purge(self) -> None:
+        now = self.clock()
+        if self.retention_s > 0:
+            older_than = now - timedelta(seconds=self.retention_s)
+            n = await self.store.purge_finished(older_than)
+            if n:
+                log.info("purged %d sagas that ended before %s", n, older_than.isoformat())
+        if self.early_retention_s > 0:
+            older_than = now - timedelta(seconds=self.early_retention_s)
+            n = await self.store.purge_early(older_than)
+            if n:
+                log.info("purged %d events kept since before %s for sagas that never "
+                         "started", n, older_than.isoformat())  # fmt: skip
 
     async def report_gauges(self) -> None:
         """Tell the observer the outbox backlog and the unfinished sagas (one query each)."""

@@ -51,6 +51,9 @@ CATALOG: tuple[MetricSpec, ...] = (
                "Saga store writes that waited, mostly for a saga row another replica holds "
                "locked: longer than 2 s and written (outcome written), or given up at the "
                "store's lock timeout and tried again alone (outcome lock_timeout)."),
+    MetricSpec("bus_saga_early_inputs_total", "counter", ("saga", "outcome"),
+               "Events for a saga not started yet (an approval before the hire's trigger): "
+               "kept by the store (outcome kept), applied when the saga started (applied)."),
 )  # fmt: skip
 _BY_NAME = {spec.name: spec for spec in CATALOG}
 
@@ -95,6 +98,7 @@ class SagaMetrics:
         self._store_waits = metrics.counter(spec["bus_saga_store_waits_total"])
         for outcome in STORE_WAIT_OUTCOMES:  # exported at 0: the first wait is an increase
             self._store_waits.labels(outcome)
+        self._early = metrics.counter(spec["bus_saga_early_inputs_total"])
         #: saga -> the states it was last reported with (a state no longer counted drops to 0)
         self._states: dict[str, set[str]] = {}
 
@@ -141,6 +145,10 @@ class SagaMetrics:
     def saga_store_waited(self, outcome: str, duration_s: float) -> None:
         """A store write waited ``duration_s`` (outcome ``written`` or ``lock_timeout``)."""
         self._store_waits.labels(outcome).inc()
+
+    def saga_early_input(self, saga: str, outcome: str) -> None:
+        """An event for a saga not started yet was ``kept``, or ``applied`` at its start."""
+        self._early.labels(saga, outcome).inc()
 
 
 _default: SagaMetrics | None = None

@@ -52,6 +52,10 @@ class SagaObserver(Protocol):
         """A saga store write waited ``duration_s``: longer than a few seconds and went
         through (``written``), or gave up on a row lock (``lock_timeout``, tried again)."""
 
+    def saga_early_input(self, saga: str, outcome: str) -> None:
+        """An event for a saga not started yet was kept (``kept``), or applied when the
+        saga started (``applied``)."""
+
 
 class NoObserver:
     """The observer of a coordinator given none: every hook does nothing."""
@@ -85,6 +89,9 @@ class NoObserver:
     def saga_store_waited(self, outcome: str, duration_s: float) -> None:
         pass
 
+    def saga_early_input(self, saga: str, outcome: str) -> None:
+        pass
+
 
 #: History events that settle a step, and the outcome label the metrics give them.
 _OUTCOMES = {
@@ -111,6 +118,8 @@ def report_change(
     for h in after.history[seen:]:
         if h.event == "late":
             observer.saga_late(name)
+        elif h.event == "kept_before_start":
+            observer.saga_early_input(name, "applied")
         outcome = _OUTCOMES.get(h.event)
         if h.step is None or outcome is None:
             continue

@@ -23,15 +23,35 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bus import ConfigError, Envelope, Event, Message, Record, envelope_for, record_for
-from sagas.children import CancelChildSaga, ChildSagaEnded, StartChildSaga, SubSaga
+from sagas.children import (
+    CancelChildSaga,
+    ChildSagaEnded,
+    CompensateChildSaga,
+    StartChildSaga,
+    SubSaga,
+)
 from sagas.core import start, start_child
 from sagas.definition import SagaDefinition, awaited_by_step
+from sagas.early import early_input, keeps_early
 from sagas.effects import Transition
 from sagas.quarantine import quarantined, set_aside
 from sagas.state import SagaState
-from sagas.stores.base import OutboxEntry, SagaWrite, StoredSaga, UnreadableSaga, Write
+from sagas.stores.base import (
+    KeepEarly,
+    Loaded,
+    OutboxEntry,
+    SagaWrite,
+    StoredSaga,
+    UnreadableSaga,
+    Unstarted,
+    Write,
+)
 from sagas.triggers import Cancel, Incoming, Retry, Trigger
 from sagas.versions import Catalog, decide_versioned
+
+#: The control messages of child sagas (topic ``sagas.children``).
+Control = StartChildSaga | CancelChildSaga | CompensateChildSaga | ChildSagaEnded
+CONTROL = (StartChildSaga, CancelChildSaga, CompensateChildSaga, ChildSagaEnded)
 
 #: The CloudEvents extension a handler's dedup matches instead of the id (docs/dedup.md).
 _IDEMPOTENCY_KEY = "idempotencykey"
@@ -99,7 +119,7 @@ class Applied:
 
 def apply_input(
     catalog: Catalog,
-    stored: StoredSaga | UnreadableSaga | None,
+    stored: Loaded,
     given: SagaInput,
     now: datetime,
     *,
@@ -109,8 +129,8 @@ def apply_input(
     ``record``: the record ``given`` came in, kept aside if the saga is quarantined."""
     if isinstance(given, StartSaga):
         return _start(stored, given, now)
-    if stored is None:
-        return Applied()
+    if stored is None or isinstance(stored, Unstarted):
+        return Applied(_keep(catalog, stored, given.trigger, now))
     release = quarantined(stored)
     if isinstance(stored, UnreadableSaga) or (release and not isinstance(given.trigger, Retry)):
         # Kept aside until an operator's retry of the row (fixed by hand) lifts the quarantine.
@@ -133,20 +153,38 @@ def apply_input(
     return Applied(write, stored.state, t)
 
 
-def _start(stored: StoredSaga | UnreadableSaga | None, given: StartSaga, now: datetime) -> Applied:
+def _keep(
+    catalog: Catalog, stored: Unstarted | None, trigger: Trigger, now: datetime
+) -> KeepEarly | None:
+    """An awaited, cancelling or update event for a saga not started yet: kept for it
+    (:mod:`sagas.early`), once; anything else for a saga not there changes nothing."""
+    if not isinstance(trigger, Incoming):
+        return None
+    name = trigger.correlation_id.partition(":")[0]
+    if name not in catalog.names() or not keeps_early(catalog.latest(name), trigger.type):
+        return None
+    if stored is not None and any(e.message_id == trigger.message_id for e in stored.early):
+        return None  # kept already
+    return KeepEarly(early_input(trigger, received_at=now))
+
+
+def _start(stored: Loaded, given: StartSaga, now: datetime) -> Applied:
     if isinstance(stored, UnreadableSaga):
         return Applied()  # the saga exists; whether this trigger started it cannot be read
-    if stored is not None:
+    early = stored.early if isinstance(stored, Unstarted) else ()
+    if isinstance(stored, StoredSaga):
         # The trigger came again (or another replica started it): nothing to do. Another
         # trigger with the same correlation key (a re-hire): refused, and said so.
         refused = stored.state if stored.state.trigger_id != given.message_id else None
         return Applied(refused_by=refused)
     if isinstance(given.message, StartChildSaga):
-        t = start_child(given.definition, given.message, message_id=given.message_id, now=now)
+        t = start_child(
+            given.definition, given.message, message_id=given.message_id, now=now, early=early
+        )
     else:
         t = start(
             given.definition, given.message, message_id=given.message_id, now=now,
-            correlation_id=given.correlation_id,
+            correlation_id=given.correlation_id, early=early,
         )  # fmt: skip
     outbox = outbox_entries(
         t, now=now, causation_id=given.message_id, traceparent=given.traceparent
@@ -154,6 +192,7 @@ def _start(stored: StoredSaga | UnreadableSaga | None, given: StartSaga, now: da
     write = SagaWrite(
         t.state, 0, outbox, t.timers_to_set, t.timers_to_cancel,
         tasks_to_open=t.tasks_to_open, tasks_to_mark=t.tasks_to_mark,
+        early_done=tuple(e.message_id for e in early),
     )  # fmt: skip
     return Applied(write, None, t)
 
@@ -258,7 +297,7 @@ class Routes:
                         f"{child.saga!r}, which is not registered; add it to the catalog"
                     )
             if children:
-                for control in (StartChildSaga, CancelChildSaga, ChildSagaEnded):
+                for control in CONTROL:
                     r.models[control.bus_type] = control
         return r
 
@@ -270,7 +309,7 @@ class Routes:
 def inputs_for(routes: Routes, env: Envelope, message: Message) -> list[tuple[str, SagaInput]]:
     """The (saga id, input) pairs one consumed event makes; at most one per saga."""
     tp = env.traceparent
-    if isinstance(message, StartChildSaga | CancelChildSaga | ChildSagaEnded):
+    if isinstance(message, CONTROL):
         return _child_inputs(routes, env, message)
     assert isinstance(message, Event)
     out: list[tuple[str, SagaInput]] = [
@@ -292,10 +331,9 @@ def inputs_for(routes: Routes, env: Envelope, message: Message) -> list[tuple[st
     return out
 
 
-def _child_inputs(
-    routes: Routes, env: Envelope, message: StartChildSaga | CancelChildSaga | ChildSagaEnded
-) -> list[tuple[str, SagaInput]]:
-    """A child saga's start or cancel (for the child), or its end report (for the parent)."""
+def _child_inputs(routes: Routes, env: Envelope, message: Control) -> list[tuple[str, SagaInput]]:
+    """A child saga's start, cancel or undo (for the child), or its end report (for the
+    parent)."""
     tp = env.traceparent
     if isinstance(message, StartChildSaga):
         definition = routes.latest.get(message.saga)
@@ -307,5 +345,8 @@ def _child_inputs(
     if isinstance(message, CancelChildSaga):
         cancel = Cancel(f"its parent compensates: {message.reason}")
         return [(message.child_id, DecideSaga(cancel, env.id, tp))]
+    if isinstance(message, CompensateChildSaga):
+        undo = Incoming(env.type, env.id, message.child_id, message, env.causationid)
+        return [(message.child_id, DecideSaga(undo, env.id, tp))]
     incoming = Incoming(env.type, env.id, message.parent_id, message, env.causationid)
     return [(message.parent_id, DecideSaga(incoming, env.id, tp))]

@@ -35,8 +35,8 @@ __all__ = ["SAGA_TIMERS", "Run", "members"]
 #: not a valid step name, so it never collides with one.
 SAGA_TIMERS = "_saga"
 
-#: What started compensation (``SagaState.cause``).
-Cause = Literal["failure", "cancel", "deadline"]
+#: What started compensation (``SagaState.cause``); ``parent``: a completed child undone.
+Cause = Literal["failure", "cancel", "deadline", "parent"]
 
 
 class Run(ChildRuns):
@@ -352,13 +352,18 @@ class Run(ChildRuns):
         ]
         if todo:
             st = self.own(max(todo, key=lambda s: s.completed_seq or 0).name)
+            if isinstance(child := self.d.steps[st.name], SubSaga):
+                self.compensate_child(st, child)  # the child undoes itself
+                return
             budget = compensation(self.d.steps[st.name]).max_attempts
             st.compensation_attempt_limit = st.compensation_attempts + budget  # re-runs sent some
             self.send_compensation(st)
             return
         if self.s.cause == "cancel":
             self.s.status = SagaStatus.CANCELLED
-        elif any(st.status == StepStatus.COMPENSATED for st in self.s.steps.values()):
+        elif self.s.cause == "parent" or any(
+            st.status == StepStatus.COMPENSATED for st in self.s.steps.values()
+        ):
             self.s.status = SagaStatus.COMPENSATED
         else:
             self.s.status = SagaStatus.FAILED

@@ -185,8 +185,9 @@ class SagaState:
     reason: str | None = None
     #: Why the saga needs attention (None otherwise); a retry clears it.
     attention: str | None = None
-    #: What started compensation: a step's failure, a cancel, or the saga's deadline.
-    cause: Literal["failure", "cancel", "deadline"] | None = None
+    #: What started compensation: a step's failure, a cancel, the saga's deadline, or (a
+    #: child saga that completed) its parent's request to undo it.
+    cause: Literal["failure", "cancel", "deadline", "parent"] | None = None
     #: The status to go back to when a needs_attention instance is retried.
     resume_status: SagaStatus | None = None
     #: Completions so far (source of StepState.completed_seq).

@@ -7,6 +7,7 @@ exercised in every test.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -15,12 +16,15 @@ from typing import Any
 
 import orjson
 
+from sagas.early import EarlyInput
 from sagas.state import TERMINAL, SagaState, SagaStatus
 from sagas.stores.base import (
     ACTIVE,
     Change,
     ControlRequest,
     DueTimer,
+    KeepEarly,
+    Loaded,
     OutboxEntry,
     RevisionConflictError,
     SagaQuery,
@@ -31,6 +35,7 @@ from sagas.stores.base import (
     StoreGauges,
     UnreadableSaga,
     UnreadableStateError,
+    Unstarted,
     Write,
     listed_state,
     loaded,
@@ -73,6 +78,11 @@ class MemorySagaStore:
         self._set_aside: list[SetAsideInput] = []
         self._seq = 0
         self._tasks: dict[str, TaskRow] = {}
+        #: saga id -> inputs kept for it before it existed, in arrival order.
+        self._early: dict[str, list[EarlyInput]] = {}
+        #: (saga id, message id) -> its place in the arrival order of every kept input.
+        self._early_seq: dict[tuple[str, str], int] = {}
+        self._early_count = itertools.count()
 
     async def open(self) -> None:
         return None
@@ -108,6 +118,8 @@ class MemorySagaStore:
         # is what a transaction is for a single-threaded store.
         saga_id = write.state.saga_id if isinstance(write, SagaWrite) else write.saga_id
         row = self._sagas.get(saga_id)
+        if isinstance(write, KeepEarly):
+            return self._keep(row, write)
         current = 0 if row is None else row.revision
         if current != write.expected_revision:
             raise RevisionConflictError(
@@ -119,12 +131,22 @@ class MemorySagaStore:
             assert row is not None  # revision 0 is never a quarantined saga's
             self._quarantine(row, write)
             return revision
+        others = [e for e in self._early.get(saga_id, []) if e.message_id not in write.early_done]
+        if row is None and others:  # kept since the start loaded: start again with them
+            raise RevisionConflictError(f"saga {saga_id}: inputs were kept for it meanwhile")
         s = write.state
         quarantine = None if row is None or write.release else row.quarantine
         self._sagas[saga_id] = _Row(
             s.to_json(), revision, s.started_at, s.name, s.status.value, s.updated_at,
             quarantine,
         )  # fmt: skip
+        if write.early_done:
+            done_ids = set(write.early_done)
+            kept = [e for e in self._early.pop(saga_id, []) if e.message_id not in done_ids]
+            if kept:
+                self._early[saga_id] = kept
+            for message_id in done_ids:
+                self._early_seq.pop((saga_id, message_id), None)
         if write.set_aside_done:
             done = set(write.set_aside_done)
             self._set_aside = [i for i in self._set_aside if i.seq not in done]
@@ -144,6 +166,46 @@ class MemorySagaStore:
                 self._tasks[m.id] = replace(task, status=m.status)
         return revision
 
+    def _keep(self, row: _Row | None, write: KeepEarly) -> int:
+        if row is not None:
+            raise RevisionConflictError(f"saga {write.saga_id} exists: decide on it")
+        kept = self._early.setdefault(write.saga_id, [])
+        if all(e.message_id != write.input.message_id for e in kept):
+            kept.append(write.input)
+            self._early_seq[write.saga_id, write.input.message_id] = next(self._early_count)
+        return 0
+
+    async def _loaded(self, saga_id: str) -> Loaded:
+        """:meth:`read`, or the inputs kept for a saga not there (what a Change gets)."""
+        stored = await self.read(saga_id)
+        early = self._early.get(saga_id)
+        if stored is None and early:
+            return Unstarted(saga_id, tuple(early))
+        return stored
+
+    async def early_inputs(
+        self, saga_id: str | None = None, *, limit: int = 100
+    ) -> list[EarlyInput]:
+        if saga_id is not None:
+            return list(self._early.get(saga_id, []))[:limit]
+        every = sorted((e for kept in self._early.values() for e in kept),
+                       key=lambda e: self._early_seq[e.saga_id, e.message_id])  # fmt: skip
+        return every[:limit]
+
+    async def purge_early(self, older_than: datetime) -> int:
+        gone = 0
+        for saga_id, kept in list(self._early.items()):
+            fresh = [e for e in kept if e.received_at >= older_than]
+            gone += len(kept) - len(fresh)
+            for e in kept:
+                if e.received_at < older_than:
+                    self._early_seq.pop((saga_id, e.message_id), None)
+            if fresh:
+                self._early[saga_id] = fresh
+            else:
+                del self._early[saga_id]
+        return gone
+
     def _quarantine(self, row: _Row, write: SetAside) -> None:
         row.revision += 1
         row.status = SagaStatus.NEEDS_ATTENTION.value
@@ -160,7 +222,7 @@ class MemorySagaStore:
         self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
     ) -> Write | None:
         return await update_by_revision(
-            saga_id, change, load=self.read, save=self.save, on_conflict=on_conflict
+            saga_id, change, load=self._loaded, save=self.save, on_conflict=on_conflict
         )
 
     async def update_many(

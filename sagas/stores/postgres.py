@@ -16,22 +16,23 @@ asyncpg prepares each statement once per connection (its statement cache).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bus import MigratedStore, Migration, PostgresDatabase, PostgresTimeouts, StoreError
-from sagas.effects import TaskToMark, TaskToOpen, TimerToSet
+from bus import MigratedStore, PostgresDatabase, PostgresTimeouts
+from sagas.early import EarlyInput
 from sagas.state import TERMINAL, SagaState
+from sagas.stores import postgres_early as early
 from sagas.stores.base import (
     ACTIVE,
     COMPONENT,
     Change,
     ControlRequest,
     DueTimer,
+    KeepEarly,
+    Loaded,
     OutboxEntry,
     SagaQuery,
-    SagaWrite,
     SetAside,
     SetAsideInput,
     StoredSaga,
@@ -44,119 +45,42 @@ from sagas.stores.base import (
     to_ms,
     update_by_revision,
 )
+from sagas.stores.postgres_batch import (
+    CANCEL_TIMERS,
+    DROP_SET_ASIDE,
+    INSERT,
+    QUARANTINE,
+    SET_ASIDE_COLUMNS,
+    UPDATE,
+    Batch,
+    Effects,
+    lock_and_load,
+    write_batch,
+    write_effects,
+)
+from sagas.stores.postgres_schema import MIGRATIONS
 from sagas.stores.sql import (
     STATE_COLUMNS,
     StateCache,
     decode_headers,
     decode_state,
-    encode_headers,
     gauges_from_rows,
     revision_conflict,
     set_aside_from_row,
-    set_aside_row,
 )
 from sagas.stores.task_rows import (
     COMPLETE_PG,
-    MARK_PG,
-    OPEN_PG,
     PURGE_ORPHANS,
     TASK_COLUMNS,
-    TASK_TABLE,
     TaskQuery,
     TaskRow,
     completion_args,
     list_sql,
-    open_row,
     task_from_row,
 )
 
 __all__ = ["MIGRATIONS", "PostgresSagaStore"]
 
-MIGRATIONS = (
-    Migration(
-        1,
-        "create saga_state, saga_outbox, saga_timers, saga_requests",
-        (
-            "CREATE TABLE saga_state (saga_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
-            " status TEXT NOT NULL, revision BIGINT NOT NULL, started_at_ms BIGINT NOT NULL,"
-            " updated_at_ms BIGINT NOT NULL, state TEXT NOT NULL)",
-            "CREATE INDEX saga_state_started ON saga_state (started_at_ms)",
-            "CREATE INDEX saga_state_status ON saga_state (status, started_at_ms)",
-            "CREATE TABLE saga_outbox (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
-            " saga_id TEXT NOT NULL, topic TEXT NOT NULL, key BYTEA, value BYTEA NOT NULL,"
-            " headers BYTEA NOT NULL, created_at_ms BIGINT NOT NULL,"
-            " claimed_until_ms BIGINT NOT NULL DEFAULT 0)",
-            "CREATE TABLE saga_timers (id TEXT PRIMARY KEY, saga_id TEXT NOT NULL,"
-            " due_at_ms BIGINT NOT NULL, claimed_until_ms BIGINT NOT NULL DEFAULT 0)",
-            "CREATE INDEX saga_timers_due ON saga_timers (due_at_ms)",
-            "CREATE TABLE saga_requests (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
-            " saga_id TEXT NOT NULL, action TEXT NOT NULL, reason TEXT NOT NULL,"
-            " requested_at_ms BIGINT NOT NULL)",
-        ),
-    ),
-    Migration(
-        2,
-        "quarantine of unreadable sagas: saga_state.quarantine, saga_set_aside",
-        (
-            "ALTER TABLE saga_state ADD COLUMN quarantine TEXT",
-            "CREATE TABLE saga_set_aside (seq BIGSERIAL PRIMARY KEY, saga_id TEXT NOT NULL,"
-            " set_aside_at_ms BIGINT NOT NULL, timer_id TEXT, topic TEXT, key BYTEA,"
-            " value BYTEA, headers BYTEA)",
-            "CREATE INDEX saga_set_aside_saga ON saga_set_aside (saga_id, seq)",
-        ),
-    ),
-    Migration(3, "tasks for people: saga_tasks", tuple(s.format(int="BIGINT") for s in TASK_TABLE)),
-)
-
-_INSERT = (
-    "INSERT INTO saga_state (saga_id, name, status, revision, started_at_ms, updated_at_ms,"
-    " state) VALUES ($1, $2, $3, 1, $4, $5, $6) ON CONFLICT DO NOTHING"
-)
-_UPDATE = (
-    "UPDATE saga_state SET status = $1, revision = revision + 1, updated_at_ms = $2,"
-    " state = $3 WHERE saga_id = $4 AND revision = $5"
-)
-_OUTBOX = (
-    "INSERT INTO saga_outbox (id, saga_id, topic, key, value, headers, created_at_ms)"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[],"
-    " $6::bytea[], $7::bigint[]) ON CONFLICT DO NOTHING"
-)
-_SET_TIMERS = (
-    "INSERT INTO saga_timers (id, saga_id, due_at_ms)"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])"
-    " ON CONFLICT (id) DO UPDATE SET due_at_ms = excluded.due_at_ms, claimed_until_ms = 0"
-)
-_CANCEL_TIMERS = "DELETE FROM saga_timers WHERE id = ANY($1::text[])"
-_DROP_REQUESTS = "DELETE FROM saga_requests WHERE id = ANY($1::text[])"
-_LOCK_AND_LOAD = (
-    f"SELECT saga_id, {STATE_COLUMNS} FROM saga_state WHERE saga_id = ANY($1::text[])"
-    " ORDER BY saga_id FOR UPDATE"
-)
-_QUARANTINE = (
-    "UPDATE saga_state SET status = 'needs_attention', quarantine = coalesce(quarantine, $1),"
-    " revision = revision + 1 WHERE saga_id = $2 AND revision = $3"
-)
-_RELEASE = "UPDATE saga_state SET quarantine = NULL WHERE saga_id = ANY($1::text[])"
-_SET_ASIDE = (
-    "INSERT INTO saga_set_aside (saga_id, set_aside_at_ms, timer_id, topic, key, value,"
-    " headers) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-)
-_DROP_SET_ASIDE = "DELETE FROM saga_set_aside WHERE seq = ANY($1::bigint[])"
-_SET_ASIDE_COLUMNS = (
-    "a.seq, a.saga_id, a.set_aside_at_ms, a.timer_id, a.topic, a.key, a.value, a.headers"
-)
-_INSERT_MANY = (
-    "INSERT INTO saga_state (saga_id, name, status, revision, started_at_ms, updated_at_ms,"
-    " state) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],"
-    " $5::bigint[], $6::bigint[], $7::text[]) ON CONFLICT DO NOTHING RETURNING saga_id"
-)
-_UPDATE_MANY = (
-    "UPDATE saga_state AS s SET status = u.status, revision = u.revision,"
-    " updated_at_ms = u.updated_at_ms, state = u.state FROM unnest($1::text[], $2::text[],"
-    " $3::bigint[], $4::bigint[], $5::text[], $6::bigint[])"
-    " AS u(saga_id, status, revision, updated_at_ms, state, loaded)"
-    " WHERE s.saga_id = u.saga_id AND s.revision = u.loaded"
-)
 _CLAIM_OUTBOX = (
     "UPDATE saga_outbox SET claimed_until_ms = $2 WHERE seq IN (SELECT seq FROM saga_outbox"
     " WHERE claimed_until_ms <= $1 ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)"
@@ -167,102 +91,6 @@ _CLAIM_TIMERS = (
     " WHERE due_at_ms <= $1 AND claimed_until_ms <= $1 ORDER BY due_at_ms, id LIMIT $3"
     " FOR UPDATE SKIP LOCKED) RETURNING id, saga_id, due_at_ms"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Effects:
-    """What the writes of a batch add and remove beside the states, in one piece each."""
-
-    outbox: tuple[OutboxEntry, ...]
-    timers_to_set: tuple[TimerToSet, ...]
-    timers_to_cancel: tuple[str, ...]
-    requests_done: tuple[str, ...]
-    #: Inputs set aside for quarantined sagas; sagas released; set-aside inputs applied.
-    set_aside: tuple[SetAsideInput, ...] = ()
-    released: tuple[str, ...] = ()
-    set_aside_done: tuple[int, ...] = ()
-    #: Task rows to write, and open ones whose status changes.
-    tasks_to_open: tuple[TaskToOpen, ...] = ()
-    tasks_to_mark: tuple[TaskToMark, ...] = ()
-
-    @classmethod
-    def of(cls, write: Write) -> Effects:
-        """The effects of one write."""
-        done = () if write.request_done is None else (write.request_done,)
-        if isinstance(write, SetAside):
-            return cls((), (), write.timers_to_cancel, done, write.inputs)
-        released = (write.state.saga_id,) if write.release else ()
-        return cls(write.outbox, write.timers_to_set, write.timers_to_cancel, done, (),
-                   released, write.set_aside_done, write.tasks_to_open,
-                   write.tasks_to_mark)  # fmt: skip
-
-
-class _Batch:
-    """A batch's changes applied in memory, in input order, each on the state before it."""
-
-    def __init__(self, loaded: dict[str, StoredSaga | UnreadableSaga | None]) -> None:
-        self.loaded = loaded
-        self.current = dict(loaded)
-        #: saga id -> (its last state, its revision after the batch)
-        self.final: dict[str, tuple[SagaState, int]] = {}
-        self.writes: list[SagaWrite] = []
-        #: Inputs set aside for quarantined sagas (their state rows are not written).
-        self.aside: list[SetAside] = []
-
-    def apply(self, saga_id: str, change: Change) -> Write | None:
-        write = change(self.current[saga_id])
-        if write is None:
-            return None
-        if isinstance(write, SetAside):
-            self.aside.append(write)
-            return write
-        revision = write.expected_revision + 1
-        self.current[saga_id] = StoredSaga(write.state, revision)
-        self.final[saga_id] = (write.state, revision)
-        self.writes.append(write)
-        return write
-
-    def loaded_revision(self, saga_id: str) -> int:
-        stored = self.loaded[saga_id]
-        return 0 if stored is None else stored.revision
-
-    def effects(self, lost: set[str]) -> Effects:
-        """The effects of every write but those of ``lost`` sagas, net of one another: a
-        timer set and cancelled within the batch is neither set nor deleted."""
-        kept = [w for w in self.writes if w.state.saga_id not in lost]
-        timers: dict[str, TimerToSet] = {}
-        cancel: list[str] = []
-        for w in kept:
-            for timer_id in w.timers_to_cancel:
-                if timers.pop(timer_id, None) is None:
-                    cancel.append(timer_id)
-            for t in w.timers_to_set:
-                timers[t.id] = t
-        cancel += [i for a in self.aside for i in a.timers_to_cancel]
-        done = [w.request_done for w in kept if w.request_done is not None]
-        done += [a.request_done for a in self.aside if a.request_done is not None]
-        return Effects(
-            tuple(e for w in kept for e in w.outbox),
-            tuple(timers.values()),
-            tuple(cancel),
-            tuple(done),
-            tuple(i for a in self.aside for i in a.inputs),
-            tuple(w.state.saga_id for w in kept if w.release),
-            tuple(seq for w in kept for seq in w.set_aside_done),
-            tuple(t for w in kept for t in w.tasks_to_open),
-            tuple(m for w in kept for m in w.tasks_to_mark),
-        )
-
-
-async def _lock_and_load(
-    conn: Any, saga_ids: list[str], states: StateCache
-) -> dict[str, StoredSaga | UnreadableSaga | None]:
-    # Sorted ids and ORDER BY: replicas lock rows in one order, so they cannot deadlock.
-    rows = await conn.fetch(_LOCK_AND_LOAD, saga_ids)
-    loaded: dict[str, StoredSaga | UnreadableSaga | None] = dict.fromkeys(saga_ids)
-    for row in rows:
-        loaded[row[0]] = decode_state(states, row[0], tuple(row)[1:])
-    return loaded
 
 
 class PostgresSagaStore(MigratedStore[PostgresDatabase]):
@@ -316,68 +144,50 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
         if isinstance(write, SetAside):
             async with self.database.transaction() as conn:
                 args = (write.reason, write.saga_id, write.expected_revision)
-                if await conn.execute(_QUARANTINE, *args) != "UPDATE 1":
+                if await conn.execute(QUARANTINE, *args) != "UPDATE 1":
                     raise revision_conflict(write)
-                await self._write_effects(conn, Effects.of(write))
+                await write_effects(conn, Effects.of(write))
             self.states.remember((write,))
             return write.expected_revision + 1
+        if isinstance(write, KeepEarly):
+            async with self.database.transaction() as conn:
+                if not await early.keep(conn, write):
+                    raise revision_conflict(write)
+            return 0
         s = write.state
         state_json = s.to_json()
         async with self.database.transaction() as conn:
+            if write.expected_revision == 0 and not await early.may_start(conn, write):
+                raise revision_conflict(write)
             if write.expected_revision == 0:
                 status = await conn.execute(
-                    _INSERT, s.saga_id, s.name, s.status.value, to_ms(s.started_at),
+                    INSERT, s.saga_id, s.name, s.status.value, to_ms(s.started_at),
                     to_ms(s.updated_at), state_json,
                 )  # fmt: skip
                 ok = status == "INSERT 0 1"
             else:
                 status = await conn.execute(
-                    _UPDATE, s.status.value, to_ms(s.updated_at), state_json, s.saga_id,
+                    UPDATE, s.status.value, to_ms(s.updated_at), state_json, s.saga_id,
                     write.expected_revision,
                 )  # fmt: skip
                 ok = status == "UPDATE 1"
             if not ok:
                 raise revision_conflict(write)
-            await self._write_effects(conn, Effects.of(write))
+            await write_effects(conn, Effects.of(write))
         self.states.remember((write,))
         return write.expected_revision + 1
-
-    async def _write_effects(self, conn: Any, write: Effects) -> None:
-        if write.outbox:
-            columns: list[list[Any]] = [[] for _ in range(7)]
-            for e in write.outbox:
-                row = (e.id, e.saga_id, e.topic, e.key, e.value, encode_headers(e.headers),
-                       to_ms(e.created_at))  # fmt: skip
-                for column, value in zip(columns, row, strict=True):
-                    column.append(value)
-            await conn.execute(_OUTBOX, *columns)
-        if write.timers_to_cancel:
-            await conn.execute(_CANCEL_TIMERS, list(write.timers_to_cancel))
-        if write.timers_to_set:
-            timers = write.timers_to_set
-            await conn.execute(
-                _SET_TIMERS, [t.id for t in timers], [t.saga_id for t in timers],
-                [to_ms(t.at) for t in timers],
-            )  # fmt: skip
-        if write.requests_done:
-            await conn.execute(_DROP_REQUESTS, list(write.requests_done))
-        if write.set_aside:
-            await conn.executemany(_SET_ASIDE, [set_aside_row(i) for i in write.set_aside])
-        if write.released:
-            await conn.execute(_RELEASE, list(write.released))
-        if write.set_aside_done:
-            await conn.execute(_DROP_SET_ASIDE, list(write.set_aside_done))
-        if write.tasks_to_open:
-            await conn.executemany(OPEN_PG, [open_row(t) for t in write.tasks_to_open])
-        if write.tasks_to_mark:
-            await conn.executemany(MARK_PG, [(m.status, m.id) for m in write.tasks_to_mark])
 
     async def update(
         self, saga_id: str, change: Change, *, on_conflict: Callable[[str], None] | None = None
     ) -> Write | None:
         return await update_by_revision(
-            saga_id, change, load=self.read, save=self.save, on_conflict=on_conflict
+            saga_id, change, load=self._loaded, save=self.save, on_conflict=on_conflict
         )
+
+    async def _loaded(self, saga_id: str) -> Loaded:
+        stored = await self.read(saga_id)
+        async with self.database.connection() as conn:
+            return await early.unstarted(conn, saga_id, stored)
 
     async def update_many(
         self,
@@ -393,10 +203,10 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
             return []
         async with self.database.transaction() as conn:
             ids = sorted({saga_id for saga_id, _ in items})
-            current = await _lock_and_load(conn, ids, self.states)
-            batch = _Batch(current)
+            current = await lock_and_load(conn, ids, self.states)
+            batch = Batch(current)
             results = [batch.apply(saga_id, change) for saga_id, change in items]
-            lost = await self._write_batch(conn, batch)
+            lost = await write_batch(conn, batch)
         self.states.remember(w for w in batch.writes if w.state.saga_id not in lost)
         self.states.remember(batch.aside)
         if not lost:
@@ -411,34 +221,6 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
             if saga_id in lost:
                 results[k] = await self.update(saga_id, change, on_conflict=on_conflict)
         return results
-
-    async def _write_batch(self, conn: Any, batch: _Batch) -> set[str]:
-        """Store the batch's states and effects; the new sagas another replica started first."""
-        new = sorted(i for i in batch.final if batch.loaded[i] is None)
-        old = [i for i in batch.final if batch.loaded[i] is not None]
-        lost: set[str] = set()
-        if new:
-            rows = [batch.final[i] for i in new]
-            inserted = await conn.fetch(
-                _INSERT_MANY, new, [s.name for s, _ in rows], [s.status.value for s, _ in rows],
-                [r for _, r in rows], [to_ms(s.started_at) for s, _ in rows],
-                [to_ms(s.updated_at) for s, _ in rows], [s.to_json() for s, _ in rows],
-            )  # fmt: skip
-            lost = set(new) - {r[0] for r in inserted}
-        if old:
-            rows = [batch.final[i] for i in old]
-            status = await conn.execute(
-                _UPDATE_MANY, old, [s.status.value for s, _ in rows], [r for _, r in rows],
-                [to_ms(s.updated_at) for s, _ in rows], [s.to_json() for s, _ in rows],
-                [batch.loaded_revision(i) for i in old],
-            )  # fmt: skip
-            if status != f"UPDATE {len(old)}":  # the rows are locked: only a bug gets here
-                raise StoreError(f"saga store: {status} of {len(old)} locked saga rows")
-        quarantined = {a.saga_id: a for a in batch.aside}  # once a saga: its row is locked
-        for a in quarantined.values():
-            await conn.execute(_QUARANTINE, a.reason, a.saga_id, batch.loaded_revision(a.saga_id))
-        await self._write_effects(conn, batch.effects(lost))
-        return lost
 
     async def claim_outbox(
         self, *, now: datetime, limit: int, lease: timedelta
@@ -469,7 +251,7 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
         if not ids:
             return
         async with self.database.connection() as conn:
-            await conn.execute(_CANCEL_TIMERS, list(ids))
+            await conn.execute(CANCEL_TIMERS, list(ids))
 
     async def request(self, request: ControlRequest) -> None:
         async with self.database.connection() as conn:
@@ -519,13 +301,13 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
     ) -> list[SetAsideInput]:
         if saga_id is None:  # the inputs of sagas released since (or gone)
             sql = (
-                f"SELECT {_SET_ASIDE_COLUMNS} FROM saga_set_aside a LEFT JOIN saga_state s"
+                f"SELECT {SET_ASIDE_COLUMNS} FROM saga_set_aside a LEFT JOIN saga_state s"
                 " ON s.saga_id = a.saga_id WHERE s.quarantine IS NULL ORDER BY a.seq LIMIT $1"
             )
             args: tuple[Any, ...] = (limit,)
         else:
             sql = (
-                f"SELECT {_SET_ASIDE_COLUMNS} FROM saga_set_aside a WHERE a.saga_id = $1"
+                f"SELECT {SET_ASIDE_COLUMNS} FROM saga_set_aside a WHERE a.saga_id = $1"
                 " ORDER BY a.seq LIMIT $2"
             )
             args = (saga_id, limit)
@@ -536,7 +318,7 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
     async def drop_set_aside(self, seqs: Sequence[int]) -> None:
         if seqs:
             async with self.database.connection() as conn:
-                await conn.execute(_DROP_SET_ASIDE, list(seqs))
+                await conn.execute(DROP_SET_ASIDE, list(seqs))
 
     async def purge_finished(self, older_than: datetime) -> int:
         async with self.database.connection() as conn:
@@ -547,6 +329,16 @@ class PostgresSagaStore(MigratedStore[PostgresDatabase]):
             )
             await conn.execute(PURGE_ORPHANS)
         return int(status.split()[-1])  # "DELETE <n>"
+
+    async def early_inputs(
+        self, saga_id: str | None = None, *, limit: int = 100
+    ) -> list[EarlyInput]:
+        async with self.database.connection() as conn:
+            return await early.inputs(conn, saga_id, limit)
+
+    async def purge_early(self, older_than: datetime) -> int:
+        async with self.database.connection() as conn:
+            return await early.purge(conn, older_than)
 
     async def list_tasks(self, query: TaskQuery) -> list[TaskRow]:
         sql, args = list_sql(query, lambda n: f"${n}")

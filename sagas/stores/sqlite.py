@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bus import MigratedStore, Migration, SqliteDatabase
+from sagas.early import EarlyInput
 from sagas.state import TERMINAL, SagaState
 from sagas.stores.base import (
     ACTIVE,
@@ -24,7 +25,7 @@ from sagas.stores.base import (
     DueTimer,
     OutboxEntry,
     SagaQuery,
-    SetAside,
+    SagaWrite,
     SetAsideInput,
     StoredSaga,
     StoreGauges,
@@ -35,16 +36,29 @@ from sagas.stores.base import (
     loaded,
     to_ms,
 )
+from sagas.stores.early_rows import (
+    EARLY_TABLE,
+    sqlite_early,
+    sqlite_may_start,
+    sqlite_purge_early,
+)
 from sagas.stores.sql import (
     STATE_COLUMNS,
     StateCache,
     decode_headers,
     decode_state,
-    encode_headers,
     gauges_from_rows,
     revision_conflict,
     set_aside_from_row,
-    set_aside_row,
+)
+from sagas.stores.sqlite_writes import (
+    CANCEL_TIMER,
+    DROP_REQUEST,
+    DROP_SET_ASIDE,
+    LOAD,
+    SET_ASIDE_COLUMNS,
+    store_write,
+    update_in,
 )
 from sagas.stores.task_rows import (
     PURGE_ORPHANS,
@@ -55,7 +69,6 @@ from sagas.stores.task_rows import (
     sqlite_complete,
     sqlite_get,
     sqlite_list,
-    sqlite_write_tasks,
 )
 
 __all__ = ["MIGRATIONS", "SqliteSagaStore"]
@@ -96,40 +109,12 @@ MIGRATIONS = (
     Migration(
         3, "tasks for people: saga_tasks", tuple(s.format(int="INTEGER") for s in TASK_TABLE)
     ),
+    Migration(
+        4,
+        "inputs kept for sagas not started yet: saga_early",
+        tuple(s.format(int="INTEGER", serial="INTEGER") for s in EARLY_TABLE),
+    ),
 )
-
-_LOAD = f"SELECT {STATE_COLUMNS} FROM saga_state WHERE saga_id = ?"
-_INSERT = (
-    "INSERT INTO saga_state (saga_id, name, status, revision, started_at_ms, updated_at_ms,"
-    " state) VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT DO NOTHING"
-)
-_UPDATE = (
-    "UPDATE saga_state SET status = ?, revision = revision + 1, updated_at_ms = ?, state = ?"
-    " WHERE saga_id = ? AND revision = ?"
-)
-_OUTBOX = (
-    "INSERT INTO saga_outbox (id, saga_id, topic, key, value, headers, created_at_ms)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-)
-_SET_TIMER = (
-    "INSERT INTO saga_timers (id, saga_id, due_at_ms) VALUES (?, ?, ?)"
-    " ON CONFLICT (id) DO UPDATE SET due_at_ms = excluded.due_at_ms, claimed_until_ms = 0"
-)
-_CANCEL_TIMER = "DELETE FROM saga_timers WHERE id = ?"
-_QUARANTINE = (
-    "UPDATE saga_state SET status = 'needs_attention', quarantine = coalesce(quarantine, ?),"
-    " revision = revision + 1 WHERE saga_id = ? AND revision = ?"
-)
-_RELEASE = "UPDATE saga_state SET quarantine = NULL WHERE saga_id = ?"
-_SET_ASIDE = (
-    "INSERT INTO saga_set_aside (saga_id, set_aside_at_ms, timer_id, topic, key, value,"
-    " headers) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_DROP_SET_ASIDE = "DELETE FROM saga_set_aside WHERE seq = ?"
-_SET_ASIDE_COLUMNS = (
-    "a.seq, a.saga_id, a.set_aside_at_ms, a.timer_id, a.topic, a.key, a.value, a.headers"
-)
-_DROP_REQUEST = "DELETE FROM saga_requests WHERE id = ?"
 
 
 class SqliteSagaStore(MigratedStore[SqliteDatabase]):
@@ -157,11 +142,11 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         return loaded(await self.read(saga_id))
 
     async def read(self, saga_id: str) -> StoredSaga | UnreadableSaga | None:
-        row = await self.database.run(lambda c: c.execute(_LOAD, (saga_id,)).fetchone())
+        row = await self.database.run(lambda c: c.execute(LOAD, (saga_id,)).fetchone())
         return None if row is None else decode_state(self.states, saga_id, row)
 
     async def save(self, write: Write) -> int:
-        if not await self.database.write(lambda c: _store(c, write)):
+        if not await self.database.write(lambda c: _may_start(c, write) and store_write(c, write)):
             raise revision_conflict(write)  # nothing was written: the state row decided first
         self.states.remember((write,))
         return write.expected_revision + 1
@@ -172,7 +157,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         # Load, change and save in one call on the database thread, inside one BEGIN
         # IMMEDIATE transaction: one thread hop per input instead of two, and no other
         # writer in between (so no revision conflict).
-        write = await self.database.write(lambda c: _update(c, saga_id, change, self.states))
+        write = await self.database.write(lambda c: update_in(c, saga_id, change, self.states))
         self.states.remember((write,))
         return write
 
@@ -187,7 +172,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         if not items:
             return []
         writes = await self.database.write(
-            lambda c: [_update(c, i, ch, self.states) for i, ch in items]
+            lambda c: [update_in(c, i, ch, self.states) for i, ch in items]
         )
         self.states.remember(writes)
         return writes
@@ -245,7 +230,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         if not ids:
             return
         rows = [(i,) for i in ids]
-        await self.database.write(lambda c: c.executemany(_CANCEL_TIMER, rows))
+        await self.database.write(lambda c: c.executemany(CANCEL_TIMER, rows))
 
     async def request(self, request: ControlRequest) -> None:
         args = (request.id, request.saga_id, request.action, request.reason,
@@ -269,7 +254,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         return [ControlRequest(r[0], r[1], r[2], r[3], from_ms(r[4])) for r in rows]
 
     async def drop_request(self, request_id: str) -> None:
-        await self.database.write(lambda c: c.execute(_DROP_REQUEST, (request_id,)))
+        await self.database.write(lambda c: c.execute(DROP_REQUEST, (request_id,)))
 
     async def list_sagas(self, query: SagaQuery) -> list[SagaState]:
         where: list[str] = ["1 = 1"]
@@ -296,13 +281,13 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
     ) -> list[SetAsideInput]:
         if saga_id is None:  # the inputs of sagas released since (or gone)
             sql = (
-                f"SELECT {_SET_ASIDE_COLUMNS} FROM saga_set_aside a LEFT JOIN saga_state s"
+                f"SELECT {SET_ASIDE_COLUMNS} FROM saga_set_aside a LEFT JOIN saga_state s"
                 " ON s.saga_id = a.saga_id WHERE s.quarantine IS NULL ORDER BY a.seq LIMIT ?"
             )
             args: tuple[str | int, ...] = (limit,)
         else:
             sql = (
-                f"SELECT {_SET_ASIDE_COLUMNS} FROM saga_set_aside a WHERE a.saga_id = ?"
+                f"SELECT {SET_ASIDE_COLUMNS} FROM saga_set_aside a WHERE a.saga_id = ?"
                 " ORDER BY a.seq LIMIT ?"
             )
             args = (saga_id, limit)
@@ -312,7 +297,7 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
     async def drop_set_aside(self, seqs: Sequence[int]) -> None:
         if seqs:
             rows = [(s,) for s in seqs]
-            await self.database.write(lambda c: c.executemany(_DROP_SET_ASIDE, rows))
+            await self.database.write(lambda c: c.executemany(DROP_SET_ASIDE, rows))
 
     async def purge_finished(self, older_than: datetime) -> int:
         statuses = [s.value for s in TERMINAL]
@@ -328,6 +313,14 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
             return n
 
         return await self.database.write(purge)
+
+    async def early_inputs(
+        self, saga_id: str | None = None, *, limit: int = 100
+    ) -> list[EarlyInput]:
+        return await self.database.run(lambda c: sqlite_early(c, saga_id, limit))
+
+    async def purge_early(self, older_than: datetime) -> int:
+        return await self.database.write(lambda c: sqlite_purge_early(c, to_ms(older_than)))
 
     async def list_tasks(self, query: TaskQuery) -> list[TaskRow]:
         return await self.database.run(lambda c: sqlite_list(c, query))
@@ -370,63 +363,8 @@ class SqliteSagaStore(MigratedStore[SqliteDatabase]):
         return await self.database.run(read)
 
 
-def _update(
-    c: sqlite3.Connection, saga_id: str, change: Change, states: StateCache
-) -> Write | None:
-    row = c.execute(_LOAD, (saga_id,)).fetchone()
-    write = change(None if row is None else decode_state(states, saga_id, row))
-    if write is not None and not _store(c, write):
-        raise revision_conflict(write)  # change() named a revision it was not given
-    return write
-
-
-def _store(c: sqlite3.Connection, write: Write) -> bool:
-    """Write state, outbox and timers; False (nothing written) on a revision mismatch."""
-    if isinstance(write, SetAside):
-        return _set_aside(c, write)
-    s = write.state
-    state_json = s.to_json()
-    if write.expected_revision == 0:
-        args = (s.saga_id, s.name, s.status.value, to_ms(s.started_at), to_ms(s.updated_at),
-                state_json)  # fmt: skip
-        ok = c.execute(_INSERT, args).rowcount == 1
-    else:
-        args2 = (s.status.value, to_ms(s.updated_at), state_json, s.saga_id,
-                 write.expected_revision)  # fmt: skip
-        ok = c.execute(_UPDATE, args2).rowcount == 1
-    if not ok:
-        return False
-    # Each statement only when it has rows: an empty executemany still costs a call.
-    if write.outbox:
-        c.executemany(
-            _OUTBOX,
-            [(e.id, e.saga_id, e.topic, e.key, e.value, encode_headers(e.headers),
-              to_ms(e.created_at)) for e in write.outbox],
-        )  # fmt: skip
-    if write.timers_to_cancel:
-        c.executemany(_CANCEL_TIMER, [(i,) for i in write.timers_to_cancel])
-    if write.timers_to_set:
-        c.executemany(_SET_TIMER, [(t.id, t.saga_id, to_ms(t.at)) for t in write.timers_to_set])
-    if write.request_done is not None:
-        c.execute(_DROP_REQUEST, (write.request_done,))
-    if write.release:
-        c.execute(_RELEASE, (s.saga_id,))
-    if write.set_aside_done:
-        c.executemany(_DROP_SET_ASIDE, [(i,) for i in write.set_aside_done])
-    if write.tasks_to_open or write.tasks_to_mark:
-        sqlite_write_tasks(c, write.tasks_to_open, write.tasks_to_mark)
-    return True
-
-
-def _set_aside(c: sqlite3.Connection, write: SetAside) -> bool:
-    """Quarantine the saga (its state column untouched) and keep its inputs aside."""
-    args = (write.reason, write.saga_id, write.expected_revision)
-    if c.execute(_QUARANTINE, args).rowcount != 1:
-        return False
-    if write.inputs:
-        c.executemany(_SET_ASIDE, [set_aside_row(i) for i in write.inputs])
-    if write.timers_to_cancel:
-        c.executemany(_CANCEL_TIMER, [(i,) for i in write.timers_to_cancel])
-    if write.request_done is not None:
-        c.execute(_DROP_REQUEST, (write.request_done,))
-    return True
+def _may_start(c: sqlite3.Connection, write: Write) -> bool:
+    """A new saga's save applied every input kept for it (else: a conflict, decide again)."""
+    if not isinstance(write, SagaWrite) or write.expected_revision != 0:
+        return True
+    return sqlite_may_start(c, write.state.saga_id, write.early_done)

@@ -25,6 +25,7 @@ def exercised() -> Metrics:
     observer.sagas_active("onboarding", {"running": 2}, oldest_age_s=30.0)
     observer.outbox_observed("sqlite", backlog=3, oldest_age_s=1.5)
     observer.saga_store_waited("lock_timeout", 5.0)
+    observer.saga_early_input("onboarding", "kept")
     return m
 
 
