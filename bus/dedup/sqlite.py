@@ -48,9 +48,13 @@ _SELECT = (
     "SELECT completed_at_ms, outputs, sent FROM bus_dedup"
     " WHERE handler = ? AND source = ? AND id = ?"
 )
+# The keys drive the join (CROSS JOIN fixes SQLite's join order): one primary-key search
+# per key. ``WHERE (handler, source, id) IN (VALUES ...)`` with more than one key scanned
+# the whole table, so every grouped write got slower as the table grew.
 _SELECT_MANY = (
-    "SELECT handler, source, id, completed_at_ms, outputs, sent FROM bus_dedup"
-    " WHERE (handler, source, id) IN (VALUES {values})"
+    "SELECT d.handler, d.source, d.id, d.completed_at_ms, d.outputs, d.sent"
+    " FROM (VALUES {values}) AS k CROSS JOIN bus_dedup AS d"
+    " ON d.handler = k.column1 AND d.source = k.column2 AND d.id = k.column3"
 )
 #: Keys per SELECT of record_new: 3 parameters each, well under SQLite's 32,766.
 _KEYS_PER_SELECT = 500
