@@ -69,7 +69,8 @@ def main(mode: str, seconds: float, out: str) -> None:
             url = f"http://127.0.0.1:{port}"
             found = load(url, script, mode, seconds)
             cpu = bench.process_cpu_s(server.pid) - cpu0
-            found["us_cpu_per_event"] = 1e6 * cpu / found["events"]
+            events = found.get("sent") or found["events_per_s"] * (time.monotonic() - t0)
+            found["us_cpu_per_event"] = 1e6 * cpu / events
             print(found)
             server.send_signal(signal.SIGTERM)
             server.wait(60)
@@ -83,13 +84,9 @@ def main(mode: str, seconds: float, out: str) -> None:
 def load(url: str, script: Path, mode: str, seconds: float) -> dict[str, float]:
     """wrk's single or batch load, or ``rate:N``: the bench's constant-rate client."""
     if mode.startswith("rate:"):
-        found = bench.run_latency(url, float(mode.split(":", 1)[1]), seconds)
-        found["events"] = found["sent"]
-        return found
+        return bench.run_latency(url, float(mode.split(":", 1)[1]), seconds)
     conns, batch = (64, 1) if mode == "single" else (16, 100)
-    found = bench.run_wrk(url, script, conns, seconds, f"profile-{mode}", batch)
-    found["events"] = found["events_per_s"] * seconds
-    return found
+    return bench.run_wrk(url, script, conns, seconds, f"profile-{mode}", batch)
 
 
 if __name__ == "__main__":
