@@ -70,6 +70,7 @@ class Idempotency:
         lease_s: float = 30.0,
         max_group: int = 5_000,
         mark_delay_s: float = 0.2,
+        linger_s: float = 0.002,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
@@ -85,6 +86,11 @@ class Idempotency:
         self.max_group = max_group
         #: Seconds a sent mark waits for a claim's transaction to carry it.
         self.mark_delay_s = mark_delay_s
+        #: Seconds a write waits after the start of the previous one, for more claims to
+        #: share it (as a Kafka producer's linger): at a moderate rate each request would
+        #: otherwise pay a commit of its own, and its records a produce request of their own.
+        self.linger_s = linger_s
+        self._last_write = float("-inf")
         self._clock = clock
         self._waiting: list[_Waiter] = []
         self._unmarked: list[DedupKey] = []
@@ -197,6 +203,9 @@ class Idempotency:
         while True:
             self._wake.clear()
             if self._waiting:
+                if (linger_s := self._last_write + self.linger_s - loop.time()) > 0:
+                    await asyncio.sleep(linger_s)
+                self._last_write = loop.time()
                 group, self._waiting = (
                     self._waiting[: self.max_group],
                     self._waiting[self.max_group :],
