@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bus import DedupEntry, DedupKey, MemoryDedupStore, OutgoingRecord
+from bus.ingress import idempotency
 from bus.ingress.idempotency import Idempotency
 from bus.ingress.problems import RefusedError
 
@@ -124,3 +126,16 @@ async def test_sent_marks_no_claim_carries_are_written_alone_after_the_delay() -
         entry = await store.get(claim("a")[0])
         assert entry is not None
         assert entry.sent
+
+
+def test_remembered_keys_drop_the_oldest_first_and_a_key_seen_again_is_newest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(idempotency, "_REMEMBERED", 3)
+    seen: OrderedDict[DedupKey, None] = OrderedDict()
+    failed: OrderedDict[DedupKey, None] = OrderedDict([(claim("c")[0], None)])
+    keys = [claim(k)[0] for k in "abcd"]
+    idempotency._remember(seen, keys[:3], forget=failed)
+    idempotency._remember(seen, [keys[0], keys[3]], forget=failed)
+    assert list(seen) == [keys[2], keys[0], keys[3]]
+    assert not failed
