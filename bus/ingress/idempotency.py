@@ -19,8 +19,11 @@ one (one transaction, one commit, :meth:`~bus.dedup.base.DedupStore.record_new`)
 ``sent`` marks ride along in that same transaction: under load a request costs the store
 part of one commit, not two. Marks that no claim picks up within ``mark_delay_s`` are
 written on their own (until then this process knows them as published, and another
-replica answers a re-post 503 as while the event is being published). The ingress never
-purges the store: ``bus run``'s dedup retention, or a store of its own, does.
+replica answers a re-post 503 as while the event is being published). While claims
+arrive less than ``linger_s`` apart, a write waits up to that long after the previous
+one's start, so a moderate rate still shares commits; ``max_writes`` transactions may run
+at once (PostgreSQL, whose round trips overlap). The ingress never purges the store:
+``bus run``'s dedup retention, or a store of its own, does.
 
 Example::
 
