@@ -6,7 +6,13 @@ distinct keys each:
 - ``get miss``: ``store.get(key)`` of an absent key (what every first delivery pays);
 - ``record``: ``store.record(key, outputs)`` one after another (one task);
 - ``record x16``: the same from 16 concurrent tasks (one process, several partitions);
-- ``tx+effect``: ``async with store.transaction(key)`` with one effect row inserted.
+- ``tx+effect``: ``async with store.transaction(key)`` with one effect row inserted;
+- ``ingress xN``: the HTTP ingress's grouped writer (:class:`bus.ingress.idempotency.
+  Idempotency`): N concurrent requests of one event each claim, then release as published
+  (the sent marks ride in the next group's transaction), so a figure is events/s through
+  ``record_new``; ``ingress 100 x16``: 16 concurrent batches of 100 events. Beside each,
+  ``events/group`` (how many events one transaction carried) and the benchmark process's
+  CPU per event (for PostgreSQL the client's share only).
 
 Outputs are one 300-byte record with 8 headers (a typical emitted event). PostgreSQL is the
 server named by ``--postgres-dsn`` / ``BUS_TEST_POSTGRES_DSN``, or a throwaway one started
@@ -37,6 +43,7 @@ from typing import Any
 from report import Row, print_table
 
 from bus import DedupKey, MemoryDedupStore, OutgoingRecord, PostgresDedupStore, SqliteDedupStore
+from bus.ingress.idempotency import Idempotency
 
 ROOT = str(Path(__file__).resolve().parents[1])
 OUTPUT = OutgoingRecord(
@@ -89,7 +96,24 @@ async def measure(name: str, store: Any, ops: int, run: int, effect: Any) -> dic
         "record": await rate(ops, lambda i: store.record(k("rec", i), [OUTPUT])),
         "record x16": await rate(ops, lambda i: store.record(k("rec16", i), [OUTPUT]), tasks=16),
         "tx+effect": await rate(ops, tx),
+        **await grouped(store, ops, f"/{name}/{run}"),
     }
+
+
+async def grouped(store: Any, ops: int, source: str) -> dict[str, float]:
+    """The ingress's grouped writer: events/s, events per transaction, CPU per event."""
+    found: dict[str, float] = {}
+    for label, tasks, batch in (("x1", 1, 1), ("x64", 64, 1), ("100 x16", 16, 100)):
+        async with Idempotency(store, window_s=3600) as idempotency:
+            cpu = time.process_time()
+            requests = max(ops // batch, tasks)
+            post = posting(idempotency, f"{source}/{label}", batch)
+            per_s = batch * await rate(requests, post, tasks=tasks)
+            cpu_us = 1e6 * (time.process_time() - cpu) / (requests * batch)
+            found[f"ingress {label}"] = per_s
+            found[f"ingress {label} events/group"] = idempotency.claims / idempotency.groups
+            found[f"ingress {label} cpu us/event"] = cpu_us
+    return found
 
 
 async def main() -> None:
@@ -133,9 +157,27 @@ async def main() -> None:
                 add("memory", await measure("memory", memory, args.ops, run, memory_effect))
                 add("sqlite", await measure("sqlite", sqlite_store, args.ops, run, sqlite_effect))
                 add("postgres", await measure("pg", pg_store, args.ops, run, postgres_effect))
-    rows = [Row(name, r["v"], "ops/s") for name, r in results.items()]
+    rows = [Row(name, r["v"], unit_of(name)) for name, r in results.items()]
     print_table(rows)
     print(json.dumps(summary(rows, args)))
+
+
+def posting(idempotency: Idempotency, source: str, batch: int) -> Callable[[int], Awaitable[None]]:
+    """Request ``i``: claim ``batch`` new events, then release them as published."""
+
+    async def post(i: int) -> None:
+        keys = [DedupKey("ingress", source, f"{i}.{n}") for n in range(batch)]
+        todo = await idempotency.claim([(key, OUTPUT) for key in keys])
+        idempotency.release(todo, published=True)
+
+    return post
+
+
+def unit_of(name: str) -> str:
+    for suffix in ("events/group", "cpu us/event"):
+        if name.endswith(suffix):
+            return suffix.split()[-1]
+    return "events/s" if " ingress " in f" {name} " else "ops/s"
 
 
 def summary(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
@@ -143,7 +185,9 @@ def summary(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"benchmark": "dedup_store", "ops": args.ops, "repeats": args.repeats}
     runs: dict[str, list[float]] = {}
     for row in rows:
-        key = row.name.replace("+", "_").replace(" ", "_") + "_ops_per_s"
+        unit = {"ops/s": "ops_per_s", "events/s": "events_per_s"}.get(row.unit, "")
+        name = row.name.replace("+", "_").replace("/", "_per_").replace(" ", "_")
+        key = f"{name}_{unit}" if unit else name
         out[key] = round(row.mid)
         runs[key] = [round(v) for v in row.values]
     out["runs"] = runs

@@ -4,6 +4,7 @@ Run::
 
     python bench/ingress.py                         # ~2 minutes
     python bench/ingress.py --seconds 5 --latency-seconds 5   # quick look
+    python bench/ingress.py --dedup-store postgres  # idempotency on a throwaway PostgreSQL
 
 It starts a Tansu broker (:class:`bus.devbroker.DevBroker`, memory storage), a 6-partition
 topic, and then, one after the other, two server processes on the same port settings:
@@ -15,7 +16,9 @@ baseline
 ingress
     ``bus.ingress.serve_ingress``: bearer token (a token file, no rate limit), the HTTP
     binding, validation against the registry, idempotency on a SQLite dedup store (grouped
-    writes), binary-mode CloudEvents records through the Kafka transport, 202.
+    writes; ``--dedup-store postgres``: on a PostgreSQL started for the run with
+    tests/postgres.py, fsync off), binary-mode CloudEvents records through the Kafka
+    transport, 202.
 
 Load comes from a separate process: ``wrk`` (one thread) with a Lua script that gives each
 event a new id (idempotency must see new events, not duplicates): single structured
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -41,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +129,8 @@ def serve_baseline(port: int, bootstrap: str) -> None:
     asyncio.run(main())
 
 
-def serve_ingress(port: int, bootstrap: str, workdir: Path, *, dedup: bool = True) -> None:
+def serve_ingress(port: int, bootstrap: str, workdir: Path, *, dedup: str = "sqlite") -> None:
+    """The ingress; ``dedup``: "sqlite", "" (none) or a PostgreSQL DSN."""
     from bus import App, BusConfig, Event, Registry
     from bus.config import IngressConfig, KafkaConfig
     from bus.gc_tuning import tune_gc
@@ -146,7 +152,7 @@ def serve_ingress(port: int, bootstrap: str, workdir: Path, *, dedup: bool = Tru
     config = IngressConfig.from_env(
         {},
         tokens_file=str(tokens),
-        dedup_store=f"sqlite:{workdir / f'ingress-{port}.db'}" if dedup else "",
+        dedup_store=f"sqlite:{workdir / f'ingress-{port}.db'}" if dedup == "sqlite" else dedup,
         max_body_bytes=8 * 1024 * 1024,
     )
     bus_config = BusConfig.from_env({}, http_port=port, http_max_connections=1000)
@@ -268,7 +274,7 @@ def run_latency(url: str, rate: float, seconds: float) -> dict[str, float]:
 def measure(
     kind: str, port: int, broker_pid: int, args: argparse.Namespace, script: Path, workdir: Path
 ) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--bootstrap", args.bootstrap, "--workdir", str(workdir)]  # fmt: skip
+    command = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--bootstrap", args.bootstrap, "--workdir", str(workdir), "--dedup-store", args.dedup_store]  # fmt: skip
     server = subprocess.Popen(command)
     try:
         wait_listening(port)
@@ -307,6 +313,12 @@ def main() -> None:
         help="run only these (default: baseline and ingress; ingress_nodedup: without the "
         "dedup store, to see what idempotency costs)",
     )
+    parser.add_argument(
+        "--dedup-store",
+        default="sqlite",
+        help="the ingress's idempotency store: sqlite (default) or postgres (a throwaway "
+        "server from tests/postgres.py; needs the PostgreSQL binaries)",
+    )
     parser.add_argument("--latency-client")
     parser.add_argument("--port", type=int)
     parser.add_argument("--bootstrap")
@@ -315,7 +327,8 @@ def main() -> None:
     if args.serve == "baseline":
         return serve_baseline(args.port, args.bootstrap)
     if args.serve in ("ingress", "ingress_nodedup"):
-        return serve_ingress(args.port, args.bootstrap, args.workdir, dedup=args.serve == "ingress")
+        dedup = args.dedup_store if args.serve == "ingress" else ""
+        return serve_ingress(args.port, args.bootstrap, args.workdir, dedup=dedup)
     if args.latency_client:
         print(
             orjson.dumps(
@@ -331,7 +344,8 @@ def main() -> None:
     from bus.devbroker import DevBroker, free_port
     from bus.transports.kafka import KafkaTransport
 
-    with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp, postgres_if(args) as dsn:
+        args.dedup_store = dsn or args.dedup_store
         workdir = Path(tmp)
         script = workdir / "events.lua"
         script.write_text(LUA)
@@ -360,8 +374,26 @@ def main() -> None:
     report(results, args)
 
 
+@contextlib.contextmanager
+def postgres_if(args: argparse.Namespace) -> Iterator[str | None]:
+    """A throwaway PostgreSQL's DSN when ``--dedup-store postgres``, else None."""
+    if args.dedup_store != "postgres":
+        yield None
+        return
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer.create()
+    try:
+        server.start()
+        yield server.create_database("bench_ingress")
+    finally:
+        server.destroy()
+
+
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"machine: {os.cpu_count()} cores shared by Tansu, the server and the load generator")
+    store = "PostgreSQL" if args.dedup_store.startswith("postgres") else args.dedup_store
+    print(f"the ingress's dedup store: {store}")
     print(f"{'':16} {'mode':7} {'events/s':>10} {'refused':>8} {'wrk p99 ms':>11} {'server cpu%':>12} {'broker cpu%':>12} {'load cpu%':>10}")  # fmt: skip
     for kind, found in results.items():
         for mode in ("single", "batch"):

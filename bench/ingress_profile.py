@@ -5,6 +5,7 @@ Run::
 
     python bench/ingress_profile.py single 10      # or: batch 10; then read the table
     python bench/ingress_profile.py batch 10 /tmp/batch.prof
+    python bench/ingress_profile.py rate:600 10    # the constant-rate client at 600/s
 
 Prints wrk's figures, the server's CPU per event, then the functions by own time and by
 cumulative time (start-up included: read past the imports).
@@ -64,14 +65,12 @@ def main(mode: str, seconds: float, out: str) -> None:
             command = [sys.executable, __file__, "--serve", out, str(port), bootstrap, tmp]
             server = subprocess.Popen(command)
             bench.wait_listening(port)
-            conns, batch = (64, 1) if mode == "single" else (16, 100)
             cpu0, t0 = bench.process_cpu_s(server.pid), time.monotonic()
             url = f"http://127.0.0.1:{port}"
-            found = bench.run_wrk(url, script, conns, seconds, f"profile-{mode}", batch)
+            found = load(url, script, mode, seconds)
             cpu = bench.process_cpu_s(server.pid) - cpu0
-            found["us_cpu_per_event"] = (
-                1e6 * cpu / (found["events_per_s"] * (time.monotonic() - t0))
-            )
+            events = found.get("sent") or found["events_per_s"] * (time.monotonic() - t0)
+            found["us_cpu_per_event"] = 1e6 * cpu / events
             print(found)
             server.send_signal(signal.SIGTERM)
             server.wait(60)
@@ -80,6 +79,14 @@ def main(mode: str, seconds: float, out: str) -> None:
     stats = pstats.Stats(out)
     stats.sort_stats("tottime").print_stats(40)
     stats.sort_stats("cumulative").print_stats(80)
+
+
+def load(url: str, script: Path, mode: str, seconds: float) -> dict[str, float]:
+    """wrk's single or batch load, or ``rate:N``: the bench's constant-rate client."""
+    if mode.startswith("rate:"):
+        return bench.run_latency(url, float(mode.split(":", 1)[1]), seconds)
+    conns, batch = (64, 1) if mode == "single" else (16, 100)
+    return bench.run_wrk(url, script, conns, seconds, f"profile-{mode}", batch)
 
 
 if __name__ == "__main__":

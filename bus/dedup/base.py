@@ -157,7 +157,10 @@ class DedupStore(Protocol[ConnectionT_co]):
         ...
 
     async def record_new(
-        self, entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]]
+        self,
+        entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]],
+        *,
+        sent: Sequence[DedupKey] = (),
     ) -> dict[DedupKey, DedupEntry]:
         """Record every key of ``entries`` not recorded yet, all in one transaction; the
         entries recorded *before* (the duplicates), by key. A key given twice counts once.
@@ -165,7 +168,8 @@ class DedupStore(Protocol[ConnectionT_co]):
         For callers that complete many messages at once (the HTTP ingress groups the
         requests that arrive together): one round trip and one commit instead of one per
         key. A concurrent transaction holding one of the keys is waited for, as by
-        :meth:`record`.
+        :meth:`record`. The keys of ``sent`` are marked sent in the same transaction, after
+        the entries are read (as :meth:`mark_sent` would, without a commit of their own).
         """
         ...
 

@@ -119,7 +119,10 @@ class MemoryDedupStore:
         return completion
 
     async def record_new(
-        self, entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]]
+        self,
+        entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]],
+        *,
+        sent: Sequence[DedupKey] = (),
     ) -> dict[DedupKey, DedupEntry]:
         for key, _ in entries:
             while (claim := self._claims.get(key)) is not None:
@@ -136,6 +139,7 @@ class MemoryDedupStore:
                 self._insert(key, tuple(outputs))
             else:
                 before[key] = found
+        self._mark(sent)
         return before
 
     @asynccontextmanager
@@ -156,6 +160,9 @@ class MemoryDedupStore:
             released.set()
 
     async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
+        self._mark(keys)
+
+    def _mark(self, keys: Sequence[DedupKey]) -> None:
         for key in keys:
             entry = self._done.get(key)
             if entry is not None:

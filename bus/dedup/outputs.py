@@ -31,33 +31,30 @@ _U8 = struct.Struct(">B")
 _U32 = struct.Struct(">I")
 _I32 = struct.Struct(">i")
 _NONE = _I32.pack(-1)
+_HEAD = _U8.pack(_FORMAT)
 #: Topic and header names as encoded (a handful in any process).
 _NAMED: dict[str, bytes] = {}
 
 
 def encode_outputs(outputs: Iterable[OutgoingRecord]) -> bytes:
     """The records as one byte string (see the module docstring for the layout)."""
-    records = list(outputs)
-    # inlined (no helper call per field): the ingress encodes one row per event it accepts,
-    # and the helpers were a third of its CPU on batches
-    u32, i32 = _U32.pack, _I32.pack
-    parts: list[bytes] = [_U8.pack(_FORMAT), u32(len(records))]
-    append = parts.append
+    records = outputs if type(outputs) is tuple else tuple(outputs)
+    # no helper call per field, and parts added three at a time: the ingress encodes one
+    # row per event it accepts, and this was the largest part of its CPU on batches
+    u32, i32, named = _U32.pack, _I32.pack, _named
+    parts: list[bytes] = [_HEAD, u32(len(records))]
     for topic, key, value, headers, partition in records:
-        append(_named(topic))
-        for optional in (key, value):
-            if optional is None:
-                append(_NONE)
-            else:
-                append(i32(len(optional)))
-                append(bytes(optional))
-        headers = list(headers)
-        append(u32(len(headers)))
+        parts += (
+            named(topic),
+            _NONE if key is None else i32(len(key)),
+            key or b"",
+            _NONE if value is None else i32(len(value)),
+            value or b"",
+            u32(len(headers)),
+        )
         for name, header in headers:
-            append(_named(name))
-            append(u32(len(header)))
-            append(bytes(header))
-        append(_NONE if partition is None else i32(partition))
+            parts += (named(name), u32(len(header)), header)
+        parts.append(_NONE if partition is None else i32(partition))
     return b"".join(parts)
 
 

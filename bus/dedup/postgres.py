@@ -162,22 +162,26 @@ class PostgresDedupStore(MigratedStore[PostgresDatabase]):
             await conn.execute(_COMPLETE, *key, self._now_ms(), encode_outputs(tx.outputs))
 
     async def record_new(
-        self, entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]]
+        self,
+        entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]],
+        *,
+        sent: Sequence[DedupKey] = (),
     ) -> dict[DedupKey, DedupEntry]:
         if not entries:
+            await self.mark_sent(sent)
             return {}
         keys = [key for key, _ in entries]
-        handlers, sources, ids = ([k[i] for k in keys] for i in range(3))
         blobs = [encode_outputs(tuple(outputs)) for _, outputs in entries]
+        rows: list[Any] = []
         async with self.database.transaction() as conn:
-            inserted = await conn.fetch(_INSERT_MANY, handlers, sources, ids, self._now_ms(), blobs)
-            if len(inserted) == len(set(keys)):
-                return {}
-            new = {DedupKey(*row) for row in inserted}
-            old = [k for k in dict.fromkeys(keys) if k not in new]
-            rows = await conn.fetch(
-                _SELECT_MANY, [k[0] for k in old], [k[1] for k in old], [k[2] for k in old]
-            )
+            inserted = await conn.fetch(_INSERT_MANY, *_columns(keys), self._now_ms(), blobs)
+            if len(inserted) < len(set(keys)):
+                new = {DedupKey(*row) for row in inserted}
+                rows = await conn.fetch(
+                    _SELECT_MANY, *_columns([k for k in dict.fromkeys(keys) if k not in new])
+                )
+            if sent:
+                await conn.execute(_MARK_SENT, *_columns(sent))
         return {
             (key := DedupKey(r[0], r[1], r[2])): DedupEntry(
                 key, decode_outputs(r[4]), int(r[3]), bool(r[5])
@@ -188,9 +192,8 @@ class PostgresDedupStore(MigratedStore[PostgresDatabase]):
     async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
         if not keys:
             return
-        handlers, sources, ids = ([k[i] for k in keys] for i in range(3))
         async with self.database.connection() as conn:
-            await conn.execute(_MARK_SENT, handlers, sources, ids)
+            await conn.execute(_MARK_SENT, *_columns(keys))
 
     async def purge(self, older_than: datetime) -> int:
         limit = int(older_than.timestamp() * 1000)
@@ -200,3 +203,8 @@ class PostgresDedupStore(MigratedStore[PostgresDatabase]):
 
     def _now_ms(self) -> int:
         return int(self.clock().timestamp() * 1000)
+
+
+def _columns(keys: Sequence[DedupKey]) -> tuple[list[str], list[str], list[str]]:
+    """The keys as three arrays (handlers, sources, ids), for ``unnest``."""
+    return [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]

@@ -48,9 +48,13 @@ _SELECT = (
     "SELECT completed_at_ms, outputs, sent FROM bus_dedup"
     " WHERE handler = ? AND source = ? AND id = ?"
 )
+# The keys drive the join (CROSS JOIN fixes SQLite's join order): one primary-key search
+# per key. ``WHERE (handler, source, id) IN (VALUES ...)`` with more than one key scanned
+# the whole table, so every grouped write got slower as the table grew.
 _SELECT_MANY = (
-    "SELECT handler, source, id, completed_at_ms, outputs, sent FROM bus_dedup"
-    " WHERE (handler, source, id) IN (VALUES {values})"
+    "SELECT d.handler, d.source, d.id, d.completed_at_ms, d.outputs, d.sent"
+    " FROM (VALUES {values}) AS k CROSS JOIN bus_dedup AS d"
+    " ON d.handler = k.column1 AND d.source = k.column2 AND d.id = k.column3"
 )
 #: Keys per SELECT of record_new: 3 parameters each, well under SQLite's 32,766.
 _KEYS_PER_SELECT = 500
@@ -145,9 +149,13 @@ class SqliteDedupStore(MigratedStore[SqliteDatabase]):
             tx.before_commit(record)
 
     async def record_new(
-        self, entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]]
+        self,
+        entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]],
+        *,
+        sent: Sequence[DedupKey] = (),
     ) -> dict[DedupKey, DedupEntry]:
         if not entries:
+            await self.mark_sent(sent)
             return {}
         now_ms = self._now_ms()
         # encoded before the transaction: the write lock is held for two statements only
@@ -162,10 +170,11 @@ class SqliteDedupStore(MigratedStore[SqliteDatabase]):
                 found = conn.execute(
                     _SELECT_MANY.format(values=values), [part for key in chunk for part in key]
                 )
-                for handler, source, id_, at_ms, blob, sent in found:
+                for handler, source, id_, at_ms, blob, was_sent in found:
                     key = DedupKey(handler, source, id_)
-                    before[key] = DedupEntry(key, decode_outputs(blob), int(at_ms), bool(sent))
+                    before[key] = DedupEntry(key, decode_outputs(blob), int(at_ms), bool(was_sent))
             conn.executemany(_INSERT, [row for key, row in rows.items() if key not in before])
+            _mark(conn, sent)
             return before
 
         return await self.database.write(record_all)
@@ -173,8 +182,7 @@ class SqliteDedupStore(MigratedStore[SqliteDatabase]):
     async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
         if not keys:
             return
-        rows = [tuple(k) for k in keys]
-        await self.database.write(lambda conn: conn.executemany(_MARK_SENT, rows))
+        await self.database.write(lambda conn: _mark(conn, keys))
 
     async def purge(self, older_than: datetime) -> int:
         limit = int(older_than.timestamp() * 1000)
@@ -194,3 +202,9 @@ def _insert(conn: sqlite3.Connection, completion: DedupEntry) -> bool:
     blob = encode_outputs(completion.outputs)
     cursor = conn.execute(_INSERT, (handler, source, id_, completion.completed_at_ms, blob))
     return cursor.rowcount == 1
+
+
+def _mark(conn: sqlite3.Connection, keys: Sequence[DedupKey]) -> None:
+    """Set ``sent`` on the rows of ``keys`` (DedupKeys are the statement's parameters)."""
+    if keys:
+        conn.executemany(_MARK_SENT, keys)

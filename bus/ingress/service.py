@@ -51,6 +51,8 @@ __all__ = [
     "webhook_secrets",
 ]
 
+#: Group transactions the ingress runs at once on a PostgreSQL dedup store.
+POSTGRES_WRITES = 4
 log = logging.getLogger("bus.ingress")
 #: Seconds between broker probes: a broker gone is answered 503 within about
 #: PROBE_INTERVAL_S + PROBE_TIMEOUT_S, not after a publish timeout.
@@ -219,7 +221,11 @@ async def _idempotency(config: IngressConfig) -> AsyncIterator[Idempotency | Non
     await store.open()
     try:
         async with Idempotency(
-            store, window_s=config.dedup_window_s, lease_s=config.dedup_lease_s
+            store,
+            window_s=config.dedup_window_s,
+            lease_s=config.dedup_lease_s,
+            # SQLite writes one transaction at a time anyway; PostgreSQL's round trips overlap
+            max_writes=POSTGRES_WRITES if isinstance(store, PostgresDedupStore) else 1,
         ) as idempotency:
             yield idempotency
     finally:

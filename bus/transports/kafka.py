@@ -54,7 +54,7 @@ from bus.record import OutgoingRecord, RecordMetadata
 from bus.transports.base import RebalanceListener, TopicSpec, TopicState
 from bus.transports.kafka_connect import client_options, producer_options, start_with_retries
 from bus.transports.kafka_consumer import KafkaConsumer
-from bus.transports.kafka_delivery import KafkaDelivery, send_error
+from bus.transports.kafka_delivery import KafkaDelivery, send_error, settled
 from bus.types import OffsetReset
 
 # KafkaConsumer and the client options live in their own modules; imported from here
@@ -145,7 +145,7 @@ class KafkaTransport:
             async with asyncio.timeout(timeout_s):
                 for record in records:
                     deliveries.append(await self.send(record))
-                return [await d.shielded() for d in deliveries]
+                return await settled(deliveries)
         except TimeoutError as exc:
             acked = sum(1 for d in deliveries if d.done() and d.exception() is None)
             raise TransportError(

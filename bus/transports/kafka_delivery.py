@@ -20,7 +20,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from aiokafka.errors import (
@@ -36,7 +36,7 @@ from bus.config import KafkaConfig
 from bus.errors import BusError, MessageTooLargeError, TransportError
 from bus.record import OutgoingRecord, RecordMetadata
 
-__all__ = ["KafkaDelivery", "send_error"]
+__all__ = ["KafkaDelivery", "send_error", "settled"]
 
 _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 #: Refusals that sending again cannot change (aiokafka's ``retriable`` flag is no guide:
@@ -141,3 +141,13 @@ class KafkaDelivery:
         except Exception:  # read, translated, by result() below
             pass
         return self.result()
+
+
+async def settled(deliveries: Sequence[KafkaDelivery]) -> list[RecordMetadata]:
+    """Wait like :meth:`KafkaDelivery.shielded` for every delivery at once (a cancelled wait
+    leaves the sends going), until all are acknowledged or one failed; their metadata, or
+    the first failure in order. One wait for a batch, not a shield future per record."""
+    pending = [d._future for d in deliveries if not d._future.done()]
+    if pending:
+        await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+    return [d.result() for d in deliveries]

@@ -535,6 +535,24 @@ async def test_recording_many_new_keys_records_each_and_reports_only_earlier_one
     assert set(again) == {key("a")}
 
 
+async def test_recording_many_marks_the_given_keys_sent_in_the_same_call(
+    backend: Backend,
+) -> None:
+    store, other = await backend.store(), await backend.store()
+    await store.record_new([(key("done-1"), OUTPUTS), (key("done-2"), ())])
+    before = await other.record_new(
+        [(key("fresh"), OUTPUTS), (key("done-1"), ())],
+        sent=[key("done-1"), key("done-2"), key("never-recorded")],
+    )
+    assert not before[key("done-1")].sent  # read before the mark, as the caller left it
+    found = [await store.get(key(k)) for k in ("done-1", "done-2", "fresh")]
+    assert [entry is not None and entry.sent for entry in found] == [True, True, False]
+    assert await other.record_new([], sent=[key("fresh")]) == {}
+    fresh = await store.get(key("fresh"))
+    assert fresh is not None
+    assert fresh.sent
+
+
 async def test_concurrent_groups_of_overlapping_keys_record_each_key_once(
     backend: Backend,
 ) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bus import DedupKey, MemoryDedupStore, OutgoingRecord
+from bus import DedupEntry, DedupKey, MemoryDedupStore, OutgoingRecord
+from bus.ingress import idempotency
 from bus.ingress.idempotency import Idempotency
 from bus.ingress.problems import RefusedError
 
@@ -73,3 +76,66 @@ async def test_concurrent_requests_share_store_transactions() -> None:
         assert sum(len(r) for r in results) == 50
         assert idem.claims == 50
         assert idem.groups < 5
+
+
+@dataclass
+class CountingStore(MemoryDedupStore):
+    """A memory store that remembers how each sent mark was written."""
+
+    marks_with_records: list[list[DedupKey]] = field(default_factory=list)
+    marks_alone: list[list[DedupKey]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    async def record_new(
+        self,
+        entries: Sequence[tuple[DedupKey, Sequence[OutgoingRecord]]],
+        *,
+        sent: Sequence[DedupKey] = (),
+    ) -> dict[DedupKey, DedupEntry]:
+        self.marks_with_records.append(list(sent))
+        return await super().record_new(entries, sent=sent)
+
+    async def mark_sent(self, keys: Sequence[DedupKey]) -> None:
+        self.marks_alone.append(list(keys))
+        await super().mark_sent(keys)
+
+
+async def test_sent_marks_are_written_in_the_next_claims_transaction() -> None:
+    store = CountingStore()
+    async with Idempotency(store, window_s=60, mark_delay_s=3600) as idem:
+        idem.release(await idem.claim([claim("a"), claim("b")]), published=True)
+        idem.release(await idem.claim([claim("c")]), published=False)
+        await idem.claim([claim("d")])
+        assert store.marks_with_records == [[], [claim("a")[0], claim("b")[0]], []]
+        entry = await store.get(claim("a")[0])
+        assert entry is not None
+        assert entry.sent
+        assert store.marks_alone == []
+
+
+async def test_sent_marks_no_claim_carries_are_written_alone_after_the_delay() -> None:
+    store = CountingStore()
+    async with Idempotency(store, window_s=60, mark_delay_s=0.01) as idem:
+        idem.release(await idem.claim([claim("a")]), published=True)
+        async with asyncio.timeout(5):
+            while not store.marks_alone:
+                await asyncio.sleep(0.005)
+        assert store.marks_alone == [[claim("a")[0]]]
+        entry = await store.get(claim("a")[0])
+        assert entry is not None
+        assert entry.sent
+
+
+def test_remembered_keys_drop_the_oldest_first_and_a_key_seen_again_is_newest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(idempotency, "_REMEMBERED", 3)
+    seen: OrderedDict[DedupKey, None] = OrderedDict()
+    failed: OrderedDict[DedupKey, None] = OrderedDict([(claim("c")[0], None)])
+    keys = [claim(k)[0] for k in "abcd"]
+    idempotency._remember(seen, keys[:3], forget=failed)
+    idempotency._remember(seen, [keys[0], keys[3]], forget=failed)
+    assert list(seen) == [keys[2], keys[0], keys[3]]
+    assert not failed
