@@ -34,8 +34,8 @@ from sagas.effects import (
     command_id,
     timer_id,
 )
-from sagas.stages import Task
 from sagas.state import EarlySignal, HistoryEntry, SagaState, StepState, StepStatus
+from sagas.task_stage import Task
 from sagas.triggers import Incoming
 
 __all__ = ["BUSY", "Draft", "compensable", "compensation", "members"]

@@ -23,8 +23,8 @@ from sagas.children import SubSaga
 from sagas.definition import Choice, Deadline, Delay, Member, PathStage, Step, Wait
 from sagas.draft import BUSY, compensable, compensation, members
 from sagas.effects import CommandToSend, TimerToSet, command_id, timer_id
-from sagas.stages import Task
 from sagas.state import SagaStatus, StepState, StepStatus
+from sagas.task_stage import Task
 from sagas.taskflow import cancel_open_task, open_task, task_due
 from sagas.triggers import Incoming
 from sagas.updates import next_rerun

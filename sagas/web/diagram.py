@@ -18,8 +18,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from sagas.definition import SagaDefinition
-from sagas.stages import Choice, Delay, Parallel, Stage, Step, SubSaga, Task, Wait, steps_of
+from sagas.definition import (
+    Choice,
+    Delay,
+    Parallel,
+    SagaDefinition,
+    Stage,
+    Step,
+    SubSaga,
+    Task,
+    Wait,
+)
+from sagas.stages import steps_of
 from sagas.state import SagaState, StepState, StepStatus
 
 __all__ = ["saga_svg"]

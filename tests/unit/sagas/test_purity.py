@@ -9,6 +9,12 @@ ROOT = Path(__file__).resolve().parents[3]
 PURE = [
     "definition",
     "stages",
+    "stage_types",
+    "step",
+    "waits",
+    "task_stage",
+    "choice",
+    "deadline",
     "validate",
     "state",
     "triggers",
