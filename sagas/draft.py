@@ -108,6 +108,10 @@ class Draft:
             self._owned.add(name)
         return st
 
+    def in_flight(self) -> bool:
+        """Whether a step is running or compensating (something is awaited)."""
+        return any(st.status in BUSY for st in self.s.steps.values())
+
     def log(self, event: str, step: str | None = None, detail: str = "") -> None:
         self.s.history.append(HistoryEntry(at=self.now, event=event, step=step, detail=detail))
 

@@ -21,6 +21,8 @@ PURE = [
     "effects",
     "core",
     "run",
+    "paths",
+    "undo",
     "draft",
     "timing",
     "updates",
