@@ -54,7 +54,7 @@ from sagas.group_commit import GroupCommit
 from sagas.inline_worker import InlineWorker
 from sagas.lifespan import SagaTasks
 from sagas.observer import NoObserver, SagaObserver
-from sagas.operations import Routes, inputs_for
+from sagas.operations import DecideSaga, Routes, inputs_for
 from sagas.outbox import FaultInjector, OutboxRelay
 from sagas.requests import request_action
 from sagas.stored_inputs import InputReport, PendingInput
@@ -307,9 +307,8 @@ class Coordinator:
     ) -> Transition | None:
         """Load, decide, save - one :meth:`SagaStore.update`; the stored transition, or None
         when nothing changed or the saga does not exist."""
-        return await self.due.apply(
-            saga_id, trigger, causation_id=causation_id, fired_timer=fired_timer, request=request
-        )
+        given = DecideSaga(trigger, causation_id, None, fired_timer, request)
+        return await self.due.apply(PendingInput(self.catalog, saga_id, given, self.clock()))
 
     async def apply_set_aside(self) -> int:
         """Apply the inputs set aside for sagas an operator's retry released; how many."""

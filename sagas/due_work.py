@@ -68,7 +68,8 @@ class DueWork:
         return n
 
     async def fire_timer(self, timer: DueTimer) -> Transition | None:
-        return await self.apply(timer.saga_id, TimerFired(timer.id), fired_timer=timer.id)
+        given = DecideSaga(TimerFired(timer.id), fired_timer=timer.id)
+        return await self.apply(PendingInput(self.catalog, timer.saga_id, given, self.clock()))
 
     async def process_requests(self) -> int:
         """Carry out pending operator requests and task completions, in one group commit
@@ -109,21 +110,10 @@ class DueWork:
             return None
         return TaskDone(task.id, task.step, task.data, task.completed_by)
 
-    async def apply(
-        self,
-        saga_id: str,
-        trigger: Trigger,
-        *,
-        causation_id: str | None = None,
-        fired_timer: str | None = None,
-        request: str | None = None,
-    ) -> Transition | None:
-        """Load, decide, save - one :meth:`SagaStore.update`; the stored transition, or None
-        when nothing changed or the saga does not exist."""
-        given = DecideSaga(trigger, causation_id, None, fired_timer, request)
-        return await self._apply(PendingInput(self.catalog, saga_id, given, self.clock()))
-
-    async def _apply(self, p: PendingInput) -> Transition | None:
+    async def apply(self, p: PendingInput) -> Transition | None:
+        """Load, decide, save ``p`` - one :meth:`SagaStore.update`; the stored transition,
+        or None when nothing changed or the saga does not exist (then the timer, request
+        or set-aside input it carried out is dropped)."""
         assert isinstance(p.given, DecideSaga)
         [(_, change)] = self.group_commit.fault_guarded([(p.saga_id, p.change)])
         write = await self.store.update(p.saga_id, change, on_conflict=self.report.conflict)
@@ -155,12 +145,12 @@ class DueWork:
                 await self.store.drop_set_aside([item.seq])
                 return
             given = DecideSaga(done)
-            await self._apply(PendingInput(self.catalog, item.saga_id, given, now, kept=item.seq))
+            await self.apply(PendingInput(self.catalog, item.saga_id, given, now, kept=item.seq))
             return
         if record is None:
             timer = item.timer_id or ""
             given = DecideSaga(TimerFired(timer), fired_timer=timer)
-            await self._apply(PendingInput(self.catalog, item.saga_id, given, now, kept=item.seq))
+            await self.apply(PendingInput(self.catalog, item.saga_id, given, now, kept=item.seq))
             return
         env = decode(record.headers, record.value)  # it was read once: it reads again
         model = self.routes.models.get(env.type)
@@ -170,4 +160,4 @@ class DueWork:
         if not mine or not isinstance(mine[0], DecideSaga):
             await self.store.drop_set_aside([item.seq])
             return
-        await self._apply(PendingInput(self.catalog, item.saga_id, mine[0], now, record, item.seq))
+        await self.apply(PendingInput(self.catalog, item.saga_id, mine[0], now, record, item.seq))
