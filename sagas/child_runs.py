@@ -92,8 +92,8 @@ class ChildRuns(Timing):
 
     def undo_requested(self, incoming: Incoming) -> str:
         """A completed child asked by its parent to undo itself: noted; the reason to
-        unwind with (``Run.unwind``: what completed is compensated, last first, over the
-        path taken; it ends ``compensated`` and reports that end)."""
+        unwind with (:func:`sagas.undo.unwind`: what completed is compensated, last first,
+        over the path taken; it ends ``compensated`` and reports that end)."""
         request = incoming.data
         assert isinstance(request, CompensateChildSaga)
         self.was_terminal = False  # it ends again: that end is reported too

@@ -1,26 +1,34 @@
-"""What the ``bus sagas`` commands share: their flags, the definitions they load, times.
+"""What the ``bus sagas`` and ``bus tasks`` commands share: their flags, the definitions
+they load, times, the saga store they open, JSON output.
 
 Example::
 
     catalog = load_definitions(["sagas.definitions.shipped"])
     since = parse_since("2h", now=utc_now())
+    states = with_store(args, lambda store: store.list_sagas(SagaQuery()))
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import orjson
 import typer
 
 from bus import BusConfig, ConfigError, Transport
+from sagas.config import SagaConfig
 from sagas.definition import SagaDefinition
 from sagas.versions import Catalog
+
+if TYPE_CHECKING:
+    from sagas.stores.base import SagaStore
 
 __all__ = [
     "DEFAULT_DEFINITIONS",
@@ -33,7 +41,11 @@ __all__ = [
     "VerboseOption",
     "load_definitions",
     "parse_since",
+    "print_json",
+    "with_store",
 ]
+
+T = TypeVar("T")
 
 TransportFactory = Callable[[BusConfig, argparse.Namespace], Transport]
 #: bus's ``invoke(body, options=None, **params)``: ``body(args, config)``'s exit code.
@@ -104,3 +116,29 @@ def parse_since(text: str, *, now: datetime, flag: str = "--since") -> datetime:
             "like 2026-01-04T09:00"
         ) from None
     return t if t.tzinfo else t.replace(tzinfo=now.tzinfo)
+
+
+def with_store(args: argparse.Namespace, fn: Callable[[SagaStore], Awaitable[T]]) -> T:
+    """``fn(store)`` on the saga store ``args.store`` (or ``BUS_SAGA_STORE``) names, opened
+    for the call and closed after it."""
+    from sagas.stores.url import existing_store_from_url
+
+    sagas = SagaConfig.from_env(store=args.store)
+    # these commands read, or change sagas that exist: never create a store
+    store = existing_store_from_url(
+        sagas.store, password=sagas.store_password, timeouts=sagas.store_timeouts()
+    )
+
+    async def go() -> T:
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def print_json(value: Any) -> None:
+    """``value`` as indented JSON on stdout (the commands' ``--json`` output)."""
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -13,12 +13,10 @@ Example::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any
 
-import orjson
 import typer
 
 from bus import BusConfig, ConfigError, utc_now
@@ -31,15 +29,14 @@ from sagas.cli_common import (
     VerboseOption,
     load_definitions,
     parse_since,
+    print_json,
+    with_store,
 )
-from sagas.config import SagaConfig
 from sagas.definition import SagaDefinition
 from sagas.state import SagaState, SagaStatus
 from sagas.stores.base import SagaQuery, SagaStore, StoredSaga, UnreadableSaga
 
 __all__ = ["register_store_commands"]
-
-T = TypeVar("T")
 
 
 def register_store_commands(app: typer.Typer, invoke: Invoke) -> None:
@@ -148,31 +145,6 @@ def _request_command(action: str, invoke: Invoke) -> Callable[..., int]:
     return request
 
 
-def _with_store(
-    args: argparse.Namespace, config: BusConfig, fn: Callable[[SagaStore], Awaitable[T]]
-) -> T:
-    from sagas.stores.url import existing_store_from_url
-
-    sagas = SagaConfig.from_env(store=args.store)
-    # these commands read, or change sagas that exist: never create a store
-    store = existing_store_from_url(
-        sagas.store, password=sagas.store_password, timeouts=sagas.store_timeouts()
-    )
-
-    async def go() -> T:
-        await store.open()
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
-
-
-def _dump(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
 def _list(args: argparse.Namespace, config: BusConfig) -> int:
     from sagas.timeline import format_table, summary
 
@@ -182,9 +154,9 @@ def _list(args: argparse.Namespace, config: BusConfig) -> int:
         since=parse_since(args.since, now=utc_now()) if args.since else None,
         limit=args.limit,
     )
-    states = _with_store(args, config, lambda store: store.list_sagas(query))
+    states = with_store(args, lambda store: store.list_sagas(query))
     if args.json:
-        _dump([s.to_dict(history=False) for s in states])
+        print_json([s.to_dict(history=False) for s in states])
     else:
         print(format_table(states, now=utc_now()))
         print(summary(states))
@@ -201,12 +173,12 @@ def _show(args: argparse.Namespace, config: BusConfig) -> int:
         kept = await store.set_aside_inputs(saga_id=args.saga_id, limit=1000)
         return stored, kept
 
-    stored, kept = _with_store(args, config, read)
+    stored, kept = with_store(args, read)
     if stored is None:
         raise ConfigError(f"no saga {args.saga_id!r} in the store; 'bus sagas list' shows the ids")
     if isinstance(stored, UnreadableSaga):  # the raw row, for the operator to fix
         if args.json:
-            _dump(quarantine_json(stored, kept))
+            print_json(quarantine_json(stored, kept))
         else:
             print(format_quarantine(stored, kept))
         return 0
@@ -214,7 +186,7 @@ def _show(args: argparse.Namespace, config: BusConfig) -> int:
         extra: dict[str, Any] = {}
         if stored.quarantine is not None or kept:
             extra = {"quarantine": stored.quarantine, "set_aside": len(kept)}
-        _dump(to_json(stored.state) | {"revision": stored.revision} | extra)
+        print_json(to_json(stored.state) | {"revision": stored.revision} | extra)
     else:
         told = story(_definition_of(args.definitions, stored.state), stored.state)
         echo(format_timeline(stored.state, story=told, verbose=args.verbose), out=sys.stdout)
@@ -235,9 +207,8 @@ def _definition_of(targets: list[str] | None, state: SagaState) -> SagaDefinitio
 def _request(args: argparse.Namespace, config: BusConfig, action: str) -> int:
     from sagas.coordinator import request_action
 
-    request = _with_store(
+    request = with_store(
         args,
-        config,
         lambda store: request_action(store, args.saga_id, action, reason=args.reason),  # type: ignore[arg-type]
     )
     print(
@@ -249,7 +220,7 @@ def _request(args: argparse.Namespace, config: BusConfig, action: str) -> int:
 
 def _purge(args: argparse.Namespace, config: BusConfig) -> int:
     older_than = parse_since(args.older_than, now=utc_now(), flag="--older-than")
-    n = _with_store(args, config, lambda store: store.purge_finished(older_than))
+    n = with_store(args, lambda store: store.purge_finished(older_than))
     print(f"purged {n} saga{'s' if n != 1 else ''} that ended before {older_than.isoformat()}")
     return 0
 

@@ -47,6 +47,7 @@ from sagas.run import Run
 from sagas.state import HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
 from sagas.taskflow import task_done
 from sagas.triggers import Cancel, Incoming, Retry, TaskDone, TimerFired, Trigger
+from sagas.undo import unwind
 from sagas.updates import apply_update, update_for
 
 __all__ = ["decide", "start", "start_child"]
@@ -188,7 +189,7 @@ def _decide_live(
         if state.status != SagaStatus.RUNNING:
             return unchanged
         run = Run(definition, _private_copy(state), now)
-        run.unwind("cancel", trigger.reason)
+        unwind(run, "cancel", trigger.reason)
         return run.transition()
     if isinstance(trigger, TaskDone):
         return _task_done(definition, state, trigger, now)
@@ -205,7 +206,7 @@ def _decide_live(
         if state.status != SagaStatus.RUNNING:
             return unchanged
         run = Run(definition, _private_copy(state), now)
-        run.unwind("cancel", f"{trigger.type} {trigger.message_id}")
+        unwind(run, "cancel", f"{trigger.type} {trigger.message_id}")
         return run.transition()
     update = update_for(definition.on_update, trigger.type)
     if update is not None:
@@ -268,7 +269,7 @@ def _child_ended(
     if state.status == SagaStatus.NEEDS_ATTENTION:
         return run.transition()  # recorded; the retry moves it on
     if st.status == StepStatus.FAILED and state.status == SagaStatus.RUNNING:
-        run.unwind("failure", f"step {st.name} failed: {st.error}")
+        unwind(run, "failure", f"step {st.name} failed: {st.error}")
     run.settled()
     return run.transition()
 
@@ -281,7 +282,7 @@ def _undo_requested(
     if state.status != SagaStatus.COMPLETED or trigger.correlation_id != state.saga_id:
         return Transition(state=state, changed=False)
     run = Run(definition, _private_copy(state), now)
-    run.unwind("parent", run.undo_requested(trigger))
+    unwind(run, "parent", run.undo_requested(trigger))
     return run.transition()
 
 

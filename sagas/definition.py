@@ -36,27 +36,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from bus import Command, DefinitionError, Event, Message
-from sagas.stages import (
-    NAME_PATTERN,
-    Choice,
-    Compensation,
-    Deadline,
-    Delay,
-    Member,
-    Parallel,
-    PathStage,
-    Schedule,
-    Stage,
-    Step,
-    SubSaga,
-    Task,
-    Wait,
-    steps_of,
-)
+from sagas.children import SubSaga
+from sagas.choice import Choice
+from sagas.deadline import Deadline
+from sagas.stage_types import Schedule
+from sagas.stages import NAME_PATTERN, Member, Parallel, PathStage, Stage, steps_of
+from sagas.step import Compensation, Step
+from sagas.task_stage import Task
 from sagas.updates import Update
+from sagas.waits import Delay, Wait
 
-# The stage kinds live in sagas.stages; they are imported from here as well (one place to
-# import the DSL from).
+# The stage kinds live in modules of their own (sagas.stages names them); they are imported
+# from here as well (one place to import the DSL from).
 __all__ = [
     "NAME_PATTERN",
     "Choice",

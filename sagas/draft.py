@@ -34,8 +34,8 @@ from sagas.effects import (
     command_id,
     timer_id,
 )
-from sagas.stages import Task
 from sagas.state import EarlySignal, HistoryEntry, SagaState, StepState, StepStatus
+from sagas.task_stage import Task
 from sagas.triggers import Incoming
 
 __all__ = ["BUSY", "Draft", "compensable", "compensation", "members"]
@@ -107,6 +107,10 @@ class Draft:
             st = self.s.steps[name] = st.copy()
             self._owned.add(name)
         return st
+
+    def in_flight(self) -> bool:
+        """Whether a step is running or compensating (something is awaited)."""
+        return any(st.status in BUSY for st in self.s.steps.values())
 
     def log(self, event: str, step: str | None = None, detail: str = "") -> None:
         self.s.history.append(HistoryEntry(at=self.now, event=event, step=step, detail=detail))

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from sagas.definition import SagaDefinition, Wait
 from sagas.state import SagaStatus, StepStatus
 from sagas.triggers import Incoming
+from sagas.undo import unwind
 from sagas.updates import apply_update, update_for
 
 if TYPE_CHECKING:  # sagas.run imports the definition, which this module is read with
@@ -109,7 +110,7 @@ def _apply(run: Run, incoming: Incoming) -> None:
     """A kept event, as the core applies it to a running saga that has not begun."""
     d = run.d
     if any(incoming.type == t.bus_type for t in d.cancel_on):
-        run.unwind("cancel", f"{incoming.type} {incoming.message_id}")
+        unwind(run, "cancel", f"{incoming.type} {incoming.message_id}")
         return
     update = update_for(d.on_update, incoming.type)
     if update is not None:

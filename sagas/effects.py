@@ -101,7 +101,7 @@ class TimerToSet:
 
 
 def task_id(saga_id: str, step: str) -> str:
-    """The id of the task row a :class:`~sagas.stages.Task` step opens (one per step)."""
+    """The id of the task row a :class:`~sagas.task_stage.Task` step opens (one per step)."""
     return uuid5(f"{saga_id}\x1f{step}\x1ftask")
 
 

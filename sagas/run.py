@@ -1,10 +1,11 @@
 """One transition being computed: :class:`Run` changes a private copy of a saga's state.
 
-:mod:`sagas.core` routes an input to one of its methods (a reply, a timeout, a cancel, a
-retry, a deadline); the methods move the saga forward (:meth:`Run.advance`), or back
-(:meth:`Run.unwind`, :meth:`Run.compensate_next`), and collect the commands and timers
-that the shell stores with the new state (the mechanics are :class:`sagas.draft.Draft`'s).
-Pure: no I/O, no clock (``now`` is given).
+:mod:`sagas.core` routes an input to one of its methods (a reply, a timeout, a retry, a
+deadline) or to :func:`sagas.undo.unwind` (a cancel); the methods move the saga forward
+(:meth:`Run.advance`, through the paths of its choices: :mod:`sagas.paths`), or back
+(:mod:`sagas.undo`), and collect the commands and timers that the shell stores with the
+new state (the mechanics are :class:`sagas.draft.Draft`'s). Pure: no I/O, no clock
+(``now`` is given).
 
 Example::
 
@@ -15,18 +16,17 @@ Example::
 
 from __future__ import annotations
 
-from typing import Literal
-
-from bus import ConfigError
 from sagas.child_runs import ChildRuns
 from sagas.children import SubSaga
 from sagas.definition import Choice, Deadline, Delay, Member, PathStage, Step, Wait
-from sagas.draft import BUSY, compensable, compensation, members
+from sagas.draft import BUSY, compensation, members
 from sagas.effects import CommandToSend, TimerToSet, command_id, timer_id
-from sagas.stages import Task
+from sagas.paths import current_stage
 from sagas.state import SagaStatus, StepState, StepStatus
-from sagas.taskflow import cancel_open_task, open_task, task_due
+from sagas.task_stage import Task
+from sagas.taskflow import open_task, task_due
 from sagas.triggers import Incoming
+from sagas.undo import compensate_next, compensation_failed, unwind
 from sagas.updates import next_rerun
 
 __all__ = ["SAGA_TIMERS", "Run", "members"]
@@ -35,12 +35,10 @@ __all__ = ["SAGA_TIMERS", "Run", "members"]
 #: not a valid step name, so it never collides with one.
 SAGA_TIMERS = "_saga"
 
-#: What started compensation (``SagaState.cause``); ``parent``: a completed child undone.
-Cause = Literal["failure", "cancel", "deadline", "parent"]
-
 
 class Run(ChildRuns):
-    """One transition being computed: the flow (forward, back, retry) on a :class:`Draft`."""
+    """One transition being computed: the flow (forward, retry; back: :mod:`sagas.undo`) on a
+    :class:`Draft`."""
 
     def start_wait(self, st: StepState, spec: Wait) -> None:
         st = self.own(st.name)
@@ -72,13 +70,13 @@ class Run(ChildRuns):
     def advance(self) -> None:
         """Start the next stages until one is in flight or the saga is complete."""
         while self.s.status == SagaStatus.RUNNING:
-            stage = self.current()
+            stage = current_stage(self)
             if stage is None:
                 self.s.status = SagaStatus.COMPLETED
                 self.log("completed")
                 return
             steps = [self.s.steps[m.name] for m in members(stage)]
-            if self._in_flight():  # this stage's, or a step re-run after an update
+            if self.in_flight():  # this stage's, or a step re-run after an update
                 return
             if all(st.status == StepStatus.PENDING for st in steps):
                 self.launch(stage)
@@ -88,51 +86,6 @@ class Run(ChildRuns):
                 self.s.substage += 1
             else:
                 self.s.stage += 1
-
-    def current(self) -> PathStage | None:
-        """The stage being run (inside the path a choice took), None past the last one;
-        a choice reached is decided here."""
-        while self.s.stage < len(self.d.stages):
-            top = self.d.stages[self.s.stage]
-            if not isinstance(top, Choice):
-                return top
-            if top.name not in self.s.branches and not self.choose(top):
-                self.s.stage += 1  # its when= is false: every path skipped
-                continue
-            path = top.path(self.s.branches[top.name])
-            if self.s.substage < len(path):
-                return path[self.s.substage]
-            self.s.stage += 1
-            self.s.substage = 0
-        return None
-
-    def choose(self, choice: Choice) -> bool:
-        """Take the path ``choice.by`` names (False: ``when=`` skipped the choice); the
-        steps of every other path are skipped, so they are never run nor undone."""
-        skipped = choice.when is not None and not choice.when(self.data)
-        if skipped:
-            assert choice.when is not None
-            self.log("skipped", choice.name, f"{choice.when.__name__} is false")
-            taken: tuple[PathStage, ...] = ()
-        else:
-            key = choice.by(self.data)
-            if not isinstance(key, str):
-                raise ConfigError(
-                    f"saga {self.d.name!r}: choice {choice.name!r} by= returned {key!r}, "
-                    "expected a branch key (str)"
-                )
-            self.s.branches = {**self.s.branches, choice.name: key}
-            self.s.substage = 0
-            taken = choice.path(key)
-            how = "" if key in choice.branches else ", no such branch: default"
-            self.log("branch", choice.name, f"{key} ({choice.by.__name__}{how})")
-        on_path = {m.name for stage in taken for m in members(stage)}
-        for _, path in choice.paths():
-            for stage in path:
-                for m in members(stage):
-                    if m.name not in on_path and self.s.steps[m.name].status == StepStatus.PENDING:
-                        self.own(m.name).status = StepStatus.SKIPPED
-        return not skipped
 
     def launch(self, stage: PathStage) -> None:
         if stage.when is not None and not stage.when(self.data):
@@ -194,17 +147,14 @@ class Run(ChildRuns):
         st.error = why
         self.log("failed", st.name, why)
         if self.s.status == SagaStatus.RUNNING:
-            self.unwind("failure", f"step {st.name} failed: {why}")
+            unwind(self, "failure", f"step {st.name} failed: {why}")
 
     def settled(self) -> None:
         """A step stopped running: go on, or compensate once nothing is in flight."""
         if self.s.status == SagaStatus.RUNNING:
             self.advance()
-        elif self.s.status == SagaStatus.COMPENSATING and not self._in_flight():
-            self.compensate_next()
-
-    def _in_flight(self) -> bool:
-        return any(st.status in BUSY for st in self.s.steps.values())
+        elif self.s.status == SagaStatus.COMPENSATING and not self.in_flight():
+            compensate_next(self)
 
     # -- events ------------------------------------------------------------------------
 
@@ -225,7 +175,7 @@ class Run(ChildRuns):
                 self.log("compensated", name, f"{incoming.type} {incoming.message_id}")
                 self.settled()  # a step in flight when a re-run's undo began still settles
             else:
-                self.compensation_failed(st, f"failure reply {incoming.type}")
+                compensation_failed(self, st, f"failure reply {incoming.type}")
             return
         assert not isinstance(spec, Delay | Task | SubSaga)  # routed elsewhere, or no event
         ok = spec.event if isinstance(spec, Wait) else spec.success
@@ -245,7 +195,7 @@ class Run(ChildRuns):
         if st.status == StepStatus.COMPENSATING:
             self.log("timed_out", name, f"compensation attempt {st.compensation_attempts}")
             why = f"no reply within {compensation(spec).timeout}"
-            self.compensation_failed(st, why, after_timeout=True)
+            compensation_failed(self, st, why, after_timeout=True)
             return
         if isinstance(spec, Wait):
             self.fail_step(st, f"deadline {spec.deadline} passed")
@@ -314,74 +264,9 @@ class Run(ChildRuns):
             self.commands.append(CommandToSend(cid, SAGA_TIMERS, message, "escalation", 1, cid))
             self.log("escalated", detail=f"{message.bus_type} id {cid}")
         if deadline.compensate and self.s.status == SagaStatus.RUNNING:
-            self.unwind("deadline", why)
+            unwind(self, "deadline", why)
 
-    # -- undoing -----------------------------------------------------------------------
-
-    def unwind(self, cause: Cause, reason: str) -> None:
-        """Stop going forward; compensate once the steps in flight settle."""
-        self.s.status = SagaStatus.COMPENSATING
-        self.s.cause = cause
-        self.s.reason = reason
-        self.log("cancelling" if cause == "cancel" else "compensating", detail=reason)
-        for st in self.s.steps.values():
-            spec = self.d.steps[st.name]
-            if st.status == StepStatus.RUNNING and isinstance(spec, SubSaga):
-                self.cancel_child(st, spec, reason)
-            elif st.status == StepStatus.RUNNING and _idle(spec, st):
-                st = self.own(st.name)
-                st.status = StepStatus.ABANDONED
-                self.disarm(st)
-                spec = self.d.steps[st.name]
-                if isinstance(spec, Task):
-                    cancel_open_task(self, st, spec)
-                self.log("abandoned", st.name)
-        if not self._in_flight():
-            self.compensate_next()
-
-    def compensate_next(self) -> None:
-        """Undo the most recently completed step that has a compensation, or finish."""
-        todo = [
-            st
-            for st in self.s.steps.values()
-            if (
-                st.status == StepStatus.COMPLETED
-                or (st.status == StepStatus.FAILED and st.uncertain)
-            )
-            and compensable(self.d.steps[st.name])
-        ]
-        if todo:
-            st = self.own(max(todo, key=lambda s: s.completed_seq or 0).name)
-            if isinstance(child := self.d.steps[st.name], SubSaga):
-                self.compensate_child(st, child)  # the child undoes itself
-                return
-            budget = compensation(self.d.steps[st.name]).max_attempts
-            st.compensation_attempt_limit = st.compensation_attempts + budget  # re-runs sent some
-            self.send_compensation(st)
-            return
-        if self.s.cause == "cancel":
-            self.s.status = SagaStatus.CANCELLED
-        elif self.s.cause == "parent" or any(
-            st.status == StepStatus.COMPENSATED for st in self.s.steps.values()
-        ):
-            self.s.status = SagaStatus.COMPENSATED
-        else:
-            self.s.status = SagaStatus.FAILED
-        self.log(self.s.status.value, detail=self.s.reason or "")
-
-    def compensation_failed(self, st: StepState, why: str, *, after_timeout: bool = False) -> None:
-        if st.compensation_attempts < st.compensation_attempt_limit:
-            self.send_compensation(st, after_timeout=after_timeout)
-            return
-        st = self.own(st.name)
-        st.error = why
-        self.s.resume_status = self.s.status
-        self.s.status = SagaStatus.NEEDS_ATTENTION
-        self.s.attention = (
-            f"compensation of step {st.name} failed after {st.compensation_attempts} "
-            f"attempt(s): {why}; fix the cause, then retry the saga"
-        )
-        self.log("needs_attention", st.name, self.s.attention)
+    # -- an operator's retry -----------------------------------------------------------
 
     def retry(self, reason: str) -> None:
         """Resume a parked instance: re-send everything awaited with a fresh budget."""
@@ -412,18 +297,11 @@ class Run(ChildRuns):
                 extra = compensation(spec).max_attempts
                 st.compensation_attempt_limit = st.compensation_attempts + extra
                 self.send_compensation(st)
-        if not self._in_flight():
+        if not self.in_flight():
             self.settled_after_retry()
 
     def settled_after_retry(self) -> None:
         if self.s.status == SagaStatus.RUNNING:
             self.advance()
         elif self.s.status == SagaStatus.COMPENSATING:
-            self.compensate_next()
-
-
-def _idle(spec: Member, st: StepState) -> bool:
-    """A running member with nothing in flight, stopped when the saga unwinds: a wait, a
-    delay, an open task, or a step held until its ``not_before`` (no command sent; a child
-    saga is cancelled)."""
-    return isinstance(spec, Wait | Delay | Task) or st.attempts == 0
+            compensate_next(self)

@@ -1,4 +1,4 @@
-"""The flow of a :class:`~sagas.stages.Task` step inside a transition: open, due, done.
+"""The flow of a :class:`~sagas.task_stage.Task` step inside a transition: open, due, done.
 
 A task is work for a person. When the saga reaches it, :func:`open_task` asks the shell to
 write a task row (:class:`~sagas.effects.TaskToOpen`) with the new state and arms a durable
@@ -21,8 +21,8 @@ from pydantic import BaseModel, ValidationError
 
 from bus import ConfigError
 from sagas.effects import CommandToSend, TaskToMark, TaskToOpen, command_id, task_id
-from sagas.stages import Task
 from sagas.state import StepState, StepStatus
+from sagas.task_stage import Task
 from sagas.triggers import TaskDone
 
 if TYPE_CHECKING:

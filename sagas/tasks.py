@@ -1,6 +1,6 @@
 """Tasks for people: list them, complete them (the API behind ``bus tasks`` and a console).
 
-A :class:`~sagas.stages.Task` step leaves a task row in the saga store; a person completes
+A :class:`~sagas.task_stage.Task` step leaves a task row in the saga store; a person completes
 it by submitting data valid for its form. :func:`complete_task` validates the data (every
 bad field named), then - in one store transaction - marks the row completed (who, when,
 the data: the audit) and queues a ``complete_task`` request that a coordinator replica

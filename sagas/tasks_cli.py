@@ -15,25 +15,19 @@ Example::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
-import sys
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import orjson
 import typer
 
 from bus import BusConfig, ConfigError, utc_now
-from sagas.config import SagaConfig
-from sagas.stores.base import SagaStore
+from sagas.cli_common import Invoke, print_json, with_store
 from sagas.stores.task_rows import OPEN, TaskRow
 from sagas.tasks import complete_task, list_tasks
 
 __all__ = ["register"]
-
-T = TypeVar("T")
-Invoke = Callable[..., int]
 
 _STORE_HELP = "saga store: sqlite:PATH, postgresql://... (BUS_SAGA_STORE; default sqlite:sagas.db)"
 StoreOption = Annotated[str | None, typer.Option(help=_STORE_HELP, show_default=False)]
@@ -79,33 +73,15 @@ def register(
         return invoke(_complete, task_id=task_id, data=data, actor=actor, json=json, store=store)
 
 
-def _with_store(args: argparse.Namespace, fn: Callable[[SagaStore], Awaitable[T]]) -> T:
-    from sagas.stores.url import existing_store_from_url
-
-    sagas = SagaConfig.from_env(store=args.store)
-    store = existing_store_from_url(
-        sagas.store, password=sagas.store_password, timeouts=sagas.store_timeouts()
-    )
-
-    async def go() -> T:
-        await store.open()
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
-
-
 def _list(args: argparse.Namespace, config: BusConfig) -> int:
     status = None if args.all else OPEN
-    rows = _with_store(
+    rows = with_store(
         args,
         lambda s: list_tasks(s, args.assignee, status=status, limit=args.limit, after=args.after),
     )
     now = utc_now()
     if args.json:
-        _dump([t.to_dict(now) for t in rows])
+        print_json([t.to_dict(now) for t in rows])
         return 0
     for t in rows:
         print(_line(t, now))
@@ -130,13 +106,9 @@ def _complete(args: argparse.Namespace, config: BusConfig) -> int:
     if not isinstance(data, dict):
         raise ConfigError("--data must be a JSON object of the form's fields")
     actor = args.actor or getpass.getuser()
-    done = _with_store(args, lambda s: complete_task(s, args.task_id, data, actor))
+    done = with_store(args, lambda s: complete_task(s, args.task_id, data, actor))
     if args.json:
-        _dump(done.to_dict(utc_now()))
+        print_json(done.to_dict(utc_now()))
     else:
         print(f"task {done.id} completed by {done.completed_by}; saga {done.saga_id} goes on")
     return 0
-
-
-def _dump(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -1,6 +1,6 @@
 """Time from the data: the mechanics of delays and held steps, under :class:`sagas.run.Run`.
 
-A :class:`~sagas.stages.Delay` holds the saga until a time computed from its data; a
+A :class:`~sagas.waits.Delay` holds the saga until a time computed from its data; a
 step's ``not_before`` holds its command the same way; both are durable timers
 (:meth:`Draft.arm`). :mod:`sagas.updates` computes these times again when the data
 changes. Pure: no I/O, no clock (``now`` is given).
@@ -16,8 +16,10 @@ from datetime import datetime
 
 from bus import ConfigError
 from sagas.draft import Draft
-from sagas.stages import Delay, Schedule, Step
+from sagas.stage_types import Schedule
 from sagas.state import StepState, StepStatus
+from sagas.step import Step
+from sagas.waits import Delay
 
 __all__ = ["Timing"]
 

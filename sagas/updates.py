@@ -4,11 +4,11 @@
 routed like a ``cancel_on`` event (by the correlation key), is applied to a *running*
 saga's data by a named ``(data, event) -> data``. Then, in the same transition:
 
-- **re-plan**: a :class:`~sagas.stages.Delay` still waiting, and a step held by its
+- **re-plan**: a :class:`~sagas.waits.Delay` still waiting, and a step held by its
   ``not_before``, have their time computed again from the new data (with the ``now`` of
   when they were reached); a moved time moves the timer (a new timer id, so a firing of
   the old one changes nothing), a time now past goes on at once;
-- **re-run**: a completed :class:`~sagas.stages.Step` whose ``rerun_on(old, new)`` is
+- **re-run**: a completed :class:`~sagas.step.Step` whose ``rerun_on(old, new)`` is
   true is compensated (if it has a compensation), then sent again; the saga goes on past
   its current stage only once every re-run settled.
 
@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from bus import Event
-from sagas.stages import Delay, Step, Updater
+from sagas.stage_types import Updater
 from sagas.state import SagaStatus, StepState, StepStatus
+from sagas.step import Step
+from sagas.waits import Delay
 
 if TYPE_CHECKING:  # sagas.run imports the definition, which imports this module
     from sagas.run import Run

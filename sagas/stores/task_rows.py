@@ -1,4 +1,4 @@
-"""Task rows in the saga store: what a :class:`~sagas.stages.Task` step leaves for a person.
+"""Task rows in the saga store: what a :class:`~sagas.task_stage.Task` step leaves for a person.
 
 The row is written in the transaction that stores the saga's state as the task opens
 (:class:`~sagas.effects.TaskToOpen`), so a task exists exactly when its saga awaits it.

@@ -18,9 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
+from sagas.children import SubSaga
+from sagas.choice import Choice
 from sagas.definition import SagaDefinition
-from sagas.stages import Choice, Delay, Parallel, Stage, Step, SubSaga, Task, Wait, steps_of
+from sagas.stages import Parallel, Stage, steps_of
 from sagas.state import SagaState, StepState, StepStatus
+from sagas.step import Step
+from sagas.task_stage import Task
+from sagas.waits import Delay, Wait
 
 __all__ = ["saga_svg"]
 

@@ -5,7 +5,7 @@ compensates) when a ``rejected`` event does. The console answers it by publishin
 event with the saga id as its correlation id (the coordinator routes it to the saga),
 its payload prefilled from the saga's data and editable by the operator.
 
-Human tasks (:class:`~sagas.stages.Task`) are not answered here: they are completed
+Human tasks (:class:`~sagas.task_stage.Task`) are not answered here: they are completed
 through their own form, written to the store rather than published
 (:mod:`sagas.web.task_views`).
 """

@@ -9,7 +9,7 @@ world's loop and waits for it.
 The order saga: reserve stock (undone by releasing it), an approval wait for orders that
 need one, then charge the card. A declined card compensates; while ``release_broken`` is
 set, releasing fails, so the saga needs attention until an operator retries it. The gift
-saga: a person chooses the gift (a :class:`~sagas.stages.Task` whose form is
+saga: a person chooses the gift (a :class:`~sagas.task_stage.Task` whose form is
 :class:`GiftChosen`), then the card is charged.
 """
 
@@ -41,8 +41,7 @@ from bus import (
 )
 from bus.transports.memory import MemoryBroker, MemoryTransport
 from sagas.coordinator import Coordinator
-from sagas.definition import Compensation, SagaDefinition, Step, Wait
-from sagas.stages import Task
+from sagas.definition import Compensation, SagaDefinition, Step, Task, Wait
 from sagas.stores.sqlite import SqliteSagaStore
 from sagas.stores.task_rows import TaskRow
 from sagas.versions import Catalog

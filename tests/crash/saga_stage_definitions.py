@@ -1,7 +1,7 @@
 """Sagas with time-based stages for the stage crash tests (tests/crash/test_saga_stage_crash.py).
 
 ``bus sagas run -d tests.crash.saga_stage_definitions`` runs ``timed_onboarding``: each hire
-is held by a :class:`~sagas.stages.Delay` of 3 to 5 s (from its employee id's last digit)
+is held by a :class:`~sagas.waits.Delay` of 3 to 5 s (from its employee id's last digit)
 before its account is created and its manager told, so a coordinator SIGKILLed at random
 moments is often killed while delays are pending.
 """

@@ -1,5 +1,5 @@
 """A saga that waits on a person, for the task crash test: each hire's manager assigns a
-desk (a :class:`~sagas.stages.Task`, due in 2 s so some go overdue across the kills).
+desk (a :class:`~sagas.task_stage.Task`, due in 2 s so some go overdue across the kills).
 
 ``bus sagas run -d tests.crash.task_definitions`` runs it.
 """
