@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 
-import pytest
 from pydantic import BaseModel
 
-from bus import Command, Event, Metrics, Registry
+from bus import Command, Event, Metrics
 from sagas import (
     Choice,
     Compensation,
@@ -27,32 +25,21 @@ from sagas import (
     Wait,
 )
 from sagas.metrics import SagaMetrics
-from sagas.stores import SagaQuery, SagaStore, store_from_url
+from sagas.stores import SagaQuery, SagaStore
 from sagas.testing import SagaTestKit
+from tests.integration.hiring import (
+    REG,
+    T0,
+    Close,
+    Closed,
+    Hired,
+    Open,
+    Opened,
+    open_account,
+    open_store,
+)
 
-REG = Registry()
-T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
-
-
-class Hired(Event, type="test.adapt.hired.v1", topic="adapt.events", key="who", registry=REG):
-    who: str
-    country: str = "us"
-
-
-class Open(Command, type="test.adapt.open.v1", topic="adapt.commands", key="who", registry=REG):
-    who: str
-
-
-class Opened(Event, type="test.adapt.opened.v1", topic="adapt.events", registry=REG):
-    pass
-
-
-class Close(Command, type="test.adapt.close.v1", topic="adapt.commands", key="who", registry=REG):
-    who: str
-
-
-class Closed(Event, type="test.adapt.closed.v1", topic="adapt.events", registry=REG):
-    pass
+__all__ = ["open_store"]  # the fixture, parametrized over SQLite and PostgreSQL
 
 
 class Approved(Event, type="test.adapt.approved.v1", topic="adapt.events", key="who", registry=REG):
@@ -68,14 +55,7 @@ def person(e: Hired) -> Person:
     return Person(who=e.who, country=e.country)
 
 
-OPEN = Step(
-    "open",
-    command=Open,
-    success=Opened,
-    compensation=Compensation(Close, success=Closed),
-    timeout=timedelta(seconds=30),
-    max_attempts=2,
-)
+OPEN = open_account(timeout=timedelta(seconds=30), max_attempts=2)
 
 EARLY = SagaDefinition(
     name="adapt_early",
@@ -86,16 +66,6 @@ EARLY = SagaDefinition(
     start=person,
     stages=[OPEN, Wait("approval", event=Approved, deadline=timedelta(days=1))],
 )
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SagaStore]:
-    url = (
-        f"sqlite:{tmp_path / 'sagas.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_dsn")
-    )
-    return lambda: store_from_url(url)
 
 
 async def test_an_approval_before_its_wait_survives_a_restart_and_completes_it(
@@ -388,13 +358,7 @@ CHANGING = SagaDefinition(
     data=Dated,
     start=dated,
     stages=[
-        Step(
-            "open",
-            command=Open,
-            success=Opened,
-            compensation=Compensation(Close, success=Closed),
-            rerun_on=country_changed,
-        ),
+        open_account(rerun_on=country_changed),
         Delay("week_before", until=five_days_before_start),
         Step("notify", command=Notify, success=Notified),
     ],
