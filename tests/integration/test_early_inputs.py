@@ -13,16 +13,8 @@ from sagas.coordinator import Coordinator
 from sagas.metrics import SagaMetrics
 from sagas.stores import MemorySagaStore, SagaStore
 from sagas.testing import SagaTestKit
-from tests.integration.test_adaptive_sagas import (
-    EARLY,
-    REG,
-    T0,
-    Approved,
-    Hired,
-    Open,
-    Opened,
-    open_store,
-)
+from tests.integration.hiring import REG, T0, Hired, Open, Opened, open_store
+from tests.integration.test_adaptive_sagas import EARLY, Approved
 
 __all__ = ["open_store"]  # the fixture, parametrized over SQLite and PostgreSQL
 
