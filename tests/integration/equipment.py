@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from bus import Command, Event
 from sagas import Compensation, SagaDefinition, Stage, Step, SubSaga
-from tests.integration.hiring import REG, Hired, open_account
+from tests.integration.hiring import REG, hiring_flow, open_account
 
 
 class Ship(Command, type="test.child.ship.v1", topic="child.commands", key="who", registry=REG):
@@ -73,17 +73,10 @@ def kit_for(data: Person) -> Kit:
 
 def hiring_parent(*after: Stage, **options: Any) -> SagaDefinition:
     """The ``hiring`` saga: open the account, then the ``equipment`` child, then ``after``."""
-    return SagaDefinition(
-        name="hiring",
-        version=1,
-        trigger=Hired,
-        correlation_key="who",
-        data=Person,
-        start=lambda e: Person(who=e.who),
-        stages=[
-            open_account(),
-            SubSaga("equipment", definition="equipment", data=kit_for),
-            *after,
-        ],
+    return hiring_flow(
+        "hiring",
+        Person,
+        lambda e: Person(who=e.who),
+        [open_account(), SubSaga("equipment", definition="equipment", data=kit_for), *after],
         **options,
     )

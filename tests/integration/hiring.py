@@ -5,7 +5,7 @@ test_sub_sagas.py, test_child_undo.py). Each test module adds its own messages a
 
 Example::
 
-    FLOW = SagaDefinition(..., trigger=Hired, stages=[open_account()])
+    FLOW = hiring_flow("flow", Person, person, [open_account()])  # the test's own data
 
     async def test_x(open_store: Callable[[], SagaStore]) -> None:
         async with SagaTestKit(FLOW, store=open_store(), start=T0) as kit: ...
@@ -13,15 +13,16 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from bus import Command, Event, Registry
-from sagas import Compensation, Step
+from sagas import Compensation, SagaDefinition, Stage, Step
 from sagas.stores import SagaStore, store_from_url
 
 REG = Registry()
@@ -47,6 +48,27 @@ class Close(Command, type="test.hire.close.v1", topic="hire.commands", key="who"
 
 class Closed(Event, type="test.hire.closed.v1", topic="hire.events", registry=REG):
     pass
+
+
+def hiring_flow(
+    name: str,
+    data: type[BaseModel],
+    start: Callable[[Hired], BaseModel],
+    stages: Sequence[Stage],
+    **options: Any,
+) -> SagaDefinition:
+    """A saga started by :class:`Hired`, one per ``who``, its data a ``data`` made by
+    ``start``."""
+    return SagaDefinition(
+        name=name,
+        version=1,
+        trigger=Hired,
+        correlation_key="who",
+        data=data,
+        start=start,
+        stages=list(stages),
+        **options,
+    )
 
 
 def open_account(**options: Any) -> Step:

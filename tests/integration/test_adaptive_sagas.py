@@ -18,7 +18,6 @@ from sagas import (
     Compensation,
     Deadline,
     Delay,
-    SagaDefinition,
     SagaStatus,
     Step,
     Update,
@@ -35,6 +34,7 @@ from tests.integration.hiring import (
     Hired,
     Open,
     Opened,
+    hiring_flow,
     open_account,
     open_store,
 )
@@ -57,14 +57,11 @@ def person(e: Hired) -> Person:
 
 OPEN = open_account(timeout=timedelta(seconds=30), max_attempts=2)
 
-EARLY = SagaDefinition(
-    name="adapt_early",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Person,
-    start=person,
-    stages=[OPEN, Wait("approval", event=Approved, deadline=timedelta(days=1))],
+EARLY = hiring_flow(
+    "adapt_early",
+    Person,
+    person,
+    [OPEN, Wait("approval", event=Approved, deadline=timedelta(days=1))],
 )
 
 
@@ -96,15 +93,7 @@ async def test_an_approval_before_its_wait_survives_a_restart_and_completes_it(
         ]
 
 
-UNSURE = SagaDefinition(
-    name="adapt_unsure",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Person,
-    start=person,
-    stages=[OPEN],
-)
+UNSURE = hiring_flow("adapt_unsure", Person, person, [OPEN])
 
 
 async def test_a_step_out_of_attempts_is_undone_and_its_late_reply_noted_after_a_restart(
@@ -170,14 +159,11 @@ def payroll_country(data: Person) -> str:
     return data.country
 
 
-BRANCHED = SagaDefinition(
-    name="adapt_branch",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Person,
-    start=person,
-    stages=[
+BRANCHED = hiring_flow(
+    "adapt_branch",
+    Person,
+    person,
+    [
         OPEN,
         Choice(
             "payroll",
@@ -246,14 +232,11 @@ def start_day_morning(data: Dated, now: datetime) -> datetime:
     return datetime.combine(datetime(2026, 5, data.start_day).date(), time(8), UTC)
 
 
-TIMED = SagaDefinition(
-    name="adapt_timed",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Dated,
-    start=dated,
-    stages=[
+TIMED = hiring_flow(
+    "adapt_timed",
+    Dated,
+    dated,
+    [
         Delay("week_before", until=five_days_before_start),
         Step("open", command=Open, success=Opened),
         Step("notify", command=Notify, success=Notified, not_before=start_day_morning),
@@ -299,14 +282,11 @@ def start_day_nine(data: Dated, now: datetime) -> datetime:
     return datetime.combine(datetime(2026, 5, data.start_day).date(), time(9), UTC)
 
 
-DEADLINED = SagaDefinition(
-    name="adapt_deadline",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Dated,
-    start=dated,
-    stages=[Wait("approval", event=Approved, deadline=timedelta(days=30))],
+DEADLINED = hiring_flow(
+    "adapt_deadline",
+    Dated,
+    dated,
+    [Wait("approval", event=Approved, deadline=timedelta(days=30))],
     deadline=Deadline(at=start_day_nine, escalate=Escalate),
 )
 
@@ -350,14 +330,11 @@ def country_changed(old: Dated, new: Dated) -> bool:
     return old.country != new.country
 
 
-CHANGING = SagaDefinition(
-    name="adapt_change",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Dated,
-    start=dated,
-    stages=[
+CHANGING = hiring_flow(
+    "adapt_change",
+    Dated,
+    dated,
+    [
         open_account(rerun_on=country_changed),
         Delay("week_before", until=five_days_before_start),
         Step("notify", command=Notify, success=Notified),
