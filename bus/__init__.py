@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from bus.asyncapi import asyncapi_document
     from bus.cli.common import load_apps
     from bus.clock import VirtualClock
-    from bus.codec import decode, encode
+    from bus.codec import decode
     from bus.config import BusConfig
     from bus.context import BatchContext, Context
     from bus.dead_letters import dead_letter, dead_letter_topic, without_original
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         read_dead_letters,
         replay_dead_letters,
     )
+    from bus.encoding import encode
     from bus.envelope import Envelope
     from bus.environment import Secret
     from bus.errors import (
@@ -127,7 +128,7 @@ _LAZY: dict[str, str] = {
     "VirtualClock": "bus.clock",
     "load_apps": "bus.cli.common",
     "decode": "bus.codec",
-    "encode": "bus.codec",
+    "encode": "bus.encoding",
     "BusConfig": "bus.config",
     "BatchContext": "bus.context",
     "Context": "bus.context",

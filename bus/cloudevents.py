@@ -48,6 +48,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_NAME_LENGTH",
     "attribute_problems",
+    "format_time",
     "json_event_parts",
     "media_type_problem",
     "name_problem",
@@ -86,6 +87,17 @@ _URI = re.compile(
 _NAME = re.compile(rf"[a-z0-9]{{1,{MAX_NAME_LENGTH}}}")
 
 _last_parsed: tuple[str, datetime | None] = ("", None)
+
+
+def format_time(t: datetime) -> str:
+    """RFC 3339 with ``Z`` for UTC, microsecond precision when there is one.
+
+    Example::
+
+        format_time(datetime(2026, 1, 31, 12, 0, tzinfo=UTC))  # "2026-01-31T12:00:00Z"
+    """
+    text = t.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def parse_time(text: str, *, name: str = "time") -> datetime:

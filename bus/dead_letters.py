@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bus.codec import format_time
+from bus.cloudevents import format_time
 from bus.record import OutgoingRecord, Record
 from bus.types import Headers
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from bus import tracing
-from bus.codec import binary_headers, encode
+from bus.encoding import binary_headers, encode
 from bus.envelope import Envelope, event_envelope
 from bus.ids import new_id
 from bus.message import Message

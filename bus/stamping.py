@@ -1,7 +1,7 @@
 """What every record bus writes is stamped with: the time and id of now, and header tuples
 shared per millisecond and per (source, type).
 
-The shell beside the pure :mod:`bus.codec`: it reads the clock (once per emitted record,
+The shell beside the pure :mod:`bus.encoding`: it reads the clock (once per emitted record,
 for both its ``ce_id`` and its ``ce_time``) and keeps the caches that spare the hot path
 an allocation or a formatting per record. The values it makes are what the codec would
 make (a property test holds :func:`event_headers` to ``codec.encode``); only their
@@ -19,7 +19,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from time import time_ns as _time_ns
 
-from bus.codec import binary_headers, format_time
+from bus.cloudevents import format_time
+from bus.encoding import binary_headers
 from bus.ids import new_id_at
 
 __all__ = [

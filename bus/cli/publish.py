@@ -254,7 +254,7 @@ def _bulk(
 def _print_records(inbound: list[Inbound]) -> None:
     import orjson
 
-    from bus.codec import encode
+    from bus.encoding import encode
     from bus.publisher import Publisher, record_for
     from bus.transports.memory import MemoryTransport
 

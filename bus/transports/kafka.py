@@ -25,11 +25,9 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -41,7 +39,6 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     TopicAlreadyExistsError,
 )
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from bus.config import KafkaConfig
 from bus.errors import (
@@ -52,6 +49,7 @@ from bus.errors import (
 from bus.partitioning import partition_for_key
 from bus.record import OutgoingRecord, RecordMetadata
 from bus.transports.base import RebalanceListener, TopicSpec, TopicState
+from bus.transports.kafka_append import Appender, direct_appender
 from bus.transports.kafka_connect import client_options, producer_options, start_with_retries
 from bus.transports.kafka_consumer import KafkaConsumer
 from bus.transports.kafka_delivery import KafkaDelivery, send_error, settled
@@ -77,8 +75,8 @@ class KafkaTransport:
         # aiokafka's partitions_for_topic builds a new set on every call
         self._partition_counts: dict[str, int] = {}
         #: aiokafka's record accumulator when :meth:`send` may append to it directly
-        #: (:func:`_direct_appender`); None: every record goes through ``producer.send``.
-        self._appender: _Appender | None = None
+        #: (:func:`direct_appender`); None: every record goes through ``producer.send``.
+        self._appender: Appender | None = None
         #: aiokafka TopicPartition per (topic, partition) sent to, made once.
         self._send_tps: dict[tuple[str, int], KafkaTopicPartition] = {}
         self.ready = False
@@ -90,7 +88,7 @@ class KafkaTransport:
         await start_with_retries(producer, self.config, "producer")
         self._partition_counts.clear()
         producer.client.cluster.add_listener(self._metadata_updated)
-        self._appender = _direct_appender(producer)
+        self._appender = direct_appender(producer)
         self._producer = producer
         self.ready = True
         log.info("kafka producer connected to %s", self.config.bootstrap_servers)
@@ -285,7 +283,7 @@ class KafkaTransport:
         record: the wrapper is one small object, and translates only a failure it reads).
 
         A record for a topic whose partitions are known goes straight into aiokafka's
-        record accumulator (:func:`_direct_appender`): ``producer.send`` would look the
+        record accumulator (:func:`direct_appender`): ``producer.send`` would look the
         topic up, check the size, pick the partition and build its TopicPartition again,
         which cost 2.3 of its 13.3 µs per record (``add_message`` is what it ends with).
         """
@@ -369,53 +367,3 @@ class KafkaTransport:
                 "KafkaTransport is not started (use 'await transport.start()')"
             )
         return self._producer
-
-
-@dataclass(frozen=True, slots=True)
-class _Appender:
-    """What :meth:`KafkaTransport.send` needs to append to aiokafka's accumulator itself."""
-
-    add_message: Callable[..., Awaitable[asyncio.Future[Any]]]
-    estimate: Callable[[bytes | None, bytes | None, list[tuple[str, bytes]]], int]
-    max_request_size: int
-    timeout_s: float
-
-
-def _direct_appender(producer: AIOKafkaProducer) -> _Appender | None:
-    """The accumulator of ``producer`` if records may be appended to it directly; else None.
-
-    ``AIOKafkaProducer.send`` waits for the topic's metadata, checks transactions,
-    serializes, checks the size, partitions, then awaits ``_message_accumulator.
-    add_message``. Bus sends bytes (no serializers) and partitions itself, and only
-    records of topics with known partitions take this path, so what is left of ``send``
-    is the size check, done here with the same estimate. It is aiokafka's private API
-    (stable from 0.5 to 0.14): anything unexpected, or a transactional producer (whose
-    ``send`` checks that a transaction is open), keeps the public ``send``.
-    """
-    accumulator = getattr(producer, "_message_accumulator", None)
-    add_message = getattr(accumulator, "add_message", None)
-    max_request_size = getattr(producer, "_max_request_size", None)
-    timeout_ms = getattr(producer, "_request_timeout_ms", None)
-    transactions = getattr(producer, "_txn_manager", "unknown")
-    if (
-        add_message is None
-        or not isinstance(max_request_size, int)
-        or not isinstance(timeout_ms, int)
-        or getattr(producer, "_key_serializer", "unknown") is not None
-        or getattr(producer, "_value_serializer", "unknown") is not None
-        # idempotence alone has a manager without a transactional id
-        or (transactions is not None and getattr(transactions, "transactional_id", 1) is not None)
-    ):
-        return None
-    try:
-        parameters = list(inspect.signature(add_message).parameters)
-    except (TypeError, ValueError):
-        return None
-    if parameters[:4] != ["tp", "key", "value", "timeout"] or "headers" not in parameters:
-        return None
-    return _Appender(
-        add_message,
-        DefaultRecordBatchBuilder.estimate_size_in_bytes,
-        max_request_size,
-        timeout_ms / 1000,
-    )

@@ -40,7 +40,7 @@ import asyncpg
 import orjson
 
 from bus import TopicSpec, decode
-from bus.codec import encode
+from bus.encoding import encode
 from bus.envelope import event_envelope
 from bus.ids import new_id
 from bus.partitioning import partition_for_key

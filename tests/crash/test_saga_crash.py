@@ -29,10 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,9 +38,10 @@ import pytest
 from bus.devbroker import DevBroker
 from tests.conftest import IN_CI
 from tests.crash import saga_harness as h
+from tests.crash.coordinator_kills import Coordinators, broker, publish_spread, settle
 from tests.postgres import PostgresServer
-from tests.waiting import wait_until
 
+__all__ = ["broker"]  # the fixture: a Tansu of this test's own
 pytestmark = [pytest.mark.crash, pytest.mark.kafka]
 log = logging.getLogger(__name__)
 
@@ -53,15 +52,6 @@ WINDOW_S = h.scaled(30, 15)
 #: Each coordinator is killed this long at most after it is up (seeded uniform).
 MAX_UP_S = 3.0
 SETTLE_S = 120.0
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[DevBroker]:
-    """A Tansu of this test's own: the onboarding topics have fixed names."""
-    b = DevBroker(log_path=tmp_path / "tansu.log")
-    b.start()
-    yield b
-    b.stop()
 
 
 async def _run(
@@ -75,79 +65,44 @@ async def _run(
     rng = random.Random(seed)
     env = h.kafka_env(broker)
     effects_db = tmp_path / "effects.db"
-    log_file = tmp_path / "processes.log"
     plan = h.hires(f"sc{seed}", SAGAS)
-    by_id = {p.saga_id: p for p in plan}
-    systems = h.spawn_systems(env, effects_db, log_file)
-    started = 0
-
-    def start_coordinator() -> tuple[subprocess.Popen[bytes], Path]:
-        nonlocal started
-        started += 1
-        path = tmp_path / f"coordinator-{started}.log"
-        return h.spawn(h.coordinator_args(store_url), env, path), path
-
-    coordinator, coordinator_log = start_coordinator()
+    systems = h.spawn_systems(env, effects_db, tmp_path / "processes.log")
+    coordinators = Coordinators(h.coordinator_args(store_url), env, tmp_path)
     pg_restart_at: float | None = None
-    exits: list[int | None] = []
-    kill_times: list[float] = []
     t0 = time.monotonic()
 
     malformed = h.malformed_hires(f"sc{seed}")
 
-    async def publish_spread() -> None:
-        for i in range(0, len(plan), 10):
-            await h.publish(broker, [p.message for p in plan[i : i + 10]])
-            if i == 10:  # amid the hires, under the kills: dead-lettered, not skipped
-                await h.publish_records(broker, malformed)
-            await asyncio.sleep(max(0.0, t0 + WINDOW_S * (i + 10) / len(plan) - time.monotonic()))
+    async def amid_the_hires(i: int) -> None:
+        if i == 10:  # amid the hires, under the kills: dead-lettered, not skipped
+            await h.publish_records(broker, malformed)
 
-    async def kill_at_random_moments() -> None:
-        # A moment is drawn after the coordinator is up (its "coordinator of" line): on a
-        # loaded machine its start takes seconds, and a kill during the imports tests little.
-        nonlocal coordinator, coordinator_log, pg_restart_at
-        for _ in range(KILLS):
-            await wait_until(
-                lambda path=coordinator_log: "coordinator of" in path.read_text(errors="replace"),
-                timeout_s=60.0,
-                what="the coordinator up",
-            )
+    async def restart_postgres_once() -> None:
+        nonlocal pg_restart_at
+        if postgres is not None and len(coordinators.kill_times) == KILLS // 2:
+            # under a running coordinator, which must ride it out (still up at its kill)
+            pg_restart_at = time.monotonic() - t0
+            await asyncio.to_thread(postgres.restart, "immediate")
             await asyncio.sleep(rng.uniform(0.0, MAX_UP_S))
-            if postgres is not None and len(kill_times) == KILLS // 2:
-                # under a running coordinator, which must ride it out (still up at its kill)
-                pg_restart_at = time.monotonic() - t0
-                await asyncio.to_thread(postgres.restart, "immediate")
-                await asyncio.sleep(rng.uniform(0.0, MAX_UP_S))
-            exits.append(coordinator.poll())  # None: it was running, as it should be
-            h.kill(coordinator)
-            kill_times.append(round(time.monotonic() - t0, 1))
-            await asyncio.sleep(rng.uniform(0.0, 1.0))
-            coordinator, coordinator_log = start_coordinator()
 
     try:
-        await asyncio.gather(publish_spread(), kill_at_random_moments())
-
-        async def all_terminal() -> bool:
-            states = await h.sagas(store_url)
-            mine = [s for sid, s in states.items() if sid in by_id]
-            return len(mine) == len(plan) and all(s.terminal for s in mine)
-
-        settling = time.monotonic()
-        await wait_until(
-            all_terminal, timeout_s=SETTLE_S, what="every saga terminal", interval_s=1.0
+        await asyncio.gather(
+            publish_spread(
+                broker, [p.message for p in plan], WINDOW_S, 10, t0, after_chunk=amid_the_hires
+            ),
+            coordinators.kill_at_random_moments(
+                KILLS, rng, MAX_UP_S, t0, before_kill=restart_postgres_once
+            ),
         )
-        settled_s = time.monotonic() - settling
-        # late duplicates of replies or commands would show by then: wait until nothing
-        # is in flight any more (a count), not for a while
-        await h.wait_until_idle(broker, store_url, timeout_s=60)
+        settled_s = await settle(broker, store_url, {p.saga_id for p in plan}, SETTLE_S)
         states = await h.sagas(store_url)
         rows = h.effects(effects_db)
         published = await h.published_commands(broker)
         letters = await h.dead_letters(broker, "hr.events")
     finally:
-        h.stop(coordinator)
+        coordinators.stop()
         h.stop(systems)
-    assert all(e is None for e in exits), f"the coordinator had died before a kill: {exits}"
+    coordinators.check_alive_at_each_kill()
 
     # -- malformed triggers: each dead-lettered by the coordinator with its reason --------
     by_coordinator = {
@@ -177,7 +132,7 @@ async def _run(
 
     figures = {
         "sagas": len(plan),
-        "kills_at_s": kill_times,
+        "kills_at_s": coordinators.kill_times,
         "statuses": dict(statuses),
         "effects": len(rows),
         "commands_published": sum(published.values()),

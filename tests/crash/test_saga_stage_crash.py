@@ -23,10 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,8 +37,9 @@ from handlers.identity.contracts import CreateAccount
 from handlers.notifications.contracts import NotifyManager
 from sagas.state import SagaState
 from tests.crash import saga_harness as h
-from tests.waiting import wait_until
+from tests.crash.coordinator_kills import Coordinators, broker, publish_spread, settle
 
+__all__ = ["broker"]  # the fixture: a Tansu of this test's own
 pytestmark = [pytest.mark.crash, pytest.mark.kafka]
 log = logging.getLogger(__name__)
 
@@ -100,14 +100,6 @@ SCENARIOS = {
 }
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[DevBroker]:
-    b = DevBroker(log_path=tmp_path / "tansu.log")
-    b.start()
-    yield b
-    b.stop()
-
-
 async def _run(
     broker: DevBroker, tmp_path: Path, store_url: str, scenario: Scenario, *, seed: int
 ) -> dict[str, object]:
@@ -117,57 +109,21 @@ async def _run(
     plan = h.hires(f"st{seed}", SAGAS, mixed=False)
     saga_ids = {f"{scenario.saga}:{p.message.employee_id}" for p in plan}
     systems = h.spawn_systems(env, effects_db, tmp_path / "systems.log")
-    started = 0
-
-    def start_coordinator() -> tuple[subprocess.Popen[bytes], Path]:
-        nonlocal started
-        started += 1
-        path = tmp_path / f"coordinator-{started}.log"
-        args = h.coordinator_args(store_url, scenario.definitions)
-        return h.spawn(args, env, path), path
-
-    coordinator, coordinator_log = start_coordinator()
-    exits: list[int | None] = []
-    kill_times: list[float] = []
+    args = h.coordinator_args(store_url, scenario.definitions)
+    coordinators = Coordinators(args, env, tmp_path)
     t0 = time.monotonic()
-
-    async def publish_spread() -> None:
-        for i in range(0, len(plan), 5):
-            await h.publish(broker, [p.message for p in plan[i : i + 5]])
-            await asyncio.sleep(max(0.0, t0 + WINDOW_S * (i + 5) / len(plan) - time.monotonic()))
-
-    async def kill_at_random_moments() -> None:
-        nonlocal coordinator, coordinator_log
-        for _ in range(KILLS):
-            await wait_until(
-                lambda path=coordinator_log: "coordinator of" in path.read_text(errors="replace"),
-                timeout_s=60.0,
-                what="the coordinator up",
-            )
-            await asyncio.sleep(rng.uniform(0.0, MAX_UP_S))
-            exits.append(coordinator.poll())
-            h.kill(coordinator)
-            kill_times.append(round(time.monotonic() - t0, 1))
-            await asyncio.sleep(rng.uniform(0.0, 1.0))
-            coordinator, coordinator_log = start_coordinator()
-
     try:
-        await asyncio.gather(publish_spread(), kill_at_random_moments())
-
-        async def all_terminal() -> bool:
-            mine = [s for sid, s in (await h.sagas(store_url)).items() if sid in saga_ids]
-            return len(mine) == len(plan) and all(s.terminal for s in mine)
-
-        await wait_until(
-            all_terminal, timeout_s=SETTLE_S, what="every saga terminal", interval_s=1.0
+        await asyncio.gather(
+            publish_spread(broker, [p.message for p in plan], WINDOW_S, 5, t0),
+            coordinators.kill_at_random_moments(KILLS, rng, MAX_UP_S, t0),
         )
-        await h.wait_until_idle(broker, store_url, timeout_s=60)
+        await settle(broker, store_url, saga_ids, SETTLE_S)
         states = await h.sagas(store_url)
         rows = h.effects(effects_db)
     finally:
-        h.stop(coordinator)
+        coordinators.stop()
         h.stop(systems)
-    assert all(e is None for e in exits), f"the coordinator had died before a kill: {exits}"
+    coordinators.check_alive_at_each_kill()
     done = Counter((kind, employee, ok) for _, kind, employee, ok in rows)
     for p in plan:
         state = states[f"{scenario.saga}:{p.message.employee_id}"]
@@ -176,7 +132,7 @@ async def _run(
         for kind in scenario.effects:
             assert done[(kind, p.message.employee_id, 1)] == 1, (state.saga_id, kind)
     assert sum(done.values()) == len(plan) * len(scenario.effects), "an unexpected effect"
-    figures = {"sagas": len(plan), "kills_at_s": kill_times, "effects": len(rows)}
+    figures = {"sagas": len(plan), "kills_at_s": coordinators.kill_times, "effects": len(rows)}
     log.warning("saga stage crash figures: %s", figures)
     return figures
 

@@ -22,9 +22,9 @@ import orjson
 import pytest
 
 from bus import Record, TopicSpec, record_for
-from bus.codec import encode
 from bus.dead_letters import RAW_NAMES_HEADER
 from bus.devbroker import DevBroker
+from bus.encoding import encode
 from bus.publisher import Publisher
 from bus.transports.kafka import KafkaTransport
 from bus.transports.memory import MemoryTransport

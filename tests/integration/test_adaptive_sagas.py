@@ -9,50 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 
-import pytest
 from pydantic import BaseModel
 
-from bus import Command, Event, Metrics, Registry
+from bus import Command, Event, Metrics
 from sagas import (
     Choice,
     Compensation,
     Deadline,
     Delay,
-    SagaDefinition,
     SagaStatus,
     Step,
     Update,
     Wait,
 )
 from sagas.metrics import SagaMetrics
-from sagas.stores import SagaQuery, SagaStore, store_from_url
+from sagas.stores import SagaQuery, SagaStore
 from sagas.testing import SagaTestKit
+from tests.integration.hiring import (
+    REG,
+    T0,
+    Close,
+    Closed,
+    Hired,
+    Open,
+    Opened,
+    hiring_flow,
+    open_account,
+    open_store,
+)
 
-REG = Registry()
-T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
-
-
-class Hired(Event, type="test.adapt.hired.v1", topic="adapt.events", key="who", registry=REG):
-    who: str
-    country: str = "us"
-
-
-class Open(Command, type="test.adapt.open.v1", topic="adapt.commands", key="who", registry=REG):
-    who: str
-
-
-class Opened(Event, type="test.adapt.opened.v1", topic="adapt.events", registry=REG):
-    pass
-
-
-class Close(Command, type="test.adapt.close.v1", topic="adapt.commands", key="who", registry=REG):
-    who: str
-
-
-class Closed(Event, type="test.adapt.closed.v1", topic="adapt.events", registry=REG):
-    pass
+__all__ = ["open_store"]  # the fixture, parametrized over SQLite and PostgreSQL
 
 
 class Approved(Event, type="test.adapt.approved.v1", topic="adapt.events", key="who", registry=REG):
@@ -68,34 +55,14 @@ def person(e: Hired) -> Person:
     return Person(who=e.who, country=e.country)
 
 
-OPEN = Step(
-    "open",
-    command=Open,
-    success=Opened,
-    compensation=Compensation(Close, success=Closed),
-    timeout=timedelta(seconds=30),
-    max_attempts=2,
+OPEN = open_account(timeout=timedelta(seconds=30), max_attempts=2)
+
+EARLY = hiring_flow(
+    "adapt_early",
+    Person,
+    person,
+    [OPEN, Wait("approval", event=Approved, deadline=timedelta(days=1))],
 )
-
-EARLY = SagaDefinition(
-    name="adapt_early",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Person,
-    start=person,
-    stages=[OPEN, Wait("approval", event=Approved, deadline=timedelta(days=1))],
-)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SagaStore]:
-    url = (
-        f"sqlite:{tmp_path / 'sagas.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_dsn")
-    )
-    return lambda: store_from_url(url)
 
 
 async def test_an_approval_before_its_wait_survives_a_restart_and_completes_it(
@@ -126,15 +93,7 @@ async def test_an_approval_before_its_wait_survives_a_restart_and_completes_it(
         ]
 
 
-UNSURE = SagaDefinition(
-    name="adapt_unsure",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Person,
-    start=person,
-    stages=[OPEN],
-)
+UNSURE = hiring_flow("adapt_unsure", Person, person, [OPEN])
 
 
 async def test_a_step_out_of_attempts_is_undone_and_its_late_reply_noted_after_a_restart(
@@ -200,14 +159,11 @@ def payroll_country(data: Person) -> str:
     return data.country
 
 
-BRANCHED = SagaDefinition(
-    name="adapt_branch",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Person,
-    start=person,
-    stages=[
+BRANCHED = hiring_flow(
+    "adapt_branch",
+    Person,
+    person,
+    [
         OPEN,
         Choice(
             "payroll",
@@ -276,14 +232,11 @@ def start_day_morning(data: Dated, now: datetime) -> datetime:
     return datetime.combine(datetime(2026, 5, data.start_day).date(), time(8), UTC)
 
 
-TIMED = SagaDefinition(
-    name="adapt_timed",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Dated,
-    start=dated,
-    stages=[
+TIMED = hiring_flow(
+    "adapt_timed",
+    Dated,
+    dated,
+    [
         Delay("week_before", until=five_days_before_start),
         Step("open", command=Open, success=Opened),
         Step("notify", command=Notify, success=Notified, not_before=start_day_morning),
@@ -329,14 +282,11 @@ def start_day_nine(data: Dated, now: datetime) -> datetime:
     return datetime.combine(datetime(2026, 5, data.start_day).date(), time(9), UTC)
 
 
-DEADLINED = SagaDefinition(
-    name="adapt_deadline",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Dated,
-    start=dated,
-    stages=[Wait("approval", event=Approved, deadline=timedelta(days=30))],
+DEADLINED = hiring_flow(
+    "adapt_deadline",
+    Dated,
+    dated,
+    [Wait("approval", event=Approved, deadline=timedelta(days=30))],
     deadline=Deadline(at=start_day_nine, escalate=Escalate),
 )
 
@@ -380,21 +330,12 @@ def country_changed(old: Dated, new: Dated) -> bool:
     return old.country != new.country
 
 
-CHANGING = SagaDefinition(
-    name="adapt_change",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Dated,
-    start=dated,
-    stages=[
-        Step(
-            "open",
-            command=Open,
-            success=Opened,
-            compensation=Compensation(Close, success=Closed),
-            rerun_on=country_changed,
-        ),
+CHANGING = hiring_flow(
+    "adapt_change",
+    Dated,
+    dated,
+    [
+        open_account(rerun_on=country_changed),
         Delay("week_before", until=five_days_before_start),
         Step("notify", command=Notify, success=Notified),
     ],

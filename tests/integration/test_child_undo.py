@@ -8,27 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bus import Command, Event
-from sagas import Compensation, SagaDefinition, SagaStatus, Step, SubSaga, command_id
+from sagas import SagaStatus, Step, command_id
 from sagas.children import CompensateChildSaga
 from sagas.stores import SagaStore
 from sagas.testing import SagaTestKit
-from tests.integration.test_sub_sagas import (
-    EQUIPMENT,
-    REG,
-    T0,
-    Close,
-    Closed,
-    Hired,
-    Open,
-    Opened,
-    Person,
-    Ship,
-    Shipped,
-    Unship,
-    Unshipped,
-    kit_for,
-    open_store,
-)
+from tests.integration.equipment import EQUIPMENT, Ship, Shipped, Unship, Unshipped, hiring_parent
+from tests.integration.hiring import REG, T0, Close, Closed, Hired, Opened, open_store
 
 __all__ = ["open_store"]  # the fixture, parametrized over SQLite and PostgreSQL
 
@@ -47,21 +32,7 @@ class Welcomed(Event, type="test.undo.welcomed.v1", topic="child.events", regist
     pass
 
 
-PARENT = SagaDefinition(
-    name="hiring",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Person,
-    start=lambda e: Person(who=e.who),
-    stages=[
-        Step(
-            "open", command=Open, success=Opened, compensation=Compensation(Close, success=Closed)
-        ),
-        SubSaga("equipment", definition="equipment", data=kit_for),
-        Step("welcome", command=Welcome, success=Welcomed, failure=Refused),
-    ],
-)
+PARENT = hiring_parent(Step("welcome", command=Welcome, success=Welcomed, failure=Refused))
 
 
 async def test_a_parent_that_fails_after_its_child_completed_has_the_child_undo_itself_first(

@@ -8,21 +8,13 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from bus import Event, MemoryBroker, MemoryTransport, Metrics
-from sagas import Catalog, SagaDefinition, SagaStatus
+from sagas import Catalog, SagaStatus
 from sagas.coordinator import Coordinator
 from sagas.metrics import SagaMetrics
 from sagas.stores import MemorySagaStore, SagaStore
 from sagas.testing import SagaTestKit
-from tests.integration.test_adaptive_sagas import (
-    EARLY,
-    REG,
-    T0,
-    Approved,
-    Hired,
-    Open,
-    Opened,
-    open_store,
-)
+from tests.integration.hiring import REG, T0, Hired, Open, Opened, hiring_flow, open_store
+from tests.integration.test_adaptive_sagas import EARLY, Approved
 
 __all__ = ["open_store"]  # the fixture, parametrized over SQLite and PostgreSQL
 
@@ -33,15 +25,8 @@ class Withdrawn(
     who: str
 
 
-CANCELLABLE = SagaDefinition(
-    name="adapt_cancellable",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=EARLY.data,
-    start=EARLY.start,
-    stages=list(EARLY.stages),
-    cancel_on=[Withdrawn],
+CANCELLABLE = hiring_flow(
+    "adapt_cancellable", EARLY.data, EARLY.start, EARLY.stages, cancel_on=[Withdrawn]
 )
 
 

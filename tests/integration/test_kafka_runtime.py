@@ -21,7 +21,8 @@ from bus.errors import MessageTooLargeError
 from bus.partitioning import partition_for_key
 from bus.record import OutgoingRecord
 from bus.topics import desired_topics
-from bus.transports.kafka import KafkaTransport, _direct_appender
+from bus.transports.kafka import KafkaTransport
+from bus.transports.kafka_append import direct_appender
 from handlers.hr.contracts import EmployeeHired
 from tests.conftest import kafka_test_config, unique
 from tests.integration.test_runtime import chain, hire
@@ -290,7 +291,7 @@ async def test_sends_to_a_known_topic_skip_producer_send_and_arrive_whole(
     kafka_broker: DevBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # KafkaTransport.send appends to aiokafka's accumulator itself (its private API). If
-    # an aiokafka upgrade changes what _direct_appender checks, this fails here instead
+    # an aiokafka upgrade changes what direct_appender checks, this fails here instead
     # of every send quietly taking the slower public path.
     config = kafka_test_config(kafka_broker.bootstrap_servers, max_request_bytes=200_000)
     transport = KafkaTransport(config)
@@ -336,7 +337,7 @@ async def test_a_transactional_or_serializing_producer_keeps_the_public_send() -
     idempotent = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", enable_idempotence=True)
     transactional = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", transactional_id="tx-1")
     serializing = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", value_serializer=bytes)
-    assert _direct_appender(plain) is not None
-    assert _direct_appender(idempotent) is not None
-    assert _direct_appender(transactional) is None
-    assert _direct_appender(serializing) is None
+    assert direct_appender(plain) is not None
+    assert direct_appender(idempotent) is not None
+    assert direct_appender(transactional) is None
+    assert direct_appender(serializing) is None

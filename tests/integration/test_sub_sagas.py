@@ -5,23 +5,22 @@ parent - each through the outbox and the bus, as between replicas."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
-from pydantic import BaseModel
-
-from bus import Command, Event, Registry
-from sagas import Compensation, SagaDefinition, SagaStatus, Step, SubSaga
-from sagas.stores import SagaStore, store_from_url
+from bus import Event
+from sagas import SagaStatus
+from sagas.stores import SagaStore
 from sagas.testing import SagaTestKit
+from tests.integration.equipment import (
+    EQUIPMENT,
+    Ship,
+    Shipped,
+    Unship,
+    Unshipped,
+    hiring_parent,
+)
+from tests.integration.hiring import REG, T0, Close, Closed, Hired, Open, Opened, open_store
 
-REG = Registry()
-T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
-
-
-class Hired(Event, type="test.child.hired.v1", topic="child.events", key="who", registry=REG):
-    who: str
+__all__ = ["open_store"]  # the fixture, parametrized over SQLite and PostgreSQL
 
 
 class Withdrawn(
@@ -30,99 +29,7 @@ class Withdrawn(
     who: str
 
 
-class Open(Command, type="test.child.open.v1", topic="child.commands", key="who", registry=REG):
-    who: str
-
-
-class Opened(Event, type="test.child.opened.v1", topic="child.events", registry=REG):
-    pass
-
-
-class Close(Command, type="test.child.close.v1", topic="child.commands", key="who", registry=REG):
-    who: str
-
-
-class Closed(Event, type="test.child.closed.v1", topic="child.events", registry=REG):
-    pass
-
-
-class Ship(Command, type="test.child.ship.v1", topic="child.commands", key="who", registry=REG):
-    who: str
-    laptop: str
-
-
-class Shipped(Event, type="test.child.shipped.v1", topic="child.events", registry=REG):
-    pass
-
-
-class Unship(Command, type="test.child.unship.v1", topic="child.commands", registry=REG):
-    who: str
-
-
-class Unshipped(Event, type="test.child.unshipped.v1", topic="child.events", registry=REG):
-    pass
-
-
-class Person(BaseModel):
-    who: str
-
-
-class Kit(BaseModel):
-    who: str
-    laptop: str
-
-
-class Ordered(Event, type="test.child.ordered.v1", topic="child.events", key="who", registry=REG):
-    who: str
-
-
-EQUIPMENT = SagaDefinition(
-    name="equipment",
-    version=1,
-    trigger=Ordered,
-    correlation_key="who",
-    data=Kit,
-    start=lambda e: Kit(who=e.who, laptop="any"),
-    stages=[
-        Step(
-            "ship",
-            command=Ship,
-            success=Shipped,
-            compensation=Compensation(Unship, success=Unshipped),
-        )
-    ],
-)
-
-
-def kit_for(data: Person) -> Kit:
-    return Kit(who=data.who, laptop="14-inch")
-
-
-PARENT = SagaDefinition(
-    name="hiring",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Person,
-    start=lambda e: Person(who=e.who),
-    stages=[
-        Step(
-            "open", command=Open, success=Opened, compensation=Compensation(Close, success=Closed)
-        ),
-        SubSaga("equipment", definition="equipment", data=kit_for),
-    ],
-    cancel_on=[Withdrawn],
-)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SagaStore]:
-    url = (
-        f"sqlite:{tmp_path / 'sagas.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_dsn")
-    )
-    return lambda: store_from_url(url)
+PARENT = hiring_parent(cancel_on=[Withdrawn])
 
 
 async def test_a_child_saga_runs_to_its_end_and_completes_its_parent_across_a_restart(

@@ -12,15 +12,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bus.cloudevents import format_time
 from bus.codec import (
     CONTENT_TYPE_HEADER,
     STRUCTURED_CONTENT_TYPE,
     decode,
-    encode,
-    format_time,
     plain_envelope,
     plain_headers,
 )
+from bus.encoding import encode
 from bus.envelope import SPEC_VERSION, Envelope, event_envelope
 from bus.errors import DecodeError, RecordError
 from bus.stamping import event_headers, stamp, time_header, utc_now

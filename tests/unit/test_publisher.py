@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bus import Event, utc_now
-from bus.codec import decode, encode, plain_headers
+from bus.codec import decode, plain_headers
+from bus.encoding import encode
 from bus.envelope import event_envelope
 from bus.publisher import child_record, emitted_record, envelope_for, record_for
 from bus.stamping import time_header

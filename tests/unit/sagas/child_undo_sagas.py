@@ -1,34 +1,18 @@
 """A parent saga whose child completes before a later step of the parent fails: the
-definitions and messages the child-undo tests share (tests/unit/sagas/test_child_undo*.py)."""
+definitions and messages the child-undo tests share (tests/unit/sagas/test_child_undo*.py),
+on :mod:`tests.unit.sagas.hiring`'s account step."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from bus import Command, Event, Registry
-from sagas import Compensation, SagaDefinition, Step, SubSaga
+from sagas import Compensation, Step, SubSaga
+from tests.unit.sagas.hiring import Close, Closed, Open, Opened, Person, open_account, person_flow
 
 REG = Registry()
 
 
 class Hired(Event, type="test.undo.hired.v1", topic="t", key="who", registry=REG):
     who: str
-
-
-class Open(Command, type="test.undo.open.v1", topic="t", registry=REG):
-    who: str
-
-
-class Opened(Event, type="test.undo.opened.v1", topic="t", registry=REG):
-    pass
-
-
-class Close(Command, type="test.undo.close.v1", topic="t", registry=REG):
-    who: str
-
-
-class Closed(Event, type="test.undo.closed.v1", topic="t", registry=REG):
-    pass
 
 
 class Ship(Command, type="test.undo.ship.v1", topic="t", registry=REG):
@@ -83,18 +67,10 @@ class Refused(Event, type="test.undo.refused.v1", topic="t", registry=REG):
     reason: str = ""
 
 
-class Person(BaseModel):
-    who: str
-
-
-KIT = SagaDefinition(
-    name="kit",
-    version=1,
-    trigger=Hired,  # started as a child here
-    correlation_key="who",
-    data=Person,
-    start=lambda e: Person(who=e.who),
-    stages=[
+KIT = person_flow(
+    "kit",
+    Hired,  # started as a child here
+    [
         Step(
             "ship",
             command=Ship,
@@ -117,17 +93,11 @@ def kit_for(data: Person) -> Person:
     return Person(who=data.who)
 
 
-PARENT = SagaDefinition(
-    name="welcome",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Person,
-    start=lambda e: Person(who=e.who),
-    stages=[
-        Step(
-            "open", command=Open, success=Opened, compensation=Compensation(Close, success=Closed)
-        ),
+PARENT = person_flow(
+    "welcome",
+    Hired,
+    [
+        open_account(),
         SubSaga("kit", definition=KIT, data=kit_for),
         Step("confirm", command=Confirm, success=Confirmed, failure=Refused),
     ],

@@ -4,27 +4,18 @@ reports again; the parent's step counts as compensated only then, and it goes on
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from bus import Event
-from sagas import Cancel, Incoming, SagaDefinition, SagaStatus, StepStatus, Transition, decide
-from sagas import start as start_saga
+from sagas import Cancel, Incoming, SagaStatus, StepStatus, Transition, decide
 from sagas.children import (
     CancelChildSaga,
     ChildSagaEnded,
     CompensateChildSaga,
-    StartChildSaga,
 )
-from sagas.core import start_child
 from sagas.timeline import format_timeline
 from tests.unit.sagas.child_undo_sagas import (
     KIT,
     PARENT,
-    Close,
-    Closed,
     Confirm,
     Hired,
-    Opened,
     Packed,
     Recall,
     Recalled,
@@ -33,13 +24,9 @@ from tests.unit.sagas.child_undo_sagas import (
     Unpack,
     Unpacked,
 )
+from tests.unit.sagas.hiring import T0, Close, Closed, reply, started_child
 
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 CHILD = "kit:welcome:ada/kit"
-
-
-def reply(d: SagaDefinition, t: Transition, message: Event, mid: str) -> Transition:
-    return decide(d, t.state, Incoming(message.bus_type, mid, t.state.saga_id, message), T0)
 
 
 def report(child: Transition) -> tuple[Incoming, str]:
@@ -55,11 +42,7 @@ def to_child(t: Transition, parent: Transition) -> Transition:
 
 def completed_child() -> tuple[Transition, Transition]:
     """The parent's open and kit completed (the child shipped and packed); confirm sent."""
-    parent = start_saga(PARENT, Hired(who="ada"), message_id="h", now=T0)
-    parent = reply(PARENT, parent, Opened(), "r-open")
-    [begin] = parent.commands
-    assert isinstance(begin.message, StartChildSaga)
-    child = start_child(KIT, begin.message, message_id=begin.id, now=T0)
+    parent, child = started_child(PARENT, KIT, Hired(who="ada"), "r-open")
     child = reply(KIT, child, Shipped(), "r-ship")
     child = reply(KIT, child, Packed(), "r-pack")
     assert child.state.status == SagaStatus.COMPLETED
@@ -115,21 +98,13 @@ def test_the_childs_second_report_is_a_new_message_and_duplicates_change_nothing
 
 
 def test_a_running_child_is_not_undone_by_a_request() -> None:
-    parent = start_saga(PARENT, Hired(who="ada"), message_id="h", now=T0)
-    parent = reply(PARENT, parent, Opened(), "r-open")
-    [begin] = parent.commands
-    assert isinstance(begin.message, StartChildSaga)
-    child = start_child(KIT, begin.message, message_id=begin.id, now=T0)
+    _, child = started_child(PARENT, KIT, Hired(who="ada"), "r-open")
     ask = CompensateChildSaga(child_id=CHILD, parent_id="welcome:ada", step="kit", reason="x")
     assert not decide(KIT, child.state, Incoming(ask.bus_type, "a", CHILD, ask), T0).changed
 
 
 def test_a_child_that_completed_before_the_parents_cancel_reached_it_is_undone_next() -> None:
-    parent = start_saga(PARENT, Hired(who="ada"), message_id="h", now=T0)
-    parent = reply(PARENT, parent, Opened(), "r-open")
-    [begin] = parent.commands
-    assert isinstance(begin.message, StartChildSaga)
-    child = start_child(KIT, begin.message, message_id=begin.id, now=T0)
+    parent, child = started_child(PARENT, KIT, Hired(who="ada"), "r-open")
     parent = decide(PARENT, parent.state, Cancel(), T0)
     [cancel] = parent.commands
     assert isinstance(cancel.message, CancelChildSaga)

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from sagas import Cancel, Incoming, SagaStatus, StepStatus, Transition, decide, start
 from sagas.children import CancelChildSaga, ChildSagaEnded, StartChildSaga
-from tests.unit.sagas.test_sub_sagas import PARENT, Closed, Hired, Opened
+from tests.unit.sagas.hiring import Closed, Opened
+from tests.unit.sagas.test_sub_sagas import PARENT, Hired
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 ENDS = ["completed", "failed", "compensated", "cancelled"]

@@ -3,8 +3,6 @@ end report its child sends; a compensating parent cancels a running child."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from pydantic import BaseModel
 
@@ -12,7 +10,6 @@ from bus import Command, ConfigError, Envelope, Event, Registry
 from sagas import (
     Cancel,
     Catalog,
-    Compensation,
     Incoming,
     SagaDefinition,
     SagaState,
@@ -23,35 +20,18 @@ from sagas import (
     Transition,
     decide,
     render_mermaid,
-    start,
 )
 from sagas.children import CancelChildSaga, ChildSagaEnded, StartChildSaga
-from sagas.core import start_child
 from sagas.operations import Routes, inputs_for
 from sagas.timeline import format_timeline
+from tests.unit.sagas import hiring
+from tests.unit.sagas.hiring import T0, Close, Closed, Person, open_account, person_flow, reply
 
 REG = Registry()
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 class Hired(Event, type="test.sub.hired.v1", topic="t", key="who", registry=REG):
     who: str
-
-
-class Open(Command, type="test.sub.open.v1", topic="t", registry=REG):
-    who: str
-
-
-class Opened(Event, type="test.sub.opened.v1", topic="t", registry=REG):
-    pass
-
-
-class Close(Command, type="test.sub.close.v1", topic="t", registry=REG):
-    who: str
-
-
-class Closed(Event, type="test.sub.closed.v1", topic="t", registry=REG):
-    pass
 
 
 class Ship(Command, type="test.sub.ship.v1", topic="t", registry=REG):
@@ -65,10 +45,6 @@ class Shipped(Event, type="test.sub.shipped.v1", topic="t", registry=REG):
 
 class Lost(Event, type="test.sub.lost.v1", topic="t", registry=REG):
     reason: str = ""
-
-
-class Person(BaseModel):
-    who: str
 
 
 class Kit(BaseModel):
@@ -91,24 +67,9 @@ def kit_for(data: Person) -> Kit:
     return Kit(who=data.who, laptop="14-inch")
 
 
-PARENT = SagaDefinition(
-    name="hiring",
-    version=1,
-    trigger=Hired,
-    correlation_key="who",
-    data=Person,
-    start=lambda e: Person(who=e.who),
-    stages=[
-        Step(
-            "open", command=Open, success=Opened, compensation=Compensation(Close, success=Closed)
-        ),
-        SubSaga("equipment", definition=EQUIPMENT, data=kit_for),
-    ],
+PARENT = person_flow(
+    "hiring", Hired, [open_account(), SubSaga("equipment", definition=EQUIPMENT, data=kit_for)]
 )
-
-
-def reply(d: SagaDefinition, t: Transition, message: Event, mid: str) -> Transition:
-    return decide(d, t.state, Incoming(message.bus_type, mid, t.state.saga_id, message), T0)
 
 
 def to_parent(t: Transition, ended: ChildSagaEnded, mid: str) -> Transition:
@@ -116,12 +77,7 @@ def to_parent(t: Transition, ended: ChildSagaEnded, mid: str) -> Transition:
 
 
 def started_child() -> tuple[Transition, Transition]:
-    parent = start(PARENT, Hired(who="ada"), message_id="h", now=T0)
-    parent = reply(PARENT, parent, Opened(), "r1")
-    [cmd] = parent.commands
-    assert isinstance(cmd.message, StartChildSaga)
-    child = start_child(EQUIPMENT, cmd.message, message_id=cmd.id, now=T0)
-    return parent, child
+    return hiring.started_child(PARENT, EQUIPMENT, Hired(who="ada"), "r1")
 
 
 def the_report(t: Transition) -> ChildSagaEnded:
