@@ -9,7 +9,7 @@ aiokafka
     the transport's settings: what the transport did for every record until 2026-11-27;
 bus
     ``KafkaTransport.send(record)``, which appends to aiokafka's record accumulator itself
-    for a topic whose partitions are known (``transports/kafka.py``, ``_direct_appender``),
+    for a topic whose partitions are known (``transports/kafka_append.py``, ``direct_appender``),
     and picks the partition from the key as aiokafka's default partitioner would.
 
 CPU time of this process per record while sending (``time.process_time``; the broker is
