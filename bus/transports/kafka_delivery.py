@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -36,7 +37,9 @@ from bus.config import KafkaConfig
 from bus.errors import BusError, MessageTooLargeError, TransportError
 from bus.record import OutgoingRecord, RecordMetadata
 
-__all__ = ["KafkaDelivery", "send_error", "settled"]
+__all__ = ["KafkaDelivery", "report_late_outcome", "send_error", "settled"]
+
+log = logging.getLogger("bus.kafka")
 
 _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 #: Refusals that sending again cannot change (aiokafka's ``retriable`` flag is no guide:
@@ -151,3 +154,39 @@ async def settled(deliveries: Sequence[KafkaDelivery]) -> list[RecordMetadata]:
     if pending:
         await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
     return [d.result() for d in deliveries]
+
+
+class _LateOutcome:
+    """Counts the late outcomes of records a publish gave up waiting for; one line at the end."""
+
+    def __init__(self, pending: Sequence[KafkaDelivery]) -> None:
+        self.pending = pending
+        self.left = len(pending)
+
+    def settle(self, _future: asyncio.Future[Any]) -> None:
+        self.left -= 1
+        if self.left:
+            return
+        errors = [e for e in (d.exception() for d in self.pending) if e is not None]
+        topic, total = self.pending[0]._record.topic, len(self.pending)
+        if errors:
+            log.warning("kafka: %d of %d record(s) to %r that publish gave up on failed for "
+                        "good (never delivered; first: %s); %d were delivered late",
+                        len(errors), total, topic, errors[0], total - len(errors))  # fmt: skip
+        else:
+            log.info("kafka: %d record(s) to %r that publish gave up on were delivered late",
+                     total, topic)  # fmt: skip
+
+
+def report_late_outcome(deliveries: Sequence[KafkaDelivery]) -> None:
+    """After a publish gave up waiting (its timeout): log, once every pending delivery has
+    settled, how many were delivered late and how many failed for good.
+
+    The caller was told the records "may still be delivered"; this line says which. Reading
+    each outcome also keeps asyncio from printing "Future exception was never retrieved".
+    """
+    pending = [d for d in deliveries if not d.done()]
+    if pending:
+        outcome = _LateOutcome(pending)
+        for delivery in pending:
+            delivery._future.add_done_callback(outcome.settle)
