@@ -30,7 +30,6 @@ import asyncio
 import logging
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,10 @@ import pytest
 from bus.devbroker import DevBroker
 from sagas.outbox import FAULT_EXIT_CODE, FAULT_POINTS
 from tests.crash import saga_harness as h
+from tests.crash.coordinator_kills import broker
 from tests.waiting import wait_until
+
+__all__ = ["broker"]  # the fixture: a Tansu of this test's own
 
 pytestmark = [pytest.mark.crash, pytest.mark.kafka]
 log = logging.getLogger(__name__)
@@ -50,15 +52,6 @@ POINTS = [
     "after_publish_before_mark",
     "after_mark_before_offset_commit",
 ]
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[DevBroker]:
-    """A Tansu of this test's own: the onboarding topics have fixed names."""
-    b = DevBroker(log_path=tmp_path / "tansu.log")
-    b.start()
-    yield b
-    b.stop()
 
 
 @pytest.mark.parametrize("point", POINTS)

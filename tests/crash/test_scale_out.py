@@ -36,7 +36,6 @@ import random
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,9 +46,12 @@ from bus.transports.kafka import KafkaTransport
 from sagas.state import SagaState
 from tests.conftest import kafka_test_config
 from tests.crash import saga_harness as h
+from tests.crash.coordinator_kills import broker
 from tests.crash.real_systems import REAL_APPS
 from tests.crash.saga_ledger import chains, ledger_findings
 from tests.waiting import wait_until
+
+__all__ = ["broker"]  # the fixture: a Tansu of this test's own
 
 pytestmark = [pytest.mark.crash, pytest.mark.kafka, pytest.mark.postgres]
 log = logging.getLogger(__name__)
@@ -72,15 +74,6 @@ APPS = {name: build() for name, build in REAL_APPS.items()}
 GROUPS = {**{name: app.name for name, app in APPS.items()}, "coordinator": h.COORDINATOR_GROUP}
 #: The handlers' groups and the command topics each consumes (what "lag 0" covers).
 HANDLER_GROUPS = {app.name: frozenset(app.topics) for app in APPS.values()}
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[DevBroker]:
-    """A Tansu of this test's own: the onboarding topics have fixed names."""
-    b = DevBroker(log_path=tmp_path / "tansu.log")
-    b.start()
-    yield b
-    b.stop()
 
 
 @dataclass

@@ -18,7 +18,6 @@ import asyncio
 import random
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,21 +26,16 @@ from bus.devbroker import DevBroker
 from sagas.stores import SagaStore, store_from_url
 from sagas.tasks import complete_task, list_tasks
 from tests.crash import saga_harness as h
+from tests.crash.coordinator_kills import broker
 from tests.waiting import wait_until
+
+__all__ = ["broker"]  # the fixture: a Tansu of this test's own
 
 pytestmark = [pytest.mark.crash, pytest.mark.kafka]
 
 SAGAS = h.scaled(60, 16)
 KILLS = h.scaled(6, 3)
 DEFINITIONS = "tests.crash.task_definitions"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[DevBroker]:
-    b = DevBroker(log_path=tmp_path / "tansu.log")
-    b.start()
-    yield b
-    b.stop()
 
 
 async def _open_store(url: str) -> SagaStore:
