@@ -10,9 +10,9 @@ It starts a Tansu broker (:class:`bus.devbroker.DevBroker`, memory storage), a 6
 topic, and then, one after the other, two server processes on the same port settings:
 
 baseline
-    aiohttp + one AIOKafkaProducer: read the body, ``orjson.loads`` it, ``send`` each event
-    (keyed by its order id) and await every acknowledgement, answer 202. No auth, no
-    validation, no idempotency, no CloudEvents headers on the records.
+    aiohttp + one AIOKafkaProducer at aiokafka's defaults: read the body, ``orjson.loads``
+    it, ``send`` each event (keyed by its order id) and await every acknowledgement,
+    answer 202. No auth, no validation, no idempotency, no CloudEvents headers.
 ingress
     ``bus.ingress.serve_ingress``: bearer token (a token file, no rate limit), the HTTP
     binding, validation against the registry, idempotency on a SQLite dedup store (grouped
@@ -28,11 +28,15 @@ HTTP/1.1 on asyncio protocols, every request encoded before the clock starts) se
 events at 1,000 per second for ``--latency-seconds`` over up to 64 keep-alive connections
 and reports the latency percentiles, measured from each request's scheduled time (no
 coordinated omission). An aiohttp client took half a core of the 2 at that rate; this one
-takes about a fifth, so the servers under test get the rest. The load generators' CPU is reported beside the rates: the machine is shared by
-broker, server and load.
+takes about a fifth, so the servers under test get the rest. The load generators' and
+the server's CPU are reported beside the rates: the machine is shared by broker, server
+and load.
 
-Prints a table, then as the LAST line one JSON object: single_per_s,
-single_per_baseline, batch_per_s, batch_per_baseline, p99_ms_at_1000 (the ingress's).
+``--rounds`` (3) measures baseline and ingress that many times, alternating which goes
+first; ratios are taken within a round. Prints every round, then as the LAST line one
+JSON object of medians over the rounds: single_per_s, single_per_baseline, batch_per_s,
+batch_per_baseline, p99_ms_at_1000 (the ingress's), the baseline's figures, and each
+round's ratios (``bench/ingress_report.py``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from ingress_report import report
+
+from bus.ingress.service import INGRESS_LINGER_MS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -59,9 +66,9 @@ sys.path.insert(0, str(ROOT))
 TOPIC = "bench.ingress"
 TOKEN = "bench-token"
 TYPE = "bench.ingress.order.v1"
-#: Both producers: how long a batch waits to fill (the ingress's BUS_KAFKA_LINGER_MS), and
-#: acks=all (bus's default) for both.
-LINGER_MS = 1
+#: The ingress's producer linger: ``bus ingress``'s own default (BUS_KAFKA_LINGER_MS 0,
+#: not bus's 5 ms: an HTTP request waits for its acks). The baseline runs at aiokafka's.
+LINGER_MS = INGRESS_LINGER_MS
 
 VARIANTS = ["baseline", "ingress", "ingress_nodedup"]
 LUA = r"""
@@ -103,7 +110,7 @@ def serve_baseline(port: int, bootstrap: str) -> None:
     from aiokafka import AIOKafkaProducer
 
     async def main() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=LINGER_MS, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)  # its own defaults
         await producer.start()
 
         async def events(request: web.Request) -> web.Response:
@@ -131,7 +138,9 @@ def serve_baseline(port: int, bootstrap: str) -> None:
     asyncio.run(main())
 
 
-def serve_ingress(port: int, bootstrap: str, workdir: Path, *, dedup: str = "sqlite") -> None:
+def serve_ingress(
+    port: int, bootstrap: str, workdir: Path, *, dedup: str = "sqlite", linger_ms: int = LINGER_MS
+) -> None:
     """The ingress; ``dedup``: "sqlite", "" (none) or a PostgreSQL DSN."""
     from bus import App, BusConfig, Event, Registry
     from bus.config import IngressConfig, KafkaConfig
@@ -158,7 +167,7 @@ def serve_ingress(port: int, bootstrap: str, workdir: Path, *, dedup: str = "sql
         max_body_bytes=8 * 1024 * 1024,
     )
     bus_config = BusConfig.from_env({}, http_port=port, http_max_connections=1000)
-    kafka = KafkaConfig.from_env({}, bootstrap_servers=bootstrap, linger_ms=LINGER_MS)
+    kafka = KafkaConfig.from_env({}, bootstrap_servers=bootstrap, linger_ms=linger_ms)
     transport = KafkaTransport(kafka)
     asyncio.run(
         serve(
@@ -251,7 +260,7 @@ def run_latency(url: str, rate: float, seconds: float) -> dict[str, float]:
 def measure(
     kind: str, port: int, broker_pid: int, args: argparse.Namespace, script: Path, workdir: Path
 ) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--bootstrap", args.bootstrap, "--workdir", str(workdir), "--dedup-store", args.dedup_store]  # fmt: skip
+    command = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--bootstrap", args.bootstrap, "--workdir", str(workdir), "--dedup-store", args.dedup_store, "--linger-ms", str(args.linger_ms)]  # fmt: skip
     server = subprocess.Popen(command)
     try:
         wait_listening(port)
@@ -268,7 +277,9 @@ def measure(
             elapsed = time.monotonic() - t0
             found[mode]["server_cpu_pct"] = 100 * (process_cpu_s(server.pid) - cpu0) / elapsed
             found[mode]["broker_cpu_pct"] = 100 * (process_cpu_s(broker_pid) - broker0) / elapsed
+        cpu0 = process_cpu_s(server.pid)
         latency = run_latency(url, args.rate, args.latency_seconds)
+        latency["server_cpu_pct"] = 100 * (process_cpu_s(server.pid) - cpu0) / args.latency_seconds
         return {**found, "latency": latency}
     finally:
         server.terminate()
@@ -282,6 +293,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure each server this many times, alternating; the figures are medians",
+    )
     parser.add_argument("--serve", choices=VARIANTS)
     parser.add_argument(
         "--variant",
@@ -296,6 +313,12 @@ def main() -> None:
         help="the ingress's idempotency store: sqlite (default) or postgres (a throwaway "
         "server from tests/postgres.py; needs the PostgreSQL binaries)",
     )
+    parser.add_argument(
+        "--linger-ms",
+        type=int,
+        default=LINGER_MS,
+        help=f"the ingress's BUS_KAFKA_LINGER_MS (default {LINGER_MS})",
+    )
     parser.add_argument("--latency-client")
     parser.add_argument("--port", type=int)
     parser.add_argument("--bootstrap")
@@ -305,7 +328,9 @@ def main() -> None:
         return serve_baseline(args.port, args.bootstrap)
     if args.serve in ("ingress", "ingress_nodedup"):
         dedup = args.dedup_store if args.serve == "ingress" else ""
-        return serve_ingress(args.port, args.bootstrap, args.workdir, dedup=dedup)
+        return serve_ingress(
+            args.port, args.bootstrap, args.workdir, dedup=dedup, linger_ms=args.linger_ms
+        )
     if args.latency_client:
         print(
             orjson.dumps(
@@ -342,13 +367,15 @@ def main() -> None:
             args.bootstrap = bootstrap
             assert broker.process is not None
             pid = broker.process.pid
-            results = {
-                kind: measure(kind, free_port(), pid, args, script, workdir)
-                for kind in args.variant or ("baseline", "ingress")
-            }
+            kinds = args.variant or ["baseline", "ingress"]
+            results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+            for round_ in range(args.rounds):
+                # the order alternates, so a drift of the shared machine favours neither
+                for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
+                    results[kind].append(measure(kind, free_port(), pid, args, script, workdir))
         finally:
             broker.stop()
-    report(results, args)
+    report(results, rate=args.rate, seconds=args.latency_seconds, store=args.dedup_store)
 
 
 @contextlib.contextmanager
@@ -365,36 +392,6 @@ def postgres_if(args: argparse.Namespace) -> Iterator[str | None]:
         yield server.create_database("bench_ingress")
     finally:
         server.destroy()
-
-
-def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
-    print(f"machine: {os.cpu_count()} cores shared by Tansu, the server and the load generator")
-    store = "PostgreSQL" if args.dedup_store.startswith("postgres") else args.dedup_store
-    print(f"the ingress's dedup store: {store}")
-    print(f"{'':16} {'mode':7} {'events/s':>10} {'refused':>8} {'wrk p99 ms':>11} {'server cpu%':>12} {'broker cpu%':>12} {'load cpu%':>10}")  # fmt: skip
-    for kind, found in results.items():
-        for mode in ("single", "batch"):
-            r = found[mode]
-            print(f"{kind:16} {mode:7} {r['events_per_s']:10.0f} {r['refused']:8d} {r['p99_ms']:11.1f} {r['server_cpu_pct']:12.0f} {r['broker_cpu_pct']:12.0f} {r['load_cpu_pct']:10.0f}")  # fmt: skip
-    for kind, found in results.items():
-        lat = found["latency"]
-        print(f"{kind:16} at {args.rate:g}/s for {args.latency_seconds:g}s: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
-              f"{lat['failures']} not 202, load generator cpu {lat['load_cpu_pct']:.0f}%")  # fmt: skip
-    if "baseline" not in results or "ingress" not in results:
-        return
-    base, ours = results["baseline"], results["ingress"]
-    summary = {
-        "single_per_s": round(ours["single"]["events_per_s"]),
-        "single_per_baseline": round(
-            ours["single"]["events_per_s"] / base["single"]["events_per_s"], 3
-        ),
-        "batch_per_s": round(ours["batch"]["events_per_s"]),
-        "batch_per_baseline": round(
-            ours["batch"]["events_per_s"] / base["batch"]["events_per_s"], 3
-        ),
-        "p99_ms_at_1000": round(ours["latency"]["p99_ms"], 2),
-    }
-    print(orjson.dumps(summary).decode())
 
 
 if __name__ == "__main__":

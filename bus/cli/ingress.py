@@ -65,12 +65,13 @@ def ingress(
     from bus.config import IngressConfig
     from bus.gc_tuning import tune_gc
     from bus.ingress import serve_ingress
+    from bus.ingress.service import INGRESS_LINGER_MS
 
     config = bus_config(options, http_port=http_port, http=True)
     ingress_config = IngressConfig.from_env()
     apps = [app for target in targets for app in load_apps(target)]
     hooks = load_ingress(webhooks) if webhooks else None
-    transport = make_transport(config, options)
+    transport = make_transport(config, options, kafka_defaults={"linger_ms": INGRESS_LINGER_MS})
 
     def started(http: object, server: object) -> None:
         # after the imports and set-up, before serving: the start-up heap is frozen

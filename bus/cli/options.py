@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -302,18 +302,19 @@ def _not_connect_retries(record: logging.LogRecord) -> bool:
     )
 
 
-def make_transport(config: BusConfig, options: object) -> Transport:
-    """The transport ``config`` selects, with the Kafka flags of ``options`` applied."""
+def make_transport(
+    config: BusConfig, options: object, *, kafka_defaults: Mapping[str, Any] | None = None
+) -> Transport:
+    """The transport ``config`` selects, with the Kafka flags of ``options`` applied;
+    ``kafka_defaults`` replace KafkaConfig's defaults for this command (variables win)."""
     if config.transport == "kafka":
         from bus.config import KafkaConfig
         from bus.transports.kafka import KafkaTransport
 
         flags = {name: getattr(options, name, None) for name in _KAFKA_FLAGS}
-        defaults = (
-            {"connect_timeout_s": ONE_SHOT_CONNECT_TIMEOUT_S}
-            if getattr(options, "one_shot", False)
-            else {}
-        )
+        defaults = dict(kafka_defaults or {})
+        if getattr(options, "one_shot", False):
+            defaults["connect_timeout_s"] = ONE_SHOT_CONNECT_TIMEOUT_S
         return KafkaTransport(KafkaConfig.from_env(defaults=defaults, **flags))
     from bus.transports.memory import MemoryBroker, MemoryTransport
 

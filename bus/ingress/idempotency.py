@@ -1,17 +1,17 @@
 """Idempotent ingestion: an event re-posted within a window is answered 202, not published.
 
 The proof is the dedup store's unique key (``DedupKey("ingress", source, id)``), so it
-holds across ingress replicas sharing one PostgreSQL database. Each event is recorded
-*with its record* before it is published, and marked ``sent`` once the broker acknowledged
-it. A re-post then finds either
+holds across ingress replicas sharing one PostgreSQL database. Each event's key is
+recorded before it is published, and marked ``sent`` once the broker acknowledged it. A
+re-post then finds either
 
 - a sent entry within ``window_s``: a duplicate; 202, nothing published;
 - an entry being published by a request of this process: it waits for that one's
   outcome (a duplicate if it was published, published again if it failed);
 - an unsent entry younger than ``lease_s`` from another replica: it is being published
   there; 503 with ``Retry-After`` (the caller's retry finds it sent, or stale);
-- an unsent entry older than ``lease_s`` (its publisher failed or died): the *recorded*
-  record is published again, same CloudEvents id, so nothing is lost;
+- an unsent entry older than ``lease_s`` (its publisher failed or died): the re-posted
+  event is published, same CloudEvents source and id, so nothing is lost;
 - an entry older than the window: published again, as if new.
 
 Writes are grouped: the requests that arrive while a write is under way share the next
@@ -172,9 +172,9 @@ class Idempotency:
             entry = before.get(key)
             if entry is None:
                 todo.append((key, record))
-            elif not entry.sent and entry.outputs and key not in self._published_here:
+            elif not entry.sent and key not in self._published_here:
                 if key in self._failed_here or entry.completed_at_ms < stale_ms:
-                    todo.append((key, entry.outputs[0]))  # the first attempt's exact record
+                    todo.append((key, record))
                 else:
                     busy += 1
             elif entry.completed_at_ms < horizon_ms:
@@ -259,7 +259,10 @@ class Idempotency:
         self.groups += 1
         self.claims += len(entries)
         try:
-            before = await self.store.record_new([(k, (r,)) for k, r in entries], sent=marks)
+            # the keys only: a re-post of an event never acknowledged publishes its own
+            # record (same source and id: the same event), so the first one's bytes need
+            # not be stored; they were 3/4 of the row, and their encoding 5% of the CPU
+            before = await self.store.record_new([(k, ()) for k, _ in entries], sent=marks)
         except asyncio.CancelledError:  # closing: the waiting requests end too
             for _, future in group:
                 future.cancel()

@@ -213,13 +213,20 @@ class IngressServer:
         if length is not None and length > limit:
             raise _too_large(f"the body is larger than {limit} bytes")
         body = bytearray()
+        head = b""
+        if length is not None:
+            # what already arrived: most bodies come with their headers, and need no timer
+            # (a timeout's set-up and cancel were 5% of a single-event request's CPU)
+            head = request.content.read_nowait(length)
+            if len(head) == length:
+                return head
         try:
             async with asyncio.timeout(self.config.body_timeout_s):
-                if length is not None:  # the common case: one read, no copy
+                if length is not None:
                     try:
-                        return await request.content.readexactly(length)
+                        return head + await request.content.readexactly(length - len(head))
                     except asyncio.IncompleteReadError as exc:
-                        return exc.partial  # what arrived, as the loop below would answer
+                        return head + exc.partial  # what arrived, as the loop below answers
                 while chunk := await request.content.read(limit + 1 - len(body)):
                     body += chunk
                     if len(body) > limit:

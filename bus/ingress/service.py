@@ -41,6 +41,7 @@ from bus.runner import install_signal_handlers
 from bus.transports.base import Transport
 
 __all__ = [
+    "INGRESS_LINGER_MS",
     "IngressSetup",
     "apps_registry",
     "dedup_store_for",
@@ -53,6 +54,11 @@ __all__ = [
 
 #: Group transactions the ingress runs at once on a PostgreSQL dedup store.
 POSTGRES_WRITES = 4
+#: ``bus ingress``'s producer linger (BUS_KAFKA_LINGER_MS still wins): a request waits
+#: for its events' acknowledgement, so a linger is latency it pays in full; records still
+#: batch while a produce request is in flight. At 1,000 requests/s the median was 4.1 ms
+#: at 0 and 5.6 ms at 1 ms, for the same CPU (bus's 5 ms default was slower still).
+INGRESS_LINGER_MS = 0
 log = logging.getLogger("bus.ingress")
 #: Seconds between broker probes: a broker gone is answered 503 within about
 #: PROBE_INTERVAL_S + PROBE_TIMEOUT_S, not after a publish timeout.

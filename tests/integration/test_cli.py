@@ -242,3 +242,29 @@ def test_one_shot_commands_default_to_a_short_connect_timeout(
     flagged = make_transport(config, TransportOptions(one_shot=True, connect_timeout_s=3))
     assert isinstance(flagged, KafkaTransport)
     assert flagged.config.connect_timeout_s == 3
+
+
+@pytest.mark.parametrize(("variable", "linger_ms"), [(None, 0), ("7", 7)])
+def test_the_ingress_command_produces_without_a_linger_unless_the_variable_sets_one(
+    monkeypatch: pytest.MonkeyPatch, variable: str | None, linger_ms: int
+) -> None:
+    import bus.ingress
+    from bus.cli.app import main
+    from bus.transports.kafka import KafkaTransport
+
+    if variable is None:
+        monkeypatch.delenv("BUS_KAFKA_LINGER_MS", raising=False)
+    else:
+        monkeypatch.setenv("BUS_KAFKA_LINGER_MS", variable)
+    monkeypatch.setenv("BUS_INGRESS_ALLOW_ANONYMOUS", "true")
+    served: list[object] = []
+
+    async def serve(apps: object, *, transport: object, **settings: object) -> int:
+        served.append(transport)
+        return 0
+
+    monkeypatch.setattr(bus.ingress, "serve_ingress", serve)
+    assert main(["ingress", "handlers.demo:apps", "--transport", "kafka"]) == 0
+    [transport] = served
+    assert isinstance(transport, KafkaTransport)
+    assert transport.config.linger_ms == linger_ms

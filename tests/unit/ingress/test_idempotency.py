@@ -41,8 +41,8 @@ async def test_a_request_waits_for_the_same_event_in_flight_here_and_learns_its_
         first = await idem.claim([claim("a", b"first")])
         second = asyncio.create_task(idem.claim([claim("a", b"second")]))
         await asyncio.sleep(0)  # it runs up to its wait for the first request
-        idem.release(first, published=False)  # failed: the waiter publishes the recorded one
-        assert await second == [claim("a", b"first")]
+        idem.release(first, published=False)  # failed: the waiter publishes its own
+        assert await second == [claim("a", b"second")]
         idem.release(await second, published=True)
         assert await idem.claim([claim("a")]) == []
 
@@ -58,8 +58,11 @@ async def test_an_unsent_entry_of_another_replica_is_busy_until_its_lease_ends()
         with pytest.raises(RefusedError) as raised:
             await idem.claim([claim("a"), claim("b")])
         assert raised.value.refusal.status == 503
-        clock.now += timedelta(seconds=31)
-        assert await idem.claim([claim("a"), claim("b")]) == [claim("a", b"other's"), claim("b")]
+        clock.now += timedelta(seconds=31)  # abandoned: the re-post is published
+        assert await idem.claim([claim("a", b"again"), claim("b")]) == [
+            claim("a", b"again"),
+            claim("b"),
+        ]
 
 
 async def test_an_event_older_than_the_window_is_published_again() -> None:
@@ -139,3 +142,13 @@ def test_remembered_keys_drop_the_oldest_first_and_a_key_seen_again_is_newest(
     idempotency._remember(seen, [keys[0], keys[3]], forget=failed)
     assert list(seen) == [keys[2], keys[0], keys[3]]
     assert not failed
+
+
+async def test_the_store_keeps_each_events_key_not_its_record() -> None:
+    store = MemoryDedupStore()
+    async with Idempotency(store, window_s=60) as idem:
+        idem.release(await idem.claim([claim("a", b"a large body")]), published=True)
+    entry = await store.get(DedupKey("ingress", "/s", "a"))
+    assert entry is not None
+    assert entry.sent
+    assert entry.outputs == ()
