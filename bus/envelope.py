@@ -19,7 +19,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import NamedTuple
 
-__all__ = ["SPEC_VERSION", "Envelope", "event_envelope"]
+__all__ = ["SPEC_VERSION", "Envelope", "event_envelope", "with_defaults"]
 
 SPEC_VERSION = "1.0"
 
@@ -96,5 +96,51 @@ def event_envelope(
             traceparent,
             _EMPTY,
             SPEC_VERSION,
+        ),
+    )
+
+
+def with_defaults(event: Envelope, *, time: datetime, subject: str | None) -> Envelope:
+    """``event`` with bus's defaults for what it left out: ``time``, ``subject``, the
+    correlation id (its own id) and JSON data.
+
+    A new tuple in the class's field order rather than ``_replace``, which took half the
+    HTTP ingress's time per event here.
+
+    Example::
+
+        with_defaults(envelope, time=received_at, subject=message.bus_key_value())
+    """
+    (
+        id_,
+        source,
+        type_,
+        data,
+        event_time,
+        event_subject,
+        content_type,
+        dataschema,
+        correlationid,
+        causationid,
+        traceparent,
+        extensions,
+        specversion,
+    ) = event
+    return _new(
+        Envelope,
+        (
+            id_,
+            source,
+            type_,
+            data,
+            time if event_time is None else event_time,
+            subject if event_subject is None else event_subject,
+            "application/json" if content_type is None else content_type,
+            dataschema,
+            id_ if correlationid is None else correlationid,
+            causationid,
+            traceparent,
+            extensions,
+            specversion,
         ),
     )

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from pydantic import ValidationError
 
-from bus.envelope import Envelope
+from bus.envelope import Envelope, with_defaults
 from bus.ingress.problems import FieldError, Refusal, RefusedError
 from bus.message import Message
 from bus.registry import Registry
@@ -84,15 +84,5 @@ def payload_errors(exc: ValidationError, index: int | None) -> list[FieldError]:
 def completed(event: Envelope, message: Message, now: datetime) -> Envelope:
     """``event`` with bus's defaults: correlation id = its id, subject = the key value,
     JSON data, the time it was received."""
-    changes: dict[str, object] = {}
-    if event.time is None:
-        changes["time"] = now
-    if event.correlationid is None:
-        changes["correlationid"] = event.id
-    if event.subject is None:
-        key = message.bus_key_value()
-        if key is not None:
-            changes["subject"] = key
-    if event.datacontenttype is None:
-        changes["datacontenttype"] = "application/json"
-    return event._replace(**changes) if changes else event  # type: ignore[arg-type]
+    subject = message.bus_key_value() if event.subject is None else event.subject
+    return with_defaults(event, time=now, subject=subject)
