@@ -2,12 +2,12 @@
 
 Run::
 
-    python bench/ingress.py                         # ~2 minutes
-    python bench/ingress.py --seconds 5 --latency-seconds 5   # quick look
+    python bench/ingress.py                         # ~7 minutes
+    python bench/ingress.py --seconds 10 --latency-seconds 10 --rounds 5   # ~6 minutes
     python bench/ingress.py --dedup-store postgres  # idempotency on a throwaway PostgreSQL
 
 It starts a Tansu broker (:class:`bus.devbroker.DevBroker`, memory storage), a 6-partition
-topic, and then, one after the other, two server processes on the same port settings:
+topic, and two server processes (``bench/ingress_servers.py``), both up for the whole run:
 
 baseline
     aiohttp + one AIOKafkaProducer at aiokafka's defaults: read the body, ``orjson.loads``
@@ -32,11 +32,13 @@ takes about a fifth, so the servers under test get the rest. The load generators
 the server's CPU are reported beside the rates: the machine is shared by broker, server
 and load.
 
-``--rounds`` (3) measures baseline and ingress that many times, alternating which goes
-first; ratios are taken within a round. Prints every round, then as the LAST line one
-JSON object of medians over the rounds: single_per_s, single_per_baseline, batch_per_s,
-batch_per_baseline, p99_ms_at_1000 (the ingress's), the baseline's figures, and each
-round's ratios (``bench/ingress_report.py``).
+Each load runs on one server and right after on the other; ``--rounds`` (3) repeats the
+three loads, alternating which server goes first. A ratio is taken between the two runs
+of one load, seconds apart, so the shared machine's drift moves both (measured minutes
+apart, the batch ratio ranged 0.32-0.56 over five rounds). Prints every round, then as
+the LAST line one JSON object of medians over the rounds: single_per_s,
+single_per_baseline, batch_per_s, batch_per_baseline, p99_ms_at_1000 (the ingress's),
+the baseline's figures, and each round's ratios (``bench/ingress_report.py``).
 """
 
 from __future__ import annotations
@@ -52,23 +54,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 from ingress_report import report
-
-from bus.ingress.service import INGRESS_LINGER_MS
+from ingress_servers import LINGER_MS, TOKEN, TOPIC, TYPE, serve_baseline, serve_ingress
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-TOPIC = "bench.ingress"
-TOKEN = "bench-token"
-TYPE = "bench.ingress.order.v1"
-#: The ingress's producer linger: ``bus ingress``'s own default (BUS_KAFKA_LINGER_MS 0,
-#: not bus's 5 ms: an HTTP request waits for its acks). The baseline runs at aiokafka's.
-LINGER_MS = INGRESS_LINGER_MS
 
 VARIANTS = ["baseline", "ingress", "ingress_nodedup"]
 LUA = r"""
@@ -102,82 +97,6 @@ function request()
   return wrk.format("POST", "/events", headers, "[" .. table.concat(events, ",") .. "]")
 end
 """.replace("TOKEN", TOKEN).replace("TYPE", TYPE)
-
-
-# -- the servers (each its own process) --------------------------------------------------
-def serve_baseline(port: int, bootstrap: str) -> None:
-    from aiohttp import web
-    from aiokafka import AIOKafkaProducer
-
-    async def main() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)  # its own defaults
-        await producer.start()
-
-        async def events(request: web.Request) -> web.Response:
-            doc = orjson.loads(await request.read())
-            docs = doc if isinstance(doc, list) else [doc]
-            futures = [
-                await producer.send(TOPIC, orjson.dumps(d), key=str(d["data"]["order_id"]).encode())
-                for d in docs
-            ]
-            for future in futures:
-                await future
-            return web.Response(status=202, body=b'{"accepted":%d}' % len(docs))
-
-        async def alive(request: web.Request) -> web.Response:
-            return web.Response(text="ok")
-
-        app = web.Application(client_max_size=8 * 1024 * 1024)
-        app.router.add_post("/events", events)
-        app.router.add_get("/healthz", alive)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
-def serve_ingress(
-    port: int, bootstrap: str, workdir: Path, *, dedup: str = "sqlite", linger_ms: int = LINGER_MS
-) -> None:
-    """The ingress; ``dedup``: "sqlite", "" (none) or a PostgreSQL DSN."""
-    from bus import App, BusConfig, Event, Registry
-    from bus.config import IngressConfig, KafkaConfig
-    from bus.gc_tuning import tune_gc
-    from bus.ingress import hash_token
-    from bus.ingress import serve_ingress as serve
-    from bus.transports.kafka import KafkaTransport
-
-    registry = Registry()
-
-    class OrderPlaced(Event, type=TYPE, topic=TOPIC, key="order_id", registry=registry):
-        order_id: str
-        customer: str
-        amount: float
-        items: int
-        note: str = ""
-
-    tokens = workdir / "tokens.toml"
-    tokens.write_text(f'[[tokens]]\nname = "bench"\nsha256 = "{hash_token(TOKEN)}"\n')
-    config = IngressConfig.from_env(
-        {},
-        tokens_file=str(tokens),
-        dedup_store=f"sqlite:{workdir / f'ingress-{port}.db'}" if dedup == "sqlite" else dedup,
-        max_body_bytes=8 * 1024 * 1024,
-    )
-    bus_config = BusConfig.from_env({}, http_port=port, http_max_connections=1000)
-    kafka = KafkaConfig.from_env({}, bootstrap_servers=bootstrap, linger_ms=linger_ms)
-    transport = KafkaTransport(kafka)
-    asyncio.run(
-        serve(
-            [App("bench-ingress", registry=registry)],
-            config=config,
-            bus_config=bus_config,
-            transport=transport,
-            started=lambda http, server: tune_gc(50_000),
-        )
-    )
 
 
 # -- load --------------------------------------------------------------------------------
@@ -257,33 +176,93 @@ def run_latency(url: str, rate: float, seconds: float) -> dict[str, float]:
 
 
 # -- the run -----------------------------------------------------------------------------
-def measure(
-    kind: str, port: int, broker_pid: int, args: argparse.Namespace, script: Path, workdir: Path
-) -> dict[str, Any]:
+#: wrk's connections and events per request of each throughput mode.
+MODES = {"single": (64, 1), "batch": (16, 100)}
+
+
+@dataclass(frozen=True)
+class Server:
+    kind: str
+    url: str
+    pid: int
+
+
+@contextlib.contextmanager
+def running(
+    kind: str, port: int, args: argparse.Namespace, script: Path, workdir: Path
+) -> Iterator[Server]:
+    """A server process of ``kind``, listening and warmed up, until the block ends."""
     command = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--bootstrap", args.bootstrap, "--workdir", str(workdir), "--dedup-store", args.dedup_store, "--linger-ms", str(args.linger_ms)]  # fmt: skip
-    server = subprocess.Popen(command)
+    process = subprocess.Popen(command)
     try:
         wait_listening(port)
         url = f"http://127.0.0.1:{port}"
         run_wrk(url, script, 16, 2, f"{kind}-warm", 1)  # warm-up: connections, caches
-        found: dict[str, Any] = {}
-        for mode, conns, batch in (("single", 64, 1), ("batch", 16, 100)):
-            cpu0, broker0, t0 = (
-                process_cpu_s(server.pid),
-                process_cpu_s(broker_pid),
-                time.monotonic(),
-            )
-            found[mode] = run_wrk(url, script, conns, args.seconds, f"{kind}-{mode}", batch)
-            elapsed = time.monotonic() - t0
-            found[mode]["server_cpu_pct"] = 100 * (process_cpu_s(server.pid) - cpu0) / elapsed
-            found[mode]["broker_cpu_pct"] = 100 * (process_cpu_s(broker_pid) - broker0) / elapsed
-        cpu0 = process_cpu_s(server.pid)
-        latency = run_latency(url, args.rate, args.latency_seconds)
-        latency["server_cpu_pct"] = 100 * (process_cpu_s(server.pid) - cpu0) / args.latency_seconds
-        return {**found, "latency": latency}
+        yield Server(kind, url, process.pid)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def load(
+    server: Server, mode: str, broker_pid: int, args: argparse.Namespace, script: Path
+) -> dict[str, Any]:
+    """One load of ``mode`` (single, batch, latency) on ``server``, with its and the
+    broker's CPU while it ran."""
+    cpu0, broker0, t0 = process_cpu_s(server.pid), process_cpu_s(broker_pid), time.monotonic()
+    if mode == "latency":
+        found = run_latency(server.url, args.rate, args.latency_seconds)
+    else:
+        conns, batch = MODES[mode]
+        # a new id prefix per load (wrk's Lua random is not seeded): every event is new to
+        # the ingress's dedup store, which lives as long as the server
+        label = f"{server.kind}-{mode}-{time.time_ns()}"
+        found = run_wrk(server.url, script, conns, args.seconds, label, batch)
+    elapsed = time.monotonic() - t0
+    found["server_cpu_pct"] = 100 * (process_cpu_s(server.pid) - cpu0) / elapsed
+    found["broker_cpu_pct"] = 100 * (process_cpu_s(broker_pid) - broker0) / elapsed
+    return found
+
+
+def measure(
+    kinds: list[str], broker_pid: int, args: argparse.Namespace, script: Path, workdir: Path
+) -> dict[str, list[dict[str, Any]]]:
+    """Every round's figures per server. Both servers stay up, and each load runs on one
+    then at once on the other (which goes first alternates by round): the two figures a
+    ratio is taken from are seconds apart, so a shared machine's drift moves both."""
+    from bus.devbroker import free_port
+
+    with contextlib.ExitStack() as stack:
+        servers = {
+            kind: stack.enter_context(running(kind, free_port(), args, script, workdir))
+            for kind in kinds
+        }
+        results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+        for round_ in range(args.rounds):
+            order = kinds if round_ % 2 == 0 else kinds[::-1]
+            for kind in kinds:
+                results[kind].append({})
+            for mode in ("single", "batch", "latency"):
+                for kind in order:
+                    results[kind][-1][mode] = load(servers[kind], mode, broker_pid, args, script)
+        for kind, server in servers.items():
+            if kind != "baseline":
+                duplicates = duplicates_counted(server.url)
+                if duplicates:  # every event was new: a duplicate means a broken measurement
+                    raise RuntimeError(f"{kind} counted {duplicates:g} duplicate events")
+        return results
+
+
+def duplicates_counted(url: str) -> float:
+    """The ingress's ``bus_ingress_events_total{outcome="duplicate"}``."""
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    found = re.search(r'^bus_ingress_events_total\{outcome="duplicate"\} (\S+)$', text, re.M)
+    if found is None:
+        raise RuntimeError(f"no duplicate count in {url}/metrics")
+    return float(found[1])
 
 
 def main() -> None:
@@ -343,7 +322,7 @@ def main() -> None:
 
     from bus import TopicSpec
     from bus.config import KafkaConfig
-    from bus.devbroker import DevBroker, free_port
+    from bus.devbroker import DevBroker
     from bus.transports.kafka import KafkaTransport
 
     with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp, postgres_if(args) as dsn:
@@ -367,12 +346,7 @@ def main() -> None:
             args.bootstrap = bootstrap
             assert broker.process is not None
             pid = broker.process.pid
-            kinds = args.variant or ["baseline", "ingress"]
-            results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-            for round_ in range(args.rounds):
-                # the order alternates, so a drift of the shared machine favours neither
-                for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
-                    results[kind].append(measure(kind, free_port(), pid, args, script, workdir))
+            results = measure(args.variant or ["baseline", "ingress"], pid, args, script, workdir)
         finally:
             broker.stop()
     report(results, rate=args.rate, seconds=args.latency_seconds, store=args.dedup_store)

@@ -1,8 +1,8 @@
 """The report of ``bench/ingress.py``: every round's figures, then the medians and a JSON line.
 
-A round measures each server once (single events, batches, then 1,000 events/s); the
-ratios are taken within a round, baseline and ingress measured minutes apart, and the
-summary is their median, so one round disturbed by the shared machine moves it little.
+A round runs each load (single events, batches, then 1,000 events/s) on both servers,
+one right after the other; a ratio is taken between those two runs, and the summary is
+the median over rounds, so one round disturbed by the shared machine moves it little.
 """
 
 from __future__ import annotations
