@@ -104,8 +104,8 @@ def with_defaults(event: Envelope, *, time: datetime, subject: str | None) -> En
     """``event`` with bus's defaults for what it left out: ``time``, ``subject``, the
     correlation id (its own id) and JSON data.
 
-    A new tuple in the class's field order rather than ``_replace``, which took half the
-    HTTP ingress's time per event here.
+    A new tuple in the class's field order rather than ``_replace``, which took half of
+    this step's time per event in the HTTP ingress.
 
     Example::
 
