@@ -212,9 +212,9 @@ async def serve_ingress(
             log.info("ingress: accepting events on %s/events (%d types)", http.url, len(registry))
             if started is not None:
                 started(http, server)
-            prober = tasks.create_task(_probe(transport), name="ingress-broker-probe")
+            prober = tasks.create_task(_probe(transport, stop), name="ingress-broker-probe")
             await stop.wait()
-            prober.cancel()
+            prober.cancel()  # at once; its loop also ends on stop, should a cancel be lost
     return 0
 
 
@@ -238,10 +238,11 @@ async def _idempotency(config: IngressConfig) -> AsyncIterator[Idempotency | Non
         await store.close()
 
 
-async def _probe(transport: Transport) -> None:
+async def _probe(transport: Transport, stop: asyncio.Event) -> None:
     # the ingress only produces: nothing else would notice the broker leave until a
     # publish timed out, so ready (checked per request) comes from this round trip
-    while True:
+    while not stop.is_set():
         with contextlib.suppress(BusError):
             await transport.probe(timeout_s=PROBE_TIMEOUT_S)
-        await asyncio.sleep(PROBE_INTERVAL_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PROBE_INTERVAL_S)

@@ -170,9 +170,10 @@ class KafkaTransport:
         if self._producer is None:
             return False
         try:
-            answered = await asyncio.wait_for(
-                self._producer.client.force_metadata_update(), timeout_s
-            )
+            # asyncio.timeout, not wait_for: 3.11's wait_for can lose a cancellation that
+            # lands as the answer arrives, and a probe loop cancelled at shutdown ran on
+            async with asyncio.timeout(timeout_s):
+                answered = await self._producer.client.force_metadata_update()
             why = "no metadata answer"
         except (TimeoutError, KafkaError, OSError) as exc:
             answered, why = False, f"no answer within {timeout_s:g}s ({type(exc).__name__})"
