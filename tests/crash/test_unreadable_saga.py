@@ -168,7 +168,13 @@ async def test_an_unreadable_saga_is_quarantined_and_the_others_go_on(
             what="e-1's set-aside reply to be applied after the retry",
         )
         assert fixed
-        assert await store.set_aside_inputs(saga_id="onboarding:e-1", limit=10) == []
+        # the reply and the timer are applied one at a time: the check waits for both
+        emptied = await wait_until(
+            lambda: alive(task, lambda: _nothing_set_aside(store, "onboarding:e-1")),
+            timeout_s=30,
+            what="e-1's set-aside timer to be applied after its reply",
+        )
+        assert emptied
         assert c.stats.set_aside_applied >= 1  # the timer changes nothing after the reply
         stored = await store.read("onboarding:e-1")
         assert isinstance(stored, StoredSaga)
@@ -186,6 +192,10 @@ async def _all_at(store: SagaStore, ids: list[str], n: int) -> bool:
 
 async def _kept(store: SagaStore, saga_id: str, n: int) -> bool:
     return len(await store.set_aside_inputs(saga_id=saga_id, limit=10)) == n
+
+
+async def _nothing_set_aside(store: SagaStore, saga_id: str) -> bool:
+    return await store.set_aside_inputs(saga_id=saga_id, limit=10) == []
 
 
 async def _reply_applied(store: SagaStore, saga_id: str) -> bool:
