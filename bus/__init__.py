@@ -117,6 +117,7 @@ if TYPE_CHECKING:
     )
     from bus.transports.memory import MemoryBroker, MemoryTransport
     from bus.transports.namespace import NamespacedTransport
+    from bus.waits import wait_for_event
     from bus.worker import Worker, WorkerSettings, WorkerStats
 
 #: name -> the module that defines it (``module:attr`` when bus exports it under another name)
@@ -228,6 +229,7 @@ _LAZY: dict[str, str] = {
     "Worker": "bus.worker",
     "WorkerSettings": "bus.worker",
     "WorkerStats": "bus.worker",
+    "wait_for_event": "bus.waits",
 }
 
 __all__ = [
@@ -337,6 +339,7 @@ __all__ = [
     "replay_dead_letters",
     "tune_gc",
     "utc_now",
+    "wait_for_event",
     "without_original",
 ]
 

@@ -212,8 +212,7 @@ class App:
             async def relay(stop: asyncio.Event) -> None:
                 while not stop.is_set():
                     await publish_outbox()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 0.1)
+                    await wait_for_event(stop, 0.1)  # bus.wait_for_event: 0.1 s or stop
         """
         self._tasks.append((name or str(getattr(func, "__name__", "task")), func))
         return func

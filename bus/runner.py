@@ -17,7 +17,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -33,6 +32,7 @@ from bus.metrics import Metrics
 from bus.stamping import utc_now
 from bus.transports.base import TopicSpec, Transport
 from bus.transports.memory import MemoryTransport
+from bus.waits import wait_for_event
 from bus.worker import Worker, WorkerSettings
 
 __all__ = ["Runner", "install_signal_handlers"]
@@ -176,15 +176,13 @@ class Runner:
                 if n:
                     log.info("dedup purge: %d completions before %s forgotten by %s",
                              n, older_than.isoformat(), type(store).__name__)  # fmt: skip
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.dedup_purge_interval_s)
+            await wait_for_event(stop, self.dedup_purge_interval_s)
 
     async def _watch_transport(self, stop: asyncio.Event) -> None:
         """Probe the transport until ``stop``: fetches alone do not notice a broker gone."""
         while not stop.is_set():
             await self.transport.probe(timeout_s=min(2.0, self.probe_interval_s * 2))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.probe_interval_s)
+            await wait_for_event(stop, self.probe_interval_s)
 
     def idle(self, *, sleeping_is_idle: bool = False) -> bool:
         """Every worker idle and, on the memory transport, every group caught up exactly.

@@ -163,7 +163,8 @@ async def _stop_all(
                 child.send_signal(signal.SIGTERM)
     waits = [child.wait() for child in children.values()]
     try:
-        await asyncio.wait_for(asyncio.gather(*waits), grace_s)
+        async with asyncio.timeout(grace_s):
+            await asyncio.gather(*waits)
     except TimeoutError:
         for name, child in children.items():
             if child.returncode is None:

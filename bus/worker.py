@@ -220,7 +220,8 @@ class Worker:
         # the deadline; everything is committed by now, so leaving may be cut short: the
         # group then notices after the session timeout. At least 1 s to leave cleanly.
         try:
-            await asyncio.wait_for(consumer.stop(), max(1.0, deadline - time.monotonic()))
+            async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
+                await consumer.stop()
         except TimeoutError:
             log.warning(
                 "app %s: leaving the group did not finish within the shutdown deadline "

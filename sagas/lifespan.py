@@ -17,12 +17,11 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
-from bus import App, BusError
+from bus import App, BusError, wait_for_event
 from sagas.observer import SagaObserver
 from sagas.outbox import OutboxRelay
 from sagas.stores.base import SagaStore
@@ -74,8 +73,7 @@ class SagaTasks:
         next batch is applied), or every poll interval (another replica's rows, expired
         leases), until ``stop``; then once more, for what the last batches stored."""
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.outbox_filled.wait(), self.poll_interval_s)
+            await wait_for_event(self.outbox_filled, self.poll_interval_s)
             self.outbox_filled.clear()
             await self._retrying("outbox relay", self.relay.relay_all, stop)
         await self._retrying("outbox relay", self.relay.relay_all, None)
@@ -146,5 +144,4 @@ class SagaTasks:
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
     """Sleep ``seconds``, or less if ``stop`` is set meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    await wait_for_event(stop, seconds)

@@ -234,7 +234,8 @@ async def _run(
         return 1
     try:
         # the workers' deadline, then the runner's budget to close stores and transport
-        await asyncio.wait_for(task, deadline_s + CLOSE_BUDGET_S + 5)
+        async with asyncio.timeout(deadline_s + CLOSE_BUDGET_S + 5):
+            await task
     except TimeoutError:
         error("shutdown did not finish within its deadline")
         return 1

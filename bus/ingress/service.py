@@ -39,6 +39,7 @@ from bus.publisher import Publisher
 from bus.registry import Registry
 from bus.runner import install_signal_handlers
 from bus.transports.base import Transport
+from bus.waits import wait_for_event
 
 __all__ = [
     "INGRESS_LINGER_MS",
@@ -244,5 +245,4 @@ async def _probe(transport: Transport, stop: asyncio.Event) -> None:
     while not stop.is_set():
         with contextlib.suppress(BusError):
             await transport.probe(timeout_s=PROBE_TIMEOUT_S)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), PROBE_INTERVAL_S)
+        await wait_for_event(stop, PROBE_INTERVAL_S)

@@ -210,7 +210,8 @@ class PostgresDatabase:
         if pool is None:
             return
         try:
-            await asyncio.wait_for(pool.close(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await pool.close()
         except _FAULTS:
             pool.terminate()
 

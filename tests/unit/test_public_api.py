@@ -33,7 +33,7 @@ PUBLIC = [
     "load_apps", "murmur2", "new_id", "parse_since", "parse_tokens",
     "partition_for_key", "plan_replay",
     "read_dead_letters", "read_hops", "record_for", "render_trace", "replay_dead_letters",
-    "tune_gc", "utc_now", "without_original",
+    "tune_gc", "utc_now", "wait_for_event", "without_original",
 ]  # fmt: skip
 
 # The functional core: no event loop, broker client, database driver, clock or randomness.
