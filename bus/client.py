@@ -226,8 +226,7 @@ class Client(_Core):
         """Send what is queued; what the ingress answered for it."""
         answer = Answer(0, 0)
         for chunk in _chunks(self._pending.take(), self._batch_size):
-            got = self._send(chunk)
-            answer = Answer(answer.accepted + got.accepted, answer.duplicates + got.duplicates)
+            answer += self._send(chunk)
         return answer
 
     def _send(self, events: Sequence[Mapping[str, Any]]) -> Answer:

@@ -78,18 +78,46 @@ def batch_body(events: Sequence[Mapping[str, Any]]) -> tuple[bytes, str]:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What a 202 said: events accepted, of which duplicates (accepted before)."""
+    """What a 202 said: events accepted, of which duplicates (accepted before).
+
+    Example::
+
+        Answer.of(b'{"accepted": 1, "duplicates": 0, "ids": ["e-1"], "duplicate_ids": []}')
+    """
 
     accepted: int
     duplicates: int
+    #: The accepted events' ids, in request order (empty from an ingress that did not say).
+    ids: tuple[str, ...] = ()
+    #: Those of ``ids`` not published now: accepted before, or twice in the request.
+    duplicate_ids: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, body: bytes) -> Answer:
         try:
             doc = orjson.loads(body)
-            return cls(int(doc["accepted"]), int(doc["duplicates"]))
+            accepted, duplicates = int(doc["accepted"]), int(doc["duplicates"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return cls(0, 0)
+        return cls(
+            accepted, duplicates, _strings(doc.get("ids")), _strings(doc.get("duplicate_ids"))
+        )
+
+    def __add__(self, other: Answer) -> Answer:
+        """Both answers as one (the batches of one flush)."""
+        return Answer(
+            self.accepted + other.accepted,
+            self.duplicates + other.duplicates,
+            self.ids + other.ids,
+            self.duplicate_ids + other.duplicate_ids,
+        )
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    """A list of ids, else nothing (an answer's junk is tolerated, as its counts')."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(v for v in value if isinstance(v, str))
 
 
 def refusal_error(status: int, body: bytes) -> PublishRefusedError:

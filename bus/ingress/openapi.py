@@ -89,7 +89,13 @@ def _structured_event(type_name: str, *, data_ref: str) -> dict[str, Any]:
 
 def _responses() -> dict[str, Any]:
     problem = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    found: dict[str, Any] = {"202": {"description": "accepted: published, or a duplicate"}}
+    found: dict[str, Any] = {
+        "202": {
+            "description": "accepted: published, or a duplicate",
+            # inline: a $ref name could meet a registered model's nested one
+            "content": {"application/json": {"schema": _ACCEPTED}},
+        }
+    }
     found.update(
         {code: {"description": text, "content": problem} for code, text in _REFUSALS.items()}
     )
@@ -136,6 +142,19 @@ def _webhook_operation(hook: Webhook) -> dict[str, Any]:
         "responses": responses,
     }
 
+
+#: The 202's body: the ids in request order, and those not published now (accepted before,
+#: or given twice in the request).
+_ACCEPTED: dict[str, Any] = {
+    "type": "object",
+    "required": ["accepted", "duplicates", "ids", "duplicate_ids"],
+    "properties": {
+        "accepted": {"type": "integer", "minimum": 0},
+        "duplicates": {"type": "integer", "minimum": 0},
+        "ids": {"type": "array", "items": {"type": "string"}},
+        "duplicate_ids": {"type": "array", "items": {"type": "string"}},
+    },
+}
 
 _PROBLEM: dict[str, Any] = {
     "type": "object",

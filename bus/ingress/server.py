@@ -15,7 +15,7 @@ A request goes through, in this order (each step's refusal is its answer)::
     Idempotency.claim(records)           -> duplicates dropped (503 if the store fails)
     Publisher.forward(records)           -> 503 Retry-After   (broker down or not acking),
                                             413 (a record the broker refuses as too large)
-                                         -> 202
+                                         -> 202 {accepted, duplicates, ids, duplicate_ids}
 
 A webhook replaces the token by its signature (401) and the binding by its function
 (400 for a body that is not JSON, 422 for a payload it cannot map).
@@ -45,7 +45,7 @@ from bus.ids import new_id
 from bus.ingress.access import Access
 from bus.ingress.admission import Admitted, admit
 from bus.ingress.binding import read_request
-from bus.ingress.idempotency import INGRESS_HANDLER, Idempotency
+from bus.ingress.idempotency import INGRESS_HANDLER, Claim, Idempotency
 from bus.ingress.openapi import openapi_document
 from bus.ingress.problems import Refusal, RefusedError
 from bus.ingress.signatures import check_sha256, check_timestamped
@@ -242,6 +242,7 @@ class IngressServer:
         if not self.publisher.transport.ready:
             raise RefusedError(self._unavailable("the broker is not reachable"))
         self._pending += len(records)
+        duplicate_ids: list[str] = []
         try:
             if self.idempotency is not None:
                 keys = [
@@ -255,6 +256,8 @@ class IngressServer:
                     raise
                 self.idempotency.release(todo, published=True)
                 published = len(todo)
+                if published < len(keys):
+                    duplicate_ids = _not_published(keys, todo)
             else:
                 await self.publisher.forward(records)
                 published = len(records)
@@ -271,7 +274,13 @@ class IngressServer:
         if published < len(records):
             self._duplicates_total.inc(len(records) - published)
         self._accepted_total.inc()
-        body = orjson.dumps({"accepted": len(records), "duplicates": len(records) - published})
+        answer = {
+            "accepted": len(records),
+            "duplicates": len(records) - published,
+            "ids": [a.envelope.id for a in admitted],
+            "duplicate_ids": duplicate_ids,
+        }
+        body = orjson.dumps(answer)
         return web.Response(status=202, body=body, content_type=_ACCEPTED_TYPE)
 
     def _unavailable(self, why: str) -> Refusal:
@@ -298,6 +307,19 @@ class IngressServer:
 
     async def _openapi_json(self, request: web.Request) -> web.Response:
         return web.Response(body=self._openapi, content_type="application/json")
+
+
+def _not_published(keys: Sequence[DedupKey], todo: Sequence[Claim]) -> list[str]:
+    """The ids of ``keys`` (request order) not published now: accepted before, or given
+    again later in the request (:meth:`Idempotency.claim` publishes its first only)."""
+    taken = {key for key, _ in todo}
+    ids: list[str] = []
+    for key in keys:
+        if key in taken:
+            taken.discard(key)  # its later copies in the request are duplicates
+        else:
+            ids.append(key.id)
+    return ids
 
 
 def _too_large(title: str) -> RefusedError:

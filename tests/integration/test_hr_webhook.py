@@ -43,11 +43,16 @@ async def test_a_signed_hr_hire_is_published_as_employee_hired_once(
             async with session.post(url + "/hooks/hr", data=body, headers=headers) as r:
                 assert r.status == 401  # unsigned
             headers["X-Hub-Signature-256"] = sign_sha256(SECRET.encode(), body)
-            for duplicates in (0, 1):  # the HR system re-delivers: one event
+            for duplicate_ids in ([], [delivery]):  # the HR system re-delivers: one event
                 async with session.post(url + "/hooks/hr", data=body, headers=headers) as r:
                     assert (r.status, await r.json()) == (
                         202,
-                        {"accepted": 1, "duplicates": duplicates},
+                        {
+                            "accepted": 1,
+                            "duplicates": len(duplicate_ids),
+                            "ids": [delivery],  # the event's id: the delivery's
+                            "duplicate_ids": duplicate_ids,
+                        },
                     )
 
         async def mine() -> list[dict[str, bytes]]:

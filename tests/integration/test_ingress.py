@@ -65,7 +65,10 @@ async def test_binary_mode_is_published_with_its_attributes_decoded(ingested: In
             "ce-tenant": '"acme corp"',
         },
     )
-    assert (status, answer) == (202, {"accepted": 1, "duplicates": 0})
+    assert (status, answer) == (
+        202,
+        {"accepted": 1, "duplicates": 0, "ids": ["b-1"], "duplicate_ids": []},
+    )
     [record] = await ingested.published(source, 1)
     headers = headers_of(record)
     assert record.topic == TOPIC
@@ -88,10 +91,29 @@ async def test_structured_and_batched_events_are_published_with_ids_kept(
     status, answer, _ = await ingested.post(
         batch, content_type="application/cloudevents-batch+json"
     )
-    assert (status, answer) == (202, {"accepted": 3, "duplicates": 0})
+    assert (status, answer) == (
+        202,
+        {"accepted": 3, "duplicates": 0, "ids": ["m-0", "m-1", "m-2"], "duplicate_ids": []},
+    )
     records = await ingested.published(source, 4)
     assert sorted(headers_of(r)["ce_id"] for r in records) == [b"m-0", b"m-1", b"m-2", b"s-1"]
     assert {r.key for r in records} == {b"e-0", b"e-1", b"e-2"}
+
+
+async def test_without_a_dedup_store_an_event_given_twice_is_published_twice_and_listed_twice(
+    ingested: Ingested,
+) -> None:
+    source = unique("bus://hr/twice")
+    batch = [event("t-1", source), event("t-1", source)]
+    status, answer, _ = await ingested.post(
+        batch, content_type="application/cloudevents-batch+json"
+    )
+    assert (status, answer) == (
+        202,
+        {"accepted": 2, "duplicates": 0, "ids": ["t-1", "t-1"], "duplicate_ids": []},
+    )
+    records = await ingested.published(source, 2)
+    assert [headers_of(r)["ce_id"] for r in records] == [b"t-1", b"t-1"]
 
 
 async def test_a_batch_with_one_invalid_event_is_400_listing_it_and_publishes_nothing(

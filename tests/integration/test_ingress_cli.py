@@ -86,7 +86,10 @@ async def test_bus_ingress_accepts_a_structured_event_onto_the_topic_and_exits_0
             async with session.post(
                 url + "/events", data=orjson.dumps(event), headers=headers
             ) as r:
-                assert (r.status, await r.json()) == (202, {"accepted": 1, "duplicates": 0})
+                assert (r.status, await r.json()) == (
+                    202,
+                    {"accepted": 1, "duplicates": 0, "ids": ["cli-1"], "duplicate_ids": []},
+                )
 
         async def records() -> list[bytes]:
             consumer = transport.consumer([topic], group=None)

@@ -184,6 +184,12 @@ async def test_replayed_webhook_signatures_are_refused_or_answered_as_duplicates
     signed = {"X-Hub-Signature-256": sign_sha256(secret, body), "X-Delivery": "d-1"}
     first = await ingested.post(body, token=None, headers=signed, path="/hooks/hr")
     replay = await ingested.post(body, token=None, headers=signed, path="/hooks/hr")
-    assert (first[0], first[1]) == (202, {"accepted": 1, "duplicates": 0})
-    assert (replay[0], replay[1]) == (202, {"accepted": 1, "duplicates": 1})
+    assert (first[0], first[1]) == (
+        202,
+        {"accepted": 1, "duplicates": 0, "ids": ["d-1"], "duplicate_ids": []},
+    )
+    assert (replay[0], replay[1]) == (
+        202,
+        {"accepted": 1, "duplicates": 1, "ids": ["d-1"], "duplicate_ids": ["d-1"]},
+    )
     await healthy(ingested)

@@ -69,16 +69,22 @@ async def test_signed_webhooks_are_mapped_published_and_refused_when_unsigned_or
     ) as ingested:
         body = orjson.dumps({"hires": [{"id": "w-1", "name": "Ada"}, {"id": "w-2", "name": "Bo"}]})
         signed = {"X-Hub-Signature-256": sign_sha256(SECRET.encode(), body), "X-Delivery": "dlv-1"}
+        # the ids the caller could not know otherwise: made from the delivery header
         assert await post_hook(ingested, "/hooks/hr", body, signed) == (
             202,
-            {"accepted": 2, "duplicates": 0},
+            {"accepted": 2, "duplicates": 0, "ids": ["dlv-1", "dlv-1.1"], "duplicate_ids": []},
         )
         records = await ingested.published(source, 2)
         assert sorted(dict(r.headers)["ce_id"] for r in records) == [b"dlv-1", b"dlv-1.1"]
         # the system re-delivers the same delivery: recognised, nothing published again
         assert await post_hook(ingested, "/hooks/hr", body, signed) == (
             202,
-            {"accepted": 2, "duplicates": 2},
+            {
+                "accepted": 2,
+                "duplicates": 2,
+                "ids": ["dlv-1", "dlv-1.1"],
+                "duplicate_ids": ["dlv-1", "dlv-1.1"],
+            },
         )
 
         tampered = body.replace(b"Ada", b"Eve")
@@ -113,7 +119,11 @@ async def test_signed_webhooks_are_mapped_published_and_refused_when_unsigned_or
         crm = orjson.dumps({"contact": "c-1", "full_name": "Cy"})
         now = int(time.time())
         fresh = {"Webhook-Signature": sign_timestamped((SECRET + "-crm").encode(), crm, now)}
-        assert (await post_hook(ingested, "/hooks/crm", crm, fresh))[0] == 202
+        status, answer = await post_hook(ingested, "/hooks/crm", crm, fresh)
+        # no delivery header: the ingress made the id, and the answer is how the caller learns it
+        assert (status, answer["accepted"], answer["duplicates"]) == (202, 1, 0)
+        [made_id] = answer["ids"]
+        assert answer["duplicate_ids"] == []
         replayed = {
             "Webhook-Signature": sign_timestamped((SECRET + "-crm").encode(), crm, now - 301)
         }
@@ -122,6 +132,7 @@ async def test_signed_webhooks_are_mapped_published_and_refused_when_unsigned_or
         assert "timestamp" in answer["title"]
         [record] = await ingested.published(source + "/crm", 1)
         assert record.key == b"c-1"
+        assert dict(record.headers)["ce_id"] == made_id.encode()
 
 
 async def test_a_missing_webhook_secret_fails_at_start_naming_the_variable(
@@ -151,13 +162,47 @@ async def test_a_re_posted_event_is_accepted_once_and_published_once(
         batch = [event("same-1", source), event("new-2", source)]
         mixed = await ingested.post(batch, content_type="application/cloudevents-batch+json")
         assert [first[:2], again[:2], mixed[:2]] == [
-            (202, {"accepted": 1, "duplicates": 0}),
-            (202, {"accepted": 1, "duplicates": 1}),
-            (202, {"accepted": 2, "duplicates": 1}),
+            (202, {"accepted": 1, "duplicates": 0, "ids": ["same-1"], "duplicate_ids": []}),
+            (
+                202,
+                {"accepted": 1, "duplicates": 1, "ids": ["same-1"], "duplicate_ids": ["same-1"]},
+            ),
+            (
+                202,
+                {
+                    "accepted": 2,
+                    "duplicates": 1,
+                    "ids": ["same-1", "new-2"],
+                    "duplicate_ids": ["same-1"],
+                },
+            ),
         ]
         assert (await ingested.post(event("marker", source)))[0] == 202  # same key, same partition
         records = await ingested.published(source, 3)
         assert [dict(r.headers)["ce_id"] for r in records] == [b"same-1", b"new-2", b"marker"]
+
+
+async def test_an_event_given_twice_in_one_batch_is_published_once_and_its_copy_a_duplicate(
+    kafka: KafkaTransport, tmp_path: Path, dedup_store: str
+) -> None:
+    source = unique("bus://hr/twice")
+    async with ingress_running(kafka, tmp_path, dedup_store=dedup_store) as ingested:
+        batch = [event("twice-1", source), event("once-2", source), event("twice-1", source)]
+        status, answer, _ = await ingested.post(
+            batch, content_type="application/cloudevents-batch+json"
+        )
+        assert (status, answer) == (
+            202,
+            {
+                "accepted": 3,
+                "duplicates": 1,
+                "ids": ["twice-1", "once-2", "twice-1"],
+                "duplicate_ids": ["twice-1"],  # the copy: the first one is published
+            },
+        )
+        assert (await ingested.post(event("marker", source)))[0] == 202  # same key, same partition
+        records = await ingested.published(source, 3)
+        assert [dict(r.headers)["ce_id"] for r in records] == [b"twice-1", b"once-2", b"marker"]
 
 
 async def test_replicas_sharing_a_store_publish_an_event_once_and_group_concurrent_writes(
@@ -186,6 +231,11 @@ async def test_replicas_sharing_a_store_publish_an_event_once_and_group_concurre
         answers = await asyncio.gather(*(post_until_taken(r, e) for e in events for r in (a, b)))
         duplicates = sum(answer["duplicates"] for answer in answers)
         assert duplicates == 60  # each event: one replica published it, the other saw it
+        posted = [e["id"] for e in events for _ in (a, b)]
+        assert [answer["ids"] for answer in answers] == [[i] for i in posted]
+        assert [answer["duplicate_ids"] for answer in answers] == [
+            [i] if answer["duplicates"] else [] for i, answer in zip(posted, answers, strict=True)
+        ]
         assert a.server.stats.published + b.server.stats.published == 60
         for replica in (a, b):
             idempotency = replica.server.idempotency

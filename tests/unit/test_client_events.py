@@ -64,6 +64,9 @@ def test_retry_after_is_read_as_seconds_and_anything_else_is_the_default() -> No
 
 def test_an_answer_is_accepted_worth_a_retry_after_what_it_asked_or_refused() -> None:
     assert outcome(202, b'{"accepted": 2, "duplicates": 0}', None) == Answer(2, 0)
+    assert outcome(
+        202, b'{"accepted": 2, "duplicates": 1, "ids": ["a", "b"], "duplicate_ids": ["b"]}', None
+    ) == Answer(2, 1, ("a", "b"), ("b",))
     assert outcome(503, b"", "2") == Retry("503: 503 refused", 2.0)
     assert outcome(429, b"", None) == Retry("429: 429 refused", 0.5)
     refused = outcome(403, b'{"title": "forbidden"}', "9")
@@ -75,3 +78,21 @@ def test_the_wait_before_a_retry_is_what_was_asked_else_a_backoff_both_capped() 
     assert retry_wait_s(3.0, 1, 10.0) == 3.0
     assert retry_wait_s(30.0, 1, 10.0) == 10.0
     assert [retry_wait_s(None, n, 1.0) for n in (1, 2, 3, 4, 5)] == [0.1, 0.2, 0.4, 0.8, 1.0]
+
+
+def test_an_answer_carries_the_ids_and_tolerates_their_absence_or_junk() -> None:
+    body = b'{"accepted": 3, "duplicates": 1, "ids": ["a", "b", "a"], "duplicate_ids": ["a"]}'
+    assert Answer.of(body) == Answer(3, 1, ids=("a", "b", "a"), duplicate_ids=("a",))
+    assert Answer.of(b'{"accepted": 1, "duplicates": 0, "ids": "a"}') == Answer(1, 0)
+    assert Answer.of(b'{"accepted": 2, "duplicates": 0, "ids": ["a", 7, null]}') == Answer(
+        2, 0, ids=("a",)
+    )
+    assert Answer.of(b'{"ids": ["a"]}') == Answer(0, 0)  # no counts: junk, as before
+    assert Answer.of(b"[1]") == Answer(0, 0)
+
+
+def test_answers_add_up_counts_and_ids_in_order() -> None:
+    first = Answer(2, 1, ("a", "b"), ("b",))
+    second = Answer(1, 0, ("c",), ())
+    assert first + second == Answer(3, 1, ("a", "b", "c"), ("b",))
+    assert Answer(0, 0) + first == first

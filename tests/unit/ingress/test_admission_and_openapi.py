@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import jsonschema
 import pytest
 
 from bus import Event, Registry
@@ -115,6 +116,25 @@ def test_the_openapi_document_has_one_schema_per_type_with_nested_models_resolva
         "429",
         "503",
     }
+
+
+def test_the_202_of_every_operation_documents_the_counts_and_the_ids() -> None:
+    ingress = Ingress()
+    ingress.webhook("/hooks/a", secret_env="A")(lambda p: None)
+    doc = openapi_document(registry, webhooks=ingress.webhooks.values())
+    for path in ("/events", "/hooks/a"):
+        accepted = doc["paths"][path]["post"]["responses"]["202"]
+        schema = accepted["content"]["application/json"]["schema"]
+        validator = jsonschema.Draft202012Validator(schema)
+        validator.validate(
+            {"accepted": 3, "duplicates": 1, "ids": ["a", "b", "a"], "duplicate_ids": ["a"]}
+        )
+        for wrong in (
+            {"accepted": 1, "duplicates": 0},  # the ids are not optional
+            {"accepted": 1, "duplicates": 0, "ids": [1], "duplicate_ids": []},
+            {"accepted": "1", "duplicates": 0, "ids": [], "duplicate_ids": []},
+        ):
+            assert not validator.is_valid(wrong), (path, wrong)
 
 
 def _refs(node: Any) -> list[str]:
