@@ -193,6 +193,8 @@ def running(
 ) -> Iterator[Server]:
     """A server process of ``kind``, listening and warmed up, until the block ends."""
     command = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--bootstrap", args.bootstrap, "--workdir", str(workdir), "--dedup-store", args.dedup_store, "--linger-ms", str(args.linger_ms)]  # fmt: skip
+    if args.dedup_linger_ms is not None:
+        command += ["--dedup-linger-ms", str(args.dedup_linger_ms)]
     process = subprocess.Popen(command)
     try:
         wait_listening(port)
@@ -298,6 +300,11 @@ def main() -> None:
         default=LINGER_MS,
         help=f"the ingress's BUS_KAFKA_LINGER_MS (default {LINGER_MS})",
     )
+    parser.add_argument(
+        "--dedup-linger-ms",
+        type=float,
+        help="the ingress's BUS_INGRESS_DEDUP_LINGER_MS (default: bus's own, 2)",
+    )
     parser.add_argument("--latency-client")
     parser.add_argument("--port", type=int)
     parser.add_argument("--bootstrap")
@@ -308,7 +315,12 @@ def main() -> None:
     if args.serve in ("ingress", "ingress_nodedup"):
         dedup = args.dedup_store if args.serve == "ingress" else ""
         return serve_ingress(
-            args.port, args.bootstrap, args.workdir, dedup=dedup, linger_ms=args.linger_ms
+            args.port,
+            args.bootstrap,
+            args.workdir,
+            dedup=dedup,
+            linger_ms=args.linger_ms,
+            dedup_linger_ms=args.dedup_linger_ms,
         )
     if args.latency_client:
         print(

@@ -59,7 +59,13 @@ def serve_baseline(port: int, bootstrap: str) -> None:
 
 
 def serve_ingress(
-    port: int, bootstrap: str, workdir: Path, *, dedup: str = "sqlite", linger_ms: int = LINGER_MS
+    port: int,
+    bootstrap: str,
+    workdir: Path,
+    *,
+    dedup: str = "sqlite",
+    linger_ms: int = LINGER_MS,
+    dedup_linger_ms: float | None = None,
 ) -> None:
     """The ingress; ``dedup``: "sqlite", "" (none) or a PostgreSQL DSN."""
     from bus import App, BusConfig, Event, Registry
@@ -85,6 +91,7 @@ def serve_ingress(
         tokens_file=str(tokens),
         dedup_store=f"sqlite:{workdir / f'ingress-{port}.db'}" if dedup == "sqlite" else dedup,
         max_body_bytes=8 * 1024 * 1024,
+        dedup_linger_ms=dedup_linger_ms,
     )
     bus_config = BusConfig.from_env({}, http_port=port, http_max_connections=1000)
     kafka = KafkaConfig.from_env({}, bootstrap_servers=bootstrap, linger_ms=linger_ms)

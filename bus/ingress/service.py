@@ -231,6 +231,7 @@ async def _idempotency(config: IngressConfig) -> AsyncIterator[Idempotency | Non
             store,
             window_s=config.dedup_window_s,
             lease_s=config.dedup_lease_s,
+            linger_s=config.dedup_linger_ms / 1000,
             # SQLite writes one transaction at a time anyway; PostgreSQL's round trips overlap
             max_writes=POSTGRES_WRITES if isinstance(store, PostgresDedupStore) else 1,
         ) as idempotency:
