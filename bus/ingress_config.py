@@ -59,8 +59,9 @@ class IngressConfig:
     #: publishes the recorded event again. Keep it above ``BUS_KAFKA_PUBLISH_TIMEOUT_S``.
     dedup_lease_s: float = 35.0
     #: Milliseconds a dedup write waits for more requests to share its transaction, while
-    #: they arrive closer together than this: CPU for latency. At 1,000 requests/s, 2 gave
-    #: a median of 4.4 ms at 80% of a core, 0 gave 2.8 ms at 89% (docs/benchmarks.md).
+    #: they arrive closer together than this. 0 commits each claim at once: a lower median
+    #: while the process has CPU to spare, but about 10 points more of a core at 1,000
+    #: requests/s, so a busy process queues sooner (docs/benchmarks.md, "HTTP ingress").
     dedup_linger_ms: float = 2.0
 
     @classmethod
