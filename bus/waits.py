@@ -2,8 +2,9 @@
 
 Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancellation that lands in the same
 loop pass as the awaited thing completing; the task goes on as if never cancelled, and a
-loop that ends only by cancellation runs on through a shutdown (an ingress once ignored
-SIGTERM for two hours). ``asyncio.timeout`` does not (3.12 rebuilt ``wait_for`` on it).
+loop that ends only by cancellation runs on through a shutdown (the suspected reason an
+ingress once ignored SIGTERM for two hours). ``asyncio.timeout`` does not (3.12 rebuilt
+``wait_for`` on it).
 Ruff bans ``asyncio.wait_for`` in bus/, handlers/ and sagas/ (``TID251``, pyproject.toml).
 
 Example::
